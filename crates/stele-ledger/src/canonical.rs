@@ -1,0 +1,192 @@
+//! Canonical bytes of an event: RFC 8785 (JCS).
+//!
+//! The committed fields are exactly `actor`, `chain_id`, `payload`, `seq`,
+//! `ts` and `type`, always all six (`actor` and `payload` are `null` when
+//! absent). The canonical bytes are the JCS serialization of the object
+//! with those members. `idempotency_key`, `key_id` and the hashes are not
+//! committed: they are transport and chaining metadata.
+//!
+//! Because JCS sorts members by UTF-16 code units and the six names are
+//! already in that order, the object is assembled member by member from
+//! JCS-serialized values; `tests` check that this equals a full JCS pass.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::event::InputError;
+
+/// The committed fields of one event, borrowed.
+#[derive(Clone, Copy, Debug)]
+pub struct CommittedFields<'a> {
+    /// Chain id.
+    pub chain_id: &'a str,
+    /// Sequence number.
+    pub seq: u64,
+    /// Timestamp text.
+    pub ts: &'a str,
+    /// Event type.
+    pub event_type: &'a str,
+    /// Actor.
+    pub actor: Option<&'a str>,
+    /// Payload, already in RFC 8785 form.
+    pub canonical_payload: Option<&'a str>,
+}
+
+/// RFC 8785 text of any JSON value.
+///
+/// # Errors
+///
+/// [`InputError::MalformedJson`] if the value cannot be canonicalized (e.g. a non-finite number).
+pub fn to_canonical_string<T: Serialize>(value: &T) -> Result<String, InputError> {
+    serde_json_canonicalizer::to_string(value).map_err(|e| InputError::MalformedJson(e.to_string()))
+}
+
+/// Re-canonicalizes stored payload text; used by verification, where the
+/// stored text may have been altered into a different (or invalid) form.
+///
+/// # Errors
+///
+/// [`InputError::MalformedJson`] if the text is not JSON.
+pub fn canonicalize_payload_text(text: &str) -> Result<String, InputError> {
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| InputError::MalformedJson(e.to_string()))?;
+    to_canonical_string(&value)
+}
+
+impl CommittedFields<'_> {
+    /// The canonical bytes that the leaf hash commits to.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            96 + self.chain_id.len()
+                + self.ts.len()
+                + self.event_type.len()
+                + self.actor.map_or(0, str::len)
+                + self.canonical_payload.map_or(0, str::len),
+        );
+        out.extend_from_slice(b"{\"actor\":");
+        match self.actor {
+            Some(a) => push_json_string(&mut out, a),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"chain_id\":");
+        push_json_string(&mut out, self.chain_id);
+        out.extend_from_slice(b",\"payload\":");
+        out.extend_from_slice(self.canonical_payload.unwrap_or("null").as_bytes());
+        out.extend_from_slice(b",\"seq\":");
+        out.extend_from_slice(self.seq.to_string().as_bytes());
+        out.extend_from_slice(b",\"ts\":");
+        push_json_string(&mut out, self.ts);
+        out.extend_from_slice(b",\"type\":");
+        push_json_string(&mut out, self.event_type);
+        out.push(b'}');
+        out
+    }
+}
+
+fn push_json_string(out: &mut Vec<u8>, s: &str) {
+    // JCS string escaping is serde_json's minimal escaping; keep one source of truth.
+    match serde_json_canonicalizer::to_vec(&s) {
+        Ok(bytes) => out.extend_from_slice(&bytes),
+        // Serializing a &str cannot fail; fall back to serde_json's identical escaping.
+        Err(_) => out.extend_from_slice(serde_json::to_string(s).unwrap_or_default().as_bytes()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// RFC 8785 §3.2.2 / Appendix B vectors (serialization of numbers and strings).
+    #[test]
+    fn rfc8785_vectors() {
+        let input = r#"{
+            "numbers": [333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001],
+            "string": "\u20ac$\u000F\u000aA'\u0042\u0022\u005c\\\"\/",
+            "literals": [null, true, false]
+        }"#;
+        let expected = r#"{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],"string":"€$\u000f\nA'B\"\\\\\"/"}"#;
+        assert_eq!(canonicalize_payload_text(input).unwrap(), expected);
+    }
+
+    /// RFC 8785 §3.2.3: members sorted by UTF-16 code units, recursively.
+    #[test]
+    fn rfc8785_sorting_vector() {
+        let input = r#"{"\u20ac": "Euro Sign", "\r": "Carriage Return", "\ufb33": "Hebrew Letter Dalet With Dagesh",
+            "1": "One", "\ud83d\ude00": "Emoji: Grinning Face", "\u0080": "Control", "\u00f6": "Latin Small Letter O With Diaeresis"}"#;
+        let out = canonicalize_payload_text(input).unwrap();
+        let keys: Vec<String> = serde_json::from_str::<serde_json::Map<String, Value>>(&out)
+            .unwrap()
+            .into_iter()
+            .map(|(_, v)| v.as_str().unwrap().to_owned())
+            .collect();
+        // serde_json's map preserves the canonical text order (preserve_order feature).
+        assert_eq!(
+            keys,
+            [
+                "Carriage Return",
+                "One",
+                "Control",
+                "Latin Small Letter O With Diaeresis",
+                "Euro Sign",
+                "Emoji: Grinning Face",
+                "Hebrew Letter Dalet With Dagesh"
+            ]
+        );
+    }
+
+    /// RFC 8785 Appendix B: IEEE 754 doubles and their canonical text.
+    #[test]
+    fn rfc8785_number_table() {
+        let cases: [(u64, &str); 12] = [
+            (0x0000000000000000, "0"),
+            (0x8000000000000000, "0"),
+            (0x0000000000000001, "5e-324"),
+            (0x8000000000000001, "-5e-324"),
+            (0x7fefffffffffffff, "1.7976931348623157e+308"),
+            (0xffefffffffffffff, "-1.7976931348623157e+308"),
+            (0x4340000000000000, "9007199254740992"),
+            (0xc340000000000000, "-9007199254740992"),
+            (0x4430000000000000, "295147905179352830000"),
+            (0x44b52d02c7e14af5, "9.999999999999997e+22"),
+            (0x3eb0c6f7a0b5ed8d, "0.000001"),
+            (0x3eb0c6f7a0b5ed8c, "9.999999999999997e-7"),
+        ];
+        for (bits, expected) in cases {
+            let v = f64::from_bits(bits);
+            assert_eq!(to_canonical_string(&v).unwrap(), expected, "{bits:#x}");
+        }
+    }
+
+    #[test]
+    fn assembled_bytes_equal_a_full_jcs_pass() {
+        let payload =
+            to_canonical_string(&json!({"z": [1, {"b": "é", "a": "\u{1}"}], "a": 0.5})).unwrap();
+        for (actor, payload) in [
+            (Some("alice@example.com"), Some(payload.as_str())),
+            (None, None),
+            (Some("\"q\""), None),
+        ] {
+            let f = CommittedFields {
+                chain_id: "production",
+                seq: 42,
+                ts: "2026-01-15T14:00:00.000001Z",
+                event_type: "user.login",
+                actor,
+                canonical_payload: payload,
+            };
+            let full = json!({
+                "type": f.event_type,
+                "ts": f.ts,
+                "seq": f.seq,
+                "payload": payload.map(|p| serde_json::from_str::<Value>(p).unwrap()),
+                "chain_id": f.chain_id,
+                "actor": actor,
+            });
+            assert_eq!(
+                String::from_utf8(f.canonical_bytes()).unwrap(),
+                to_canonical_string(&full).unwrap()
+            );
+        }
+    }
+}

@@ -1,0 +1,449 @@
+//! The event model: what a client sends, what the ledger commits, and the
+//! limits every input is checked against before anything is written.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
+use thiserror::Error;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// Input rejected before anything was written. Every variant says what was
+/// wrong and, where it helps, what to do instead.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InputError {
+    /// The chain id does not match `[a-z0-9][a-z0-9._-]{0,63}`.
+    #[error(
+        "invalid chain id {0:?}: use 1-64 characters of a-z, 0-9, '.', '_' or '-', starting with a letter or digit"
+    )]
+    InvalidChainId(String),
+    /// The event type is empty, too long or has characters outside the allowed set.
+    #[error(
+        "invalid event type {0:?}: use 1-128 characters of A-Z, a-z, 0-9, '.', '_', ':', '/' or '-', e.g. user.login"
+    )]
+    InvalidType(String),
+    /// The actor is too long or contains control characters.
+    #[error("invalid actor: {0}")]
+    InvalidActor(String),
+    /// The idempotency key is empty, too long or not printable ASCII.
+    #[error("invalid idempotency key: use 1-128 printable ASCII characters")]
+    InvalidIdempotencyKey,
+    /// The payload's canonical form is larger than the configured limit.
+    #[error(
+        "payload is {size} bytes in canonical form, over the limit of {limit} bytes (raise max_payload_bytes in the config if this is intended)"
+    )]
+    PayloadTooLarge {
+        /// Canonical size of the payload.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A number in the payload cannot be represented exactly as an IEEE double,
+    /// so RFC 8785 canonicalization would silently change it.
+    #[error(
+        "payload number {0} is outside ±2^53 and would lose precision in canonical form; send it as a string"
+    )]
+    ImpreciseNumber(String),
+    /// The JSON was malformed or had the wrong shape.
+    #[error("malformed event JSON: {0}")]
+    MalformedJson(String),
+    /// A hash was not 64 hex characters.
+    #[error("malformed hash {0:?}: expected 64 hex characters")]
+    BadHash(String),
+    /// A timestamp was not RFC 3339 UTC with microseconds.
+    #[error("malformed timestamp {0:?}: expected RFC 3339 UTC like 2026-01-15T14:00:00.000000Z")]
+    BadTimestamp(String),
+    /// A key id does not match `[A-Za-z0-9._-]{1,64}`.
+    #[error("invalid key id {0:?}: use 1-64 characters of A-Z, a-z, 0-9, '.', '_' or '-'")]
+    InvalidKeyId(String),
+    /// A key id was well-formed but no such key is held.
+    #[error("unknown HMAC key id {0:?}: it is not in the keyring (see `stele keys list`)")]
+    UnknownKeyId(String),
+}
+
+/// Limits applied to every event before it is accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest payload accepted, measured on its canonical (RFC 8785) bytes.
+    pub max_payload_bytes: usize,
+}
+
+impl Limits {
+    /// 64 KiB: large enough for any audit record, small enough that a
+    /// mistaken upload of a document is refused rather than committed forever.
+    pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_payload_bytes: Self::DEFAULT_MAX_PAYLOAD_BYTES,
+        }
+    }
+}
+
+/// What a client supplies for one event; the ledger assigns `seq` and `ts`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventInput {
+    /// Event type, e.g. `user.login`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Who did it, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// Any JSON; `null` is the same as absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Value>,
+    /// A retry with the same key returns the original receipt and appends nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+}
+
+/// An [`EventInput`] that passed validation, with its payload already in canonical form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidEvent {
+    /// Event type.
+    pub event_type: String,
+    /// Actor, if any.
+    pub actor: Option<String>,
+    /// RFC 8785 text of the payload, if any.
+    pub payload: Option<String>,
+    /// Idempotency key, if any.
+    pub idempotency_key: Option<String>,
+}
+
+impl EventInput {
+    /// Parses one event from JSON text (one line of a JSONL batch).
+    ///
+    /// # Errors
+    ///
+    /// [`InputError::MalformedJson`] if the text is not an event object.
+    pub fn from_json(text: &str) -> Result<Self, InputError> {
+        serde_json::from_str(text).map_err(|e| InputError::MalformedJson(e.to_string()))
+    }
+
+    /// Checks every field against the rules and `limits`, canonicalizing the payload.
+    ///
+    /// # Errors
+    ///
+    /// The first rule broken, as an [`InputError`].
+    pub fn validate(self, limits: &Limits) -> Result<ValidEvent, InputError> {
+        validate_event_type(&self.event_type)?;
+        if let Some(actor) = &self.actor {
+            if actor.len() > 256 {
+                return Err(InputError::InvalidActor("longer than 256 bytes".into()));
+            }
+            if actor.chars().any(char::is_control) {
+                return Err(InputError::InvalidActor(
+                    "contains control characters".into(),
+                ));
+            }
+        }
+        if let Some(key) = &self.idempotency_key {
+            let printable = key.bytes().all(|b| (0x21..=0x7e).contains(&b));
+            if key.is_empty() || key.len() > 128 || !printable {
+                return Err(InputError::InvalidIdempotencyKey);
+            }
+        }
+        let payload = match self.payload {
+            None | Some(Value::Null) => None,
+            Some(value) => {
+                check_numbers(&value)?;
+                let text = crate::canonical::to_canonical_string(&value)?;
+                if text.len() > limits.max_payload_bytes {
+                    return Err(InputError::PayloadTooLarge {
+                        size: text.len(),
+                        limit: limits.max_payload_bytes,
+                    });
+                }
+                Some(text)
+            }
+        };
+        Ok(ValidEvent {
+            event_type: self.event_type,
+            actor: self.actor,
+            payload,
+            idempotency_key: self.idempotency_key,
+        })
+    }
+}
+
+fn validate_event_type(t: &str) -> Result<(), InputError> {
+    let ok = !t.is_empty()
+        && t.len() <= 128
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'/' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(InputError::InvalidType(t.chars().take(80).collect()))
+    }
+}
+
+const MAX_SAFE_INTEGER: u64 = 1 << 53;
+
+fn check_numbers(value: &Value) -> Result<(), InputError> {
+    match value {
+        Value::Number(n) => {
+            let too_big = n.as_u64().is_some_and(|u| u > MAX_SAFE_INTEGER)
+                || n.as_i64()
+                    .is_some_and(|i| i.unsigned_abs() > MAX_SAFE_INTEGER);
+            if too_big {
+                Err(InputError::ImpreciseNumber(n.to_string()))
+            } else {
+                Ok(())
+            }
+        }
+        Value::Array(items) => items.iter().try_for_each(check_numbers),
+        Value::Object(map) => map.values().try_for_each(check_numbers),
+        _ => Ok(()),
+    }
+}
+
+/// A server-assigned event time: UTC, microsecond precision, always rendered
+/// as `YYYY-MM-DDTHH:MM:SS.ffffffZ` so the text in canonical bytes is unique.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(OffsetDateTime);
+
+impl Timestamp {
+    /// Truncates `t` to microseconds and converts it to UTC.
+    pub fn from_datetime(t: OffsetDateTime) -> Self {
+        let t = t.to_offset(time::UtcOffset::UTC);
+        let micros = t.nanosecond() / 1000 * 1000;
+        Self(t.replace_nanosecond(micros).unwrap_or(t))
+    }
+
+    /// Parses the canonical text form (any RFC 3339 time is accepted and normalized).
+    ///
+    /// # Errors
+    ///
+    /// [`InputError::BadTimestamp`] if `s` is not RFC 3339.
+    pub fn parse(s: &str) -> Result<Self, InputError> {
+        OffsetDateTime::parse(s, &Rfc3339)
+            .map(Self::from_datetime)
+            .map_err(|_| InputError::BadTimestamp(s.chars().take(80).collect()))
+    }
+
+    /// The underlying time.
+    pub fn datetime(&self) -> OffsetDateTime {
+        self.0
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = self.0;
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.microsecond()
+        )
+    }
+}
+
+/// One committed event, exactly as stored and exported: every committed
+/// field plus the key id and hashes that bind it into the chain and tree.
+///
+/// Fields are kept as stored text (not re-validated types) so that a
+/// verifier can read a tampered row and say what is wrong with it instead
+/// of failing to load it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    /// The chain the event belongs to.
+    pub chain_id: String,
+    /// 0-based position in the chain; also its Merkle leaf index.
+    pub seq: u64,
+    /// Server time, RFC 3339 UTC with microseconds.
+    pub ts: String,
+    /// Event type.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Actor, if any.
+    pub actor: Option<String>,
+    /// Payload as JSON text (RFC 8785 form when written by stele).
+    #[serde(with = "raw_json", default)]
+    pub payload: Option<String>,
+    /// Client idempotency key, if any. Not part of the canonical bytes.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+    /// HMAC key the event was chained with.
+    pub key_id: String,
+    /// Hex RFC 6962 leaf hash of the canonical bytes.
+    pub leaf_hash: String,
+    /// Hex HMAC chain hash.
+    pub event_hash: String,
+}
+
+/// (De)serializes JSON text as an embedded JSON value, so exports carry the
+/// payload as JSON rather than as a string with escaped quotes.
+mod raw_json {
+    use super::{Deserialize, RawValue};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            None => s.serialize_none(),
+            Some(text) => match RawValue::from_string(text.clone()) {
+                Ok(raw) => serde::Serialize::serialize(&raw, s),
+                // A tampered row may hold text that is not JSON; export it
+                // visibly as a string rather than failing the whole export.
+                Err(_) => s.serialize_str(text),
+            },
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        let raw: Option<Box<RawValue>> = Option::deserialize(d)?;
+        Ok(raw.map(|r| r.get().to_owned()).filter(|t| t != "null"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn input(payload: Value) -> EventInput {
+        EventInput {
+            event_type: "user.login".into(),
+            payload: Some(payload),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn payload_is_canonicalized() {
+        let v = input(json!({"b": 1.0, "a": [true, null, "x"]}))
+            .validate(&Limits::default())
+            .unwrap();
+        assert_eq!(v.payload.as_deref(), Some(r#"{"a":[true,null,"x"],"b":1}"#));
+    }
+
+    #[test]
+    fn null_payload_is_absent() {
+        let v = input(Value::Null).validate(&Limits::default()).unwrap();
+        assert_eq!(v.payload, None);
+    }
+
+    #[test]
+    fn oversized_payload_is_refused() {
+        let limits = Limits {
+            max_payload_bytes: 100,
+        };
+        let err = input(json!({"x": "y".repeat(200)}))
+            .validate(&limits)
+            .unwrap_err();
+        assert!(
+            matches!(err, InputError::PayloadTooLarge { limit: 100, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn imprecise_numbers_are_refused() {
+        let err = input(json!({"n": 9_007_199_254_740_993_u64}))
+            .validate(&Limits::default())
+            .unwrap_err();
+        assert!(matches!(err, InputError::ImpreciseNumber(_)));
+        assert!(
+            input(json!({"n": 9_007_199_254_740_992_u64}))
+                .validate(&Limits::default())
+                .is_ok()
+        );
+        assert!(
+            input(json!([-9_007_199_254_740_993_i64]))
+                .validate(&Limits::default())
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn bad_fields_are_refused() {
+        let bad_type = EventInput {
+            event_type: "has space".into(),
+            ..Default::default()
+        };
+        assert!(matches!(
+            bad_type.validate(&Limits::default()),
+            Err(InputError::InvalidType(_))
+        ));
+        let empty_type = EventInput::default();
+        assert!(matches!(
+            empty_type.validate(&Limits::default()),
+            Err(InputError::InvalidType(_))
+        ));
+        let bad_actor = EventInput {
+            event_type: "a".into(),
+            actor: Some("x\ny".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            bad_actor.validate(&Limits::default()),
+            Err(InputError::InvalidActor(_))
+        ));
+        let bad_key = EventInput {
+            event_type: "a".into(),
+            idempotency_key: Some("a b".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            bad_key.validate(&Limits::default()),
+            Err(InputError::InvalidIdempotencyKey)
+        ));
+    }
+
+    #[test]
+    fn malformed_and_unknown_fields_are_refused() {
+        assert!(matches!(
+            EventInput::from_json("{\"type\":"),
+            Err(InputError::MalformedJson(_))
+        ));
+        assert!(matches!(
+            EventInput::from_json(r#"{"type":"a","tpye":"b"}"#),
+            Err(InputError::MalformedJson(_))
+        ));
+        assert!(matches!(
+            EventInput::from_json("[1]"),
+            Err(InputError::MalformedJson(_))
+        ));
+    }
+
+    #[test]
+    fn timestamps_render_with_microseconds() {
+        let ts = Timestamp::parse("2026-01-15T14:00:00.1234567+01:00").unwrap();
+        assert_eq!(ts.to_string(), "2026-01-15T13:00:00.123456Z");
+        assert_eq!(Timestamp::parse(&ts.to_string()).unwrap(), ts);
+        assert!(Timestamp::parse("yesterday").is_err());
+    }
+
+    #[test]
+    fn event_export_round_trips_payload_as_json() {
+        let e = Event {
+            chain_id: "c".into(),
+            seq: 0,
+            ts: "2026-01-15T13:00:00.123456Z".into(),
+            event_type: "a".into(),
+            actor: None,
+            payload: Some(r#"{"a":1}"#.into()),
+            idempotency_key: None,
+            key_id: "k1".into(),
+            leaf_hash: "00".repeat(32),
+            event_hash: "11".repeat(32),
+        };
+        let line = serde_json::to_string(&e).unwrap();
+        assert!(line.contains(r#""payload":{"a":1}"#), "{line}");
+        let back: Event = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, e);
+    }
+}

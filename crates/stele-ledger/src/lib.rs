@@ -1,0 +1,52 @@
+//! The stele ledger model: what an audit event is, how it is committed, and
+//! how a log of them is checked.
+//!
+//! - [`event`]: the event model, input limits and validation (DESIGN §1).
+//! - [`canonical`]: RFC 8785 (JCS) canonical bytes of an event's committed fields.
+//! - [`hashing`]: RFC 6962 leaf hashes and the keyed HMAC-SHA256 chain.
+//! - [`merkle`]: the RFC 6962 / RFC 9162 Merkle tree over leaf hashes, via
+//!   `tlog_tiles`: stored hashes for appends, inclusion and consistency proofs.
+//! - [`checkpoint`]: C2SP signed checkpoints and `tlog-proof` bundles.
+//! - [`verify`]: recomputing a log from its stored rows and naming what differs.
+//!
+//! # No I/O
+//!
+//! This crate never touches files, sockets or clocks: callers pass the time,
+//! the keys and the rows. That keeps every format and check testable on its
+//! own and usable by an auditor's tooling without a database.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod append;
+pub mod canonical;
+pub mod chain_id;
+pub mod checkpoint;
+pub mod event;
+pub mod hashing;
+pub mod merkle;
+pub mod verify;
+
+pub use chain_id::ChainId;
+pub use event::{Event, EventInput, Limits, Timestamp};
+pub use hashing::{HmacKey, KeyId, Keyring};
+pub use tlog_tiles::Hash;
+
+/// Formats a hash as lowercase hex, the form used in exports, receipts and anchors.
+pub fn hex_hash(hash: &Hash) -> String {
+    hex::encode(hash.0)
+}
+
+/// Parses a 64-character hex hash.
+///
+/// # Errors
+///
+/// Returns [`event::InputError::BadHash`] if `s` is not 32 bytes of hex.
+pub fn parse_hex_hash(s: &str) -> Result<Hash, event::InputError> {
+    let bytes =
+        hex::decode(s).map_err(|_| event::InputError::BadHash(s.chars().take(80).collect()))?;
+    let arr: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| event::InputError::BadHash(s.chars().take(80).collect()))?;
+    Ok(Hash(arr))
+}
