@@ -97,6 +97,14 @@ pub enum Finding {
         /// Hash of the last event found (hex).
         last_event_hash: String,
     },
+    /// A Merkle stored hash differs from the one recomputed from the events,
+    /// so proofs served from storage would be wrong. Only the first is reported.
+    StoredHashMismatch {
+        /// First seq under the node.
+        seq: u64,
+        /// Stored hash index.
+        index: u64,
+    },
     /// The stored Merkle tree's root differs from the tree recomputed from the events.
     TreeMismatch {
         /// Tree size compared.
@@ -118,7 +126,8 @@ impl Finding {
             | Self::Malformed { seq, .. }
             | Self::ContentAltered { seq, .. }
             | Self::UnknownKey { seq, .. }
-            | Self::ChainLinkBroken { seq, .. } => Some(*seq),
+            | Self::ChainLinkBroken { seq, .. }
+            | Self::StoredHashMismatch { seq, .. } => Some(*seq),
             Self::TailMissing { found, .. } => Some(*found),
             Self::UnaccountedEvents { head_size, .. } => Some(*head_size),
             Self::HeadMismatch { .. } | Self::TreeMismatch { .. } => None,
@@ -178,6 +187,10 @@ impl fmt::Display for Finding {
             } => write!(
                 f,
                 "chain head hash {head_hash} is not the last event's event_hash {last_event_hash}"
+            ),
+            Self::StoredHashMismatch { seq, index } => write!(
+                f,
+                "seq {seq}: stored Merkle hash {index} differs from the tree recomputed from the events; proofs from this database would be wrong"
             ),
             Self::TreeMismatch {
                 size,
@@ -243,6 +256,8 @@ pub struct LogVerifier<'k> {
     findings: Vec<Finding>,
     total_findings: u64,
     max_findings: usize,
+    recomputed_stored: Vec<(u64, Hash)>,
+    stored_hash_mismatch: bool,
 }
 
 impl<'k> LogVerifier<'k> {
@@ -262,6 +277,8 @@ impl<'k> LogVerifier<'k> {
             findings: Vec::new(),
             total_findings: 0,
             max_findings: Self::DEFAULT_MAX_FINDINGS,
+            recomputed_stored: Vec::new(),
+            stored_hash_mismatch: false,
         }
     }
 
@@ -304,7 +321,8 @@ impl<'k> LogVerifier<'k> {
         };
         // Missing rows leave the recomputed tree short; the root comparison in
         // `finish` reports that, so the tree keeps following the rows present.
-        self.tree.push(recomputed_leaf);
+        let stored = self.tree.push(recomputed_leaf);
+        self.recomputed_stored.extend(stored);
 
         let stored_leaf = parse_hex_hash(&e.leaf_hash);
         let stored_event_hash = parse_hex_hash(&e.event_hash);
@@ -346,6 +364,25 @@ impl<'k> LogVerifier<'k> {
             }
         }
         self.prev_stored_hash = stored_event_hash;
+    }
+
+    /// The Merkle stored hashes recomputed since the last call, `(index, hash)`
+    /// in increasing index order, to compare with storage's via
+    /// [`LogVerifier::compare_stored_hash`].
+    pub fn take_recomputed_hashes(&mut self) -> Vec<(u64, Hash)> {
+        std::mem::take(&mut self.recomputed_stored)
+    }
+
+    /// Compares one recomputed stored hash with what storage holds at that index.
+    pub fn compare_stored_hash(&mut self, index: u64, recomputed: Hash, stored: Option<Hash>) {
+        if stored != Some(recomputed) && !self.stored_hash_mismatch {
+            self.stored_hash_mismatch = true;
+            let (level, n) = tlog_tiles::split_stored_hash_index(index);
+            self.report(Finding::StoredHashMismatch {
+                seq: n << level,
+                index,
+            });
+        }
     }
 
     fn recompute_leaf(&self, e: &Event) -> Result<Hash, String> {

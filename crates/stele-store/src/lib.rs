@@ -1,0 +1,547 @@
+//! Durable storage for the stele ledger.
+//!
+//! One interface, [`LedgerStore`], two backends with the same behaviour:
+//! embedded SQLite (the default: WAL, `synchronous=FULL`) and PostgreSQL
+//! (`postgres://…`). Both run the same append logic ([`append`]) inside one
+//! write transaction per batch, under a per-chain lock, so concurrent
+//! appenders — threads or processes — never fork a chain or leave a gap,
+//! and a batch is all-or-nothing. An append returns only after the commit
+//! is durable.
+//!
+//! Tables (both backends): `audit_events` (one row per event; `chain_id`,
+//! `chain_index`, `event_hash` as the auditor's SQL expects), `stele_chains`
+//! (chain heads: size, last `event_hash`, last `ts`), `stele_merkle_hashes`
+//! (tlog stored hashes, so proofs are O(log n) reads) and `stele_schema`
+//! (applied migrations).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod append;
+pub mod postgres;
+pub mod sqlite;
+
+use std::cell::RefCell;
+use std::fmt;
+use std::path::PathBuf;
+
+use stele_ledger::append::{ChainState, Receipt};
+use stele_ledger::event::{InputError, ValidEvent};
+use stele_ledger::merkle::{self, MerkleError};
+use stele_ledger::verify::{ClaimedHead, LogVerifier, VerifyReport};
+use stele_ledger::{ChainId, Event, Hash, HmacKey, Keyring, Timestamp};
+use thiserror::Error;
+use tlog_tiles::HashReader;
+
+pub use append::now;
+
+/// A storage operation failed. Messages never include credentials.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Input rejected before anything was written.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The chain has no events.
+    #[error(
+        "unknown chain {0:?}: it has no events in this database (`stele log chains` lists the chains)"
+    )]
+    UnknownChain(String),
+    /// A seq or range outside the chain.
+    #[error("{0}")]
+    OutOfRange(String),
+    /// An idempotency key was reused for a different event.
+    #[error(
+        "idempotency key {key:?} was already used for a different event (seq {seq}); use a new key for a new event"
+    )]
+    IdempotencyConflict {
+        /// The key.
+        key: String,
+        /// Seq of the event it was first used for.
+        seq: u64,
+    },
+    /// Stored data cannot be read as stele wrote it.
+    #[error("stored data is corrupt: {0} (run `stele verify log` to locate tampering)")]
+    Corrupt(String),
+    /// The database schema is newer than this build of stele.
+    #[error(
+        "database schema version {found} is newer than this stele supports ({supported}); upgrade stele"
+    )]
+    SchemaTooNew {
+        /// Version found.
+        found: i64,
+        /// Highest version known.
+        supported: i64,
+    },
+    /// Merkle proof construction failed.
+    #[error(transparent)]
+    Merkle(#[from] MerkleError),
+    /// SQLite error.
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL error.
+    #[error("PostgreSQL: {0}")]
+    Postgres(String),
+    /// Could not open the database.
+    #[error("cannot open database {location}: {reason}")]
+    Open {
+        /// Where (credentials redacted).
+        location: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl From<::postgres::Error> for StoreError {
+    fn from(e: ::postgres::Error) -> Self {
+        // `Display` of a DbError is just its message; add detail and hint when present.
+        let msg = match e.as_db_error() {
+            Some(db) => {
+                let mut m = format!("{} ({})", db.message(), db.code().code());
+                if let Some(d) = db.detail() {
+                    m.push_str(&format!(": {d}"));
+                }
+                m
+            }
+            None => e.to_string(),
+        };
+        Self::Postgres(msg)
+    }
+}
+
+/// Which database to use, parsed from `--db`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DbLocation {
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection URL.
+    Postgres(String),
+}
+
+impl DbLocation {
+    /// `postgres://…`/`postgresql://…` select PostgreSQL; `sqlite://PATH` or a plain path select SQLite.
+    pub fn parse(s: &str) -> Self {
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            Self::Postgres(s.to_owned())
+        } else {
+            Self::Sqlite(PathBuf::from(s.strip_prefix("sqlite://").unwrap_or(s)))
+        }
+    }
+
+    /// Backend name.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+}
+
+/// Shows the location with any password replaced, safe for logs and errors.
+impl fmt::Display for DbLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sqlite(p) => write!(f, "{}", p.display()),
+            Self::Postgres(url) => f.write_str(&redact_url(url)),
+        }
+    }
+}
+
+impl fmt::Debug for DbLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DbLocation({self})")
+    }
+}
+
+/// Replaces the password in `scheme://user:password@host…` (and a `password=` query parameter).
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(scheme_end) = out.find("://") {
+        let rest_start = scheme_end + 3;
+        let authority_end = out[rest_start..]
+            .find('/')
+            .map_or(out.len(), |i| rest_start + i);
+        if let Some(at) = out[rest_start..authority_end].rfind('@') {
+            let userinfo = &out[rest_start..rest_start + at];
+            if let Some(colon) = userinfo.find(':') {
+                out.replace_range(rest_start + colon + 1..rest_start + at, "***");
+            }
+        }
+    }
+    if let Some(i) = out.find("password=") {
+        let end = out[i..].find('&').map_or(out.len(), |j| i + j);
+        out.replace_range(i + "password=".len()..end, "***");
+    }
+    out
+}
+
+/// A chain's head as storage records it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChainHead {
+    /// The chain.
+    pub chain_id: String,
+    /// Number of events.
+    pub size: u64,
+    /// Last `event_hash` (genesis hash when empty).
+    pub head_hash: Hash,
+    /// Time of the last event.
+    pub last_ts: Option<String>,
+}
+
+/// The storage interface every backend implements with the same behaviour.
+pub trait LedgerStore: Send {
+    /// `"sqlite"` or `"postgres"`.
+    fn backend(&self) -> &'static str;
+
+    /// Appends a batch to one chain in one durable transaction, chaining with
+    /// `key`. Events whose idempotency key was seen before return the original
+    /// receipt and append nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::IdempotencyConflict`] or any database error; then nothing is written.
+    fn append(
+        &mut self,
+        chain: &ChainId,
+        events: Vec<ValidEvent>,
+        key: &HmacKey,
+    ) -> Result<Vec<Receipt>, StoreError>;
+
+    /// Every chain's head, ordered by chain id.
+    ///
+    /// # Errors
+    ///
+    /// Database errors.
+    fn chains(&mut self) -> Result<Vec<ChainHead>, StoreError>;
+
+    /// One chain's head, or `None` if it has no events.
+    ///
+    /// # Errors
+    ///
+    /// Database errors.
+    fn head(&mut self, chain: &ChainId) -> Result<Option<ChainHead>, StoreError>;
+
+    /// Streams the stored rows with `from <= seq <= to` in seq order.
+    ///
+    /// # Errors
+    ///
+    /// Database errors, or the first error returned by `visit`.
+    fn scan(
+        &mut self,
+        chain: &ChainId,
+        from: u64,
+        to: Option<u64>,
+        visit: &mut dyn FnMut(Event) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+
+    /// Reads Merkle stored hashes by index, in the order asked.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] if one is missing; database errors.
+    fn read_hashes(&mut self, chain: &ChainId, indexes: &[u64]) -> Result<Vec<Hash>, StoreError>;
+
+    /// Streams the Merkle stored hashes with `from <= index < to`, in index order,
+    /// as raw bytes (a tampered row may not be 32 bytes).
+    ///
+    /// # Errors
+    ///
+    /// Database errors, or the first error returned by `visit`.
+    fn scan_hashes(
+        &mut self,
+        chain: &ChainId,
+        from: u64,
+        to: u64,
+        visit: &mut dyn FnMut(u64, &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+}
+
+/// Opens (creating and migrating if needed) the database at `location`.
+///
+/// # Errors
+///
+/// [`StoreError::Open`] with the reason; [`StoreError::SchemaTooNew`].
+pub fn open(location: &DbLocation) -> Result<Box<dyn LedgerStore>, StoreError> {
+    Ok(match location {
+        DbLocation::Sqlite(path) => Box::new(sqlite::SqliteStore::open(path)?),
+        DbLocation::Postgres(url) => Box::new(postgres::PostgresStore::connect(url)?),
+    })
+}
+
+/// Adapts a store to `tlog_tiles`'s [`HashReader`], keeping the real error.
+struct StoreHashReader<'a> {
+    store: RefCell<&'a mut dyn LedgerStore>,
+    chain: &'a ChainId,
+    error: RefCell<Option<StoreError>>,
+}
+
+impl<'a> StoreHashReader<'a> {
+    fn new(store: &'a mut dyn LedgerStore, chain: &'a ChainId) -> Self {
+        Self {
+            store: RefCell::new(store),
+            chain,
+            error: RefCell::new(None),
+        }
+    }
+
+    /// Runs a tlog computation, surfacing a storage error in place of tlog's generic one.
+    fn run<T>(self, f: impl FnOnce(&Self) -> Result<T, MerkleError>) -> Result<T, StoreError> {
+        let result = f(&self);
+        match self.error.into_inner() {
+            Some(e) => Err(e),
+            None => Ok(result?),
+        }
+    }
+}
+
+impl HashReader for StoreHashReader<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
+        let result = self.store.borrow_mut().read_hashes(self.chain, indexes);
+        result.map_err(|e| {
+            *self.error.borrow_mut() = Some(e);
+            tlog_tiles::Error::IndexesNotInTree
+        })
+    }
+}
+
+fn require_head(store: &mut dyn LedgerStore, chain: &ChainId) -> Result<ChainHead, StoreError> {
+    store
+        .head(chain)?
+        .ok_or_else(|| StoreError::UnknownChain(chain.to_string()))
+}
+
+fn check_size(head: &ChainHead, size: u64, what: &str) -> Result<(), StoreError> {
+    if size > head.size {
+        return Err(StoreError::OutOfRange(format!(
+            "{what} {size} is beyond chain {:?}, which has {} events",
+            head.chain_id, head.size
+        )));
+    }
+    Ok(())
+}
+
+/// Merkle root of `chain` at `size` (the current size if `None`); returns `(size, root)`.
+///
+/// # Errors
+///
+/// [`StoreError::UnknownChain`], [`StoreError::OutOfRange`], storage errors.
+pub fn tree_root(
+    store: &mut dyn LedgerStore,
+    chain: &ChainId,
+    size: Option<u64>,
+) -> Result<(u64, Hash), StoreError> {
+    let head = require_head(store, chain)?;
+    let size = size.unwrap_or(head.size);
+    check_size(&head, size, "tree size")?;
+    let root = StoreHashReader::new(store, chain).run(|r| merkle::root(size, r))?;
+    Ok((size, root))
+}
+
+/// Inclusion proof for `seq` in the tree of `tree_size` (current size if `None`).
+/// Returns `(tree_size, root, proof)`.
+///
+/// # Errors
+///
+/// [`StoreError::UnknownChain`], [`StoreError::OutOfRange`], storage errors.
+pub fn inclusion_proof(
+    store: &mut dyn LedgerStore,
+    chain: &ChainId,
+    seq: u64,
+    tree_size: Option<u64>,
+) -> Result<(u64, Hash, Vec<Hash>), StoreError> {
+    let (size, root) = tree_root(store, chain, tree_size)?;
+    if seq >= size {
+        return Err(StoreError::OutOfRange(format!(
+            "seq {seq} is not in chain {chain:?} at tree size {size}"
+        )));
+    }
+    let proof =
+        StoreHashReader::new(store, chain).run(|r| merkle::inclusion_proof(size, seq, r))?;
+    Ok((size, root, proof))
+}
+
+/// Consistency proof from tree size `from` to `to`; returns `(from_root, to_root, proof)`.
+///
+/// # Errors
+///
+/// [`StoreError::UnknownChain`], [`StoreError::OutOfRange`], storage errors.
+pub fn consistency_proof(
+    store: &mut dyn LedgerStore,
+    chain: &ChainId,
+    from: u64,
+    to: u64,
+) -> Result<(Hash, Hash, Vec<Hash>), StoreError> {
+    if from > to {
+        return Err(StoreError::OutOfRange(format!(
+            "--from {from} is larger than --to {to}"
+        )));
+    }
+    let (_, to_root) = tree_root(store, chain, Some(to))?;
+    let (_, from_root) = tree_root(store, chain, Some(from))?;
+    let proof =
+        StoreHashReader::new(store, chain).run(|r| merkle::consistency_proof(from, to, r))?;
+    Ok((from_root, to_root, proof))
+}
+
+/// One event by seq.
+///
+/// # Errors
+///
+/// [`StoreError::UnknownChain`], [`StoreError::OutOfRange`] if there is no such seq, storage errors.
+pub fn event(store: &mut dyn LedgerStore, chain: &ChainId, seq: u64) -> Result<Event, StoreError> {
+    let mut found = None;
+    store.scan(chain, seq, Some(seq), &mut |e| {
+        found = Some(e);
+        Ok(())
+    })?;
+    match found {
+        Some(e) => Ok(e),
+        None => {
+            let head = require_head(store, chain)?;
+            Err(StoreError::OutOfRange(format!(
+                "chain {chain:?} has no event with seq {seq} (it has {} events)",
+                head.size
+            )))
+        }
+    }
+}
+
+/// Events verified per round trip: bounds memory for any log size.
+const VERIFY_CHUNK: u64 = 50_000;
+
+/// Recomputes `chain` from its stored rows and compares it with the stored
+/// head and every stored Merkle hash. `progress` is called with the number
+/// of rows read so far.
+///
+/// # Errors
+///
+/// [`StoreError::UnknownChain`] or storage errors; tampering is reported in the [`VerifyReport`].
+pub fn verify_chain(
+    store: &mut dyn LedgerStore,
+    chain: &ChainId,
+    keys: Option<&Keyring>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<VerifyReport, StoreError> {
+    let head = require_head(store, chain)?;
+    let mut verifier = LogVerifier::new(chain.clone(), keys);
+    let mut rows = 0u64;
+    let mut from = 0u64;
+    loop {
+        // The last round reads to the end, so rows beyond the head are seen too.
+        let to = (from + VERIFY_CHUNK < head.size).then(|| from + VERIFY_CHUNK - 1);
+        store.scan(chain, from, to, &mut |e| {
+            verifier.check(&e);
+            rows += 1;
+            Ok(())
+        })?;
+        compare_stored_hashes(store, chain, &mut verifier)?;
+        progress(rows);
+        match to {
+            Some(to) => from = to + 1,
+            None => break,
+        }
+    }
+    let stored_root = StoreHashReader::new(store, chain).run(|r| merkle::root(head.size, r));
+    let report = match stored_root {
+        Ok(stored_root) => verifier.finish(Some(&ClaimedHead {
+            size: head.size,
+            head_hash: head.head_hash,
+            stored_root,
+        })),
+        // Missing stored hashes are themselves tampering: report them, not an I/O failure.
+        Err(StoreError::Corrupt(what)) => {
+            let mut report = verifier.finish(None);
+            report.total_findings += 1;
+            report
+                .findings
+                .push(stele_ledger::verify::Finding::TreeMismatch {
+                    size: head.size,
+                    stored_root: format!("unreadable ({what})"),
+                    recomputed_root: report.root_hash.clone(),
+                });
+            report
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(report)
+}
+
+/// Checks the stored hashes for the leaves the verifier just recomputed.
+fn compare_stored_hashes(
+    store: &mut dyn LedgerStore,
+    chain: &ChainId,
+    verifier: &mut LogVerifier<'_>,
+) -> Result<(), StoreError> {
+    let recomputed = verifier.take_recomputed_hashes();
+    let (Some(first), Some(last)) = (recomputed.first(), recomputed.last()) else {
+        return Ok(());
+    };
+    let mut expected = recomputed.iter().peekable();
+    store.scan_hashes(chain, first.0, last.0 + 1, &mut |index, bytes| {
+        // Recomputed indexes with no stored row are reported as missing.
+        while let Some((want, hash)) = expected.next_if(|(want, _)| *want < index) {
+            verifier.compare_stored_hash(*want, *hash, None);
+        }
+        if let Some((want, hash)) = expected.next_if(|(want, _)| *want == index) {
+            verifier.compare_stored_hash(*want, *hash, hash_from_bytes(bytes, "stored hash").ok());
+        }
+        Ok(())
+    })?;
+    for (want, hash) in expected {
+        verifier.compare_stored_hash(*want, *hash, None);
+    }
+    Ok(())
+}
+
+/// The state of a chain head, for the append path.
+fn state_of(head: &ChainHead) -> Result<ChainState, StoreError> {
+    Ok(ChainState {
+        size: head.size,
+        head_hash: head.head_hash,
+        last_ts: head.last_ts.as_deref().map(Timestamp::parse).transpose()?,
+    })
+}
+
+fn hash_from_bytes(bytes: &[u8], what: &str) -> Result<Hash, StoreError> {
+    let arr: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("{what} is {} bytes, not 32", bytes.len())))?;
+    Ok(Hash(arr))
+}
+
+fn to_i64(n: u64, what: &str) -> Result<i64, StoreError> {
+    i64::try_from(n).map_err(|_| StoreError::OutOfRange(format!("{what} {n} is too large")))
+}
+
+fn to_u64(n: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("{what} {n} is negative")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://u:s3cret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(
+            redact_url("postgres://u@h/db?password=s3cret&x=1"),
+            "postgres://u@h/db?password=***&x=1"
+        );
+        assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
+        let loc = DbLocation::parse("postgresql://a:b@c/d");
+        assert_eq!(loc.to_string(), "postgresql://a:***@c/d");
+        assert!(!format!("{loc:?}").contains(":b@"));
+        assert_eq!(
+            DbLocation::parse("sqlite://x.db"),
+            DbLocation::Sqlite("x.db".into())
+        );
+        assert_eq!(
+            DbLocation::parse("./x.db"),
+            DbLocation::Sqlite("./x.db".into())
+        );
+    }
+}

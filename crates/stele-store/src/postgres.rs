@@ -1,0 +1,388 @@
+//! The PostgreSQL backend, for production.
+//!
+//! Appends lock the chain's head row (`SELECT … FOR UPDATE`), so writers to
+//! one chain serialize while other chains proceed; rows go in with binary
+//! `COPY`. Sessions force `synchronous_commit = on`, so an acknowledged
+//! append is on disk whatever the server's default.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::types::{ToSql, Type};
+use postgres::{Client, GenericClient, NoTls, Row, Transaction};
+use stele_ledger::append::{AppendedEvent, ChainState, Receipt};
+use stele_ledger::event::ValidEvent;
+use stele_ledger::{ChainId, Event, Hash, HmacKey};
+
+use crate::append::{AppendTx, append_locked, empty_state, stored_hex};
+use crate::{
+    ChainHead, LedgerStore, StoreError, hash_from_bytes, redact_url, state_of, to_i64, to_u64,
+};
+
+/// Schema migrations, applied in order; each runs once.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE stele_chains (
+        chain_id   text PRIMARY KEY,
+        tree_size  bigint NOT NULL,
+        head_hash  bytea NOT NULL,
+        last_ts    text,
+        created_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE TABLE audit_events (
+        chain_id        text NOT NULL,
+        chain_index     bigint NOT NULL,
+        ts              text NOT NULL,
+        event_type      text NOT NULL,
+        actor           text,
+        payload         text,
+        idempotency_key text,
+        key_id          text NOT NULL,
+        leaf_hash       bytea NOT NULL,
+        event_hash      bytea NOT NULL,
+        PRIMARY KEY (chain_id, chain_index)
+    );
+    CREATE UNIQUE INDEX audit_events_idempotency
+        ON audit_events (chain_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
+    CREATE TABLE stele_merkle_hashes (
+        chain_id   text NOT NULL,
+        hash_index bigint NOT NULL,
+        hash       bytea NOT NULL,
+        PRIMARY KEY (chain_id, hash_index)
+    );",
+)];
+
+const EVENT_COLUMNS: &str = "chain_id, chain_index, ts, event_type, actor, payload, idempotency_key, key_id, leaf_hash, event_hash";
+
+/// A ledger in a PostgreSQL database.
+pub struct PostgresStore {
+    client: Client,
+    location: String,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("location", &self.location)
+            .finish()
+    }
+}
+
+impl PostgresStore {
+    /// Connects and migrates.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Open`] (the password is never shown); migration errors.
+    pub fn connect(url: &str) -> Result<Self, StoreError> {
+        let location = redact_url(url);
+        let open_err = |reason: String| StoreError::Open {
+            location: location.clone(),
+            reason,
+        };
+        let config = postgres::Config::from_str(url).map_err(|e| open_err(e.to_string()))?;
+        let mut client = config
+            .connect(NoTls)
+            .map_err(|e| open_err(StoreError::from(e).to_string()))?;
+        client
+            .batch_execute("SET synchronous_commit = on; SET application_name = 'stele'")
+            .map_err(|e| open_err(StoreError::from(e).to_string()))?;
+        let mut store = Self { client, location };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Highest schema version applied.
+    ///
+    /// # Errors
+    ///
+    /// Database errors.
+    pub fn schema_version(&mut self) -> Result<i64, StoreError> {
+        Ok(self
+            .client
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM stele_schema", &[])?
+            .get(0))
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let mut tx = self.client.transaction()?;
+        // Serializes concurrent first starts; released at commit.
+        tx.execute("SELECT pg_advisory_xact_lock(7374656865)", &[])?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS stele_schema (version bigint PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+        )?;
+        let current: i64 = tx
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM stele_schema", &[])?
+            .get(0);
+        let supported = MIGRATIONS.last().map_or(0, |m| m.0);
+        if current > supported {
+            return Err(StoreError::SchemaTooNew {
+                found: current,
+                supported,
+            });
+        }
+        for (version, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+            tracing::info!(version, "applying PostgreSQL schema migration");
+            tx.batch_execute(sql)?;
+            tx.execute("INSERT INTO stele_schema (version) VALUES ($1)", &[version])?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+fn event_from_row(r: &Row) -> Result<Event, StoreError> {
+    let seq: i64 = r.try_get(1)?;
+    Ok(Event {
+        chain_id: r.try_get(0)?,
+        seq: u64::try_from(seq).unwrap_or(u64::MAX),
+        ts: r.try_get(2)?,
+        event_type: r.try_get(3)?,
+        actor: r.try_get(4)?,
+        payload: r.try_get(5)?,
+        idempotency_key: r.try_get(6)?,
+        key_id: r.try_get(7)?,
+        leaf_hash: stored_hex(r.try_get(8)?),
+        event_hash: stored_hex(r.try_get(9)?),
+    })
+}
+
+fn read_head(
+    client: &mut impl GenericClient,
+    chain: &str,
+    for_update: bool,
+) -> Result<Option<ChainHead>, StoreError> {
+    let sql = if for_update {
+        "SELECT chain_id, tree_size, head_hash, last_ts FROM stele_chains WHERE chain_id = $1 FOR UPDATE"
+    } else {
+        "SELECT chain_id, tree_size, head_hash, last_ts FROM stele_chains WHERE chain_id = $1"
+    };
+    client
+        .query_opt(sql, &[&chain])?
+        .map(|r| head_from_row(&r))
+        .transpose()
+}
+
+fn head_from_row(r: &Row) -> Result<ChainHead, StoreError> {
+    Ok(ChainHead {
+        chain_id: r.try_get(0)?,
+        size: to_u64(r.try_get(1)?, "tree_size")?,
+        head_hash: hash_from_bytes(r.try_get(2)?, "chain head hash")?,
+        last_ts: r.try_get(3)?,
+    })
+}
+
+fn read_hashes(
+    client: &mut impl GenericClient,
+    chain: &ChainId,
+    indexes: &[u64],
+) -> Result<Vec<Hash>, StoreError> {
+    if indexes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let wanted: Vec<i64> = indexes
+        .iter()
+        .map(|&i| to_i64(i, "hash index"))
+        .collect::<Result<_, _>>()?;
+    let rows = client.query(
+        "SELECT hash_index, hash FROM stele_merkle_hashes WHERE chain_id = $1 AND hash_index = ANY($2)",
+        &[&chain.as_str(), &wanted],
+    )?;
+    let mut found = HashMap::with_capacity(rows.len());
+    for r in rows {
+        found.insert(
+            r.try_get::<_, i64>(0)?,
+            hash_from_bytes(r.try_get(1)?, "Merkle stored hash")?,
+        );
+    }
+    wanted
+        .iter()
+        .map(|i| {
+            found.get(i).copied().ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "Merkle stored hash {i} of chain {chain:?} is missing"
+                ))
+            })
+        })
+        .collect()
+}
+
+struct PgTx<'a>(Transaction<'a>);
+
+impl AppendTx for PgTx<'_> {
+    fn lock_chain(&mut self, chain: &ChainId) -> Result<ChainState, StoreError> {
+        self.0.execute(
+            "INSERT INTO stele_chains (chain_id, tree_size, head_hash) VALUES ($1, 0, $2) ON CONFLICT (chain_id) DO NOTHING",
+            &[&chain.as_str(), &&empty_state().head_hash.0[..]],
+        )?;
+        let head = read_head(&mut self.0, chain.as_str(), true)?
+            .ok_or_else(|| StoreError::Corrupt("chain head vanished".into()))?;
+        state_of(&head)
+    }
+
+    fn read_hashes(&mut self, chain: &ChainId, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
+        read_hashes(&mut self.0, chain, indexes)
+    }
+
+    fn find_by_idempotency_keys(
+        &mut self,
+        chain: &ChainId,
+        keys: &[String],
+    ) -> Result<Vec<Event>, StoreError> {
+        self.0
+            .query(
+                &format!("SELECT {EVENT_COLUMNS} FROM audit_events WHERE chain_id = $1 AND idempotency_key = ANY($2)"),
+                &[&chain.as_str(), &keys],
+            )?
+            .iter()
+            .map(event_from_row)
+            .collect()
+    }
+
+    fn insert(&mut self, chain: &ChainId, rows: &[AppendedEvent]) -> Result<(), StoreError> {
+        let sink = self.0.copy_in(&format!(
+            "COPY audit_events ({EVENT_COLUMNS}) FROM STDIN BINARY"
+        ))?;
+        let types = [
+            Type::TEXT,
+            Type::INT8,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::BYTEA,
+            Type::BYTEA,
+        ];
+        let mut w = BinaryCopyInWriter::new(sink, &types);
+        for row in rows {
+            let e = &row.event;
+            let seq = to_i64(e.seq, "seq")?;
+            let values: [&(dyn ToSql + Sync); 10] = [
+                &chain.as_str(),
+                &seq,
+                &e.ts,
+                &e.event_type,
+                &e.actor,
+                &e.payload,
+                &e.idempotency_key,
+                &e.key_id,
+                &&row.leaf_hash.0[..],
+                &&row.event_hash.0[..],
+            ];
+            w.write(&values)?;
+        }
+        w.finish()?;
+
+        let sink = self
+            .0
+            .copy_in("COPY stele_merkle_hashes (chain_id, hash_index, hash) FROM STDIN BINARY")?;
+        let mut w = BinaryCopyInWriter::new(sink, &[Type::TEXT, Type::INT8, Type::BYTEA]);
+        for (index, hash) in rows.iter().flat_map(|r| &r.stored_hashes) {
+            let index = to_i64(*index, "hash index")?;
+            w.write(&[&chain.as_str(), &index, &&hash.0[..]])?;
+        }
+        w.finish()?;
+        Ok(())
+    }
+
+    fn set_head(&mut self, chain: &ChainId, state: &ChainState) -> Result<(), StoreError> {
+        self.0.execute(
+            "UPDATE stele_chains SET tree_size = $2, head_hash = $3, last_ts = $4 WHERE chain_id = $1",
+            &[
+                &chain.as_str(),
+                &to_i64(state.size, "tree size")?,
+                &&state.head_hash.0[..],
+                &state.last_ts.map(|t| t.to_string()),
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+impl LedgerStore for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn append(
+        &mut self,
+        chain: &ChainId,
+        events: Vec<ValidEvent>,
+        key: &HmacKey,
+    ) -> Result<Vec<Receipt>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = PgTx(self.client.transaction()?);
+        let receipts = append_locked(&mut tx, chain, events, key)?;
+        tx.0.commit()?;
+        Ok(receipts)
+    }
+
+    fn chains(&mut self) -> Result<Vec<ChainHead>, StoreError> {
+        self.client
+            .query(
+                "SELECT chain_id, tree_size, head_hash, last_ts FROM stele_chains WHERE tree_size > 0 ORDER BY chain_id",
+                &[],
+            )?
+            .iter()
+            .map(head_from_row)
+            .collect()
+    }
+
+    fn head(&mut self, chain: &ChainId) -> Result<Option<ChainHead>, StoreError> {
+        Ok(read_head(&mut self.client, chain.as_str(), false)?.filter(|h| h.size > 0))
+    }
+
+    fn scan(
+        &mut self,
+        chain: &ChainId,
+        from: u64,
+        to: Option<u64>,
+        visit: &mut dyn FnMut(Event) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let from = to_i64(from, "seq")?;
+        let to = to.map_or(Ok(i64::MAX), |t| to_i64(t, "seq"))?;
+        let chain = chain.as_str();
+        let params: [&(dyn ToSql + Sync); 3] = [&chain, &from, &to];
+        let mut rows = self.client.query_raw(
+            &format!(
+                "SELECT {EVENT_COLUMNS} FROM audit_events WHERE chain_id = $1 AND chain_index >= $2 AND chain_index <= $3 ORDER BY chain_index"
+            ),
+            params,
+        )?;
+        while let Some(row) = rows.next()? {
+            visit(event_from_row(&row)?)?;
+        }
+        Ok(())
+    }
+
+    fn read_hashes(&mut self, chain: &ChainId, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
+        read_hashes(&mut self.client, chain, indexes)
+    }
+
+    fn scan_hashes(
+        &mut self,
+        chain: &ChainId,
+        from: u64,
+        to: u64,
+        visit: &mut dyn FnMut(u64, &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let (from, to) = (to_i64(from, "hash index")?, to_i64(to, "hash index")?);
+        let chain = chain.as_str();
+        let params: [&(dyn ToSql + Sync); 3] = [&chain, &from, &to];
+        let mut rows = self.client.query_raw(
+            "SELECT hash_index, hash FROM stele_merkle_hashes WHERE chain_id = $1 AND hash_index >= $2 AND hash_index < $3 ORDER BY hash_index",
+            params,
+        )?;
+        while let Some(row) = rows.next()? {
+            let index: i64 = row.try_get(0)?;
+            visit(to_u64(index, "hash index")?, row.try_get(1)?)?;
+        }
+        Ok(())
+    }
+}

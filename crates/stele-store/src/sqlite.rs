@@ -1,0 +1,391 @@
+//! The embedded SQLite backend (the default).
+//!
+//! WAL journal with `synchronous=FULL`: a commit returns only after the WAL
+//! is fsynced, so an acknowledged append survives power loss and `kill -9`.
+//! Writers serialize on `BEGIN IMMEDIATE` (SQLite's single write lock), which
+//! is what makes appends from several processes gap-free.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use stele_ledger::append::{AppendedEvent, ChainState, Receipt};
+use stele_ledger::event::ValidEvent;
+use stele_ledger::{ChainId, Event, Hash, HmacKey};
+
+use crate::append::{AppendTx, append_locked, empty_state, stored_hex};
+use crate::{ChainHead, LedgerStore, StoreError, hash_from_bytes, state_of, to_i64, to_u64};
+
+/// Schema migrations, applied in order; each runs once.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE stele_chains (
+        chain_id   TEXT PRIMARY KEY,
+        tree_size  INTEGER NOT NULL,
+        head_hash  BLOB NOT NULL,
+        last_ts    TEXT,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE audit_events (
+        chain_id        TEXT NOT NULL,
+        chain_index     INTEGER NOT NULL,
+        ts              TEXT NOT NULL,
+        event_type      TEXT NOT NULL,
+        actor           TEXT,
+        payload         TEXT,
+        idempotency_key TEXT,
+        key_id          TEXT NOT NULL,
+        leaf_hash       BLOB NOT NULL,
+        event_hash      BLOB NOT NULL,
+        PRIMARY KEY (chain_id, chain_index)
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX audit_events_idempotency
+        ON audit_events (chain_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
+    CREATE TABLE stele_merkle_hashes (
+        chain_id   TEXT NOT NULL,
+        hash_index INTEGER NOT NULL,
+        hash       BLOB NOT NULL,
+        PRIMARY KEY (chain_id, hash_index)
+    ) WITHOUT ROWID;",
+)];
+
+const EVENT_COLUMNS: &str = "chain_id, chain_index, ts, event_type, actor, payload, idempotency_key, key_id, leaf_hash, event_hash";
+
+/// A ledger in one SQLite file.
+pub struct SqliteStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens or creates the database file (and its directory), then migrates it.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Open`] if the file cannot be opened; migration errors.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let open_err = |reason: String| StoreError::Open {
+            location: path.display().to_string(),
+            reason,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+        }
+        let conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
+        // Long enough that a queue of writers from several processes drains.
+        conn.busy_timeout(Duration::from_secs(60))
+            .map_err(|e| open_err(e.to_string()))?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(|e| open_err(e.to_string()))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(open_err(format!(
+                "could not enable WAL journal (got {mode})"
+            )));
+        }
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+            .map_err(|e| open_err(e.to_string()))?;
+        conn.set_prepared_statement_cache_capacity(64);
+        let mut store = Self {
+            conn,
+            path: path.to_owned(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Highest schema version applied.
+    ///
+    /// # Errors
+    ///
+    /// Database errors.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM stele_schema",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS stele_schema (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+        )?;
+        let current: i64 = tx.query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM stele_schema",
+            [],
+            |r| r.get(0),
+        )?;
+        let supported = MIGRATIONS.last().map_or(0, |m| m.0);
+        if current > supported {
+            return Err(StoreError::SchemaTooNew {
+                found: current,
+                supported,
+            });
+        }
+        for (version, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+            tracing::info!(version, "applying SQLite schema migration");
+            tx.execute_batch(sql)?;
+            tx.execute(
+                "INSERT INTO stele_schema (version, applied_at) VALUES (?1, ?2)",
+                params![version, crate::now().to_string()],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
+    let seq: i64 = r.get(1)?;
+    Ok(Event {
+        chain_id: r.get(0)?,
+        // A negative seq can only come from tampering; map it far away so verification flags it.
+        seq: u64::try_from(seq).unwrap_or(u64::MAX),
+        ts: r.get(2)?,
+        event_type: r.get(3)?,
+        actor: r.get(4)?,
+        payload: r.get(5)?,
+        idempotency_key: r.get(6)?,
+        key_id: r.get(7)?,
+        leaf_hash: stored_hex(&r.get::<_, Vec<u8>>(8)?),
+        event_hash: stored_hex(&r.get::<_, Vec<u8>>(9)?),
+    })
+}
+
+fn read_head(conn: &Connection, chain: &str) -> Result<Option<ChainHead>, StoreError> {
+    let row = conn
+        .prepare_cached(
+            "SELECT chain_id, tree_size, head_hash, last_ts FROM stele_chains WHERE chain_id = ?1",
+        )?
+        .query_row([chain], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+                r.get::<_, Option<String>>(3)?,
+            ))
+        })
+        .optional()?;
+    row.map(|(chain_id, size, hash, last_ts)| {
+        Ok(ChainHead {
+            chain_id,
+            size: to_u64(size, "tree_size")?,
+            head_hash: hash_from_bytes(&hash, "chain head hash")?,
+            last_ts,
+        })
+    })
+    .transpose()
+}
+
+fn read_hashes(
+    conn: &Connection,
+    chain: &ChainId,
+    indexes: &[u64],
+) -> Result<Vec<Hash>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT hash FROM stele_merkle_hashes WHERE chain_id = ?1 AND hash_index = ?2",
+    )?;
+    indexes
+        .iter()
+        .map(|&i| {
+            let bytes: Option<Vec<u8>> = stmt
+                .query_row(params![chain.as_str(), to_i64(i, "hash index")?], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            let bytes = bytes.ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "Merkle stored hash {i} of chain {chain:?} is missing"
+                ))
+            })?;
+            hash_from_bytes(&bytes, "Merkle stored hash")
+        })
+        .collect()
+}
+
+struct SqliteTx<'a>(Transaction<'a>);
+
+impl AppendTx for SqliteTx<'_> {
+    fn lock_chain(&mut self, chain: &ChainId) -> Result<ChainState, StoreError> {
+        // BEGIN IMMEDIATE already holds the database write lock.
+        self.0.prepare_cached(
+            "INSERT OR IGNORE INTO stele_chains (chain_id, tree_size, head_hash, last_ts, created_at) VALUES (?1, 0, ?2, NULL, ?3)",
+        )?
+        .execute(params![chain.as_str(), &empty_state().head_hash.0[..], crate::now().to_string()])?;
+        let head = read_head(&self.0, chain.as_str())?
+            .ok_or_else(|| StoreError::Corrupt("chain head vanished".into()))?;
+        state_of(&head)
+    }
+
+    fn read_hashes(&mut self, chain: &ChainId, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
+        read_hashes(&self.0, chain, indexes)
+    }
+
+    fn find_by_idempotency_keys(
+        &mut self,
+        chain: &ChainId,
+        keys: &[String],
+    ) -> Result<Vec<Event>, StoreError> {
+        let mut stmt = self.0.prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM audit_events WHERE chain_id = ?1 AND idempotency_key = ?2"
+        ))?;
+        let mut found = Vec::new();
+        for k in keys {
+            if let Some(e) = stmt
+                .query_row(params![chain.as_str(), k], event_from_row)
+                .optional()?
+            {
+                found.push(e);
+            }
+        }
+        Ok(found)
+    }
+
+    fn insert(&mut self, chain: &ChainId, rows: &[AppendedEvent]) -> Result<(), StoreError> {
+        let mut ev = self.0.prepare_cached(&format!(
+            "INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        ))?;
+        let mut hs = self.0.prepare_cached(
+            "INSERT INTO stele_merkle_hashes (chain_id, hash_index, hash) VALUES (?1, ?2, ?3)",
+        )?;
+        for row in rows {
+            let e = &row.event;
+            ev.execute(params![
+                chain.as_str(),
+                to_i64(e.seq, "seq")?,
+                e.ts,
+                e.event_type,
+                e.actor,
+                e.payload,
+                e.idempotency_key,
+                e.key_id,
+                &row.leaf_hash.0[..],
+                &row.event_hash.0[..],
+            ])?;
+            for (index, hash) in &row.stored_hashes {
+                hs.execute(params![
+                    chain.as_str(),
+                    to_i64(*index, "hash index")?,
+                    &hash.0[..]
+                ])?;
+            }
+        }
+        Ok(())
+    }
+
+    fn set_head(&mut self, chain: &ChainId, state: &ChainState) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached("UPDATE stele_chains SET tree_size = ?2, head_hash = ?3, last_ts = ?4 WHERE chain_id = ?1")?
+            .execute(params![
+                chain.as_str(),
+                to_i64(state.size, "tree size")?,
+                &state.head_hash.0[..],
+                state.last_ts.map(|t| t.to_string()),
+            ])?;
+        Ok(())
+    }
+}
+
+impl LedgerStore for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn append(
+        &mut self,
+        chain: &ChainId,
+        events: Vec<ValidEvent>,
+        key: &HmacKey,
+    ) -> Result<Vec<Receipt>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = SqliteTx(
+            self.conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?,
+        );
+        let receipts = append_locked(&mut tx, chain, events, key)?;
+        // Dropping the transaction on any error above rolls everything back.
+        tx.0.commit()?;
+        Ok(receipts)
+    }
+
+    fn chains(&mut self) -> Result<Vec<ChainHead>, StoreError> {
+        let ids: Vec<String> = self
+            .conn
+            .prepare_cached(
+                "SELECT chain_id FROM stele_chains WHERE tree_size > 0 ORDER BY chain_id",
+            )?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        ids.iter()
+            .filter_map(|id| read_head(&self.conn, id).transpose())
+            .collect()
+    }
+
+    fn head(&mut self, chain: &ChainId) -> Result<Option<ChainHead>, StoreError> {
+        Ok(read_head(&self.conn, chain.as_str())?.filter(|h| h.size > 0))
+    }
+
+    fn scan(
+        &mut self,
+        chain: &ChainId,
+        from: u64,
+        to: Option<u64>,
+        visit: &mut dyn FnMut(Event) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM audit_events WHERE chain_id = ?1 AND chain_index >= ?2 AND chain_index <= ?3 ORDER BY chain_index"
+        ))?;
+        let to = to.map_or(Ok(i64::MAX), |t| to_i64(t, "seq"))?;
+        let mut rows = stmt.query(params![chain.as_str(), to_i64(from, "seq")?, to])?;
+        while let Some(row) = rows.next()? {
+            visit(event_from_row(row)?)?;
+        }
+        Ok(())
+    }
+
+    fn read_hashes(&mut self, chain: &ChainId, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
+        read_hashes(&self.conn, chain, indexes)
+    }
+
+    fn scan_hashes(
+        &mut self,
+        chain: &ChainId,
+        from: u64,
+        to: u64,
+        visit: &mut dyn FnMut(u64, &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT hash_index, hash FROM stele_merkle_hashes WHERE chain_id = ?1 AND hash_index >= ?2 AND hash_index < ?3 ORDER BY hash_index",
+        )?;
+        let mut rows = stmt.query(params![
+            chain.as_str(),
+            to_i64(from, "hash index")?,
+            to_i64(to, "hash index")?
+        ])?;
+        while let Some(row) = rows.next()? {
+            let index: i64 = row.get(0)?;
+            let bytes = row.get_ref(1)?.as_blob().unwrap_or_default();
+            visit(to_u64(index, "hash index")?, bytes)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,455 @@
+//! The ledger suite: every case runs against embedded SQLite and the real
+//! PostgreSQL (STELE_TEST_PG_URL; scripts/test.sh provides it).
+
+mod common;
+
+use common::{Db, event, keyed, keyring, rfc6962, rotated_keyring};
+use stele_ledger::verify::Finding;
+use stele_ledger::{ChainId, Hash, merkle};
+use stele_store::{StoreError, consistency_proof, inclusion_proof, tree_root, verify_chain};
+
+fn chain(name: &str) -> ChainId {
+    ChainId::new(name).unwrap()
+}
+
+macro_rules! on_every_backend {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $case() { super::$case(&super::Db::sqlite()); })*
+        }
+        mod postgres {
+            $(#[test] fn $case() { super::$case(&super::Db::postgres()); })*
+        }
+    };
+}
+
+on_every_backend!(
+    appends_read_back_and_verify_clean,
+    roots_and_proofs_match_an_independent_rfc6962,
+    idempotency_keys_make_retries_safe,
+    a_failed_batch_writes_nothing,
+    edited_payload_is_named,
+    deleted_row_is_named,
+    swapped_rows_are_named,
+    rewritten_event_hash_is_named,
+    truncated_tail_is_named,
+    tampered_merkle_hash_is_found,
+    chains_are_independent_and_unknown_chains_are_refused,
+    key_rotation_keeps_old_events_verifiable,
+    concurrent_writers_produce_one_gap_free_chain,
+    reopening_is_idempotent_and_newer_schemas_are_refused,
+    auditor_sql_returns_the_event_hash,
+);
+
+fn appends_read_back_and_verify_clean(db: &Db) {
+    let keys = keyring();
+    let mut store = db.open();
+    let c = chain("production");
+    let receipts = store
+        .append(&c, (0..250).map(event).collect(), keys.active())
+        .unwrap();
+    assert_eq!(
+        receipts.iter().map(|r| r.seq).collect::<Vec<_>>(),
+        (0..250).collect::<Vec<_>>()
+    );
+    let more = store.append(&c, vec![event(250)], keys.active()).unwrap();
+    assert_eq!(more[0].seq, 250);
+    assert!(receipts[0].ts <= more[0].ts);
+
+    let head = store.head(&c).unwrap().unwrap();
+    assert_eq!(head.size, 251);
+    assert_eq!(stele_ledger::hex_hash(&head.head_hash), more[0].event_hash);
+
+    let mut seen = Vec::new();
+    store
+        .scan(&c, 10, Some(12), &mut |e| {
+            seen.push(e);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(seen.iter().map(|e| e.seq).collect::<Vec<_>>(), [10, 11, 12]);
+    assert_eq!(seen[0].event_hash, receipts[10].event_hash);
+    assert_eq!(seen[0].actor.as_deref(), Some("user10@example.com"));
+
+    let report = verify_chain(store.as_mut(), &c, Some(&keys), &mut |_| {}).unwrap();
+    assert!(report.is_clean(), "{:?}", report.findings);
+    assert_eq!(report.events_checked, 251);
+    let (_, root) = tree_root(store.as_mut(), &c, None).unwrap();
+    assert_eq!(report.root_hash, stele_ledger::hex_hash(&root));
+}
+
+fn roots_and_proofs_match_an_independent_rfc6962(db: &Db) {
+    let keys = keyring();
+    let mut store = db.open();
+    let c = chain("proofs");
+    // Uneven batches so frontiers are resumed at many different tree shapes.
+    let mut n = 0;
+    for batch in [1usize, 2, 3, 5, 8, 13, 21, 1, 1, 34, 7] {
+        store
+            .append(&c, (n..n + batch).map(event).collect(), keys.active())
+            .unwrap();
+        n += batch;
+    }
+    let mut leaves = Vec::new();
+    store
+        .scan(&c, 0, None, &mut |e| {
+            leaves.push(<[u8; 32]>::try_from(hex::decode(&e.leaf_hash).unwrap()).unwrap());
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(leaves.len(), n);
+
+    for size in 1..=n {
+        let (_, root) = tree_root(store.as_mut(), &c, Some(size as u64)).unwrap();
+        assert_eq!(root.0, rfc6962::mth(&leaves[..size]), "root at size {size}");
+    }
+    for size in [1usize, 2, 7, 8, 9, 31, 64, n] {
+        for seq in (0..size).step_by(3) {
+            let (_, root, proof) =
+                inclusion_proof(store.as_mut(), &c, seq as u64, Some(size as u64)).unwrap();
+            let expected: Vec<[u8; 32]> = rfc6962::path(seq, &leaves[..size]);
+            assert_eq!(
+                proof.iter().map(|h| h.0).collect::<Vec<_>>(),
+                expected,
+                "path {seq} in {size}"
+            );
+            merkle::verify_inclusion(&proof, size as u64, root, seq as u64, Hash(leaves[seq]))
+                .unwrap();
+        }
+        for from in 0..=size {
+            let (from_root, to_root, proof) =
+                consistency_proof(store.as_mut(), &c, from as u64, size as u64).unwrap();
+            let expected = rfc6962::consistency(from, &leaves[..size]);
+            assert_eq!(
+                proof.iter().map(|h| h.0).collect::<Vec<_>>(),
+                expected,
+                "consistency {from}->{size}"
+            );
+            merkle::verify_consistency(&proof, from as u64, from_root, size as u64, to_root)
+                .unwrap();
+        }
+    }
+    assert!(matches!(
+        inclusion_proof(store.as_mut(), &c, n as u64, None),
+        Err(StoreError::OutOfRange(_))
+    ));
+    assert!(matches!(
+        consistency_proof(store.as_mut(), &c, 5, 4),
+        Err(StoreError::OutOfRange(_))
+    ));
+    assert!(matches!(
+        tree_root(store.as_mut(), &c, Some(n as u64 + 1)),
+        Err(StoreError::OutOfRange(_))
+    ));
+}
+
+fn idempotency_keys_make_retries_safe(db: &Db) {
+    let keys = keyring();
+    let mut store = db.open();
+    let c = chain("idem");
+    let first = store
+        .append(&c, vec![keyed(0, "req-1"), event(1)], keys.active())
+        .unwrap();
+    // A retry of the same request, plus a new event, in one batch.
+    let retry = store
+        .append(
+            &c,
+            vec![keyed(0, "req-1"), keyed(2, "req-2"), keyed(2, "req-2")],
+            keys.active(),
+        )
+        .unwrap();
+    assert_eq!(retry[0].seq, first[0].seq);
+    assert_eq!(retry[0].event_hash, first[0].event_hash);
+    assert!(retry[0].duplicate && !first[0].duplicate);
+    assert_eq!(retry[1].seq, 2);
+    assert_eq!(
+        (retry[2].seq, retry[2].duplicate),
+        (2, true),
+        "a key repeated within a batch appends once"
+    );
+    assert_eq!(store.head(&c).unwrap().unwrap().size, 3);
+
+    // Same key, different content: refused, and nothing else in the batch lands.
+    let err = store
+        .append(&c, vec![event(3), keyed(9, "req-1")], keys.active())
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::IdempotencyConflict { seq: 0, .. }),
+        "{err}"
+    );
+    assert_eq!(store.head(&c).unwrap().unwrap().size, 3);
+}
+
+fn a_failed_batch_writes_nothing(db: &Db) {
+    let keys = keyring();
+    let mut store = db.open();
+    let c = chain("atomic");
+    store
+        .append(&c, (0..10).map(event).collect(), keys.active())
+        .unwrap();
+    let before = store.head(&c).unwrap().unwrap();
+    let batch: Vec<_> = (10..500).map(event).chain([keyed(1, "x")]).collect();
+    store
+        .append(&c, vec![keyed(2, "x")], keys.active())
+        .unwrap();
+    let before_size = before.size + 1;
+    assert!(store.append(&c, batch, keys.active()).is_err());
+    let after = store.head(&c).unwrap().unwrap();
+    assert_eq!(after.size, before_size);
+    let count = db
+        .query_text("SELECT CAST(COUNT(*) AS TEXT) FROM audit_events WHERE chain_id = 'atomic'")
+        .unwrap();
+    assert_eq!(count, before_size.to_string());
+    assert!(
+        verify_chain(store.as_mut(), &c, Some(&keys), &mut |_| {})
+            .unwrap()
+            .is_clean()
+    );
+}
+
+fn tampered(db: &Db, chain_name: &str, n: usize, sql: &str) -> stele_ledger::verify::VerifyReport {
+    let keys = keyring();
+    let mut store = db.open();
+    let c = chain(chain_name);
+    store
+        .append(&c, (0..n).map(event).collect(), keys.active())
+        .unwrap();
+    assert!(
+        verify_chain(store.as_mut(), &c, Some(&keys), &mut |_| {})
+            .unwrap()
+            .is_clean()
+    );
+    db.exec(sql);
+    verify_chain(store.as_mut(), &c, Some(&keys), &mut |_| {}).unwrap()
+}
+
+fn edited_payload_is_named(db: &Db) {
+    let r = tampered(
+        db,
+        "t",
+        100,
+        "UPDATE audit_events SET payload = '{\"i\":41,\"ip\":\"10.0.41.7\",\"ok\":true}' WHERE chain_index = 41",
+    );
+    assert_eq!(r.first_bad_seq, Some(41), "{:?}", r.findings);
+    assert!(
+        matches!(r.findings[0], Finding::ContentAltered { seq: 41, .. }),
+        "{:?}",
+        r.findings
+    );
+}
+
+fn deleted_row_is_named(db: &Db) {
+    let r = tampered(
+        db,
+        "t",
+        100,
+        "DELETE FROM audit_events WHERE chain_index = 57",
+    );
+    assert_eq!(r.first_bad_seq, Some(57), "{:?}", r.findings);
+    assert_eq!(
+        r.findings[0],
+        Finding::MissingEvents {
+            first: 57,
+            last: 57
+        }
+    );
+}
+
+fn swapped_rows_are_named(db: &Db) {
+    let r = tampered(
+        db,
+        "t",
+        100,
+        "UPDATE audit_events SET chain_index = -1 WHERE chain_index = 20;
+         UPDATE audit_events SET chain_index = 20 WHERE chain_index = 21;
+         UPDATE audit_events SET chain_index = 21 WHERE chain_index = -1;",
+    );
+    assert_eq!(r.first_bad_seq, Some(20), "{:?}", r.findings);
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| matches!(f, Finding::ContentAltered { seq: 21, .. }))
+    );
+}
+
+fn rewritten_event_hash_is_named(db: &Db) {
+    let sql = match db.location {
+        stele_store::DbLocation::Sqlite(_) => {
+            "UPDATE audit_events SET event_hash = zeroblob(32) WHERE chain_index = 73"
+        }
+        stele_store::DbLocation::Postgres(_) => {
+            "UPDATE audit_events SET event_hash = decode(repeat('00', 32), 'hex') WHERE chain_index = 73"
+        }
+    };
+    let r = tampered(db, "t", 100, sql);
+    assert_eq!(r.first_bad_seq, Some(73), "{:?}", r.findings);
+    assert!(
+        matches!(r.findings[0], Finding::ChainLinkBroken { seq: 73, .. }),
+        "{:?}",
+        r.findings
+    );
+}
+
+fn truncated_tail_is_named(db: &Db) {
+    let r = tampered(
+        db,
+        "t",
+        100,
+        "DELETE FROM audit_events WHERE chain_index >= 95",
+    );
+    assert_eq!(r.first_bad_seq, Some(95), "{:?}", r.findings);
+    assert!(r.findings.contains(&Finding::TailMissing {
+        head_size: 100,
+        found: 95
+    }));
+}
+
+fn tampered_merkle_hash_is_found(db: &Db) {
+    let sql = match db.location {
+        stele_store::DbLocation::Sqlite(_) => {
+            "UPDATE stele_merkle_hashes SET hash = zeroblob(32) WHERE hash_index = 0"
+        }
+        stele_store::DbLocation::Postgres(_) => {
+            "UPDATE stele_merkle_hashes SET hash = decode(repeat('00', 32), 'hex') WHERE hash_index = 0"
+        }
+    };
+    let r = tampered(db, "t", 100, sql);
+    // Stored hash 0 is leaf 0's: it is not on the root's path, but every proof for seq 1 uses it.
+    assert_eq!(
+        r.findings,
+        [Finding::StoredHashMismatch { seq: 0, index: 0 }]
+    );
+}
+
+fn chains_are_independent_and_unknown_chains_are_refused(db: &Db) {
+    let keys = keyring();
+    let mut store = db.open();
+    store
+        .append(&chain("a"), (0..5).map(event).collect(), keys.active())
+        .unwrap();
+    store
+        .append(&chain("b"), (0..3).map(event).collect(), keys.active())
+        .unwrap();
+    let heads = store.chains().unwrap();
+    assert_eq!(
+        heads
+            .iter()
+            .map(|h| (h.chain_id.as_str(), h.size))
+            .collect::<Vec<_>>(),
+        [("a", 5), ("b", 3)]
+    );
+    let err = verify_chain(store.as_mut(), &chain("nope"), Some(&keys), &mut |_| {}).unwrap_err();
+    assert!(
+        matches!(err, StoreError::UnknownChain(ref c) if c == "nope"),
+        "{err}"
+    );
+    assert!(matches!(
+        tree_root(store.as_mut(), &chain("nope"), None),
+        Err(StoreError::UnknownChain(_))
+    ));
+    assert!(store.head(&chain("nope")).unwrap().is_none());
+}
+
+fn key_rotation_keeps_old_events_verifiable(db: &Db) {
+    let mut store = db.open();
+    let c = chain("rot");
+    let before = store
+        .append(&c, (0..5).map(event).collect(), keyring().active())
+        .unwrap();
+    let rotated = rotated_keyring();
+    let after = store
+        .append(&c, (5..9).map(event).collect(), rotated.active())
+        .unwrap();
+    assert_eq!(before[0].key_id, "k1");
+    assert_eq!(after[0].key_id, "k2");
+    assert!(
+        verify_chain(store.as_mut(), &c, Some(&rotated), &mut |_| {})
+            .unwrap()
+            .is_clean()
+    );
+    // Without the old key the early links cannot be checked, and the report says so.
+    let only_new = stele_ledger::Keyring::new(
+        stele_ledger::KeyId::new("k2").unwrap(),
+        [stele_ledger::HmacKey::new(
+            stele_ledger::KeyId::new("k2").unwrap(),
+            &[9u8; 32],
+        )],
+    )
+    .unwrap();
+    let r = verify_chain(store.as_mut(), &c, Some(&only_new), &mut |_| {}).unwrap();
+    assert_eq!(
+        r.findings[0],
+        Finding::UnknownKey {
+            seq: 0,
+            key_id: "k1".into()
+        }
+    );
+}
+
+fn concurrent_writers_produce_one_gap_free_chain(db: &Db) {
+    let c = chain("busy");
+    // Make sure the schema exists before the writers race.
+    drop(db.open());
+    std::thread::scope(|s| {
+        for w in 0..4 {
+            let location = db.location.clone();
+            let c = c.clone();
+            s.spawn(move || {
+                let keys = keyring();
+                let mut store = stele_store::open(&location).unwrap();
+                for b in 0..10 {
+                    let events = (0..25)
+                        .map(|i| keyed(i, &format!("w{w}-b{b}-{i}")))
+                        .collect();
+                    store.append(&c, events, keys.active()).unwrap();
+                }
+            });
+        }
+    });
+    let mut store = db.open();
+    assert_eq!(store.head(&c).unwrap().unwrap().size, 1000);
+    let r = verify_chain(store.as_mut(), &c, Some(&keyring()), &mut |_| {}).unwrap();
+    assert!(r.is_clean(), "{:?}", r.findings);
+    assert_eq!(r.events_checked, 1000);
+}
+
+fn reopening_is_idempotent_and_newer_schemas_are_refused(db: &Db) {
+    let keys = keyring();
+    let mut store = db.open();
+    store
+        .append(&chain("m"), vec![event(0)], keys.active())
+        .unwrap();
+    drop(store);
+    let mut store = db.open();
+    assert_eq!(store.head(&chain("m")).unwrap().unwrap().size, 1);
+    drop(store);
+    db.exec("INSERT INTO stele_schema (version, applied_at) VALUES (99, '2099-01-01')");
+    match stele_store::open(&db.location) {
+        Err(StoreError::SchemaTooNew { found: 99, .. }) => {}
+        other => panic!(
+            "expected SchemaTooNew, got {:?}",
+            other.map(|s| s.backend())
+        ),
+    }
+}
+
+fn auditor_sql_returns_the_event_hash(db: &Db) {
+    let keys = keyring();
+    let mut store = db.open();
+    let receipts = store
+        .append(
+            &chain("production"),
+            (0..20).map(event).collect(),
+            keys.active(),
+        )
+        .unwrap();
+    let sql = match db.location {
+        stele_store::DbLocation::Sqlite(_) => {
+            "SELECT lower(hex(event_hash)) FROM audit_events WHERE chain_id = 'production' AND chain_index = 17"
+        }
+        stele_store::DbLocation::Postgres(_) => {
+            "SELECT encode(event_hash, 'hex') FROM audit_events WHERE chain_id = 'production' AND chain_index = 17"
+        }
+    };
+    assert_eq!(db.query_text(sql).unwrap(), receipts[17].event_hash);
+}
