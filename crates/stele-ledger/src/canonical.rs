@@ -53,6 +53,28 @@ pub fn canonicalize_payload_text(text: &str) -> Result<String, InputError> {
     to_canonical_string(&value)
 }
 
+/// Canonical bytes of a stored event, recomputed from its fields.
+///
+/// # Errors
+///
+/// [`InputError::MalformedJson`] if the stored payload is not JSON.
+pub fn event_canonical_bytes(e: &crate::Event) -> Result<Vec<u8>, InputError> {
+    let payload = e
+        .payload
+        .as_deref()
+        .map(canonicalize_payload_text)
+        .transpose()?;
+    Ok(CommittedFields {
+        chain_id: &e.chain_id,
+        seq: e.seq,
+        ts: &e.ts,
+        event_type: &e.event_type,
+        actor: e.actor.as_deref(),
+        canonical_payload: payload.as_deref(),
+    }
+    .canonical_bytes())
+}
+
 impl CommittedFields<'_> {
     /// The canonical bytes that the leaf hash commits to.
     pub fn canonical_bytes(&self) -> Vec<u8> {

@@ -13,7 +13,7 @@ use std::fmt;
 use serde::Serialize;
 use tlog_tiles::Hash;
 
-use crate::canonical::{CommittedFields, canonicalize_payload_text};
+use crate::canonical::event_canonical_bytes;
 use crate::hashing::{GENESIS_HASH, Keyring, leaf_hash};
 use crate::merkle::TreeAppender;
 use crate::{ChainId, Event, hex_hash, parse_hex_hash};
@@ -386,22 +386,9 @@ impl<'k> LogVerifier<'k> {
     }
 
     fn recompute_leaf(&self, e: &Event) -> Result<Hash, String> {
-        let payload = match &e.payload {
-            None => None,
-            Some(text) => Some(
-                canonicalize_payload_text(text)
-                    .map_err(|err| format!("payload is not valid JSON ({err})"))?,
-            ),
-        };
-        let fields = CommittedFields {
-            chain_id: &e.chain_id,
-            seq: e.seq,
-            ts: &e.ts,
-            event_type: &e.event_type,
-            actor: e.actor.as_deref(),
-            canonical_payload: payload.as_deref(),
-        };
-        Ok(leaf_hash(&fields.canonical_bytes()))
+        event_canonical_bytes(e)
+            .map(|bytes| leaf_hash(&bytes))
+            .map_err(|err| format!("payload is not valid JSON ({err})"))
     }
 
     /// Compares the recomputation with storage's claims and returns the report.

@@ -1,0 +1,247 @@
+//! Command-line definitions. Names here are a contract: scripts and later
+//! stele components call them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// stele — a tamper-evident audit ledger: hash-chained, Merkle-committed,
+/// anchored to WORM storage.
+#[derive(Debug, Parser)]
+#[command(name = "stele", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Directory holding stele.toml, the keys and (by default) the SQLite ledger.
+    #[arg(
+        long,
+        global = true,
+        env = "STELE_DATA_DIR",
+        default_value = "stele-data"
+    )]
+    pub data_dir: PathBuf,
+    /// Database: a SQLite path (`sqlite://PATH` or plain) or `postgres://user@host/db`.
+    /// Defaults to the config file's `db`, else `<data-dir>/ledger.db`.
+    #[arg(long, global = true, env = "STELE_DB", hide_env_values = true)]
+    pub db: Option<String>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the config, the HMAC keyring and the signing key; print the verifier key.
+    Init(InitArgs),
+    /// Append events to a chain; prints one receipt per event.
+    Append(AppendArgs),
+    /// Read the log.
+    #[command(subcommand)]
+    Log(LogCommand),
+    /// Merkle proofs.
+    #[command(subcommand)]
+    Proof(ProofCommand),
+    /// Print a signed C2SP checkpoint of a chain's tree.
+    Checkpoint(CheckpointArgs),
+    /// Manage keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Verify the log, or one event from a proof bundle.
+    #[command(subcommand)]
+    Verify(VerifyCommand),
+    /// Run a self-contained demonstration in a temporary directory: append,
+    /// prove, tamper, and watch verification name the tampered event.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Name of this ledger: the signing key's name and the checkpoint origin
+    /// prefix (`<log-name>/<chain>`), e.g. `audit.example.com`.
+    #[arg(long, default_value = "stele.local")]
+    pub log_name: String,
+    /// Largest payload accepted, in canonical bytes.
+    #[arg(long, default_value_t = stele_ledger::Limits::DEFAULT_MAX_PAYLOAD_BYTES)]
+    pub max_payload_bytes: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct AppendArgs {
+    /// Chain to append to, e.g. `production`.
+    #[arg(long)]
+    pub chain: String,
+    /// Event type, e.g. `user.login`.
+    #[arg(
+        long = "type",
+        required_unless_present = "jsonl",
+        conflicts_with = "jsonl"
+    )]
+    pub event_type: Option<String>,
+    /// Who did it.
+    #[arg(long, conflicts_with = "jsonl")]
+    pub actor: Option<String>,
+    /// Event payload, any JSON.
+    #[arg(long, conflicts_with = "jsonl")]
+    pub payload: Option<String>,
+    /// Retry-safe key: a repeat returns the original receipt and appends nothing.
+    #[arg(long, conflicts_with = "jsonl")]
+    pub idempotency_key: Option<String>,
+    /// Append a batch from a JSONL file (`-` for stdin): one
+    /// `{"type":…,"actor":…,"payload":…,"idempotency_key":…}` per line.
+    /// The whole file is validated first and appended in one transaction.
+    #[arg(long, value_name = "FILE|-")]
+    pub jsonl: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LogCommand {
+    /// List chains with their sizes and heads.
+    Chains,
+    /// Show events.
+    Show(RangeArgs),
+    /// Export events as JSONL: every committed field plus key id and hashes,
+    /// the offline format an auditor verifies.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RangeArgs {
+    /// Chain.
+    #[arg(long)]
+    pub chain: String,
+    /// First seq (inclusive).
+    #[arg(long, default_value_t = 0)]
+    pub from: u64,
+    /// Last seq (inclusive).
+    #[arg(long)]
+    pub to: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub range: RangeArgs,
+    /// Write to this file instead of stdout.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProofCommand {
+    /// Prove that one event is in the tree.
+    Inclusion(InclusionArgs),
+    /// Prove that an older tree is a prefix of a newer one.
+    Consistency(ConsistencyArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ProofFormat {
+    /// JSON with hex hashes, the event and the signed checkpoint.
+    Json,
+    /// C2SP tlog-proof text (event canonical bytes in `extra`), verifiable offline.
+    TlogProof,
+}
+
+#[derive(Debug, Args)]
+pub struct InclusionArgs {
+    /// Chain.
+    #[arg(long)]
+    pub chain: String,
+    /// Event seq.
+    #[arg(long)]
+    pub seq: u64,
+    /// Tree size to prove against (default: current).
+    #[arg(long)]
+    pub tree_size: Option<u64>,
+    /// Output format (default json).
+    #[arg(long, value_enum, default_value = "json")]
+    pub format: ProofFormat,
+    /// Write to this file instead of stdout.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsistencyArgs {
+    /// Chain.
+    #[arg(long)]
+    pub chain: String,
+    /// Older tree size.
+    #[arg(long)]
+    pub from: u64,
+    /// Newer tree size.
+    #[arg(long)]
+    pub to: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckpointArgs {
+    /// Chain.
+    #[arg(long)]
+    pub chain: String,
+    /// Tree size (default: current).
+    #[arg(long)]
+    pub tree_size: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Start chaining new events with a new HMAC key; old keys stay for verification.
+    Rotate(RotateArgs),
+    /// List HMAC key ids (never secrets).
+    List,
+    /// Print the public verifier key to hand to auditors.
+    ExportVerifier,
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// Id for the new key (default: the next `kN`).
+    #[arg(long)]
+    pub key_id: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VerifyCommand {
+    /// Recompute canonical bytes, leaves, the Merkle tree and the HMAC chain from
+    /// storage; name every seq that differs.
+    Log(VerifyLogArgs),
+    /// Verify one event offline from a tlog-proof bundle and a verifier key.
+    Event(VerifyEventArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyLogArgs {
+    /// Chain (default: every chain).
+    #[arg(long)]
+    pub chain: Option<String>,
+    /// Skip the HMAC chain check (for verifiers without the secret keys).
+    #[arg(long)]
+    pub no_hmac: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyEventArgs {
+    /// tlog-proof file from `stele proof inclusion --format tlog-proof`.
+    #[arg(long)]
+    pub proof: PathBuf,
+    /// Verifier key text or a file holding it (default: this data dir's).
+    #[arg(long)]
+    pub verifier_key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Number of events to append.
+    #[arg(long, default_value_t = 2000)]
+    pub events: usize,
+    /// Keep the demo ledger in this directory instead of a temporary one.
+    #[arg(long)]
+    pub keep: Option<PathBuf>,
+}

@@ -1,0 +1,81 @@
+//! `stele append`.
+
+use anyhow::anyhow;
+use serde_json::json;
+use stele_ledger::event::{EventInput, InputError, ValidEvent};
+
+use super::{chain_id, open_store, read_input};
+use crate::cli::AppendArgs;
+use crate::config::Context;
+use crate::error::Failure;
+use crate::output;
+
+pub fn run(ctx: &Context, args: &AppendArgs) -> Result<(), Failure> {
+    let chain = chain_id(&args.chain)?;
+    // Validate everything before touching the database: bad input writes nothing.
+    let events = match &args.jsonl {
+        Some(path) => parse_jsonl(&read_input(path)?, ctx)?,
+        None => vec![single(args, ctx)?],
+    };
+    if events.is_empty() {
+        return Err(Failure::Input(anyhow!(
+            "no events to append (the input is empty)"
+        )));
+    }
+    let keyring = ctx.keys().keyring()?;
+    let mut store = open_store(ctx)?;
+    let receipts = store.append(&chain, events, keyring.active())?;
+
+    if ctx.json {
+        let appended = receipts.iter().filter(|r| !r.duplicate).count();
+        return output::print_json(&json!({
+            "chain_id": chain.as_str(),
+            "appended": appended,
+            "duplicates": receipts.len() - appended,
+            "receipts": receipts,
+        }));
+    }
+    let mut text = String::new();
+    for r in &receipts {
+        let note = if r.duplicate {
+            "  (duplicate: original receipt)"
+        } else {
+            ""
+        };
+        text.push_str(&format!(
+            "{} seq {}  ts {}  leaf {}  event {}  key {}{note}\n",
+            r.chain_id, r.seq, r.ts, r.leaf_hash, r.event_hash, r.key_id
+        ));
+    }
+    output::print(&text)
+}
+
+fn single(args: &AppendArgs, ctx: &Context) -> Result<ValidEvent, Failure> {
+    let payload = args
+        .payload
+        .as_deref()
+        .map(|p| {
+            serde_json::from_str(p)
+                .map_err(|e| InputError::MalformedJson(format!("--payload: {e}")))
+        })
+        .transpose()?;
+    let input = EventInput {
+        event_type: args.event_type.clone().unwrap_or_default(),
+        actor: args.actor.clone(),
+        payload,
+        idempotency_key: args.idempotency_key.clone(),
+    };
+    Ok(input.validate(&ctx.limits)?)
+}
+
+fn parse_jsonl(text: &str, ctx: &Context) -> Result<Vec<ValidEvent>, Failure> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| {
+            EventInput::from_json(line)
+                .and_then(|e| e.validate(&ctx.limits))
+                .map_err(|e| Failure::Input(anyhow!("line {}: {e}; nothing was appended", i + 1)))
+        })
+        .collect()
+}

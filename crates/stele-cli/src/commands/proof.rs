@@ -1,0 +1,114 @@
+//! `stele proof inclusion|consistency` and `stele checkpoint`.
+
+use anyhow::Context as _;
+use serde_json::json;
+use signed_note::Signer as _;
+use stele_ledger::canonical::event_canonical_bytes;
+use stele_ledger::checkpoint::{self, TlogProof};
+use stele_ledger::{ChainId, Hash, hex_hash};
+use stele_store::LedgerStore;
+
+use super::{chain_id, open_store};
+use crate::cli::{CheckpointArgs, ConsistencyArgs, InclusionArgs, ProofCommand, ProofFormat};
+use crate::config::Context;
+use crate::error::Failure;
+use crate::output;
+
+pub fn run(ctx: &Context, cmd: &ProofCommand) -> Result<(), Failure> {
+    match cmd {
+        ProofCommand::Inclusion(args) => inclusion(ctx, args),
+        ProofCommand::Consistency(args) => consistency(ctx, args),
+    }
+}
+
+/// Signs a checkpoint of `chain` at `size` with this data dir's signing key.
+pub fn signed_checkpoint(
+    ctx: &Context,
+    chain: &ChainId,
+    size: u64,
+    root: Hash,
+) -> Result<String, Failure> {
+    let signer = ctx.keys().signer()?;
+    let origin = checkpoint::origin(signer.name(), chain);
+    checkpoint::sign(&origin, size, root, &signer).map_err(|e| Failure::Operational(e.into()))
+}
+
+fn inclusion(ctx: &Context, args: &InclusionArgs) -> Result<(), Failure> {
+    let chain = chain_id(&args.chain)?;
+    let mut store: Box<dyn LedgerStore> = open_store(ctx)?;
+    let (size, root, proof) =
+        stele_store::inclusion_proof(store.as_mut(), &chain, args.seq, args.tree_size)?;
+    let event = stele_store::event(store.as_mut(), &chain, args.seq)?;
+    let canonical = event_canonical_bytes(&event)?;
+    let checkpoint = signed_checkpoint(ctx, &chain, size, root)?;
+    let text = match args.format {
+        ProofFormat::TlogProof => TlogProof {
+            extra: Some(canonical),
+            index: args.seq,
+            hashes: proof,
+            checkpoint,
+        }
+        .to_text(),
+        ProofFormat::Json => {
+            let body = json!({
+                "chain_id": chain.as_str(),
+                "seq": args.seq,
+                "tree_size": size,
+                "root_hash": hex_hash(&root),
+                "leaf_hash": event.leaf_hash,
+                "proof": proof.iter().map(hex_hash).collect::<Vec<_>>(),
+                "canonical_event": String::from_utf8_lossy(&canonical),
+                "event": event,
+                "checkpoint": checkpoint,
+            });
+            format!(
+                "{}\n",
+                serde_json::to_string_pretty(&body).map_err(|e| Failure::Operational(e.into()))?
+            )
+        }
+    };
+    match &args.output {
+        Some(path) => std::fs::write(path, text)
+            .with_context(|| format!("cannot write {}", path.display()))
+            .map_err(Failure::Operational),
+        None => output::print(&text),
+    }
+}
+
+fn consistency(ctx: &Context, args: &ConsistencyArgs) -> Result<(), Failure> {
+    let chain = chain_id(&args.chain)?;
+    let mut store = open_store(ctx)?;
+    let (from_root, to_root, proof) =
+        stele_store::consistency_proof(store.as_mut(), &chain, args.from, args.to)?;
+    let body = json!({
+        "chain_id": chain.as_str(),
+        "from_size": args.from,
+        "from_root": hex_hash(&from_root),
+        "to_size": args.to,
+        "to_root": hex_hash(&to_root),
+        "proof": proof.iter().map(hex_hash).collect::<Vec<_>>(),
+    });
+    // The proof is only meaningful as data, so it is JSON with or without --json.
+    output::print(&format!(
+        "{}\n",
+        serde_json::to_string_pretty(&body).map_err(|e| Failure::Operational(e.into()))?
+    ))
+}
+
+pub fn checkpoint(ctx: &Context, args: &CheckpointArgs) -> Result<(), Failure> {
+    let chain = chain_id(&args.chain)?;
+    let mut store = open_store(ctx)?;
+    let (size, root) = stele_store::tree_root(store.as_mut(), &chain, args.tree_size)?;
+    let note = signed_checkpoint(ctx, &chain, size, root)?;
+    if ctx.json {
+        let signer = ctx.keys().signer()?;
+        output::print_json(&json!({
+            "origin": checkpoint::origin(signer.name(), &chain),
+            "tree_size": size,
+            "root_hash": hex_hash(&root),
+            "checkpoint": note,
+        }))
+    } else {
+        output::print(&note)
+    }
+}

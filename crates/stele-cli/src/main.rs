@@ -1,0 +1,55 @@
+//! The `stele` binary: parses arguments, runs one command, maps the outcome
+//! to an exit code (see `error.rs`). All logic lives in the library crates.
+
+mod cli;
+mod commands;
+mod config;
+mod error;
+mod output;
+
+use clap::Parser as _;
+
+use crate::cli::{Cli, Command};
+use crate::config::Context;
+use crate::error::Failure;
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STELE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let json = cli.global.json;
+    let code = match run(cli) {
+        Ok(()) => 0,
+        Err(failure) => {
+            if let Some(msg) = failure.message() {
+                if json {
+                    let body = serde_json::json!({"error": msg, "exit_code": failure.exit_code()});
+                    eprintln!("{body}");
+                } else {
+                    eprintln!("error: {msg}");
+                }
+            }
+            failure.exit_code()
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let ctx = Context::load(&cli.global)?;
+    match cli.command {
+        Command::Init(args) => commands::init::run(&ctx, &args),
+        Command::Append(args) => commands::append::run(&ctx, &args),
+        Command::Log(cmd) => commands::log::run(&ctx, &cmd),
+        Command::Proof(cmd) => commands::proof::run(&ctx, &cmd),
+        Command::Checkpoint(args) => commands::proof::checkpoint(&ctx, &args),
+        Command::Keys(cmd) => commands::keys::run(&ctx, &cmd),
+        Command::Verify(cmd) => commands::verify::run(&ctx, &cmd),
+        Command::Demo(args) => commands::demo::run(&args),
+    }
+}
