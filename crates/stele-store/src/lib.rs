@@ -20,6 +20,8 @@
 mod append;
 pub mod postgres;
 pub mod sqlite;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 use std::cell::RefCell;
 use std::fmt;

@@ -22,8 +22,8 @@ pub fn run(ctx: &Context, args: &AppendArgs) -> Result<(), Failure> {
             "no events to append (the input is empty)"
         )));
     }
-    let keyring = ctx.keys().keyring()?;
     let mut store = open_store(ctx)?;
+    let keyring = ctx.keys().keyring()?;
     let receipts = store.append(&chain, events, keyring.active())?;
 
     if ctx.json {
