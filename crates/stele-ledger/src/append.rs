@@ -43,8 +43,8 @@ pub struct AppendedEvent {
     pub leaf_hash: Hash,
     /// Chain hash, raw.
     pub event_hash: Hash,
-    /// Merkle stored hashes to persist: `(stored hash index, hash)`.
-    pub stored_hashes: Vec<(u64, Hash)>,
+    /// Merkle nodes this event completes, level 1 upwards (stored with the event).
+    pub merkle_nodes: Vec<Hash>,
 }
 
 /// What a client gets back for an acknowledged event.
@@ -130,7 +130,7 @@ impl<'k> ChainAppender<'k> {
         };
         let leaf = leaf_hash(&fields.canonical_bytes());
         let event_hash = self.key.chain_hash(&self.head_hash, &leaf);
-        let stored_hashes = self.tree.push(leaf);
+        let merkle_nodes = self.tree.push(leaf);
         self.head_hash = event_hash;
         self.last_ts = Some(ts);
         AppendedEvent {
@@ -148,7 +148,7 @@ impl<'k> ChainAppender<'k> {
             },
             leaf_hash: leaf,
             event_hash,
-            stored_hashes,
+            merkle_nodes,
         }
     }
 

@@ -224,8 +224,9 @@ mod tests {
         let mut app = TreeAppender::empty();
         let mut mem = MemoryHashes::default();
         let leaves: Vec<Hash> = (0..11u8).map(|i| crate::hashing::leaf_hash(&[i])).collect();
-        for l in &leaves {
-            mem.0.extend(app.push(*l));
+        for (i, l) in (0u64..).zip(&leaves) {
+            let nodes = app.push(*l);
+            mem.push(i, *l, &nodes);
         }
         let checkpoint = sign("stele.test/prod", 11, app.root(), &signer).unwrap();
         let proof = TlogProof {

@@ -1,10 +1,12 @@
 //! The RFC 6962 / RFC 9162 Merkle tree over leaf hashes, built on `tlog_tiles`.
 //!
-//! Storage keeps tlog's *stored hashes* (every complete subtree root, about
-//! two per leaf, addressed by [`tlog_tiles::stored_hash_index`]), so a root,
-//! an inclusion proof or a consistency proof is O(log n) reads, never a
-//! rebuild. [`TreeAppender`] produces those hashes while holding only the
-//! tree's frontier in memory.
+//! Storage keeps tlog's *stored hashes* (every complete subtree root,
+//! addressed by [`tlog_tiles::stored_hash_index`]), so a root, an inclusion
+//! proof or a consistency proof is O(log n) reads, never a rebuild. Each
+//! stored hash lives with the event that completed its subtree: level 0 is
+//! the event's leaf hash, levels 1.. are the event's *Merkle nodes* (on
+//! average one per event; see [`node_location`]). [`TreeAppender`] produces
+//! them while holding only the tree's frontier in memory.
 
 use std::collections::HashMap;
 
@@ -46,7 +48,15 @@ pub fn root<R: HashReader>(size: u64, reader: &R) -> Result<Hash, MerkleError> {
     tlog_tiles::tree_hash(size, reader).map_err(|e| storage_error(&e))
 }
 
-/// Extends a tree leaf by leaf, yielding the stored hashes to persist.
+/// Where the stored hash with this index lives: `(seq, level)` — the event
+/// whose append completed the subtree, and the subtree's level. Level 0 is
+/// that event's leaf hash; level `l ≥ 1` is entry `l - 1` of its Merkle nodes.
+pub fn node_location(index: u64) -> (u64, u8) {
+    let (level, n) = tlog_tiles::split_stored_hash_index(index);
+    (((n + 1) << level) - 1, level)
+}
+
+/// Extends a tree leaf by leaf, yielding the interior nodes each leaf completes.
 #[derive(Clone, Debug)]
 pub struct TreeAppender {
     size: u64,
@@ -93,18 +103,18 @@ impl TreeAppender {
         root(self.size, self).unwrap_or(tlog_tiles::EMPTY_HASH)
     }
 
-    /// Adds a leaf; returns `(stored hash index, hash)` pairs to persist.
-    pub fn push(&mut self, leaf: Hash) -> Vec<(u64, Hash)> {
+    /// Adds a leaf; returns the interior nodes it completes, level 1 upwards
+    /// (the event's Merkle nodes, to be stored with it).
+    pub fn push(&mut self, leaf: Hash) -> Vec<Hash> {
         let n = self.size;
         // The reader never fails: stored_hashes only asks for the frontier of n.
         let hashes = tlog_tiles::stored_hashes_for_record_hash(n, leaf, self).unwrap_or_default();
         let first = tlog_tiles::stored_hash_index(0, n);
-        let stored: Vec<(u64, Hash)> = (first..).zip(hashes).collect();
         self.size = n + 1;
-        self.frontier.extend(stored.iter().copied());
+        self.frontier.extend((first..).zip(hashes.iter().copied()));
         let keep = frontier_indexes(self.size);
         self.frontier.retain(|idx, _| keep.contains(idx));
-        stored
+        hashes.into_iter().skip(1).collect()
     }
 }
 
@@ -229,6 +239,19 @@ pub fn verify_consistency(
 #[derive(Default, Debug, Clone)]
 pub struct MemoryHashes(pub HashMap<u64, Hash>);
 
+impl MemoryHashes {
+    /// Records leaf `seq` and the nodes its append completed.
+    pub fn push(&mut self, seq: u64, leaf: Hash, nodes: &[Hash]) {
+        self.0.insert(tlog_tiles::stored_hash_index(0, seq), leaf);
+        for (level, node) in (1u8..).zip(nodes) {
+            self.0.insert(
+                tlog_tiles::stored_hash_index(level, ((seq + 1) >> level) - 1),
+                *node,
+            );
+        }
+    }
+}
+
 impl HashReader for MemoryHashes {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
         indexes
@@ -256,10 +279,17 @@ mod tests {
         let mut mem = MemoryHashes::default();
         let mut roots = vec![app.root()];
         for i in 0..n {
-            mem.0.extend(app.push(leaf(i)));
+            mem.push(i, leaf(i), &app.push(leaf(i)));
             roots.push(app.root());
         }
         (mem, roots)
+    }
+
+    #[test]
+    fn node_locations_follow_the_completing_leaf() {
+        assert_eq!(node_location(tlog_tiles::stored_hash_index(0, 5)), (5, 0));
+        assert_eq!(node_location(tlog_tiles::stored_hash_index(1, 0)), (1, 1));
+        assert_eq!(node_location(tlog_tiles::stored_hash_index(3, 1)), (15, 3));
     }
 
     #[test]

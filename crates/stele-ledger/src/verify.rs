@@ -97,13 +97,12 @@ pub enum Finding {
         /// Hash of the last event found (hex).
         last_event_hash: String,
     },
-    /// A Merkle stored hash differs from the one recomputed from the events,
-    /// so proofs served from storage would be wrong. Only the first is reported.
-    StoredHashMismatch {
-        /// First seq under the node.
+    /// A row's stored Merkle nodes differ from the ones recomputed from the
+    /// events, so proofs served from storage would be wrong. Only the first
+    /// such row is reported.
+    MerkleNodesMismatch {
+        /// Seq of the row holding the nodes.
         seq: u64,
-        /// Stored hash index.
-        index: u64,
     },
     /// The stored Merkle tree's root differs from the tree recomputed from the events.
     TreeMismatch {
@@ -127,7 +126,7 @@ impl Finding {
             | Self::ContentAltered { seq, .. }
             | Self::UnknownKey { seq, .. }
             | Self::ChainLinkBroken { seq, .. }
-            | Self::StoredHashMismatch { seq, .. } => Some(*seq),
+            | Self::MerkleNodesMismatch { seq } => Some(*seq),
             Self::TailMissing { found, .. } => Some(*found),
             Self::UnaccountedEvents { head_size, .. } => Some(*head_size),
             Self::HeadMismatch { .. } | Self::TreeMismatch { .. } => None,
@@ -188,9 +187,9 @@ impl fmt::Display for Finding {
                 f,
                 "chain head hash {head_hash} is not the last event's event_hash {last_event_hash}"
             ),
-            Self::StoredHashMismatch { seq, index } => write!(
+            Self::MerkleNodesMismatch { seq } => write!(
                 f,
-                "seq {seq}: stored Merkle hash {index} differs from the tree recomputed from the events; proofs from this database would be wrong"
+                "seq {seq}: the stored Merkle nodes do not match the tree the events give; proofs served from this database would be wrong"
             ),
             Self::TreeMismatch {
                 size,
@@ -211,8 +210,8 @@ pub struct ClaimedHead {
     pub size: u64,
     /// The head's last `event_hash`.
     pub head_hash: Hash,
-    /// Root computed from storage's Merkle hashes at `size`.
-    pub stored_root: Hash,
+    /// Root computed from storage's Merkle hashes at `size`, or why it could not be read.
+    pub stored_root: Result<Hash, String>,
 }
 
 /// The outcome of verifying one chain.
@@ -256,8 +255,8 @@ pub struct LogVerifier<'k> {
     findings: Vec<Finding>,
     total_findings: u64,
     max_findings: usize,
-    recomputed_stored: Vec<(u64, Hash)>,
-    stored_hash_mismatch: bool,
+    stored_tree: TreeAppender,
+    nodes_mismatch_reported: bool,
 }
 
 impl<'k> LogVerifier<'k> {
@@ -277,8 +276,8 @@ impl<'k> LogVerifier<'k> {
             findings: Vec::new(),
             total_findings: 0,
             max_findings: Self::DEFAULT_MAX_FINDINGS,
-            recomputed_stored: Vec::new(),
-            stored_hash_mismatch: false,
+            stored_tree: TreeAppender::empty(),
+            nodes_mismatch_reported: false,
         }
     }
 
@@ -289,8 +288,10 @@ impl<'k> LogVerifier<'k> {
         }
     }
 
-    /// Checks the next stored row.
-    pub fn check(&mut self, e: &Event) {
+    /// Checks the next stored row. `stored_nodes` are the row's stored Merkle
+    /// nodes (concatenated hashes), when the source has them (a database
+    /// does; an export does not).
+    pub fn check(&mut self, e: &Event, stored_nodes: Option<&[u8]>) {
         self.rows += 1;
         let seq = e.seq;
         if let Some(last) = self.last_seq.filter(|last| seq <= *last) {
@@ -321,22 +322,40 @@ impl<'k> LogVerifier<'k> {
         };
         // Missing rows leave the recomputed tree short; the root comparison in
         // `finish` reports that, so the tree keeps following the rows present.
-        let stored = self.tree.push(recomputed_leaf);
-        self.recomputed_stored.extend(stored);
+        self.tree.push(recomputed_leaf);
 
-        let stored_leaf = parse_hex_hash(&e.leaf_hash);
         let stored_event_hash = parse_hex_hash(&e.event_hash);
-        match &stored_leaf {
-            Ok(stored) if *stored == recomputed_leaf => {}
-            Ok(stored) => self.report(Finding::ContentAltered {
-                seq,
-                stored_leaf: hex_hash(stored),
-                recomputed_leaf: hex_hash(&recomputed_leaf),
-            }),
-            Err(_) => self.report(Finding::Malformed {
-                seq,
-                what: "leaf_hash is not 64 hex characters".into(),
-            }),
+        // Later checks use the stored leaf, so each finding points at what was
+        // changed (content, leaf_hash, event_hash or Merkle nodes) rather than
+        // repeating one change as several.
+        let stored_leaf = match parse_hex_hash(&e.leaf_hash) {
+            Ok(stored) => {
+                if stored != recomputed_leaf {
+                    self.report(Finding::ContentAltered {
+                        seq,
+                        stored_leaf: hex_hash(&stored),
+                        recomputed_leaf: hex_hash(&recomputed_leaf),
+                    });
+                }
+                stored
+            }
+            Err(_) => {
+                self.report(Finding::Malformed {
+                    seq,
+                    what: "leaf_hash is not 64 hex characters".into(),
+                });
+                recomputed_leaf
+            }
+        };
+        if let Some(stored) = stored_nodes {
+            // Proofs are served from stored leaves and nodes: check those agree.
+            let nodes = self.stored_tree.push(stored_leaf);
+            let same = stored.len() == nodes.len() * 32
+                && stored.chunks(32).zip(&nodes).all(|(s, n)| s == n.0);
+            if !same && !self.nodes_mismatch_reported {
+                self.nodes_mismatch_reported = true;
+                self.report(Finding::MerkleNodesMismatch { seq });
+            }
         }
         let Ok(stored_event_hash) = stored_event_hash else {
             self.report(Finding::Malformed {
@@ -352,7 +371,7 @@ impl<'k> LogVerifier<'k> {
                     key_id: e.key_id.clone(),
                 }),
                 Some(key) => {
-                    let recomputed = key.chain_hash(&self.prev_stored_hash, &recomputed_leaf);
+                    let recomputed = key.chain_hash(&self.prev_stored_hash, &stored_leaf);
                     if recomputed != stored_event_hash {
                         self.report(Finding::ChainLinkBroken {
                             seq,
@@ -364,25 +383,6 @@ impl<'k> LogVerifier<'k> {
             }
         }
         self.prev_stored_hash = stored_event_hash;
-    }
-
-    /// The Merkle stored hashes recomputed since the last call, `(index, hash)`
-    /// in increasing index order, to compare with storage's via
-    /// [`LogVerifier::compare_stored_hash`].
-    pub fn take_recomputed_hashes(&mut self) -> Vec<(u64, Hash)> {
-        std::mem::take(&mut self.recomputed_stored)
-    }
-
-    /// Compares one recomputed stored hash with what storage holds at that index.
-    pub fn compare_stored_hash(&mut self, index: u64, recomputed: Hash, stored: Option<Hash>) {
-        if stored != Some(recomputed) && !self.stored_hash_mismatch {
-            self.stored_hash_mismatch = true;
-            let (level, n) = tlog_tiles::split_stored_hash_index(index);
-            self.report(Finding::StoredHashMismatch {
-                seq: n << level,
-                index,
-            });
-        }
     }
 
     fn recompute_leaf(&self, e: &Event) -> Result<Hash, String> {
@@ -412,12 +412,20 @@ impl<'k> LogVerifier<'k> {
                 });
             }
             let recomputed_root = self.tree.root();
-            if self.tree.size() == head.size && recomputed_root != head.stored_root {
-                self.report(Finding::TreeMismatch {
-                    size: head.size,
-                    stored_root: hex_hash(&head.stored_root),
-                    recomputed_root: hex_hash(&recomputed_root),
-                });
+            // When sizes differ, the truncation or insertion above explains the difference.
+            if self.tree.size() == head.size {
+                let stored_root = match &head.stored_root {
+                    Ok(root) if *root == recomputed_root => None,
+                    Ok(root) => Some(hex_hash(root)),
+                    Err(why) => Some(format!("unreadable ({why})")),
+                };
+                if let Some(stored_root) = stored_root {
+                    self.report(Finding::TreeMismatch {
+                        size: head.size,
+                        stored_root,
+                        recomputed_root: hex_hash(&recomputed_root),
+                    });
+                }
             }
         }
         let first_bad_seq = self.findings.iter().filter_map(Finding::seq).min();
@@ -469,14 +477,14 @@ mod tests {
             ClaimedHead {
                 size: st.size,
                 head_hash: st.head_hash,
-                stored_root: app.root(),
+                stored_root: Ok(app.root()),
             },
         )
     }
 
     fn run(events: &[Event], head: &ClaimedHead, keys: &Keyring) -> VerifyReport {
         let mut v = LogVerifier::new(ChainId::new("prod").unwrap(), Some(keys));
-        events.iter().for_each(|e| v.check(e));
+        events.iter().for_each(|e| v.check(e, None));
         v.finish(Some(head))
     }
 
@@ -487,9 +495,9 @@ mod tests {
         let r = run(&events, &head, &keys);
         assert!(r.is_clean(), "{:?}", r.findings);
         assert_eq!(r.tree_size, 20);
-        assert_eq!(r.root_hash, hex_hash(&head.stored_root));
+        assert_eq!(r.root_hash, hex_hash(head.stored_root.as_ref().unwrap()));
         assert_ne!(
-            head.stored_root,
+            *head.stored_root.as_ref().unwrap(),
             merkle::root(0, &merkle::MemoryHashes::default()).unwrap()
         );
     }

@@ -99,6 +99,11 @@ pub(crate) fn stored_hex(bytes: &[u8]) -> String {
     hex::encode(bytes)
 }
 
+/// A row's Merkle nodes as one blob: 32-byte hashes, level 1 upwards.
+pub(crate) fn concat_nodes(nodes: &[Hash]) -> Vec<u8> {
+    nodes.iter().flat_map(|h| h.0).collect()
+}
+
 /// The genesis chain state, for a new chain's head row.
 pub(crate) fn empty_state() -> ChainState {
     ChainState::empty()

@@ -9,10 +9,10 @@
 //! is durable.
 //!
 //! Tables (both backends): `audit_events` (one row per event; `chain_id`,
-//! `chain_index`, `event_hash` as the auditor's SQL expects), `stele_chains`
-//! (chain heads: size, last `event_hash`, last `ts`), `stele_merkle_hashes`
-//! (tlog stored hashes, so proofs are O(log n) reads) and `stele_schema`
-//! (applied migrations).
+//! `chain_index`, `event_hash` as the auditor's SQL expects, plus the
+//! `merkle_nodes` the event completed, so proofs are O(log n) point reads),
+//! `stele_chains` (chain heads: size, last `event_hash`, last `ts`) and
+//! `stele_schema` (applied migrations).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -223,7 +223,21 @@ pub trait LedgerStore: Send {
     /// Database errors.
     fn head(&mut self, chain: &ChainId) -> Result<Option<ChainHead>, StoreError>;
 
-    /// Streams the stored rows with `from <= seq <= to` in seq order.
+    /// Streams the stored rows with `from <= seq <= to` in seq order, each with
+    /// its stored Merkle nodes (concatenated 32-byte hashes, as stored).
+    ///
+    /// # Errors
+    ///
+    /// Database errors, or the first error returned by `visit`.
+    fn scan_rows(
+        &mut self,
+        chain: &ChainId,
+        from: u64,
+        to: Option<u64>,
+        visit: &mut dyn FnMut(Event, &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+
+    /// Streams the stored events with `from <= seq <= to` in seq order.
     ///
     /// # Errors
     ///
@@ -234,28 +248,17 @@ pub trait LedgerStore: Send {
         from: u64,
         to: Option<u64>,
         visit: &mut dyn FnMut(Event) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), StoreError> {
+        self.scan_rows(chain, from, to, &mut |e, _| visit(e))
+    }
 
-    /// Reads Merkle stored hashes by index, in the order asked.
+    /// Reads Merkle stored hashes by tlog stored-hash index, in the order asked
+    /// (see [`stele_ledger::merkle::node_location`] for where each lives).
     ///
     /// # Errors
     ///
     /// [`StoreError::Corrupt`] if one is missing; database errors.
     fn read_hashes(&mut self, chain: &ChainId, indexes: &[u64]) -> Result<Vec<Hash>, StoreError>;
-
-    /// Streams the Merkle stored hashes with `from <= index < to`, in index order,
-    /// as raw bytes (a tampered row may not be 32 bytes).
-    ///
-    /// # Errors
-    ///
-    /// Database errors, or the first error returned by `visit`.
-    fn scan_hashes(
-        &mut self,
-        chain: &ChainId,
-        from: u64,
-        to: u64,
-        visit: &mut dyn FnMut(u64, &[u8]) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError>;
 }
 
 /// Opens (creating and migrating if needed) the database at `location`.
@@ -408,12 +411,9 @@ pub fn event(store: &mut dyn LedgerStore, chain: &ChainId, seq: u64) -> Result<E
     }
 }
 
-/// Events verified per round trip: bounds memory for any log size.
-const VERIFY_CHUNK: u64 = 50_000;
-
 /// Recomputes `chain` from its stored rows and compares it with the stored
-/// head and every stored Merkle hash. `progress` is called with the number
-/// of rows read so far.
+/// head and every row's stored Merkle nodes. `progress` is called with the
+/// number of rows read so far.
 ///
 /// # Errors
 ///
@@ -427,72 +427,66 @@ pub fn verify_chain(
     let head = require_head(store, chain)?;
     let mut verifier = LogVerifier::new(chain.clone(), keys);
     let mut rows = 0u64;
-    let mut from = 0u64;
-    loop {
-        // The last round reads to the end, so rows beyond the head are seen too.
-        let to = (from + VERIFY_CHUNK < head.size).then(|| from + VERIFY_CHUNK - 1);
-        store.scan(chain, from, to, &mut |e| {
-            verifier.check(&e);
-            rows += 1;
-            Ok(())
-        })?;
-        compare_stored_hashes(store, chain, &mut verifier)?;
-        progress(rows);
-        match to {
-            Some(to) => from = to + 1,
-            None => break,
-        }
-    }
-    let stored_root = StoreHashReader::new(store, chain).run(|r| merkle::root(head.size, r));
-    let report = match stored_root {
-        Ok(stored_root) => verifier.finish(Some(&ClaimedHead {
-            size: head.size,
-            head_hash: head.head_hash,
-            stored_root,
-        })),
-        // Missing stored hashes are themselves tampering: report them, not an I/O failure.
-        Err(StoreError::Corrupt(what)) => {
-            let mut report = verifier.finish(None);
-            report.total_findings += 1;
-            report
-                .findings
-                .push(stele_ledger::verify::Finding::TreeMismatch {
-                    size: head.size,
-                    stored_root: format!("unreadable ({what})"),
-                    recomputed_root: report.root_hash.clone(),
-                });
-            report
-        }
-        Err(e) => return Err(e),
-    };
-    Ok(report)
-}
-
-/// Checks the stored hashes for the leaves the verifier just recomputed.
-fn compare_stored_hashes(
-    store: &mut dyn LedgerStore,
-    chain: &ChainId,
-    verifier: &mut LogVerifier<'_>,
-) -> Result<(), StoreError> {
-    let recomputed = verifier.take_recomputed_hashes();
-    let (Some(first), Some(last)) = (recomputed.first(), recomputed.last()) else {
-        return Ok(());
-    };
-    let mut expected = recomputed.iter().peekable();
-    store.scan_hashes(chain, first.0, last.0 + 1, &mut |index, bytes| {
-        // Recomputed indexes with no stored row are reported as missing.
-        while let Some((want, hash)) = expected.next_if(|(want, _)| *want < index) {
-            verifier.compare_stored_hash(*want, *hash, None);
-        }
-        if let Some((want, hash)) = expected.next_if(|(want, _)| *want == index) {
-            verifier.compare_stored_hash(*want, *hash, hash_from_bytes(bytes, "stored hash").ok());
+    store.scan_rows(chain, 0, None, &mut |e, nodes| {
+        verifier.check(&e, Some(nodes));
+        rows += 1;
+        if rows % 16_384 == 0 {
+            progress(rows);
         }
         Ok(())
     })?;
-    for (want, hash) in expected {
-        verifier.compare_stored_hash(*want, *hash, None);
-    }
-    Ok(())
+    progress(rows);
+    let stored_root = match StoreHashReader::new(store, chain).run(|r| merkle::root(head.size, r)) {
+        Ok(root) => Ok(root),
+        // Missing stored hashes are themselves tampering: report them, not an I/O failure.
+        Err(StoreError::Corrupt(what)) => Err(what),
+        Err(e) => return Err(e),
+    };
+    let report = verifier.finish(Some(&ClaimedHead {
+        size: head.size,
+        head_hash: head.head_hash,
+        stored_root,
+    }));
+    Ok(report)
+}
+
+/// Resolves tlog stored-hash indexes to hashes, given a lookup of
+/// `(seq) -> (leaf_hash, merkle_nodes)` rows; shared by the backends.
+fn hashes_from_rows(
+    chain: &ChainId,
+    indexes: &[u64],
+    rows: &std::collections::HashMap<u64, (Vec<u8>, Vec<u8>)>,
+) -> Result<Vec<Hash>, StoreError> {
+    indexes
+        .iter()
+        .map(|&index| {
+            let (seq, level) = merkle::node_location(index);
+            let missing = || {
+                StoreError::Corrupt(format!(
+                    "Merkle hash {index} of chain {chain:?} (seq {seq}, level {level}) is missing"
+                ))
+            };
+            let (leaf, nodes) = rows.get(&seq).ok_or_else(missing)?;
+            let bytes = if level == 0 {
+                leaf.as_slice()
+            } else {
+                let at = usize::from(level - 1) * 32;
+                nodes.get(at..at + 32).ok_or_else(missing)?
+            };
+            hash_from_bytes(bytes, "Merkle hash")
+        })
+        .collect()
+}
+
+/// The seqs whose rows hold these stored-hash indexes.
+fn seqs_for(indexes: &[u64]) -> Vec<u64> {
+    let mut seqs: Vec<u64> = indexes
+        .iter()
+        .map(|&i| merkle::node_location(i).0)
+        .collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    seqs
 }
 
 /// The state of a chain head, for the append path.

@@ -16,9 +16,10 @@ use stele_ledger::append::{AppendedEvent, ChainState, Receipt};
 use stele_ledger::event::ValidEvent;
 use stele_ledger::{ChainId, Event, Hash, HmacKey};
 
-use crate::append::{AppendTx, append_locked, empty_state, stored_hex};
+use crate::append::{AppendTx, append_locked, concat_nodes, empty_state, stored_hex};
 use crate::{
-    ChainHead, LedgerStore, StoreError, hash_from_bytes, redact_url, state_of, to_i64, to_u64,
+    ChainHead, LedgerStore, StoreError, hash_from_bytes, hashes_from_rows, redact_url, seqs_for,
+    state_of, to_i64, to_u64,
 };
 
 /// Schema migrations, applied in order; each runs once.
@@ -42,16 +43,11 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         key_id          text NOT NULL,
         leaf_hash       bytea NOT NULL,
         event_hash      bytea NOT NULL,
+        merkle_nodes    bytea NOT NULL,
         PRIMARY KEY (chain_id, chain_index)
     );
     CREATE UNIQUE INDEX audit_events_idempotency
-        ON audit_events (chain_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
-    CREATE TABLE stele_merkle_hashes (
-        chain_id   text NOT NULL,
-        hash_index bigint NOT NULL,
-        hash       bytea NOT NULL,
-        PRIMARY KEY (chain_id, hash_index)
-    );",
+        ON audit_events (chain_id, idempotency_key) WHERE idempotency_key IS NOT NULL;",
 )];
 
 const EVENT_COLUMNS: &str = "chain_id, chain_index, ts, event_type, actor, payload, idempotency_key, key_id, leaf_hash, event_hash";
@@ -179,34 +175,19 @@ fn read_hashes(
     chain: &ChainId,
     indexes: &[u64],
 ) -> Result<Vec<Hash>, StoreError> {
-    if indexes.is_empty() {
-        return Ok(Vec::new());
-    }
-    let wanted: Vec<i64> = indexes
-        .iter()
-        .map(|&i| to_i64(i, "hash index"))
+    let seqs: Vec<i64> = seqs_for(indexes)
+        .into_iter()
+        .map(|s| to_i64(s, "seq"))
         .collect::<Result<_, _>>()?;
-    let rows = client.query(
-        "SELECT hash_index, hash FROM stele_merkle_hashes WHERE chain_id = $1 AND hash_index = ANY($2)",
-        &[&chain.as_str(), &wanted],
-    )?;
-    let mut found = HashMap::with_capacity(rows.len());
-    for r in rows {
-        found.insert(
-            r.try_get::<_, i64>(0)?,
-            hash_from_bytes(r.try_get(1)?, "Merkle stored hash")?,
-        );
+    let mut rows = HashMap::with_capacity(seqs.len());
+    for r in client.query(
+        "SELECT chain_index, leaf_hash, merkle_nodes FROM audit_events WHERE chain_id = $1 AND chain_index = ANY($2)",
+        &[&chain.as_str(), &seqs],
+    )? {
+        let seq = to_u64(r.try_get(0)?, "seq")?;
+        rows.insert(seq, (r.try_get::<_, Vec<u8>>(1)?, r.try_get::<_, Vec<u8>>(2)?));
     }
-    wanted
-        .iter()
-        .map(|i| {
-            found.get(i).copied().ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "Merkle stored hash {i} of chain {chain:?} is missing"
-                ))
-            })
-        })
-        .collect()
+    hashes_from_rows(chain, indexes, &rows)
 }
 
 struct PgTx<'a>(Transaction<'a>);
@@ -243,7 +224,7 @@ impl AppendTx for PgTx<'_> {
 
     fn insert(&mut self, chain: &ChainId, rows: &[AppendedEvent]) -> Result<(), StoreError> {
         let sink = self.0.copy_in(&format!(
-            "COPY audit_events ({EVENT_COLUMNS}) FROM STDIN BINARY"
+            "COPY audit_events ({EVENT_COLUMNS}, merkle_nodes) FROM STDIN BINARY"
         ))?;
         let types = [
             Type::TEXT,
@@ -256,12 +237,14 @@ impl AppendTx for PgTx<'_> {
             Type::TEXT,
             Type::BYTEA,
             Type::BYTEA,
+            Type::BYTEA,
         ];
         let mut w = BinaryCopyInWriter::new(sink, &types);
         for row in rows {
             let e = &row.event;
             let seq = to_i64(e.seq, "seq")?;
-            let values: [&(dyn ToSql + Sync); 10] = [
+            let nodes = concat_nodes(&row.merkle_nodes);
+            let values: [&(dyn ToSql + Sync); 11] = [
                 &chain.as_str(),
                 &seq,
                 &e.ts,
@@ -272,18 +255,9 @@ impl AppendTx for PgTx<'_> {
                 &e.key_id,
                 &&row.leaf_hash.0[..],
                 &&row.event_hash.0[..],
+                &nodes,
             ];
             w.write(&values)?;
-        }
-        w.finish()?;
-
-        let sink = self
-            .0
-            .copy_in("COPY stele_merkle_hashes (chain_id, hash_index, hash) FROM STDIN BINARY")?;
-        let mut w = BinaryCopyInWriter::new(sink, &[Type::TEXT, Type::INT8, Type::BYTEA]);
-        for (index, hash) in rows.iter().flat_map(|r| &r.stored_hashes) {
-            let index = to_i64(*index, "hash index")?;
-            w.write(&[&chain.as_str(), &index, &&hash.0[..]])?;
         }
         w.finish()?;
         Ok(())
@@ -338,12 +312,12 @@ impl LedgerStore for PostgresStore {
         Ok(read_head(&mut self.client, chain.as_str(), false)?.filter(|h| h.size > 0))
     }
 
-    fn scan(
+    fn scan_rows(
         &mut self,
         chain: &ChainId,
         from: u64,
         to: Option<u64>,
-        visit: &mut dyn FnMut(Event) -> Result<(), StoreError>,
+        visit: &mut dyn FnMut(Event, &[u8]) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let from = to_i64(from, "seq")?;
         let to = to.map_or(Ok(i64::MAX), |t| to_i64(t, "seq"))?;
@@ -351,38 +325,17 @@ impl LedgerStore for PostgresStore {
         let params: [&(dyn ToSql + Sync); 3] = [&chain, &from, &to];
         let mut rows = self.client.query_raw(
             &format!(
-                "SELECT {EVENT_COLUMNS} FROM audit_events WHERE chain_id = $1 AND chain_index >= $2 AND chain_index <= $3 ORDER BY chain_index"
+                "SELECT {EVENT_COLUMNS}, merkle_nodes FROM audit_events WHERE chain_id = $1 AND chain_index >= $2 AND chain_index <= $3 ORDER BY chain_index"
             ),
             params,
         )?;
         while let Some(row) = rows.next()? {
-            visit(event_from_row(&row)?)?;
+            visit(event_from_row(&row)?, row.try_get(10)?)?;
         }
         Ok(())
     }
 
     fn read_hashes(&mut self, chain: &ChainId, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
         read_hashes(&mut self.client, chain, indexes)
-    }
-
-    fn scan_hashes(
-        &mut self,
-        chain: &ChainId,
-        from: u64,
-        to: u64,
-        visit: &mut dyn FnMut(u64, &[u8]) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
-        let (from, to) = (to_i64(from, "hash index")?, to_i64(to, "hash index")?);
-        let chain = chain.as_str();
-        let params: [&(dyn ToSql + Sync); 3] = [&chain, &from, &to];
-        let mut rows = self.client.query_raw(
-            "SELECT hash_index, hash FROM stele_merkle_hashes WHERE chain_id = $1 AND hash_index >= $2 AND hash_index < $3 ORDER BY hash_index",
-            params,
-        )?;
-        while let Some(row) = rows.next()? {
-            let index: i64 = row.try_get(0)?;
-            visit(to_u64(index, "hash index")?, row.try_get(1)?)?;
-        }
-        Ok(())
     }
 }

@@ -5,6 +5,7 @@
 //! Writers serialize on `BEGIN IMMEDIATE` (SQLite's single write lock), which
 //! is what makes appends from several processes gap-free.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -13,8 +14,11 @@ use stele_ledger::append::{AppendedEvent, ChainState, Receipt};
 use stele_ledger::event::ValidEvent;
 use stele_ledger::{ChainId, Event, Hash, HmacKey};
 
-use crate::append::{AppendTx, append_locked, empty_state, stored_hex};
-use crate::{ChainHead, LedgerStore, StoreError, hash_from_bytes, state_of, to_i64, to_u64};
+use crate::append::{AppendTx, append_locked, concat_nodes, empty_state, stored_hex};
+use crate::{
+    ChainHead, LedgerStore, StoreError, hash_from_bytes, hashes_from_rows, seqs_for, state_of,
+    to_i64, to_u64,
+};
 
 /// Schema migrations, applied in order; each runs once.
 const MIGRATIONS: &[(i64, &str)] = &[(
@@ -37,16 +41,11 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         key_id          TEXT NOT NULL,
         leaf_hash       BLOB NOT NULL,
         event_hash      BLOB NOT NULL,
+        merkle_nodes    BLOB NOT NULL,
         PRIMARY KEY (chain_id, chain_index)
     ) WITHOUT ROWID;
     CREATE UNIQUE INDEX audit_events_idempotency
-        ON audit_events (chain_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
-    CREATE TABLE stele_merkle_hashes (
-        chain_id   TEXT NOT NULL,
-        hash_index INTEGER NOT NULL,
-        hash       BLOB NOT NULL,
-        PRIMARY KEY (chain_id, hash_index)
-    ) WITHOUT ROWID;",
+        ON audit_events (chain_id, idempotency_key) WHERE idempotency_key IS NOT NULL;",
 )];
 
 const EVENT_COLUMNS: &str = "chain_id, chain_index, ts, event_type, actor, payload, idempotency_key, key_id, leaf_hash, event_hash";
@@ -200,24 +199,20 @@ fn read_hashes(
     indexes: &[u64],
 ) -> Result<Vec<Hash>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT hash FROM stele_merkle_hashes WHERE chain_id = ?1 AND hash_index = ?2",
+        "SELECT leaf_hash, merkle_nodes FROM audit_events WHERE chain_id = ?1 AND chain_index = ?2",
     )?;
-    indexes
-        .iter()
-        .map(|&i| {
-            let bytes: Option<Vec<u8>> = stmt
-                .query_row(params![chain.as_str(), to_i64(i, "hash index")?], |r| {
-                    r.get(0)
-                })
-                .optional()?;
-            let bytes = bytes.ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "Merkle stored hash {i} of chain {chain:?} is missing"
-                ))
-            })?;
-            hash_from_bytes(&bytes, "Merkle stored hash")
-        })
-        .collect()
+    let mut rows = HashMap::new();
+    for seq in seqs_for(indexes) {
+        let row: Option<(Vec<u8>, Vec<u8>)> = stmt
+            .query_row(params![chain.as_str(), to_i64(seq, "seq")?], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        if let Some(row) = row {
+            rows.insert(seq, row);
+        }
+    }
+    hashes_from_rows(chain, indexes, &rows)
 }
 
 struct SqliteTx<'a>(Transaction<'a>);
@@ -260,11 +255,8 @@ impl AppendTx for SqliteTx<'_> {
 
     fn insert(&mut self, chain: &ChainId, rows: &[AppendedEvent]) -> Result<(), StoreError> {
         let mut ev = self.0.prepare_cached(&format!(
-            "INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+            "INSERT INTO audit_events ({EVENT_COLUMNS}, merkle_nodes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
         ))?;
-        let mut hs = self.0.prepare_cached(
-            "INSERT INTO stele_merkle_hashes (chain_id, hash_index, hash) VALUES (?1, ?2, ?3)",
-        )?;
         for row in rows {
             let e = &row.event;
             ev.execute(params![
@@ -278,14 +270,8 @@ impl AppendTx for SqliteTx<'_> {
                 e.key_id,
                 &row.leaf_hash.0[..],
                 &row.event_hash.0[..],
+                concat_nodes(&row.merkle_nodes),
             ])?;
-            for (index, hash) in &row.stored_hashes {
-                hs.execute(params![
-                    chain.as_str(),
-                    to_i64(*index, "hash index")?,
-                    &hash.0[..]
-                ])?;
-            }
         }
         Ok(())
     }
@@ -344,48 +330,26 @@ impl LedgerStore for SqliteStore {
         Ok(read_head(&self.conn, chain.as_str())?.filter(|h| h.size > 0))
     }
 
-    fn scan(
+    fn scan_rows(
         &mut self,
         chain: &ChainId,
         from: u64,
         to: Option<u64>,
-        visit: &mut dyn FnMut(Event) -> Result<(), StoreError>,
+        visit: &mut dyn FnMut(Event, &[u8]) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {EVENT_COLUMNS} FROM audit_events WHERE chain_id = ?1 AND chain_index >= ?2 AND chain_index <= ?3 ORDER BY chain_index"
+            "SELECT {EVENT_COLUMNS}, merkle_nodes FROM audit_events WHERE chain_id = ?1 AND chain_index >= ?2 AND chain_index <= ?3 ORDER BY chain_index"
         ))?;
         let to = to.map_or(Ok(i64::MAX), |t| to_i64(t, "seq"))?;
         let mut rows = stmt.query(params![chain.as_str(), to_i64(from, "seq")?, to])?;
         while let Some(row) = rows.next()? {
-            visit(event_from_row(row)?)?;
+            let nodes = row.get_ref(10)?.as_blob().unwrap_or_default();
+            visit(event_from_row(row)?, nodes)?;
         }
         Ok(())
     }
 
     fn read_hashes(&mut self, chain: &ChainId, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
         read_hashes(&self.conn, chain, indexes)
-    }
-
-    fn scan_hashes(
-        &mut self,
-        chain: &ChainId,
-        from: u64,
-        to: u64,
-        visit: &mut dyn FnMut(u64, &[u8]) -> Result<(), StoreError>,
-    ) -> Result<(), StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT hash_index, hash FROM stele_merkle_hashes WHERE chain_id = ?1 AND hash_index >= ?2 AND hash_index < ?3 ORDER BY hash_index",
-        )?;
-        let mut rows = stmt.query(params![
-            chain.as_str(),
-            to_i64(from, "hash index")?,
-            to_i64(to, "hash index")?
-        ])?;
-        while let Some(row) = rows.next()? {
-            let index: i64 = row.get(0)?;
-            let bytes = row.get_ref(1)?.as_blob().unwrap_or_default();
-            visit(to_u64(index, "hash index")?, bytes)?;
-        }
-        Ok(())
     }
 }

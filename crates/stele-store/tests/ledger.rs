@@ -307,18 +307,16 @@ fn truncated_tail_is_named(db: &Db) {
 fn tampered_merkle_hash_is_found(db: &Db) {
     let sql = match db.location {
         stele_store::DbLocation::Sqlite(_) => {
-            "UPDATE stele_merkle_hashes SET hash = zeroblob(32) WHERE hash_index = 0"
+            "UPDATE audit_events SET merkle_nodes = zeroblob(32) WHERE chain_index = 1"
         }
         stele_store::DbLocation::Postgres(_) => {
-            "UPDATE stele_merkle_hashes SET hash = decode(repeat('00', 32), 'hex') WHERE hash_index = 0"
+            "UPDATE audit_events SET merkle_nodes = decode(repeat('00', 32), 'hex') WHERE chain_index = 1"
         }
     };
     let r = tampered(db, "t", 100, sql);
-    // Stored hash 0 is leaf 0's: it is not on the root's path, but every proof for seq 1 uses it.
-    assert_eq!(
-        r.findings,
-        [Finding::StoredHashMismatch { seq: 0, index: 0 }]
-    );
+    // Seq 1 completes the node over leaves 0-1: not on the root's path at size
+    // 100, but every proof for seqs 2 and 3 uses it.
+    assert_eq!(r.findings, [Finding::MerkleNodesMismatch { seq: 1 }]);
 }
 
 fn chains_are_independent_and_unknown_chains_are_refused(db: &Db) {
