@@ -57,4 +57,10 @@ else
 fi
 echo "==== ${runner[*]} $* ===="
 "${runner[@]}" "$@"
-exit $?
+rc=$?
+# Benchmarks are run by hand (see README); make sure they still build.
+if ((rc == 0)) && (($# == 0)); then
+    echo "==== cargo build --benches (compile check) ===="
+    cargo build -q -p stele-store --features testkit --benches || rc=$?
+fi
+exit $rc

@@ -2,10 +2,18 @@
 //! (`stele log export | head`) ends output quietly, as a success.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 
 use crate::error::Failure;
+
+static MUTED: AtomicBool = AtomicBool::new(false);
+
+/// Silences `print`/`print_json` (the demo's `--json` mode prints only its summary).
+pub fn mute(muted: bool) {
+    MUTED.store(muted, Ordering::Relaxed);
+}
 
 /// Writes `text` to stdout.
 pub fn print(text: &str) -> Result<(), Failure> {
@@ -20,6 +28,9 @@ pub fn print_json<T: Serialize>(value: &T) -> Result<(), Failure> {
 }
 
 fn write_out(bytes: &[u8]) -> Result<(), Failure> {
+    if MUTED.load(Ordering::Relaxed) {
+        return Ok(());
+    }
     let mut out = std::io::stdout().lock();
     match out.write_all(bytes).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),

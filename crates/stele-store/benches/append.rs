@@ -168,10 +168,17 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn measure(name: &str, make: &dyn Fn() -> TestDb, rounds: usize, batches: usize) {
     let mut stele = Vec::new();
     let mut base = Vec::new();
-    for _ in 0..rounds {
-        // Alternate so drift in machine load hits both sides alike.
-        base.push(baseline_run(&make(), batches));
-        stele.push(stele_run(&make(), batches));
+    for round in 0..rounds {
+        // Alternate the order so drift in machine load (and the server's
+        // background work after creating a database) hits both sides alike.
+        let (b_db, s_db) = (make(), make());
+        if round % 2 == 0 {
+            base.push(baseline_run(&b_db, batches));
+            stele.push(stele_run(&s_db, batches));
+        } else {
+            stele.push(stele_run(&s_db, batches));
+            base.push(baseline_run(&b_db, batches));
+        }
     }
     let (s, b) = (median(stele), median(base));
     println!("{name:<10} {s:>16.0} {b:>20.0} {:>8.2}", s / b);

@@ -190,6 +190,9 @@ pub struct ChainHead {
     pub last_ts: Option<String>,
 }
 
+/// Receives one stored row: the event and its stored Merkle nodes.
+pub type RowVisitor<'a> = dyn FnMut(Event, &[u8]) -> Result<(), StoreError> + 'a;
+
 /// The storage interface every backend implements with the same behaviour.
 pub trait LedgerStore: Send {
     /// `"sqlite"` or `"postgres"`.
@@ -234,7 +237,7 @@ pub trait LedgerStore: Send {
         chain: &ChainId,
         from: u64,
         to: Option<u64>,
-        visit: &mut dyn FnMut(Event, &[u8]) -> Result<(), StoreError>,
+        visit: &mut RowVisitor<'_>,
     ) -> Result<(), StoreError>;
 
     /// Streams the stored events with `from <= seq <= to` in seq order.
@@ -430,7 +433,7 @@ pub fn verify_chain(
     store.scan_rows(chain, 0, None, &mut |e, nodes| {
         verifier.check(&e, Some(nodes));
         rows += 1;
-        if rows % 16_384 == 0 {
+        if rows.is_multiple_of(16_384) {
             progress(rows);
         }
         Ok(())

@@ -18,8 +18,8 @@ use stele_ledger::{ChainId, Event, Hash, HmacKey};
 
 use crate::append::{AppendTx, append_locked, concat_nodes, empty_state, stored_hex};
 use crate::{
-    ChainHead, LedgerStore, StoreError, hash_from_bytes, hashes_from_rows, redact_url, seqs_for,
-    state_of, to_i64, to_u64,
+    ChainHead, LedgerStore, RowVisitor, StoreError, hash_from_bytes, hashes_from_rows, redact_url,
+    seqs_for, state_of, to_i64, to_u64,
 };
 
 /// Schema migrations, applied in order; each runs once.
@@ -317,7 +317,7 @@ impl LedgerStore for PostgresStore {
         chain: &ChainId,
         from: u64,
         to: Option<u64>,
-        visit: &mut dyn FnMut(Event, &[u8]) -> Result<(), StoreError>,
+        visit: &mut RowVisitor<'_>,
     ) -> Result<(), StoreError> {
         let from = to_i64(from, "seq")?;
         let to = to.map_or(Ok(i64::MAX), |t| to_i64(t, "seq"))?;

@@ -16,8 +16,8 @@ use stele_ledger::{ChainId, Event, Hash, HmacKey};
 
 use crate::append::{AppendTx, append_locked, concat_nodes, empty_state, stored_hex};
 use crate::{
-    ChainHead, LedgerStore, StoreError, hash_from_bytes, hashes_from_rows, seqs_for, state_of,
-    to_i64, to_u64,
+    ChainHead, LedgerStore, RowVisitor, StoreError, hash_from_bytes, hashes_from_rows, seqs_for,
+    state_of, to_i64, to_u64,
 };
 
 /// Schema migrations, applied in order; each runs once.
@@ -335,7 +335,7 @@ impl LedgerStore for SqliteStore {
         chain: &ChainId,
         from: u64,
         to: Option<u64>,
-        visit: &mut dyn FnMut(Event, &[u8]) -> Result<(), StoreError>,
+        visit: &mut RowVisitor<'_>,
     ) -> Result<(), StoreError> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {EVENT_COLUMNS}, merkle_nodes FROM audit_events WHERE chain_id = ?1 AND chain_index >= ?2 AND chain_index <= ?3 ORDER BY chain_index"

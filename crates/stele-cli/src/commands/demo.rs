@@ -72,7 +72,19 @@ fn step(n: usize, text: &str) -> Result<(), Failure> {
     output::print(&format!("\n== {n}. {text}\n"))
 }
 
-pub fn run(args: &DemoArgs) -> Result<(), Failure> {
+pub fn run(args: &DemoArgs, json: bool) -> Result<(), Failure> {
+    output::mute(json);
+    let result = narrate(args);
+    output::mute(false);
+    let summary = result?;
+    if json {
+        output::print_json(&summary)?;
+    }
+    Ok(())
+}
+
+/// Runs the story; returns a summary for `--json`.
+fn narrate(args: &DemoArgs) -> Result<Value, Failure> {
     if args.events < 10 {
         return Err(Failure::Input(anyhow!("--events must be at least 10")));
     }
@@ -231,5 +243,13 @@ pub fn run(args: &DemoArgs) -> Result<(), Failure> {
         } else {
             "The temporary ledger has been removed (use --keep DIR to keep it).".into()
         }
-    ))
+    ))?;
+    Ok(json!({
+        "events": args.events,
+        "tampered_seq": target,
+        "detected": true,
+        "clean_report": clean,
+        "tampered_report": tampered,
+        "kept_in": args.keep,
+    }))
 }

@@ -24,7 +24,7 @@ pub fn event(i: usize) -> ValidEvent {
     EventInput {
         event_type: ["user.login", "role.granted", "config.changed", "export.downloaded"][i % 4].into(),
         actor: Some(format!("user{}@example.com", i % 17)),
-        payload: Some(serde_json::json!({"i": i, "ip": format!("10.0.{}.{}", i % 250, i % 7), "ok": i % 3 != 0})),
+        payload: Some(serde_json::json!({"i": i, "ip": format!("10.0.{}.{}", i % 250, i % 7), "ok": !i.is_multiple_of(3)})),
         idempotency_key: None,
     }
     .validate(&Limits::default())
