@@ -369,15 +369,15 @@ pub(crate) mod tests {
     fn every_field_is_covered_by_the_signature() {
         let (signer, vkey) = keys("stele.test");
         let a = anchor(&signer, 3, 7, Hash([1; 32]));
-        let edits: Vec<Box<dyn Fn(&mut Anchor)>> = vec![
-            Box::new(|a| a.anchor_seq = 4),
-            Box::new(|a| a.trigger = Trigger::Manual),
-            Box::new(|a| a.last_hash = Some("00".repeat(32))),
-            Box::new(|a| a.key_id = "k2".into()),
-            Box::new(|a| a.ts_utc = "2026-01-15T15:00:00Z".into()),
-            Box::new(|a| a.db_snapshot_lsn = None),
-            Box::new(|a| a.prev_anchor_hash = Some("ab".repeat(32))),
-            Box::new(|a| a.consistency_proof = vec!["cd".repeat(32)]),
+        let edits: [fn(&mut Anchor); 8] = [
+            |a| a.anchor_seq = 4,
+            |a| a.trigger = Trigger::Manual,
+            |a| a.last_hash = Some("00".repeat(32)),
+            |a| a.key_id = "k2".into(),
+            |a| a.ts_utc = "2026-01-15T15:00:00Z".into(),
+            |a| a.db_snapshot_lsn = None,
+            |a| a.prev_anchor_hash = Some("ab".repeat(32)),
+            |a| a.consistency_proof = vec!["cd".repeat(32)],
         ];
         for edit in edits {
             let mut forged = a.clone();
