@@ -1,0 +1,299 @@
+//! Create-only, verified writes to WORM storage.
+//!
+//! [`S3Worm`] writes objects into an S3 bucket with Object Lock, on the
+//! official AWS SDK (endpoint, path-style, region and the standard
+//! credential chain, so it works against AWS S3, Ceph RGW and ministack):
+//! every PUT carries an explicit lock mode and retain-until, Content-MD5,
+//! an `x-amz-checksum-sha256`, `sha256` metadata and (optionally) an SSE-KMS
+//! key, and is create-only. The object is then read back — size, SHA-256
+//! (checksum API where the store has one, else the bytes), lock mode and
+//! retain-until — and anything short of that is an error.
+//!
+//! Transient failures (connection errors, timeouts, 5xx, throttling) are
+//! retried with exponential backoff and full jitter; permanent ones
+//! (access denied, bad credentials, a bucket without Object Lock, an
+//! unknown KMS key) fail at once with a message that says what to fix.
+//!
+//! [`LocalDir`] is a stand-in for demos and the embedded default: it keeps
+//! objects in a directory and is **not WORM storage**; every report that
+//! involves it says so.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod local;
+mod retry;
+mod s3;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+use std::fmt;
+
+use thiserror::Error;
+use time::OffsetDateTime;
+
+pub use local::LocalDir;
+pub use retry::RetryPolicy;
+pub use s3::{ObjectFacts, S3Config, S3Worm};
+
+/// Object Lock retention mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LockMode {
+    /// Nobody can shorten or remove the lock, root included.
+    Compliance,
+    /// Principals with `s3:BypassGovernanceRetention` can.
+    Governance,
+}
+
+impl LockMode {
+    /// The S3 name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Compliance => "COMPLIANCE",
+            Self::Governance => "GOVERNANCE",
+        }
+    }
+
+    /// Parses `COMPLIANCE`/`GOVERNANCE` (any case).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_uppercase().as_str() {
+            "COMPLIANCE" => Some(Self::Compliance),
+            "GOVERNANCE" => Some(Self::Governance),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for LockMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How an object must be locked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// Mode.
+    pub mode: LockMode,
+    /// Retain until (whole seconds; S3 has no finer precision).
+    pub retain_until: OffsetDateTime,
+}
+
+/// What the store holds after a verified write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredObject {
+    /// Object key.
+    pub key: String,
+    /// Version id (S3 with versioning); `None` for a local directory.
+    pub version_id: Option<String>,
+    /// Size in bytes.
+    pub size: u64,
+    /// Hex SHA-256 of the stored bytes, as verified.
+    pub sha256: String,
+    /// How the SHA-256 was verified: `"checksum-api"` or `"bytes"`.
+    pub verified_by: &'static str,
+    /// Lock mode the store reports; `None` when the store is not WORM.
+    pub lock_mode: Option<LockMode>,
+    /// Retain-until the store reports.
+    pub retain_until: Option<OffsetDateTime>,
+    /// SSE-KMS key the store reports, if any.
+    pub kms_key_id: Option<String>,
+    /// Whether the object already existed with identical bytes (a retried write).
+    pub already_present: bool,
+    /// False for stores that are not WORM (a local directory).
+    pub worm: bool,
+}
+
+/// A WORM operation failed. Messages say what to fix and never contain secrets.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum WormError {
+    /// Settings are missing or invalid.
+    #[error("{0}")]
+    Config(String),
+    /// The bucket does not have Object Lock enabled.
+    #[error(
+        "bucket {bucket:?} does not have Object Lock enabled; stele only writes to WORM buckets. Create one with `stele bucket init` or the Terraform module (Object Lock can only be enabled at bucket creation)"
+    )]
+    NoObjectLock {
+        /// Bucket.
+        bucket: String,
+    },
+    /// The bucket does not exist.
+    #[error("bucket {bucket:?} does not exist (check AUDIT_ANCHOR_BUCKET and the endpoint/region)")]
+    NoSuchBucket {
+        /// Bucket.
+        bucket: String,
+    },
+    /// The credentials were rejected.
+    #[error(
+        "the S3 credentials were rejected by {op} ({code}); check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, the profile or the role"
+    )]
+    BadCredentials {
+        /// Operation.
+        op: &'static str,
+        /// Error code from the store.
+        code: String,
+    },
+    /// Access denied by IAM, a bucket policy or a lock.
+    #[error("access denied for {op} on {target}: {message}")]
+    AccessDenied {
+        /// Operation.
+        op: &'static str,
+        /// Bucket/key.
+        target: String,
+        /// Store message.
+        message: String,
+    },
+    /// The SSE-KMS key is unknown or unusable.
+    #[error(
+        "SSE-KMS key {key_id:?} was refused: {message} (check the key id/ARN and that the writer may use it)"
+    )]
+    KmsKey {
+        /// Configured key.
+        key_id: String,
+        /// Store message.
+        message: String,
+    },
+    /// The retention asked for is below the configured floor.
+    #[error(
+        "retention of {days} days is below the configured minimum of {floor} days; raise the retention (or, deliberately, lower the floor)"
+    )]
+    RetentionBelowFloor {
+        /// Requested days.
+        days: u32,
+        /// Floor.
+        floor: u32,
+    },
+    /// An object already exists at the key with different bytes; it is never overwritten.
+    #[error(
+        "{key} already exists with different content (sha256 {existing}); refusing to overwrite a WORM object"
+    )]
+    Conflict {
+        /// Key.
+        key: String,
+        /// SHA-256 of what is there.
+        existing: String,
+    },
+    /// The store accepted the write but does not hold what was sent.
+    #[error("{key}: verification after upload failed: {what}")]
+    Verification {
+        /// Key.
+        key: String,
+        /// What differs.
+        what: String,
+    },
+    /// A transient failure persisted through every retry.
+    #[error(
+        "{op} failed after {attempts} attempts: {message} (the store may be unreachable; stele will retry later)"
+    )]
+    Unavailable {
+        /// Operation.
+        op: &'static str,
+        /// Attempts made.
+        attempts: u32,
+        /// Last error.
+        message: String,
+    },
+    /// Any other refusal by the store.
+    #[error("{op} on {target} was refused: {code}: {message}")]
+    Refused {
+        /// Operation.
+        op: &'static str,
+        /// Bucket/key.
+        target: String,
+        /// Error code.
+        code: String,
+        /// Store message.
+        message: String,
+    },
+    /// Local file system error (local directory store).
+    #[error("{path}: {source}")]
+    Io {
+        /// Path.
+        path: String,
+        /// Error.
+        source: std::io::Error,
+    },
+}
+
+impl WormError {
+    /// True for failures worth retrying later (the store was unreachable).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+}
+
+/// Hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Where objects go: real WORM storage, or a local directory that is not.
+#[derive(Debug)]
+pub enum ObjectStore {
+    /// S3 with Object Lock.
+    S3(S3Worm),
+    /// A local directory — **not WORM**.
+    Local(LocalDir),
+}
+
+impl ObjectStore {
+    /// Writes `bytes` at `key` create-only with `retention`, then verifies what the store holds.
+    ///
+    /// # Errors
+    ///
+    /// Any [`WormError`]; see [`WormError::is_transient`].
+    pub async fn put_locked(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        retention: Retention,
+    ) -> Result<StoredObject, WormError> {
+        match self {
+            Self::S3(s) => s.put_locked(key, bytes, retention).await,
+            Self::Local(l) => l.put_locked(key, bytes, retention),
+        }
+    }
+
+    /// Reads an object's bytes.
+    ///
+    /// # Errors
+    ///
+    /// Any [`WormError`].
+    pub async fn get(&self, key: &str) -> Result<Vec<u8>, WormError> {
+        match self {
+            Self::S3(s) => s.get(key).await,
+            Self::Local(l) => l.get(key),
+        }
+    }
+
+    /// Keys under `prefix`, in key order.
+    ///
+    /// # Errors
+    ///
+    /// Any [`WormError`].
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, WormError> {
+        match self {
+            Self::S3(s) => s.list(prefix).await,
+            Self::Local(l) => l.list(prefix),
+        }
+    }
+
+    /// Whether this store is WORM storage.
+    pub fn is_worm(&self) -> bool {
+        matches!(self, Self::S3(_))
+    }
+
+    /// A description for reports, e.g. `s3://bucket` or `local directory ./x (NOT WORM storage)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::S3(s) => format!("s3://{}", s.bucket()),
+            Self::Local(l) => format!(
+                "local directory {} (NOT WORM storage: anyone with file access can change it)",
+                l.root().display()
+            ),
+        }
+    }
+}

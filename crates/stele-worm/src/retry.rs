@@ -1,0 +1,147 @@
+//! Retrying transient failures with exponential backoff and full jitter.
+
+use std::time::Duration;
+
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+
+/// How often and how patiently to retry transient failures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (at least 1).
+    pub attempts: u32,
+    /// Backoff before the second attempt; doubles each time.
+    pub base_delay: Duration,
+    /// Longest backoff.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            attempts: 3,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The sleep before attempt `attempt` (1-based; attempt 1 never waits):
+    /// uniformly random up to `min(max_delay, base_delay * 2^(attempt-2))`.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        if attempt <= 1 {
+            return Duration::ZERO;
+        }
+        let exp = self
+            .base_delay
+            .saturating_mul(1u32 << (attempt - 2).min(16));
+        let cap = exp.min(self.max_delay);
+        let nanos = u64::try_from(cap.as_nanos()).unwrap_or(u64::MAX);
+        Duration::from_nanos(rand::random::<u64>() % nanos.max(1))
+    }
+}
+
+/// One failed call, classified.
+#[derive(Debug, Clone)]
+pub(crate) struct CallError {
+    pub transient: bool,
+    pub code: String,
+    pub status: Option<u16>,
+    pub message: String,
+}
+
+const TRANSIENT_CODES: [&str; 8] = [
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestTimeout",
+    "RequestTimeTooSkewed",
+    "InternalError",
+    "ServiceUnavailable",
+    "RequestLimitExceeded",
+];
+
+pub(crate) fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    err: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> CallError {
+    match err {
+        SdkError::ServiceError(service) => {
+            let status = service.raw().status().as_u16();
+            let e = service.err();
+            let code = e
+                .code()
+                .map_or_else(|| format!("HTTP {status}"), str::to_owned);
+            let transient =
+                status >= 500 || status == 429 || TRANSIENT_CODES.contains(&code.as_str());
+            CallError {
+                transient,
+                code,
+                status: Some(status),
+                message: e.message().unwrap_or("").to_owned(),
+            }
+        }
+        SdkError::TimeoutError(_) => CallError {
+            transient: true,
+            code: "Timeout".into(),
+            status: None,
+            message: "the request timed out".into(),
+        },
+        SdkError::DispatchFailure(d) => CallError {
+            transient: !d.is_user(),
+            code: "Connection".into(),
+            status: None,
+            message: format!("could not reach the endpoint ({})", source_chain(err)),
+        },
+        SdkError::ResponseError(_) => CallError {
+            transient: true,
+            code: "ResponseError".into(),
+            status: None,
+            message: format!("incomplete or unreadable response ({})", source_chain(err)),
+        },
+        _ => CallError {
+            transient: false,
+            code: "Request".into(),
+            status: None,
+            message: source_chain(err),
+        },
+    }
+}
+
+/// The error and its sources on one line.
+fn source_chain(err: &dyn std::error::Error) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        let text = e.to_string();
+        if parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        cur = e.source();
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_grow_and_stay_capped() {
+        let p = RetryPolicy {
+            attempts: 10,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(800),
+        };
+        assert_eq!(p.delay(1), Duration::ZERO);
+        for attempt in 2..10 {
+            let cap =
+                Duration::from_millis(100 * (1 << (attempt - 2))).min(Duration::from_millis(800));
+            for _ in 0..50 {
+                assert!(
+                    p.delay(attempt) < cap.max(Duration::from_nanos(1)),
+                    "attempt {attempt}"
+                );
+            }
+        }
+    }
+}

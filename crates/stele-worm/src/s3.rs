@@ -1,0 +1,617 @@
+//! The S3 Object Lock store.
+
+use std::future::Future;
+use std::time::Duration;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{Credentials, Region, RequestChecksumCalculation};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::{ByteStream, DateTime};
+use aws_sdk_s3::types::{ChecksumMode, ObjectLockEnabled, ObjectLockMode, ServerSideEncryption};
+use base64::Engine as _;
+use base64::prelude::BASE64_STANDARD;
+use md5::Digest as _;
+use time::OffsetDateTime;
+use tokio::sync::OnceCell;
+
+use crate::retry::{CallError, classify};
+use crate::{LockMode, Retention, RetryPolicy, StoredObject, WormError, sha256_hex};
+
+/// How to reach the bucket.
+#[derive(Clone, Default)]
+pub struct S3Config {
+    /// Bucket name.
+    pub bucket: String,
+    /// Endpoint URL for S3-compatible stores (RGW, ministack); `None` for AWS
+    /// (the SDK also honours `AWS_ENDPOINT_URL`).
+    pub endpoint: Option<String>,
+    /// Region; `None` uses the SDK's chain (`AWS_REGION`, profile), else `us-east-1`.
+    pub region: Option<String>,
+    /// Path-style addressing; `None` means on when an endpoint is given.
+    pub path_style: Option<bool>,
+    /// Static credentials `(access key id, secret)`; `None` uses the SDK's standard chain.
+    pub static_credentials: Option<(String, String)>,
+    /// SSE-KMS key id or ARN to encrypt with; `None` leaves encryption to the bucket default.
+    pub kms_key_id: Option<String>,
+    /// Retries for transient failures.
+    pub retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("path_style", &self.path_style)
+            .field(
+                "static_credentials",
+                &self
+                    .static_credentials
+                    .as_ref()
+                    .map(|(id, _)| (id, "<redacted>")),
+            )
+            .field("kms_key_id", &self.kms_key_id)
+            .field("retry", &self.retry)
+            .finish()
+    }
+}
+
+/// An S3 bucket with Object Lock.
+#[derive(Debug)]
+pub struct S3Worm {
+    client: Client,
+    bucket: String,
+    kms_key_id: Option<String>,
+    retry: RetryPolicy,
+    lock_checked: OnceCell<()>,
+}
+
+/// A failed call after retries.
+struct Failed {
+    error: CallError,
+    attempts: u32,
+}
+
+/// Facts about one stored object version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectFacts {
+    /// Version id.
+    pub version_id: Option<String>,
+    /// Size.
+    pub size: u64,
+    /// SHA-256 from the checksum API (hex), where the store returns one.
+    pub checksum_sha256: Option<String>,
+    /// `sha256` user metadata (hex), if set.
+    pub metadata_sha256: Option<String>,
+    /// Lock mode.
+    pub lock_mode: Option<LockMode>,
+    /// Retain-until.
+    pub retain_until: Option<OffsetDateTime>,
+    /// `aws:kms` when SSE-KMS applies.
+    pub sse: Option<String>,
+    /// SSE-KMS key id/ARN.
+    pub kms_key_id: Option<String>,
+}
+
+impl S3Worm {
+    /// Builds a client (no network calls yet).
+    ///
+    /// # Errors
+    ///
+    /// [`WormError::Config`] for an empty bucket name.
+    pub async fn connect(cfg: S3Config) -> Result<Self, WormError> {
+        if cfg.bucket.trim().is_empty() {
+            return Err(WormError::Config(
+                "no bucket configured: set AUDIT_ANCHOR_BUCKET or --bucket".into(),
+            ));
+        }
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(region) = &cfg.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        if let Some(endpoint) = &cfg.endpoint {
+            loader = loader.endpoint_url(endpoint);
+        }
+        if let Some((id, secret)) = &cfg.static_credentials {
+            loader = loader.credentials_provider(Credentials::new(
+                id,
+                secret,
+                None,
+                None,
+                "stele-static",
+            ));
+        }
+        let shared = loader.load().await;
+        let mut builder = aws_sdk_s3::config::Builder::from(&shared)
+            // stele retries itself: transient failures only, with jitter, logged.
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(120))
+                    .build(),
+            )
+            // Checksums are set explicitly on every PUT; SDK defaults (aws-chunked
+            // trailers) are rejected by some S3-compatible stores.
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired);
+        if shared.region().is_none() {
+            builder = builder.region(Region::new("us-east-1"));
+        }
+        let path_style = cfg
+            .path_style
+            .unwrap_or(cfg.endpoint.is_some() || shared.endpoint_url().is_some());
+        builder = builder.force_path_style(path_style);
+        Ok(Self {
+            client: Client::from_conf(builder.build()),
+            bucket: cfg.bucket,
+            kms_key_id: cfg.kms_key_id,
+            retry: cfg.retry,
+            lock_checked: OnceCell::new(),
+        })
+    }
+
+    /// The bucket.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The underlying SDK client, for callers that need other S3 calls.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    async fn call<T, E, F, Fut>(&self, op: &'static str, mut f: F) -> Result<T, Failed>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let attempts = self.retry.attempts.max(1);
+        let mut attempt = 1;
+        loop {
+            match f().await {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    let error = classify(&e);
+                    if !error.transient || attempt >= attempts {
+                        return Err(Failed {
+                            error,
+                            attempts: attempt,
+                        });
+                    }
+                    let delay = self.retry.delay(attempt + 1);
+                    tracing::warn!(op, attempt, code = %error.code, delay_ms = delay.as_millis() as u64, "transient S3 failure; retrying");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    fn error(&self, op: &'static str, target: &str, f: Failed) -> WormError {
+        let Failed { error, attempts } = f;
+        if error.transient {
+            return WormError::Unavailable {
+                op,
+                attempts,
+                message: format!("{}: {}", error.code, error.message),
+            };
+        }
+        match error.code.as_str() {
+            "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "InvalidToken" | "ExpiredToken" => {
+                WormError::BadCredentials {
+                    op,
+                    code: error.code,
+                }
+            }
+            "NoSuchBucket" => WormError::NoSuchBucket {
+                bucket: self.bucket.clone(),
+            },
+            "ObjectLockConfigurationNotFoundError" | "NoSuchObjectLockConfiguration" => {
+                WormError::NoObjectLock {
+                    bucket: self.bucket.clone(),
+                }
+            }
+            code if self.kms_key_id.is_some()
+                && op == "PutObject"
+                && (code.contains("KMS") || error.message.to_ascii_lowercase().contains("key")) =>
+            {
+                WormError::KmsKey {
+                    key_id: self.kms_key_id.clone().unwrap_or_default(),
+                    message: error.message,
+                }
+            }
+            "AccessDenied" | "Forbidden" => WormError::AccessDenied {
+                op,
+                target: target.to_owned(),
+                message: error.message,
+            },
+            _ => WormError::Refused {
+                op,
+                target: target.to_owned(),
+                code: error.code,
+                message: error.message,
+            },
+        }
+    }
+
+    /// Checks the bucket has Object Lock enabled; cached after the first success.
+    ///
+    /// # Errors
+    ///
+    /// [`WormError::NoObjectLock`], [`WormError::NoSuchBucket`], credential and availability errors.
+    pub async fn check_object_lock(&self) -> Result<(), WormError> {
+        self.lock_checked
+            .get_or_try_init(|| async {
+                let out = self
+                    .call("GetObjectLockConfiguration", || {
+                        self.client
+                            .get_object_lock_configuration()
+                            .bucket(&self.bucket)
+                            .send()
+                    })
+                    .await
+                    .map_err(|f| self.error("GetObjectLockConfiguration", &self.bucket, f))?;
+                let enabled = out
+                    .object_lock_configuration()
+                    .and_then(|c| c.object_lock_enabled())
+                    .is_some_and(|e| *e == ObjectLockEnabled::Enabled);
+                if enabled {
+                    Ok(())
+                } else {
+                    Err(WormError::NoObjectLock {
+                        bucket: self.bucket.clone(),
+                    })
+                }
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// Facts about the current (or a given) version of `key`; `None` if there is none.
+    ///
+    /// # Errors
+    ///
+    /// Any [`WormError`].
+    pub async fn head(
+        &self,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<Option<ObjectFacts>, WormError> {
+        let result = self
+            .call("HeadObject", || {
+                self.client
+                    .head_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .set_version_id(version_id.map(str::to_owned))
+                    .checksum_mode(ChecksumMode::Enabled)
+                    .send()
+            })
+            .await;
+        let out = match result {
+            Ok(out) => out,
+            Err(f)
+                if f.error.status == Some(404)
+                    || f.error.code == "NotFound"
+                    || f.error.code == "NoSuchKey" =>
+            {
+                return Ok(None);
+            }
+            Err(f) => return Err(self.error("HeadObject", key, f)),
+        };
+        Ok(Some(ObjectFacts {
+            version_id: out.version_id().map(str::to_owned),
+            size: u64::try_from(out.content_length().unwrap_or(-1)).unwrap_or(u64::MAX),
+            checksum_sha256: out
+                .checksum_sha256()
+                .and_then(|b| BASE64_STANDARD.decode(b).ok())
+                // Multipart uploads report a composite checksum ("…-N"), not the object's SHA-256.
+                .filter(|raw| raw.len() == 32)
+                .map(hex::encode),
+            metadata_sha256: out
+                .metadata()
+                .and_then(|m| m.get("sha256"))
+                .map(|s| s.to_ascii_lowercase()),
+            lock_mode: out
+                .object_lock_mode()
+                .and_then(|m| LockMode::parse(m.as_str())),
+            retain_until: out
+                .object_lock_retain_until_date()
+                .and_then(|d| OffsetDateTime::from_unix_timestamp(d.secs()).ok()),
+            sse: out.server_side_encryption().map(|s| s.as_str().to_owned()),
+            kms_key_id: out.ssekms_key_id().map(str::to_owned),
+        }))
+    }
+
+    /// Reads the current version of `key`.
+    ///
+    /// # Errors
+    ///
+    /// Any [`WormError`].
+    pub async fn get(&self, key: &str) -> Result<Vec<u8>, WormError> {
+        self.get_version(key, None).await
+    }
+
+    /// Reads one version of `key`.
+    ///
+    /// # Errors
+    ///
+    /// Any [`WormError`].
+    pub async fn get_version(
+        &self,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<Vec<u8>, WormError> {
+        let out = self
+            .call("GetObject", || {
+                self.client
+                    .get_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .set_version_id(version_id.map(str::to_owned))
+                    .send()
+            })
+            .await
+            .map_err(|f| self.error("GetObject", key, f))?;
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| WormError::Unavailable {
+                op: "GetObject",
+                attempts: 1,
+                message: format!("reading the body failed: {e}"),
+            })?;
+        Ok(body.into_bytes().to_vec())
+    }
+
+    /// Keys under `prefix`, in key order (all pages).
+    ///
+    /// # Errors
+    ///
+    /// Any [`WormError`].
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, WormError> {
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .call("ListObjectsV2", || {
+                    self.client
+                        .list_objects_v2()
+                        .bucket(&self.bucket)
+                        .prefix(prefix)
+                        .set_continuation_token(token.clone())
+                        .send()
+                })
+                .await
+                .map_err(|f| self.error("ListObjectsV2", prefix, f))?;
+            keys.extend(
+                out.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
+            match out.next_continuation_token() {
+                Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// Writes `bytes` at `key` create-only with `retention`, then verifies it.
+    /// An existing object with identical bytes counts as success (a retried write).
+    ///
+    /// # Errors
+    ///
+    /// [`WormError::Conflict`] if different bytes are there; [`WormError::Verification`]
+    /// if the store does not hold what was sent; other [`WormError`]s.
+    pub async fn put_locked(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        retention: Retention,
+    ) -> Result<StoredObject, WormError> {
+        let sha = sha256_hex(bytes);
+        if retention.retain_until <= OffsetDateTime::now_utc() {
+            return Err(WormError::Config(format!(
+                "retain-until {} is in the past",
+                retention.retain_until
+            )));
+        }
+        self.check_object_lock().await?;
+        if let Some(existing) = self.head(key, None).await? {
+            return self
+                .accept_existing(key, bytes, &sha, existing, retention)
+                .await;
+        }
+
+        let md5 = BASE64_STANDARD.encode(md5::Md5::digest(bytes));
+        let sha_b64 = BASE64_STANDARD.encode(sha2::Sha256::digest(bytes));
+        let until = DateTime::from_secs(retention.retain_until.unix_timestamp());
+        let mode = match retention.mode {
+            LockMode::Compliance => ObjectLockMode::Compliance,
+            LockMode::Governance => ObjectLockMode::Governance,
+        };
+        let result = self
+            .call("PutObject", || {
+                let mut req = self
+                    .client
+                    .put_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .body(ByteStream::from(bytes.to_vec()))
+                    .content_length(i64::try_from(bytes.len()).unwrap_or(i64::MAX))
+                    .content_md5(&md5)
+                    .checksum_sha256(&sha_b64)
+                    .metadata("sha256", &sha)
+                    .object_lock_mode(mode.clone())
+                    .object_lock_retain_until_date(until)
+                    .if_none_match("*");
+                if let Some(kms) = &self.kms_key_id {
+                    req = req
+                        .server_side_encryption(ServerSideEncryption::AwsKms)
+                        .ssekms_key_id(kms);
+                }
+                req.send()
+            })
+            .await;
+        let version_id = match result {
+            Ok(out) => out.version_id().map(str::to_owned),
+            // Someone else created it between our HEAD and PUT: accept only identical bytes.
+            Err(f) if f.error.status == Some(412) || f.error.code == "PreconditionFailed" => {
+                let existing =
+                    self.head(key, None)
+                        .await?
+                        .ok_or_else(|| WormError::Verification {
+                            key: key.to_owned(),
+                            what: "the store reported the key exists, but it cannot be read".into(),
+                        })?;
+                return self
+                    .accept_existing(key, bytes, &sha, existing, retention)
+                    .await;
+            }
+            // The same credentials just passed GetObjectLockConfiguration and
+            // HeadObject, so a credential error here comes from the KMS key:
+            // Ceph RGW answers an unknown SSE-KMS key id with InvalidAccessKeyId.
+            Err(f) if self.kms_key_id.is_some() && f.error.code == "InvalidAccessKeyId" => {
+                return Err(WormError::KmsKey {
+                    key_id: self.kms_key_id.clone().unwrap_or_default(),
+                    message: format!("{}: {}", f.error.code, f.error.message),
+                });
+            }
+            Err(f) => return Err(self.error("PutObject", key, f)),
+        };
+        let facts = self
+            .head(key, version_id.as_deref())
+            .await?
+            .ok_or_else(|| WormError::Verification {
+                key: key.to_owned(),
+                what: "the object is not there after the upload".into(),
+            })?;
+        self.verify(key, bytes, &sha, facts, retention, false).await
+    }
+
+    async fn accept_existing(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        sha: &str,
+        existing: ObjectFacts,
+        retention: Retention,
+    ) -> Result<StoredObject, WormError> {
+        let existing_sha = existing
+            .checksum_sha256
+            .clone()
+            .or_else(|| existing.metadata_sha256.clone());
+        if existing.size != bytes.len() as u64 || existing_sha.as_deref().is_some_and(|s| s != sha)
+        {
+            return Err(WormError::Conflict {
+                key: key.to_owned(),
+                existing: existing_sha.unwrap_or_else(|| "unknown".into()),
+            });
+        }
+        self.verify(key, bytes, sha, existing, retention, true)
+            .await
+    }
+
+    /// Checks what the store holds against what was sent.
+    async fn verify(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        sha: &str,
+        facts: ObjectFacts,
+        retention: Retention,
+        already_present: bool,
+    ) -> Result<StoredObject, WormError> {
+        let fail = |what: String| WormError::Verification {
+            key: key.to_owned(),
+            what,
+        };
+        if facts.size != bytes.len() as u64 {
+            return Err(fail(format!(
+                "size is {} bytes, {} were sent",
+                facts.size,
+                bytes.len()
+            )));
+        }
+        if let Some(meta) = &facts.metadata_sha256
+            && meta != sha
+        {
+            return Err(fail(format!("sha256 metadata is {meta}, expected {sha}")));
+        }
+        let verified_by = match &facts.checksum_sha256 {
+            Some(api) if api == sha => "checksum-api",
+            Some(api) => {
+                return Err(fail(format!(
+                    "the store's SHA-256 checksum is {api}, expected {sha}"
+                )));
+            }
+            None => {
+                // Stores without flexible checksums (e.g. Ceph RGW): compare the bytes themselves.
+                let stored = self.get_version(key, facts.version_id.as_deref()).await?;
+                let stored_sha = sha256_hex(&stored);
+                if stored_sha != sha {
+                    return Err(fail(format!(
+                        "the stored bytes hash to {stored_sha}, expected {sha}"
+                    )));
+                }
+                "bytes"
+            }
+        };
+        if facts.lock_mode != Some(retention.mode) {
+            return Err(fail(format!(
+                "lock mode is {}, expected {}",
+                facts.lock_mode.map_or("none", LockMode::as_str),
+                retention.mode
+            )));
+        }
+        let want = retention.retain_until.unix_timestamp();
+        match facts.retain_until {
+            Some(t) if t.unix_timestamp() >= want => {}
+            other => {
+                return Err(fail(format!(
+                    "retain-until is {}, expected at least {}",
+                    other.map_or_else(|| "not set".into(), |t| t.to_string()),
+                    retention.retain_until
+                )));
+            }
+        }
+        if let Some(kms) = &self.kms_key_id {
+            if facts.sse.as_deref() != Some("aws:kms") {
+                return Err(fail(format!(
+                    "server-side encryption is {}, expected aws:kms",
+                    facts.sse.as_deref().unwrap_or("none")
+                )));
+            }
+            // AWS reports the key ARN; accept the configured id, ARN or a suffix match.
+            let matches = facts.kms_key_id.as_deref().is_none_or(|got| {
+                got == kms || got.ends_with(&format!("/{kms}")) || kms.starts_with("alias/")
+            });
+            if !matches {
+                return Err(fail(format!(
+                    "SSE-KMS key is {}, expected {kms}",
+                    facts.kms_key_id.as_deref().unwrap_or("none")
+                )));
+            }
+        }
+        Ok(StoredObject {
+            key: key.to_owned(),
+            version_id: facts.version_id,
+            size: facts.size,
+            sha256: sha.to_owned(),
+            verified_by,
+            lock_mode: facts.lock_mode,
+            retain_until: facts.retain_until,
+            kms_key_id: facts.kms_key_id,
+            already_present,
+            worm: true,
+        })
+    }
+}
