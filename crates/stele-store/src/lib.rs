@@ -62,6 +62,16 @@ pub enum StoreError {
         /// Seq of the event it was first used for.
         seq: u64,
     },
+    /// Another writer created this anchor first; rebuild from the new state.
+    #[error(
+        "anchor {anchor_seq} of chain {chain:?} already exists (another process anchored first)"
+    )]
+    AnchorConflict {
+        /// Chain.
+        chain: String,
+        /// Anchor seq.
+        anchor_seq: u64,
+    },
     /// Stored data cannot be read as stele wrote it.
     #[error("stored data is corrupt: {0} (run `stele verify log` to locate tampering)")]
     Corrupt(String),
@@ -190,6 +200,89 @@ pub struct ChainHead {
     pub last_ts: Option<String>,
 }
 
+/// Where an anchor is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AnchorStatus {
+    /// Built, signed and stored in the outbox; not yet in the object store.
+    Pending,
+    /// Written to a store that is not WORM (a local directory).
+    Uploaded,
+    /// Written to WORM storage and read back: bytes, lock mode and retain-until verified.
+    Verified,
+}
+
+impl AnchorStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Uploaded => "uploaded",
+            Self::Verified => "verified",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "pending" => Ok(Self::Pending),
+            "uploaded" => Ok(Self::Uploaded),
+            "verified" => Ok(Self::Verified),
+            other => Err(StoreError::Corrupt(format!(
+                "unknown anchor status {other:?}"
+            ))),
+        }
+    }
+}
+
+/// One anchor in the outbox: built and signed once, uploaded until it lands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnchorRecord {
+    /// Chain.
+    pub chain_id: String,
+    /// Position in the chain's anchor sequence.
+    pub anchor_seq: u64,
+    /// Trigger name.
+    pub trigger: String,
+    /// Tree size covered.
+    pub tree_size: u64,
+    /// Anchor time (`ts_utc`).
+    pub ts_utc: String,
+    /// Object key it is (to be) written at.
+    pub object_key: String,
+    /// The exact object bytes; never changed once stored.
+    pub body: Vec<u8>,
+    /// Status.
+    pub status: AnchorStatus,
+    /// Upload attempts so far.
+    pub attempts: u32,
+    /// Last upload error, if any.
+    pub last_error: Option<String>,
+    /// Where it was written (`s3://bucket`, or a local directory).
+    pub location: Option<String>,
+    /// Object version id.
+    pub version_id: Option<String>,
+    /// Lock mode reported by the store.
+    pub lock_mode: Option<String>,
+    /// Retain-until reported by the store.
+    pub retain_until: Option<String>,
+    /// When it was written.
+    pub uploaded_at: Option<String>,
+}
+
+/// What the object store reported for a written anchor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnchorUpload {
+    /// `Verified` for WORM storage, `Uploaded` otherwise.
+    pub status: AnchorStatus,
+    /// `s3://bucket` or a local directory description.
+    pub location: String,
+    /// Version id.
+    pub version_id: Option<String>,
+    /// Lock mode.
+    pub lock_mode: Option<String>,
+    /// Retain-until.
+    pub retain_until: Option<String>,
+}
+
 /// Receives one stored row: the event and its stored Merkle nodes.
 pub type RowVisitor<'a> = dyn FnMut(Event, &[u8]) -> Result<(), StoreError> + 'a;
 
@@ -262,6 +355,66 @@ pub trait LedgerStore: Send {
     ///
     /// [`StoreError::Corrupt`] if one is missing; database errors.
     fn read_hashes(&mut self, chain: &ChainId, indexes: &[u64]) -> Result<Vec<Hash>, StoreError>;
+
+    /// The chain head together with the database's snapshot position
+    /// (`pg_current_wal_lsn()` on PostgreSQL, `None` on SQLite), read atomically.
+    ///
+    /// # Errors
+    ///
+    /// Database errors.
+    fn head_with_lsn(
+        &mut self,
+        chain: &ChainId,
+    ) -> Result<(Option<ChainHead>, Option<String>), StoreError>;
+
+    /// Stores a new anchor in the outbox, status pending.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::AnchorConflict`] if that anchor seq exists; database errors.
+    fn insert_anchor(&mut self, anchor: &AnchorRecord) -> Result<(), StoreError>;
+
+    /// Anchors in (chain, anchor seq) order, optionally for one chain and/or status.
+    ///
+    /// # Errors
+    ///
+    /// Database errors.
+    fn anchors(
+        &mut self,
+        chain: Option<&ChainId>,
+        status: Option<AnchorStatus>,
+    ) -> Result<Vec<AnchorRecord>, StoreError>;
+
+    /// The chain's latest anchor, whatever its status.
+    ///
+    /// # Errors
+    ///
+    /// Database errors.
+    fn last_anchor(&mut self, chain: &ChainId) -> Result<Option<AnchorRecord>, StoreError>;
+
+    /// Records a successful write of an anchor.
+    ///
+    /// # Errors
+    ///
+    /// Database errors.
+    fn mark_anchor_uploaded(
+        &mut self,
+        chain: &ChainId,
+        anchor_seq: u64,
+        upload: &AnchorUpload,
+    ) -> Result<(), StoreError>;
+
+    /// Records a failed upload attempt; the anchor stays pending.
+    ///
+    /// # Errors
+    ///
+    /// Database errors.
+    fn record_anchor_failure(
+        &mut self,
+        chain: &ChainId,
+        anchor_seq: u64,
+        error: &str,
+    ) -> Result<(), StoreError>;
 }
 
 /// Opens (creating and migrating if needed) the database at `location`.

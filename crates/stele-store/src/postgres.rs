@@ -18,14 +18,15 @@ use stele_ledger::{ChainId, Event, Hash, HmacKey};
 
 use crate::append::{AppendTx, append_locked, concat_nodes, empty_state, stored_hex};
 use crate::{
-    ChainHead, LedgerStore, RowVisitor, StoreError, hash_from_bytes, hashes_from_rows, redact_url,
-    seqs_for, state_of, to_i64, to_u64,
+    AnchorRecord, AnchorStatus, AnchorUpload, ChainHead, LedgerStore, RowVisitor, StoreError,
+    hash_from_bytes, hashes_from_rows, redact_url, seqs_for, state_of, to_i64, to_u64,
 };
 
 /// Schema migrations, applied in order; each runs once.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE stele_chains (
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE stele_chains (
         chain_id   text PRIMARY KEY,
         tree_size  bigint NOT NULL,
         head_hash  bytea NOT NULL,
@@ -48,7 +49,31 @@ const MIGRATIONS: &[(i64, &str)] = &[(
     );
     CREATE UNIQUE INDEX audit_events_idempotency
         ON audit_events (chain_id, idempotency_key) WHERE idempotency_key IS NOT NULL;",
-)];
+    ),
+    (
+        2,
+        "CREATE TABLE stele_anchors (
+        chain_id     text NOT NULL,
+        anchor_seq   bigint NOT NULL,
+        trigger      text NOT NULL,
+        tree_size    bigint NOT NULL,
+        ts_utc       text NOT NULL,
+        object_key   text NOT NULL,
+        body         bytea NOT NULL,
+        status       text NOT NULL,
+        attempts     bigint NOT NULL DEFAULT 0,
+        last_error   text,
+        location     text,
+        version_id   text,
+        lock_mode    text,
+        retain_until text,
+        created_at   text NOT NULL,
+        uploaded_at  text,
+        PRIMARY KEY (chain_id, anchor_seq)
+    );
+    CREATE INDEX stele_anchors_pending ON stele_anchors (status, chain_id, anchor_seq);",
+    ),
+];
 
 const EVENT_COLUMNS: &str = "chain_id, chain_index, ts, event_type, actor, payload, idempotency_key, key_id, leaf_hash, event_hash";
 
@@ -188,6 +213,28 @@ fn read_hashes(
         rows.insert(seq, (r.try_get::<_, Vec<u8>>(1)?, r.try_get::<_, Vec<u8>>(2)?));
     }
     hashes_from_rows(chain, indexes, &rows)
+}
+
+const ANCHOR_COLUMNS: &str = "chain_id, anchor_seq, trigger, tree_size, ts_utc, object_key, body, status, attempts, last_error, location, version_id, lock_mode, retain_until, uploaded_at";
+
+fn anchor_from_row(r: &Row) -> Result<AnchorRecord, StoreError> {
+    Ok(AnchorRecord {
+        chain_id: r.try_get(0)?,
+        anchor_seq: to_u64(r.try_get(1)?, "anchor seq")?,
+        trigger: r.try_get(2)?,
+        tree_size: to_u64(r.try_get(3)?, "tree size")?,
+        ts_utc: r.try_get(4)?,
+        object_key: r.try_get(5)?,
+        body: r.try_get(6)?,
+        status: AnchorStatus::parse(r.try_get(7)?)?,
+        attempts: u32::try_from(r.try_get::<_, i64>(8)?).unwrap_or(u32::MAX),
+        last_error: r.try_get(9)?,
+        location: r.try_get(10)?,
+        version_id: r.try_get(11)?,
+        lock_mode: r.try_get(12)?,
+        retain_until: r.try_get(13)?,
+        uploaded_at: r.try_get(14)?,
+    })
 }
 
 struct PgTx<'a>(Transaction<'a>);
@@ -337,5 +384,117 @@ impl LedgerStore for PostgresStore {
 
     fn read_hashes(&mut self, chain: &ChainId, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
         read_hashes(&mut self.client, chain, indexes)
+    }
+
+    fn head_with_lsn(
+        &mut self,
+        chain: &ChainId,
+    ) -> Result<(Option<ChainHead>, Option<String>), StoreError> {
+        // One statement, one snapshot: the LSN and the head are read together.
+        let row = self.client.query_one(
+            "SELECT pg_current_wal_lsn()::text, c.chain_id, c.tree_size, c.head_hash, c.last_ts
+               FROM (SELECT 1) AS one LEFT JOIN stele_chains c ON c.chain_id = $1",
+            &[&chain.as_str()],
+        )?;
+        let lsn: Option<String> = row.try_get(0)?;
+        let head = match row.try_get::<_, Option<String>>(1)? {
+            None => None,
+            Some(chain_id) => Some(ChainHead {
+                chain_id,
+                size: to_u64(row.try_get(2)?, "tree_size")?,
+                head_hash: hash_from_bytes(row.try_get(3)?, "chain head hash")?,
+                last_ts: row.try_get(4)?,
+            }),
+        };
+        Ok((head.filter(|h| h.size > 0), lsn))
+    }
+
+    fn insert_anchor(&mut self, a: &AnchorRecord) -> Result<(), StoreError> {
+        let result = self.client.execute(
+            "INSERT INTO stele_anchors (chain_id, anchor_seq, trigger, tree_size, ts_utc, object_key, body, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8)",
+            &[
+                &a.chain_id,
+                &to_i64(a.anchor_seq, "anchor seq")?,
+                &a.trigger,
+                &to_i64(a.tree_size, "tree size")?,
+                &a.ts_utc,
+                &a.object_key,
+                &a.body,
+                &crate::now().to_string(),
+            ],
+        );
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) => {
+                Err(StoreError::AnchorConflict {
+                    chain: a.chain_id.clone(),
+                    anchor_seq: a.anchor_seq,
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn anchors(
+        &mut self,
+        chain: Option<&ChainId>,
+        status: Option<AnchorStatus>,
+    ) -> Result<Vec<AnchorRecord>, StoreError> {
+        let chain = chain.map(ChainId::as_str);
+        let status = status.map(AnchorStatus::as_str);
+        self.client
+            .query(
+                &format!("SELECT {ANCHOR_COLUMNS} FROM stele_anchors WHERE ($1::text IS NULL OR chain_id = $1) AND ($2::text IS NULL OR status = $2) ORDER BY chain_id, anchor_seq"),
+                &[&chain, &status],
+            )?
+            .iter()
+            .map(anchor_from_row)
+            .collect()
+    }
+
+    fn last_anchor(&mut self, chain: &ChainId) -> Result<Option<AnchorRecord>, StoreError> {
+        self.client
+            .query_opt(
+                &format!("SELECT {ANCHOR_COLUMNS} FROM stele_anchors WHERE chain_id = $1 ORDER BY anchor_seq DESC LIMIT 1"),
+                &[&chain.as_str()],
+            )?
+            .as_ref()
+            .map(anchor_from_row)
+            .transpose()
+    }
+
+    fn mark_anchor_uploaded(
+        &mut self,
+        chain: &ChainId,
+        anchor_seq: u64,
+        u: &AnchorUpload,
+    ) -> Result<(), StoreError> {
+        self.client.execute(
+            "UPDATE stele_anchors SET status = $3, location = $4, version_id = $5, lock_mode = $6, retain_until = $7, uploaded_at = $8, attempts = attempts + 1, last_error = NULL WHERE chain_id = $1 AND anchor_seq = $2",
+            &[
+                &chain.as_str(),
+                &to_i64(anchor_seq, "anchor seq")?,
+                &u.status.as_str(),
+                &u.location,
+                &u.version_id,
+                &u.lock_mode,
+                &u.retain_until,
+                &crate::now().to_string(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn record_anchor_failure(
+        &mut self,
+        chain: &ChainId,
+        anchor_seq: u64,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        self.client.execute(
+            "UPDATE stele_anchors SET attempts = attempts + 1, last_error = $3 WHERE chain_id = $1 AND anchor_seq = $2",
+            &[&chain.as_str(), &to_i64(anchor_seq, "anchor seq")?, &error],
+        )?;
+        Ok(())
     }
 }

@@ -16,14 +16,15 @@ use stele_ledger::{ChainId, Event, Hash, HmacKey};
 
 use crate::append::{AppendTx, append_locked, concat_nodes, empty_state, stored_hex};
 use crate::{
-    ChainHead, LedgerStore, RowVisitor, StoreError, hash_from_bytes, hashes_from_rows, seqs_for,
-    state_of, to_i64, to_u64,
+    AnchorRecord, AnchorStatus, AnchorUpload, ChainHead, LedgerStore, RowVisitor, StoreError,
+    hash_from_bytes, hashes_from_rows, seqs_for, state_of, to_i64, to_u64,
 };
 
 /// Schema migrations, applied in order; each runs once.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE stele_chains (
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE stele_chains (
         chain_id   TEXT PRIMARY KEY,
         tree_size  INTEGER NOT NULL,
         head_hash  BLOB NOT NULL,
@@ -46,7 +47,31 @@ const MIGRATIONS: &[(i64, &str)] = &[(
     ) WITHOUT ROWID;
     CREATE UNIQUE INDEX audit_events_idempotency
         ON audit_events (chain_id, idempotency_key) WHERE idempotency_key IS NOT NULL;",
-)];
+    ),
+    (
+        2,
+        "CREATE TABLE stele_anchors (
+        chain_id     TEXT NOT NULL,
+        anchor_seq   INTEGER NOT NULL,
+        trigger      TEXT NOT NULL,
+        tree_size    INTEGER NOT NULL,
+        ts_utc       TEXT NOT NULL,
+        object_key   TEXT NOT NULL,
+        body         BLOB NOT NULL,
+        status       TEXT NOT NULL,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        last_error   TEXT,
+        location     TEXT,
+        version_id   TEXT,
+        lock_mode    TEXT,
+        retain_until TEXT,
+        created_at   TEXT NOT NULL,
+        uploaded_at  TEXT,
+        PRIMARY KEY (chain_id, anchor_seq)
+    );
+    CREATE INDEX stele_anchors_pending ON stele_anchors (status, chain_id, anchor_seq);",
+    ),
+];
 
 const EVENT_COLUMNS: &str = "chain_id, chain_index, ts, event_type, actor, payload, idempotency_key, key_id, leaf_hash, event_hash";
 
@@ -215,6 +240,47 @@ fn read_hashes(
     hashes_from_rows(chain, indexes, &rows)
 }
 
+const ANCHOR_COLUMNS: &str = "chain_id, anchor_seq, trigger, tree_size, ts_utc, object_key, body, status, attempts, last_error, location, version_id, lock_mode, retain_until, uploaded_at";
+
+fn anchor_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(AnchorRecord, String)> {
+    Ok((
+        AnchorRecord {
+            chain_id: r.get(0)?,
+            anchor_seq: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(u64::MAX),
+            trigger: r.get(2)?,
+            tree_size: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(u64::MAX),
+            ts_utc: r.get(4)?,
+            object_key: r.get(5)?,
+            body: r.get(6)?,
+            status: AnchorStatus::Pending,
+            attempts: u32::try_from(r.get::<_, i64>(8)?).unwrap_or(u32::MAX),
+            last_error: r.get(9)?,
+            location: r.get(10)?,
+            version_id: r.get(11)?,
+            lock_mode: r.get(12)?,
+            retain_until: r.get(13)?,
+            uploaded_at: r.get(14)?,
+        },
+        r.get(7)?,
+    ))
+}
+
+fn query_anchors(
+    conn: &Connection,
+    sql: &str,
+    params: &[&dyn rusqlite::ToSql],
+) -> Result<Vec<AnchorRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(params, anchor_from_row)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (mut record, status) = row?;
+        record.status = AnchorStatus::parse(&status)?;
+        out.push(record);
+    }
+    Ok(out)
+}
+
 struct SqliteTx<'a>(Transaction<'a>);
 
 impl AppendTx for SqliteTx<'_> {
@@ -351,5 +417,100 @@ impl LedgerStore for SqliteStore {
 
     fn read_hashes(&mut self, chain: &ChainId, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
         read_hashes(&self.conn, chain, indexes)
+    }
+
+    fn head_with_lsn(
+        &mut self,
+        chain: &ChainId,
+    ) -> Result<(Option<ChainHead>, Option<String>), StoreError> {
+        Ok((self.head(chain)?, None))
+    }
+
+    fn insert_anchor(&mut self, a: &AnchorRecord) -> Result<(), StoreError> {
+        let result = self.conn.prepare_cached(
+            "INSERT INTO stele_anchors (chain_id, anchor_seq, trigger, tree_size, ts_utc, object_key, body, status, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8)",
+        )?
+        .execute(params![
+            a.chain_id,
+            to_i64(a.anchor_seq, "anchor seq")?,
+            a.trigger,
+            to_i64(a.tree_size, "tree size")?,
+            a.ts_utc,
+            a.object_key,
+            a.body,
+            crate::now().to_string()
+        ]);
+        match result {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(StoreError::AnchorConflict {
+                    chain: a.chain_id.clone(),
+                    anchor_seq: a.anchor_seq,
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn anchors(
+        &mut self,
+        chain: Option<&ChainId>,
+        status: Option<AnchorStatus>,
+    ) -> Result<Vec<AnchorRecord>, StoreError> {
+        let chain = chain.map(ChainId::as_str);
+        let status = status.map(AnchorStatus::as_str);
+        query_anchors(
+            &self.conn,
+            &format!(
+                "SELECT {ANCHOR_COLUMNS} FROM stele_anchors WHERE (?1 IS NULL OR chain_id = ?1) AND (?2 IS NULL OR status = ?2) ORDER BY chain_id, anchor_seq"
+            ),
+            &[&chain, &status],
+        )
+    }
+
+    fn last_anchor(&mut self, chain: &ChainId) -> Result<Option<AnchorRecord>, StoreError> {
+        Ok(query_anchors(
+            &self.conn,
+            &format!("SELECT {ANCHOR_COLUMNS} FROM stele_anchors WHERE chain_id = ?1 ORDER BY anchor_seq DESC LIMIT 1"),
+            &[&chain.as_str()],
+        )?
+        .pop())
+    }
+
+    fn mark_anchor_uploaded(
+        &mut self,
+        chain: &ChainId,
+        anchor_seq: u64,
+        u: &AnchorUpload,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "UPDATE stele_anchors SET status = ?3, location = ?4, version_id = ?5, lock_mode = ?6, retain_until = ?7, uploaded_at = ?8, attempts = attempts + 1, last_error = NULL WHERE chain_id = ?1 AND anchor_seq = ?2",
+            )?
+            .execute(params![
+                chain.as_str(),
+                to_i64(anchor_seq, "anchor seq")?,
+                u.status.as_str(),
+                u.location,
+                u.version_id,
+                u.lock_mode,
+                u.retain_until,
+                crate::now().to_string()
+            ])?;
+        Ok(())
+    }
+
+    fn record_anchor_failure(
+        &mut self,
+        chain: &ChainId,
+        anchor_seq: u64,
+        error: &str,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("UPDATE stele_anchors SET attempts = attempts + 1, last_error = ?3 WHERE chain_id = ?1 AND anchor_seq = ?2")?
+            .execute(params![chain.as_str(), to_i64(anchor_seq, "anchor seq")?, error])?;
+        Ok(())
     }
 }

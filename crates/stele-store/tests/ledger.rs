@@ -39,6 +39,7 @@ on_every_backend!(
     concurrent_writers_produce_one_gap_free_chain,
     reopening_is_idempotent_and_newer_schemas_are_refused,
     auditor_sql_returns_the_event_hash,
+    anchor_outbox_keeps_bytes_order_and_status,
 );
 
 fn appends_read_back_and_verify_clean(db: &Db) {
@@ -450,4 +451,84 @@ fn auditor_sql_returns_the_event_hash(db: &Db) {
         }
     };
     assert_eq!(db.query_text(sql).unwrap(), receipts[17].event_hash);
+}
+
+fn anchor_outbox_keeps_bytes_order_and_status(db: &Db) {
+    use stele_store::{AnchorRecord, AnchorStatus, AnchorUpload};
+    let mut store = db.open();
+    let c = chain("production");
+    store
+        .append(&c, (0..3).map(event).collect(), keyring().active())
+        .unwrap();
+    let (head, lsn) = store.head_with_lsn(&c).unwrap();
+    assert_eq!(head.unwrap().size, 3);
+    match db.location {
+        stele_store::DbLocation::Sqlite(_) => assert_eq!(lsn, None),
+        stele_store::DbLocation::Postgres(_) => {
+            assert!(lsn.unwrap().contains('/'), "pg_current_wal_lsn text")
+        }
+    }
+    let record = |seq: u64| AnchorRecord {
+        chain_id: "production".into(),
+        anchor_seq: seq,
+        trigger: "manual".into(),
+        tree_size: 3,
+        ts_utc: "2026-01-15T14:00:00Z".into(),
+        object_key: format!("anchors/production/{seq}.json"),
+        body: format!("{{\"anchor_seq\":{seq}}}").into_bytes(),
+        status: AnchorStatus::Pending,
+        attempts: 0,
+        last_error: None,
+        location: None,
+        version_id: None,
+        lock_mode: None,
+        retain_until: None,
+        uploaded_at: None,
+    };
+    store.insert_anchor(&record(0)).unwrap();
+    store.insert_anchor(&record(1)).unwrap();
+    assert!(matches!(
+        store.insert_anchor(&record(1)),
+        Err(StoreError::AnchorConflict { anchor_seq: 1, .. })
+    ));
+    store
+        .record_anchor_failure(&c, 0, "S3 unreachable")
+        .unwrap();
+    let pending = store.anchors(None, Some(AnchorStatus::Pending)).unwrap();
+    assert_eq!(
+        pending.iter().map(|a| a.anchor_seq).collect::<Vec<_>>(),
+        [0, 1]
+    );
+    assert_eq!(
+        (pending[0].attempts, pending[0].last_error.as_deref()),
+        (1, Some("S3 unreachable"))
+    );
+    assert_eq!(pending[1].body, record(1).body);
+    let upload = AnchorUpload {
+        status: AnchorStatus::Verified,
+        location: "s3://b".into(),
+        version_id: Some("v1".into()),
+        lock_mode: Some("COMPLIANCE".into()),
+        retain_until: Some("2027-02-19T14:00:00Z".into()),
+    };
+    store.mark_anchor_uploaded(&c, 0, &upload).unwrap();
+    assert_eq!(
+        store
+            .anchors(Some(&c), Some(AnchorStatus::Pending))
+            .unwrap()
+            .len(),
+        1
+    );
+    let last = store.last_anchor(&c).unwrap().unwrap();
+    assert_eq!((last.anchor_seq, last.status), (1, AnchorStatus::Pending));
+    let first = &store.anchors(Some(&c), None).unwrap()[0];
+    assert_eq!(
+        (
+            first.status,
+            first.version_id.as_deref(),
+            first.last_error.as_deref()
+        ),
+        (AnchorStatus::Verified, Some("v1"), None)
+    );
+    assert!(store.last_anchor(&chain("other")).unwrap().is_none());
 }
