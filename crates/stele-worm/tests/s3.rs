@@ -219,23 +219,7 @@ async fn ministack_checksum_api_reports_the_sha256_of_the_bytes() {
 
 #[tokio::test]
 async fn ministack_sse_kms_with_an_emulator_key_is_applied_and_reported() {
-    let endpoint = env_required("STELE_TEST_MINISTACK_ENDPOINT");
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_sdk_kms::config::Region::new("us-east-1"))
-        .endpoint_url(&endpoint)
-        .credentials_provider(aws_sdk_kms::config::Credentials::new(
-            "test", "test", None, None, "t",
-        ))
-        .load()
-        .await;
-    let kms = aws_sdk_kms::Client::new(&conf);
-    let key = kms
-        .create_key()
-        .description("stele test")
-        .send()
-        .await
-        .unwrap();
-    let key_id = key.key_metadata().unwrap().key_id().to_owned();
+    let key_id = stele_worm::testkit::create_ministack_kms_key().await;
 
     let bucket = unique_bucket("worm-mskms");
     create_bucket(ministack(&bucket), true).await;
