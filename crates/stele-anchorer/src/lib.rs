@@ -445,17 +445,11 @@ impl<'a> Anchorer<'a> {
         let backoff = stele_worm::RetryPolicy {
             attempts: u32::MAX,
             base_delay: Duration::from_secs(1),
-            max_delay: Duration::from_secs(60),
+            max_delay: Duration::from_secs(15),
         };
         let mut failures = 0u32;
         loop {
-            let key = key_id()?;
-            let now = OffsetDateTime::now_utc();
-            let all = self.chain_list(chains)?;
-            for (chain, trigger) in self.due(&all, &key, now)? {
-                self.build(&chain, trigger, &key, now)?;
-            }
-            let report = self.upload_pending(target, rt)?;
+            let report = self.round(target, rt, chains, &key_id()?, OffsetDateTime::now_utc())?;
             on_round(&report);
             failures = if report.failed.is_empty() {
                 0
@@ -482,6 +476,26 @@ impl<'a> Anchorer<'a> {
         let report = self.upload_pending(target, rt)?;
         on_round(&report);
         Ok(report)
+    }
+
+    /// One cadence round: builds the anchors that are due at `now`, then uploads every pending one.
+    ///
+    /// # Errors
+    ///
+    /// Store and build errors; upload failures are in the report.
+    pub fn round(
+        &mut self,
+        target: &ObjectStore,
+        rt: &Handle,
+        chains: Option<&[ChainId]>,
+        key_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<UploadReport, AnchorerError> {
+        let all = self.chain_list(chains)?;
+        for (chain, trigger) in self.due(&all, key_id, now)? {
+            self.build(&chain, trigger, key_id, now)?;
+        }
+        self.upload_pending(target, rt)
     }
 
     fn chain_list(&mut self, chains: Option<&[ChainId]>) -> Result<Vec<ChainId>, AnchorerError> {

@@ -55,6 +55,9 @@ pub enum Command {
     /// Verify the log, or one event from a proof bundle.
     #[command(subcommand)]
     Verify(VerifyCommand),
+    /// Anchor chains into WORM storage: signed checkpoints in an S3 Object Lock bucket.
+    #[command(subcommand)]
+    Anchor(AnchorCommand),
     /// Run a self-contained demonstration in a temporary directory: append,
     /// prove, tamper, and watch verification name the tampered event.
     Demo(DemoArgs),
@@ -244,4 +247,78 @@ pub struct DemoArgs {
     /// Keep the demo ledger in this directory instead of a temporary one.
     #[arg(long)]
     pub keep: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AnchorCommand {
+    /// Build a manual anchor for each chain now and upload every pending anchor.
+    Now(AnchorNowArgs),
+    /// Run the anchoring cadence in the foreground (time, volume, key rotation;
+    /// a shutdown anchor on SIGINT/SIGTERM), retrying uploads until they land.
+    Run(AnchorRunArgs),
+    /// List anchors and their status (pending, uploaded, verified).
+    List(AnchorListArgs),
+    /// Show one anchor: its object and where it was stored.
+    Show(AnchorShowArgs),
+}
+
+#[derive(Debug, Args, Default, Clone)]
+pub struct AnchorTargetArgs {
+    /// S3 bucket with Object Lock (AUDIT_ANCHOR_BUCKET).
+    #[arg(long, conflicts_with = "local_dir")]
+    pub bucket: Option<String>,
+    /// Write anchors to a local directory instead — NOT WORM storage; for demos and trials.
+    #[arg(long)]
+    pub local_dir: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct AnchorNowArgs {
+    /// Only this chain (default: AUDIT_ANCHOR_CHAIN_ID, else every chain).
+    #[arg(long)]
+    pub chain: Option<String>,
+    #[command(flatten)]
+    pub target: AnchorTargetArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AnchorRunArgs {
+    /// Only this chain (default: AUDIT_ANCHOR_CHAIN_ID, else every chain).
+    #[arg(long)]
+    pub chain: Option<String>,
+    /// One round (anchors that are due, then uploads) and exit; for cron.
+    #[arg(long)]
+    pub once: bool,
+    #[command(flatten)]
+    pub target: AnchorTargetArgs,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum AnchorStatusArg {
+    /// Built and signed, waiting to be uploaded.
+    Pending,
+    /// Written to a local directory (not WORM).
+    Uploaded,
+    /// Written to WORM storage and verified.
+    Verified,
+}
+
+#[derive(Debug, Args)]
+pub struct AnchorListArgs {
+    /// Only this chain.
+    #[arg(long)]
+    pub chain: Option<String>,
+    /// Only anchors with this status.
+    #[arg(long, value_enum)]
+    pub status: Option<AnchorStatusArg>,
+}
+
+#[derive(Debug, Args)]
+pub struct AnchorShowArgs {
+    /// Chain.
+    #[arg(long)]
+    pub chain: String,
+    /// Anchor seq.
+    #[arg(long)]
+    pub seq: u64,
 }

@@ -26,6 +26,76 @@ pub struct ConfigFile {
     /// Database location; prefer `STELE_DB` for URLs with passwords.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub db: Option<String>,
+    /// Anchoring settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchor: Option<AnchorFile>,
+}
+
+/// `[anchor]` in `stele.toml`. Every setting also has an environment variable,
+/// which wins (the `AUDIT_ANCHOR_*` names are the ones deployments already use).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnchorFile {
+    /// `AUDIT_ANCHOR_BUCKET`: the S3 bucket with Object Lock.
+    pub bucket: Option<String>,
+    /// `AUDIT_ANCHOR_PREFIX`: key prefix inside the bucket.
+    pub prefix: Option<String>,
+    /// `AUDIT_ANCHOR_CHAIN_ID`: anchor only this chain.
+    pub chain_id: Option<String>,
+    /// `AUDIT_ANCHOR_RETENTION_DAYS` (default 400).
+    pub retention_days: Option<u32>,
+    /// `AUDIT_ANCHOR_MIN_RETENTION_DAYS` (default 365): the floor below which retention is refused.
+    pub min_retention_days: Option<u32>,
+    /// `AUDIT_ANCHOR_MODE`: COMPLIANCE (default) or GOVERNANCE.
+    pub mode: Option<String>,
+    /// `AUDIT_ANCHOR_INTERVAL_MINUTES` (default 60).
+    pub interval_minutes: Option<u64>,
+    /// `AUDIT_ANCHOR_VOLUME` (default 10000): events between volume anchors.
+    pub volume: Option<u64>,
+    /// `AUDIT_ANCHOR_KMS_KEY_ID`: SSE-KMS key for anchor objects.
+    pub kms_key_id: Option<String>,
+    /// S3 endpoint for S3-compatible stores (`AWS_ENDPOINT_URL` also works).
+    pub endpoint: Option<String>,
+    /// Region (`AWS_REGION` also works).
+    pub region: Option<String>,
+    /// Path-style addressing (default: on when an endpoint is set).
+    pub path_style: Option<bool>,
+    /// A local directory instead of S3 — NOT WORM storage; demos and trials only.
+    pub local_dir: Option<PathBuf>,
+}
+
+/// Where anchors go.
+#[derive(Debug, Clone)]
+pub enum AnchorTarget {
+    /// An S3 bucket with Object Lock.
+    S3(stele_worm::S3Config),
+    /// A local directory (not WORM).
+    Local(PathBuf),
+}
+
+/// Anchoring, resolved from flags, environment and `stele.toml`.
+#[derive(Debug, Clone)]
+pub struct AnchorSetup {
+    /// Where anchors go, if configured.
+    pub target: Option<AnchorTarget>,
+    /// How anchors are written.
+    pub policy: stele_anchorer::AnchorPolicy,
+    /// Only this chain, if set.
+    pub chain: Option<stele_ledger::ChainId>,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn env_num<T: std::str::FromStr>(name: &str) -> Result<Option<T>, Failure> {
+    env(name)
+        .map(|v| {
+            v.trim()
+                .parse::<T>()
+                .map_err(|_| Failure::Input(anyhow::anyhow!("{name}={v:?} is not a valid number")))
+        })
+        .transpose()
 }
 
 /// Everything a command needs to find its data.
@@ -34,6 +104,7 @@ pub struct Context {
     pub db: DbLocation,
     pub limits: Limits,
     pub json: bool,
+    pub anchor_file: Option<AnchorFile>,
 }
 
 impl Context {
@@ -67,11 +138,82 @@ impl Context {
                 .as_ref()
                 .map_or(Limits::DEFAULT_MAX_PAYLOAD_BYTES, |f| f.max_payload_bytes),
         };
+        let anchor_file = file.as_ref().and_then(|f| f.anchor.clone());
         Ok(Self {
             data_dir: global.data_dir.clone(),
             db,
             limits,
             json: global.json,
+            anchor_file,
+        })
+    }
+
+    /// Resolves anchoring settings; `bucket`/`local_dir` come from command-line flags.
+    pub fn anchor_setup(
+        &self,
+        bucket: Option<&str>,
+        local_dir: Option<&Path>,
+    ) -> Result<AnchorSetup, Failure> {
+        let file = self.anchor_file.clone().unwrap_or_default();
+        let mut policy = stele_anchorer::AnchorPolicy::default();
+        if let Some(days) = env_num::<u32>("AUDIT_ANCHOR_RETENTION_DAYS")?.or(file.retention_days) {
+            policy.retention_days = days;
+        }
+        if let Some(days) =
+            env_num::<u32>("AUDIT_ANCHOR_MIN_RETENTION_DAYS")?.or(file.min_retention_days)
+        {
+            policy.min_retention_days = days;
+        }
+        if let Some(mode) = env("AUDIT_ANCHOR_MODE").or(file.mode.clone()) {
+            policy.mode = stele_worm::LockMode::parse(&mode).ok_or_else(|| {
+                Failure::Input(anyhow::anyhow!(
+                    "anchor mode {mode:?} must be COMPLIANCE or GOVERNANCE"
+                ))
+            })?;
+        }
+        if let Some(minutes) =
+            env_num::<u64>("AUDIT_ANCHOR_INTERVAL_MINUTES")?.or(file.interval_minutes)
+        {
+            policy.cadence.interval = std::time::Duration::from_secs(minutes.saturating_mul(60));
+        }
+        if let Some(volume) = env_num::<u64>("AUDIT_ANCHOR_VOLUME")?.or(file.volume) {
+            policy.cadence.volume = volume;
+        }
+        policy.prefix = env("AUDIT_ANCHOR_PREFIX").or(file.prefix.clone());
+        policy.validate().map_err(|e| Failure::Input(e.into()))?;
+        let chain = env("AUDIT_ANCHOR_CHAIN_ID")
+            .or(file.chain_id.clone())
+            .map(|c| stele_ledger::ChainId::new(&c))
+            .transpose()?;
+
+        let bucket = bucket
+            .map(str::to_owned)
+            .or_else(|| env("AUDIT_ANCHOR_BUCKET"))
+            .or(file.bucket.clone());
+        let local = local_dir.map(Path::to_path_buf).or(file.local_dir.clone());
+        let target = match (bucket, local) {
+            (Some(_), Some(_)) if local_dir.is_none() => {
+                return Err(Failure::Input(anyhow::anyhow!(
+                    "both an anchor bucket and a local directory are configured; choose one"
+                )));
+            }
+            (_, Some(dir)) if local_dir.is_some() => Some(AnchorTarget::Local(dir)),
+            (Some(bucket), _) => Some(AnchorTarget::S3(stele_worm::S3Config {
+                bucket,
+                endpoint: file.endpoint.clone(),
+                region: file.region.clone(),
+                path_style: file.path_style,
+                static_credentials: None,
+                kms_key_id: env("AUDIT_ANCHOR_KMS_KEY_ID").or(file.kms_key_id.clone()),
+                retry: stele_worm::RetryPolicy::default(),
+            })),
+            (None, Some(dir)) => Some(AnchorTarget::Local(dir)),
+            (None, None) => None,
+        };
+        Ok(AnchorSetup {
+            target,
+            policy,
+            chain,
         })
     }
 

@@ -15,6 +15,8 @@ use stele_store::StoreError;
 pub enum Failure {
     /// Verification found problems (already reported on stdout).
     Tampered,
+    /// Tampering or damage found while doing something else; the message says what.
+    TamperingFound(anyhow::Error),
     /// Bad input or configuration.
     Input(anyhow::Error),
     /// The operation could not complete.
@@ -24,7 +26,7 @@ pub enum Failure {
 impl Failure {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Self::Tampered => 1,
+            Self::Tampered | Self::TamperingFound(_) => 1,
             Self::Input(_) => 2,
             Self::Operational(_) => 3,
         }
@@ -34,7 +36,9 @@ impl Failure {
         match self {
             Self::Tampered => None,
             // `{:#}` shows the whole context chain on one line.
-            Self::Input(e) | Self::Operational(e) => Some(format!("{e:#}")),
+            Self::Input(e) | Self::Operational(e) | Self::TamperingFound(e) => {
+                Some(format!("{e:#}"))
+            }
         }
     }
 }

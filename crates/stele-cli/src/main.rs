@@ -50,6 +50,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Checkpoint(args) => commands::proof::checkpoint(&ctx, &args),
         Command::Keys(cmd) => commands::keys::run(&ctx, &cmd),
         Command::Verify(cmd) => commands::verify::run(&ctx, &cmd),
+        Command::Anchor(cmd) => commands::anchor::run(&ctx, &cmd),
         Command::Demo(args) => commands::demo::run(&args, ctx.json),
     }
 }

@@ -24,7 +24,17 @@ pub fn run(ctx: &Context, args: &AppendArgs) -> Result<(), Failure> {
     }
     let mut store = open_store(ctx)?;
     let keyring = ctx.keys().keyring()?;
+    // Anchoring settings are checked before the append, so a bad setting
+    // refuses the append instead of surfacing after the events are committed.
+    let anchoring = ctx.anchor_setup(None, None)?;
     let receipts = store.append(&chain, events, keyring.active())?;
+    let volume_anchor = queue_volume_anchor(
+        ctx,
+        store.as_mut(),
+        &anchoring,
+        &chain,
+        keyring.active().id().as_str(),
+    );
 
     if ctx.json {
         let appended = receipts.iter().filter(|r| !r.duplicate).count();
@@ -33,6 +43,7 @@ pub fn run(ctx: &Context, args: &AppendArgs) -> Result<(), Failure> {
             "appended": appended,
             "duplicates": receipts.len() - appended,
             "receipts": receipts,
+            "volume_anchor_queued": volume_anchor,
         }));
     }
     let mut text = String::new();
@@ -47,7 +58,49 @@ pub fn run(ctx: &Context, args: &AppendArgs) -> Result<(), Failure> {
             r.chain_id, r.seq, r.ts, r.leaf_hash, r.event_hash, r.key_id
         ));
     }
+    if let Some(seq) = volume_anchor {
+        text.push_str(&format!(
+            "volume anchor #{seq} queued in the outbox; `stele anchor run` uploads it\n"
+        ));
+    }
     output::print(&text)
+}
+
+/// The volume trigger, noticed on the append path: when the chain has grown by
+/// the configured volume since its last anchor, build the anchor into the
+/// outbox now (the anchoring process uploads it). The events are already
+/// acknowledged, so a failure here is a warning: the next anchoring round
+/// builds the anchor instead.
+fn queue_volume_anchor(
+    ctx: &Context,
+    store: &mut dyn stele_store::LedgerStore,
+    anchoring: &crate::config::AnchorSetup,
+    chain: &stele_ledger::ChainId,
+    key_id: &str,
+) -> Option<u64> {
+    if anchoring.target.is_none() || anchoring.chain.as_ref().is_some_and(|c| c != chain) {
+        return None;
+    }
+    let built = ctx
+        .keys()
+        .signer()
+        .map_err(|e| e.to_string())
+        .and_then(|signer| {
+            let mut anchorer = stele_anchorer::Anchorer::new(store, &signer, &anchoring.policy)
+                .map_err(|e| e.to_string())?;
+            anchorer
+                .anchor_if_volume_due(chain, key_id, time::OffsetDateTime::now_utc())
+                .map_err(|e| e.to_string())
+        });
+    match built {
+        Ok(record) => record.map(|r| r.anchor_seq),
+        Err(e) => {
+            eprintln!(
+                "warning: the events are committed, but the volume anchor could not be queued: {e}"
+            );
+            None
+        }
+    }
 }
 
 fn single(args: &AppendArgs, ctx: &Context) -> Result<ValidEvent, Failure> {

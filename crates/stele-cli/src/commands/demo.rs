@@ -101,6 +101,7 @@ fn narrate(args: &DemoArgs) -> Result<Value, Failure> {
         db: DbLocation::Sqlite(dir.join("ledger.db")),
         limits: Limits::default(),
         json: false,
+        anchor_file: None,
     };
     let chain = ChainId::new("production")?;
 

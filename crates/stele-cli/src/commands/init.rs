@@ -24,6 +24,7 @@ pub fn run(ctx: &Context, args: &InitArgs) -> Result<(), Failure> {
         &ConfigFile {
             max_payload_bytes: args.max_payload_bytes,
             db: None,
+            anchor: None,
         },
     )
     .map_err(Failure::Operational)?;

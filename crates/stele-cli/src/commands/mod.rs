@@ -1,5 +1,6 @@
 //! One module per command.
 
+pub mod anchor;
 pub mod append;
 pub mod demo;
 pub mod init;

@@ -1,0 +1,384 @@
+//! `stele anchor now|run|list|show`.
+
+use std::time::Duration;
+
+use anyhow::anyhow;
+use serde_json::{Value, json};
+use stele_anchor::{Anchor, Trigger};
+use stele_anchorer::{Anchorer, UploadReport};
+use stele_ledger::ChainId;
+use stele_store::{AnchorRecord, AnchorStatus, LedgerStore};
+use stele_worm::{LocalDir, ObjectStore, S3Worm, WormError};
+use tokio::runtime::Runtime;
+
+use super::{chain_id, open_store};
+use crate::cli::{
+    AnchorCommand, AnchorListArgs, AnchorRunArgs, AnchorShowArgs, AnchorStatusArg, AnchorTargetArgs,
+};
+use crate::config::{AnchorSetup, AnchorTarget, Context};
+use crate::error::Failure;
+use crate::output;
+
+pub fn run(ctx: &Context, cmd: &AnchorCommand) -> Result<(), Failure> {
+    match cmd {
+        AnchorCommand::Now(args) => now(ctx, args.chain.as_deref(), &args.target),
+        AnchorCommand::Run(args) => run_cadence(ctx, args),
+        AnchorCommand::List(args) => list(ctx, args),
+        AnchorCommand::Show(args) => show(ctx, args),
+    }
+}
+
+fn runtime() -> Result<Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Operational(anyhow!("cannot start the I/O runtime: {e}")))
+}
+
+/// A WORM failure as an exit code: unreachable stores are operational, the rest need fixing.
+pub fn worm_failure(e: WormError) -> Failure {
+    if e.is_transient() {
+        Failure::Operational(e.into())
+    } else {
+        Failure::Input(e.into())
+    }
+}
+
+/// Connects to the anchor target and checks it can take anchors; a store that
+/// is merely unreachable is allowed (anchors then wait in the outbox).
+fn open_target(rt: &Runtime, setup: &AnchorSetup) -> Result<ObjectStore, Failure> {
+    let target = match &setup.target {
+        None => {
+            return Err(Failure::Input(anyhow!(
+                "no anchor target: set AUDIT_ANCHOR_BUCKET (or `bucket` under [anchor] in stele.toml), or pass --bucket; --local-dir DIR writes to a directory that is NOT WORM storage"
+            )));
+        }
+        Some(AnchorTarget::S3(cfg)) => ObjectStore::S3(
+            rt.block_on(S3Worm::connect(cfg.clone()))
+                .map_err(worm_failure)?,
+        ),
+        Some(AnchorTarget::Local(dir)) => ObjectStore::Local(LocalDir::new(dir)),
+    };
+    if let ObjectStore::S3(s3) = &target {
+        match rt.block_on(s3.check_object_lock()) {
+            Ok(()) => {}
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, "anchor store unreachable; anchors will wait in the outbox")
+            }
+            Err(e) => return Err(worm_failure(e)),
+        }
+    } else {
+        eprintln!("warning: anchors go to {}", target.describe());
+    }
+    Ok(target)
+}
+
+/// The chains to anchor: `--chain`, else AUDIT_ANCHOR_CHAIN_ID, else every chain in the database.
+fn chains(
+    store: &mut dyn LedgerStore,
+    arg: Option<&str>,
+    setup: &AnchorSetup,
+) -> Result<Vec<ChainId>, Failure> {
+    if let Some(c) = arg {
+        return Ok(vec![chain_id(c)?]);
+    }
+    if let Some(c) = &setup.chain {
+        return Ok(vec![c.clone()]);
+    }
+    store
+        .chains()?
+        .iter()
+        .map(|h| chain_id(&h.chain_id))
+        .collect()
+}
+
+fn active_key_id(ctx: &Context) -> Result<String, Failure> {
+    Ok(ctx.keys().keyring()?.active().id().to_string())
+}
+
+pub fn record_json(r: &AnchorRecord) -> Value {
+    json!({
+        "chain_id": r.chain_id,
+        "anchor_seq": r.anchor_seq,
+        "trigger": r.trigger,
+        "tree_size": r.tree_size,
+        "ts_utc": r.ts_utc,
+        "object_key": r.object_key,
+        "sha256": stele_worm::sha256_hex(&r.body),
+        "status": r.status.as_str(),
+        "attempts": r.attempts,
+        "last_error": r.last_error,
+        "location": r.location,
+        "version_id": r.version_id,
+        "lock_mode": r.lock_mode,
+        "retain_until": r.retain_until,
+        "uploaded_at": r.uploaded_at,
+    })
+}
+
+fn describe_upload(r: &AnchorRecord) -> String {
+    let lock = match (&r.lock_mode, &r.retain_until) {
+        (Some(mode), Some(until)) => format!("{mode} until {until}"),
+        _ => "NOT WORM storage".into(),
+    };
+    format!(
+        "{} #{} ({}, tree {}) -> {} {}  [{}; {}]\n",
+        r.chain_id,
+        r.anchor_seq,
+        r.trigger,
+        r.tree_size,
+        r.location.as_deref().unwrap_or("?"),
+        r.object_key,
+        r.status.as_str(),
+        lock
+    )
+}
+
+fn print_report(ctx: &Context, report: &UploadReport) -> Result<(), Failure> {
+    for r in &report.uploaded {
+        if ctx.json {
+            output::print_json(&json!({"event": "anchor_stored", "anchor": record_json(r)}))?;
+        } else {
+            output::print(&describe_upload(r))?;
+        }
+    }
+    for (r, e) in &report.failed {
+        if ctx.json {
+            output::print_json(
+                &json!({"event": "anchor_upload_failed", "anchor": record_json(r), "error": e.to_string()}),
+            )?;
+        } else {
+            eprintln!(
+                "{} #{}: upload failed, kept pending: {e}",
+                r.chain_id, r.anchor_seq
+            );
+        }
+    }
+    Ok(())
+}
+
+fn now(ctx: &Context, chain: Option<&str>, target_args: &AnchorTargetArgs) -> Result<(), Failure> {
+    let setup = ctx.anchor_setup(
+        target_args.bucket.as_deref(),
+        target_args.local_dir.as_deref(),
+    )?;
+    let rt = runtime()?;
+    let target = open_target(&rt, &setup)?;
+    let mut store = open_store(ctx)?;
+    let signer = ctx.keys().signer()?;
+    let key_id = active_key_id(ctx)?;
+    let chains = chains(store.as_mut(), chain, &setup)?;
+    if chains.is_empty() {
+        return Err(Failure::Input(anyhow!(
+            "there are no chains to anchor yet (append an event first, or pass --chain)"
+        )));
+    }
+    let mut anchorer = Anchorer::new(store.as_mut(), &signer, &setup.policy)
+        .map_err(|e| Failure::Input(e.into()))?;
+    let when = time::OffsetDateTime::now_utc();
+    for chain in &chains {
+        anchorer
+            .build(chain, Trigger::Manual, &key_id, when)
+            .map_err(anchorer_failure)?;
+    }
+    let report = anchorer
+        .upload_pending(&target, rt.handle())
+        .map_err(anchorer_failure)?;
+    print_report(ctx, &report)?;
+    match report.failed.into_iter().next() {
+        None => Ok(()),
+        Some((r, e)) => {
+            let pending = report.still_pending;
+            let what = anyhow!(
+                "{e}; {pending} anchor(s) are kept pending in the database (first: {} #{}) and will be uploaded by `stele anchor run` or the next `stele anchor now`",
+                r.chain_id,
+                r.anchor_seq
+            );
+            Err(if e.is_transient() {
+                Failure::Operational(what)
+            } else {
+                Failure::Input(what)
+            })
+        }
+    }
+}
+
+fn anchorer_failure(e: stele_anchorer::AnchorerError) -> Failure {
+    match e {
+        stele_anchorer::AnchorerError::Store(s) => s.into(),
+        stele_anchorer::AnchorerError::Worm(w) => worm_failure(w),
+        stele_anchorer::AnchorerError::ChainShrank { .. } => Failure::TamperingFound(e.into()),
+        other => Failure::Input(other.into()),
+    }
+}
+
+fn run_cadence(ctx: &Context, args: &AnchorRunArgs) -> Result<(), Failure> {
+    let setup = ctx.anchor_setup(
+        args.target.bucket.as_deref(),
+        args.target.local_dir.as_deref(),
+    )?;
+    let rt = runtime()?;
+    let target = open_target(&rt, &setup)?;
+    let mut store = open_store(ctx)?;
+    let signer = ctx.keys().signer()?;
+    let fixed_chains = match args.chain.as_deref() {
+        Some(c) => Some(vec![chain_id(c)?]),
+        None => setup.chain.clone().map(|c| vec![c]),
+    };
+    let mut anchorer = Anchorer::new(store.as_mut(), &signer, &setup.policy)
+        .map_err(|e| Failure::Input(e.into()))?;
+    if args.once {
+        let report = anchorer
+            .round(
+                &target,
+                rt.handle(),
+                fixed_chains.as_deref(),
+                &active_key_id(ctx)?,
+                time::OffsetDateTime::now_utc(),
+            )
+            .map_err(anchorer_failure)?;
+        print_report(ctx, &report)?;
+        return if report.failed.is_empty() {
+            Ok(())
+        } else {
+            Err(Failure::Operational(anyhow!(
+                "{} anchor(s) still pending",
+                report.still_pending
+            )))
+        };
+    }
+
+    let (mut interrupt, mut terminate) = rt
+        .block_on(async {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok::<_, std::io::Error>((
+                signal(SignalKind::interrupt())?,
+                signal(SignalKind::terminate())?,
+            ))
+        })
+        .map_err(|e| Failure::Operational(anyhow!("cannot install signal handlers: {e}")))?;
+    if !ctx.json {
+        eprintln!(
+            "anchoring {} every {} min and every {} events into {}; Ctrl-C writes a shutdown anchor and stops",
+            fixed_chains.as_ref().map_or_else(
+                || "all chains".to_owned(),
+                |c| c
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            setup.policy.cadence.interval.as_secs() / 60,
+            setup.policy.cadence.volume,
+            target.describe()
+        );
+    }
+    let handle = rt.handle().clone();
+    let mut print_error = None;
+    let result = anchorer.run(
+        &target,
+        &handle,
+        fixed_chains.as_deref(),
+        &mut || {
+            ctx.keys()
+                .keyring()
+                .map(|k| k.active().id().to_string())
+                .map_err(|e| stele_anchorer::AnchorerError::Config(e.to_string()))
+        },
+        &mut |report| {
+            if let Err(e) = print_report(ctx, report) {
+                print_error = Some(e);
+            }
+        },
+        &mut |pause: Duration| {
+            handle.block_on(async {
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => false,
+                    _ = interrupt.recv() => true,
+                    _ = terminate.recv() => true,
+                }
+            })
+        },
+    );
+    let report = result.map_err(anchorer_failure)?;
+    if let Some(e) = print_error {
+        return Err(e);
+    }
+    if report.failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Operational(anyhow!(
+            "stopped with {} anchor(s) pending in the database; they will be uploaded on the next run",
+            report.still_pending
+        )))
+    }
+}
+
+fn list(ctx: &Context, args: &AnchorListArgs) -> Result<(), Failure> {
+    let mut store = open_store(ctx)?;
+    let chain = args.chain.as_deref().map(chain_id).transpose()?;
+    let status = args.status.map(|s| match s {
+        AnchorStatusArg::Pending => AnchorStatus::Pending,
+        AnchorStatusArg::Uploaded => AnchorStatus::Uploaded,
+        AnchorStatusArg::Verified => AnchorStatus::Verified,
+    });
+    let records = store.anchors(chain.as_ref(), status)?;
+    if ctx.json {
+        return output::print_json(&records.iter().map(record_json).collect::<Vec<_>>());
+    }
+    if records.is_empty() {
+        return output::print("no anchors\n");
+    }
+    let mut text = String::new();
+    for r in &records {
+        let detail = match r.status {
+            AnchorStatus::Pending => format!(
+                "attempts {}{}",
+                r.attempts,
+                r.last_error
+                    .as_deref()
+                    .map(|e| format!(", last error: {e}"))
+                    .unwrap_or_default()
+            ),
+            _ => format!(
+                "{} {} version {} {}",
+                r.location.as_deref().unwrap_or("?"),
+                r.lock_mode.as_deref().unwrap_or("NOT WORM"),
+                r.version_id.as_deref().unwrap_or("-"),
+                r.retain_until
+                    .as_deref()
+                    .map(|u| format!("until {u}"))
+                    .unwrap_or_default()
+            ),
+        };
+        text.push_str(&format!(
+            "{:<16} #{:<6} {:<12} tree {:<10} {}  {:<8} {}\n  {}\n",
+            r.chain_id,
+            r.anchor_seq,
+            r.trigger,
+            r.tree_size,
+            r.ts_utc,
+            r.status.as_str(),
+            detail,
+            r.object_key
+        ));
+    }
+    output::print(&text)
+}
+
+fn show(ctx: &Context, args: &AnchorShowArgs) -> Result<(), Failure> {
+    let chain = chain_id(&args.chain)?;
+    let mut store = open_store(ctx)?;
+    let record = store
+        .anchors(Some(&chain), None)?
+        .into_iter()
+        .find(|r| r.anchor_seq == args.seq)
+        .ok_or_else(|| Failure::Input(anyhow!("chain {chain} has no anchor {}", args.seq)))?;
+    let anchor = Anchor::from_bytes(&record.body).map_err(|e| Failure::Operational(e.into()))?;
+    let body = json!({"record": record_json(&record), "anchor": anchor});
+    output::print(&format!(
+        "{}\n",
+        serde_json::to_string_pretty(&body).map_err(|e| Failure::Operational(e.into()))?
+    ))
+}
