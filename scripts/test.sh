@@ -50,6 +50,16 @@ cat <<BANNER
   PostgreSQL ($pg_kind)  $STELE_TEST_PG_URL
 BANNER
 
+# Offline static checks of the Terraform module and the bucket policy template.
+# They run first so the test runner's summary is the last thing printed.
+if (($# == 0)); then
+    echo "==== scripts/check-terraform.sh ===="
+    bash "$REPO/scripts/check-terraform.sh" || {
+        echo "[test.sh] the Terraform/policy checks failed (see above)" >&2
+        exit 1
+    }
+fi
+
 if cargo nextest --version >/dev/null 2>&1; then
     runner=(cargo nextest run --workspace --no-fail-fast)
 else
