@@ -58,6 +58,12 @@ pub enum Command {
     /// Anchor chains into WORM storage: signed checkpoints in an S3 Object Lock bucket.
     #[command(subcommand)]
     Anchor(AnchorCommand),
+    /// Create and check the WORM bucket (Object Lock, encryption, policy, lifecycle).
+    #[command(subcommand)]
+    Bucket(crate::commands::bucket::BucketCommand),
+    /// Store evidence bundles under Object Lock, verified and recorded in the ledger.
+    #[command(subcommand)]
+    Evidence(crate::commands::evidence::EvidenceCommand),
     /// Run a self-contained demonstration in a temporary directory: append,
     /// prove, tamper, and watch verification name the tampered event.
     Demo(DemoArgs),

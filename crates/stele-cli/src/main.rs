@@ -51,6 +51,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Keys(cmd) => commands::keys::run(&ctx, &cmd),
         Command::Verify(cmd) => commands::verify::run(&ctx, &cmd),
         Command::Anchor(cmd) => commands::anchor::run(&ctx, &cmd),
+        Command::Bucket(cmd) => commands::bucket::run(&ctx, &cmd),
+        Command::Evidence(cmd) => commands::evidence::run(&ctx, &cmd),
         Command::Demo(args) => commands::demo::run(&args, ctx.json),
     }
 }

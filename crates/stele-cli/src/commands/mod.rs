@@ -2,7 +2,9 @@
 
 pub mod anchor;
 pub mod append;
+pub mod bucket;
 pub mod demo;
+pub mod evidence;
 pub mod init;
 pub mod keys;
 pub mod log;

@@ -1,0 +1,1 @@
+//! The WORM bucket: policy rendering, `bucket init`, `bucket check` (being built).
