@@ -317,3 +317,70 @@ fn anchor_run_rides_out_an_outage_while_events_keep_coming() {
     let out = l.run(&["verify", "log", "--chain", "prod"]);
     assert_eq!(code(&out), 0);
 }
+
+#[test]
+fn anchor_run_anchors_on_the_minute_even_when_idle_and_on_key_rotation() {
+    let rt = runtime();
+    let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("cli-cadence")), true));
+    let l = Ledger::new(TestDb::sqlite());
+    l.run(&["append", "--chain", "quiet", "--type", "a"]);
+    let mut cmd = l.command();
+    with_s3(
+        &mut cmd,
+        &env_required("STELE_TEST_RGW_ENDPOINT"),
+        s3.bucket(),
+    );
+    let runner = cmd
+        .args(["anchor", "run"])
+        .env("AUDIT_ANCHOR_INTERVAL_MINUTES", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let wait_for = |n: usize, within: Duration| {
+        let deadline = Instant::now() + within;
+        loop {
+            let verified = anchors(&l, Some("verified"));
+            if verified.len() >= n {
+                return verified;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "expected {n} anchors, have {verified:?}"
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+    // A chain never anchored is anchored at once.
+    let first = wait_for(1, Duration::from_secs(20));
+    assert_eq!(first[0]["trigger"], "time");
+    // Rotating the HMAC key is noticed by the running anchorer.
+    assert_eq!(code(&l.run(&["keys", "rotate"])), 0);
+    let rotated = wait_for(2, Duration::from_secs(20));
+    assert_eq!(rotated[1]["trigger"], "key_rotation");
+    // The next minute boundary anchors again, though nothing happened: silence is evidence too.
+    let idle = wait_for(3, Duration::from_secs(75));
+    assert_eq!(
+        (idle[2]["trigger"].as_str(), idle[2]["tree_size"].as_u64()),
+        (Some("time"), Some(1))
+    );
+    let minute = |v: &Value| v["ts_utc"].as_str().unwrap()[..16].to_owned();
+    assert!(
+        minute(&idle[2]) > minute(&first[0]),
+        "the idle anchor falls in a later minute"
+    );
+
+    Command::new("kill")
+        .args(["-TERM", &runner.id().to_string()])
+        .status()
+        .unwrap();
+    let out = runner.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all = check_bucket(&rt, &s3, &l, "quiet");
+    assert_eq!(all.last().unwrap().trigger, stele_anchor::Trigger::Shutdown);
+    assert_eq!(all[1].key_id, "k2");
+}

@@ -28,7 +28,7 @@ pub fn run(ctx: &Context, cmd: &AnchorCommand) -> Result<(), Failure> {
     }
 }
 
-fn runtime() -> Result<Runtime, Failure> {
+pub fn runtime() -> Result<Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -117,7 +117,7 @@ pub fn record_json(r: &AnchorRecord) -> Value {
     })
 }
 
-fn describe_upload(r: &AnchorRecord) -> String {
+pub fn describe_upload(r: &AnchorRecord) -> String {
     let lock = match (&r.lock_mode, &r.retain_until) {
         (Some(mode), Some(until)) => format!("{mode} until {until}"),
         _ => "NOT WORM storage".into(),

@@ -10,7 +10,7 @@ use stele_ledger::event::{EventInput, ValidEvent};
 use stele_ledger::{ChainId, Limits};
 use stele_store::DbLocation;
 
-use super::{init, proof, verify};
+use super::{anchor, init, proof, verify};
 use crate::cli::{DemoArgs, InclusionArgs, InitArgs, ProofFormat, VerifyCommand, VerifyEventArgs};
 use crate::config::Context;
 use crate::error::Failure;
@@ -148,10 +148,42 @@ fn narrate(args: &DemoArgs) -> Result<Value, Failure> {
 
     step(
         3,
-        "Sign a C2SP checkpoint of the tree (what anchors will carry to WORM storage)",
+        "Anchor it: a signed checkpoint of the tree, written create-only where the database owner cannot rewrite it",
     )?;
-    let (size, root) = stele_store::tree_root(store.as_mut(), &chain, None)?;
-    output::print(&proof::signed_checkpoint(&ctx, &chain, size, root)?)?;
+    output::print(
+        "(stele writes anchors to an S3 bucket with Object Lock; the demo writes them to a local directory instead, which is NOT WORM storage)\n",
+    )?;
+    let anchor_dir = dir.join("anchors-not-worm");
+    let signer = ctx.keys().signer()?;
+    let policy = stele_anchorer::AnchorPolicy::default();
+    let rt = anchor::runtime()?;
+    let target = stele_worm::ObjectStore::Local(stele_worm::LocalDir::new(&anchor_dir));
+    let mut anchorer = stele_anchorer::Anchorer::new(store.as_mut(), &signer, &policy)
+        .map_err(|e| Failure::Operational(e.into()))?;
+    let record = anchorer
+        .build(
+            &chain,
+            stele_anchor::Trigger::Manual,
+            keyring.active().id().as_str(),
+            time::OffsetDateTime::now_utc(),
+        )
+        .map_err(|e| Failure::Operational(e.into()))?;
+    let report = anchorer
+        .upload_pending(&target, rt.handle())
+        .map_err(|e| Failure::Operational(e.into()))?;
+    for r in &report.uploaded {
+        output::print(&anchor::describe_upload(r))?;
+    }
+    let anchored = stele_anchor::Anchor::from_bytes(&record.body)
+        .map_err(|e| Failure::Operational(e.into()))?;
+    output::print(&format!(
+        "anchor #{} covers {} events, root {}, last event_hash {}; its checkpoint:\n{}",
+        anchored.anchor_seq,
+        anchored.tree_size,
+        anchored.root_hash,
+        anchored.last_hash.as_deref().unwrap_or("-"),
+        anchored.checkpoint
+    ))?;
 
     // The event an insider will later rewrite: a patient-record view.
     let target = (args.events * 3 / 5..args.events)
@@ -251,6 +283,7 @@ fn narrate(args: &DemoArgs) -> Result<Value, Failure> {
         "detected": true,
         "clean_report": clean,
         "tampered_report": tampered,
+        "anchor": anchor::record_json(&record),
         "kept_in": args.keep,
     }))
 }
