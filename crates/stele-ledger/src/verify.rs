@@ -391,6 +391,21 @@ impl<'k> LogVerifier<'k> {
             .map_err(|err| format!("payload is not valid JSON ({err})"))
     }
 
+    /// Leaves recomputed so far.
+    pub fn tree_size(&self) -> u64 {
+        self.tree.size()
+    }
+
+    /// Root of the tree recomputed so far.
+    pub fn root(&self) -> Hash {
+        self.tree.root()
+    }
+
+    /// The stored `event_hash` of the last row read (genesis before any).
+    pub fn last_event_hash(&self) -> Hash {
+        self.prev_stored_hash
+    }
+
     /// Compares the recomputation with storage's claims and returns the report.
     pub fn finish(mut self, claimed: Option<&ClaimedHead>) -> VerifyReport {
         let found = self.next_seq;

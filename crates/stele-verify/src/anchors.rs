@@ -1,0 +1,441 @@
+//! Checking a chain's anchor objects and their cadence.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use stele_anchor::cadence::next_boundary;
+use stele_anchor::{Anchor, LinkError, check_link, object_key};
+use stele_ledger::ChainId;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::report::{Aspect, Finding, Range, Report, TimelineEntry};
+
+/// What the object store says about an anchor object (absent for an offline mirror).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StorageFacts {
+    /// Version id of the current version.
+    pub version_id: Option<String>,
+    /// Object Lock mode.
+    pub lock_mode: Option<String>,
+    /// Retain-until.
+    pub retain_until: Option<OffsetDateTime>,
+    /// SHA-256 from the checksum API, hex.
+    pub checksum_sha256: Option<String>,
+    /// `sha256` metadata, hex.
+    pub metadata_sha256: Option<String>,
+    /// Versions of this key besides the current one.
+    pub other_versions: usize,
+    /// Delete markers on this key.
+    pub delete_markers: usize,
+}
+
+/// One anchor object as fetched.
+#[derive(Clone, Debug)]
+pub struct StoredAnchor {
+    /// Object key.
+    pub key: String,
+    /// Exact bytes.
+    pub bytes: Vec<u8>,
+    /// Storage facts, when read from the store itself.
+    pub storage: Option<StorageFacts>,
+}
+
+/// What to expect of the anchors.
+#[derive(Clone, Debug)]
+pub struct AuditPolicy {
+    /// The chain.
+    pub chain: ChainId,
+    /// The signed-note verifier key.
+    pub verifier_key: String,
+    /// Key prefix in the bucket.
+    pub prefix: Option<String>,
+    /// Anchoring interval (an anchor is expected in every interval).
+    pub interval: Duration,
+    /// Slack for freshness and gaps.
+    pub grace: Duration,
+    /// Minimum retention each anchor must carry, in days from its time.
+    pub retention_days: Option<u32>,
+    /// Expected Object Lock mode.
+    pub expected_mode: Option<String>,
+    /// Range requested.
+    pub from: Option<OffsetDateTime>,
+    /// Range requested.
+    pub to: Option<OffsetDateTime>,
+    /// The time of the check.
+    pub now: OffsetDateTime,
+}
+
+/// The outcome of checking the anchors.
+#[derive(Debug)]
+pub struct AnchorAudit {
+    /// The report (findings, verdicts, timeline).
+    pub report: Report,
+    /// Anchors that passed their own checks, in anchor order, with their bytes:
+    /// the ones a log may be compared with.
+    pub trusted: Vec<(Anchor, Vec<u8>)>,
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+}
+
+/// Checks every anchor object of one chain (in any order) against `policy`.
+pub fn audit_anchors(objects: &[StoredAnchor], policy: &AuditPolicy) -> AnchorAudit {
+    let mut findings = Vec::new();
+    let mut checked = vec![
+        "each anchor object: RFC 8785 form, Ed25519 signature over every field, embedded C2SP checkpoint (same key, same chain, size and root)".to_owned(),
+        "each anchor's key is where its own time and seq put it".to_owned(),
+        "consecutive anchors: anchor_seq +1, prev_anchor_hash = SHA-256 of the previous object's bytes, consistency proof, tree size and time never decrease".to_owned(),
+        "no anchor_seq missing, none claimed twice (fork)".to_owned(),
+        format!("cadence: an anchor in every {}-minute interval; the newest no older than the interval plus {} minutes", policy.interval.as_secs() / 60, policy.grace.as_secs() / 60),
+    ];
+    let online = objects.iter().any(|o| o.storage.is_some());
+    if online {
+        checked.push("each object in the store: bytes against its SHA-256 checksum and `sha256` metadata, Object Lock mode and retain-until, no other versions or delete markers".to_owned());
+    } else {
+        checked.push("offline copy: Object Lock, versions and store checksums cannot be checked from a mirror".to_owned());
+    }
+
+    // Per-object checks.
+    let mut by_seq: BTreeMap<u64, Vec<(String, Anchor, Vec<u8>)>> = BTreeMap::new();
+    let mut bad_keys = Vec::new();
+    for obj in objects {
+        match check_object(obj, policy) {
+            Ok((anchor, object_findings)) => {
+                if !object_findings.is_empty() {
+                    bad_keys.push(obj.key.clone());
+                }
+                findings.extend(object_findings);
+                by_seq.entry(anchor.anchor_seq).or_default().push((
+                    obj.key.clone(),
+                    anchor,
+                    obj.bytes.clone(),
+                ));
+            }
+            Err(f) => {
+                bad_keys.push(obj.key.clone());
+                findings.push(*f);
+            }
+        }
+    }
+
+    // The requested range, by anchor time.
+    let in_range = |a: &Anchor| {
+        let t = a.time().ok();
+        policy.from.is_none_or(|from| t.is_some_and(|t| t >= from))
+            && policy.to.is_none_or(|to| t.is_some_and(|t| t <= to))
+    };
+    by_seq.retain(|_, v| {
+        v.retain(|(_, a, _)| in_range(a));
+        !v.is_empty()
+    });
+
+    // Sequence: forks, gaps, links.
+    let mut trusted: Vec<(Anchor, Vec<u8>)> = Vec::new();
+    let mut timeline = Vec::new();
+    let mut prev: Option<(Anchor, Vec<u8>)> = None;
+    let first_seq = by_seq.keys().next().copied();
+    if let (Some(first), None) = (first_seq, policy.from) {
+        if first > 0 {
+            findings.push(
+                Finding::new(
+                    Aspect::Completeness,
+                    "missing_anchor",
+                    format!("anchors #0..#{}", first - 1),
+                    format!("{first} anchor(s) before the first one found are missing"),
+                )
+                .anchor(0),
+            );
+        }
+    }
+    for (seq, claims) in &by_seq {
+        if claims.len() > 1 {
+            let keys: Vec<&str> = claims.iter().map(|(k, _, _)| k.as_str()).collect();
+            findings.push(
+                Finding::new(
+                    Aspect::Integrity,
+                    "fork",
+                    format!("anchor #{seq}"),
+                    format!(
+                        "{} objects claim anchor_seq {seq}: {}",
+                        claims.len(),
+                        keys.join(", ")
+                    ),
+                )
+                .anchor(*seq),
+            );
+        }
+        let (key, anchor, bytes) = &claims[0];
+        if let Some((p, _)) = &prev {
+            if *seq > p.anchor_seq + 1 {
+                findings.push(
+                    Finding::new(
+                        Aspect::Completeness,
+                        "missing_anchor",
+                        format!("anchors #{}..#{}", p.anchor_seq + 1, seq - 1),
+                        format!(
+                            "{} anchor(s) between #{} ({}) and #{seq} ({}) are missing",
+                            seq - p.anchor_seq - 1,
+                            p.anchor_seq,
+                            p.ts_utc,
+                            anchor.ts_utc
+                        ),
+                    )
+                    .anchor(p.anchor_seq + 1)
+                    .at(p.ts_utc.clone()),
+                );
+            }
+        }
+        let mut ok = !bad_keys.contains(key) && claims.len() == 1;
+        if let Some((p, pb)) = &prev {
+            if *seq == p.anchor_seq + 1 {
+                if let Err(e) = check_link(p, pb, anchor) {
+                    ok = false;
+                    let kind = match e {
+                        LinkError::PrevHashMismatch { .. } => "prev_hash_mismatch",
+                        LinkError::NotConsistent { .. } => "not_an_extension",
+                        LinkError::TreeShrank { .. } => "tree_shrank",
+                        LinkError::TimeWentBack { .. } => "time_went_back",
+                        _ => "broken_link",
+                    };
+                    findings.push(
+                        Finding::new(
+                            Aspect::Integrity,
+                            kind,
+                            format!("anchor #{seq} ({key})"),
+                            e.to_string(),
+                        )
+                        .anchor(*seq)
+                        .at(anchor.ts_utc.clone()),
+                    );
+                }
+            }
+        }
+        timeline.push(TimelineEntry {
+            anchor_seq: *seq,
+            key: key.clone(),
+            ts_utc: anchor.ts_utc.clone(),
+            trigger: anchor.trigger.as_str().to_owned(),
+            tree_size: anchor.tree_size,
+            ok,
+        });
+        if ok {
+            trusted.push((anchor.clone(), bytes.clone()));
+        }
+        prev = Some((anchor.clone(), bytes.clone()));
+    }
+
+    // Cadence and freshness.
+    let times: Vec<OffsetDateTime> = by_seq.values().filter_map(|v| v[0].1.time().ok()).collect();
+    let end = policy.to.unwrap_or(policy.now).min(policy.now);
+    findings.extend(cadence_findings(&times, policy, end));
+
+    let found = Range {
+        from: times.first().map(|t| rfc3339(*t)),
+        to: times.last().map(|t| rfc3339(*t)),
+    };
+    let requested = Range {
+        from: policy.from.map(rfc3339),
+        to: policy.to.map(rfc3339),
+    };
+    findings.sort_by(|a, b| a.at.cmp(&b.at).then(a.anchor_seq.cmp(&b.anchor_seq)));
+    AnchorAudit {
+        report: Report::new(
+            policy.chain.as_str(),
+            checked,
+            requested,
+            found,
+            None,
+            findings,
+            timeline,
+        ),
+        trusted,
+    }
+}
+
+/// Parses and checks one object on its own.
+fn check_object(
+    obj: &StoredAnchor,
+    policy: &AuditPolicy,
+) -> Result<(Anchor, Vec<Finding>), Box<Finding>> {
+    let subject = obj.key.clone();
+    let anchor = Anchor::from_bytes(&obj.bytes).map_err(|e| {
+        Box::new(Finding::new(
+            Aspect::Integrity,
+            "malformed",
+            subject.clone(),
+            format!("not a stele anchor: {e}"),
+        ))
+    })?;
+    let mut findings = Vec::new();
+    let f = |kind: &str, message: String| {
+        Finding::new(
+            Aspect::Integrity,
+            kind,
+            format!("anchor #{} ({subject})", anchor.anchor_seq),
+            message,
+        )
+        .anchor(anchor.anchor_seq)
+        .at(anchor.ts_utc.clone())
+    };
+    if anchor.chain_id != policy.chain.as_str() {
+        findings.push(f(
+            "wrong_chain",
+            format!("the object claims chain {:?}", anchor.chain_id),
+        ));
+    }
+    if let Err(e) = anchor.verify(&policy.verifier_key) {
+        findings.push(f("bad_signature", e.to_string()));
+    }
+    if let Ok(t) = anchor.time() {
+        match object_key(
+            policy.prefix.as_deref(),
+            &policy.chain,
+            t,
+            anchor.anchor_seq,
+        ) {
+            Ok(expected) if expected != obj.key => findings.push(f(
+                "moved",
+                format!("the object was moved: its time and seq put it at {expected}"),
+            )),
+            _ => {}
+        }
+    }
+    let sha = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(&obj.bytes))
+    };
+    if let Some(s) = &obj.storage {
+        for (what, value) in [
+            ("checksum API SHA-256", &s.checksum_sha256),
+            ("`sha256` metadata", &s.metadata_sha256),
+        ] {
+            if let Some(v) = value.as_deref().filter(|v| *v != sha) {
+                findings.push(f(
+                    "checksum_mismatch",
+                    format!("the bytes hash to {sha}, the {what} says {v}"),
+                ));
+            }
+        }
+        match (&s.lock_mode, &policy.expected_mode) {
+            (None, _) => findings.push(f(
+                "not_locked",
+                "the object has no Object Lock retention".into(),
+            )),
+            (Some(m), Some(want)) if !m.eq_ignore_ascii_case(want) => findings.push(f(
+                "lock_mode",
+                format!("locked in {m} mode, expected {want}"),
+            )),
+            _ => {}
+        }
+        if let (Some(days), Ok(t)) = (policy.retention_days, anchor.time()) {
+            let needed = t + time::Duration::days(i64::from(days));
+            match s.retain_until {
+                Some(until) if until.unix_timestamp() >= needed.unix_timestamp() => {}
+                other => findings.push(f(
+                    "retention_short",
+                    format!(
+                        "retained until {}, expected at least {} ({days} days after the anchor)",
+                        other.map_or_else(|| "never".into(), rfc3339),
+                        rfc3339(needed)
+                    ),
+                )),
+            }
+        }
+        if s.other_versions > 0 {
+            findings.push(f(
+                "extra_versions",
+                format!(
+                    "the key has {} other version(s): something was written over the anchor",
+                    s.other_versions
+                ),
+            ));
+        }
+        if s.delete_markers > 0 {
+            findings.push(f(
+                "delete_marker",
+                format!(
+                    "the key has {} delete marker(s): someone tried to delete the anchor",
+                    s.delete_markers
+                ),
+            ));
+        }
+    }
+    Ok((anchor, findings))
+}
+
+/// Missing intervals and a stale newest anchor.
+fn cadence_findings(
+    times: &[OffsetDateTime],
+    policy: &AuditPolicy,
+    end: OffsetDateTime,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let grace = time::Duration::try_from(policy.grace).unwrap_or(time::Duration::ZERO);
+    let interval = time::Duration::try_from(policy.interval).unwrap_or(time::Duration::HOUR);
+    let (Some(first), Some(last)) = (times.first().copied(), times.last().copied()) else {
+        out.push(Finding::new(
+            Aspect::Completeness,
+            "no_anchors",
+            format!("chain {}", policy.chain),
+            "no anchors were found in the requested range",
+        ));
+        return out;
+    };
+    let start = policy.from.map_or(first, |f| f.min(first));
+    // Every interval [b, b + interval) from the first boundary after the start must hold an anchor.
+    let mut b = next_boundary(start - time::Duration::NANOSECOND, policy.interval);
+    let mut gap_start: Option<OffsetDateTime> = None;
+    let mut idx = 0;
+    while b + grace <= end {
+        while idx < times.len() && times[idx] < b {
+            idx += 1;
+        }
+        let covered = idx < times.len() && times[idx] < b + interval;
+        match (covered, gap_start) {
+            (false, None) => gap_start = Some(b),
+            (true, Some(g)) => {
+                out.push(gap(g, b, policy));
+                gap_start = None;
+            }
+            _ => {}
+        }
+        b += interval;
+    }
+    if let Some(g) = gap_start {
+        out.push(gap(g, b.min(end), policy));
+    }
+    if last + interval + grace < end {
+        out.push(
+            Finding::new(
+                Aspect::Completeness,
+                "stale",
+                format!("chain {}", policy.chain),
+                format!(
+                    "the newest anchor is from {}; with a {}-minute cadence one was due by {} (deleted or suppressed anchors, or the anchorer is down)",
+                    rfc3339(last),
+                    policy.interval.as_secs() / 60,
+                    rfc3339(last + interval + grace)
+                ),
+            )
+            .at(rfc3339(last)),
+        );
+    }
+    out
+}
+
+fn gap(from: OffsetDateTime, to: OffsetDateTime, policy: &AuditPolicy) -> Finding {
+    Finding::new(
+        Aspect::Completeness,
+        "cadence_gap",
+        format!("{} .. {}", rfc3339(from), rfc3339(to)),
+        format!(
+            "no anchor of chain {} between {} and {}",
+            policy.chain,
+            rfc3339(from),
+            rfc3339(to)
+        ),
+    )
+    .at(rfc3339(from))
+}

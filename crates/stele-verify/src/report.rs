@@ -1,0 +1,203 @@
+//! Findings and verdicts.
+
+use serde::Serialize;
+
+/// Which verdict a finding counts against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Aspect {
+    /// Something that is there was altered (or is not what it claims).
+    Integrity,
+    /// Something is missing: a gap, a truncated tail, a stale or deleted anchor.
+    Completeness,
+}
+
+/// One thing that is wrong, named precisely.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// Integrity or completeness.
+    pub aspect: Aspect,
+    /// Machine-readable kind, e.g. `bad_signature`, `cadence_gap`, `content_altered`.
+    pub kind: String,
+    /// What it is about: an object key, an anchor, a seq, a time window.
+    pub subject: String,
+    /// Anchor concerned, if any.
+    pub anchor_seq: Option<u64>,
+    /// Event seq concerned, if any.
+    pub seq: Option<u64>,
+    /// When (RFC 3339), for the timeline.
+    pub at: Option<String>,
+    /// What differs, in words.
+    pub message: String,
+}
+
+impl Finding {
+    pub(crate) fn new(
+        aspect: Aspect,
+        kind: &str,
+        subject: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            aspect,
+            kind: kind.to_owned(),
+            subject: subject.into(),
+            anchor_seq: None,
+            seq: None,
+            at: None,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn anchor(mut self, anchor_seq: u64) -> Self {
+        self.anchor_seq = Some(anchor_seq);
+        self
+    }
+
+    pub(crate) fn seq(mut self, seq: u64) -> Self {
+        self.seq = Some(seq);
+        self
+    }
+
+    pub(crate) fn at(mut self, at: impl Into<String>) -> Self {
+        self.at = Some(at.into());
+        self
+    }
+}
+
+/// A verdict: passed, or how many findings count against it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    /// True when no finding counts against it.
+    pub ok: bool,
+    /// Findings against it.
+    pub findings: usize,
+}
+
+/// A span of time or seqs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Range {
+    /// Start, if bounded.
+    pub from: Option<String>,
+    /// End, if bounded.
+    pub to: Option<String>,
+}
+
+/// One anchor on the timeline.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TimelineEntry {
+    /// Anchor seq.
+    pub anchor_seq: u64,
+    /// Object key.
+    pub key: String,
+    /// `ts_utc`.
+    pub ts_utc: String,
+    /// Trigger.
+    pub trigger: String,
+    /// Tree size.
+    pub tree_size: u64,
+    /// Whether every check on this anchor passed.
+    pub ok: bool,
+}
+
+/// The result of a verification run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Chain verified.
+    pub chain_id: String,
+    /// What was checked, in words, for the workpaper.
+    pub checked: Vec<String>,
+    /// Range requested.
+    pub requested: Range,
+    /// Range found (first and last anchor time).
+    pub found: Range,
+    /// Anchors examined.
+    pub anchors_checked: usize,
+    /// Events examined, when the log was verified.
+    pub events_checked: Option<u64>,
+    /// Nothing that is there was altered.
+    pub integrity: Verdict,
+    /// Nothing is missing.
+    pub completeness: Verdict,
+    /// Every finding.
+    pub findings: Vec<Finding>,
+    /// Anchors in order, for the timeline.
+    pub timeline: Vec<TimelineEntry>,
+}
+
+impl Report {
+    /// Builds a report and computes the verdicts from the findings.
+    pub fn new(
+        chain_id: &str,
+        checked: Vec<String>,
+        requested: Range,
+        found: Range,
+        events_checked: Option<u64>,
+        findings: Vec<Finding>,
+        timeline: Vec<TimelineEntry>,
+    ) -> Self {
+        let count = |a: Aspect| findings.iter().filter(|f| f.aspect == a).count();
+        let (i, c) = (count(Aspect::Integrity), count(Aspect::Completeness));
+        Self {
+            chain_id: chain_id.to_owned(),
+            checked,
+            requested,
+            found,
+            anchors_checked: timeline.len(),
+            events_checked,
+            integrity: Verdict {
+                ok: i == 0,
+                findings: i,
+            },
+            completeness: Verdict {
+                ok: c == 0,
+                findings: c,
+            },
+            findings,
+            timeline,
+        }
+    }
+
+    /// True when both verdicts pass.
+    pub fn is_clean(&self) -> bool {
+        self.integrity.ok && self.completeness.ok
+    }
+
+    /// A terse human summary.
+    pub fn summary(&self) -> String {
+        let verdict = |v: Verdict| {
+            if v.ok {
+                "PASS".to_owned()
+            } else {
+                format!("FAIL ({} finding(s))", v.findings)
+            }
+        };
+        let range = |r: &Range| {
+            format!(
+                "{} .. {}",
+                r.from.as_deref().unwrap_or("start"),
+                r.to.as_deref().unwrap_or("now")
+            )
+        };
+        let mut out = format!(
+            "chain {}: {} anchors{}\n  requested {}\n  found     {}\n  integrity    {}\n  completeness {}\n",
+            self.chain_id,
+            self.anchors_checked,
+            self.events_checked
+                .map(|n| format!(", {n} events"))
+                .unwrap_or_default(),
+            range(&self.requested),
+            range(&self.found),
+            verdict(self.integrity),
+            verdict(self.completeness),
+        );
+        for f in &self.findings {
+            let aspect = match f.aspect {
+                Aspect::Integrity => "integrity",
+                Aspect::Completeness => "completeness",
+            };
+            out.push_str(&format!("  - [{aspect}] {}: {}\n", f.subject, f.message));
+        }
+        out
+    }
+}
