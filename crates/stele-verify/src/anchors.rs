@@ -136,18 +136,18 @@ pub fn audit_anchors(objects: &[StoredAnchor], policy: &AuditPolicy) -> AnchorAu
     let mut timeline = Vec::new();
     let mut prev: Option<(Anchor, Vec<u8>)> = None;
     let first_seq = by_seq.keys().next().copied();
-    if let (Some(first), None) = (first_seq, policy.from) {
-        if first > 0 {
-            findings.push(
-                Finding::new(
-                    Aspect::Completeness,
-                    "missing_anchor",
-                    format!("anchors #0..#{}", first - 1),
-                    format!("{first} anchor(s) before the first one found are missing"),
-                )
-                .anchor(0),
-            );
-        }
+    if let (Some(first), None) = (first_seq, policy.from)
+        && first > 0
+    {
+        findings.push(
+            Finding::new(
+                Aspect::Completeness,
+                "missing_anchor",
+                format!("anchors #0..#{}", first - 1),
+                format!("{first} anchor(s) before the first one found are missing"),
+            )
+            .anchor(0),
+        );
     }
     for (seq, claims) in &by_seq {
         if claims.len() > 1 {
@@ -167,50 +167,49 @@ pub fn audit_anchors(objects: &[StoredAnchor], policy: &AuditPolicy) -> AnchorAu
             );
         }
         let (key, anchor, bytes) = &claims[0];
-        if let Some((p, _)) = &prev {
-            if *seq > p.anchor_seq + 1 {
-                findings.push(
-                    Finding::new(
-                        Aspect::Completeness,
-                        "missing_anchor",
-                        format!("anchors #{}..#{}", p.anchor_seq + 1, seq - 1),
-                        format!(
-                            "{} anchor(s) between #{} ({}) and #{seq} ({}) are missing",
-                            seq - p.anchor_seq - 1,
-                            p.anchor_seq,
-                            p.ts_utc,
-                            anchor.ts_utc
-                        ),
-                    )
-                    .anchor(p.anchor_seq + 1)
-                    .at(p.ts_utc.clone()),
-                );
-            }
+        if let Some((p, _)) = &prev
+            && *seq > p.anchor_seq + 1
+        {
+            findings.push(
+                Finding::new(
+                    Aspect::Completeness,
+                    "missing_anchor",
+                    format!("anchors #{}..#{}", p.anchor_seq + 1, seq - 1),
+                    format!(
+                        "{} anchor(s) between #{} ({}) and #{seq} ({}) are missing",
+                        seq - p.anchor_seq - 1,
+                        p.anchor_seq,
+                        p.ts_utc,
+                        anchor.ts_utc
+                    ),
+                )
+                .anchor(p.anchor_seq + 1)
+                .at(p.ts_utc.clone()),
+            );
         }
         let mut ok = !bad_keys.contains(key) && claims.len() == 1;
-        if let Some((p, pb)) = &prev {
-            if *seq == p.anchor_seq + 1 {
-                if let Err(e) = check_link(p, pb, anchor) {
-                    ok = false;
-                    let kind = match e {
-                        LinkError::PrevHashMismatch { .. } => "prev_hash_mismatch",
-                        LinkError::NotConsistent { .. } => "not_an_extension",
-                        LinkError::TreeShrank { .. } => "tree_shrank",
-                        LinkError::TimeWentBack { .. } => "time_went_back",
-                        _ => "broken_link",
-                    };
-                    findings.push(
-                        Finding::new(
-                            Aspect::Integrity,
-                            kind,
-                            format!("anchor #{seq} ({key})"),
-                            e.to_string(),
-                        )
-                        .anchor(*seq)
-                        .at(anchor.ts_utc.clone()),
-                    );
-                }
-            }
+        if let Some((p, pb)) = &prev
+            && *seq == p.anchor_seq + 1
+            && let Err(e) = check_link(p, pb, anchor)
+        {
+            ok = false;
+            let kind = match e {
+                LinkError::PrevHashMismatch { .. } => "prev_hash_mismatch",
+                LinkError::NotConsistent { .. } => "not_an_extension",
+                LinkError::TreeShrank { .. } => "tree_shrank",
+                LinkError::TimeWentBack { .. } => "time_went_back",
+                _ => "broken_link",
+            };
+            findings.push(
+                Finding::new(
+                    Aspect::Integrity,
+                    kind,
+                    format!("anchor #{seq} ({key})"),
+                    e.to_string(),
+                )
+                .anchor(*seq)
+                .at(anchor.ts_utc.clone()),
+            );
         }
         timeline.push(TimelineEntry {
             anchor_seq: *seq,

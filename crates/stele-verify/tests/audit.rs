@@ -180,7 +180,7 @@ fn a_deleted_middle_anchor_is_named() {
         .findings
         .iter()
         .find(|f| f.kind == "missing_anchor")
-        .expect(&r.summary());
+        .unwrap_or_else(|| panic!("{}", r.summary()));
     assert_eq!(
         (missing.aspect, missing.anchor_seq),
         (Aspect::Completeness, Some(2))
@@ -200,7 +200,7 @@ fn a_replacement_signed_by_another_key_is_refused() {
         .findings
         .iter()
         .find(|f| f.kind == "bad_signature")
-        .expect(&r.summary());
+        .unwrap_or_else(|| panic!("{}", r.summary()));
     assert_eq!((bad.aspect, bad.anchor_seq), (Aspect::Integrity, Some(3)));
 }
 
