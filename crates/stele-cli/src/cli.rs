@@ -219,20 +219,74 @@ pub struct RotateArgs {
 #[derive(Debug, Subcommand)]
 pub enum VerifyCommand {
     /// Recompute canonical bytes, leaves, the Merkle tree and the HMAC chain from
-    /// storage; name every seq that differs.
+    /// the database or an export file; name every seq that differs. With
+    /// --bucket or --mirror, also check every anchor's tree size, root and
+    /// last hash against the events.
     Log(VerifyLogArgs),
+    /// Check a chain's anchors with read-only access and the public key:
+    /// signatures, links, forks, Object Lock, cadence gaps and freshness.
+    Anchors(VerifyAnchorsArgs),
     /// Verify one event offline from a tlog-proof bundle and a verifier key.
     Event(VerifyEventArgs),
 }
 
+/// Where the anchors are and what to expect of them.
+#[derive(Debug, Args, Clone)]
+pub struct AnchorSourceArgs {
+    /// The anchor bucket (read-only access is enough).
+    #[arg(long, conflicts_with = "mirror")]
+    pub bucket: Option<String>,
+    /// An offline copy of the bucket (a directory of its keys, as `aws s3 sync` writes it).
+    #[arg(long)]
+    pub mirror: Option<PathBuf>,
+    /// Key prefix inside the bucket (AUDIT_ANCHOR_PREFIX).
+    #[arg(long, env = "AUDIT_ANCHOR_PREFIX")]
+    pub prefix: Option<String>,
+    /// The signed-note verifier key, or a file holding it (default: this data dir's).
+    #[arg(long)]
+    pub verifier_key: Option<String>,
+    /// Only anchors from this time on (RFC 3339).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Only anchors up to this time (RFC 3339).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Expected anchoring interval (AUDIT_ANCHOR_INTERVAL_MINUTES).
+    #[arg(long, env = "AUDIT_ANCHOR_INTERVAL_MINUTES", default_value_t = 60)]
+    pub interval_minutes: u64,
+    /// Slack before a missing or late anchor is reported.
+    #[arg(long, default_value_t = 15)]
+    pub grace_minutes: u64,
+    /// Retention each anchor must carry, in days from its time (AUDIT_ANCHOR_RETENTION_DAYS).
+    #[arg(long, env = "AUDIT_ANCHOR_RETENTION_DAYS", default_value_t = 400)]
+    pub retention_days: u32,
+    /// Expected Object Lock mode.
+    #[arg(long, default_value = "COMPLIANCE")]
+    pub mode: String,
+}
+
 #[derive(Debug, Args)]
 pub struct VerifyLogArgs {
-    /// Chain (default: every chain).
+    /// Chain (default: every chain; required with --export or anchors).
     #[arg(long)]
     pub chain: Option<String>,
     /// Skip the HMAC chain check (for verifiers without the secret keys).
     #[arg(long)]
     pub no_hmac: bool,
+    /// Verify an export file (`stele log export`) instead of the database.
+    #[arg(long)]
+    pub export: Option<PathBuf>,
+    #[command(flatten)]
+    pub anchors: AnchorSourceArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyAnchorsArgs {
+    /// Chain.
+    #[arg(long)]
+    pub chain: String,
+    #[command(flatten)]
+    pub anchors: AnchorSourceArgs,
 }
 
 #[derive(Debug, Args)]

@@ -9,14 +9,24 @@ use stele_ledger::{ChainId, Keyring};
 use stele_store::LedgerStore;
 
 use super::{chain_id, open_store};
-use crate::cli::{VerifyCommand, VerifyEventArgs, VerifyLogArgs};
+use crate::cli::{
+    AnchorSourceArgs, VerifyAnchorsArgs, VerifyCommand, VerifyEventArgs, VerifyLogArgs,
+};
 use crate::config::Context;
 use crate::error::Failure;
 use crate::output;
 
 pub fn run(ctx: &Context, cmd: &VerifyCommand) -> Result<(), Failure> {
     match cmd {
+        VerifyCommand::Log(args)
+            if args.export.is_some()
+                || args.anchors.bucket.is_some()
+                || args.anchors.mirror.is_some() =>
+        {
+            anchored_log(ctx, args)
+        }
         VerifyCommand::Log(args) => log(ctx, args),
+        VerifyCommand::Anchors(args) => anchors(ctx, args),
         VerifyCommand::Event(args) => event(ctx, args),
     }
 }
@@ -167,5 +177,391 @@ fn event(ctx: &Context, args: &VerifyEventArgs) -> Result<(), Failure> {
             }
             Err(Failure::Tampered)
         }
+    }
+}
+
+/// The verifier key from `--verifier-key` (text or a file), else this data dir's.
+fn verifier_key(ctx: &Context, arg: Option<&str>) -> Result<String, Failure> {
+    match arg {
+        Some(v) if std::path::Path::new(v).is_file() => Ok(std::fs::read_to_string(v)?.trim().to_owned()),
+        Some(v) => Ok(v.trim().to_owned()),
+        None => ctx.keys().verifier_key().map_err(|e| {
+            Failure::Input(anyhow!("{e}; an auditor passes the verifier key with --verifier-key (from `stele keys export-verifier`)"))
+        }),
+    }
+}
+
+fn parse_time(what: &str, s: Option<&str>) -> Result<Option<time::OffsetDateTime>, Failure> {
+    s.map(|t| {
+        time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).map_err(
+            |_| {
+                Failure::Input(anyhow!(
+                    "--{what} {t:?} is not an RFC 3339 time like 2026-01-15T14:00:00Z"
+                ))
+            },
+        )
+    })
+    .transpose()
+}
+
+fn audit_policy(
+    ctx: &Context,
+    chain: &ChainId,
+    src: &AnchorSourceArgs,
+) -> Result<stele_verify::AuditPolicy, Failure> {
+    if src.interval_minutes == 0 {
+        return Err(Failure::Input(anyhow!(
+            "--interval-minutes must be at least 1"
+        )));
+    }
+    Ok(stele_verify::AuditPolicy {
+        chain: chain.clone(),
+        verifier_key: verifier_key(ctx, src.verifier_key.as_deref())?,
+        prefix: src.prefix.clone(),
+        interval: std::time::Duration::from_secs(src.interval_minutes * 60),
+        grace: std::time::Duration::from_secs(src.grace_minutes * 60),
+        retention_days: Some(src.retention_days),
+        expected_mode: Some(src.mode.to_ascii_uppercase()),
+        from: parse_time("from", src.from.as_deref())?,
+        to: parse_time("to", src.to.as_deref())?,
+        now: time::OffsetDateTime::now_utc(),
+    })
+}
+
+/// Every anchor object of `chain`, from the bucket (read-only calls) or a mirror.
+fn fetch_anchors(
+    ctx: &Context,
+    chain: &ChainId,
+    src: &AnchorSourceArgs,
+) -> Result<Vec<stele_verify::StoredAnchor>, Failure> {
+    let prefix = stele_anchor::chain_prefix(src.prefix.as_deref(), chain)
+        .map_err(|e| Failure::Input(e.into()))?;
+    match (&src.bucket, &src.mirror) {
+        (Some(bucket), _) => {
+            let setup = ctx.anchor_setup(Some(bucket), None)?;
+            let Some(crate::config::AnchorTarget::S3(cfg)) = setup.target else {
+                return Err(Failure::Input(anyhow!("--bucket needs S3 settings")));
+            };
+            let rt = super::anchor::runtime()?;
+            let s3 = rt
+                .block_on(stele_worm::S3Worm::connect(cfg))
+                .map_err(super::anchor::worm_failure)?;
+            rt.block_on(fetch_from_s3(&s3, &prefix))
+        }
+        (None, Some(dir)) => fetch_from_mirror(dir, &prefix),
+        (None, None) => Err(Failure::Input(anyhow!(
+            "say where the anchors are: --bucket B or --mirror DIR"
+        ))),
+    }
+}
+
+async fn fetch_from_s3(
+    s3: &stele_worm::S3Worm,
+    prefix: &str,
+) -> Result<Vec<stele_verify::StoredAnchor>, Failure> {
+    use std::collections::BTreeMap;
+    // key -> (newest object version, other versions, delete markers)
+    let mut keys: BTreeMap<String, (Option<String>, usize, usize)> = BTreeMap::new();
+    let (mut key_marker, mut version_marker): (Option<String>, Option<String>) = (None, None);
+    let mut versions_listed = true;
+    loop {
+        let page = s3
+            .client()
+            .list_object_versions()
+            .bucket(s3.bucket())
+            .prefix(prefix)
+            .set_key_marker(key_marker.clone())
+            .set_version_id_marker(version_marker.clone())
+            .send()
+            .await;
+        let page = match page {
+            Ok(p) => p,
+            Err(e) => {
+                // A verifier role without s3:ListBucketVersions still gets every other check.
+                tracing::warn!(error = %aws_sdk_s3::error::DisplayErrorContext(&e), "cannot list object versions; falling back to ListObjectsV2");
+                versions_listed = false;
+                break;
+            }
+        };
+        // Versions come newest first for each key.
+        for v in page.versions() {
+            let Some(k) = v.key() else { continue };
+            let entry = keys.entry(k.to_owned()).or_default();
+            if entry.0.is_none() {
+                entry.0 = v.version_id().map(str::to_owned).or(Some(String::new()));
+            } else {
+                entry.1 += 1;
+            }
+        }
+        for m in page.delete_markers() {
+            if let Some(k) = m.key() {
+                keys.entry(k.to_owned()).or_default().2 += 1;
+            }
+        }
+        if page.is_truncated() == Some(true) {
+            key_marker = page.next_key_marker().map(str::to_owned);
+            version_marker = page.next_version_id_marker().map(str::to_owned);
+        } else {
+            break;
+        }
+    }
+    if !versions_listed {
+        keys = s3
+            .list(prefix)
+            .await
+            .map_err(super::anchor::worm_failure)?
+            .into_iter()
+            .map(|k| (k, (None, 0, 0)))
+            .collect();
+    }
+    let mut out = Vec::new();
+    for (key, (version, others, markers)) in keys {
+        let version = version.filter(|v| !v.is_empty());
+        if version.is_none() && versions_listed {
+            // Only delete markers remain: the anchor object itself is gone.
+            continue;
+        }
+        let bytes = s3
+            .get_version(&key, version.as_deref())
+            .await
+            .map_err(super::anchor::worm_failure)?;
+        let facts = s3
+            .head(&key, version.as_deref())
+            .await
+            .map_err(super::anchor::worm_failure)?;
+        let storage = facts.map(|f| stele_verify::StorageFacts {
+            version_id: f.version_id,
+            lock_mode: f.lock_mode.map(|m| m.as_str().to_owned()),
+            retain_until: f.retain_until,
+            checksum_sha256: f.checksum_sha256,
+            metadata_sha256: f.metadata_sha256,
+            other_versions: others,
+            delete_markers: markers,
+        });
+        out.push(stele_verify::StoredAnchor {
+            key,
+            bytes,
+            storage,
+        });
+    }
+    Ok(out)
+}
+
+fn fetch_from_mirror(
+    dir: &std::path::Path,
+    prefix: &str,
+) -> Result<Vec<stele_verify::StoredAnchor>, Failure> {
+    let root = dir.join(prefix);
+    let mut out = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(d) = stack.pop() {
+        let entries = match std::fs::read_dir(&d) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && d == root => {
+                return Err(Failure::Input(anyhow!(
+                    "{} holds no anchors ({} not found)",
+                    dir.display(),
+                    root.display()
+                )));
+            }
+            Err(e) => return Err(Failure::Operational(anyhow!("{}: {e}", d.display()))),
+        };
+        for entry in entries {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(rel) = path.strip_prefix(dir) {
+                let key = rel.to_string_lossy().replace('\\', "/");
+                out.push(stele_verify::StoredAnchor {
+                    key,
+                    bytes: std::fs::read(&path)?,
+                    storage: None,
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(out)
+}
+
+fn print_report(ctx: &Context, report: &stele_verify::Report) -> Result<(), Failure> {
+    if ctx.json {
+        output::print_json(report)?;
+    } else {
+        output::print(&report.summary())?;
+    }
+    if report.is_clean() {
+        Ok(())
+    } else {
+        Err(Failure::Tampered)
+    }
+}
+
+fn anchors(ctx: &Context, args: &VerifyAnchorsArgs) -> Result<(), Failure> {
+    let chain = chain_id(&args.chain)?;
+    let policy = audit_policy(ctx, &chain, &args.anchors)?;
+    let objects = fetch_anchors(ctx, &chain, &args.anchors)?;
+    let audit = stele_verify::audit_anchors(&objects, &policy);
+    print_report(ctx, &audit.report)
+}
+
+fn anchored_log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
+    let chain = chain_id(args.chain.as_deref().ok_or_else(|| {
+        Failure::Input(anyhow!(
+            "--chain is required with --export, --bucket or --mirror"
+        ))
+    })?)?;
+    let keyring = if args.no_hmac {
+        None
+    } else {
+        match ctx.keys().keyring() {
+            Ok(k) => Some(k),
+            Err(stele_keys::KeyError::NotFound(_)) if args.export.is_some() => None,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let has_anchors = args.anchors.bucket.is_some() || args.anchors.mirror.is_some();
+    let (anchor_report, trusted) = if has_anchors {
+        let policy = audit_policy(ctx, &chain, &args.anchors)?;
+        let audit =
+            stele_verify::audit_anchors(&fetch_anchors(ctx, &chain, &args.anchors)?, &policy);
+        (
+            Some(audit.report),
+            audit.trusted.into_iter().map(|(a, _)| a).collect(),
+        )
+    } else {
+        (None, Vec::new())
+    };
+    let newest_anchored = trusted
+        .iter()
+        .map(|a: &stele_anchor::Anchor| a.tree_size)
+        .max()
+        .unwrap_or(0);
+    let mut log = stele_verify::AnchoredLog::new(chain.clone(), keyring.as_ref(), trusted);
+    let mut findings = Vec::new();
+    let mut checked = Vec::new();
+    let claimed;
+    let events;
+    if let Some(path) = &args.export {
+        use std::io::BufRead as _;
+        let file = std::fs::File::open(path)
+            .map_err(|e| Failure::Input(anyhow!("cannot read {}: {e}", path.display())))?;
+        let mut n = 0u64;
+        let mut last_seq = None;
+        for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<stele_ledger::Event>(&line) {
+                Ok(e) => {
+                    last_seq = Some(e.seq);
+                    log.check(&e, None);
+                    n += 1;
+                }
+                Err(e) => findings.push(export_line_finding(i + 1, &e.to_string())),
+            }
+        }
+        if let Some(last) = last_seq.filter(|s| *s >= newest_anchored && has_anchors) {
+            findings.push(unanchored_finding(newest_anchored, last));
+        }
+        checked.push(format!(
+            "export file {}: {n} events, each recomputed (canonical bytes, leaf, HMAC link{})",
+            path.display(),
+            if keyring.is_some() {
+                ""
+            } else {
+                " not checked: no key"
+            }
+        ));
+        claimed = None;
+        events = n;
+    } else {
+        let mut store = open_store(ctx)?;
+        let head = store
+            .head(&chain)?
+            .ok_or_else(|| stele_store::StoreError::UnknownChain(chain.to_string()))?;
+        let bar = output::progress(ctx.json, head.size, &format!("verifying {chain}"));
+        let mut n = 0u64;
+        store.scan_rows(&chain, 0, None, &mut |e, nodes| {
+            log.check(&e, Some(nodes));
+            n += 1;
+            if n.is_multiple_of(16_384) {
+                bar.set_position(n);
+            }
+            Ok(())
+        })?;
+        bar.finish_and_clear();
+        let stored_root = match stele_store::tree_root(store.as_mut(), &chain, Some(head.size)) {
+            Ok((_, root)) => Ok(root),
+            Err(stele_store::StoreError::Corrupt(why)) => Err(why),
+            Err(e) => return Err(e.into()),
+        };
+        claimed = Some(stele_ledger::verify::ClaimedHead {
+            size: head.size,
+            head_hash: head.head_hash,
+            stored_root,
+        });
+        checked.push(format!(
+            "database: {n} events recomputed (canonical bytes, leaves, Merkle nodes{}); {} events after the newest anchor are checked row by row and wait for the next anchor",
+            if keyring.is_some() { ", HMAC chain" } else { "" },
+            head.size.saturating_sub(newest_anchored)
+        ));
+        events = n;
+    }
+    let (_, log_findings) = log.finish(claimed.as_ref());
+    findings.extend(log_findings);
+    let (mut all_checked, requested, found, mut all_findings, timeline) = match anchor_report {
+        Some(r) => {
+            let mut c = r.checked;
+            c.push("every anchor's tree size, root hash and last event hash recomputed from the events".to_owned());
+            (c, r.requested, r.found, r.findings, r.timeline)
+        }
+        None => (
+            Vec::new(),
+            Default::default(),
+            Default::default(),
+            Vec::new(),
+            Vec::new(),
+        ),
+    };
+    all_checked.extend(checked);
+    all_findings.extend(findings);
+    let report = stele_verify::Report::new(
+        chain.as_str(),
+        all_checked,
+        requested,
+        found,
+        Some(events),
+        all_findings,
+        timeline,
+    );
+    print_report(ctx, &report)
+}
+
+fn export_line_finding(line: usize, why: &str) -> stele_verify::Finding {
+    stele_verify::Finding {
+        aspect: stele_verify::Aspect::Integrity,
+        kind: "malformed_export_line".into(),
+        subject: format!("export line {line}"),
+        anchor_seq: None,
+        seq: None,
+        at: None,
+        message: format!("not an exported event: {why}"),
+    }
+}
+
+fn unanchored_finding(newest_anchored: u64, last: u64) -> stele_verify::Finding {
+    stele_verify::Finding {
+        aspect: stele_verify::Aspect::Integrity,
+        kind: "unanchored_events".into(),
+        subject: format!("seq {newest_anchored}..={last}"),
+        anchor_seq: None,
+        seq: Some(newest_anchored),
+        at: None,
+        message: format!(
+            "the export has events up to seq {last}, but no anchor covers anything after seq {}: they cannot be shown unaltered (export up to an anchor: `stele log export --to <its last_seq>`)",
+            newest_anchored.saturating_sub(1)
+        ),
     }
 }
