@@ -55,7 +55,8 @@ KMS_KEY_ID2=stele-test-key-2
 KMS_KEY1=QaYzBrkWYQaWqzmcz2VILbaNLPw0J3CkfEIzJuComLo=
 KMS_KEY2=Lll73ETYJrNf8FdIkxROlt/e476TB4TnCeVb8JiNXaI=
 
-APT_PACKAGES=(ceph-mon ceph-osd radosgw ceph-common uuid-runtime curl)
+# chromium: the HTML verification report is checked in a real headless browser.
+APT_PACKAGES=(ceph-mon ceph-osd radosgw ceph-common uuid-runtime curl chromium)
 
 export CEPH_CONF=$CEPH_CONF_FILE
 

@@ -276,6 +276,9 @@ pub struct VerifyLogArgs {
     /// Verify an export file (`stele log export`) instead of the database.
     #[arg(long)]
     pub export: Option<PathBuf>,
+    /// Also write a self-contained HTML report to this file.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
     #[command(flatten)]
     pub anchors: AnchorSourceArgs,
 }
@@ -285,6 +288,9 @@ pub struct VerifyAnchorsArgs {
     /// Chain.
     #[arg(long)]
     pub chain: String,
+    /// Also write a self-contained HTML report to this file.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
     #[command(flatten)]
     pub anchors: AnchorSourceArgs,
 }

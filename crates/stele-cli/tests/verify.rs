@@ -184,6 +184,8 @@ fn a_clean_ledger_verifies_from_the_bucket_a_mirror_and_an_export() {
         .unwrap()
         .replace("\"trigger\":\"manual\"", "\"trigger\":\"time\"");
     std::fs::write(&path, text).unwrap();
+    let html = dir.path().join("report.html");
+    let html_arg = html.to_str().unwrap();
     let (c, r) = verify(
         &l,
         s3.bucket(),
@@ -195,6 +197,8 @@ fn a_clean_ledger_verifies_from_the_bucket_a_mirror_and_an_export() {
             m,
             "--verifier-key",
             &vkey,
+            "--html",
+            html_arg,
         ],
     );
     assert_eq!(c, 1);
@@ -202,6 +206,7 @@ fn a_clean_ledger_verifies_from_the_bucket_a_mirror_and_an_export() {
         kinds(&r).contains(&("integrity".into(), "bad_signature".into(), None, Some(2))),
         "{r:#}"
     );
+    rendered_report_shows_every_finding(&html, &r);
     std::fs::write(&path, rt.block_on(s3.get(&key)).unwrap()).unwrap();
 
     // A trailing line appended to the export.
@@ -590,4 +595,58 @@ fn a_deleted_newest_anchor_is_caught_by_cadence() {
             .any(|(a, k, _, _)| a == "completeness" && k == "stale"),
         "{r:#}"
     );
+}
+
+/// Loads the HTML report in headless Chromium: the script runs without errors
+/// and every finding is on the rendered page.
+fn rendered_report_shows_every_finding(html: &Path, report: &Value) {
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .expect("chromium (Debian package `chromium`, installed by scripts/test-services.sh)");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        dom.contains("data-script=\"ok\""),
+        "the report's script did not run"
+    );
+    for line in log.lines().filter(|l| l.contains("CONSOLE")) {
+        assert!(
+            !line.contains("Uncaught") && !line.contains("Error"),
+            "script error in the report: {line}"
+        );
+    }
+    let findings = report["findings"].as_array().unwrap();
+    assert!(!findings.is_empty());
+    for f in findings {
+        for field in ["kind", "subject"] {
+            let text = f[field]
+                .as_str()
+                .unwrap()
+                .replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;");
+            assert!(
+                dom.contains(&text),
+                "finding {field} {text:?} not on the rendered page"
+            );
+        }
+    }
+    assert!(dom.contains("<svg id=\"timeline\""), "timeline missing");
 }

@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod anchors;
+pub mod html;
 pub mod log;
 pub mod report;
 

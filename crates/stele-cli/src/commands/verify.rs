@@ -224,7 +224,7 @@ fn audit_policy(
         expected_mode: Some(src.mode.to_ascii_uppercase()),
         from: parse_time("from", src.from.as_deref())?,
         to: parse_time("to", src.to.as_deref())?,
-        now: time::OffsetDateTime::now_utc(),
+        now: whole_seconds(time::OffsetDateTime::now_utc()),
     })
 }
 
@@ -384,7 +384,18 @@ fn fetch_from_mirror(
     Ok(out)
 }
 
-fn print_report(ctx: &Context, report: &stele_verify::Report) -> Result<(), Failure> {
+fn print_report(
+    ctx: &Context,
+    report: &stele_verify::Report,
+    html: Option<&std::path::Path>,
+) -> Result<(), Failure> {
+    if let Some(path) = html {
+        let generated = whole_seconds(time::OffsetDateTime::now_utc())
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        std::fs::write(path, stele_verify::html::render(report, &generated))
+            .map_err(|e| Failure::Operational(anyhow!("cannot write {}: {e}", path.display())))?;
+    }
     if ctx.json {
         output::print_json(report)?;
     } else {
@@ -402,7 +413,7 @@ fn anchors(ctx: &Context, args: &VerifyAnchorsArgs) -> Result<(), Failure> {
     let policy = audit_policy(ctx, &chain, &args.anchors)?;
     let objects = fetch_anchors(ctx, &chain, &args.anchors)?;
     let audit = stele_verify::audit_anchors(&objects, &policy);
-    print_report(ctx, &audit.report)
+    print_report(ctx, &audit.report, args.html.as_deref())
 }
 
 fn anchored_log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
@@ -536,7 +547,7 @@ fn anchored_log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
         all_findings,
         timeline,
     );
-    print_report(ctx, &report)
+    print_report(ctx, &report, args.html.as_deref())
 }
 
 fn export_line_finding(line: usize, why: &str) -> stele_verify::Finding {
@@ -564,4 +575,8 @@ fn unanchored_finding(newest_anchored: u64, last: u64) -> stele_verify::Finding 
             newest_anchored.saturating_sub(1)
         ),
     }
+}
+
+fn whole_seconds(t: time::OffsetDateTime) -> time::OffsetDateTime {
+    t.replace_nanosecond(0).unwrap_or(t)
 }
