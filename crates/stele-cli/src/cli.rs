@@ -303,6 +303,12 @@ pub struct VerifyEventArgs {
     /// Verifier key text or a file holding it (default: this data dir's).
     #[arg(long)]
     pub verifier_key: Option<String>,
+    /// Also tie the proof to an anchor: an anchor file, or its key in --bucket.
+    #[arg(long)]
+    pub anchor: Option<String>,
+    /// Bucket to fetch --anchor KEY from (read-only access is enough).
+    #[arg(long, requires = "anchor")]
+    pub bucket: Option<String>,
 }
 
 #[derive(Debug, Args)]

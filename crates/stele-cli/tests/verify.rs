@@ -522,6 +522,126 @@ fn governance_bypass_replacement_and_forks_are_caught_in_the_bucket() {
     );
 }
 
+#[test]
+fn one_event_is_verified_offline_against_an_anchor() {
+    let rt = runtime();
+    let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("verify-event")), true));
+    let l = Ledger::new(TestDb::sqlite());
+    anchored_ledger(&l, s3.bucket(), 2);
+    let vkey = l.json(&["keys", "export-verifier"])["verifier_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let anchors = l.json(&["anchor", "list"]);
+    let (key0, key1) = (
+        anchors[0]["object_key"].as_str().unwrap().to_owned(),
+        anchors[1]["object_key"].as_str().unwrap().to_owned(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let proof = dir.path().join("seq42.tlog-proof");
+    let out = l.run(&[
+        "proof",
+        "inclusion",
+        "--chain",
+        "prod",
+        "--seq",
+        "42",
+        "--tree-size",
+        "100",
+        "--format",
+        "tlog-proof",
+        "-o",
+        proof.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let p = proof.to_str().unwrap();
+
+    // Against anchor #1 fetched from the bucket by key: the same tree.
+    let out = stele(
+        &l,
+        s3.bucket(),
+        &[
+            "--json",
+            "verify",
+            "event",
+            "--proof",
+            p,
+            "--verifier-key",
+            &vkey,
+            "--anchor",
+            &key1,
+            "--bucket",
+            s3.bucket(),
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stdout));
+    // Against a local copy of anchor #0, which covers only 50 events.
+    let file0 = dir.path().join("anchor0.json");
+    std::fs::write(&file0, rt.block_on(s3.get(&key0)).unwrap()).unwrap();
+    let out = stele(
+        &l,
+        s3.bucket(),
+        &[
+            "--json",
+            "verify",
+            "event",
+            "--proof",
+            p,
+            "--verifier-key",
+            &vkey,
+            "--anchor",
+            file0.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code(&out), 1);
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("covers 50 events; seq 42 is not among them")
+            || r["error"].as_str().unwrap().contains("tree size 100"),
+        "{r}"
+    );
+    // A proof at another size than the anchor's says how to make the right one.
+    let proof2 = dir.path().join("seq7.tlog-proof");
+    l.run(&[
+        "proof",
+        "inclusion",
+        "--chain",
+        "prod",
+        "--seq",
+        "7",
+        "--tree-size",
+        "60",
+        "--format",
+        "tlog-proof",
+        "-o",
+        proof2.to_str().unwrap(),
+    ]);
+    let out = stele(
+        &l,
+        s3.bucket(),
+        &[
+            "--json",
+            "verify",
+            "event",
+            "--proof",
+            proof2.to_str().unwrap(),
+            "--verifier-key",
+            &vkey,
+            "--anchor",
+            file0.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code(&out), 1);
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        r["error"].as_str().unwrap().contains("--tree-size 50"),
+        "{r}"
+    );
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {

@@ -174,6 +174,7 @@ fn narrate(args: &DemoArgs) -> Result<Value, Failure> {
     for r in &report.uploaded {
         output::print(&anchor::describe_upload(r))?;
     }
+    let anchor_file = anchor_dir.join(&record.object_key);
     let anchored = stele_anchor::Anchor::from_bytes(&record.body)
         .map_err(|e| Failure::Operational(e.into()))?;
     output::print(&format!(
@@ -193,7 +194,7 @@ fn narrate(args: &DemoArgs) -> Result<Value, Failure> {
     step(
         4,
         &format!(
-            "Hand out an offline inclusion proof for seq {target} and verify it with only the public key"
+            "Hand out an offline inclusion proof for seq {target} and verify it with only the public key and the anchor"
         ),
     )?;
     proof::run(
@@ -212,6 +213,8 @@ fn narrate(args: &DemoArgs) -> Result<Value, Failure> {
         &VerifyCommand::Event(VerifyEventArgs {
             proof: proof_path.clone(),
             verifier_key: None,
+            anchor: Some(anchor_file.display().to_string()),
+            bucket: None,
         }),
     )?;
 
@@ -260,6 +263,8 @@ fn narrate(args: &DemoArgs) -> Result<Value, Failure> {
         &VerifyCommand::Event(VerifyEventArgs {
             proof: proof_path,
             verifier_key: None,
+            anchor: Some(anchor_file.display().to_string()),
+            bucket: None,
         }),
     )?;
 

@@ -129,13 +129,7 @@ fn event(ctx: &Context, args: &VerifyEventArgs) -> Result<(), Failure> {
         .with_context(|| format!("cannot read {}", args.proof.display()))
         .map_err(Failure::Input)?;
     let proof = TlogProof::parse(&text).map_err(|e| Failure::Input(e.into()))?;
-    let vkey = match &args.verifier_key {
-        Some(v) if std::path::Path::new(v).is_file() => {
-            std::fs::read_to_string(v)?.trim().to_owned()
-        }
-        Some(v) => v.trim().to_owned(),
-        None => ctx.keys().verifier_key()?,
-    };
+    let vkey = verifier_key(ctx, args.verifier_key.as_deref())?;
     let Some(extra) = &proof.extra else {
         return Err(Failure::Input(anyhow!(
             "the proof has no `extra` line with the event's canonical bytes"
@@ -149,7 +143,14 @@ fn event(ctx: &Context, args: &VerifyEventArgs) -> Result<(), Failure> {
             proof.index
         )));
     }
-    match proof.verify(leaf_hash(extra), &vkey) {
+    let checked = proof
+        .verify(leaf_hash(extra), &vkey)
+        .map_err(|e| e.to_string())
+        .and_then(|cp| match &args.anchor {
+            Some(anchor) => tie_to_anchor(ctx, args, anchor, &vkey, proof.index, &cp).map(|()| cp),
+            None => Ok(cp),
+        });
+    match checked {
         Ok(cp) => {
             if ctx.json {
                 output::print_json(&json!({
@@ -158,11 +159,16 @@ fn event(ctx: &Context, args: &VerifyEventArgs) -> Result<(), Failure> {
                 }))
             } else {
                 output::print(&format!(
-                    "OK   event seq {} is included in the signed checkpoint {} (tree size {}, root {})\n     {}\n",
+                    "OK   event seq {} is included in the signed checkpoint {} (tree size {}, root {}){}\n     {}\n",
                     proof.index,
                     cp.origin,
                     cp.size,
                     stele_ledger::hex_hash(&cp.root),
+                    if args.anchor.is_some() {
+                        ", the tree the anchor commits to"
+                    } else {
+                        ""
+                    },
                     String::from_utf8_lossy(extra)
                 ))
             }
@@ -178,6 +184,65 @@ fn event(ctx: &Context, args: &VerifyEventArgs) -> Result<(), Failure> {
             Err(Failure::Tampered)
         }
     }
+}
+
+/// Checks that the proof's checkpoint is the tree an anchor commits to.
+fn tie_to_anchor(
+    ctx: &Context,
+    args: &VerifyEventArgs,
+    anchor: &str,
+    vkey: &str,
+    seq: u64,
+    cp: &stele_ledger::checkpoint::VerifiedCheckpoint,
+) -> Result<(), String> {
+    let bytes = if std::path::Path::new(anchor).is_file() {
+        std::fs::read(anchor).map_err(|e| format!("cannot read {anchor}: {e}"))?
+    } else if let Some(bucket) = &args.bucket {
+        let setup = ctx
+            .anchor_setup(Some(bucket), None)
+            .map_err(|e| e.message().unwrap_or_default())?;
+        let Some(crate::config::AnchorTarget::S3(cfg)) = setup.target else {
+            return Err("--bucket needs S3 settings".into());
+        };
+        let rt = super::anchor::runtime().map_err(|e| e.message().unwrap_or_default())?;
+        let s3 = rt
+            .block_on(stele_worm::S3Worm::connect(cfg))
+            .map_err(|e| e.to_string())?;
+        rt.block_on(s3.get(anchor)).map_err(|e| e.to_string())?
+    } else {
+        return Err(format!(
+            "{anchor} is not a file; to fetch it from the bucket, add --bucket"
+        ));
+    };
+    let anchor = stele_anchor::Anchor::from_bytes(&bytes).map_err(|e| e.to_string())?;
+    anchor.verify(vkey).map_err(|e| e.to_string())?;
+    if !cp.origin.ends_with(&format!("/{}", anchor.chain_id)) {
+        return Err(format!(
+            "the proof is for {}, the anchor for chain {}",
+            cp.origin, anchor.chain_id
+        ));
+    }
+    if seq >= anchor.tree_size {
+        return Err(format!(
+            "anchor #{} covers {} events; seq {seq} is not among them",
+            anchor.anchor_seq, anchor.tree_size
+        ));
+    }
+    if cp.size != anchor.tree_size {
+        return Err(format!(
+            "the proof is against tree size {}, anchor #{} against {}: make the proof at the anchor's size (`stele proof inclusion --seq {seq} --tree-size {}`)",
+            cp.size, anchor.anchor_seq, anchor.tree_size, anchor.tree_size
+        ));
+    }
+    if stele_ledger::hex_hash(&cp.root) != anchor.root_hash {
+        return Err(format!(
+            "the proof's checkpoint root {} is not the root {} that anchor #{} committed",
+            stele_ledger::hex_hash(&cp.root),
+            anchor.root_hash,
+            anchor.anchor_seq
+        ));
+    }
+    Ok(())
 }
 
 /// The verifier key from `--verifier-key` (text or a file), else this data dir's.
