@@ -57,10 +57,16 @@ pub fn node_location(index: u64) -> (u64, u8) {
 }
 
 /// Extends a tree leaf by leaf, yielding the interior nodes each leaf completes.
+///
+/// Holds the frontier — the roots of the complete subtrees that make up the
+/// tree, largest (leftmost) first, exactly the hashes at
+/// [`frontier_indexes`]`(size)` — and merges with `tlog_tiles::node_hash`,
+/// so a push costs one hash per completed node and no allocation beyond the
+/// returned nodes. Tests check it against `tlog_tiles`' stored hashes.
 #[derive(Clone, Debug)]
 pub struct TreeAppender {
     size: u64,
-    frontier: HashMap<u64, Hash>,
+    frontier: Vec<Hash>,
 }
 
 impl TreeAppender {
@@ -68,7 +74,7 @@ impl TreeAppender {
     pub fn empty() -> Self {
         Self {
             size: 0,
-            frontier: HashMap::new(),
+            frontier: Vec::new(),
         }
     }
 
@@ -78,17 +84,16 @@ impl TreeAppender {
     ///
     /// [`MerkleError::Storage`] if the number of hashes is wrong.
     pub fn resume(size: u64, frontier: &[Hash]) -> Result<Self, MerkleError> {
-        let indexes = frontier_indexes(size);
-        if indexes.len() != frontier.len() {
+        let expected = size.count_ones() as usize;
+        if expected != frontier.len() {
             return Err(MerkleError::Storage(format!(
-                "tree of size {size} needs {} frontier hashes, got {}",
-                indexes.len(),
+                "tree of size {size} needs {expected} frontier hashes, got {}",
                 frontier.len()
             )));
         }
         Ok(Self {
             size,
-            frontier: indexes.into_iter().zip(frontier.iter().copied()).collect(),
+            frontier: frontier.to_vec(),
         })
     }
 
@@ -97,38 +102,33 @@ impl TreeAppender {
         self.size
     }
 
-    /// Root of the tree so far.
+    /// Root of the tree so far (RFC 6962 MTH: the frontier folded from the right).
     pub fn root(&self) -> Hash {
-        // Reads only frontier hashes, which this appender always holds.
-        root(self.size, self).unwrap_or(tlog_tiles::EMPTY_HASH)
+        let mut hashes = self.frontier.iter().rev();
+        let Some(&last) = hashes.next() else {
+            return tlog_tiles::EMPTY_HASH;
+        };
+        hashes.fold(last, |right, &left| tlog_tiles::node_hash(left, right))
     }
 
     /// Adds a leaf; returns the interior nodes it completes, level 1 upwards
     /// (the event's Merkle nodes, to be stored with it).
     pub fn push(&mut self, leaf: Hash) -> Vec<Hash> {
-        let n = self.size;
-        // The reader never fails: stored_hashes only asks for the frontier of n.
-        let hashes = tlog_tiles::stored_hashes_for_record_hash(n, leaf, self).unwrap_or_default();
-        let first = tlog_tiles::stored_hash_index(0, n);
-        self.size = n + 1;
-        self.frontier.extend((first..).zip(hashes.iter().copied()));
-        let keep = frontier_indexes(self.size);
-        self.frontier.retain(|idx, _| keep.contains(idx));
-        hashes.into_iter().skip(1).collect()
-    }
-}
-
-impl HashReader for TreeAppender {
-    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
-        indexes
-            .iter()
-            .map(|i| {
-                self.frontier
-                    .get(i)
-                    .copied()
-                    .ok_or(tlog_tiles::Error::IndexesNotInTree)
-            })
-            .collect()
+        // Each trailing 1 bit of the old size is a complete subtree that the
+        // new leaf's subtree now merges with.
+        let merges = self.size.trailing_ones() as usize;
+        let mut nodes = Vec::with_capacity(merges);
+        let mut h = leaf;
+        for _ in 0..merges {
+            let Some(left) = self.frontier.pop() else {
+                break;
+            };
+            h = tlog_tiles::node_hash(left, h);
+            nodes.push(h);
+        }
+        self.frontier.push(h);
+        self.size += 1;
+        nodes
     }
 }
 
@@ -283,6 +283,20 @@ mod tests {
             roots.push(app.root());
         }
         (mem, roots)
+    }
+
+    #[test]
+    fn appender_nodes_are_tlog_stored_hashes() {
+        // The frontier arithmetic must agree with tlog_tiles' own stored hashes.
+        let mut app = TreeAppender::empty();
+        let mut mem = MemoryHashes::default();
+        for n in 0..300u64 {
+            let expected = tlog_tiles::stored_hashes_for_record_hash(n, leaf(n), &mem).unwrap();
+            let nodes = app.push(leaf(n));
+            assert_eq!(nodes, expected[1..], "nodes of leaf {n}");
+            mem.push(n, leaf(n), &nodes);
+            assert_eq!(app.root(), root(n + 1, &mem).unwrap());
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use std::fmt;
 use serde::Serialize;
 use tlog_tiles::Hash;
 
-use crate::canonical::event_canonical_bytes;
+use crate::canonical::{CommittedFields, event_canonical_bytes};
 use crate::hashing::{GENESIS_HASH, Keyring, leaf_hash};
 use crate::merkle::TreeAppender;
 use crate::{ChainId, Event, hex_hash, parse_hex_hash};
@@ -386,6 +386,22 @@ impl<'k> LogVerifier<'k> {
     }
 
     fn recompute_leaf(&self, e: &Event) -> Result<Hash, String> {
+        // stele stores payloads in canonical form, so hash the stored text as
+        // it is first: if that matches the committed leaf, these are exactly
+        // the committed bytes (SHA-256 leaves no other way to match) and the
+        // JSON parse and re-serialization can be skipped.
+        let as_stored = CommittedFields {
+            chain_id: &e.chain_id,
+            seq: e.seq,
+            ts: &e.ts,
+            event_type: &e.event_type,
+            actor: e.actor.as_deref(),
+            canonical_payload: e.payload.as_deref(),
+        };
+        let fast = leaf_hash(&as_stored.canonical_bytes());
+        if parse_hex_hash(&e.leaf_hash).is_ok_and(|stored| stored == fast) {
+            return Ok(fast);
+        }
         event_canonical_bytes(e)
             .map(|bytes| leaf_hash(&bytes))
             .map_err(|err| format!("payload is not valid JSON ({err})"))

@@ -96,7 +96,7 @@ pub(crate) fn append_locked(
 
 /// Hex of whatever bytes are stored; a wrong length shows up in verification.
 pub(crate) fn stored_hex(bytes: &[u8]) -> String {
-    hex::encode(bytes)
+    stele_ledger::hex_bytes(bytes)
 }
 
 /// A row's Merkle nodes as one blob: 32-byte hashes, level 1 upwards.
