@@ -55,8 +55,22 @@ pub fn hex_bytes(bytes: &[u8]) -> String {
 ///
 /// Returns [`event::InputError::BadHash`] if `s` is not 32 bytes of hex.
 pub fn parse_hex_hash(s: &str) -> Result<Hash, event::InputError> {
+    fn nibble(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
+    let bad = || event::InputError::BadHash(s.chars().take(80).collect());
+    let text = s.as_bytes();
+    if text.len() != 64 {
+        return Err(bad());
+    }
     let mut arr = [0u8; 32];
-    hex::decode_to_slice(s, &mut arr)
-        .map_err(|_| event::InputError::BadHash(s.chars().take(80).collect()))?;
+    for (out, pair) in arr.iter_mut().zip(text.chunks_exact(2)) {
+        *out = (nibble(pair[0]).ok_or_else(bad)? << 4) | nibble(pair[1]).ok_or_else(bad)?;
+    }
     Ok(Hash(arr))
 }

@@ -313,7 +313,8 @@ impl<'k> LogVerifier<'k> {
             });
         }
 
-        let recomputed_leaf = match self.recompute_leaf(e) {
+        let stored_leaf_parsed = parse_hex_hash(&e.leaf_hash);
+        let recomputed_leaf = match self.recompute_leaf(e, stored_leaf_parsed.as_ref().ok()) {
             Ok(leaf) => leaf,
             Err(what) => {
                 self.report(Finding::Malformed { seq, what });
@@ -328,7 +329,7 @@ impl<'k> LogVerifier<'k> {
         // Later checks use the stored leaf, so each finding points at what was
         // changed (content, leaf_hash, event_hash or Merkle nodes) rather than
         // repeating one change as several.
-        let stored_leaf = match parse_hex_hash(&e.leaf_hash) {
+        let stored_leaf = match stored_leaf_parsed {
             Ok(stored) => {
                 if stored != recomputed_leaf {
                     self.report(Finding::ContentAltered {
@@ -385,7 +386,7 @@ impl<'k> LogVerifier<'k> {
         self.prev_stored_hash = stored_event_hash;
     }
 
-    fn recompute_leaf(&self, e: &Event) -> Result<Hash, String> {
+    fn recompute_leaf(&self, e: &Event, stored_leaf: Option<&Hash>) -> Result<Hash, String> {
         // stele stores payloads in canonical form, so hash the stored text as
         // it is first: if that matches the committed leaf, these are exactly
         // the committed bytes (SHA-256 leaves no other way to match) and the
@@ -399,7 +400,7 @@ impl<'k> LogVerifier<'k> {
             canonical_payload: e.payload.as_deref(),
         };
         let fast = leaf_hash(&as_stored.canonical_bytes());
-        if parse_hex_hash(&e.leaf_hash).is_ok_and(|stored| stored == fast) {
+        if stored_leaf == Some(&fast) {
             return Ok(fast);
         }
         event_canonical_bytes(e)
