@@ -10,6 +10,7 @@ use std::process::{Command, Output};
 use aws_sdk_s3::primitives::ByteStream;
 use common::{Ledger, code, jsonl, stderr};
 use serde_json::Value;
+use stele_store::DbLocation;
 use stele_store::testkit::TestDb;
 use stele_worm::S3Worm;
 use stele_worm::testkit::{create_bucket, env_required, rgw, unique_bucket};
@@ -289,6 +290,73 @@ fn database_tampering_is_named_against_the_anchors() {
             .any(|(_, k, _, a)| k == "anchor_root_mismatch" && *a == Some(1)),
         "{r:#}"
     );
+}
+
+/// Runs one SQL tamper on a fresh anchored ledger and returns the verification report.
+fn tampered_report(name: &str, sql: &str) -> Value {
+    let rt = runtime();
+    let s3 = rt.block_on(create_bucket(rgw(&unique_bucket(name)), true));
+    let l = Ledger::new(TestDb::sqlite());
+    anchored_ledger(&l, s3.bucket(), 3);
+    let vkey = l.json(&["keys", "export-verifier"])["verifier_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    l.db.exec(sql);
+    let (c, r) = verify(
+        &l,
+        s3.bucket(),
+        &[
+            "log",
+            "--chain",
+            "prod",
+            "--bucket",
+            s3.bucket(),
+            "--verifier-key",
+            &vkey,
+        ],
+    );
+    assert_eq!(c, 1, "{r:#}");
+    r
+}
+
+#[test]
+fn deleted_inserted_and_swapped_events_are_named() {
+    let has = |r: &Value, aspect: &str, kind: &str, seq: u64| {
+        kinds(r)
+            .iter()
+            .any(|(a, k, s, _)| a == aspect && k == kind && *s == Some(seq))
+    };
+    let r = tampered_report(
+        "verify-del",
+        "DELETE FROM audit_events WHERE chain_index = 60",
+    );
+    assert!(has(&r, "completeness", "missing_events", 60), "{r:#}");
+
+    // Insert a row at seq 30, shifting the later ones up.
+    let r = tampered_report(
+        "verify-ins",
+        "UPDATE audit_events SET chain_index = -chain_index - 1 WHERE chain_index >= 30;
+         UPDATE audit_events SET chain_index = -chain_index WHERE chain_index < 0;
+         INSERT INTO audit_events SELECT chain_id, 30, ts, event_type, 'mallory', payload, NULL, key_id, leaf_hash, event_hash, merkle_nodes
+           FROM audit_events WHERE chain_index = 29;",
+    );
+    assert!(has(&r, "integrity", "content_altered", 30), "{r:#}");
+    assert!(
+        kinds(&r)
+            .iter()
+            .any(|(_, k, _, _)| k == "unaccounted_events" || k == "anchor_root_mismatch"),
+        "{r:#}"
+    );
+
+    let r = tampered_report(
+        "verify-swap",
+        "UPDATE audit_events SET chain_index = -1 WHERE chain_index = 110;
+         UPDATE audit_events SET chain_index = 110 WHERE chain_index = 111;
+         UPDATE audit_events SET chain_index = 111 WHERE chain_index = -1;",
+    );
+    assert!(has(&r, "integrity", "content_altered", 110), "{r:#}");
+    assert!(has(&r, "integrity", "content_altered", 111), "{r:#}");
 }
 
 #[test]
@@ -769,4 +837,118 @@ fn rendered_report_shows_every_finding(html: &Path, report: &Value) {
         }
     }
     assert!(dom.contains("<svg id=\"timeline\""), "timeline missing");
+}
+
+#[test]
+fn a_replacement_anchor_for_another_history_is_not_an_extension() {
+    let rt = runtime();
+    let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("verify-ext")), true));
+    let l = Ledger::new(TestDb::sqlite());
+    let gov = |ledger: &Ledger, args: &[&str]| {
+        let mut cmd = ledger.command();
+        with_s3(&mut cmd, s3.bucket());
+        cmd.env("AUDIT_ANCHOR_MODE", "GOVERNANCE")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for b in 0..2 {
+        l.run_stdin(
+            &["append", "--chain", "prod", "--jsonl", "-"],
+            &jsonl(0..20, &format!("e{b}")),
+        );
+        assert_eq!(code(&gov(&l, &["anchor", "now"])), 0);
+    }
+    // The insider copies the database and keys as they are at anchor #1 ...
+    let copy = Ledger {
+        dir: tempfile::tempdir().unwrap(),
+        db: TestDb::sqlite(),
+    };
+    std::fs::create_dir_all(copy.data_dir()).unwrap();
+    copy_dir(&l.data_dir().join("keys"), &copy.data_dir().join("keys"));
+    std::fs::copy(
+        l.data_dir().join("stele.toml"),
+        copy.data_dir().join("stele.toml"),
+    )
+    .unwrap();
+    let (DbLocation::Sqlite(from), DbLocation::Sqlite(to)) = (&l.db.location, &copy.db.location)
+    else {
+        unreachable!()
+    };
+    std::fs::copy(from, to).unwrap();
+    // ... the real history goes on and is anchored (#2) ...
+    l.run_stdin(
+        &["append", "--chain", "prod", "--jsonl", "-"],
+        &jsonl(0..20, "real"),
+    );
+    assert_eq!(code(&gov(&l, &["anchor", "now"])), 0);
+    // ... while in the copy the early history is rewritten (the Merkle node over
+    // seqs 0..=31) and a different anchor #2 is signed with the real key.
+    copy.db
+        .exec("UPDATE audit_events SET merkle_nodes = zeroblob(160) WHERE chain_index = 31");
+    copy.run_stdin(
+        &["append", "--chain", "prod", "--jsonl", "-"],
+        &jsonl(0..20, "other"),
+    );
+    let out = {
+        let dir = tempfile::tempdir().unwrap();
+        let o = copy
+            .command()
+            .args(["anchor", "now", "--local-dir", dir.path().to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let rec = copy.json(&["anchor", "list"])[2].clone();
+        (
+            rec["object_key"].as_str().unwrap().to_owned(),
+            std::fs::read(dir.path().join(rec["object_key"].as_str().unwrap())).unwrap(),
+        )
+    };
+    // Swap it in for the real #2 with a governance bypass.
+    let real2 = l.json(&["anchor", "list"])[2].clone();
+    rt.block_on(
+        s3.client()
+            .delete_object()
+            .bucket(s3.bucket())
+            .key(real2["object_key"].as_str().unwrap())
+            .version_id(real2["version_id"].as_str().unwrap())
+            .bypass_governance_retention(true)
+            .send(),
+    )
+    .unwrap();
+    rt.block_on(
+        s3.client()
+            .put_object()
+            .bucket(s3.bucket())
+            .key(&out.0)
+            .body(ByteStream::from(out.1))
+            .send(),
+    )
+    .unwrap();
+    let vkey = l.json(&["keys", "export-verifier"])["verifier_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (c, r) = verify(
+        &l,
+        s3.bucket(),
+        &[
+            "anchors",
+            "--chain",
+            "prod",
+            "--bucket",
+            s3.bucket(),
+            "--verifier-key",
+            &vkey,
+            "--mode",
+            "GOVERNANCE",
+        ],
+    );
+    assert_eq!(c, 1, "{r:#}");
+    assert!(
+        kinds(&r)
+            .iter()
+            .any(|(a, k, _, s)| a == "integrity" && k == "not_an_extension" && *s == Some(2)),
+        "{r:#}"
+    );
 }
