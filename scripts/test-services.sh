@@ -16,7 +16,8 @@
 #   STELE_TEST_PG_PROBE_PORT  port probed for an existing PostgreSQL (default 5432)
 #   STELE_SERVICES_TIMEOUT    seconds to wait for each service (default 60)
 #   STELE_MINISTACK_VERSION   ministack version from PyPI (default 1.5.33)
-#   STELE_MEMSTORE_BYTES      memstore OSD capacity (default 2 GiB)
+#   STELE_MEMSTORE_BYTES      memstore OSD capacity, held in RAM (default 8 GiB: the
+#                             evidence tests upload a 1 GiB file, and locked objects stay)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -34,7 +35,7 @@ WAIT=${STELE_SERVICES_TIMEOUT:-60}
 ADMIN_TIMEOUT=15 # every ceph admin call is wrapped in `timeout` (no mgr: some calls hang)
 PG_PROBE_PORT=${STELE_TEST_PG_PROBE_PORT:-5432}
 MINISTACK_VERSION=${STELE_MINISTACK_VERSION:-1.5.33}
-MEMSTORE_BYTES=${STELE_MEMSTORE_BYTES:-2147483648}
+MEMSTORE_BYTES=${STELE_MEMSTORE_BYTES:-8589934592}
 
 HOST=127.0.0.1
 RGW_PORT=7480
