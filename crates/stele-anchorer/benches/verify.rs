@@ -35,7 +35,10 @@ fn events(offset: usize, n: usize) -> Vec<ValidEvent> {
 }
 
 fn run(name: &str, db: &TestDb, total: usize, per_anchor: usize) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let target = ObjectStore::Local(LocalDir::new(dir.path()));
     let mut store = db.open();
@@ -51,14 +54,23 @@ fn run(name: &str, db: &TestDb, total: usize, per_anchor: usize) {
     while n < total {
         for b in (0..per_anchor.min(total - n)).step_by(1000) {
             let count = 1000.min(per_anchor - b).min(total - n - b);
-            anchorer.store().append(&chain, events(n + b, count), &key).unwrap();
+            anchorer
+                .store()
+                .append(&chain, events(n + b, count), &key)
+                .unwrap();
         }
         n += per_anchor.min(total - n);
-        anchorer.build(&chain, Trigger::Volume, "k1", OffsetDateTime::now_utc()).unwrap();
+        anchorer
+            .build(&chain, Trigger::Volume, "k1", OffsetDateTime::now_utc())
+            .unwrap();
     }
     let uploaded = anchorer.upload_pending(&target, rt.handle()).unwrap();
     assert!(uploaded.failed.is_empty());
-    println!("{name}: built {total} events and {} anchors in {:.1}s", uploaded.uploaded.len(), build.elapsed().as_secs_f64());
+    println!(
+        "{name}: built {total} events and {} anchors in {:.1}s",
+        uploaded.uploaded.len(),
+        build.elapsed().as_secs_f64()
+    );
 
     // The auditor's run: anchors from the (offline) copy, then every event.
     let start = Instant::now();
@@ -67,7 +79,11 @@ fn run(name: &str, db: &TestDb, total: usize, per_anchor: usize) {
         .list("anchors/bench/")
         .unwrap()
         .into_iter()
-        .map(|k| StoredAnchor { bytes: local.get(&k).unwrap(), key: k, storage: None })
+        .map(|k| StoredAnchor {
+            bytes: local.get(&k).unwrap(),
+            key: k,
+            storage: None,
+        })
         .collect();
     let audit = audit_anchors(
         &objects,
@@ -85,7 +101,11 @@ fn run(name: &str, db: &TestDb, total: usize, per_anchor: usize) {
         },
     );
     let anchors = audit.trusted.len();
-    let mut log = AnchoredLog::new(chain.clone(), Some(&ring), audit.trusted.into_iter().map(|(a, _)| a).collect());
+    let mut log = AnchoredLog::new(
+        chain.clone(),
+        Some(&ring),
+        audit.trusted.into_iter().map(|(a, _)| a).collect(),
+    );
     let mut canonical_bytes = 0usize;
     store
         .scan_rows(&chain, 0, None, &mut |e, nodes| {
@@ -121,7 +141,10 @@ fn run(name: &str, db: &TestDb, total: usize, per_anchor: usize) {
 }
 
 fn main() {
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let total = args.first().copied().unwrap_or(1_000_000);
     let per_anchor = args.get(1).copied().unwrap_or(5_000);
     run("sqlite", &TestDb::sqlite(), total, per_anchor);
@@ -133,5 +156,6 @@ fn main() {
 }
 
 fn postgres_available() -> bool {
-    std::net::TcpStream::connect("127.0.0.1:5432").is_ok() || std::env::var("STELE_TEST_PG_URL").is_ok()
+    std::net::TcpStream::connect("127.0.0.1:5432").is_ok()
+        || std::env::var("STELE_TEST_PG_URL").is_ok()
 }
