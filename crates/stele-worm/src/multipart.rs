@@ -616,7 +616,7 @@ impl S3Worm {
                         && p.sha256.len() as u64 == upload.digest.size.div_ceil(p.part_size)
                 }) {
                     let differs = self
-                        .compare_ranges(
+                        .compare_parts(
                             key,
                             facts.version_id.as_deref(),
                             parts.part_size,

@@ -107,8 +107,9 @@ struct Faults {
     drop_after: std::sync::atomic::AtomicU64,
     /// Connections cut so far by `drop_after_bytes`.
     dropped: AtomicU32,
-    /// Offset (1-based; 0 = off) in one upcoming connection's response stream whose byte is flipped.
-    corrupt_at: std::sync::atomic::AtomicU64,
+    /// Offset (1-based; 0 = off) in a connection's response stream whose
+    /// byte is flipped, once, on the first connection to get that far.
+    corrupt_at: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl FaultyProxy {
@@ -145,7 +146,7 @@ impl FaultyProxy {
                 }
                 let cut_upload_after = take_one(&faults2.drops_left)
                     .then(|| faults2.drop_after.load(Ordering::SeqCst));
-                let corrupt_at = faults2.corrupt_at.swap(0, Ordering::SeqCst);
+                let corrupt_at = faults2.corrupt_at.clone();
                 let (Ok(c_read), Ok(s_write), Ok(s_read), Ok(c_write)) = (
                     client.try_clone(),
                     server.try_clone(),
@@ -156,7 +157,7 @@ impl FaultyProxy {
                 };
                 let faults3 = faults2.clone();
                 std::thread::spawn(move || {
-                    let cut = pump(c_read, s_write, cut_upload_after, 0);
+                    let cut = pump(c_read, s_write, cut_upload_after, None);
                     if cut {
                         faults3.dropped.fetch_add(1, Ordering::SeqCst);
                         let _ = client.shutdown(std::net::Shutdown::Both);
@@ -164,7 +165,7 @@ impl FaultyProxy {
                     }
                 });
                 std::thread::spawn(move || {
-                    pump(s_read, c_write, None, corrupt_at);
+                    pump(s_read, c_write, None, Some(&corrupt_at));
                 });
             }
         });
@@ -198,8 +199,9 @@ impl FaultyProxy {
         self.faults.drops_left.store(connections, Ordering::SeqCst);
     }
 
-    /// Flips the byte at `offset` (0-based) of the next new connection's
-    /// server-to-client stream (headers included), once.
+    /// Flips the byte at `offset` (0-based) of a server-to-client stream
+    /// (headers included), once: on the first connection whose responses
+    /// reach that far, so small answers on other connections pass untouched.
     pub fn corrupt_response_byte(&self, offset: u64) {
         self.faults.corrupt_at.store(offset + 1, Ordering::SeqCst);
     }
@@ -223,13 +225,13 @@ fn take_one(counter: &AtomicU32) -> bool {
 }
 
 /// Copies `from` to `to` until EOF or error. Returns true if it stopped because
-/// `cut_after` bytes were forwarded; flips the byte at `corrupt_at - 1` when
-/// `corrupt_at` is non-zero.
+/// `cut_after` bytes were forwarded. With `corrupt`, flips the byte at offset
+/// `corrupt - 1` of this stream if no other stream has taken that fault yet.
 fn pump(
     mut from: std::net::TcpStream,
     mut to: std::net::TcpStream,
     cut_after: Option<u64>,
-    corrupt_at: u64,
+    corrupt: Option<&std::sync::atomic::AtomicU64>,
 ) -> bool {
     use std::io::{Read as _, Write as _};
     let mut buf = vec![0u8; 64 * 1024];
@@ -247,9 +249,16 @@ fn pump(
                 return true;
             }
         }
-        if corrupt_at > 0 && (sent..sent + n as u64).contains(&(corrupt_at - 1)) {
-            let at = usize::try_from(corrupt_at - 1 - sent).unwrap_or(0);
-            chunk[at] ^= 0x01;
+        if let Some(fault) = corrupt {
+            let at = fault.load(Ordering::SeqCst);
+            if at > 0
+                && (sent..sent + n as u64).contains(&(at - 1))
+                && fault
+                    .compare_exchange(at, 0, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+            {
+                chunk[usize::try_from(at - 1 - sent).unwrap_or(0)] ^= 0x01;
+            }
         }
         if to.write_all(chunk).is_err() {
             break;
