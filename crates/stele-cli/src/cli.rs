@@ -62,7 +62,8 @@ pub enum Command {
     #[command(subcommand)]
     Bucket(crate::commands::bucket::BucketCommand),
     /// Store evidence bundles under Object Lock, verified and recorded in the ledger.
-    #[command(subcommand)]
+    // Hidden until its subcommands land (the evidence vault is in progress).
+    #[command(subcommand, hide = true)]
     Evidence(crate::commands::evidence::EvidenceCommand),
     /// Run a self-contained demonstration in a temporary directory: append,
     /// prove, tamper, and watch verification name the tampered event.
