@@ -62,8 +62,7 @@ pub enum Command {
     #[command(subcommand)]
     Bucket(crate::commands::bucket::BucketCommand),
     /// Store evidence bundles under Object Lock, verified and recorded in the ledger.
-    // Hidden until its subcommands land (the evidence vault is in progress).
-    #[command(subcommand, hide = true)]
+    #[command(subcommand)]
     Evidence(crate::commands::evidence::EvidenceCommand),
     /// Run a self-contained demonstration in a temporary directory: append,
     /// prove, tamper, and watch verification name the tampered event.

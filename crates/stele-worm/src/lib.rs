@@ -14,6 +14,11 @@
 //! (access denied, bad credentials, a bucket without Object Lock, an
 //! unknown KMS key) fail at once with a message that says what to fix.
 //!
+//! Files of any size are stored with [`S3Worm::put_file_locked`]: streamed
+//! from disk, multipart with per-part SHA-256 checksums above a threshold,
+//! verified the same way (see the `multipart` module docs), and read back
+//! in a stream with [`S3Worm::read_streamed`] — memory stays flat.
+//!
 //! [`LocalDir`] is a stand-in for demos and the embedded default: it keeps
 //! objects in a directory and is **not WORM storage**; every report that
 //! involves it says so.
@@ -21,7 +26,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod digest;
 mod local;
+mod lock;
+mod multipart;
+mod readback;
 mod retry;
 mod s3;
 #[cfg(feature = "testkit")]
@@ -32,7 +41,11 @@ use std::fmt;
 use thiserror::Error;
 use time::OffsetDateTime;
 
+pub use digest::{FileDigest, PartDigests};
 pub use local::LocalDir;
+pub use lock::{ListedObject, ObjectDetails, ObjectVersion};
+pub use multipart::{FileUpload, MIB, NoProgress, Phase, Progress, UploadTuning};
+pub use readback::{Sink, StreamedRead};
 pub use retry::RetryPolicy;
 pub use s3::{ObjectFacts, S3Config, S3Worm};
 

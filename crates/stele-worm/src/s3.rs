@@ -63,17 +63,17 @@ impl std::fmt::Debug for S3Config {
 /// An S3 bucket with Object Lock.
 #[derive(Debug)]
 pub struct S3Worm {
-    client: Client,
-    bucket: String,
-    kms_key_id: Option<String>,
-    retry: RetryPolicy,
+    pub(crate) client: Client,
+    pub(crate) bucket: String,
+    pub(crate) kms_key_id: Option<String>,
+    pub(crate) retry: RetryPolicy,
     lock_checked: OnceCell<()>,
 }
 
 /// A failed call after retries.
-struct Failed {
-    error: CallError,
-    attempts: u32,
+pub(crate) struct Failed {
+    pub(crate) error: CallError,
+    pub(crate) attempts: u32,
 }
 
 /// Facts about one stored object version.
@@ -164,35 +164,44 @@ impl S3Worm {
         &self.client
     }
 
-    async fn call<T, E, F, Fut>(&self, op: &'static str, mut f: F) -> Result<T, Failed>
+    pub(crate) async fn call<T, E, F, Fut>(&self, op: &'static str, f: F) -> Result<T, Failed>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        let attempts = self.retry.attempts.max(1);
-        let mut attempt = 1;
-        loop {
-            match f().await {
-                Ok(v) => return Ok(v),
-                Err(e) => {
-                    let error = classify(&e);
-                    if !error.transient || attempt >= attempts {
-                        return Err(Failed {
-                            error,
-                            attempts: attempt,
-                        });
-                    }
-                    let delay = self.retry.delay(attempt + 1);
-                    tracing::warn!(op, attempt, code = %error.code, delay_ms = delay.as_millis() as u64, "transient S3 failure; retrying");
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-            }
-        }
+        call_with_retry(self.retry, op, f).await
     }
 
-    fn error(&self, op: &'static str, target: &str, f: Failed) -> WormError {
+    /// Runs one S3 call with stele's retry policy (transient failures only,
+    /// backoff with jitter) and its error classification, for S3 calls this
+    /// crate does not wrap (legal holds, retention changes, version listings).
+    ///
+    /// # Errors
+    ///
+    /// The classified [`WormError`]; `target` names the bucket/key in messages.
+    pub async fn retrying<T, E, F, Fut>(
+        &self,
+        op: &'static str,
+        target: &str,
+        f: F,
+    ) -> Result<T, WormError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        self.call(op, f)
+            .await
+            .map_err(|failed| self.error(op, target, failed))
+    }
+
+    /// The retry policy in force.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.retry
+    }
+
+    pub(crate) fn error(&self, op: &'static str, target: &str, f: Failed) -> WormError {
         let Failed { error, attempts } = f;
         if error.transient {
             return WormError::Unavailable {
@@ -282,6 +291,20 @@ impl S3Worm {
         key: &str,
         version_id: Option<&str>,
     ) -> Result<Option<ObjectFacts>, WormError> {
+        Ok(self
+            .head_with_raw_checksum(key, version_id)
+            .await?
+            .map(|(facts, _)| facts))
+    }
+
+    /// [`head`](Self::head) plus the store's `ChecksumSHA256` exactly as
+    /// returned: a multipart object's is composite (`<base64>-<parts>`), which
+    /// [`ObjectFacts::checksum_sha256`] leaves out.
+    pub(crate) async fn head_with_raw_checksum(
+        &self,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<Option<(ObjectFacts, Option<String>)>, WormError> {
         let result = self
             .call("HeadObject", || {
                 self.client
@@ -304,7 +327,7 @@ impl S3Worm {
             }
             Err(f) => return Err(self.error("HeadObject", key, f)),
         };
-        Ok(Some(ObjectFacts {
+        let facts = ObjectFacts {
             version_id: out.version_id().map(str::to_owned),
             size: u64::try_from(out.content_length().unwrap_or(-1)).unwrap_or(u64::MAX),
             checksum_sha256: out
@@ -325,7 +348,8 @@ impl S3Worm {
                 .and_then(|d| OffsetDateTime::from_unix_timestamp(d.secs()).ok()),
             sse: out.server_side_encryption().map(|s| s.as_str().to_owned()),
             kms_key_id: out.ssekms_key_id().map(str::to_owned),
-        }))
+        };
+        Ok(Some((facts, out.checksum_sha256().map(str::to_owned))))
     }
 
     /// Reads the current version of `key`.
@@ -417,6 +441,23 @@ impl S3Worm {
         bytes: &[u8],
         retention: Retention,
     ) -> Result<StoredObject, WormError> {
+        self.put_locked_with_metadata(key, bytes, retention, &[])
+            .await
+    }
+
+    /// [`put_locked`](Self::put_locked) with extra user metadata (`x-amz-meta-*`)
+    /// beside `sha256`, which is always set by stele and cannot be overridden.
+    ///
+    /// # Errors
+    ///
+    /// As [`put_locked`](Self::put_locked).
+    pub async fn put_locked_with_metadata(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        retention: Retention,
+        metadata: &[(String, String)],
+    ) -> Result<StoredObject, WormError> {
         let sha = sha256_hex(bytes);
         if retention.retain_until <= OffsetDateTime::now_utc() {
             return Err(WormError::Config(format!(
@@ -449,7 +490,7 @@ impl S3Worm {
                     .content_length(i64::try_from(bytes.len()).unwrap_or(i64::MAX))
                     .content_md5(&md5)
                     .checksum_sha256(&sha_b64)
-                    .metadata("sha256", &sha)
+                    .set_metadata(Some(user_metadata(&sha, metadata)))
                     .object_lock_mode(mode.clone())
                     .object_lock_retain_until_date(until)
                     .if_none_match("*");
@@ -520,6 +561,56 @@ impl S3Worm {
             .await
     }
 
+    /// Checks the lock mode, retain-until and (when configured) SSE-KMS of a stored version.
+    pub(crate) fn check_lock_and_encryption(
+        &self,
+        key: &str,
+        facts: &ObjectFacts,
+        retention: Retention,
+    ) -> Result<(), WormError> {
+        let fail = |what: String| WormError::Verification {
+            key: key.to_owned(),
+            what,
+        };
+        if facts.lock_mode != Some(retention.mode) {
+            return Err(fail(format!(
+                "lock mode is {}, expected {}",
+                facts.lock_mode.map_or("none", LockMode::as_str),
+                retention.mode
+            )));
+        }
+        let want = retention.retain_until.unix_timestamp();
+        match facts.retain_until {
+            Some(t) if t.unix_timestamp() >= want => {}
+            other => {
+                return Err(fail(format!(
+                    "retain-until is {}, expected at least {}",
+                    other.map_or_else(|| "not set".into(), |t| t.to_string()),
+                    retention.retain_until
+                )));
+            }
+        }
+        if let Some(kms) = &self.kms_key_id {
+            if facts.sse.as_deref() != Some("aws:kms") {
+                return Err(fail(format!(
+                    "server-side encryption is {}, expected aws:kms",
+                    facts.sse.as_deref().unwrap_or("none")
+                )));
+            }
+            // AWS reports the key ARN; accept the configured id, ARN or a suffix match.
+            let matches = facts.kms_key_id.as_deref().is_none_or(|got| {
+                got == kms || got.ends_with(&format!("/{kms}")) || kms.starts_with("alias/")
+            });
+            if !matches {
+                return Err(fail(format!(
+                    "SSE-KMS key is {}, expected {kms}",
+                    facts.kms_key_id.as_deref().unwrap_or("none")
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks what the store holds against what was sent.
     async fn verify(
         &self,
@@ -565,42 +656,7 @@ impl S3Worm {
                 "bytes"
             }
         };
-        if facts.lock_mode != Some(retention.mode) {
-            return Err(fail(format!(
-                "lock mode is {}, expected {}",
-                facts.lock_mode.map_or("none", LockMode::as_str),
-                retention.mode
-            )));
-        }
-        let want = retention.retain_until.unix_timestamp();
-        match facts.retain_until {
-            Some(t) if t.unix_timestamp() >= want => {}
-            other => {
-                return Err(fail(format!(
-                    "retain-until is {}, expected at least {}",
-                    other.map_or_else(|| "not set".into(), |t| t.to_string()),
-                    retention.retain_until
-                )));
-            }
-        }
-        if let Some(kms) = &self.kms_key_id {
-            if facts.sse.as_deref() != Some("aws:kms") {
-                return Err(fail(format!(
-                    "server-side encryption is {}, expected aws:kms",
-                    facts.sse.as_deref().unwrap_or("none")
-                )));
-            }
-            // AWS reports the key ARN; accept the configured id, ARN or a suffix match.
-            let matches = facts.kms_key_id.as_deref().is_none_or(|got| {
-                got == kms || got.ends_with(&format!("/{kms}")) || kms.starts_with("alias/")
-            });
-            if !matches {
-                return Err(fail(format!(
-                    "SSE-KMS key is {}, expected {kms}",
-                    facts.kms_key_id.as_deref().unwrap_or("none")
-                )));
-            }
-        }
+        self.check_lock_and_encryption(key, &facts, retention)?;
         Ok(StoredObject {
             key: key.to_owned(),
             version_id: facts.version_id,
@@ -613,5 +669,53 @@ impl S3Worm {
             already_present,
             worm: true,
         })
+    }
+}
+
+/// User metadata for a locked object: the caller's entries, then `sha256` (always stele's).
+pub(crate) fn user_metadata(
+    sha256: &str,
+    extra: &[(String, String)],
+) -> std::collections::HashMap<String, String> {
+    let mut map: std::collections::HashMap<String, String> = extra
+        .iter()
+        .filter(|(k, _)| !k.eq_ignore_ascii_case("sha256"))
+        .cloned()
+        .collect();
+    map.insert("sha256".into(), sha256.to_owned());
+    map
+}
+
+/// Runs `f` until it succeeds, fails permanently, or `policy.attempts` are used,
+/// sleeping with backoff and jitter between transient failures.
+pub(crate) async fn call_with_retry<T, E, F, Fut>(
+    policy: RetryPolicy,
+    op: &'static str,
+    mut f: F,
+) -> Result<T, Failed>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let attempts = policy.attempts.max(1);
+    let mut attempt = 1;
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                let error = classify(&e);
+                if !error.transient || attempt >= attempts {
+                    return Err(Failed {
+                        error,
+                        attempts: attempt,
+                    });
+                }
+                let delay = policy.delay(attempt + 1);
+                tracing::warn!(op, attempt, code = %error.code, delay_ms = delay.as_millis() as u64, "transient S3 failure; retrying");
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+        }
     }
 }

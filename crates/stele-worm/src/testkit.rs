@@ -86,18 +86,36 @@ pub async fn create_bucket(cfg: S3Config, object_lock: bool) -> S3Worm {
 }
 
 /// A loopback TCP proxy in front of a store, for outage tests: while it is
-/// down it refuses new connections and cuts the open ones.
+/// down it refuses new connections and cuts the open ones. It can also cut
+/// connections mid-transfer ([`drop_after_bytes`](Self::drop_after_bytes))
+/// and flip a byte of a response ([`corrupt_response_byte`](Self::corrupt_response_byte)).
 pub struct FaultyProxy {
     addr: std::net::SocketAddr,
     down: std::sync::Arc<std::sync::atomic::AtomicBool>,
     open: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+    faults: std::sync::Arc<Faults>,
+}
+
+/// Faults to inject into upcoming connections.
+#[derive(Default)]
+struct Faults {
+    /// Connections accepted so far.
+    accepted: AtomicU32,
+    /// How many upcoming connections to cut mid-upload.
+    drops_left: AtomicU32,
+    /// Client bytes forwarded on such a connection before it is cut.
+    drop_after: std::sync::atomic::AtomicU64,
+    /// Connections cut so far by `drop_after_bytes`.
+    dropped: AtomicU32,
+    /// Offset (1-based; 0 = off) in a connection's response stream whose
+    /// byte is flipped, once, on the first connection to get that far.
+    corrupt_at: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl FaultyProxy {
     /// Starts a proxy on 127.0.0.1 (any free port) forwarding to `upstream` (`http://host:port`).
     pub fn start(upstream: &str) -> Self {
         use std::net::{TcpListener, TcpStream};
-        use std::sync::atomic::Ordering;
         let target = upstream
             .trim_start_matches("http://")
             .trim_end_matches('/')
@@ -106,7 +124,8 @@ impl FaultyProxy {
         let addr = listener.local_addr().expect("proxy address");
         let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let open = std::sync::Arc::new(std::sync::Mutex::new(Vec::<TcpStream>::new()));
-        let (down2, open2) = (down.clone(), open.clone());
+        let faults = std::sync::Arc::new(Faults::default());
+        let (down2, open2, faults2) = (down.clone(), open.clone(), faults.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
@@ -118,27 +137,44 @@ impl FaultyProxy {
                     let _ = client.shutdown(std::net::Shutdown::Both);
                     continue;
                 };
+                faults2.accepted.fetch_add(1, Ordering::SeqCst);
                 if let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone())
                     && let Ok(mut list) = open2.lock()
                 {
                     list.push(c2);
                     list.push(s2);
                 }
-                for (mut from, mut to) in [
-                    (client.try_clone(), server.try_clone()),
-                    (server.try_clone(), client.try_clone()),
-                ]
-                .into_iter()
-                .filter_map(|(a, b)| Some((a.ok()?, b.ok()?)))
-                {
-                    std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(std::net::Shutdown::Write);
-                    });
-                }
+                let cut_upload_after = take_one(&faults2.drops_left)
+                    .then(|| faults2.drop_after.load(Ordering::SeqCst));
+                let corrupt_at = faults2.corrupt_at.clone();
+                let (Ok(c_read), Ok(s_write), Ok(s_read), Ok(c_write)) = (
+                    client.try_clone(),
+                    server.try_clone(),
+                    server.try_clone(),
+                    client.try_clone(),
+                ) else {
+                    continue;
+                };
+                let faults3 = faults2.clone();
+                std::thread::spawn(move || {
+                    let cut = pump(c_read, s_write, cut_upload_after, None);
+                    if cut {
+                        faults3.dropped.fetch_add(1, Ordering::SeqCst);
+                        let _ = client.shutdown(std::net::Shutdown::Both);
+                        let _ = server.shutdown(std::net::Shutdown::Both);
+                    }
+                });
+                std::thread::spawn(move || {
+                    pump(s_read, c_write, None, Some(&corrupt_at));
+                });
             }
         });
-        Self { addr, down, open }
+        Self {
+            addr,
+            down,
+            open,
+            faults,
+        }
     }
 
     /// The endpoint URL to give stele.
@@ -155,6 +191,82 @@ impl FaultyProxy {
             }
         }
     }
+
+    /// Cuts each of the next `connections` new connections once the client
+    /// has sent `bytes` bytes through it (a transfer dropped mid-upload).
+    pub fn drop_after_bytes(&self, bytes: u64, connections: u32) {
+        self.faults.drop_after.store(bytes, Ordering::SeqCst);
+        self.faults.drops_left.store(connections, Ordering::SeqCst);
+    }
+
+    /// Flips the byte at `offset` (0-based) of a server-to-client stream
+    /// (headers included), once: on the first connection whose responses
+    /// reach that far, so small answers on other connections pass untouched.
+    pub fn corrupt_response_byte(&self, offset: u64) {
+        self.faults.corrupt_at.store(offset + 1, Ordering::SeqCst);
+    }
+
+    /// Connections forwarded so far.
+    pub fn connections(&self) -> u32 {
+        self.faults.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Connections cut so far by [`drop_after_bytes`](Self::drop_after_bytes).
+    pub fn dropped(&self) -> u32 {
+        self.faults.dropped.load(Ordering::SeqCst)
+    }
+}
+
+/// Decrements `counter` if positive; true if it did.
+fn take_one(counter: &AtomicU32) -> bool {
+    counter
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+}
+
+/// Copies `from` to `to` until EOF or error. Returns true if it stopped because
+/// `cut_after` bytes were forwarded. With `corrupt`, flips the byte at offset
+/// `corrupt - 1` of this stream if no other stream has taken that fault yet.
+fn pump(
+    mut from: std::net::TcpStream,
+    mut to: std::net::TcpStream,
+    cut_after: Option<u64>,
+    corrupt: Option<&std::sync::atomic::AtomicU64>,
+) -> bool {
+    use std::io::{Read as _, Write as _};
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut sent = 0u64;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let chunk = &mut buf[..n];
+        if let Some(limit) = cut_after {
+            let room = usize::try_from(limit.saturating_sub(sent)).unwrap_or(usize::MAX);
+            if room < chunk.len() {
+                let _ = to.write_all(&chunk[..room]);
+                return true;
+            }
+        }
+        if let Some(fault) = corrupt {
+            let at = fault.load(Ordering::SeqCst);
+            if at > 0
+                && (sent..sent + n as u64).contains(&(at - 1))
+                && fault
+                    .compare_exchange(at, 0, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+            {
+                chunk[usize::try_from(at - 1 - sent).unwrap_or(0)] ^= 0x01;
+            }
+        }
+        if to.write_all(chunk).is_err() {
+            break;
+        }
+        sent += n as u64;
+    }
+    let _ = to.shutdown(std::net::Shutdown::Write);
+    false
 }
 
 /// Creates a key in ministack's KMS (one unsigned JSON-protocol call) and returns its id.
@@ -189,4 +301,54 @@ pub async fn create_ministack_kms_key() -> String {
         .nth(1)
         .unwrap_or_default()
         .to_owned()
+}
+
+/// Bytes free in the test RGW's memstore OSD (it keeps objects in RAM, 2 GiB
+/// by default), read from the OSD's admin socket; `None` when that cannot be
+/// asked (no `ceph` command, or services started elsewhere).
+pub fn memstore_free_bytes() -> Option<u64> {
+    let dir = std::path::PathBuf::from(std::env::var_os("STELE_SERVICES_DIR")?);
+    let conf = dir.join("ceph/ceph.conf");
+    let socket = dir.join("ceph/run/osd.0.asok");
+    if !conf.exists() || !socket.exists() {
+        return None;
+    }
+    let out = std::process::Command::new("timeout")
+        .args(["10", "ceph", "--admin-daemon"])
+        .arg(&socket)
+        .args(["perf", "dump"])
+        .env("CEPH_CONF", &conf)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // Avoids a JSON dependency: `"stat_bytes": N, "stat_bytes_used": M` in the "osd" section.
+    let number = |name: &str| -> Option<u64> {
+        let at = text.find(&format!("\"{name}\":"))? + name.len() + 3;
+        text[at..]
+            .trim_start()
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    Some(number("stat_bytes")?.saturating_sub(number("stat_bytes_used")?))
+}
+
+/// Waits up to `patience` for the memstore to have `bytes` free, so a large
+/// upload does not fill the shared test OSD (a full OSD blocks every writer).
+/// Panics with what to do if the space does not come.
+pub fn wait_for_memstore_space(bytes: u64, patience: std::time::Duration) {
+    let started = std::time::Instant::now();
+    loop {
+        match memstore_free_bytes() {
+            None => return,
+            Some(free) if free >= bytes => return,
+            Some(free) if started.elapsed() >= patience => panic!(
+                "the test RGW's memstore has {} MiB free, this test needs {} MiB: wait for other tests to finish, or restart the services with a larger STELE_MEMSTORE_BYTES",
+                free >> 20,
+                bytes >> 20
+            ),
+            Some(_) => std::thread::sleep(std::time::Duration::from_secs(1)),
+        }
+    }
 }

@@ -1,0 +1,78 @@
+//! The crate's one error type.
+
+use stele_store::StoreError;
+use stele_worm::WormError;
+use thiserror::Error;
+
+/// An evidence operation failed. Messages say what to fix and never contain secrets.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum EvidenceError {
+    /// Bad input: an id, a key, a file name, a date or a setting.
+    #[error("{0}")]
+    Invalid(String),
+    /// The retention asked for is below the floor.
+    #[error(
+        "retention of {days} days is below the minimum of {floor} days for evidence; keep at least {floor} days, or lower the floor deliberately with --min-retain-days / STELE_EVIDENCE_MIN_RETENTION_DAYS"
+    )]
+    RetentionBelowFloor {
+        /// Days asked for.
+        days: u32,
+        /// The floor.
+        floor: u32,
+    },
+    /// A retention change would shorten a lock; refused before any request.
+    #[error(
+        "{key}: Object Lock retention can only be extended, never shortened: this version is locked ({mode}) until {current}, and {requested} is not later. Nothing was sent to the store; choose a date after {current}"
+    )]
+    CannotShorten {
+        /// Key.
+        key: String,
+        /// Current mode.
+        mode: String,
+        /// Current (or recorded) retain-until.
+        current: String,
+        /// What was asked.
+        requested: String,
+    },
+    /// Something the user named does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The object store failed or refused.
+    #[error(transparent)]
+    Worm(#[from] WormError),
+    /// The ledger failed.
+    #[error(transparent)]
+    Ledger(#[from] StoreError),
+    /// A local file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// Path.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// A detached signature is missing, malformed, foreign or altered.
+    #[error("signature check failed: {0}")]
+    Signature(String),
+    /// Content differs from what the ledger, the metadata or the signature says.
+    #[error("{key}: {what}")]
+    Mismatch {
+        /// Key.
+        key: String,
+        /// What differs.
+        what: String,
+    },
+}
+
+impl EvidenceError {
+    /// True when evidence was found altered or unverifiable (not a usage or availability problem).
+    pub fn is_tampering(&self) -> bool {
+        matches!(self, Self::Signature(_) | Self::Mismatch { .. })
+    }
+
+    /// True when the store was unreachable: worth retrying later.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Worm(w) if w.is_transient())
+    }
+}
