@@ -195,6 +195,44 @@ impl S3Worm {
         Ok(())
     }
 
+    /// Brings the lock of a stored version up to `wanted` when it falls
+    /// short: no lock at all (a store that ignored the one requested), or
+    /// the same mode with an earlier retain-until (a retried upload that
+    /// asks for a later one). `PutObjectRetention` only ever extends, so a
+    /// lock is never shortened or weakened here; a version locked in
+    /// another mode is left for the caller's check to report. Returns the
+    /// version's facts as the store reports them afterwards.
+    ///
+    /// # Errors
+    ///
+    /// Any [`WormError`]; [`WormError::Verification`] if the version is gone.
+    pub(crate) async fn extend_lock_to(
+        &self,
+        key: &str,
+        facts: ObjectFacts,
+        wanted: Retention,
+    ) -> Result<ObjectFacts, WormError> {
+        let wanted_until = wanted.retain_until.unix_timestamp();
+        let short = match (facts.lock_mode, facts.retain_until) {
+            (None, _) | (_, None) => true,
+            (Some(mode), Some(until)) => {
+                mode == wanted.mode && until.unix_timestamp() < wanted_until
+            }
+        };
+        if !short {
+            return Ok(facts);
+        }
+        tracing::info!(key, mode = ?facts.lock_mode, "the stored version is locked short of what was asked; extending its lock");
+        let version = facts.version_id.clone();
+        self.put_retention(key, version.as_deref(), wanted).await?;
+        self.head(key, version.as_deref())
+            .await?
+            .ok_or_else(|| WormError::Verification {
+                key: key.to_owned(),
+                what: "the version disappeared while its lock was being set".into(),
+            })
+    }
+
     /// Every version and delete marker of exactly `key`, newest first.
     ///
     /// # Errors

@@ -51,7 +51,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::{ByteStream, DateTime, SdkBody};
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, ObjectLockMode,
-    ObjectLockRetention, ObjectLockRetentionMode, ServerSideEncryption,
+    ServerSideEncryption,
 };
 use base64::Engine as _;
 use base64::prelude::BASE64_STANDARD;
@@ -518,49 +518,6 @@ impl S3Worm {
         .await
     }
 
-    /// Some stores ignore the lock requested by `CreateMultipartUpload` (Ceph
-    /// RGW 16 applies only the bucket's default retention; ministack none):
-    /// a version locked short of what was asked gets it set explicitly with
-    /// `PutObjectRetention`, which can only extend a lock. (A bucket's default
-    /// retention covers the moment in between.)
-    async fn ensure_retention(
-        &self,
-        upload: &FileUpload<'_>,
-        facts: ObjectFacts,
-    ) -> Result<ObjectFacts, WormError> {
-        let wanted = upload.retention;
-        let short = facts.lock_mode != Some(wanted.mode)
-            || facts
-                .retain_until
-                .is_none_or(|t| t.unix_timestamp() < wanted.retain_until.unix_timestamp());
-        if !short {
-            return Ok(facts);
-        }
-        tracing::info!(key = upload.key, mode = ?facts.lock_mode, "the store did not apply the requested lock to the multipart upload; setting it on the version");
-        let mode = match wanted.mode {
-            LockMode::Compliance => ObjectLockRetentionMode::Compliance,
-            LockMode::Governance => ObjectLockRetentionMode::Governance,
-        };
-        let retention = ObjectLockRetention::builder()
-            .mode(mode)
-            .retain_until_date(DateTime::from_secs(wanted.retain_until.unix_timestamp()))
-            .build();
-        self.retrying("PutObjectRetention", upload.key, || {
-            self.client
-                .put_object_retention()
-                .bucket(&self.bucket)
-                .key(upload.key)
-                .set_version_id(facts.version_id.clone())
-                .retention(retention.clone())
-                .send()
-        })
-        .await?;
-        let (facts, _) = self
-            .head_required(upload.key, facts.version_id.as_deref())
-            .await?;
-        Ok(facts)
-    }
-
     /// Checks a stored version against the file: size, metadata, content
     /// (checksum API, else bytes), lock and encryption.
     #[allow(clippy::too_many_arguments)] // every argument is one fact being checked
@@ -575,7 +532,17 @@ impl S3Worm {
         progress: &dyn Progress,
     ) -> Result<StoredObject, WormError> {
         let key = upload.key;
-        let facts = self.ensure_retention(upload, facts).await?;
+        // Stores that ignore the lock requested by `CreateMultipartUpload`
+        // (Ceph RGW 16 applies only the bucket's default; ministack none),
+        // and retried uploads asking for a later retain-until, get the lock
+        // set on the version.
+        // An existing object whose hash is unknown is not ours to lock until its bytes are checked.
+        let hash_known = facts.metadata_sha256.is_some() || facts.checksum_sha256.is_some();
+        let facts = if !already_present || hash_known {
+            self.extend_lock_to(key, facts, upload.retention).await?
+        } else {
+            facts
+        };
         let want = &upload.digest.sha256;
         let fail = |what: String| WormError::Verification {
             key: key.to_owned(),

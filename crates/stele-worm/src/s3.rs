@@ -557,6 +557,14 @@ impl S3Worm {
                 existing: existing_sha.unwrap_or_else(|| "unknown".into()),
             });
         }
+        // The same bytes (by the store's own hash): a retried upload. If it
+        // asks for a later retain-until than the first attempt got, it gets
+        // it. Never on a hash not yet seen to match: a lock cannot be undone.
+        let existing = if existing_sha.is_some() {
+            self.extend_lock_to(key, existing, retention).await?
+        } else {
+            existing
+        };
         self.verify(key, bytes, sha, existing, retention, true)
             .await
     }

@@ -244,3 +244,57 @@ async fn ministack_sse_kms_with_an_emulator_key_is_applied_and_reported() {
         "{reported} vs {key_id}"
     );
 }
+
+/// A retried write of the same bytes that asks for a later retain-until (the
+/// retry computed it a moment later) gets it; one that asks for an earlier
+/// retain-until never shortens the lock.
+#[tokio::test]
+async fn rgw_a_retried_write_extends_the_lock_and_never_shortens_it() {
+    let store = create_bucket(rgw(&unique_bucket("worm-extend")), true).await;
+    let key = "evidence/c/2026/11/EB-1.json";
+    let body = br#"{"evidence":1}"#;
+    let first = retention(LockMode::Compliance);
+    let stored = store.put_locked(key, body, first).await.unwrap();
+    assert_eq!(
+        stored.retain_until.map(|t| t.unix_timestamp()),
+        Some(first.retain_until.unix_timestamp())
+    );
+
+    let later = Retention {
+        retain_until: first.retain_until + Duration::seconds(1),
+        ..first
+    };
+    let again = store.put_locked(key, body, later).await.unwrap();
+    assert!(again.already_present);
+    assert_eq!(again.version_id, stored.version_id, "no new version");
+    let held = |facts: Option<stele_worm::ObjectFacts>| {
+        facts
+            .and_then(|f| f.retain_until)
+            .map(|t| t.unix_timestamp())
+    };
+    let now_held = held(store.head(key, stored.version_id.as_deref()).await.unwrap());
+    assert_eq!(now_held, Some(later.retain_until.unix_timestamp()));
+
+    let earlier = Retention {
+        retain_until: first.retain_until - Duration::hours(1),
+        ..first
+    };
+    let third = store.put_locked(key, body, earlier).await.unwrap();
+    assert!(third.already_present);
+    assert_eq!(
+        held(store.head(key, stored.version_id.as_deref()).await.unwrap()),
+        Some(later.retain_until.unix_timestamp()),
+        "the lock was shortened"
+    );
+
+    // A GOVERNANCE request does not weaken a COMPLIANCE lock; it is reported.
+    let weaker = Retention {
+        mode: LockMode::Governance,
+        ..later
+    };
+    let err = store.put_locked(key, body, weaker).await.unwrap_err();
+    assert!(
+        matches!(&err, WormError::Verification { what, .. } if what.contains("lock mode is COMPLIANCE")),
+        "{err}"
+    );
+}
