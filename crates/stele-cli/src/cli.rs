@@ -279,6 +279,11 @@ pub struct VerifyLogArgs {
     /// Also write a self-contained HTML report to this file.
     #[arg(long)]
     pub html: Option<PathBuf>,
+    /// How to re-check the evidence objects the log records, in their
+    /// buckets (read-only): `content` reads each back (or uses the store's
+    /// SHA-256 checksum), `metadata` stops at HEAD, `skip` leaves them.
+    #[arg(long, value_enum, default_value_t)]
+    pub evidence: crate::commands::verify::EvidenceDepth,
     #[command(flatten)]
     pub anchors: AnchorSourceArgs,
 }

@@ -1081,3 +1081,142 @@ fn ministack_stores_the_files_sha256_as_its_checksum_and_applies_sse_kms() {
     );
     assert!(head.ssekms_key_id().unwrap_or_default().contains(&key_id));
 }
+
+/// Runs `stele [--json] verify log ARGS` with read access to RGW.
+fn verify_log(l: &Ledger, bucket: &str, json: bool, args: &[&str]) -> Output {
+    let (id, secret) = rgw_keys();
+    let mut cmd = l.command();
+    with_s3(&mut cmd, &rgw_endpoint(), bucket, (&id, &secret));
+    cmd.env_remove("STELE_EVIDENCE_BUCKET");
+    if json {
+        cmd.arg("--json");
+    }
+    cmd.args(["verify", "log"]).args(args).output().unwrap()
+}
+
+/// `stele verify log` re-checks every object the ledger records, in the
+/// bucket the record names (no evidence bucket setting needed), and names
+/// each one that was removed or stripped of its signature.
+#[test]
+fn verify_log_rechecks_each_recorded_evidence_object() {
+    let rt = runtime();
+    let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("ev-verify")), true));
+    let l = Ledger::new(TestDb::sqlite());
+    let dir = tempfile::tempdir().unwrap();
+    let ep = rgw_endpoint();
+    let mut keys = Vec::new();
+    for (name, body) in [
+        ("kept.json", "{\"n\":1}"),
+        ("removed.json", "{\"n\":2}"),
+        ("unsigned.json", "{\"n\":3}"),
+    ] {
+        let file = small_file(dir.path(), name, body.as_bytes());
+        let lines = evidence_json(
+            &l,
+            &ep,
+            s3.bucket(),
+            &[
+                "put",
+                file.to_str().unwrap(),
+                "--client",
+                "c1",
+                "--mode",
+                "GOVERNANCE",
+            ],
+        );
+        keys.push((
+            lines[0]["record"]["key"].as_str().unwrap().to_owned(),
+            lines[0]["record"]["version_id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            lines[0]["ledger"]["seq"].as_u64().unwrap(),
+        ));
+    }
+
+    // Clean: the three objects are re-checked and nothing is found.
+    let out = verify_log(&l, s3.bucket(), true, &["--chain", "evidence"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], true);
+    let checked = report["evidence"]["checked"][0].as_str().unwrap();
+    assert!(
+        checked.contains(s3.bucket())
+            && checked.contains("3 recorded upload(s)")
+            && checked.contains("detached signature"),
+        "{checked}"
+    );
+    assert_eq!(report["evidence"]["findings"], Value::Array(Vec::new()));
+
+    // Tamper: remove one object version and another's signature (GOVERNANCE
+    // yields to an explicit bypass, which is what an insider with that right would do).
+    let bypass_delete = |key: &str, version: Option<String>| {
+        rt.block_on(
+            s3.client()
+                .delete_object()
+                .bucket(s3.bucket())
+                .key(key)
+                .set_version_id(version)
+                .bypass_governance_retention(true)
+                .send(),
+        )
+        .unwrap();
+    };
+    bypass_delete(&keys[1].0, Some(keys[1].1.clone()));
+    let sig = format!("{}.sig", keys[2].0);
+    for v in rt.block_on(s3.versions(&sig)).unwrap() {
+        bypass_delete(&sig, v.version_id);
+    }
+
+    let out = verify_log(&l, s3.bucket(), true, &["--chain", "evidence"]);
+    assert_eq!(code(&out), 1, "tampering exits 1: {}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    let findings = report["evidence"]["findings"].as_array().unwrap();
+    let named: Vec<(String, u64, String)> = findings
+        .iter()
+        .map(|f| {
+            (
+                f["kind"].as_str().unwrap().to_owned(),
+                f["seq"].as_u64().unwrap(),
+                f["subject"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(named.len(), 2, "{findings:?}");
+    assert_eq!(named[0].0, "evidence_missing");
+    assert_eq!(named[0].1, keys[1].2);
+    assert!(named[0].2.starts_with(&keys[1].0), "{:?}", named[0]);
+    assert_eq!(findings[0]["aspect"], "completeness");
+    assert_eq!(named[1].0, "evidence_bad_signature");
+    assert_eq!(named[1].1, keys[2].2);
+    assert!(named[1].2.starts_with(&keys[2].0), "{:?}", named[1]);
+
+    // The terse summary names them too; HEAD-only still finds the missing one.
+    let out = verify_log(
+        &l,
+        s3.bucket(),
+        false,
+        &["--chain", "evidence", "--evidence", "metadata"],
+    );
+    assert_eq!(code(&out), 1);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("FAIL evidence bucket"), "{text}");
+    assert!(
+        text.contains(&format!("evidence_missing: seq {}", keys[1].2)),
+        "{text}"
+    );
+    // The log itself is intact: skipping evidence passes.
+    let out = verify_log(
+        &l,
+        s3.bucket(),
+        false,
+        &["--chain", "evidence", "--evidence", "skip"],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+    for (key, _, _) in &keys {
+        remove_governance(&rt, &s3, key);
+        remove_governance(&rt, &s3, &format!("{key}.sig"));
+    }
+}

@@ -241,6 +241,31 @@ pub fn extensions(
     scan(store, chain, RETENTION_EXTENDED)
 }
 
+/// The upload `e` records, if it is an `evidence.uploaded` event: for callers
+/// that already read every event (a verifier scanning the log or an export).
+///
+/// # Errors
+///
+/// [`EvidenceError::Invalid`] for an `evidence.uploaded` event whose payload
+/// is not a record (named by seq).
+pub fn upload_in(e: &Event) -> Option<Result<Recorded<EvidenceRecord>, EvidenceError>> {
+    recorded(e, UPLOADED)
+}
+
+fn recorded<T: for<'de> Deserialize<'de>>(
+    e: &Event,
+    event_type: &str,
+) -> Option<Result<Recorded<T>, EvidenceError>> {
+    (e.event_type == event_type).then(|| {
+        parse(e).map(|record| Recorded {
+            chain_id: e.chain_id.clone(),
+            seq: e.seq,
+            ts: e.ts.clone(),
+            record,
+        })
+    })
+}
+
 fn scan<T: for<'de> Deserialize<'de>>(
     store: &mut dyn LedgerStore,
     chain: &ChainId,
@@ -252,15 +277,11 @@ fn scan<T: for<'de> Deserialize<'de>>(
     let mut found = Vec::new();
     let mut bad: Option<EvidenceError> = None;
     store.scan(chain, 0, None, &mut |e: Event| {
-        if e.event_type == event_type && bad.is_none() {
-            match parse(&e) {
-                Ok(record) => found.push(Recorded {
-                    chain_id: e.chain_id.clone(),
-                    seq: e.seq,
-                    ts: e.ts.clone(),
-                    record,
-                }),
-                Err(err) => bad = Some(err),
+        if bad.is_none() {
+            match recorded(&e, event_type) {
+                Some(Ok(r)) => found.push(r),
+                Some(Err(err)) => bad = Some(err),
+                None => {}
             }
         }
         Ok(())

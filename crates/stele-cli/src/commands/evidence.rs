@@ -249,13 +249,7 @@ fn s3_config(ctx: &Context, args: &VaultArgs) -> Result<S3Config, Failure> {
             "--retries must be at least 1 (it counts every attempt, the first included)"
         )));
     }
-    let shared = ctx.anchor_file.clone().unwrap_or_default();
     Ok(S3Config {
-        bucket,
-        endpoint: shared.endpoint,
-        region: shared.region,
-        path_style: shared.path_style,
-        static_credentials: None,
         kms_key_id: args
             .kms_key_id
             .clone()
@@ -265,15 +259,27 @@ fn s3_config(ctx: &Context, args: &VaultArgs) -> Result<S3Config, Failure> {
             attempts: args.retries,
             ..RetryPolicy::default()
         },
+        ..bucket_config(ctx, bucket)
     })
 }
 
+/// Reaching `bucket`: the endpoint, region and path style of `[anchor]` in
+/// stele.toml (the AWS SDK's variables override them), default retries.
+pub fn bucket_config(ctx: &Context, bucket: String) -> S3Config {
+    let shared = ctx.anchor_file.clone().unwrap_or_default();
+    S3Config {
+        bucket,
+        endpoint: shared.endpoint,
+        region: shared.region,
+        path_style: shared.path_style,
+        static_credentials: None,
+        kms_key_id: None,
+        retry: RetryPolicy::default(),
+    }
+}
+
 fn runtime() -> Result<Runtime, Failure> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::Operational(anyhow!("cannot start the I/O runtime: {e}")))
+    super::anchor::runtime()
 }
 
 /// Connects to the evidence bucket (no request yet).

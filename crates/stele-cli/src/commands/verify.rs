@@ -1,4 +1,8 @@
-//! `stele verify log|event`.
+//! `stele verify log|anchors|event`.
+
+mod evidence;
+
+pub use evidence::EvidenceDepth;
 
 use anyhow::{Context as _, anyhow};
 use serde_json::json;
@@ -111,11 +115,28 @@ fn log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
             ctx.json,
         )?);
     }
-    let clean = reports.iter().all(VerifyReport::is_clean);
+    let mut recorded = evidence::RecordedUploads::default();
+    if args.evidence != EvidenceDepth::Skip {
+        for chain in &chains {
+            recorded.extend(evidence::RecordedUploads::from_store(
+                store.as_mut(),
+                chain,
+            )?);
+        }
+    }
+    let verifier = verifier_key(ctx, args.anchors.verifier_key.as_deref()).ok();
+    let evidence = evidence::check(ctx, recorded, args.evidence, verifier)?;
+    let clean = reports.iter().all(VerifyReport::is_clean) && evidence.findings.is_empty();
     if ctx.json {
-        output::print_json(&json!({"ok": clean, "chains": reports}))?;
+        output::print_json(&json!({
+            "ok": clean,
+            "chains": reports,
+            "evidence": {"checked": evidence.checked, "findings": evidence.findings},
+        }))?;
     } else {
-        output::print(&reports.iter().map(describe).collect::<String>())?;
+        let mut text = reports.iter().map(describe).collect::<String>();
+        text.push_str(&evidence.describe());
+        output::print(&text)?;
     }
     if clean {
         Ok(())
@@ -497,16 +518,18 @@ fn anchored_log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
         }
     };
     let has_anchors = args.anchors.bucket.is_some() || args.anchors.mirror.is_some();
-    let (anchor_report, trusted) = if has_anchors {
+    let (anchor_report, trusted, evidence_verifier) = if has_anchors {
         let policy = audit_policy(ctx, &chain, &args.anchors)?;
         let audit =
             stele_verify::audit_anchors(&fetch_anchors(ctx, &chain, &args.anchors)?, &policy);
         (
             Some(audit.report),
             audit.trusted.into_iter().map(|(a, _)| a).collect(),
+            Some(policy.verifier_key),
         )
     } else {
-        (None, Vec::new())
+        let verifier = verifier_key(ctx, args.anchors.verifier_key.as_deref()).ok();
+        (None, Vec::new(), verifier)
     };
     let newest_anchored = trusted
         .iter()
@@ -516,6 +539,7 @@ fn anchored_log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
     let mut log = stele_verify::AnchoredLog::new(chain.clone(), keyring.as_ref(), trusted);
     let mut findings = Vec::new();
     let mut checked = Vec::new();
+    let mut recorded = evidence::RecordedUploads::default();
     let claimed;
     let events;
     if let Some(path) = &args.export {
@@ -533,6 +557,7 @@ fn anchored_log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
                 Ok(e) => {
                     last_seq = Some(e.seq);
                     log.check(&e, None);
+                    recorded.observe(&e);
                     n += 1;
                 }
                 Err(e) => findings.push(export_line_finding(i + 1, &e.to_string())),
@@ -561,6 +586,7 @@ fn anchored_log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
         let mut n = 0u64;
         store.scan_rows(&chain, 0, None, &mut |e, nodes| {
             log.check(&e, Some(nodes));
+            recorded.observe(&e);
             n += 1;
             if n.is_multiple_of(16_384) {
                 bar.set_position(n);
@@ -587,6 +613,9 @@ fn anchored_log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
     }
     let (_, log_findings) = log.finish(claimed.as_ref());
     findings.extend(log_findings);
+    let outcome = evidence::check(ctx, recorded, args.evidence, evidence_verifier)?;
+    checked.extend(outcome.checked);
+    findings.extend(outcome.findings);
     let (mut all_checked, requested, found, mut all_findings, timeline) = match anchor_report {
         Some(r) => {
             let mut c = r.checked;
