@@ -120,12 +120,11 @@ fn timeline_svg(report: &Report) -> String {
         .collect();
     let mut spans: Vec<(OffsetDateTime, OffsetDateTime, String)> = Vec::new();
     for f in &report.findings {
-        if f.kind == "cadence_gap" {
-            if let Some((a, b)) = f.subject.split_once(" .. ") {
-                if let (Some(a), Some(b)) = (parse(a), parse(b)) {
-                    spans.push((a, b, f.message.clone()));
-                }
-            }
+        if f.kind == "cadence_gap"
+            && let Some((a, b)) = f.subject.split_once(" .. ")
+            && let (Some(a), Some(b)) = (parse(a), parse(b))
+        {
+            spans.push((a, b, f.message.clone()));
         }
     }
     let all: Vec<OffsetDateTime> = times
