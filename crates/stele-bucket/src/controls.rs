@@ -8,7 +8,8 @@
 //!   `deploy/policy/README.md` and the Terraform module use too;
 //! - **SOC 2** trust services criteria CC6.1 (logical access), CC6.6
 //!   (threats from outside the boundary; the review files encryption here),
-//!   CC6.7 (data in transit), CC7.2 (monitoring);
+//!   CC6.7 (data in transit), CC7.2 (monitoring), A1.2 (backup processes:
+//!   the records can be stored at all);
 //! - **HIPAA** §164.312: (a)(1) access control, (a)(2)(iv) encryption,
 //!   (b) audit controls, (c)(1) integrity, (e)(1) transmission security;
 //! - **SEC 17a-4(f)**: (2)(ii)(A) non-rewriteable, non-erasable storage.
@@ -158,17 +159,6 @@ pub const DENY_WRONG_ENCRYPTION_HEADER: Control = Control {
     fix: APPLY_POLICY,
 };
 
-/// `DenyMissingEncryptionHeader`.
-pub const DENY_MISSING_ENCRYPTION_HEADER: Control = Control {
-    id: "policy.DenyMissingEncryptionHeader",
-    title: "Policy denies uploads without an SSE header",
-    cis_aws: &["2.1.5"],
-    soc2: &["CC6.6"],
-    hipaa: &["(a)(2)(iv)", "(c)(1)"],
-    sec_17a_4: &[],
-    fix: APPLY_POLICY,
-};
-
 /// `DenyWrongKmsKey`.
 pub const DENY_WRONG_KMS_KEY: Control = Control {
     id: "policy.DenyWrongKmsKey",
@@ -178,6 +168,33 @@ pub const DENY_WRONG_KMS_KEY: Control = Control {
     hipaa: &["(a)(2)(iv)"],
     sec_17a_4: &[],
     fix: APPLY_POLICY,
+};
+
+/// `DenyKmsUploadWithoutKeyId`: on AWS an SSE-KMS upload that names no
+/// key is encrypted under the AWS managed key `aws/s3`, not the bucket's.
+pub const DENY_KMS_UPLOAD_WITHOUT_KEY_ID: Control = Control {
+    id: "policy.DenyKmsUploadWithoutKeyId",
+    title: "Policy denies SSE-KMS uploads that name no KMS key",
+    cis_aws: &["2.1.5"],
+    soc2: &["CC6.1", "CC6.6"],
+    hipaa: &["(a)(2)(iv)"],
+    sec_17a_4: &[],
+    fix: APPLY_POLICY,
+};
+
+/// No Deny refuses the parts of a multipart upload. Not a Deny itself: a
+/// policy that refuses them (the v1 template did, with `Null` and negated
+/// conditions on the encryption headers, which parts never carry) leaves
+/// every file above the multipart threshold unstorable, so the records the
+/// bucket exists to preserve are not preserved.
+pub const POLICY_ALLOWS_MULTIPART: Control = Control {
+    id: "policy-allows-multipart",
+    title: "Policy lets the parts of a multipart upload through",
+    cis_aws: &[],
+    soc2: &["A1.2"],
+    hipaa: &[],
+    sec_17a_4: &["(f)(2)(ii)(A)"],
+    fix: "re-apply the current policy from deploy/policy/ (`stele bucket init`, or the module): its encryption Denies test the headers only when a request carries them, and the bucket's default encryption covers the requests that carry none",
 };
 
 /// `DenyObjectDeletion`.
@@ -247,7 +264,7 @@ pub const ACCESS_LOGGING: Control = Control {
 };
 
 /// Every control, in report order.
-pub const ALL: [&Control; 18] = [
+pub const ALL: [&Control; 19] = [
     &OBJECT_LOCK,
     &DEFAULT_RETENTION,
     &VERSIONING,
@@ -258,12 +275,13 @@ pub const ALL: [&Control; 18] = [
     &POLICY_NOT_PUBLIC,
     &DENY_INSECURE_TRANSPORT,
     &DENY_WRONG_ENCRYPTION_HEADER,
-    &DENY_MISSING_ENCRYPTION_HEADER,
     &DENY_WRONG_KMS_KEY,
+    &DENY_KMS_UPLOAD_WITHOUT_KEY_ID,
     &DENY_OBJECT_DELETION,
     &DENY_BUCKET_DELETION,
     &DENY_GOVERNANCE_BYPASS_BY_WRITER,
     &DENY_UPLOADS_BY_NON_WRITER,
+    &POLICY_ALLOWS_MULTIPART,
     &LIFECYCLE,
     &ACCESS_LOGGING,
 ];

@@ -185,7 +185,7 @@ fn default_encryption(spec: &CheckSpec, live: &LiveConfig, notes: &mut Vec<Strin
             return unsupported(
                 c,
                 why,
-                "this endpoint has no bucket default encryption; uploads are held to SSE-KMS by the policy statements DenyWrongEncryptionHeader, DenyMissingEncryptionHeader and DenyWrongKmsKey instead",
+                "this endpoint has no bucket default encryption, so an upload that names no encryption is stored unencrypted: the policy refuses only uploads that ask for another algorithm or key (DenyWrongEncryptionHeader, DenyWrongKmsKey, DenyKmsUploadWithoutKeyId), because refusing header-less requests would refuse every part of a multipart upload; stele's writers always send SSE-KMS with the key, other writers must too",
             );
         }
         Observed::Unreadable(why) => return unreadable(c, why),
@@ -423,7 +423,7 @@ fn policy_statements(
             .collect(),
         Ok(doc) => policy_eval::evaluate(&required, doc.as_ref()),
     };
-    verdicts
+    let mut findings: Vec<Finding> = verdicts
         .into_iter()
         .filter_map(|(sid, verdict)| {
             let control = controls::for_statement(&sid)?;
@@ -436,7 +436,48 @@ fn policy_statements(
                 writer.is_some(),
             ))
         })
-        .collect()
+        .collect();
+    findings.push(multipart_allowed(
+        policy,
+        &values.bucket_arn,
+        writer.as_deref(),
+    ));
+    findings
+}
+
+/// Whether any Deny refuses the parts of a multipart upload (which the
+/// evidence vault uses for every file above its threshold).
+fn multipart_allowed(
+    policy: &Result<Option<PolicyDocument>, String>,
+    bucket_arn: &str,
+    writer: Option<&str>,
+) -> Finding {
+    let c = &controls::POLICY_ALLOWS_MULTIPART;
+    let live = match policy {
+        Err(why) => return unreadable(c, why),
+        Ok(None) => return Finding::new(c, Status::Pass, "the bucket has no bucket policy"),
+        Ok(Some(live)) => live,
+    };
+    // A representative evidence object: the vault is what uploads multipart.
+    let object_arn = format!("{bucket_arn}/evidence/multipart-upload");
+    let refusing = policy_eval::multipart_part_refusals(live, &object_arn, writer);
+    if refusing.is_empty() {
+        return Finding::new(
+            c,
+            Status::Pass,
+            "no Deny matches an UploadPart or CompleteMultipartUpload request (no SSE headers, over TLS, by the writer)",
+        );
+    }
+    Finding::new(
+        c,
+        Status::Fail,
+        format!(
+            "multipart uploads will be refused: statement{} {} match{} UploadPart and CompleteMultipartUpload, which AWS authorizes as s3:PutObject but which carry no x-amz-server-side-encryption headers (a Null = true test, or a negated or …IfExists operator on a header the request lacks, is true on AWS); files above the multipart threshold (32 MiB) cannot be stored",
+            if refusing.len() == 1 { "" } else { "s" },
+            refusing.join(", "),
+            if refusing.len() == 1 { "es" } else { "" },
+        ),
+    )
 }
 
 fn statement_finding(
@@ -632,8 +673,8 @@ mod tests {
         let report = evaluate(&spec(), &good());
         assert!(!report.has_failures(), "{}", report.to_text());
         assert_eq!(report.count(Status::UnsupportedByEndpoint), 0);
-        // 3 + encryption, pab, ownership, not-public, 7 statements, lifecycle
-        assert_eq!(report.findings.len(), 15);
+        // 3 + encryption, pab, ownership, not-public, 7 statements, multipart, lifecycle
+        assert_eq!(report.findings.len(), 16);
     }
 
     #[test]
@@ -651,6 +692,75 @@ mod tests {
             message(&report, "policy.DenyInsecureTransport")
                 .contains("serve the endpoint over TLS")
         );
+        // Without default encryption nothing encrypts a header-less upload: said plainly.
+        assert!(
+            message(&report, "default-encryption")
+                .contains("an upload that names no encryption is stored unencrypted")
+        );
+        assert_eq!(status(&report, "policy-allows-multipart"), Status::Pass);
+    }
+
+    #[test]
+    fn the_v1_encryption_statements_are_found_to_refuse_multipart_uploads() {
+        // A bucket provisioned with policy v1: the Null = true statement
+        // beside the two statements without presence tests.
+        let mut p = policy(false);
+        let statements = p["Statement"].as_array_mut().unwrap();
+        for s in statements.iter_mut() {
+            if s["Sid"] == "DenyWrongEncryptionHeader" || s["Sid"] == "DenyWrongKmsKey" {
+                let condition = s["Condition"]["StringNotEquals"].clone();
+                s["Condition"] = serde_json::json!({"StringNotEquals": condition});
+            }
+        }
+        statements.retain(|s| s["Sid"] != "DenyKmsUploadWithoutKeyId");
+        let mut missing = statements[1].clone();
+        missing["Sid"] = "DenyMissingEncryptionHeader".into();
+        missing["Condition"] =
+            serde_json::json!({"Null": {"s3:x-amz-server-side-encryption": "true"}});
+        statements.push(missing);
+        let live = LiveConfig {
+            policy: Observed::Found(Some(p.to_string())),
+            ..good()
+        };
+        let report = evaluate(&spec(), &live);
+        let failed: Vec<&str> = report
+            .findings
+            .iter()
+            .filter(|f| f.status == Status::Fail)
+            .map(|f| f.control.id)
+            .collect();
+        // The two v1 encryption Denies still enforce theirs (broader, not
+        // narrower); v1 lacked the key-id statement; and the multipart
+        // refusal is found, naming the statements.
+        assert_eq!(
+            failed,
+            [
+                "policy.DenyKmsUploadWithoutKeyId",
+                "policy-allows-multipart"
+            ]
+        );
+        let msg = message(&report, "policy-allows-multipart");
+        assert!(
+            msg.starts_with("multipart uploads will be refused: statements DenyWrongEncryptionHeader, DenyWrongKmsKey, DenyMissingEncryptionHeader match UploadPart"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn no_policy_fails_the_encryption_denies_but_refuses_no_parts() {
+        let live = LiveConfig {
+            policy: Observed::Found(None),
+            ..good()
+        };
+        let report = evaluate(&spec(), &live);
+        for id in [
+            "policy.DenyWrongEncryptionHeader",
+            "policy.DenyWrongKmsKey",
+            "policy.DenyKmsUploadWithoutKeyId",
+        ] {
+            assert_eq!(status(&report, id), Status::Fail, "{id}");
+        }
+        assert_eq!(status(&report, "policy-allows-multipart"), Status::Pass);
     }
 
     #[test]

@@ -18,7 +18,9 @@
 
 use std::collections::BTreeSet;
 
-use crate::policy::{Effect, PolicyDocument, PrincipalSpec, Principals, Statement, Targets};
+use crate::policy::{
+    Conditions, Effect, PolicyDocument, PrincipalSpec, Principals, Statement, Targets, glob_match,
+};
 
 /// The outcome for one required statement.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,16 +104,52 @@ fn covers(
         && conditions_not_narrower(live, req)
 }
 
-/// Every live condition must be one of the required ones, exactly.
+/// Every live condition must be one of the required ones, exactly, once
+/// both are in [`canonical_conditions`] form.
 fn conditions_not_narrower(live: &Statement, req: &Statement) -> bool {
-    live.conditions.iter().all(|(op, keys)| {
-        keys.iter().all(|(key, values)| {
-            req.conditions
-                .get(op)
-                .and_then(|k| k.get(key))
-                .is_some_and(|want| want == values)
+    let want = canonical_conditions(&req.conditions);
+    canonical_conditions(&live.conditions).is_subset(&want)
+}
+
+/// The operator a presence test is rewritten to by [`canonical_conditions`].
+const PRESENT: &str = "(key present)";
+
+/// One condition as `(operator, key, values)`.
+type ConditionTerm = (String, String, BTreeSet<String>);
+
+/// The conditions as a set of terms, with the spellings that mean the same
+/// thing made equal, so a policy is judged by meaning:
+///
+/// - `Null key = "false"` and `StringLike key = "*"` both say "the key is in
+///   the request" (the template uses `StringLike`, which Ceph RGW 16
+///   evaluates correctly; RGW ignores the value of a `Null` test);
+/// - once a key must be present, `…IfExists` on that key is the plain operator.
+fn canonical_conditions(conditions: &Conditions) -> BTreeSet<ConditionTerm> {
+    let is_presence_test = |op: &str, values: &BTreeSet<String>| {
+        values.len() == 1
+            && ((op == "Null" && values.contains("false"))
+                || (op == "StringLike" && values.contains("*")))
+    };
+    let present: BTreeSet<&str> = conditions
+        .iter()
+        .flat_map(|(op, keys)| keys.iter().map(move |(key, values)| (op, key, values)))
+        .filter(|(op, _, values)| is_presence_test(op, values))
+        .map(|(_, key, _)| key.as_str())
+        .collect();
+    conditions
+        .iter()
+        .flat_map(|(op, keys)| keys.iter().map(move |(key, values)| (op, key, values)))
+        .map(|(op, key, values)| {
+            if is_presence_test(op, values) {
+                return (PRESENT.to_owned(), key.clone(), BTreeSet::new());
+            }
+            let op = match op.strip_suffix("IfExists") {
+                Some(plain) if present.contains(key.as_str()) => plain,
+                _ => op.as_str(),
+            };
+            (op.to_owned(), key.clone(), values.clone())
         })
-    })
+        .collect()
 }
 
 /// Says why nothing enforces `action` on `resource`, blaming the statement
@@ -273,6 +311,127 @@ fn describe_principal(p: Option<&PrincipalSpec>) -> String {
     }
 }
 
+/// The request headers a part of a multipart upload never carries: AWS
+/// authorizes `UploadPart` and `CompleteMultipartUpload` as `s3:PutObject`,
+/// but only `CreateMultipartUpload` sends the upload's encryption headers.
+const HEADERS_ABSENT_FROM_PARTS: [&str; 2] = [
+    "s3:x-amz-server-side-encryption",
+    "s3:x-amz-server-side-encryption-aws-kms-key-id",
+];
+
+/// How one condition fares against a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Matches,
+    DoesNotMatch,
+    /// The condition tests something this simulation does not model.
+    Unknown,
+}
+
+/// The live Deny statements that refuse the parts of a multipart upload by
+/// `writer` (`None`: any principal) into `object_arn`, as AWS evaluates them
+/// (IAM: a key missing from the request makes a negated operator and every
+/// `…IfExists` operator true, a positive operator false). Statements are
+/// named by `Sid` (or position). Only certain refusals are reported: a
+/// statement with a condition on anything but the encryption headers,
+/// `aws:SecureTransport` (a part goes over TLS) and `aws:PrincipalArn` (the
+/// writer) is left out.
+pub fn multipart_part_refusals(
+    live: &PolicyDocument,
+    object_arn: &str,
+    writer: Option<&str>,
+) -> Vec<String> {
+    let who = match writer {
+        Some(arn) => {
+            Principals::Named([("AWS".to_owned(), BTreeSet::from([arn.to_owned()]))].into())
+        }
+        None => Principals::Anyone,
+    };
+    live.statements
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| {
+            s.effect == Effect::Deny
+                && s.applies_to_principals(&who)
+                && s.applies_to_action("s3:PutObject")
+                && s.applies_to_resource(object_arn)
+                && s.conditions.iter().all(|(op, keys)| {
+                    keys.iter().all(|(key, values)| {
+                        part_condition(op, key, values, writer) == Outcome::Matches
+                    })
+                })
+        })
+        .map(|(i, s)| label(s, i))
+        .collect()
+}
+
+/// One condition of a Deny against an `UploadPart` request.
+fn part_condition(op: &str, key: &str, values: &BTreeSet<String>, writer: Option<&str>) -> Outcome {
+    let (set_prefix, base) = match op.split_once(':') {
+        Some((prefix, rest)) => (Some(prefix), rest),
+        None => (None, op),
+    };
+    let (base, if_exists) = match base.strip_suffix("IfExists") {
+        Some(plain) => (plain, true),
+        None => (base, false),
+    };
+    let negated = base.contains("Not");
+    let outcome = |yes: bool| {
+        if yes {
+            Outcome::Matches
+        } else {
+            Outcome::DoesNotMatch
+        }
+    };
+    let value: Option<&str> = if HEADERS_ABSENT_FROM_PARTS.contains(&key) {
+        None
+    } else if key == "aws:securetransport" {
+        Some("true")
+    } else if key == "aws:principalarn" {
+        match writer {
+            Some(arn) => Some(arn),
+            None => return Outcome::Unknown,
+        }
+    } else {
+        return Outcome::Unknown;
+    };
+    let Some(value) = value else {
+        // The key is missing from the request.
+        return match (base, set_prefix) {
+            ("Null", _) => outcome(values.contains("true")),
+            (_, Some(prefix)) => outcome(prefix.eq_ignore_ascii_case("ForAllValues")),
+            _ => outcome(if_exists || negated),
+        };
+    };
+    if base == "Null" {
+        return outcome(values.contains("false"));
+    }
+    if set_prefix.is_some() {
+        return Outcome::Unknown;
+    }
+    let any = |case_insensitive: bool, wildcards: bool| {
+        values.iter().any(|v| {
+            if wildcards {
+                glob_match(v, value, case_insensitive)
+            } else if case_insensitive {
+                v.eq_ignore_ascii_case(value)
+            } else {
+                v == value
+            }
+        })
+    };
+    match base {
+        "Bool" => outcome(values.iter().any(|v| v == value)),
+        "StringEquals" | "ArnEquals" => outcome(any(false, base == "ArnEquals")),
+        "StringNotEquals" | "ArnNotEquals" => outcome(!any(false, base == "ArnNotEquals")),
+        "StringEqualsIgnoreCase" => outcome(any(true, false)),
+        "StringNotEqualsIgnoreCase" => outcome(!any(true, false)),
+        "StringLike" | "ArnLike" => outcome(any(false, true)),
+        "StringNotLike" | "ArnNotLike" => outcome(!any(false, true)),
+        _ => Outcome::Unknown,
+    }
+}
+
 /// The KMS key a live policy pins uploads to: the single value of a Deny on
 /// `s3:PutObject` with `StringNotEquals s3:x-amz-server-side-encryption-aws-kms-key-id`.
 pub fn pinned_kms_key(live: &PolicyDocument) -> Option<String> {
@@ -381,8 +540,8 @@ mod tests {
     const ALL_SIDS: [&str; 8] = [
         "DenyInsecureTransport",
         "DenyWrongEncryptionHeader",
-        "DenyMissingEncryptionHeader",
         "DenyWrongKmsKey",
+        "DenyKmsUploadWithoutKeyId",
         "DenyObjectDeletion",
         "DenyBucketDeletion",
         "DenyGovernanceBypassByWriter",
@@ -489,7 +648,7 @@ mod tests {
         // Wrong value.
         let live = with_statement(
             "DenyWrongKmsKey",
-            |s| s["Condition"] = json!({"StringNotEquals": {"s3:x-amz-server-side-encryption-aws-kms-key-id": "arn:aws:kms:us-east-1:111122223333:key/other"}}),
+            |s| s["Condition"]["StringNotEquals"] = json!({"s3:x-amz-server-side-encryption-aws-kms-key-id": "arn:aws:kms:us-east-1:111122223333:key/other"}),
         );
         let msg = not_enforced(verdict(&live, "DenyWrongKmsKey"));
         assert!(msg.contains("condition StringNotEquals s3:x-amz-server-side-encryption-aws-kms-key-id is [\"arn:aws:kms:us-east-1:111122223333:key/other\"]"), "{msg}");
@@ -502,34 +661,30 @@ mod tests {
         assert!(msg.contains("uses StringEquals"), "{msg}");
 
         // Wrong key.
-        let live =
-            with_statement(
-                "DenyMissingEncryptionHeader",
-                |s| {
-                    s["Condition"] =
-                        json!({"Null": {"s3:x-amz-server-side-encryption-aws-kms-key-id": "true"}})
-                },
-            );
-        let msg = not_enforced(verdict(&live, "DenyMissingEncryptionHeader"));
+        let live = with_statement("DenyKmsUploadWithoutKeyId", |s| {
+            s["Condition"]["Null"] = json!({"s3:x-amz-server-side-encryption": "true"})
+        });
+        let msg = not_enforced(verdict(&live, "DenyKmsUploadWithoutKeyId"));
         assert!(
-            msg.contains("Null s3:x-amz-server-side-encryption-aws-kms-key-id"),
+            msg.contains("condition on s3:x-amz-server-side-encryption uses Null [\"true\"]"),
             "{msg}"
         );
 
         // Null false instead of true.
-        let live = with_statement("DenyMissingEncryptionHeader", |s| {
-            s["Condition"] = json!({"Null": {"s3:x-amz-server-side-encryption": "false"}})
+        let live = with_statement("DenyKmsUploadWithoutKeyId", |s| {
+            s["Condition"]["Null"] =
+                json!({"s3:x-amz-server-side-encryption-aws-kms-key-id": "false"})
         });
         assert!(matches!(
-            verdict(&live, "DenyMissingEncryptionHeader"),
+            verdict(&live, "DenyKmsUploadWithoutKeyId"),
             Verdict::NotEnforced(_)
         ));
 
         // An extra value on a negated operator lets more through.
-        let live = with_statement(
-            "DenyWrongEncryptionHeader",
-            |s| s["Condition"] = json!({"StringNotEquals": {"s3:x-amz-server-side-encryption": ["aws:kms", "AES256"]}}),
-        );
+        let live = with_statement("DenyWrongEncryptionHeader", |s| {
+            s["Condition"]["StringNotEquals"] =
+                json!({"s3:x-amz-server-side-encryption": ["aws:kms", "AES256"]})
+        });
         assert!(matches!(
             verdict(&live, "DenyWrongEncryptionHeader"),
             Verdict::NotEnforced(_)
@@ -604,6 +759,146 @@ mod tests {
         assert!(matches!(
             verdict(&live, "DenyBucketDeletion"),
             Verdict::Enforced(_)
+        ));
+    }
+
+    const PART: &str = "arn:aws:s3:::stele-example/evidence/c1/2026/01/big.bin";
+
+    /// The encryption statements of the template before multipart uploads
+    /// were considered (policy v1), as buckets provisioned then still have them.
+    fn v1_encryption_statements() -> Vec<Value> {
+        let resource = format!("{BUCKET}/*");
+        vec![
+            json!({"Sid": "DenyWrongEncryptionHeader", "Effect": "Deny", "Principal": "*",
+                "Action": "s3:PutObject", "Resource": resource,
+                "Condition": {"StringNotEquals": {"s3:x-amz-server-side-encryption": "aws:kms"}}}),
+            json!({"Sid": "DenyMissingEncryptionHeader", "Effect": "Deny", "Principal": "*",
+                "Action": "s3:PutObject", "Resource": resource,
+                "Condition": {"Null": {"s3:x-amz-server-side-encryption": "true"}}}),
+            json!({"Sid": "DenyWrongKmsKey", "Effect": "Deny", "Principal": "*",
+                "Action": "s3:PutObject", "Resource": resource,
+                "Condition": {"StringNotEquals": {"s3:x-amz-server-side-encryption-aws-kms-key-id": KEY}}}),
+        ]
+    }
+
+    fn policy_of(statements: Vec<Value>) -> PolicyDocument {
+        PolicyDocument::from_value(&json!({"Version": "2012-10-17", "Statement": statements}))
+            .unwrap()
+    }
+
+    #[test]
+    fn the_template_lets_the_parts_of_a_multipart_upload_through() {
+        for writer_only in [false, true] {
+            let live = PolicyDocument::from_value(&rendered(writer_only)).unwrap();
+            assert!(
+                multipart_part_refusals(&live, PART, Some(WRITER)).is_empty(),
+                "writer_only={writer_only}"
+            );
+        }
+        // Without a known writer the optional statement's outcome is unknown, so not reported.
+        let live = PolicyDocument::from_value(&rendered(true)).unwrap();
+        assert!(multipart_part_refusals(&live, PART, None).is_empty());
+    }
+
+    #[test]
+    fn the_v1_encryption_statements_refuse_every_part() {
+        // Each of the three matches a part on AWS: Null = true directly, and
+        // StringNotEquals because a key missing from the request makes a
+        // negated operator true.
+        assert_eq!(
+            multipart_part_refusals(&policy_of(v1_encryption_statements()), PART, Some(WRITER)),
+            [
+                "DenyWrongEncryptionHeader",
+                "DenyMissingEncryptionHeader",
+                "DenyWrongKmsKey"
+            ]
+        );
+        // ...IfExists does not help a Deny: a missing key makes it true too.
+        let if_exists = json!({"Sid": "IfExists", "Effect": "Deny", "Principal": "*",
+            "Action": "s3:PutObject", "Resource": format!("{BUCKET}/*"),
+            "Condition": {"StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption-aws-kms-key-id": KEY}}});
+        assert_eq!(
+            multipart_part_refusals(&policy_of(vec![if_exists]), PART, None),
+            ["IfExists"]
+        );
+    }
+
+    #[test]
+    fn only_certain_refusals_of_parts_are_reported() {
+        let statement = |sid: &str, condition: Value| {
+            json!({"Sid": sid, "Effect": "Deny", "Principal": "*",
+                "Action": "s3:*", "Resource": format!("{BUCKET}/*"), "Condition": condition})
+        };
+        let live = policy_of(vec![
+            // Guarded by a presence test, in either spelling: never matches a part.
+            statement(
+                "NullGuard",
+                json!({"Null": {"s3:x-amz-server-side-encryption": "false"},
+                "StringNotEquals": {"s3:x-amz-server-side-encryption": "aws:kms"}}),
+            ),
+            // A part goes over TLS.
+            statement("Tls", json!({"Bool": {"aws:SecureTransport": "false"}})),
+            // Positive operator on a missing key: false.
+            statement(
+                "Positive",
+                json!({"StringEquals": {"s3:x-amz-server-side-encryption": "AES256"}}),
+            ),
+            // Something not modelled: left out rather than guessed.
+            statement(
+                "SourceIp",
+                json!({"NotIpAddress": {"aws:SourceIp": "10.0.0.0/8"}}),
+            ),
+            // The writer is the principal.
+            statement(
+                "NotWriter",
+                json!({"ArnNotEquals": {"aws:PrincipalArn": WRITER}}),
+            ),
+        ]);
+        assert!(multipart_part_refusals(&live, PART, Some(WRITER)).is_empty());
+        // An unconditional Deny on PutObject refuses parts as well.
+        let live = policy_of(vec![
+            json!({"Sid": "NoUploads", "Effect": "Deny", "Principal": "*",
+            "Action": "s3:PutObject", "Resource": "*"}),
+        ]);
+        assert_eq!(multipart_part_refusals(&live, PART, None), ["NoUploads"]);
+    }
+
+    #[test]
+    fn a_presence_test_counts_in_either_spelling() {
+        // Null = false is AWS's documented spelling of "the header is present";
+        // with it, ...IfExists is the plain operator. Both enforce the statement.
+        let live = with_statement("DenyWrongEncryptionHeader", |s| {
+            s["Condition"] = json!({
+                "Null": {"s3:x-amz-server-side-encryption": "false"},
+                "StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption": "aws:kms"}
+            })
+        });
+        assert!(matches!(
+            verdict(&live, "DenyWrongEncryptionHeader"),
+            Verdict::Enforced(_)
+        ));
+        // The v1 forms (no presence test, no aws:kms gate) are broader, so they
+        // still enforce the statements; that they refuse multipart uploads is
+        // a separate finding.
+        let mut live = without("DenyWrongKmsKey");
+        let statements = live["Statement"].as_array_mut().unwrap();
+        statements.retain(|s| s["Sid"] != "DenyWrongEncryptionHeader");
+        let mut v1 = v1_encryption_statements();
+        statements.push(v1.remove(2));
+        statements.push(v1.remove(0));
+        for sid in ["DenyWrongKmsKey", "DenyWrongEncryptionHeader"] {
+            assert!(matches!(verdict(&live, sid), Verdict::Enforced(_)), "{sid}");
+        }
+        // A presence test does not excuse a wrong value.
+        let live = with_statement("DenyWrongEncryptionHeader", |s| {
+            s["Condition"] = json!({
+                "StringLike": {"s3:x-amz-server-side-encryption": "*"},
+                "StringNotEquals": {"s3:x-amz-server-side-encryption": "AES256"}
+            })
+        });
+        assert!(matches!(
+            verdict(&live, "DenyWrongEncryptionHeader"),
+            Verdict::NotEnforced(_)
         ));
     }
 

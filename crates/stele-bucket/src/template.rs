@@ -260,8 +260,8 @@ mod tests {
             [
                 "DenyInsecureTransport",
                 "DenyWrongEncryptionHeader",
-                "DenyMissingEncryptionHeader",
                 "DenyWrongKmsKey",
+                "DenyKmsUploadWithoutKeyId",
                 "DenyObjectDeletion",
                 "DenyBucketDeletion",
                 "DenyGovernanceBypassByWriter"
@@ -270,7 +270,7 @@ mod tests {
         let text = policy.to_string();
         assert!(!text.contains("${"), "no placeholder left: {text}");
         assert_eq!(
-            policy["Statement"][3]["Condition"]["StringNotEquals"]["s3:x-amz-server-side-encryption-aws-kms-key-id"],
+            policy["Statement"][2]["Condition"]["StringNotEquals"]["s3:x-amz-server-side-encryption-aws-kms-key-id"],
             values().kms_key_arn
         );
         assert_eq!(

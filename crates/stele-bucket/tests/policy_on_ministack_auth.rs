@@ -10,7 +10,13 @@
 //!
 //! Each statement is taken from the shared template (rendered by
 //! `stele_bucket::template`) and applied alone, so nothing else in the
-//! policy decides the outcome. The other statements are shown on RGW by the
+//! policy decides the outcome.
+//!
+//! A second test shows, on this AWS-like evaluator (a key missing from the
+//! request makes `Null … = true`, negated and `…IfExists` operators true), that
+//! the encryption statements let a multipart upload through — its parts
+//! carry no SSE headers — with the bucket's default encryption doing the
+//! encrypting, while the v1 statements and an `…IfExists` Deny refuse it. The other statements are shown on RGW by the
 //! CLI tests. The test starts its own ministack (the shared one runs without
 //! `AUTH`) from the test services' venv and stops it at the end.
 
@@ -343,4 +349,237 @@ async fn statements_rgw_cannot_show_are_enforced_on_an_aws_like_evaluator() {
         over_tls.is_ok(),
         "an upload over TLS is allowed: {over_tls:?}"
     );
+}
+
+/// What a multipart upload of two parts (5 MiB + a few bytes) with no SSE
+/// headers ends in; `Ok` is the stored object's (algorithm, key id).
+async fn multipart_upload_without_sse_headers(
+    s3: &S3Worm,
+    bucket: &str,
+    key: &str,
+) -> Result<(Option<String>, Option<String>), String> {
+    use stele_bucket::aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+    let client = s3.client();
+    let code = |e: &dyn stele_bucket::aws_sdk_s3::error::ProvideErrorMetadata| {
+        e.code().unwrap_or("(no code)").to_owned()
+    };
+    let created = client
+        .create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| format!("CreateMultipartUpload {}", code(&e)))?;
+    let upload_id = created.upload_id().unwrap_or_default().to_owned();
+    let mut parts = Vec::new();
+    for (number, body) in [(1, vec![b'p'; 5 * 1024 * 1024]), (2, b"tail".to_vec())] {
+        let part = client
+            .upload_part()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(&upload_id)
+            .part_number(number)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| format!("UploadPart {}", code(&e)))?;
+        parts.push(
+            CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(part.e_tag().map(str::to_owned))
+                .build(),
+        );
+    }
+    client
+        .complete_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(&upload_id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| format!("CompleteMultipartUpload {}", code(&e)))?;
+    let head = client
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| format!("HeadObject {}", code(&e)))?;
+    Ok((
+        head.server_side_encryption().map(|s| s.as_str().to_owned()),
+        head.ssekms_key_id().map(str::to_owned),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn encryption_denies_let_multipart_through_and_the_bucket_default_encrypts_it() {
+    use stele_bucket::aws_sdk_s3::types::{
+        ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
+        ServerSideEncryptionRule,
+    };
+    let ms = AuthMinistack::start();
+    let bucket = "stele-multipart-proof";
+    // ministack does not check that a key exists: the test is about the policy.
+    let key_arn =
+        format!("arn:aws:kms:us-east-1:{ACCOUNT}:key/5d1e0000-0000-4000-8000-000000000001");
+    let other_key_arn =
+        format!("arn:aws:kms:us-east-1:{ACCOUNT}:key/5d1e0000-0000-4000-8000-000000000002");
+    let root = ms.s3(bucket, ("test".into(), "test".into())).await;
+    root.client()
+        .create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    root.client()
+        .put_bucket_encryption()
+        .bucket(bucket)
+        .server_side_encryption_configuration(
+            ServerSideEncryptionConfiguration::builder()
+                .rules(
+                    ServerSideEncryptionRule::builder()
+                        .apply_server_side_encryption_by_default(
+                            ServerSideEncryptionByDefault::builder()
+                                .sse_algorithm(ServerSideEncryption::AwsKms)
+                                .kms_master_key_id(&key_arn)
+                                .build()
+                                .unwrap(),
+                        )
+                        .bucket_key_enabled(true)
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let writer_arn = format!("arn:aws:iam::{ACCOUNT}:user/stele-writer");
+    let writer = ms.s3(bucket, ms.user("stele-writer")).await;
+    let set_policy = |statements: Vec<serde_json::Value>| {
+        let client = root.client().clone();
+        async move {
+            let text =
+                serde_json::json!({"Version": "2012-10-17", "Statement": statements}).to_string();
+            PolicyDocument::parse(&text).unwrap();
+            client
+                .put_bucket_policy()
+                .bucket(bucket)
+                .policy(text)
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+
+    // The whole template but DenyInsecureTransport (these requests are plain
+    // HTTP; the first test shows that statement).
+    let template = render_policy(
+        &PolicyValues {
+            bucket_arn: format!("arn:aws:s3:::{bucket}"),
+            kms_key_arn: key_arn.clone(),
+            writer_role_arn: writer_arn.clone(),
+        },
+        true,
+    )
+    .unwrap();
+    let statements: Vec<serde_json::Value> = template["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["Sid"] != "DenyInsecureTransport")
+        .cloned()
+        .collect();
+    set_policy(statements).await;
+
+    // A multipart upload without SSE headers goes through, and the bucket
+    // default encrypts it with the bucket's key.
+    assert_eq!(
+        multipart_upload_without_sse_headers(&writer, bucket, "evidence/big.bin").await,
+        Ok((Some("aws:kms".to_owned()), Some(key_arn.clone())))
+    );
+    // So does a single PUT without SSE headers, encrypted the same way.
+    let put = |key: &str| {
+        writer
+            .client()
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(ByteStream::from_static(b"evidence"))
+    };
+    put("evidence/small.bin").send().await.unwrap();
+    let head = writer
+        .client()
+        .head_object()
+        .bucket(bucket)
+        .key("evidence/small.bin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.ssekms_key_id(), Some(key_arn.as_str()));
+    // Asking for another algorithm is refused (DenyWrongEncryptionHeader).
+    assert!(
+        denied(
+            put("evidence/aes.bin")
+                .server_side_encryption(ServerSideEncryption::Aes256)
+                .send()
+                .await
+        ),
+        "AES256 refused"
+    );
+    // aws:kms naming no key is refused (DenyKmsUploadWithoutKeyId). ministack
+    // never sets the key-id condition key, so it refuses a named key — right
+    // or wrong — the same way: the wrong-key case is shown on Ceph RGW.
+    assert!(
+        denied(
+            put("evidence/kms-no-key.bin")
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .send()
+                .await
+        ),
+        "aws:kms without a key refused"
+    );
+    assert!(
+        denied(
+            put("evidence/other-key.bin")
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .ssekms_key_id(&other_key_arn)
+                .send()
+                .await
+        ),
+        "another key refused"
+    );
+
+    // The forms that break multipart, on the same evaluator: the v1
+    // statement (Null = true), and StringNotEqualsIfExists, which in a Deny
+    // is true when the header is missing.
+    let resource = format!("arn:aws:s3:::{bucket}/*");
+    for (form, condition) in [
+        (
+            "v1 DenyMissingEncryptionHeader",
+            serde_json::json!({"Null": {"s3:x-amz-server-side-encryption": "true"}}),
+        ),
+        (
+            "StringNotEqualsIfExists",
+            serde_json::json!({"StringNotEqualsIfExists": {"s3:x-amz-server-side-encryption": "aws:kms"}}),
+        ),
+    ] {
+        set_policy(vec![serde_json::json!({
+            "Sid": "Form", "Effect": "Deny", "Principal": "*",
+            "Action": "s3:PutObject", "Resource": resource, "Condition": condition
+        })])
+        .await;
+        let outcome =
+            multipart_upload_without_sse_headers(&writer, bucket, "evidence/refused.bin").await;
+        assert_eq!(
+            outcome,
+            Err("CreateMultipartUpload AccessDenied".to_owned()),
+            "{form}"
+        );
+    }
 }

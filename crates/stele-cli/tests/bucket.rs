@@ -261,14 +261,20 @@ fn init_on_rgw_makes_the_store_refuse_what_the_policy_denies() {
             .body(aws_sdk_s3::primitives::ByteStream::from_static(b"anchor"))
     };
     use aws_sdk_s3::types::ServerSideEncryption::{Aes256, AwsKms};
-    // DenyMissingEncryptionHeader.
-    assert_eq!(
-        error_code(rt.block_on(put("anchors/no-sse").send())),
-        "AccessDenied"
-    );
     // DenyWrongEncryptionHeader.
     assert_eq!(
         error_code(rt.block_on(put("anchors/aes").server_side_encryption(Aes256).send())),
+        "AccessDenied"
+    );
+    // DenyKmsUploadWithoutKeyId (RGW would also reject it itself; the policy answers first).
+    assert_eq!(
+        error_code(
+            rt.block_on(
+                put("anchors/kms-no-key")
+                    .server_side_encryption(AwsKms)
+                    .send()
+            )
+        ),
         "AccessDenied"
     );
     // DenyWrongKmsKey.
@@ -342,6 +348,33 @@ fn init_on_rgw_makes_the_store_refuse_what_the_policy_denies() {
     );
     assert_eq!(head.ssekms_key_id(), Some(key1.as_str()));
 
+    // A multipart upload as the evidence vault makes it (SSE-KMS and the key
+    // on CreateMultipartUpload, nothing on the parts) goes through the
+    // policy and is stored under the key.
+    assert_eq!(
+        rt.block_on(multipart_upload(
+            &w,
+            &bucket,
+            "evidence/big.bin",
+            Some(&key1)
+        )),
+        Ok(Some(key1.clone()))
+    );
+    // An upload without SSE headers is not refused (refusing it would refuse
+    // every part too) and, RGW 16 having no bucket default encryption, is
+    // stored unencrypted: check reports that under default-encryption.
+    rt.block_on(put("anchors/no-sse").send()).unwrap();
+    let head = rt
+        .block_on(
+            w.client()
+                .head_object()
+                .bucket(&bucket)
+                .key("anchors/no-sse")
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(head.server_side_encryption(), None);
+
     // check passes; what RGW lacks is shown as unsupported, not failed.
     let out = rgw_check(dir.path(), &bucket, &[]);
     assert_eq!(code(&out), 0, "{}", text(&out));
@@ -357,8 +390,16 @@ fn init_on_rgw_makes_the_store_refuse_what_the_policy_denies() {
             "unsupported-by-endpoint"
         );
     }
+    assert!(
+        result(&report, "default-encryption")["message"]
+            .as_str()
+            .unwrap()
+            .contains("stored unencrypted"),
+        "{report}"
+    );
     assert_eq!(result(&report, "object-lock")["status"], "pass");
     assert_eq!(result(&report, "policy.DenyWrongKmsKey")["status"], "pass");
+    assert_eq!(result(&report, "policy-allows-multipart")["status"], "pass");
 
     // Re-running init changes nothing.
     let out = owner.stele(dir.path(), &rgw_init_args(&bucket, &key1, &writer));
@@ -367,6 +408,149 @@ fn init_on_rgw_makes_the_store_refuse_what_the_policy_denies() {
     for s in again["steps"].as_array().unwrap() {
         assert_ne!(s["outcome"], "done", "re-run changed {s}");
     }
+
+    // A bucket still carrying the v1 encryption statements: RGW refuses the
+    // same multipart upload, and check says why.
+    let mut v1: Value = serde_json::from_str(
+        rt.block_on(owner_s3.client().get_bucket_policy().bucket(&bucket).send())
+            .unwrap()
+            .policy()
+            .unwrap(),
+    )
+    .unwrap();
+    let resource = format!("arn:aws:s3:::{bucket}/*");
+    let statements = v1["Statement"].as_array_mut().unwrap();
+    statements.retain(|s| {
+        ![
+            "DenyWrongEncryptionHeader",
+            "DenyWrongKmsKey",
+            "DenyKmsUploadWithoutKeyId",
+        ]
+        .contains(&s["Sid"].as_str().unwrap_or_default())
+    });
+    for (sid, condition) in [
+        (
+            "DenyWrongEncryptionHeader",
+            serde_json::json!({"StringNotEquals": {"s3:x-amz-server-side-encryption": "aws:kms"}}),
+        ),
+        (
+            "DenyMissingEncryptionHeader",
+            serde_json::json!({"Null": {"s3:x-amz-server-side-encryption": "true"}}),
+        ),
+        (
+            "DenyWrongKmsKey",
+            serde_json::json!({"StringNotEquals": {"s3:x-amz-server-side-encryption-aws-kms-key-id": key1}}),
+        ),
+    ] {
+        statements.push(
+            serde_json::json!({"Sid": sid, "Effect": "Deny", "Principal": "*",
+            "Action": "s3:PutObject", "Resource": resource, "Condition": condition}),
+        );
+    }
+    rt.block_on(
+        owner_s3
+            .client()
+            .put_bucket_policy()
+            .bucket(&bucket)
+            .policy(v1.to_string())
+            .send(),
+    )
+    .unwrap();
+    assert_eq!(
+        rt.block_on(multipart_upload(
+            &w,
+            &bucket,
+            "evidence/big-2.bin",
+            Some(&key1)
+        )),
+        Err("CreateMultipartUpload AccessDenied".to_owned())
+    );
+    let out = rgw_check(dir.path(), &bucket, &[]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    let report = json(&out);
+    assert_eq!(
+        failed_controls(&report),
+        [
+            "policy.DenyKmsUploadWithoutKeyId",
+            "policy-allows-multipart"
+        ]
+    );
+    let msg = result(&report, "policy-allows-multipart")["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        msg.starts_with("multipart uploads will be refused: statements DenyWrongEncryptionHeader, DenyMissingEncryptionHeader, DenyWrongKmsKey match UploadPart"),
+        "{msg}"
+    );
+}
+
+/// A two-part multipart upload (5 MiB + a few bytes); the SSE-KMS headers
+/// with `kms_key`, if given, go on CreateMultipartUpload only, as S3 wants.
+/// `Ok` is the stored object's key id; `Err` names the refused call and code.
+async fn multipart_upload(
+    s3: &S3Worm,
+    bucket: &str,
+    key: &str,
+    kms_key: Option<&str>,
+) -> Result<Option<String>, String> {
+    use aws_sdk_s3::primitives::ByteStream;
+    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
+    let client = s3.client();
+    let code = |e: &dyn aws_sdk_s3::error::ProvideErrorMetadata| {
+        e.code().unwrap_or("(no code)").to_owned()
+    };
+    let mut create = client.create_multipart_upload().bucket(bucket).key(key);
+    if let Some(kms_key) = kms_key {
+        create = create
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .ssekms_key_id(kms_key);
+    }
+    let created = create
+        .send()
+        .await
+        .map_err(|e| format!("CreateMultipartUpload {}", code(&e)))?;
+    let upload_id = created.upload_id().unwrap_or_default().to_owned();
+    let mut parts = Vec::new();
+    for (number, body) in [(1, vec![b'p'; 5 * 1024 * 1024]), (2, b"tail".to_vec())] {
+        let part = client
+            .upload_part()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(&upload_id)
+            .part_number(number)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| format!("UploadPart {}", code(&e)))?;
+        parts.push(
+            CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(part.e_tag().map(str::to_owned))
+                .build(),
+        );
+    }
+    client
+        .complete_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(&upload_id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| format!("CompleteMultipartUpload {}", code(&e)))?;
+    let head = client
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| format!("HeadObject {}", code(&e)))?;
+    Ok(head.ssekms_key_id().map(str::to_owned))
 }
 
 #[test]
