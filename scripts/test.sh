@@ -71,6 +71,6 @@ rc=$?
 # Benchmarks are run by hand (see README); make sure they still build.
 if ((rc == 0)) && (($# == 0)); then
     echo "==== cargo build --benches (compile check) ===="
-    cargo build -q -p stele-store -p stele-anchorer --features stele-store/testkit --benches || rc=$?
+    cargo build -q -p stele-store -p stele-anchorer -p stele-evidence --features stele-store/testkit --benches || rc=$?
 fi
 exit $rc

@@ -59,18 +59,20 @@ pub fn canonicalize_payload_text(text: &str) -> Result<String, InputError> {
 ///
 /// [`InputError::MalformedJson`] if the stored payload is not JSON.
 pub fn event_canonical_bytes(e: &crate::Event) -> Result<Vec<u8>, InputError> {
-    let payload = e
-        .payload
-        .as_deref()
-        .map(canonicalize_payload_text)
-        .transpose()?;
+    stored_canonical_bytes(&crate::event::StoredEvent::from(e))
+}
+
+/// Canonical bytes of a stored event row, recomputed from its fields (the
+/// payload text re-canonicalized, as stored text may have been altered).
+///
+/// # Errors
+///
+/// [`InputError::MalformedJson`] if the stored payload is not JSON.
+pub fn stored_canonical_bytes(e: &crate::event::StoredEvent<'_>) -> Result<Vec<u8>, InputError> {
+    let payload = e.payload.map(canonicalize_payload_text).transpose()?;
     Ok(CommittedFields {
-        chain_id: &e.chain_id,
-        seq: e.seq,
-        ts: &e.ts,
-        event_type: &e.event_type,
-        actor: e.actor.as_deref(),
         canonical_payload: payload.as_deref(),
+        ..e.committed_as_stored()
     }
     .canonical_bytes())
 }
@@ -85,27 +87,63 @@ impl CommittedFields<'_> {
                 + self.actor.map_or(0, str::len)
                 + self.canonical_payload.map_or(0, str::len),
         );
+        self.write_canonical_bytes(&mut out);
+        out
+    }
+
+    /// Replaces `out`'s contents with the canonical bytes, so a caller
+    /// hashing millions of events reuses one buffer.
+    pub fn write_canonical_bytes(&self, out: &mut Vec<u8>) {
+        out.clear();
         out.extend_from_slice(b"{\"actor\":");
         match self.actor {
-            Some(a) => push_json_string(&mut out, a),
+            Some(a) => push_json_string(out, a),
             None => out.extend_from_slice(b"null"),
         }
         out.extend_from_slice(b",\"chain_id\":");
-        push_json_string(&mut out, self.chain_id);
+        push_json_string(out, self.chain_id);
         out.extend_from_slice(b",\"payload\":");
         out.extend_from_slice(self.canonical_payload.unwrap_or("null").as_bytes());
         out.extend_from_slice(b",\"seq\":");
-        out.extend_from_slice(self.seq.to_string().as_bytes());
+        push_decimal(out, self.seq);
         out.extend_from_slice(b",\"ts\":");
-        push_json_string(&mut out, self.ts);
+        push_json_string(out, self.ts);
         out.extend_from_slice(b",\"type\":");
-        push_json_string(&mut out, self.event_type);
+        push_json_string(out, self.event_type);
         out.push(b'}');
-        out
     }
 }
 
+/// Appends `n` in decimal, as JCS writes an integer below 2^53 (and as
+/// stele has always written a seq).
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        // `n % 10` is below 10, so the cast cannot truncate.
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
 fn push_json_string(out: &mut Vec<u8>, s: &str) {
+    // JCS escapes only '"', '\\' and control characters; text without them
+    // (nearly every stored field) is its own JSON string body.
+    // A fold without early exit, so the check runs over whole vectors.
+    let needs_escape = s.bytes().fold(false, |found, b| {
+        found | (b == b'"') | (b == b'\\') | (b < 0x20)
+    });
+    if !needs_escape {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return;
+    }
     // JCS string escaping is serde_json's minimal escaping; keep one source of truth.
     match serde_json_canonicalizer::to_vec(&s) {
         Ok(bytes) => out.extend_from_slice(&bytes),
@@ -177,6 +215,29 @@ mod tests {
         for (bits, expected) in cases {
             let v = f64::from_bits(bits);
             assert_eq!(to_canonical_string(&v).unwrap(), expected, "{bits:#x}");
+        }
+    }
+
+    #[test]
+    fn strings_and_seqs_are_written_as_jcs_writes_them() {
+        for s in [
+            "",
+            "plain text",
+            "quote \" inside",
+            "back\\slash",
+            "\u{0}\u{1f}\n\t",
+            "del \u{7f} stays",
+            "é € 😀",
+            "\u{2028}\u{2029}",
+        ] {
+            let mut out = Vec::new();
+            push_json_string(&mut out, s);
+            assert_eq!(out, serde_json_canonicalizer::to_vec(&s).unwrap(), "{s:?}");
+        }
+        for n in [0, 7, 10, 99, 1_000_000, u64::MAX] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
         }
     }
 

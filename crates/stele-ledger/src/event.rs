@@ -9,6 +9,9 @@ use serde_json::value::RawValue;
 use thiserror::Error;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use tlog_tiles::Hash;
+
+use crate::canonical::CommittedFields;
 
 /// Input rejected before anything was written. Every variant says what was
 /// wrong and, where it helps, what to do instead.
@@ -283,6 +286,116 @@ pub struct Event {
     pub leaf_hash: String,
     /// Hex HMAC chain hash.
     pub event_hash: String,
+}
+
+/// One event row as stored, borrowed from wherever it was read (a database
+/// row buffer, an [`Event`] parsed from an export), so a verifier can read
+/// millions of rows without copying each into owned strings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoredEvent<'a> {
+    /// The chain the row claims.
+    pub chain_id: &'a str,
+    /// The row's seq.
+    pub seq: u64,
+    /// Timestamp text.
+    pub ts: &'a str,
+    /// Event type.
+    pub event_type: &'a str,
+    /// Actor, if any.
+    pub actor: Option<&'a str>,
+    /// Payload text, if any.
+    pub payload: Option<&'a str>,
+    /// Client idempotency key, if any.
+    pub idempotency_key: Option<&'a str>,
+    /// HMAC key id.
+    pub key_id: &'a str,
+    /// Stored leaf hash.
+    pub leaf_hash: StoredHash<'a>,
+    /// Stored HMAC chain hash.
+    pub event_hash: StoredHash<'a>,
+}
+
+impl StoredEvent<'_> {
+    /// The committed fields, with the payload text taken as stored.
+    pub fn committed_as_stored(&self) -> CommittedFields<'_> {
+        CommittedFields {
+            chain_id: self.chain_id,
+            seq: self.seq,
+            ts: self.ts,
+            event_type: self.event_type,
+            actor: self.actor,
+            canonical_payload: self.payload,
+        }
+    }
+
+    /// The owned form, as exported.
+    pub fn to_event(&self) -> Event {
+        Event {
+            chain_id: self.chain_id.to_owned(),
+            seq: self.seq,
+            ts: self.ts.to_owned(),
+            event_type: self.event_type.to_owned(),
+            actor: self.actor.map(str::to_owned),
+            payload: self.payload.map(str::to_owned),
+            idempotency_key: self.idempotency_key.map(str::to_owned),
+            key_id: self.key_id.to_owned(),
+            leaf_hash: self.leaf_hash.to_hex(),
+            event_hash: self.event_hash.to_hex(),
+        }
+    }
+}
+
+impl<'a> From<&'a Event> for StoredEvent<'a> {
+    fn from(e: &'a Event) -> Self {
+        Self {
+            chain_id: &e.chain_id,
+            seq: e.seq,
+            ts: &e.ts,
+            event_type: &e.event_type,
+            actor: e.actor.as_deref(),
+            payload: e.payload.as_deref(),
+            idempotency_key: e.idempotency_key.as_deref(),
+            key_id: &e.key_id,
+            leaf_hash: StoredHash::Hex(&e.leaf_hash),
+            event_hash: StoredHash::Hex(&e.event_hash),
+        }
+    }
+}
+
+/// Lets a verifier take a row or a reference to one alike.
+impl<'a> From<&StoredEvent<'a>> for StoredEvent<'a> {
+    fn from(e: &StoredEvent<'a>) -> Self {
+        *e
+    }
+}
+
+/// A stored hash field, in the form its source keeps it. Whatever is
+/// stored is kept as it is, so a verifier can name a value that is not a
+/// hash at all instead of failing to read the row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoredHash<'a> {
+    /// Raw bytes, as a database stores them (32 when intact).
+    Bytes(&'a [u8]),
+    /// Hex text, as an export carries it (64 characters when intact).
+    Hex(&'a str),
+}
+
+impl StoredHash<'_> {
+    /// The hash, or `None` if what is stored is not 32 bytes (64 hex characters).
+    pub fn parse(&self) -> Option<Hash> {
+        match self {
+            Self::Bytes(bytes) => <[u8; 32]>::try_from(*bytes).ok().map(Hash),
+            Self::Hex(text) => crate::parse_hex_hash(text).ok(),
+        }
+    }
+
+    /// Lowercase hex of stored bytes, or stored text as it is.
+    pub fn to_hex(&self) -> String {
+        match self {
+            Self::Bytes(bytes) => crate::hex_bytes(bytes),
+            Self::Hex(text) => (*text).to_owned(),
+        }
+    }
 }
 
 /// (De)serializes JSON text as an embedded JSON value, so exports carry the

@@ -28,7 +28,7 @@ pub mod merkle;
 pub mod verify;
 
 pub use chain_id::ChainId;
-pub use event::{Event, EventInput, Limits, Timestamp};
+pub use event::{Event, EventInput, Limits, StoredEvent, StoredHash, Timestamp};
 pub use hashing::{HmacKey, KeyId, Keyring};
 pub use tlog_tiles::Hash;
 

@@ -114,10 +114,18 @@ impl TreeAppender {
     /// Adds a leaf; returns the interior nodes it completes, level 1 upwards
     /// (the event's Merkle nodes, to be stored with it).
     pub fn push(&mut self, leaf: Hash) -> Vec<Hash> {
+        let mut nodes = Vec::new();
+        self.push_into(leaf, &mut nodes);
+        nodes
+    }
+
+    /// [`push`](Self::push), replacing `nodes`' contents with the completed
+    /// nodes, so a verifier pushing millions of leaves reuses one buffer.
+    pub fn push_into(&mut self, leaf: Hash, nodes: &mut Vec<Hash>) {
+        nodes.clear();
         // Each trailing 1 bit of the old size is a complete subtree that the
         // new leaf's subtree now merges with.
         let merges = self.size.trailing_ones() as usize;
-        let mut nodes = Vec::with_capacity(merges);
         let mut h = leaf;
         for _ in 0..merges {
             let Some(left) = self.frontier.pop() else {
@@ -128,7 +136,6 @@ impl TreeAppender {
         }
         self.frontier.push(h);
         self.size += 1;
-        nodes
     }
 }
 

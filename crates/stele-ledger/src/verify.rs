@@ -1,7 +1,8 @@
 //! Recomputing a chain from its stored rows and naming what differs.
 //!
 //! [`LogVerifier`] takes events in stored order, one at a time (so a
-//! million-event log streams through in constant memory), and checks each
+//! million-event log streams through in constant memory, borrowed from the
+//! reader's buffers: a row costs no allocation), and checks each
 //! row locally against its neighbours: the seq sequence, the canonical
 //! bytes against the stored leaf hash, and the HMAC link from the previous
 //! stored `event_hash`. Local checks keep one tampered row from drowning
@@ -13,10 +14,11 @@ use std::fmt;
 use serde::Serialize;
 use tlog_tiles::Hash;
 
-use crate::canonical::{CommittedFields, event_canonical_bytes};
+use crate::canonical::stored_canonical_bytes;
+use crate::event::StoredEvent;
 use crate::hashing::{GENESIS_HASH, Keyring, leaf_hash};
 use crate::merkle::TreeAppender;
-use crate::{ChainId, Event, hex_hash, parse_hex_hash};
+use crate::{ChainId, hex_hash};
 
 /// One discrepancy between the stored log and its recomputation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -255,8 +257,17 @@ pub struct LogVerifier<'k> {
     findings: Vec<Finding>,
     total_findings: u64,
     max_findings: usize,
-    stored_tree: TreeAppender,
+    /// The tree of the stored leaves, once it differs from `tree` (the tree
+    /// of the recomputed leaves): the two are the same until some row's
+    /// content was altered, so until then `tree` serves both and each
+    /// node is hashed once.
+    stored_tree: Option<TreeAppender>,
     nodes_mismatch_reported: bool,
+    /// Buffers reused from row to row: the canonical bytes being hashed,
+    /// and the Merkle nodes the last leaf completed in each tree.
+    canonical: Vec<u8>,
+    nodes: Vec<Hash>,
+    stored_nodes: Vec<Hash>,
 }
 
 impl<'k> LogVerifier<'k> {
@@ -276,8 +287,11 @@ impl<'k> LogVerifier<'k> {
             findings: Vec::new(),
             total_findings: 0,
             max_findings: Self::DEFAULT_MAX_FINDINGS,
-            stored_tree: TreeAppender::empty(),
+            stored_tree: None,
             nodes_mismatch_reported: false,
+            canonical: Vec::new(),
+            nodes: Vec::new(),
+            stored_nodes: Vec::new(),
         }
     }
 
@@ -288,10 +302,12 @@ impl<'k> LogVerifier<'k> {
         }
     }
 
-    /// Checks the next stored row. `stored_nodes` are the row's stored Merkle
-    /// nodes (concatenated hashes), when the source has them (a database
-    /// does; an export does not).
-    pub fn check(&mut self, e: &Event, stored_nodes: Option<&[u8]>) {
+    /// Checks the next stored row: an [`Event`](crate::Event) (from an export) or a
+    /// borrowed [`StoredEvent`] (from a database scan). `stored_nodes` are
+    /// the row's stored Merkle nodes (concatenated hashes), when the source
+    /// has them (a database does; an export does not).
+    pub fn check<'e>(&mut self, row: impl Into<StoredEvent<'e>>, stored_nodes: Option<&[u8]>) {
+        let e: StoredEvent<'e> = row.into();
         self.rows += 1;
         let seq = e.seq;
         if let Some(last) = self.last_seq.filter(|last| seq <= *last) {
@@ -309,28 +325,24 @@ impl<'k> LogVerifier<'k> {
         if e.chain_id != self.chain.as_str() {
             self.report(Finding::WrongChain {
                 seq,
-                found: e.chain_id.clone(),
+                found: e.chain_id.to_owned(),
             });
         }
 
-        let stored_leaf_parsed = parse_hex_hash(&e.leaf_hash);
-        let recomputed_leaf = match self.recompute_leaf(e, stored_leaf_parsed.as_ref().ok()) {
+        let stored_leaf_parsed = e.leaf_hash.parse();
+        let recomputed_leaf = match self.recompute_leaf(&e, stored_leaf_parsed.as_ref()) {
             Ok(leaf) => leaf,
             Err(what) => {
                 self.report(Finding::Malformed { seq, what });
                 return;
             }
         };
-        // Missing rows leave the recomputed tree short; the root comparison in
-        // `finish` reports that, so the tree keeps following the rows present.
-        self.tree.push(recomputed_leaf);
 
-        let stored_event_hash = parse_hex_hash(&e.event_hash);
         // Later checks use the stored leaf, so each finding points at what was
         // changed (content, leaf_hash, event_hash or Merkle nodes) rather than
         // repeating one change as several.
         let stored_leaf = match stored_leaf_parsed {
-            Ok(stored) => {
+            Some(stored) => {
                 if stored != recomputed_leaf {
                     self.report(Finding::ContentAltered {
                         seq,
@@ -340,7 +352,7 @@ impl<'k> LogVerifier<'k> {
                 }
                 stored
             }
-            Err(_) => {
+            None => {
                 self.report(Finding::Malformed {
                     seq,
                     what: "leaf_hash is not 64 hex characters".into(),
@@ -348,17 +360,30 @@ impl<'k> LogVerifier<'k> {
                 recomputed_leaf
             }
         };
+        if stored_nodes.is_some() && stored_leaf != recomputed_leaf && self.stored_tree.is_none() {
+            // From here on the stored leaves give another tree than the events.
+            self.stored_tree = Some(self.tree.clone());
+        }
+        // Missing rows leave the recomputed tree short; the root comparison in
+        // `finish` reports that, so the tree keeps following the rows present.
+        self.tree.push_into(recomputed_leaf, &mut self.nodes);
         if let Some(stored) = stored_nodes {
             // Proofs are served from stored leaves and nodes: check those agree.
-            let nodes = self.stored_tree.push(stored_leaf);
+            let nodes = match &mut self.stored_tree {
+                Some(stored_tree) => {
+                    stored_tree.push_into(stored_leaf, &mut self.stored_nodes);
+                    &self.stored_nodes
+                }
+                None => &self.nodes,
+            };
             let same = stored.len() == nodes.len() * 32
-                && stored.chunks(32).zip(&nodes).all(|(s, n)| s == n.0);
+                && stored.chunks(32).zip(nodes).all(|(s, n)| s == n.0);
             if !same && !self.nodes_mismatch_reported {
                 self.nodes_mismatch_reported = true;
                 self.report(Finding::MerkleNodesMismatch { seq });
             }
         }
-        let Ok(stored_event_hash) = stored_event_hash else {
+        let Some(stored_event_hash) = e.event_hash.parse() else {
             self.report(Finding::Malformed {
                 seq,
                 what: "event_hash is not 64 hex characters".into(),
@@ -366,10 +391,10 @@ impl<'k> LogVerifier<'k> {
             return;
         };
         if let Some(keys) = self.keys {
-            match keys.get(&e.key_id) {
+            match keys.get(e.key_id) {
                 None => self.report(Finding::UnknownKey {
                     seq,
-                    key_id: e.key_id.clone(),
+                    key_id: e.key_id.to_owned(),
                 }),
                 Some(key) => {
                     let recomputed = key.chain_hash(&self.prev_stored_hash, &stored_leaf);
@@ -386,24 +411,22 @@ impl<'k> LogVerifier<'k> {
         self.prev_stored_hash = stored_event_hash;
     }
 
-    fn recompute_leaf(&self, e: &Event, stored_leaf: Option<&Hash>) -> Result<Hash, String> {
+    fn recompute_leaf(
+        &mut self,
+        e: &StoredEvent<'_>,
+        stored_leaf: Option<&Hash>,
+    ) -> Result<Hash, String> {
         // stele stores payloads in canonical form, so hash the stored text as
         // it is first: if that matches the committed leaf, these are exactly
         // the committed bytes (SHA-256 leaves no other way to match) and the
         // JSON parse and re-serialization can be skipped.
-        let as_stored = CommittedFields {
-            chain_id: &e.chain_id,
-            seq: e.seq,
-            ts: &e.ts,
-            event_type: &e.event_type,
-            actor: e.actor.as_deref(),
-            canonical_payload: e.payload.as_deref(),
-        };
-        let fast = leaf_hash(&as_stored.canonical_bytes());
+        e.committed_as_stored()
+            .write_canonical_bytes(&mut self.canonical);
+        let fast = leaf_hash(&self.canonical);
         if stored_leaf == Some(&fast) {
             return Ok(fast);
         }
-        event_canonical_bytes(e)
+        stored_canonical_bytes(e)
             .map(|bytes| leaf_hash(&bytes))
             .map_err(|err| format!("payload is not valid JSON ({err})"))
     }
@@ -478,9 +501,10 @@ impl<'k> LogVerifier<'k> {
 mod tests {
     use super::*;
     use crate::append::{ChainAppender, ChainState};
+    use crate::event::StoredHash;
     use crate::event::{EventInput, Limits};
     use crate::hashing::{HmacKey, KeyId};
-    use crate::{Timestamp, merkle};
+    use crate::{Event, Timestamp, merkle};
 
     fn keyring() -> Keyring {
         let k = HmacKey::new(KeyId::new("k1").unwrap(), b"secret");
@@ -531,6 +555,101 @@ mod tests {
         assert_ne!(
             *head.stored_root.as_ref().unwrap(),
             merkle::root(0, &merkle::MemoryHashes::default()).unwrap()
+        );
+    }
+
+    /// A row as a database holds it: leaf and event hash as raw bytes, and
+    /// the Merkle nodes its append completed.
+    type StoredRow = (Event, [u8; 32], [u8; 32], Vec<u8>);
+
+    fn stored_rows(n: u64, keys: &Keyring) -> Vec<StoredRow> {
+        let id = ChainId::new("prod").unwrap();
+        let mut app = ChainAppender::new(id, &ChainState::empty(), &[], keys.active()).unwrap();
+        let now = Timestamp::parse("2026-01-01T00:00:00Z").unwrap();
+        (0..n)
+            .map(|i| {
+                let input = EventInput {
+                    event_type: "user.login".into(),
+                    actor: Some(format!("user{i}")),
+                    payload: Some(serde_json::json!({"i": i})),
+                    idempotency_key: None,
+                };
+                let row = app.append(input.validate(&Limits::default()).unwrap(), now);
+                let nodes = row.merkle_nodes.iter().flat_map(|h| h.0).collect();
+                (row.event, row.leaf_hash.0, row.event_hash.0, nodes)
+            })
+            .collect()
+    }
+
+    fn run_stored(rows: &[StoredRow], keys: &Keyring) -> VerifyReport {
+        let mut v = LogVerifier::new(ChainId::new("prod").unwrap(), Some(keys));
+        for (e, leaf, event_hash, nodes) in rows {
+            let row = StoredEvent {
+                leaf_hash: StoredHash::Bytes(leaf),
+                event_hash: StoredHash::Bytes(event_hash),
+                ..StoredEvent::from(e)
+            };
+            v.check(row, Some(nodes));
+        }
+        v.finish(None)
+    }
+
+    #[test]
+    fn stored_rows_verify_like_exported_ones() {
+        let keys = keyring();
+        let rows = stored_rows(40, &keys);
+        let r = run_stored(&rows, &keys);
+        assert!(r.is_clean(), "{:?}", r.findings);
+        let exported: Vec<Event> = rows.iter().map(|r| r.0.clone()).collect();
+        let (_, head) = chain(40, &keys);
+        assert_eq!(r.root_hash, run(&exported, &head, &keys).root_hash);
+    }
+
+    #[test]
+    fn an_edited_row_does_not_make_later_stored_nodes_look_wrong() {
+        // After an edit, the events give another tree than the stored leaves;
+        // the stored nodes still match the stored leaves, so the edit is the
+        // only finding.
+        let keys = keyring();
+        let mut rows = stored_rows(40, &keys);
+        rows[5].0.payload = Some(r#"{"i":500}"#.into());
+        let r = run_stored(&rows, &keys);
+        assert_eq!(r.total_findings, 1, "{:?}", r.findings);
+        assert!(matches!(
+            r.findings[0],
+            Finding::ContentAltered { seq: 5, .. }
+        ));
+
+        // A stored node rewritten after that edit is still found.
+        let at = rows
+            .iter()
+            .position(|r| r.0.seq > 9 && !r.3.is_empty())
+            .unwrap();
+        rows[at].3[0] ^= 1;
+        let r = run_stored(&rows, &keys);
+        assert_eq!(
+            r.findings[1],
+            Finding::MerkleNodesMismatch { seq: at as u64 }
+        );
+
+        // A wrong-length stored hash is unreadable, as in an export.
+        let rows = stored_rows(1, &keys);
+        let mut v = LogVerifier::new(ChainId::new("prod").unwrap(), Some(&keys));
+        let (e, leaf, event_hash, nodes) = &rows[0];
+        v.check(
+            StoredEvent {
+                leaf_hash: StoredHash::Bytes(&leaf[..31]),
+                event_hash: StoredHash::Bytes(event_hash),
+                ..StoredEvent::from(e)
+            },
+            Some(nodes),
+        );
+        assert_eq!(
+            v.finish(None).findings,
+            [Finding::Malformed {
+                seq: 0,
+                what: "leaf_hash is not 64 hex characters".into()
+            }]
         );
     }
 

@@ -19,6 +19,7 @@
 
 mod append;
 pub mod postgres;
+mod scan;
 pub mod sqlite;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -31,7 +32,7 @@ use stele_ledger::append::{ChainState, Receipt};
 use stele_ledger::event::{InputError, ValidEvent};
 use stele_ledger::merkle::{self, MerkleError};
 use stele_ledger::verify::{ClaimedHead, LogVerifier, VerifyReport};
-use stele_ledger::{ChainId, Event, Hash, HmacKey, Keyring, Timestamp};
+use stele_ledger::{ChainId, Event, Hash, HmacKey, Keyring, StoredEvent, Timestamp};
 use thiserror::Error;
 use tlog_tiles::HashReader;
 
@@ -106,18 +107,22 @@ pub enum StoreError {
 
 impl From<::postgres::Error> for StoreError {
     fn from(e: ::postgres::Error) -> Self {
-        // `Display` of a DbError is just its message; add detail and hint when present.
-        let msg = match e.as_db_error() {
-            Some(db) => {
-                let mut m = format!("{} ({})", db.message(), db.code().code());
-                if let Some(d) = db.detail() {
-                    m.push_str(&format!(": {d}"));
-                }
-                m
+        Self::Postgres(postgres_message(&e))
+    }
+}
+
+/// A PostgreSQL error's message, with its SQLSTATE and detail when the
+/// server sent them (`Display` of a server error is just its message).
+pub(crate) fn postgres_message(e: &::postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut m = format!("{} ({})", db.message(), db.code().code());
+            if let Some(d) = db.detail() {
+                m.push_str(&format!(": {d}"));
             }
-            None => e.to_string(),
-        };
-        Self::Postgres(msg)
+            m
+        }
+        None => e.to_string(),
     }
 }
 
@@ -286,6 +291,10 @@ pub struct AnchorUpload {
 /// Receives one stored row: the event and its stored Merkle nodes.
 pub type RowVisitor<'a> = dyn FnMut(Event, &[u8]) -> Result<(), StoreError> + 'a;
 
+/// Receives one stored row borrowed from the scan's buffer (no allocation
+/// per row): the event and its stored Merkle nodes.
+pub type StoredRowVisitor<'a> = dyn FnMut(StoredEvent<'_>, &[u8]) -> Result<(), StoreError> + 'a;
+
 /// The storage interface every backend implements with the same behaviour.
 pub trait LedgerStore: Send {
     /// `"sqlite"` or `"postgres"`.
@@ -319,8 +328,23 @@ pub trait LedgerStore: Send {
     /// Database errors.
     fn head(&mut self, chain: &ChainId) -> Result<Option<ChainHead>, StoreError>;
 
-    /// Streams the stored rows with `from <= seq <= to` in seq order, each with
-    /// its stored Merkle nodes (concatenated 32-byte hashes, as stored).
+    /// Streams the stored rows with `from <= seq <= to` in seq order, each
+    /// borrowed, with its stored Merkle nodes (concatenated 32-byte hashes,
+    /// as stored). Rows are read on a second thread while `visit` runs on
+    /// this one; this is the scan to verify a large log with.
+    ///
+    /// # Errors
+    ///
+    /// Database errors, or the first error returned by `visit`.
+    fn scan_stored(
+        &mut self,
+        chain: &ChainId,
+        from: u64,
+        to: Option<u64>,
+        visit: &mut StoredRowVisitor<'_>,
+    ) -> Result<(), StoreError>;
+
+    /// [`scan_stored`](Self::scan_stored), each row as an owned [`Event`].
     ///
     /// # Errors
     ///
@@ -331,7 +355,9 @@ pub trait LedgerStore: Send {
         from: u64,
         to: Option<u64>,
         visit: &mut RowVisitor<'_>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), StoreError> {
+        self.scan_stored(chain, from, to, &mut |e, nodes| visit(e.to_event(), nodes))
+    }
 
     /// Streams the stored events with `from <= seq <= to` in seq order.
     ///
@@ -345,7 +371,7 @@ pub trait LedgerStore: Send {
         to: Option<u64>,
         visit: &mut dyn FnMut(Event) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        self.scan_rows(chain, from, to, &mut |e, _| visit(e))
+        self.scan_stored(chain, from, to, &mut |e, _| visit(e.to_event()))
     }
 
     /// Reads Merkle stored hashes by tlog stored-hash index, in the order asked
@@ -583,8 +609,8 @@ pub fn verify_chain(
     let head = require_head(store, chain)?;
     let mut verifier = LogVerifier::new(chain.clone(), keys);
     let mut rows = 0u64;
-    store.scan_rows(chain, 0, None, &mut |e, nodes| {
-        verifier.check(&e, Some(nodes));
+    store.scan_stored(chain, 0, None, &mut |e, nodes| {
+        verifier.check(e, Some(nodes));
         rows += 1;
         if rows.is_multiple_of(16_384) {
             progress(rows);

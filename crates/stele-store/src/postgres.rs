@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::str::FromStr;
 
 use postgres::binary_copy::BinaryCopyInWriter;
-use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::{ToSql, Type};
 use postgres::{Client, GenericClient, NoTls, Row, Transaction};
 use stele_ledger::append::{AppendedEvent, ChainState, Receipt};
@@ -17,8 +16,9 @@ use stele_ledger::event::ValidEvent;
 use stele_ledger::{ChainId, Event, Hash, HmacKey};
 
 use crate::append::{AppendTx, append_locked, concat_nodes, empty_state, stored_hex};
+use crate::scan::{self, BatchSink};
 use crate::{
-    AnchorRecord, AnchorStatus, AnchorUpload, ChainHead, LedgerStore, RowVisitor, StoreError,
+    AnchorRecord, AnchorStatus, AnchorUpload, ChainHead, LedgerStore, StoreError, StoredRowVisitor,
     hash_from_bytes, hashes_from_rows, redact_url, seqs_for, state_of, to_i64, to_u64,
 };
 
@@ -168,6 +168,199 @@ fn event_from_row(r: &Row) -> Result<Event, StoreError> {
         leaf_hash: stored_hex(r.try_get(8)?),
         event_hash: stored_hex(r.try_get(9)?),
     })
+}
+
+/// Reads the rows of a scan into `sink` through one binary `COPY`: the
+/// server streams rows without a protocol round trip or a result row
+/// object per row, and the fields are copied once, from the wire.
+fn read_rows(
+    client: &mut Client,
+    chain: &ChainId,
+    from: i64,
+    to: i64,
+    sink: &mut BatchSink,
+) -> Result<(), StoreError> {
+    // COPY takes no bind parameters. A chain id is [a-z0-9._-] only (ChainId
+    // checks that), so quoting it cannot be escaped; the bounds are integers.
+    let chain_literal = format!("'{}'", chain.as_str().replace('\'', "''"));
+    let sql = format!(
+        "COPY (SELECT {EVENT_COLUMNS}, merkle_nodes FROM audit_events WHERE chain_id = {chain_literal} AND chain_index >= {from} AND chain_index <= {to} ORDER BY chain_index) TO STDOUT (FORMAT binary)"
+    );
+    let mut copy = CopyReader::new(client.copy_out(&sql)?)?;
+    loop {
+        let pushed = copy.next_row(|fields| {
+            let seq = match fields[1] {
+                Some(bytes) => i64::from_be_bytes(bytes.try_into().map_err(|_| {
+                    StoreError::Corrupt(format!("chain_index is {} bytes, not 8", bytes.len()))
+                })?),
+                None => return Err(StoreError::Corrupt("chain_index is NULL".into())),
+            };
+            let [chain_id, _, rest @ ..] = fields;
+            let mut event_fields = [None; scan::FIELDS.len()];
+            event_fields[0] = *chain_id;
+            event_fields[1..].copy_from_slice(rest);
+            Ok(sink.push(seq, &event_fields))
+        })?;
+        match pushed {
+            Some(Ok(true)) => {}
+            Some(Ok(false)) | None => return Ok(()),
+            Some(Err(e)) => return Err(e),
+        }
+    }
+}
+
+/// Columns a scan's `COPY` returns: [`EVENT_COLUMNS`] and `merkle_nodes`.
+const COPY_COLUMNS: usize = 11;
+
+/// One row's fields as slices of the input, NULL as `None`.
+type CopyFields<'a> = [Option<&'a [u8]>; COPY_COLUMNS];
+
+/// Parses PostgreSQL's binary `COPY` format: a signature and header, then
+/// per row a 16-bit field count and, per field, a 32-bit length (-1 for
+/// NULL) and that many bytes; a field count of -1 ends the data.
+///
+/// The server sends each row in a message of its own, so a row is parsed
+/// in place in the reader's buffer; `carry` collects a row that arrives
+/// split across reads.
+struct CopyReader<R> {
+    input: R,
+    carry: Vec<u8>,
+}
+
+/// What the start of some bytes holds.
+enum Parsed<'a> {
+    /// A row of this many bytes.
+    Row(usize, CopyFields<'a>),
+    /// The end-of-data marker.
+    End,
+    /// Not a whole row yet.
+    Incomplete,
+}
+
+impl<R: std::io::BufRead> CopyReader<R> {
+    const SIGNATURE: &'static [u8; 11] = b"PGCOPY\n\xff\r\n\0";
+
+    fn new(mut input: R) -> Result<Self, StoreError> {
+        let mut header = [0u8; 19];
+        read_exact(&mut input, &mut header)?;
+        if &header[..11] != Self::SIGNATURE {
+            return Err(StoreError::Postgres(
+                "COPY output is not in binary format".into(),
+            ));
+        }
+        let extension = u32::from_be_bytes([header[15], header[16], header[17], header[18]]);
+        // No header extension is defined yet; skip one a newer server sends.
+        let extension = usize::try_from(extension)
+            .ok()
+            .filter(|len| *len <= 1 << 20)
+            .ok_or_else(|| {
+                StoreError::Postgres(format!("COPY header extension of {extension} bytes"))
+            })?;
+        read_exact(&mut input, &mut vec![0u8; extension])?;
+        Ok(Self {
+            input,
+            carry: Vec::new(),
+        })
+    }
+
+    /// Parses the next row and passes its fields to `emit`; `None` at the
+    /// end of the data.
+    fn next_row<T>(
+        &mut self,
+        emit: impl FnOnce(&CopyFields<'_>) -> T,
+    ) -> Result<Option<T>, StoreError> {
+        loop {
+            if self.carry.is_empty() {
+                let buf = self.input.fill_buf().map_err(copy_error)?;
+                if buf.is_empty() {
+                    return Err(truncated());
+                }
+                match parse_row(buf)? {
+                    Parsed::Row(len, fields) => {
+                        let out = emit(&fields);
+                        self.input.consume(len);
+                        return Ok(Some(out));
+                    }
+                    Parsed::End => return Ok(None),
+                    Parsed::Incomplete => {
+                        let len = buf.len();
+                        self.carry.extend_from_slice(buf);
+                        self.input.consume(len);
+                    }
+                }
+            } else {
+                match parse_row(&self.carry)? {
+                    Parsed::Row(len, fields) => {
+                        let out = emit(&fields);
+                        self.carry.drain(..len);
+                        return Ok(Some(out));
+                    }
+                    Parsed::End => return Ok(None),
+                    Parsed::Incomplete => {
+                        let buf = self.input.fill_buf().map_err(copy_error)?;
+                        if buf.is_empty() {
+                            return Err(truncated());
+                        }
+                        let len = buf.len();
+                        self.carry.extend_from_slice(buf);
+                        self.input.consume(len);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Parses the row at the start of `bytes`.
+fn parse_row(bytes: &[u8]) -> Result<Parsed<'_>, StoreError> {
+    let Some(count) = bytes.first_chunk::<2>() else {
+        return Ok(Parsed::Incomplete);
+    };
+    let count = i16::from_be_bytes(*count);
+    if count == -1 {
+        return Ok(Parsed::End);
+    }
+    if usize::try_from(count).ok() != Some(COPY_COLUMNS) {
+        return Err(StoreError::Postgres(format!(
+            "COPY row has {count} fields, expected {COPY_COLUMNS}"
+        )));
+    }
+    let mut at = 2;
+    let mut fields = [None; COPY_COLUMNS];
+    for field in &mut fields {
+        let Some(len) = bytes.get(at..).and_then(<[u8]>::first_chunk::<4>) else {
+            return Ok(Parsed::Incomplete);
+        };
+        at += 4;
+        // A negative length is NULL.
+        if let Ok(len) = usize::try_from(i32::from_be_bytes(*len)) {
+            let Some(value) = bytes.get(at..at + len) else {
+                return Ok(Parsed::Incomplete);
+            };
+            *field = Some(value);
+            at += len;
+        }
+    }
+    Ok(Parsed::Row(at, fields))
+}
+
+fn truncated() -> StoreError {
+    StoreError::Postgres("COPY output ended without its end-of-data marker".into())
+}
+
+fn read_exact(input: &mut impl std::io::Read, buf: &mut [u8]) -> Result<(), StoreError> {
+    input.read_exact(buf).map_err(copy_error)
+}
+
+fn copy_error(e: std::io::Error) -> StoreError {
+    // Server errors arrive wrapped in io::Error by the COPY reader.
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<postgres::Error>())
+    {
+        Some(pg) => StoreError::Postgres(crate::postgres_message(pg)),
+        None => StoreError::Postgres(format!("reading COPY output: {e}")),
+    }
 }
 
 fn read_head(
@@ -359,27 +552,17 @@ impl LedgerStore for PostgresStore {
         Ok(read_head(&mut self.client, chain.as_str(), false)?.filter(|h| h.size > 0))
     }
 
-    fn scan_rows(
+    fn scan_stored(
         &mut self,
         chain: &ChainId,
         from: u64,
         to: Option<u64>,
-        visit: &mut RowVisitor<'_>,
+        visit: &mut StoredRowVisitor<'_>,
     ) -> Result<(), StoreError> {
         let from = to_i64(from, "seq")?;
         let to = to.map_or(Ok(i64::MAX), |t| to_i64(t, "seq"))?;
-        let chain = chain.as_str();
-        let params: [&(dyn ToSql + Sync); 3] = [&chain, &from, &to];
-        let mut rows = self.client.query_raw(
-            &format!(
-                "SELECT {EVENT_COLUMNS}, merkle_nodes FROM audit_events WHERE chain_id = $1 AND chain_index >= $2 AND chain_index <= $3 ORDER BY chain_index"
-            ),
-            params,
-        )?;
-        while let Some(row) = rows.next()? {
-            visit(event_from_row(&row)?, row.try_get(10)?)?;
-        }
-        Ok(())
+        let client = &mut self.client;
+        scan::pipelined(|sink| read_rows(client, chain, from, to, sink), visit)
     }
 
     fn read_hashes(&mut self, chain: &ChainId, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
@@ -496,5 +679,79 @@ impl LedgerStore for PostgresStore {
             &[&chain.as_str(), &to_i64(anchor_seq, "anchor seq")?, &error],
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Binary COPY output: the header, one row per entry (`None` is NULL), the trailer.
+    fn copy_output(rows: &[[Option<&[u8]>; COPY_COLUMNS]]) -> Vec<u8> {
+        let mut out = b"PGCOPY\n\xff\r\n\0".to_vec();
+        out.extend_from_slice(&[0; 8]);
+        for row in rows {
+            out.extend_from_slice(&11i16.to_be_bytes());
+            for field in row {
+                match field {
+                    Some(bytes) => {
+                        out.extend_from_slice(&i32::try_from(bytes.len()).unwrap().to_be_bytes());
+                        out.extend_from_slice(bytes);
+                    }
+                    None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+                }
+            }
+        }
+        out.extend_from_slice(&(-1i16).to_be_bytes());
+        out
+    }
+
+    #[test]
+    fn rows_split_across_reads_parse_the_same() {
+        let seqs: Vec<[u8; 8]> = (0..3i64).map(i64::to_be_bytes).collect();
+        let rows: Vec<[Option<&[u8]>; COPY_COLUMNS]> = seqs
+            .iter()
+            .map(|seq| {
+                [
+                    Some(&b"c"[..]),
+                    Some(&seq[..]),
+                    Some(b"2026-01-01T00:00:00.000000Z"),
+                    Some(b"t"),
+                    None,
+                    Some(br#"{"a":1}"#),
+                    None,
+                    Some(b"k1"),
+                    Some(&[1; 32][..]),
+                    Some(&[2; 32][..]),
+                    Some(&[]),
+                ]
+            })
+            .collect();
+        let bytes = copy_output(&rows);
+        // A whole row per read, and a few bytes per read.
+        for capacity in [bytes.len(), 1, 3, 7] {
+            let input = std::io::BufReader::with_capacity(capacity, &bytes[..]);
+            let mut copy = CopyReader::new(input).unwrap();
+            let mut parsed = Vec::new();
+            while let Some(fields) = copy
+                .next_row(|fields| fields.map(|f| f.map(<[u8]>::to_vec)))
+                .unwrap()
+            {
+                parsed.push(fields);
+            }
+            let expected: Vec<_> = rows
+                .iter()
+                .map(|row| row.map(|f| f.map(<[u8]>::to_vec)))
+                .collect();
+            assert_eq!(parsed, expected, "read {capacity} bytes at a time");
+        }
+    }
+
+    #[test]
+    fn truncated_or_foreign_copy_output_is_an_error() {
+        let bytes = copy_output(&[]);
+        let cut = std::io::BufReader::new(&bytes[..bytes.len() - 2]);
+        assert!(CopyReader::new(cut).unwrap().next_row(|_| ()).is_err());
+        assert!(CopyReader::new(&b"chain_id\tchain_index\n"[..]).is_err());
     }
 }

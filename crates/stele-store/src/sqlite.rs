@@ -9,14 +9,16 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use stele_ledger::append::{AppendedEvent, ChainState, Receipt};
 use stele_ledger::event::ValidEvent;
 use stele_ledger::{ChainId, Event, Hash, HmacKey};
 
 use crate::append::{AppendTx, append_locked, concat_nodes, empty_state, stored_hex};
+use crate::scan::{self, BatchSink};
 use crate::{
-    AnchorRecord, AnchorStatus, AnchorUpload, ChainHead, LedgerStore, RowVisitor, StoreError,
+    AnchorRecord, AnchorStatus, AnchorUpload, ChainHead, LedgerStore, StoreError, StoredRowVisitor,
     hash_from_bytes, hashes_from_rows, seqs_for, state_of, to_i64, to_u64,
 };
 
@@ -191,6 +193,60 @@ fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
         leaf_hash: stored_hex(&r.get::<_, Vec<u8>>(8)?),
         event_hash: stored_hex(&r.get::<_, Vec<u8>>(9)?),
     })
+}
+
+/// Reads the rows of a scan into `sink`, borrowing each field from SQLite.
+fn read_rows(
+    conn: &mut Connection,
+    chain: &ChainId,
+    from: i64,
+    to: i64,
+    sink: &mut BatchSink,
+) -> Result<(), StoreError> {
+    // The scan reads the whole chain once: map the file (pages come straight
+    // from the OS cache instead of being copied into SQLite's cache).
+    conn.pragma_update(None, "mmap_size", SCAN_MMAP_BYTES)?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {EVENT_COLUMNS}, merkle_nodes FROM audit_events WHERE chain_id = ?1 AND chain_index >= ?2 AND chain_index <= ?3 ORDER BY chain_index"
+    ))?;
+    let mut rows = stmt.query(params![chain.as_str(), from, to])?;
+    while let Some(row) = rows.next()? {
+        let text = |i: usize| match row.get_ref(i)? {
+            ValueRef::Null => Ok(None),
+            ValueRef::Text(t) => Ok(Some(t)),
+            other => Err(wrong_type(i, other)),
+        };
+        let blob = |i: usize| match row.get_ref(i)? {
+            ValueRef::Blob(b) => Ok(Some(b)),
+            other => Err(wrong_type(i, other)),
+        };
+        let fields = [
+            text(0)?,
+            text(2)?,
+            text(3)?,
+            text(4)?,
+            text(5)?,
+            text(6)?,
+            text(7)?,
+            blob(8)?,
+            blob(9)?,
+            // Anything but a blob reads as no nodes, which verification reports.
+            Some(row.get_ref(10)?.as_blob().unwrap_or_default()),
+        ];
+        if !sink.push(row.get(1)?, &fields) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Size of the memory map a scan reads through.
+const SCAN_MMAP_BYTES: i64 = 1 << 30;
+
+/// The error reading a value of the wrong type for column `i` of [`EVENT_COLUMNS`].
+fn wrong_type(i: usize, found: ValueRef<'_>) -> rusqlite::Error {
+    let name = EVENT_COLUMNS.split(", ").nth(i).unwrap_or("merkle_nodes");
+    rusqlite::Error::InvalidColumnType(i, name.to_owned(), found.data_type())
 }
 
 fn read_head(conn: &Connection, chain: &str) -> Result<Option<ChainHead>, StoreError> {
@@ -396,23 +452,17 @@ impl LedgerStore for SqliteStore {
         Ok(read_head(&self.conn, chain.as_str())?.filter(|h| h.size > 0))
     }
 
-    fn scan_rows(
+    fn scan_stored(
         &mut self,
         chain: &ChainId,
         from: u64,
         to: Option<u64>,
-        visit: &mut RowVisitor<'_>,
+        visit: &mut StoredRowVisitor<'_>,
     ) -> Result<(), StoreError> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {EVENT_COLUMNS}, merkle_nodes FROM audit_events WHERE chain_id = ?1 AND chain_index >= ?2 AND chain_index <= ?3 ORDER BY chain_index"
-        ))?;
+        let from = to_i64(from, "seq")?;
         let to = to.map_or(Ok(i64::MAX), |t| to_i64(t, "seq"))?;
-        let mut rows = stmt.query(params![chain.as_str(), to_i64(from, "seq")?, to])?;
-        while let Some(row) = rows.next()? {
-            let nodes = row.get_ref(10)?.as_blob().unwrap_or_default();
-            visit(event_from_row(row)?, nodes)?;
-        }
-        Ok(())
+        let conn = &mut self.conn;
+        scan::pipelined(|sink| read_rows(conn, chain, from, to, sink), visit)
     }
 
     fn read_hashes(&mut self, chain: &ChainId, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {

@@ -4,7 +4,7 @@
 
 use stele_anchor::Anchor;
 use stele_ledger::verify::{ClaimedHead, Finding as LogFinding, LogVerifier, VerifyReport};
-use stele_ledger::{ChainId, Event, Keyring, hex_hash};
+use stele_ledger::{ChainId, Keyring, StoredEvent, hex_hash};
 
 use crate::report::{Aspect, Finding};
 
@@ -32,9 +32,11 @@ impl<'k> AnchoredLog<'k> {
         this
     }
 
-    /// Checks the next event (with its stored Merkle nodes, from a database).
-    pub fn check(&mut self, e: &Event, stored_nodes: Option<&[u8]>) {
-        self.verifier.check(e, stored_nodes);
+    /// Checks the next event: an [`Event`](stele_ledger::Event) from an
+    /// export, or a borrowed [`StoredEvent`] with its stored Merkle nodes
+    /// from a database scan.
+    pub fn check<'e>(&mut self, row: impl Into<StoredEvent<'e>>, stored_nodes: Option<&[u8]>) {
+        self.verifier.check(row, stored_nodes);
         self.compare_due();
     }
 

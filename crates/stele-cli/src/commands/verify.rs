@@ -584,9 +584,9 @@ fn anchored_log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
             .ok_or_else(|| stele_store::StoreError::UnknownChain(chain.to_string()))?;
         let bar = output::progress(ctx.json, head.size, &format!("verifying {chain}"));
         let mut n = 0u64;
-        store.scan_rows(&chain, 0, None, &mut |e, nodes| {
-            log.check(&e, Some(nodes));
-            recorded.observe(&e);
+        store.scan_stored(&chain, 0, None, &mut |e, nodes| {
+            log.check(e, Some(nodes));
+            recorded.observe(e);
             n += 1;
             if n.is_multiple_of(16_384) {
                 bar.set_position(n);

@@ -9,7 +9,7 @@ use anyhow::anyhow;
 use clap::ValueEnum;
 use stele_evidence::record::{EvidenceRecord, Recorded};
 use stele_evidence::{CheckOptions, Depth, EvidenceError, Problem};
-use stele_ledger::Event;
+use stele_ledger::event::StoredEvent;
 use stele_verify::{Aspect, Finding};
 
 use crate::config::Context;
@@ -37,9 +37,15 @@ pub struct RecordedUploads {
 }
 
 impl RecordedUploads {
-    /// Looks at one event of the log.
-    pub fn observe(&mut self, e: &Event) {
-        match stele_evidence::record::upload_in(e) {
+    /// Looks at one event of the log (most are not evidence, and cost a
+    /// comparison).
+    pub fn observe<'e>(&mut self, e: impl Into<StoredEvent<'e>>) {
+        let e = e.into();
+        if e.event_type != stele_evidence::record::UPLOADED {
+            return;
+        }
+        let e = e.to_event();
+        match stele_evidence::record::upload_in(&e) {
             Some(Ok(upload)) => self.uploads.push(upload),
             Some(Err(err)) => self.unreadable.push(Finding {
                 aspect: Aspect::Integrity,
@@ -61,8 +67,8 @@ impl RecordedUploads {
     ) -> Result<Self, Failure> {
         let mut found = Self::default();
         if store.head(chain)?.is_some() {
-            store.scan(chain, 0, None, &mut |e| {
-                found.observe(&e);
+            store.scan_stored(chain, 0, None, &mut |e, _| {
+                found.observe(e);
                 Ok(())
             })?;
         }
