@@ -351,71 +351,6 @@ async fn statements_rgw_cannot_show_are_enforced_on_an_aws_like_evaluator() {
     );
 }
 
-/// What a multipart upload of two parts (5 MiB + a few bytes) with no SSE
-/// headers ends in; `Ok` is the stored object's (algorithm, key id).
-async fn multipart_upload_without_sse_headers(
-    s3: &S3Worm,
-    bucket: &str,
-    key: &str,
-) -> Result<(Option<String>, Option<String>), String> {
-    use stele_bucket::aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
-    let client = s3.client();
-    let code = |e: &dyn stele_bucket::aws_sdk_s3::error::ProvideErrorMetadata| {
-        e.code().unwrap_or("(no code)").to_owned()
-    };
-    let created = client
-        .create_multipart_upload()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .map_err(|e| format!("CreateMultipartUpload {}", code(&e)))?;
-    let upload_id = created.upload_id().unwrap_or_default().to_owned();
-    let mut parts = Vec::new();
-    for (number, body) in [(1, vec![b'p'; 5 * 1024 * 1024]), (2, b"tail".to_vec())] {
-        let part = client
-            .upload_part()
-            .bucket(bucket)
-            .key(key)
-            .upload_id(&upload_id)
-            .part_number(number)
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .map_err(|e| format!("UploadPart {}", code(&e)))?;
-        parts.push(
-            CompletedPart::builder()
-                .part_number(number)
-                .set_e_tag(part.e_tag().map(str::to_owned))
-                .build(),
-        );
-    }
-    client
-        .complete_multipart_upload()
-        .bucket(bucket)
-        .key(key)
-        .upload_id(&upload_id)
-        .multipart_upload(
-            CompletedMultipartUpload::builder()
-                .set_parts(Some(parts))
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| format!("CompleteMultipartUpload {}", code(&e)))?;
-    let head = client
-        .head_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .map_err(|e| format!("HeadObject {}", code(&e)))?;
-    Ok((
-        head.server_side_encryption().map(|s| s.as_str().to_owned()),
-        head.ssekms_key_id().map(str::to_owned),
-    ))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn encryption_denies_let_multipart_through_and_the_bucket_default_encrypts_it() {
     use stele_bucket::aws_sdk_s3::types::{
@@ -500,7 +435,7 @@ async fn encryption_denies_let_multipart_through_and_the_bucket_default_encrypts
     // A multipart upload without SSE headers goes through, and the bucket
     // default encrypts it with the bucket's key.
     assert_eq!(
-        multipart_upload_without_sse_headers(&writer, bucket, "evidence/big.bin").await,
+        stele_worm::testkit::raw_multipart_upload(&writer, bucket, "evidence/big.bin", None).await,
         Ok((Some("aws:kms".to_owned()), Some(key_arn.clone())))
     );
     // So does a single PUT without SSE headers, encrypted the same way.
@@ -574,8 +509,13 @@ async fn encryption_denies_let_multipart_through_and_the_bucket_default_encrypts
             "Action": "s3:PutObject", "Resource": resource, "Condition": condition
         })])
         .await;
-        let outcome =
-            multipart_upload_without_sse_headers(&writer, bucket, "evidence/refused.bin").await;
+        let outcome = stele_worm::testkit::raw_multipart_upload(
+            &writer,
+            bucket,
+            "evidence/refused.bin",
+            None,
+        )
+        .await;
         assert_eq!(
             outcome,
             Err("CreateMultipartUpload AccessDenied".to_owned()),

@@ -15,8 +15,8 @@ use std::process::{Command, Output};
 use serde_json::Value;
 use stele_bucket::aws_sdk_s3;
 use stele_worm::testkit::{
-    create_bucket, create_ministack_kms_key, env_required, ministack, quick_retry, rgw,
-    unique_bucket,
+    create_bucket, create_ministack_kms_key, env_required, ministack, quick_retry,
+    raw_multipart_upload, rgw, unique_bucket,
 };
 use stele_worm::{S3Config, S3Worm};
 
@@ -352,12 +352,13 @@ fn init_on_rgw_makes_the_store_refuse_what_the_policy_denies() {
     // on CreateMultipartUpload, nothing on the parts) goes through the
     // policy and is stored under the key.
     assert_eq!(
-        rt.block_on(multipart_upload(
+        rt.block_on(raw_multipart_upload(
             &w,
             &bucket,
             "evidence/big.bin",
             Some(&key1)
-        )),
+        ))
+        .map(|(_, key_id)| key_id),
         Ok(Some(key1.clone()))
     );
     // An upload without SSE headers is not refused (refusing it would refuse
@@ -457,7 +458,7 @@ fn init_on_rgw_makes_the_store_refuse_what_the_policy_denies() {
     )
     .unwrap();
     assert_eq!(
-        rt.block_on(multipart_upload(
+        rt.block_on(raw_multipart_upload(
             &w,
             &bucket,
             "evidence/big-2.bin",
@@ -483,74 +484,6 @@ fn init_on_rgw_makes_the_store_refuse_what_the_policy_denies() {
         msg.starts_with("multipart uploads will be refused: statements DenyWrongEncryptionHeader, DenyMissingEncryptionHeader, DenyWrongKmsKey match UploadPart"),
         "{msg}"
     );
-}
-
-/// A two-part multipart upload (5 MiB + a few bytes); the SSE-KMS headers
-/// with `kms_key`, if given, go on CreateMultipartUpload only, as S3 wants.
-/// `Ok` is the stored object's key id; `Err` names the refused call and code.
-async fn multipart_upload(
-    s3: &S3Worm,
-    bucket: &str,
-    key: &str,
-    kms_key: Option<&str>,
-) -> Result<Option<String>, String> {
-    use aws_sdk_s3::primitives::ByteStream;
-    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
-    let client = s3.client();
-    let code = |e: &dyn aws_sdk_s3::error::ProvideErrorMetadata| {
-        e.code().unwrap_or("(no code)").to_owned()
-    };
-    let mut create = client.create_multipart_upload().bucket(bucket).key(key);
-    if let Some(kms_key) = kms_key {
-        create = create
-            .server_side_encryption(ServerSideEncryption::AwsKms)
-            .ssekms_key_id(kms_key);
-    }
-    let created = create
-        .send()
-        .await
-        .map_err(|e| format!("CreateMultipartUpload {}", code(&e)))?;
-    let upload_id = created.upload_id().unwrap_or_default().to_owned();
-    let mut parts = Vec::new();
-    for (number, body) in [(1, vec![b'p'; 5 * 1024 * 1024]), (2, b"tail".to_vec())] {
-        let part = client
-            .upload_part()
-            .bucket(bucket)
-            .key(key)
-            .upload_id(&upload_id)
-            .part_number(number)
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .map_err(|e| format!("UploadPart {}", code(&e)))?;
-        parts.push(
-            CompletedPart::builder()
-                .part_number(number)
-                .set_e_tag(part.e_tag().map(str::to_owned))
-                .build(),
-        );
-    }
-    client
-        .complete_multipart_upload()
-        .bucket(bucket)
-        .key(key)
-        .upload_id(&upload_id)
-        .multipart_upload(
-            CompletedMultipartUpload::builder()
-                .set_parts(Some(parts))
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| format!("CompleteMultipartUpload {}", code(&e)))?;
-    let head = client
-        .head_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .map_err(|e| format!("HeadObject {}", code(&e)))?;
-    Ok(head.ssekms_key_id().map(str::to_owned))
 }
 
 #[test]

@@ -352,3 +352,79 @@ pub fn wait_for_memstore_space(bytes: u64, patience: std::time::Duration) {
         }
     }
 }
+
+/// A two-part multipart upload (5 MiB + a few bytes) made with the raw SDK,
+/// as another S3 client would, to see what a bucket policy lets through.
+/// The SSE-KMS headers with `kms_key`, if given, go on
+/// CreateMultipartUpload only, as S3 wants. `Ok` is the stored object's
+/// (algorithm, KMS key id); `Err` names the refused call and its code.
+///
+/// # Panics
+///
+/// Never on a refusal: that is the `Err`.
+pub async fn raw_multipart_upload(
+    s3: &S3Worm,
+    bucket: &str,
+    key: &str,
+    kms_key: Option<&str>,
+) -> Result<(Option<String>, Option<String>), String> {
+    use aws_sdk_s3::error::ProvideErrorMetadata;
+    use aws_sdk_s3::primitives::ByteStream;
+    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
+    let client = s3.client();
+    let code = |e: &dyn ProvideErrorMetadata| e.code().unwrap_or("(no code)").to_owned();
+    let mut create = client.create_multipart_upload().bucket(bucket).key(key);
+    if let Some(kms_key) = kms_key {
+        create = create
+            .server_side_encryption(ServerSideEncryption::AwsKms)
+            .ssekms_key_id(kms_key);
+    }
+    let created = create
+        .send()
+        .await
+        .map_err(|e| format!("CreateMultipartUpload {}", code(&e)))?;
+    let upload_id = created.upload_id().unwrap_or_default().to_owned();
+    let mut parts = Vec::new();
+    for (number, body) in [(1, vec![b'p'; 5 * 1024 * 1024]), (2, b"tail".to_vec())] {
+        let part = client
+            .upload_part()
+            .bucket(bucket)
+            .key(key)
+            .upload_id(&upload_id)
+            .part_number(number)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| format!("UploadPart {}", code(&e)))?;
+        parts.push(
+            CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(part.e_tag().map(str::to_owned))
+                .build(),
+        );
+    }
+    client
+        .complete_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(&upload_id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| format!("CompleteMultipartUpload {}", code(&e)))?;
+    let head = client
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| format!("HeadObject {}", code(&e)))?;
+    Ok((
+        head.server_side_encryption().map(|s| s.as_str().to_owned()),
+        head.ssekms_key_id().map(str::to_owned),
+    ))
+}
