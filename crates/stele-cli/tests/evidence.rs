@@ -1214,6 +1214,11 @@ fn verify_log_rechecks_each_recorded_evidence_object() {
         &["--chain", "evidence", "--evidence", "skip"],
     );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("SKIP evidence: 3 recorded upload(s) NOT checked"),
+        "{text}"
+    );
 
     for (key, _, _) in &keys {
         remove_governance(&rt, &s3, key);

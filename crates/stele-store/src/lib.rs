@@ -606,11 +606,29 @@ pub fn verify_chain(
     keys: Option<&Keyring>,
     progress: &mut dyn FnMut(u64),
 ) -> Result<VerifyReport, StoreError> {
+    verify_chain_observed(store, chain, keys, progress, &mut |_| {})
+}
+
+/// [`verify_chain`], showing each row to `observe` once it is checked, for
+/// callers that want something else from the rows too (the CLI collects
+/// evidence records) without reading the chain a second time.
+///
+/// # Errors
+///
+/// As [`verify_chain`].
+pub fn verify_chain_observed(
+    store: &mut dyn LedgerStore,
+    chain: &ChainId,
+    keys: Option<&Keyring>,
+    progress: &mut dyn FnMut(u64),
+    observe: &mut dyn FnMut(StoredEvent<'_>),
+) -> Result<VerifyReport, StoreError> {
     let head = require_head(store, chain)?;
     let mut verifier = LogVerifier::new(chain.clone(), keys);
     let mut rows = 0u64;
     store.scan_stored(chain, 0, None, &mut |e, nodes| {
         verifier.check(e, Some(nodes));
+        observe(e);
         rows += 1;
         if rows.is_multiple_of(16_384) {
             progress(rows);

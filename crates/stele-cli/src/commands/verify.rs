@@ -42,9 +42,26 @@ pub fn verify_one(
     keys: Option<&Keyring>,
     json: bool,
 ) -> Result<VerifyReport, Failure> {
+    verify_one_observed(store, chain, keys, json, &mut |_| {})
+}
+
+/// [`verify_one`], showing each checked row to `observe`.
+fn verify_one_observed(
+    store: &mut dyn LedgerStore,
+    chain: &ChainId,
+    keys: Option<&Keyring>,
+    json: bool,
+    observe: &mut dyn FnMut(stele_ledger::StoredEvent<'_>),
+) -> Result<VerifyReport, Failure> {
     let total = store.head(chain)?.map_or(0, |h| h.size);
     let bar = output::progress(json, total, &format!("verifying {chain}"));
-    let report = stele_store::verify_chain(store, chain, keys, &mut |n| bar.set_position(n))?;
+    let report = stele_store::verify_chain_observed(
+        store,
+        chain,
+        keys,
+        &mut |n| bar.set_position(n),
+        observe,
+    )?;
     bar.finish_and_clear();
     Ok(report)
 }
@@ -107,22 +124,16 @@ fn log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
         )));
     }
     let mut reports = Vec::new();
+    // Evidence records are collected from the same read that verifies the chain.
+    let mut recorded = evidence::RecordedUploads::default();
     for chain in &chains {
-        reports.push(verify_one(
+        reports.push(verify_one_observed(
             store.as_mut(),
             chain,
             keyring.as_ref(),
             ctx.json,
+            &mut |e| recorded.observe(e),
         )?);
-    }
-    let mut recorded = evidence::RecordedUploads::default();
-    if args.evidence != EvidenceDepth::Skip {
-        for chain in &chains {
-            recorded.extend(evidence::RecordedUploads::from_store(
-                store.as_mut(),
-                chain,
-            )?);
-        }
     }
     let verifier = verifier_key(ctx, args.anchors.verifier_key.as_deref()).ok();
     let evidence = evidence::check(ctx, recorded, args.evidence, verifier)?;

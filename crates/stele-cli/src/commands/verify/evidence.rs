@@ -59,27 +59,6 @@ impl RecordedUploads {
             None => {}
         }
     }
-
-    /// Every upload recorded in `chain`, read from the database.
-    pub fn from_store(
-        store: &mut dyn stele_store::LedgerStore,
-        chain: &stele_ledger::ChainId,
-    ) -> Result<Self, Failure> {
-        let mut found = Self::default();
-        if store.head(chain)?.is_some() {
-            store.scan_stored(chain, 0, None, &mut |e, _| {
-                found.observe(e);
-                Ok(())
-            })?;
-        }
-        Ok(found)
-    }
-
-    /// Adds what another chain records.
-    pub fn extend(&mut self, other: Self) {
-        self.uploads.extend(other.uploads);
-        self.unreadable.extend(other.unreadable);
-    }
 }
 
 /// What the evidence check saw: lines for "what was checked", and findings.
@@ -87,16 +66,20 @@ impl RecordedUploads {
 pub struct EvidenceOutcome {
     pub checked: Vec<String>,
     pub findings: Vec<Finding>,
+    /// `--evidence skip`: the bucket was not looked at.
+    pub skipped: bool,
 }
 
 impl EvidenceOutcome {
     /// The terse summary `stele verify log` prints after the chains'.
     pub fn describe(&self) -> String {
         let mut text = String::new();
-        let status = if self.findings.is_empty() {
-            "OK  "
-        } else {
+        let status = if !self.findings.is_empty() {
             "FAIL"
+        } else if self.skipped {
+            "SKIP"
+        } else {
+            "OK  "
         };
         for line in &self.checked {
             text.push_str(&format!("{status} {line}\n"));
@@ -124,6 +107,7 @@ pub fn check(
     let mut outcome = EvidenceOutcome {
         checked: Vec::new(),
         findings: recorded.unreadable,
+        skipped: depth == EvidenceDepth::Skip,
     };
     let depth = match depth {
         EvidenceDepth::Skip => {
