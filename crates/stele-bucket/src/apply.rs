@@ -32,7 +32,7 @@ use crate::lifecycle::{
 use crate::live::{DefaultEncryption, Observed, PublicAccessBlock, kms_keys_match};
 use crate::policy::PolicyDocument;
 use crate::read::{bucket_exists, read_lifecycle, read_object_lock, read_policy, read_versioning};
-use crate::s3call::{CallError, call, classify};
+use crate::s3call::{CallError, IntoBucketError as _, call, classify};
 use crate::spec::InitSpec;
 use crate::template::{WRITER_ONLY_SID, render_policy};
 

@@ -39,7 +39,7 @@ use md5::Digest as _;
 
 use crate::BucketError;
 use crate::live::{DefaultEncryption, Observed, PublicAccessBlock};
-use crate::s3call::{call, classify};
+use crate::s3call::{IntoBucketError as _, call, classify};
 
 /// Whether an endpoint implements one API.
 #[derive(Clone, Debug, PartialEq, Eq)]

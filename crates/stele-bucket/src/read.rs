@@ -15,7 +15,7 @@ use crate::lifecycle::{Expiration, LifecycleRule, Transition};
 use crate::live::{
     DefaultRetention, LiveConfig, LoggingTarget, ObjectLockState, Observed, VersioningState,
 };
-use crate::s3call::{call, classify};
+use crate::s3call::{IntoBucketError as _, call, classify};
 
 /// Fails unless the bucket exists and these credentials can reach it.
 pub(crate) async fn require_bucket(client: &Client, bucket: &str) -> Result<(), BucketError> {

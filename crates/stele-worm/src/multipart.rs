@@ -360,15 +360,7 @@ impl S3Worm {
                     key: upload.key.to_owned(),
                     what: "the store started a multipart upload without an upload id".into(),
                 }),
-            // As for single PUTs: Ceph RGW answers an unknown SSE-KMS key id
-            // with InvalidAccessKeyId although the credentials are fine.
-            Err(f) if self.kms_key_id.is_some() && f.error.code == "InvalidAccessKeyId" => {
-                Err(WormError::KmsKey {
-                    key_id: self.kms_key_id.clone().unwrap_or_default(),
-                    message: format!("{}: {}", f.error.code, f.error.message),
-                })
-            }
-            Err(f) => Err(self.error("CreateMultipartUpload", upload.key, f)),
+            Err(f) => Err(self.write_error("CreateMultipartUpload", upload.key, f)),
         }
     }
 

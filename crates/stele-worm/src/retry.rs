@@ -41,13 +41,30 @@ impl RetryPolicy {
     }
 }
 
-/// One failed call, classified.
+/// One failed S3 call, classified: shared by every crate that calls S3, so
+/// "worth retrying" means the same everywhere.
 #[derive(Debug, Clone)]
-pub(crate) struct CallError {
+pub struct CallError {
+    /// Worth retrying (unreachable, timeouts, 5xx except 501, throttling).
     pub transient: bool,
+    /// Error code, or a stand-in such as `HTTP 404` or `Connection`.
     pub code: String,
+    /// HTTP status, when the endpoint answered.
     pub status: Option<u16>,
+    /// The endpoint's message.
     pub message: String,
+}
+
+impl CallError {
+    /// Whether the code is one of `codes`.
+    pub fn is(&self, codes: &[&str]) -> bool {
+        codes.contains(&self.code.as_str())
+    }
+
+    /// Whether the endpoint refused on permissions.
+    pub fn is_access_denied(&self) -> bool {
+        self.is(&["AccessDenied", "Forbidden", "AllAccessDisabled"]) || self.status == Some(403)
+    }
 }
 
 const TRANSIENT_CODES: [&str; 8] = [
@@ -61,7 +78,8 @@ const TRANSIENT_CODES: [&str; 8] = [
     "RequestLimitExceeded",
 ];
 
-pub(crate) fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
+/// Classifies a failed SDK call.
+pub fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
     err: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
 ) -> CallError {
     match err {
@@ -71,8 +89,9 @@ pub(crate) fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
             let code = e
                 .code()
                 .map_or_else(|| format!("HTTP {status}"), str::to_owned);
-            let transient =
-                status >= 500 || status == 429 || TRANSIENT_CODES.contains(&code.as_str());
+            // 501 NotImplemented is an answer, not an outage.
+            let transient = code != "NotImplemented"
+                && (status >= 500 || status == 429 || TRANSIENT_CODES.contains(&code.as_str()));
             CallError {
                 transient,
                 code,

@@ -201,6 +201,21 @@ impl S3Worm {
         self.retry
     }
 
+    /// [`error`](Self::error) for a write that asked for SSE-KMS. The same
+    /// credentials have just passed GetObjectLockConfiguration and
+    /// HeadObject, so a credential error here comes from the KMS key: Ceph
+    /// RGW answers an unknown SSE-KMS key id with InvalidAccessKeyId.
+    pub(crate) fn write_error(&self, op: &'static str, target: &str, f: Failed) -> WormError {
+        match &self.kms_key_id {
+            Some(kms) if f.error.code == "InvalidAccessKeyId" => WormError::KmsKey {
+                key_id: kms.clone(),
+                message: format!("{}: {}", f.error.code, f.error.message),
+            },
+            _ => self.error(op, target, f),
+        }
+    }
+
+    /// A failed call as the [`WormError`] that says what to do about it.
     pub(crate) fn error(&self, op: &'static str, target: &str, f: Failed) -> WormError {
         let Failed { error, attempts } = f;
         if error.transient {
@@ -517,16 +532,7 @@ impl S3Worm {
                     .accept_existing(key, bytes, &sha, existing, retention)
                     .await;
             }
-            // The same credentials just passed GetObjectLockConfiguration and
-            // HeadObject, so a credential error here comes from the KMS key:
-            // Ceph RGW answers an unknown SSE-KMS key id with InvalidAccessKeyId.
-            Err(f) if self.kms_key_id.is_some() && f.error.code == "InvalidAccessKeyId" => {
-                return Err(WormError::KmsKey {
-                    key_id: self.kms_key_id.clone().unwrap_or_default(),
-                    message: format!("{}: {}", f.error.code, f.error.message),
-                });
-            }
-            Err(f) => return Err(self.error("PutObject", key, f)),
+            Err(f) => return Err(self.write_error("PutObject", key, f)),
         };
         let facts = self
             .head(key, version_id.as_deref())
