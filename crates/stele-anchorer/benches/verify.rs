@@ -7,8 +7,8 @@
 //! Also measured: reading the rows with nothing checked (the floor the
 //! database sets), stele's own CPU time per event and, for a PostgreSQL
 //! server on this machine, the server's: both share the same cores here, so
-//! their sum bounds the rate. PostgreSQL is read over TCP and, when the
-//! server has one, over its Unix socket.
+//! their sum bounds the rate. PostgreSQL is read over TCP in clear and,
+//! when the server offers them, over TCP with TLS and its Unix socket.
 //!
 //! `cargo bench -p stele-anchorer --bench verify [-- EVENTS [EVENTS_PER_ANCHOR [ROUNDS]]] [sqlite|postgres]`
 //! (defaults 1,000,000, 5,000 and 3 rounds, both backends); each figure is
@@ -271,12 +271,20 @@ fn median_and_range(figures: impl Iterator<Item = f64>) -> Option<(f64, f64, f64
 }
 
 /// The ways the bench reads the database, each with a label: SQLite's
-/// file; PostgreSQL over the URL's TCP and over the server's Unix socket.
+/// file; PostgreSQL over TCP in clear, over TCP with TLS (when the server
+/// offers it) and over the server's Unix socket.
 fn readers(location: &DbLocation) -> Vec<(&'static str, DbLocation)> {
     let DbLocation::Postgres(url) = location else {
         return vec![("", location.clone())];
     };
-    let mut readers = vec![("TCP, ", location.clone())];
+    let with = |param: &str| {
+        let joiner = if url.contains('?') { '&' } else { '?' };
+        DbLocation::Postgres(format!("{url}{joiner}{param}"))
+    };
+    let mut readers = vec![("TCP, ", with("sslmode=disable"))];
+    if stele_store::open(&with("sslmode=require")).is_ok() {
+        readers.push(("TCP with TLS, ", with("sslmode=require")));
+    }
     // The socket goes in the URL's host, percent-encoded: a `host=` query
     // parameter would only add it after the TCP host, which is tried first.
     let tcp_host = "@127.0.0.1:5432/";

@@ -50,7 +50,8 @@ impl From<StoreError> for Failure {
             | StoreError::UnknownChain(_)
             | StoreError::OutOfRange(_)
             | StoreError::IdempotencyConflict { .. }
-            | StoreError::SchemaTooNew { .. } => Self::Input(e.into()),
+            | StoreError::SchemaTooNew { .. }
+            | StoreError::InvalidLocation { .. } => Self::Input(e.into()),
             _ => Self::Operational(e.into()),
         }
     }

@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 mod append;
+mod pg_tls;
 pub mod postgres;
 mod scan;
 pub mod sqlite;
@@ -95,6 +96,16 @@ pub enum StoreError {
     /// PostgreSQL error.
     #[error("PostgreSQL: {0}")]
     Postgres(String),
+    /// The database location is malformed or names settings that cannot
+    /// work (an unknown `sslmode`, an unreadable `sslrootcert`): fix the
+    /// location; nothing was attempted.
+    #[error("invalid database location {location}: {reason}")]
+    InvalidLocation {
+        /// Where (credentials redacted).
+        location: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// Could not open the database.
     #[error("cannot open database {location}: {reason}")]
     Open {
@@ -112,7 +123,8 @@ impl From<::postgres::Error> for StoreError {
 }
 
 /// A PostgreSQL error's message, with its SQLSTATE and detail when the
-/// server sent them (`Display` of a server error is just its message).
+/// server sent them (`Display` of a server error is just its message), or
+/// with its causes (a TLS handshake error says why only in its source).
 pub(crate) fn postgres_message(e: &::postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => {
@@ -122,7 +134,19 @@ pub(crate) fn postgres_message(e: &::postgres::Error) -> String {
             }
             m
         }
-        None => e.to_string(),
+        None => {
+            let mut m = e.to_string();
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                let text = c.to_string();
+                // Some layers repeat their cause's text in their own.
+                if !m.contains(&text) {
+                    m.push_str(&format!(": {text}"));
+                }
+                cause = c.source();
+            }
+            m
+        }
     }
 }
 

@@ -6,17 +6,17 @@
 //! append is on disk whatever the server's default.
 
 use std::collections::HashMap;
-use std::str::FromStr;
 
 use futures_util::StreamExt as _;
 use postgres::binary_copy::BinaryCopyInWriter;
 use postgres::types::{ToSql, Type};
-use postgres::{Client, GenericClient, NoTls, Row, Transaction};
+use postgres::{Client, GenericClient, Row, Transaction};
 use stele_ledger::append::{AppendedEvent, ChainState, Receipt};
 use stele_ledger::event::ValidEvent;
 use stele_ledger::{ChainId, Event, Hash, HmacKey};
 
 use crate::append::{AppendTx, append_locked, concat_nodes, empty_state, stored_hex};
+use crate::pg_tls::{self, PgTarget};
 use crate::scan::{self, BatchSink};
 use crate::{
     AnchorRecord, AnchorStatus, AnchorUpload, ChainHead, LedgerStore, StoreError, StoredRowVisitor,
@@ -82,8 +82,8 @@ const EVENT_COLUMNS: &str = "chain_id, chain_index, ts, event_type, actor, paylo
 pub struct PostgresStore {
     client: Client,
     location: String,
-    /// Where scans connect (see [`ScanConnection`]).
-    scan_config: tokio_postgres::Config,
+    /// Where scans connect (see [`ScanConnection`]), and how.
+    scan_target: PgTarget,
     scan_connection: Option<ScanConnection>,
 }
 
@@ -96,10 +96,13 @@ impl std::fmt::Debug for PostgresStore {
 }
 
 impl PostgresStore {
-    /// Connects and migrates.
+    /// Connects and migrates. The URL's `sslmode` and `sslrootcert` say
+    /// whether and how the connection is secured, as in libpq (`prefer` by
+    /// default; `verify-full` checks the server's certificate and name).
     ///
     /// # Errors
     ///
+    /// [`StoreError::InvalidLocation`] for a malformed URL or TLS settings;
     /// [`StoreError::Open`] (the password is never shown); migration errors.
     pub fn connect(url: &str) -> Result<Self, StoreError> {
         let location = redact_url(url);
@@ -107,20 +110,21 @@ impl PostgresStore {
             location: location.clone(),
             reason,
         };
-        let config = postgres::Config::from_str(url).map_err(|e| open_err(e.to_string()))?;
-        let mut client = config
-            .connect(NoTls)
+        let mut target = pg_tls::target(url).map_err(|reason| StoreError::InvalidLocation {
+            location: location.clone(),
+            reason,
+        })?;
+        target.config.application_name("stele");
+        let mut client = postgres::Config::from(target.config.clone())
+            .connect(target.tls.clone())
             .map_err(|e| open_err(StoreError::from(e).to_string()))?;
         client
-            .batch_execute("SET synchronous_commit = on; SET application_name = 'stele'")
+            .batch_execute("SET synchronous_commit = on")
             .map_err(|e| open_err(StoreError::from(e).to_string()))?;
-        let mut scan_config =
-            tokio_postgres::Config::from_str(url).map_err(|e| open_err(e.to_string()))?;
-        scan_config.application_name("stele");
         let mut store = Self {
             client,
             location,
-            scan_config,
+            scan_target: target,
             scan_connection: None,
         };
         store.migrate()?;
@@ -194,12 +198,12 @@ struct ScanConnection {
 }
 
 impl ScanConnection {
-    fn connect(config: &tokio_postgres::Config) -> Result<Self, StoreError> {
+    fn connect(target: &PgTarget) -> Result<Self, StoreError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| StoreError::Postgres(format!("starting the scan runtime: {e}")))?;
-        let (client, connection) = runtime.block_on(config.connect(NoTls))?;
+        let (client, connection) = runtime.block_on(target.config.connect(target.tls.clone()))?;
         // Runs whenever the runtime is driven, i.e. during a scan; its end
         // (the server closed the connection) shows as errors on `client`.
         runtime.spawn(connection);
@@ -620,7 +624,7 @@ impl LedgerStore for PostgresStore {
         let to = to.map_or(Ok(i64::MAX), |t| to_i64(t, "seq"))?;
         let connection = match self.scan_connection.take() {
             Some(connection) if connection.is_alive() => connection,
-            _ => ScanConnection::connect(&self.scan_config)?,
+            _ => ScanConnection::connect(&self.scan_target)?,
         };
         let scanned = scan::pipelined(|sink| read_rows(&connection, chain, from, to, sink), visit);
         // A scan that stopped early leaves the rest of its COPY on the

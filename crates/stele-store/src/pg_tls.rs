@@ -1,0 +1,354 @@
+//! How a PostgreSQL connection is secured: libpq's `sslmode` and
+//! `sslrootcert` URL parameters, carried out with rustls.
+//!
+//! | `sslmode`              | TLS                       | server certificate checked          |
+//! |------------------------|---------------------------|-------------------------------------|
+//! | `disable`              | never                     | –                                   |
+//! | `allow`, `prefer` (default) | if the server offers it | no (with `sslrootcert`: chain) |
+//! | `require`              | always                    | no (with `sslrootcert`: chain)      |
+//! | `verify-ca`            | always                    | chain to `sslrootcert`              |
+//! | `verify-full`          | always                    | chain to `sslrootcert`, and host name |
+//!
+//! As in libpq, `require` with a root certificate verifies the chain, and
+//! the verifying modes read `~/.postgresql/root.crt` when the URL names no
+//! `sslrootcert`; `sslrootcert=system` uses the system's trusted roots.
+//! `allow` is treated as `prefer`: it never connects in clear when TLS is on offer.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
+use tokio_postgres::config::SslMode;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// Where to connect and how to secure the connection.
+pub(crate) struct PgTarget {
+    pub(crate) config: tokio_postgres::Config,
+    pub(crate) tls: MakeRustlsConnect,
+}
+
+/// The `sslmode` values, as libpq names them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Disable,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl FromStr for Mode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "disable" => Self::Disable,
+            "allow" | "prefer" => Self::Prefer,
+            "require" => Self::Require,
+            "verify-ca" => Self::VerifyCa,
+            "verify-full" => Self::VerifyFull,
+            other => {
+                return Err(format!(
+                    "sslmode={other} is not one of disable, allow, prefer, require, verify-ca, verify-full"
+                ));
+            }
+        })
+    }
+}
+
+/// Which certificates the server's is checked against.
+enum Roots {
+    /// Not checked: the connection is encrypted but the server unauthenticated.
+    None,
+    File(PathBuf),
+    System,
+}
+
+/// Reads the connection settings from a `postgres://` URL, taking out the
+/// TLS parameters tokio-postgres does not know (`sslmode=verify-*`,
+/// `sslrootcert`).
+///
+/// # Errors
+///
+/// A message naming the bad parameter, or the root certificates that could not be read.
+pub(crate) fn target(url: &str) -> Result<PgTarget, String> {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut mode = Mode::Prefer;
+    let mut root_cert = None;
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_encoding::percent_decode_str(value)
+            .decode_utf8()
+            .map_err(|_| format!("the URL parameter {key} is not UTF-8"))?;
+        match key {
+            "sslmode" => mode = value.parse()?,
+            "sslrootcert" => root_cert = Some(value.into_owned()),
+            "sslcert" | "sslkey" | "sslpassword" => {
+                return Err(format!(
+                    "{key}: client certificates are not supported; authenticate with a password"
+                ));
+            }
+            _ => kept.push(pair),
+        }
+    }
+    let url = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    let mut config = tokio_postgres::Config::from_str(&url).map_err(|e| e.to_string())?;
+    config.ssl_mode(match mode {
+        Mode::Disable => SslMode::Disable,
+        Mode::Prefer => SslMode::Prefer,
+        Mode::Require | Mode::VerifyCa | Mode::VerifyFull => SslMode::Require,
+    });
+    let roots = match (mode, root_cert) {
+        (Mode::Disable, _) => Roots::None,
+        (_, Some(system)) if system == "system" => Roots::System,
+        (_, Some(path)) => Roots::File(PathBuf::from(path)),
+        (Mode::Prefer | Mode::Require, None) => Roots::None,
+        (Mode::VerifyCa | Mode::VerifyFull, None) => match default_root_cert() {
+            Some(path) => Roots::File(path),
+            None => {
+                return Err(format!(
+                    "sslmode={} needs the server's CA certificate: add sslrootcert=PATH to the URL \
+                     (or sslrootcert=system for the system's trusted roots)",
+                    if mode == Mode::VerifyCa {
+                        "verify-ca"
+                    } else {
+                        "verify-full"
+                    }
+                ));
+            }
+        },
+    };
+    let tls = connector(&roots, mode == Mode::VerifyFull)?;
+    Ok(PgTarget { config, tls })
+}
+
+/// libpq's default root certificate file, if there is one.
+fn default_root_cert() -> Option<PathBuf> {
+    let path = Path::new(&std::env::var_os("HOME")?).join(".postgresql/root.crt");
+    path.exists().then_some(path)
+}
+
+fn connector(roots: &Roots, check_host_name: bool) -> Result<MakeRustlsConnect, String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier: Arc<dyn ServerCertVerifier> = match roots {
+        Roots::None => Arc::new(EncryptOnly(provider.signature_verification_algorithms)),
+        Roots::File(path) => chain_verifier(load_roots(path)?, &provider, check_host_name)?,
+        Roots::System => chain_verifier(system_roots()?, &provider, check_host_name)?,
+    };
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS set-up: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
+}
+
+fn chain_verifier(
+    roots: RootCertStore,
+    provider: &Arc<CryptoProvider>,
+    check_host_name: bool,
+) -> Result<Arc<dyn ServerCertVerifier>, String> {
+    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(provider))
+        .build()
+        .map_err(|e| format!("TLS set-up: {e}"))?;
+    Ok(if check_host_name {
+        webpki
+    } else {
+        Arc::new(ChainOnly(webpki))
+    })
+}
+
+fn load_roots(path: &Path) -> Result<RootCertStore, String> {
+    let shown = path.display();
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("sslrootcert {shown}: {e}"))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("sslrootcert {shown}: {e}"))?;
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(format!(
+            "sslrootcert {shown} holds no usable PEM certificate"
+        ));
+    }
+    Ok(roots)
+}
+
+fn system_roots() -> Result<RootCertStore, String> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = RootCertStore::empty();
+    roots.add_parsable_certificates(found.certs);
+    if roots.is_empty() {
+        return Err("sslrootcert=system: the system has no trusted root certificates".into());
+    }
+    Ok(roots)
+}
+
+/// `verify-ca`: the server's certificate must chain to a trusted root, for
+/// any host name.
+#[derive(Debug)]
+struct ChainOnly(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        // The name is checked after the chain, so a name error means the chain is good.
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// `prefer`/`require` without a root certificate, as in libpq: encrypted,
+/// with the handshake signed by the certificate's key, but the certificate
+/// itself not checked.
+#[derive(Debug)]
+struct EncryptOnly(WebPkiSupportedAlgorithms);
+
+impl ServerCertVerifier for EncryptOnly {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_parameters_are_taken_out_of_the_url() {
+        let t = target("postgres://u@db.example/ledger?sslmode=require&connect_timeout=5").unwrap();
+        assert_eq!(t.config.get_ssl_mode(), SslMode::Require);
+        assert_eq!(
+            t.config.get_connect_timeout(),
+            Some(&std::time::Duration::from_secs(5))
+        );
+        assert_eq!(t.config.get_dbname(), Some("ledger"));
+
+        let t = target("postgres://u@db.example/ledger").unwrap();
+        assert_eq!(t.config.get_ssl_mode(), SslMode::Prefer);
+        let t = target("postgres://u@db.example/ledger?sslmode=disable").unwrap();
+        assert_eq!(t.config.get_ssl_mode(), SslMode::Disable);
+    }
+
+    #[test]
+    fn bad_tls_parameters_are_named() {
+        let err = target("postgres://u@h/db?sslmode=sometimes").err().unwrap();
+        assert!(err.contains("sslmode=sometimes is not one of"), "{err}");
+
+        let err = target("postgres://u@h/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem")
+            .err()
+            .unwrap();
+        assert!(err.contains("sslrootcert /nonexistent/ca.pem"), "{err}");
+
+        let err = target("postgres://u@h/db?sslcert=/tmp/c.pem")
+            .err()
+            .unwrap();
+        assert!(
+            err.contains("client certificates are not supported"),
+            "{err}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let err = target(&format!(
+            "postgres://u@h/db?sslmode=verify-ca&sslrootcert={}",
+            empty.display()
+        ))
+        .err()
+        .unwrap();
+        assert!(err.contains("holds no usable PEM certificate"), "{err}");
+    }
+
+    #[test]
+    fn verifying_modes_need_a_root_certificate() {
+        // Without HOME, libpq's default root.crt cannot be found.
+        if default_root_cert().is_some() {
+            return;
+        }
+        for mode in ["verify-ca", "verify-full"] {
+            let err = target(&format!("postgres://u@h/db?sslmode={mode}"))
+                .err()
+                .unwrap();
+            assert!(err.contains("add sslrootcert=PATH"), "{err}");
+        }
+    }
+}

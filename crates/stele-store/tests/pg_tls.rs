@@ -1,0 +1,156 @@
+//! TLS to the real PostgreSQL (scripts/test.sh provides it, with `ssl = on`
+//! and its own certificate, as Debian's server is set up): each `sslmode`
+//! does what libpq's does, checked on the server's side in `pg_stat_ssl`.
+
+mod common;
+
+use common::{Db, event, keyring};
+use stele_ledger::ChainId;
+use stele_store::{DbLocation, StoreError, verify_chain};
+
+/// The test database's URL with `params` appended.
+fn url_with(db: &Db, params: &str) -> String {
+    let DbLocation::Postgres(url) = &db.location else {
+        unreachable!("a PostgreSQL fixture")
+    };
+    let joiner = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{joiner}{params}")
+}
+
+/// Whether each of stele's open connections to the test database is
+/// encrypted, as the server sees it.
+fn stele_sessions_encrypted(db: &Db) -> Vec<bool> {
+    let flags = db
+        .query_text(
+            "SELECT coalesce(string_agg(s.ssl::text, ',' ORDER BY a.pid), '') FROM pg_stat_ssl s \
+             JOIN pg_stat_activity a USING (pid) \
+             WHERE a.datname = current_database() AND a.application_name = 'stele'",
+        )
+        .unwrap_or_default();
+    flags
+        .split(',')
+        .filter(|f| !f.is_empty())
+        .map(|f| f == "true")
+        .collect()
+}
+
+/// Closes the store and waits until the server has ended its sessions.
+fn close(db: &Db, store: Box<dyn stele_store::LedgerStore>) {
+    drop(store);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !stele_sessions_encrypted(db).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stele's sessions did not end"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The server's certificate file, asserting the server offers TLS at all.
+fn server_certificate(db: &Db) -> String {
+    assert_eq!(
+        db.query_text("SHOW ssl").as_deref(),
+        Some("on"),
+        "the test PostgreSQL must have ssl = on (Debian's package sets it up with its snakeoil certificate)"
+    );
+    db.query_text("SHOW ssl_cert_file").unwrap()
+}
+
+/// Appends to a new chain, then verifies it (which opens the scan
+/// connection): both of the store's connections are up when this returns.
+fn append_and_verify(url: &str) -> Result<Box<dyn stele_store::LedgerStore>, StoreError> {
+    static CHAINS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let mut store = stele_store::open(&DbLocation::Postgres(url.to_owned()))?;
+    let keys = keyring();
+    let n = CHAINS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let chain = ChainId::new(&format!("tls-{n}")).unwrap();
+    store.append(&chain, (0..20).map(event).collect(), keys.active())?;
+    let report = verify_chain(store.as_mut(), &chain, Some(&keys), &mut |_| {})?;
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    assert_eq!(report.events_checked, 20);
+    Ok(store)
+}
+
+#[test]
+fn require_encrypts_every_connection_and_disable_none() {
+    let db = Db::postgres();
+    server_certificate(&db);
+
+    let store = append_and_verify(&url_with(&db, "sslmode=require")).unwrap();
+    assert_eq!(
+        stele_sessions_encrypted(&db),
+        [true, true],
+        "writer and scan connections"
+    );
+    close(&db, store);
+
+    // prefer, the default, takes TLS when the server offers it.
+    let store = append_and_verify(&url_with(&db, "sslmode=prefer")).unwrap();
+    assert_eq!(stele_sessions_encrypted(&db), [true, true]);
+    close(&db, store);
+
+    let store = append_and_verify(&url_with(&db, "sslmode=disable")).unwrap();
+    assert_eq!(stele_sessions_encrypted(&db), [false, false]);
+    close(&db, store);
+
+    // A mode libpq does not know is refused before anything is attempted.
+    let err = append_and_verify(&url_with(&db, "sslmode=always"))
+        .err()
+        .unwrap();
+    assert!(matches!(err, StoreError::InvalidLocation { .. }), "{err}");
+    assert!(stele_sessions_encrypted(&db).is_empty());
+}
+
+#[test]
+fn verify_full_checks_the_certificate_chain_and_the_host_name() {
+    let db = Db::postgres();
+    let cert = server_certificate(&db);
+    let DbLocation::Postgres(url) = &db.location else {
+        unreachable!()
+    };
+    // Debian's snakeoil certificate names `localhost`, not the address.
+    let by_name = url.replace("@127.0.0.1:", "@localhost:");
+    assert_ne!(
+        &by_name, url,
+        "the test PostgreSQL URL is expected to use 127.0.0.1"
+    );
+    let joiner = if by_name.contains('?') { '&' } else { '?' };
+
+    let store = append_and_verify(&format!(
+        "{by_name}{joiner}sslmode=verify-full&sslrootcert={cert}"
+    ))
+    .unwrap_or_else(|e| panic!("verify-full to localhost with the server's own certificate: {e}"));
+    assert_eq!(stele_sessions_encrypted(&db), [true, true]);
+    close(&db, store);
+
+    // The certificate does not name the address: refused, with the reason.
+    let err = append_and_verify(&url_with(
+        &db,
+        &format!("sslmode=verify-full&sslrootcert={cert}"),
+    ))
+    .err()
+    .expect("a host name the certificate does not hold is refused");
+    assert!(matches!(err, StoreError::Open { .. }), "{err}");
+    assert!(err.to_string().contains("not valid for name"), "{err}");
+
+    // verify-ca checks the chain only, so the address is accepted.
+    let store = append_and_verify(&url_with(
+        &db,
+        &format!("sslmode=verify-ca&sslrootcert={cert}"),
+    ))
+    .unwrap();
+    close(&db, store);
+
+    // A certificate from a CA the client does not trust is refused, by chain.
+    let unrelated_ca = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/unrelated-ca.pem"
+    );
+    let err = append_and_verify(&format!(
+        "{by_name}{joiner}sslmode=verify-full&sslrootcert={unrelated_ca}"
+    ))
+    .err()
+    .expect("a certificate that does not chain to the given root is refused");
+    assert!(err.to_string().contains("UnknownIssuer"), "{err}");
+}
