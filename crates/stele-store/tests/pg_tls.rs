@@ -57,6 +57,25 @@ fn server_certificate(db: &Db) -> String {
     db.query_text("SHOW ssl_cert_file").unwrap()
 }
 
+/// A name of this machine that the certificate at `path` is valid for.
+fn name_in_certificate(path: &str) -> String {
+    use rustls_pki_types::pem::PemObject as _;
+    let der = rustls_pki_types::CertificateDer::from_pem_file(path).unwrap();
+    let cert = webpki::EndEntityCert::try_from(&der).unwrap();
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+    ["localhost", host.trim()]
+        .into_iter()
+        .filter(|n| !n.is_empty())
+        .find(|n| {
+            let name = rustls_pki_types::ServerName::try_from(*n).unwrap();
+            cert.verify_is_valid_for_subject_name(&name).is_ok()
+        })
+        .unwrap_or_else(|| {
+            panic!("the server certificate {path} names neither localhost nor this host")
+        })
+        .to_owned()
+}
+
 /// Appends to a new chain, then verifies it (which opens the scan
 /// connection): both of the store's connections are up when this returns.
 fn append_and_verify(url: &str) -> Result<Box<dyn stele_store::LedgerStore>, StoreError> {
@@ -109,8 +128,10 @@ fn verify_full_checks_the_certificate_chain_and_the_host_name() {
     let DbLocation::Postgres(url) = &db.location else {
         unreachable!()
     };
-    // Debian's snakeoil certificate names `localhost`, not the address.
-    let by_name = url.replace("@127.0.0.1:", "@localhost:");
+    // Debian's snakeoil certificate names the machine (`localhost` or its
+    // host name), not the address.
+    let name = name_in_certificate(&cert);
+    let by_name = url.replace("@127.0.0.1:", &format!("@{name}:"));
     assert_ne!(
         &by_name, url,
         "the test PostgreSQL URL is expected to use 127.0.0.1"
