@@ -131,29 +131,65 @@ impl PostgresStore {
         Ok(store)
     }
 
+    /// The highest schema version applied, read without writing; `None`
+    /// if the database has no stele schema yet.
+    fn applied_version(&mut self) -> Result<Option<i64>, StoreError> {
+        let exists: bool = self
+            .client
+            .query_one("SELECT to_regclass('stele_schema') IS NOT NULL", &[])?
+            .get(0);
+        if !exists {
+            return Ok(None);
+        }
+        let version: i64 = self
+            .client
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM stele_schema", &[])?
+            .get(0);
+        Ok(Some(version))
+    }
+
     /// Highest schema version applied.
     ///
     /// # Errors
     ///
     /// Database errors.
     pub fn schema_version(&mut self) -> Result<i64, StoreError> {
-        Ok(self
-            .client
-            .query_one("SELECT COALESCE(MAX(version), 0) FROM stele_schema", &[])?
-            .get(0))
+        Ok(self.applied_version()?.unwrap_or(0))
     }
 
     fn migrate(&mut self) -> Result<(), StoreError> {
+        // A schema that is already current needs no write, so a read-only
+        // role (an auditor's) can open the ledger.
+        let supported = MIGRATIONS.last().map_or(0, |m| m.0);
+        match self.applied_version()? {
+            Some(current) if current == supported => return Ok(()),
+            Some(current) if current > supported => {
+                return Err(StoreError::SchemaTooNew {
+                    found: current,
+                    supported,
+                });
+            }
+            _ => {}
+        }
         let mut tx = self.client.transaction()?;
         // Serializes concurrent first starts; released at commit.
         tx.execute("SELECT pg_advisory_xact_lock(7374656865)", &[])?;
         tx.batch_execute(
             "CREATE TABLE IF NOT EXISTS stele_schema (version bigint PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
-        )?;
+        )
+        .map_err(|e| {
+            let denied = e.code() == Some(&postgres::error::SqlState::INSUFFICIENT_PRIVILEGE);
+            match StoreError::from(e) {
+                StoreError::Postgres(m) if denied => StoreError::Postgres(format!(
+                    "{m}; the ledger's tables are missing or out of date and this role may not \
+                     create them: open the ledger once with the role that writes it"
+                )),
+                other => other,
+            }
+        })?;
         let current: i64 = tx
             .query_one("SELECT COALESCE(MAX(version), 0) FROM stele_schema", &[])?
             .get(0);
-        let supported = MIGRATIONS.last().map_or(0, |m| m.0);
         if current > supported {
             return Err(StoreError::SchemaTooNew {
                 found: current,

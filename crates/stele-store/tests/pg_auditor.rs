@@ -1,0 +1,98 @@
+//! An auditor's PostgreSQL role can only read: stele must open, read and
+//! verify the ledger with it, and writing must fail without changing anything.
+
+mod common;
+
+use common::{Db, event, keyring};
+use stele_ledger::ChainId;
+use stele_store::{DbLocation, StoreError, verify_chain};
+
+/// A login role granted SELECT on the ledger's tables and nothing else;
+/// dropped with the guard.
+struct ReadOnlyRole<'a> {
+    db: &'a Db,
+    name: String,
+}
+
+impl<'a> ReadOnlyRole<'a> {
+    fn create(db: &'a Db) -> Self {
+        static ROLES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = ROLES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let name = format!("stele_auditor_{}_{n}", std::process::id());
+        db.exec(&format!(
+            "DROP ROLE IF EXISTS {name}; CREATE ROLE {name} LOGIN; \
+             GRANT SELECT ON ALL TABLES IN SCHEMA public TO {name};"
+        ));
+        Self { db, name }
+    }
+
+    /// The test database's URL, logging in as this role.
+    fn url(&self) -> String {
+        let DbLocation::Postgres(url) = &self.db.location else {
+            unreachable!("a PostgreSQL fixture")
+        };
+        url.replacen("postgres@", &format!("{}@", self.name), 1)
+    }
+}
+
+impl Drop for ReadOnlyRole<'_> {
+    fn drop(&mut self) {
+        let name = &self.name;
+        self.db.exec(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{name}'; \
+             DROP OWNED BY {name}; DROP ROLE {name};"
+        ));
+    }
+}
+
+#[test]
+fn a_read_only_role_opens_reads_and_verifies_but_cannot_write() {
+    let db = Db::postgres();
+    let keys = keyring();
+    let chain = ChainId::new("audited").unwrap();
+    let mut writer = db.open();
+    writer
+        .append(&chain, (0..30).map(event).collect(), keys.active())
+        .unwrap();
+    drop(writer);
+
+    let role = ReadOnlyRole::create(&db);
+    assert!(
+        role.url().contains("stele_auditor_"),
+        "the fixture URL logs in as postgres: {}",
+        role.url()
+    );
+    let mut auditor = stele_store::open(&DbLocation::Postgres(role.url()))
+        .unwrap_or_else(|e| panic!("a read-only role must be able to open the ledger: {e}"));
+    assert_eq!(auditor.chains().unwrap().len(), 1);
+    let report = verify_chain(auditor.as_mut(), &chain, Some(&keys), &mut |_| {}).unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    assert_eq!(report.events_checked, 30);
+
+    let err = auditor
+        .append(&chain, vec![event(30)], keys.active())
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Postgres(_)), "{err}");
+    assert!(err.to_string().contains("permission denied"), "{err}");
+    assert_eq!(
+        db.query_text("SELECT count(*)::text FROM audit_events")
+            .as_deref(),
+        Some("30")
+    );
+}
+
+#[test]
+fn a_read_only_role_cannot_create_the_schema_and_says_so() {
+    let db = Db::postgres();
+    let role = ReadOnlyRole::create(&db);
+    let err = stele_store::open(&DbLocation::Postgres(role.url()))
+        .err()
+        .expect("a role that cannot create tables cannot set the ledger up");
+    assert!(err.to_string().contains("permission denied"), "{err}");
+    assert_eq!(
+        db.query_text("SELECT coalesce(to_regclass('stele_schema')::text, 'none')")
+            .as_deref(),
+        Some("none"),
+        "nothing was created"
+    );
+}
