@@ -32,6 +32,7 @@ on_every_backend!(
     key_rotation_keeps_the_log_verifiable,
     concurrent_processes_append_one_gap_free_chain,
     kill_9_never_loses_an_acknowledged_event,
+    an_auditor_verifies_with_db_alone,
 );
 
 fn bad_input_is_refused_and_writes_nothing(l: Ledger) {
@@ -453,6 +454,43 @@ fn init_keeps_keys_private_and_refuses_to_reinitialize() {
         .unwrap();
     assert_eq!(code(&out), 2);
     assert!(stderr(&out).contains("not initialized"), "{}", stderr(&out));
+    assert!(
+        !l.dir.path().join("elsewhere").exists(),
+        "nothing was created"
+    );
+}
+
+/// An auditor verifies a ledger named with `--db` (an existing file, a
+/// PostgreSQL server) from a directory that was never initialized: public
+/// data only, nothing written there.
+fn an_auditor_verifies_with_db_alone(l: Ledger) {
+    l.run_stdin(
+        &["append", "--chain", "prod", "--jsonl", "-"],
+        &jsonl(0..12, "a"),
+    );
+    let auditor = l.dir.path().join("auditor");
+    let out = Command::new(env!("CARGO_BIN_EXE_stele"))
+        .env_remove("STELE_DB")
+        .env_remove("STELE_DATA_DIR")
+        .arg("--data-dir")
+        .arg(&auditor)
+        .args([
+            "--db",
+            &l.db_arg(),
+            "--json",
+            "verify",
+            "log",
+            "--chain",
+            "prod",
+            "--no-hmac",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["chains"][0]["events_checked"], 12, "{report}");
+    assert!(!auditor.exists(), "the auditor's directory stays untouched");
 }
 
 #[test]

@@ -13,14 +13,18 @@ pub mod verify;
 
 use anyhow::Context as _;
 use stele_ledger::ChainId;
-use stele_store::LedgerStore;
+use stele_store::{DbLocation, LedgerStore};
 
 use crate::config::Context;
 use crate::error::Failure;
 
-/// Opens the configured database; refuses to create one in an uninitialized directory.
+/// Opens the configured database. An uninitialized directory is refused
+/// when opening would create a new SQLite ledger there (a mistyped
+/// `--data-dir`); an existing ledger file or a PostgreSQL server named with
+/// `--db` is opened as it is, so an auditor needs no `stele init` to read one.
 pub fn open_store(ctx: &Context) -> Result<Box<dyn LedgerStore>, Failure> {
-    if !ctx.config_path().exists() {
+    let creates_ledger = matches!(&ctx.db, DbLocation::Sqlite(path) if !path.exists());
+    if creates_ledger && !ctx.config_path().exists() {
         return Err(Failure::Input(anyhow::anyhow!(
             "{} is not initialized: run `stele init` (or pass --data-dir)",
             ctx.data_dir.display()
