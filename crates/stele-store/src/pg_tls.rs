@@ -143,10 +143,17 @@ fn default_root_cert() -> Option<PathBuf> {
 
 fn connector(roots: &Roots, check_host_name: bool) -> Result<MakeRustlsConnect, String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier: Arc<dyn ServerCertVerifier> = match roots {
-        Roots::None => Arc::new(EncryptOnly(provider.signature_verification_algorithms)),
-        Roots::File(path) => chain_verifier(load_roots(path)?, &provider, check_host_name)?,
-        Roots::System => chain_verifier(system_roots()?, &provider, check_host_name)?,
+    let chain = match roots {
+        Roots::None => None,
+        Roots::File(path) => Some(chain_verifier(load_roots(path)?, &provider)?),
+        Roots::System => Some(chain_verifier(system_roots()?, &provider)?),
+    };
+    let verifier: Arc<dyn ServerCertVerifier> = match chain {
+        Some(full) if check_host_name => full,
+        chain => Arc::new(WithoutHostName {
+            chain,
+            algorithms: provider.signature_verification_algorithms,
+        }),
     };
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -160,16 +167,10 @@ fn connector(roots: &Roots, check_host_name: bool) -> Result<MakeRustlsConnect, 
 fn chain_verifier(
     roots: RootCertStore,
     provider: &Arc<CryptoProvider>,
-    check_host_name: bool,
-) -> Result<Arc<dyn ServerCertVerifier>, String> {
-    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(provider))
+) -> Result<Arc<WebPkiServerVerifier>, String> {
+    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(provider))
         .build()
-        .map_err(|e| format!("TLS set-up: {e}"))?;
-    Ok(if check_host_name {
-        webpki
-    } else {
-        Arc::new(ChainOnly(webpki))
-    })
+        .map_err(|e| format!("TLS set-up: {e}"))
 }
 
 fn load_roots(path: &Path) -> Result<RootCertStore, String> {
@@ -198,12 +199,18 @@ fn system_roots() -> Result<RootCertStore, String> {
     Ok(roots)
 }
 
-/// `verify-ca`: the server's certificate must chain to a trusted root, for
-/// any host name.
+/// The check for the modes that ignore the host name: `verify-ca` (and
+/// `require`/`prefer` with a root certificate) checks the chain only; without
+/// a root, as in libpq, the certificate is not checked at all and the
+/// connection is encrypted but the server unauthenticated. Either way the
+/// handshake must be signed by the certificate's key.
 #[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
+struct WithoutHostName {
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for WithoutHostName {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -212,11 +219,11 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
         // The name is checked after the chain, so a name error means the chain is good.
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -230,7 +237,7 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
 
     fn verify_tls13_signature(
@@ -239,52 +246,11 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
-    }
-}
-
-/// `prefer`/`require` without a root certificate, as in libpq: encrypted,
-/// with the handshake signed by the certificate's key, but the certificate
-/// itself not checked.
-#[derive(Debug)]
-struct EncryptOnly(WebPkiSupportedAlgorithms);
-
-impl ServerCertVerifier for EncryptOnly {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
+        self.algorithms.supported_schemes()
     }
 }
 
