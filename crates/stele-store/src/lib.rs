@@ -209,9 +209,16 @@ pub fn redact_url(url: &str) -> String {
             }
         }
     }
-    if let Some(i) = out.find("password=") {
-        let end = out[i..].find('&').map_or(out.len(), |j| i + j);
-        out.replace_range(i + "password=".len()..end, "***");
+    // Every query parameter naming a password (`password`, `sslpassword`).
+    if let Some((base, query)) = out.split_once('?') {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if key.ends_with("password") => format!("{key}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out = format!("{base}?{}", params.join("&"));
     }
     out
 }
@@ -752,6 +759,10 @@ mod tests {
             "postgres://u@h/db?password=***&x=1"
         );
         assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
+        assert_eq!(
+            redact_url("postgres://u@h/db?sslpassword=a&sslmode=require&password=s3cret"),
+            "postgres://u@h/db?sslpassword=***&sslmode=require&password=***"
+        );
         let loc = DbLocation::parse("postgresql://a:b@c/d");
         assert_eq!(loc.to_string(), "postgresql://a:***@c/d");
         assert!(!format!("{loc:?}").contains(":b@"));
