@@ -26,7 +26,8 @@ pub struct GlobalArgs {
         default_value = "stele-data"
     )]
     pub data_dir: PathBuf,
-    /// Database: a SQLite path (`sqlite://PATH` or plain) or `postgres://user@host/db`.
+    /// Database: a SQLite path (`sqlite://PATH` or plain) or `postgres://user@host/db`
+    /// (TLS as in libpq: `?sslmode=verify-full&sslrootcert=ca.pem`).
     /// Defaults to the config file's `db`, else `<data-dir>/ledger.db`.
     #[arg(long, global = true, env = "STELE_DB", hide_env_values = true)]
     pub db: Option<String>,
