@@ -486,6 +486,47 @@ pub fn open(location: &DbLocation) -> Result<Box<dyn LedgerStore>, StoreError> {
     })
 }
 
+/// Opens an existing ledger for reading only, as verification and the other
+/// read commands do: nothing is created or migrated, and any write is
+/// refused by the database itself (SQLite opened read-only; a PostgreSQL
+/// session with `default_transaction_read_only`). Works on a ledger file an
+/// auditor may not write and with a role that may only `SELECT`.
+///
+/// # Errors
+///
+/// [`StoreError::Open`] if there is no ledger there or its schema is older
+/// than this stele reads; [`StoreError::SchemaTooNew`];
+/// [`StoreError::InvalidLocation`].
+pub fn open_read_only(location: &DbLocation) -> Result<Box<dyn LedgerStore>, StoreError> {
+    Ok(match location {
+        DbLocation::Sqlite(path) => Box::new(sqlite::SqliteStore::open_read_only(path)?),
+        DbLocation::Postgres(url) => Box::new(postgres::PostgresStore::connect_read_only(url)?),
+    })
+}
+
+/// For a read-only open: the schema must be exactly the one this build reads,
+/// since a read-only session cannot migrate it.
+pub(crate) fn check_schema_read_only(
+    location: &str,
+    found: Option<i64>,
+    supported: i64,
+) -> Result<(), StoreError> {
+    match found {
+        Some(found) if found == supported => Ok(()),
+        Some(found) if found > supported => Err(StoreError::SchemaTooNew { found, supported }),
+        found => Err(StoreError::Open {
+            location: location.to_owned(),
+            reason: match found {
+                None => "it holds no stele ledger".into(),
+                Some(found) => format!(
+                    "its schema (version {found}) is older than this stele reads ({supported}); \
+                     open it once with write access (any writing command migrates it)"
+                ),
+            },
+        }),
+    }
+}
+
 /// Adapts a store to `tlog_tiles`'s [`HashReader`], keeping the real error.
 struct StoreHashReader<'a> {
     store: RefCell<&'a mut dyn LedgerStore>,

@@ -105,6 +105,31 @@ impl PostgresStore {
     /// [`StoreError::InvalidLocation`] for a malformed URL or TLS settings;
     /// [`StoreError::Open`] (the password is never shown); migration errors.
     pub fn connect(url: &str) -> Result<Self, StoreError> {
+        let mut store = Self::connect_session(url)?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Connects for reading only (see [`open_read_only`](crate::open_read_only)):
+    /// the session refuses writes, and the schema must already be current.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect), and [`StoreError::Open`] for a
+    /// database without a current stele schema.
+    pub fn connect_read_only(url: &str) -> Result<Self, StoreError> {
+        let mut store = Self::connect_session(url)?;
+        store
+            .client
+            .batch_execute("SET default_transaction_read_only = on")?;
+        let supported = MIGRATIONS.last().map_or(0, |m| m.0);
+        let found = store.applied_version()?;
+        crate::check_schema_read_only(&store.location, found, supported)?;
+        Ok(store)
+    }
+
+    /// Opens the writer's session and prepares the scan connection's target.
+    fn connect_session(url: &str) -> Result<Self, StoreError> {
         let location = redact_url(url);
         let open_err = |reason: String| StoreError::Open {
             location: location.clone(),
@@ -121,14 +146,12 @@ impl PostgresStore {
         client
             .batch_execute("SET synchronous_commit = on")
             .map_err(|e| open_err(StoreError::from(e).to_string()))?;
-        let mut store = Self {
+        Ok(Self {
             client,
             location,
             scan_target: target,
             scan_connection: None,
-        };
-        store.migrate()?;
-        Ok(store)
+        })
     }
 
     /// The highest schema version applied, read without writing; `None`

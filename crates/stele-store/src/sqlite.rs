@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
+};
 use stele_ledger::append::{AppendedEvent, ChainState, Receipt};
 use stele_ledger::event::ValidEvent;
 use stele_ledger::{ChainId, Event, Hash, HmacKey};
@@ -144,6 +146,62 @@ impl SqliteStore {
             [],
             |r| r.get(0),
         )?)
+    }
+
+    /// Opens an existing ledger file for reading only (see
+    /// [`open_read_only`](crate::open_read_only)). SQLite reads a
+    /// write-ahead log beside the file even where it may not write its
+    /// shared-memory index, so a copy taken with its `-wal` reads complete.
+    /// Where it cannot even create the log (a read-only copy alone in a
+    /// read-only directory), the file is read as immutable: with no log
+    /// beside it, the file is all there is.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Open`]: no file, not a current stele ledger, or a log
+    /// that holds changes but cannot be read; [`StoreError::SchemaTooNew`].
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        let shown = path.display().to_string();
+        let open_err = |reason: String| StoreError::Open {
+            location: shown.clone(),
+            reason,
+        };
+        if !path.is_file() {
+            return Err(open_err("no ledger file here".into()));
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let open = |immutable: bool| -> Result<(Connection, Option<i64>), rusqlite::Error> {
+            let conn = if immutable {
+                let uri = format!("file:{}?immutable=1", uri_path(path));
+                Connection::open_with_flags(uri, flags)?
+            } else {
+                Connection::open_with_flags(path, flags)?
+            };
+            conn.busy_timeout(Duration::from_secs(60))?;
+            let version = schema_version_of(&conn)?;
+            Ok((conn, version))
+        };
+        let (conn, version) = match open(false) {
+            Ok(opened) => opened,
+            Err(e) => {
+                let wal = PathBuf::from(format!("{}-wal", path.display()));
+                if std::fs::metadata(&wal).is_ok_and(|m| m.is_file() && m.len() > 0) {
+                    return Err(open_err(format!(
+                        "{e}; its write-ahead log {} holds changes that could not be read",
+                        wal.display()
+                    )));
+                }
+                open(true).map_err(|e| open_err(e.to_string()))?
+            }
+        };
+        let supported = MIGRATIONS.last().map_or(0, |m| m.0);
+        crate::check_schema_read_only(&shown, version, supported)?;
+        Ok(Self {
+            conn,
+            path: path.to_owned(),
+        })
     }
 
     fn migrate(&mut self) -> Result<(), StoreError> {
@@ -563,4 +621,36 @@ impl LedgerStore for SqliteStore {
             .execute(params![chain.as_str(), to_i64(anchor_seq, "anchor seq")?, error])?;
         Ok(())
     }
+}
+
+/// The highest schema version applied, or `None` if the file holds no stele schema.
+fn schema_version_of(conn: &Connection) -> Result<Option<i64>, rusqlite::Error> {
+    let exists: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'stele_schema')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Ok(None);
+    }
+    conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM stele_schema",
+        [],
+        |r| r.get(0),
+    )
+    .map(Some)
+}
+
+/// A path as an SQLite URI path: `%`, `?` and `#` escaped.
+fn uri_path(path: &Path) -> String {
+    let mut out = String::new();
+    for c in path.display().to_string().chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '?' => out.push_str("%3f"),
+            '#' => out.push_str("%23"),
+            c => out.push(c),
+        }
+    }
+    out
 }

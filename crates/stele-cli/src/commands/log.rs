@@ -3,7 +3,7 @@
 use anyhow::Context as _;
 use serde_json::json;
 
-use super::{chain_id, open_store};
+use super::{chain_id, open_store_read_only};
 use crate::cli::{LogCommand, RangeArgs};
 use crate::config::Context;
 use crate::error::Failure;
@@ -36,7 +36,7 @@ pub fn run(ctx: &Context, cmd: &LogCommand) -> Result<(), Failure> {
 }
 
 fn chains(ctx: &Context) -> Result<(), Failure> {
-    let heads = open_store(ctx)?.chains()?;
+    let heads = open_store_read_only(ctx)?.chains()?;
     if ctx.json {
         let list: Vec<_> = heads
             .iter()
@@ -69,7 +69,7 @@ fn chains(ctx: &Context) -> Result<(), Failure> {
 
 fn show(ctx: &Context, range: &RangeArgs) -> Result<(), Failure> {
     let chain = chain_id(&range.chain)?;
-    let mut store = open_store(ctx)?;
+    let mut store = open_store_read_only(ctx)?;
     if store.head(&chain)?.is_none() {
         return Err(stele_store::StoreError::UnknownChain(chain.to_string()).into());
     }
@@ -97,7 +97,7 @@ fn show(ctx: &Context, range: &RangeArgs) -> Result<(), Failure> {
 
 fn export(ctx: &Context, range: &RangeArgs, mut out: impl std::io::Write) -> Result<(), Failure> {
     let chain = chain_id(&range.chain)?;
-    let mut store = open_store(ctx)?;
+    let mut store = open_store_read_only(ctx)?;
     if store.head(&chain)?.is_none() {
         return Err(stele_store::StoreError::UnknownChain(chain.to_string()).into());
     }

@@ -8,7 +8,7 @@ use stele_ledger::checkpoint::{self, TlogProof};
 use stele_ledger::{ChainId, Hash, hex_hash};
 use stele_store::LedgerStore;
 
-use super::{chain_id, open_store};
+use super::{chain_id, open_store_read_only};
 use crate::cli::{CheckpointArgs, ConsistencyArgs, InclusionArgs, ProofCommand, ProofFormat};
 use crate::config::Context;
 use crate::error::Failure;
@@ -35,7 +35,7 @@ pub fn signed_checkpoint(
 
 fn inclusion(ctx: &Context, args: &InclusionArgs) -> Result<(), Failure> {
     let chain = chain_id(&args.chain)?;
-    let mut store: Box<dyn LedgerStore> = open_store(ctx)?;
+    let mut store: Box<dyn LedgerStore> = open_store_read_only(ctx)?;
     let (size, root, proof) =
         stele_store::inclusion_proof(store.as_mut(), &chain, args.seq, args.tree_size)?;
     let event = stele_store::event(store.as_mut(), &chain, args.seq)?;
@@ -77,7 +77,7 @@ fn inclusion(ctx: &Context, args: &InclusionArgs) -> Result<(), Failure> {
 
 fn consistency(ctx: &Context, args: &ConsistencyArgs) -> Result<(), Failure> {
     let chain = chain_id(&args.chain)?;
-    let mut store = open_store(ctx)?;
+    let mut store = open_store_read_only(ctx)?;
     let (from_root, to_root, proof) =
         stele_store::consistency_proof(store.as_mut(), &chain, args.from, args.to)?;
     let body = json!({
@@ -97,7 +97,7 @@ fn consistency(ctx: &Context, args: &ConsistencyArgs) -> Result<(), Failure> {
 
 pub fn checkpoint(ctx: &Context, args: &CheckpointArgs) -> Result<(), Failure> {
     let chain = chain_id(&args.chain)?;
-    let mut store = open_store(ctx)?;
+    let mut store = open_store_read_only(ctx)?;
     let (size, root) = stele_store::tree_root(store.as_mut(), &chain, args.tree_size)?;
     let note = signed_checkpoint(ctx, &chain, size, root)?;
     if ctx.json {

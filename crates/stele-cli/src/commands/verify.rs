@@ -12,7 +12,7 @@ use stele_ledger::verify::VerifyReport;
 use stele_ledger::{ChainId, Keyring};
 use stele_store::LedgerStore;
 
-use super::{chain_id, open_store};
+use super::{chain_id, open_store_read_only};
 use crate::cli::{
     AnchorSourceArgs, VerifyAnchorsArgs, VerifyCommand, VerifyEventArgs, VerifyLogArgs,
 };
@@ -109,7 +109,7 @@ fn log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
     } else {
         Some(ctx.keys().keyring()?)
     };
-    let mut store = open_store(ctx)?;
+    let mut store = open_store_read_only(ctx)?;
     let chains = match &args.chain {
         Some(c) => vec![chain_id(c)?],
         None => store
@@ -589,7 +589,7 @@ fn anchored_log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
         claimed = None;
         events = n;
     } else {
-        let mut store = open_store(ctx)?;
+        let mut store = open_store_read_only(ctx)?;
         let head = store
             .head(&chain)?
             .ok_or_else(|| stele_store::StoreError::UnknownChain(chain.to_string()))?;
