@@ -64,7 +64,7 @@ impl FromStr for Mode {
     }
 }
 
-/// Which certificates the server's is checked against.
+/// What the server's certificate is checked against.
 enum Roots {
     /// Not checked: the connection is encrypted but the server unauthenticated.
     None,
