@@ -1,6 +1,7 @@
 //! The ledger suite: every case runs against embedded SQLite and the real
 //! PostgreSQL (STELE_TEST_PG_URL; scripts/test.sh provides it).
 
+#[macro_use]
 mod common;
 
 use common::{Db, event, keyed, keyring, rfc6962, rotated_keyring};
@@ -10,17 +11,6 @@ use stele_store::{StoreError, consistency_proof, inclusion_proof, tree_root, ver
 
 fn chain(name: &str) -> ChainId {
     ChainId::new(name).unwrap()
-}
-
-macro_rules! on_every_backend {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[test] fn $case() { super::$case(&super::Db::sqlite()); })*
-        }
-        mod postgres {
-            $(#[test] fn $case() { super::$case(&super::Db::postgres()); })*
-        }
-    };
 }
 
 on_every_backend!(

@@ -2,22 +2,12 @@
 //! backends it reads and verifies, refuses every write (the database itself
 //! refuses), and never creates or migrates anything.
 
+#[macro_use]
 mod common;
 
 use common::{Db, event, keyring};
 use stele_ledger::ChainId;
 use stele_store::{DbLocation, StoreError, open_read_only, verify_chain};
-
-macro_rules! on_every_backend {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[test] fn $case() { super::$case(&super::Db::sqlite()); })*
-        }
-        mod postgres {
-            $(#[test] fn $case() { super::$case(&super::Db::postgres()); })*
-        }
-    };
-}
 
 on_every_backend!(
     reads_and_verifies_but_refuses_writes,

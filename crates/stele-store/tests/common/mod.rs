@@ -4,6 +4,20 @@
 
 pub mod rfc6962;
 
+/// Runs each case, a `fn(&Db)`, once on SQLite and once on the real
+/// PostgreSQL, as tests named `sqlite::case` and `postgres::case`.
+#[allow(unused_macros)]
+macro_rules! on_every_backend {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $case() { super::$case(&super::Db::sqlite()); })*
+        }
+        mod postgres {
+            $(#[test] fn $case() { super::$case(&super::Db::postgres()); })*
+        }
+    };
+}
+
 use stele_ledger::event::{EventInput, Limits, ValidEvent};
 use stele_ledger::{HmacKey, KeyId, Keyring};
 pub use stele_store::testkit::TestDb as Db;
