@@ -504,8 +504,21 @@ start_pg() {
     pg_as_owner "$bin/initdb" -D "$data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 --no-sync \
         >"$LOGS/postgres-initdb.log" 2>&1 ||
         fail_with_logs "initdb failed" "$LOGS/postgres-initdb.log"
+    # TLS as Debian's server has it (a self-signed, non-CA certificate for
+    # localhost, like its snakeoil one): the TLS tests connect with every sslmode.
+    local ssl_opts=""
+    if command -v openssl >/dev/null 2>&1 &&
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
+            -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+            -addext basicConstraints=critical,CA:FALSE \
+            -keyout "$data/server.key" -out "$data/server.crt" >>"$LOGS/postgres-initdb.log" 2>&1; then
+        chmod 600 "$data/server.key"
+        chmod 644 "$data/server.crt"
+        if [[ $(id -u) -eq 0 ]]; then chown postgres: "$data/server.key" "$data/server.crt"; fi
+        ssl_opts="-c ssl=on -c ssl_cert_file=$data/server.crt -c ssl_key_file=$data/server.key"
+    fi
     pg_as_owner "$bin/pg_ctl" -D "$data" -l "$pglog" -w -t "$WAIT" \
-        -o "-c listen_addresses=$HOST -p $port -c unix_socket_directories='$data' -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+        -o "-c listen_addresses=$HOST -p $port -c unix_socket_directories='$data' -c fsync=off -c synchronous_commit=off -c full_page_writes=off $ssl_opts" \
         start >>"$LOGS/postgres-initdb.log" 2>&1 ||
         fail_with_logs "throwaway PostgreSQL did not start on $HOST:$port" "$LOGS/postgres-initdb.log" "$pglog"
     wait_for "$WAIT" "PostgreSQL on $port" pg_accepts "$port" ||
