@@ -2,7 +2,7 @@
 //!
 //! One interface, [`LedgerStore`], two backends with the same behaviour:
 //! embedded SQLite (the default: WAL, `synchronous=FULL`) and PostgreSQL
-//! (`postgres://…`). Both run the same append logic ([`append`]) inside one
+//! (`postgres://…`). Both run the same append logic (`append.rs`) inside one
 //! write transaction per batch, under a per-chain lock, so concurrent
 //! appenders — threads or processes — never fork a chain or leave a gap,
 //! and a batch is all-or-nothing. An append returns only after the commit
