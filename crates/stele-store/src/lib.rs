@@ -214,7 +214,14 @@ pub fn redact_url(url: &str) -> String {
         let params: Vec<String> = query
             .split('&')
             .map(|pair| match pair.split_once('=') {
-                Some((key, _)) if key.ends_with("password") => format!("{key}=***"),
+                // Names are matched decoded, as the driver reads them (`pass%77ord`).
+                Some((key, _))
+                    if percent_encoding::percent_decode_str(key)
+                        .decode_utf8_lossy()
+                        .ends_with("password") =>
+                {
+                    format!("{key}=***")
+                }
                 _ => pair.to_owned(),
             })
             .collect();
@@ -487,10 +494,12 @@ pub fn open(location: &DbLocation) -> Result<Box<dyn LedgerStore>, StoreError> {
 }
 
 /// Opens an existing ledger for reading only, as verification and the other
-/// read commands do: nothing is created or migrated, and any write is
-/// refused by the database itself (SQLite opened read-only; a PostgreSQL
-/// session with `default_transaction_read_only`). Works on a ledger file an
-/// auditor may not write and with a role that may only `SELECT`.
+/// read commands do: no ledger is created or migrated, and any write is
+/// refused by the database itself (SQLite opened read-only; PostgreSQL
+/// sessions with `default_transaction_read_only`). Works on a ledger file an
+/// auditor may not write and with a role that may only `SELECT`. (SQLite
+/// still keeps its `-wal`/`-shm` index files beside a file in a directory it
+/// may write.)
 ///
 /// # Errors
 ///
@@ -803,6 +812,10 @@ mod tests {
         assert_eq!(
             redact_url("postgres://u@h/db?sslpassword=a&sslmode=require&password=s3cret"),
             "postgres://u@h/db?sslpassword=***&sslmode=require&password=***"
+        );
+        assert_eq!(
+            redact_url("postgres://u@h/db?pass%77ord=s3cret"),
+            "postgres://u@h/db?pass%77ord=***"
         );
         let loc = DbLocation::parse("postgresql://a:b@c/d");
         assert_eq!(loc.to_string(), "postgresql://a:***@c/d");

@@ -80,18 +80,28 @@ enum Roots {
 ///
 /// A message naming the bad parameter, or the root certificates that could not be read.
 pub(crate) fn target(url: &str) -> Result<PgTarget, String> {
+    target_with_home(url, std::env::var_os("HOME").map(PathBuf::from))
+}
+
+/// [`target`], with libpq's default root certificate looked for under `home`.
+fn target_with_home(url: &str, home: Option<PathBuf>) -> Result<PgTarget, String> {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    let mut mode = Mode::Prefer;
+    let mut asked_mode = None;
     let mut root_cert = None;
     let mut kept = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = percent_encoding::percent_decode_str(value)
-            .decode_utf8()
-            .map_err(|_| format!("the URL parameter {key} is not UTF-8"))?;
-        match key {
-            "sslmode" => mode = value.parse()?,
-            "sslrootcert" => root_cert = Some(value.into_owned()),
+        // Decoded as tokio-postgres decodes them, so `ssl%6dode` is `sslmode` here too.
+        let decode = |text: &str| {
+            percent_encoding::percent_decode_str(text)
+                .decode_utf8()
+                .map(|t| t.into_owned())
+                .map_err(|_| format!("a URL parameter ({key}) is not UTF-8"))
+        };
+        let (key, value) = (decode(key)?, decode(value)?);
+        match key.as_str() {
+            "sslmode" => asked_mode = Some(value.parse::<Mode>()?),
+            "sslrootcert" => root_cert = Some(value),
             "sslcert" | "sslkey" | "sslpassword" => {
                 return Err(format!(
                     "{key}: client certificates are not supported; authenticate with a password"
@@ -100,6 +110,19 @@ pub(crate) fn target(url: &str) -> Result<PgTarget, String> {
             _ => kept.push(pair),
         }
     }
+    // As in libpq 16: the system's roots trust any public certificate, so
+    // they are only worth anything with the host name checked.
+    let mode = match (asked_mode, root_cert.as_deref()) {
+        (None | Some(Mode::VerifyFull), Some("system")) => Mode::VerifyFull,
+        (Some(_), Some("system")) => {
+            return Err(
+                "sslrootcert=system needs sslmode=verify-full (the default with it): any public \
+                 certificate chains to the system's roots, so only the host name makes it the server's"
+                    .into(),
+            );
+        }
+        (mode, _) => mode.unwrap_or(Mode::Prefer),
+    };
     let url = if kept.is_empty() {
         base.to_owned()
     } else {
@@ -116,7 +139,7 @@ pub(crate) fn target(url: &str) -> Result<PgTarget, String> {
         (_, Some(system)) if system == "system" => Roots::System,
         (_, Some(path)) => Roots::File(PathBuf::from(path)),
         (Mode::Prefer | Mode::Require, None) => Roots::None,
-        (Mode::VerifyCa | Mode::VerifyFull, None) => match default_root_cert() {
+        (Mode::VerifyCa | Mode::VerifyFull, None) => match default_root_cert(home) {
             Some(path) => Roots::File(path),
             None => {
                 return Err(format!(
@@ -135,9 +158,9 @@ pub(crate) fn target(url: &str) -> Result<PgTarget, String> {
     Ok(PgTarget { config, tls })
 }
 
-/// libpq's default root certificate file, if there is one.
-fn default_root_cert() -> Option<PathBuf> {
-    let path = Path::new(&std::env::var_os("HOME")?).join(".postgresql/root.crt");
+/// libpq's default root certificate file under `home`, if there is one.
+fn default_root_cert(home: Option<PathBuf>) -> Option<PathBuf> {
+    let path = home?.join(".postgresql/root.crt");
     path.exists().then_some(path)
 }
 
@@ -306,15 +329,50 @@ mod tests {
 
     #[test]
     fn verifying_modes_need_a_root_certificate() {
-        // Without HOME, libpq's default root.crt cannot be found.
-        if default_root_cert().is_some() {
-            return;
-        }
+        let home = tempfile::tempdir().unwrap();
         for mode in ["verify-ca", "verify-full"] {
-            let err = target(&format!("postgres://u@h/db?sslmode={mode}"))
+            let url = format!("postgres://u@h/db?sslmode={mode}");
+            let err = target_with_home(&url, Some(home.path().to_owned()))
                 .err()
                 .unwrap();
             assert!(err.contains("add sslrootcert=PATH"), "{err}");
         }
+        // libpq's default file, when there is one, is used.
+        let ca = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/unrelated-ca.pem"
+        );
+        std::fs::create_dir(home.path().join(".postgresql")).unwrap();
+        std::fs::copy(ca, home.path().join(".postgresql/root.crt")).unwrap();
+        let url = "postgres://u@h/db?sslmode=verify-full";
+        assert!(target_with_home(url, Some(home.path().to_owned())).is_ok());
+    }
+
+    #[test]
+    fn the_system_roots_go_only_with_the_host_name_checked() {
+        let t = target("postgres://u@h/db?sslrootcert=system").unwrap();
+        assert_eq!(t.config.get_ssl_mode(), SslMode::Require);
+        assert!(target("postgres://u@h/db?sslmode=verify-full&sslrootcert=system").is_ok());
+        for mode in ["prefer", "require", "verify-ca", "disable"] {
+            let err = target(&format!(
+                "postgres://u@h/db?sslmode={mode}&sslrootcert=system"
+            ))
+            .err()
+            .unwrap();
+            assert!(
+                err.contains("sslrootcert=system needs sslmode=verify-full"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn parameter_names_are_percent_decoded() {
+        let t = target("postgres://u@h/db?ssl%6dode=require").unwrap();
+        assert_eq!(t.config.get_ssl_mode(), SslMode::Require);
+        let err = target("postgres://u@h/db?ssl%6dode=sometimes")
+            .err()
+            .unwrap();
+        assert!(err.contains("sslmode=sometimes"), "{err}");
     }
 }

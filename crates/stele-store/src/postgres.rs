@@ -105,7 +105,7 @@ impl PostgresStore {
     /// [`StoreError::InvalidLocation`] for a malformed URL or TLS settings;
     /// [`StoreError::Open`] (the password is never shown); migration errors.
     pub fn connect(url: &str) -> Result<Self, StoreError> {
-        let mut store = Self::connect_session(url)?;
+        let mut store = Self::connect_session(url, false)?;
         store.migrate()?;
         Ok(store)
     }
@@ -118,18 +118,16 @@ impl PostgresStore {
     /// As [`connect`](Self::connect), and [`StoreError::Open`] for a
     /// database without a current stele schema.
     pub fn connect_read_only(url: &str) -> Result<Self, StoreError> {
-        let mut store = Self::connect_session(url)?;
-        store
-            .client
-            .batch_execute("SET default_transaction_read_only = on")?;
+        let mut store = Self::connect_session(url, true)?;
         let supported = MIGRATIONS.last().map_or(0, |m| m.0);
         let found = store.applied_version()?;
         crate::check_schema_read_only(&store.location, found, supported)?;
         Ok(store)
     }
 
-    /// Opens the writer's session and prepares the scan connection's target.
-    fn connect_session(url: &str) -> Result<Self, StoreError> {
+    /// Opens the main session and prepares the scan connection's target;
+    /// `read_only` makes both sessions refuse writes from their start.
+    fn connect_session(url: &str, read_only: bool) -> Result<Self, StoreError> {
         let location = redact_url(url);
         let open_err = |reason: String| StoreError::Open {
             location: location.clone(),
@@ -140,6 +138,11 @@ impl PostgresStore {
             reason,
         })?;
         target.config.application_name("stele");
+        if read_only {
+            let options = target.config.get_options().unwrap_or_default();
+            let options = format!("{options} -c default_transaction_read_only=on");
+            target.config.options(options.trim_start());
+        }
         let mut client = postgres::Config::from(target.config.clone())
             .connect(target.tls.clone())
             .map_err(|e| open_err(StoreError::from(e).to_string()))?;

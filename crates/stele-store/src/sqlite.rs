@@ -185,16 +185,31 @@ impl SqliteStore {
         };
         let (conn, version) = match open(false) {
             Ok(opened) => opened,
-            Err(e) => {
-                let wal = PathBuf::from(format!("{}-wal", path.display()));
-                if std::fs::metadata(&wal).is_ok_and(|m| m.is_file() && m.len() > 0) {
-                    return Err(open_err(format!(
-                        "{e}; its write-ahead log {} holds changes that could not be read",
-                        wal.display()
-                    )));
+            // SQLite could not open or create its log and index beside the file.
+            Err(rusqlite::Error::SqliteFailure(e, detail))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly
+                ) =>
+            {
+                let reason = detail.unwrap_or_else(|| e.to_string());
+                // Immutable is right only if the file is all there is: no log
+                // with changes, no rollback journal of an interrupted write.
+                for (suffix, what) in [
+                    ("-wal", "write-ahead log"),
+                    ("-journal", "rollback journal"),
+                ] {
+                    let beside = PathBuf::from(format!("{}{suffix}", path.display()));
+                    if std::fs::metadata(&beside).is_ok_and(|m| m.is_file() && m.len() > 0) {
+                        return Err(open_err(format!(
+                            "{reason}; its {what} {} holds changes that could not be read",
+                            beside.display()
+                        )));
+                    }
                 }
                 open(true).map_err(|e| open_err(e.to_string()))?
             }
+            Err(e) => return Err(open_err(e.to_string())),
         };
         let supported = MIGRATIONS.last().map_or(0, |m| m.0);
         crate::check_schema_read_only(&shown, version, supported)?;

@@ -174,4 +174,13 @@ fn verify_full_checks_the_certificate_chain_and_the_host_name() {
     .err()
     .expect("a certificate that does not chain to the given root is refused");
     assert!(err.to_string().contains("UnknownIssuer"), "{err}");
+
+    // verify-ca checks the chain too: the same unrelated CA is refused.
+    let err = append_and_verify(&url_with(
+        &db,
+        &format!("sslmode=verify-ca&sslrootcert={unrelated_ca}"),
+    ))
+    .err()
+    .expect("verify-ca refuses a certificate that does not chain to the given root");
+    assert!(err.to_string().contains("UnknownIssuer"), "{err}");
 }

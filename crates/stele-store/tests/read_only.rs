@@ -86,10 +86,9 @@ fn a_copy_without_room_for_sqlite_shared_memory_reads_complete() {
     let DbLocation::Sqlite(path) = &db.location else {
         unreachable!()
     };
-    // Copy the file while a writer holds its latest events in the log.
-    let holder = rusqlite::Connection::open(path).unwrap();
+    // Copy the file while a writer holds its latest events in the log (it
+    // checkpoints them into the file only when it closes).
     let mut writer = db.open();
-    holder.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
     writer
         .append(&chain, (0..9).map(event).collect(), keys.active())
         .unwrap();
@@ -102,7 +101,7 @@ fn a_copy_without_room_for_sqlite_shared_memory_reads_complete() {
         "the log holds frames"
     );
     std::fs::copy(&wal, dir.path().join("copy.db-wal")).unwrap();
-    drop((writer, holder));
+    drop(writer);
     std::fs::create_dir(dir.path().join("copy.db-shm")).unwrap();
 
     let mut reader = open_read_only(&DbLocation::Sqlite(copy)).unwrap();
@@ -137,4 +136,27 @@ fn a_lone_copy_where_no_log_can_be_made_is_read_as_immutable() {
     let report = verify_chain(reader.as_mut(), &chain, Some(&keys), &mut |_| {}).unwrap();
     assert!(report.findings.is_empty(), "{:?}", report.findings);
     assert_eq!(report.events_checked, 7);
+}
+
+/// A lone copy beside a rollback journal (a write interrupted mid-way) is
+/// not read as immutable: the journal would have undone part of the file.
+#[test]
+fn a_lone_copy_beside_a_rollback_journal_is_refused() {
+    let db = Db::sqlite();
+    let DbLocation::Sqlite(path) = &db.location else {
+        unreachable!()
+    };
+    drop(db.open());
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy.db");
+    std::fs::copy(path, &copy).unwrap();
+    std::fs::create_dir(dir.path().join("copy.db-wal")).unwrap();
+    std::fs::write(
+        dir.path().join("copy.db-journal"),
+        b"pages of an interrupted write",
+    )
+    .unwrap();
+    let err = open_read_only(&DbLocation::Sqlite(copy)).err().unwrap();
+    assert!(matches!(err, StoreError::Open { .. }), "{err}");
+    assert!(err.to_string().contains("rollback journal"), "{err}");
 }

@@ -18,33 +18,34 @@ use stele_store::{DbLocation, LedgerStore};
 use crate::config::Context;
 use crate::error::Failure;
 
-/// Opens the configured database for writing, migrating it if needed.
+/// Opens the configured database for writing, migrating it if needed. An
+/// uninitialized directory is refused: writing needs its keys, and a
+/// mistyped `--data-dir` must not create or migrate anything.
 pub fn open_store(ctx: &Context) -> Result<Box<dyn LedgerStore>, Failure> {
-    refuse_new_ledger_in_uninitialized_dir(ctx)?;
+    if !ctx.config_path().exists() {
+        return Err(not_initialized(ctx));
+    }
     Ok(stele_store::open(&ctx.db)?)
 }
 
 /// Opens the configured database for reading only: what verification and
 /// the other read commands use, so they can never change what they read,
-/// and work on a file or with a role that may not write.
+/// and work on a file or with a role that may not write. A ledger named
+/// with `--db` (an existing file, a PostgreSQL server) needs no `stele
+/// init`; only the default ledger of an uninitialized directory is refused.
 pub fn open_store_read_only(ctx: &Context) -> Result<Box<dyn LedgerStore>, Failure> {
-    refuse_new_ledger_in_uninitialized_dir(ctx)?;
+    let missing_default = matches!(&ctx.db, DbLocation::Sqlite(path) if !path.exists());
+    if missing_default && !ctx.config_path().exists() {
+        return Err(not_initialized(ctx));
+    }
     Ok(stele_store::open_read_only(&ctx.db)?)
 }
 
-/// An uninitialized directory is refused where it would otherwise get a new
-/// SQLite ledger (a mistyped `--data-dir`); an existing ledger file or a
-/// PostgreSQL server named with `--db` is used as it is, so an auditor needs
-/// no `stele init` to read one.
-fn refuse_new_ledger_in_uninitialized_dir(ctx: &Context) -> Result<(), Failure> {
-    let new_ledger = matches!(&ctx.db, DbLocation::Sqlite(path) if !path.exists());
-    if new_ledger && !ctx.config_path().exists() {
-        return Err(Failure::Input(anyhow::anyhow!(
-            "{} is not initialized: run `stele init` (or pass --data-dir)",
-            ctx.data_dir.display()
-        )));
-    }
-    Ok(())
+fn not_initialized(ctx: &Context) -> Failure {
+    Failure::Input(anyhow::anyhow!(
+        "{} is not initialized: run `stele init` (or pass --data-dir)",
+        ctx.data_dir.display()
+    ))
 }
 
 pub fn chain_id(s: &str) -> Result<ChainId, Failure> {
