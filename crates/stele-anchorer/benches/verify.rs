@@ -185,7 +185,8 @@ fn run(name: &str, db: &TestDb, total: usize, per_anchor: usize, rounds: usize) 
     let mut canonical_bytes = 0;
     for (transport, location) in readers(&db.location) {
         for _ in 0..rounds {
-            let mut store = stele_store::open(&location).unwrap();
+            // As `stele verify log` opens it.
+            let mut store = stele_store::open_read_only(&location).unwrap();
             let run = Verification {
                 db,
                 store: store.as_mut(),
