@@ -528,8 +528,9 @@ pub(crate) fn check_schema_read_only(
             reason: match found {
                 None => "it holds no stele ledger".into(),
                 Some(found) => format!(
-                    "its schema (version {found}) is older than this stele reads ({supported}); \
-                     open it once with write access (any writing command migrates it)"
+                    "its schema (version {found}) is older than this stele reads ({supported}), \
+                     and reading must not migrate it: run any writing stele command on it once \
+                     (its operator can), or read it with the stele release that wrote it"
                 ),
             },
         }),

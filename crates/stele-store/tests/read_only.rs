@@ -75,6 +75,15 @@ fn a_database_without_a_ledger_is_refused_and_left_alone(db: &Db) {
     assert_eq!(db.query_text(schema).as_deref(), Some("0"));
 }
 
+/// Opens a SQLite copy read-only and verifies `chain` with the test
+/// keyring: it must verify clean; returns how many events it checked.
+fn verify_copy(copy: std::path::PathBuf, chain: &ChainId) -> u64 {
+    let mut reader = open_read_only(&DbLocation::Sqlite(copy)).unwrap();
+    let report = verify_chain(reader.as_mut(), chain, Some(&keyring()), &mut |_| {}).unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    report.events_checked
+}
+
 /// A copy SQLite cannot keep its shared-memory index beside (a read-only
 /// directory; here a directory in the way, which stops root too) still
 /// reads, including the changes its write-ahead log holds.
@@ -104,10 +113,7 @@ fn a_copy_without_room_for_sqlite_shared_memory_reads_complete() {
     drop(writer);
     std::fs::create_dir(dir.path().join("copy.db-shm")).unwrap();
 
-    let mut reader = open_read_only(&DbLocation::Sqlite(copy)).unwrap();
-    let report = verify_chain(reader.as_mut(), &chain, Some(&keys), &mut |_| {}).unwrap();
-    assert!(report.findings.is_empty(), "{:?}", report.findings);
-    assert_eq!(report.events_checked, 9);
+    assert_eq!(verify_copy(copy, &chain), 9);
 }
 
 /// A copy alone where SQLite cannot even create its write-ahead log (a
@@ -132,10 +138,7 @@ fn a_lone_copy_where_no_log_can_be_made_is_read_as_immutable() {
     std::fs::copy(path, &copy).unwrap();
     std::fs::create_dir(dir.path().join("evidence #3 100%?.db-wal")).unwrap();
 
-    let mut reader = open_read_only(&DbLocation::Sqlite(copy)).unwrap();
-    let report = verify_chain(reader.as_mut(), &chain, Some(&keys), &mut |_| {}).unwrap();
-    assert!(report.findings.is_empty(), "{:?}", report.findings);
-    assert_eq!(report.events_checked, 7);
+    assert_eq!(verify_copy(copy, &chain), 7);
 }
 
 /// A lone copy beside a rollback journal (a write interrupted mid-way) is
