@@ -101,10 +101,15 @@ impl AnchorPolicy {
             }
             .into());
         }
-        if self.retention_days > 36_500 {
+        // No store can hold a later lock (S3: 100 years; Ceph RGW wraps after 2106).
+        let max_days = stele_worm::max_retention_days(OffsetDateTime::now_utc());
+        if self.retention_days > max_days {
             return Err(AnchorerError::Config(format!(
-                "retention of {} days exceeds S3's 100-year maximum",
-                self.retention_days
+                "retention of {} days would end after {}, the latest retain-until any store can hold (S3 allows 100 years; Ceph RGW wraps a later date to one near 1970, unlocking the anchor); use at most {max_days} days",
+                self.retention_days,
+                stele_worm::rfc3339_secs(
+                    stele_worm::latest_retain_until(OffsetDateTime::now_utc())
+                )
             )));
         }
         if self.cadence.interval < Duration::from_secs(60) {

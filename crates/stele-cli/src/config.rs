@@ -157,6 +157,17 @@ impl Context {
         let file = self.anchor_file.clone().unwrap_or_default();
         let mut policy = stele_anchorer::AnchorPolicy::default();
         if let Some(days) = env_num::<u32>("AUDIT_ANCHOR_RETENTION_DAYS")?.or(file.retention_days) {
+            // An anchor is locked until its time plus these days: refuse, before
+            // anything is built, a lock no store can hold (RGW wraps after 2106).
+            let max = stele_worm::max_retention_days(time::OffsetDateTime::now_utc());
+            if days > max {
+                return Err(Failure::Input(anyhow::anyhow!(
+                    "anchor retention of {days} days (AUDIT_ANCHOR_RETENTION_DAYS / retention_days in [anchor]) would end after {}, the latest retain-until stele asks any store for (AWS allows at most 100 years; Ceph RGW keeps retain-until in 32 bits and silently wraps a later date to one near 1970, leaving the anchor unlocked); use at most {max} days",
+                    stele_evidence::vault::rfc3339(stele_worm::latest_retain_until(
+                        time::OffsetDateTime::now_utc()
+                    ))
+                )));
+            }
             policy.retention_days = days;
         }
         if let Some(days) =

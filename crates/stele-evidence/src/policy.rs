@@ -46,18 +46,39 @@ impl RetentionPolicy {
         Ok(())
     }
 
-    /// The lock for an upload at `now`: retain-until is whole seconds (S3's precision).
+    /// The lock for an upload at `now`: retain-until is whole seconds (S3's
+    /// precision), and no later than any store can hold
+    /// ([`stele_worm::latest_retain_until`]).
     ///
     /// # Errors
     ///
-    /// As [`validate`](Self::validate).
+    /// As [`validate`](Self::validate); [`EvidenceError::Invalid`] for a
+    /// retention that would end after the latest retain-until a store can hold.
     pub fn retention_at(&self, now: OffsetDateTime) -> Result<Retention, EvidenceError> {
         self.validate()?;
-        let until = now.to_offset(time::UtcOffset::UTC) + Duration::days(i64::from(self.days));
-        Ok(Retention {
+        let too_long = || {
+            let latest = stele_worm::latest_retain_until(now);
+            EvidenceError::Invalid(format!(
+                "retention of {} days from {} would end after {}, the latest retain-until stele asks any store for (AWS allows at most 100 years; Ceph RGW keeps retain-until in 32 bits and silently wraps a later date to one near 1970, leaving the object unlocked); use at most {} days. Nothing was stored",
+                self.days,
+                crate::vault::rfc3339(now),
+                crate::vault::rfc3339(latest),
+                stele_worm::max_retention_days(now)
+            ))
+        };
+        let until = now
+            .to_offset(time::UtcOffset::UTC)
+            .checked_add(Duration::days(i64::from(self.days)))
+            .ok_or_else(too_long)?;
+        let retention = Retention {
             mode: self.mode,
             retain_until: until.replace_nanosecond(0).unwrap_or(until),
-        })
+        };
+        match retention.check(now) {
+            Ok(()) => Ok(retention),
+            Err(stele_worm::WormError::RetainUntilTooLate { .. }) => Err(too_long()),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
@@ -84,6 +105,25 @@ mod tests {
             .unwrap();
         assert_eq!(r.mode, LockMode::Compliance);
         assert_eq!(r.retain_until, datetime!(2026-04-01 12:00:00 UTC));
+    }
+
+    #[test]
+    fn retention_ending_after_what_a_store_can_hold_is_refused() {
+        // 2106-02-07T06:28:15Z is the last retain-until Ceph RGW can hold.
+        let now = datetime!(2026-12-01 00:00:00 UTC);
+        let days = |days| RetentionPolicy {
+            days,
+            ..RetentionPolicy::default()
+        };
+        assert!(days(29_000).retention_at(now).is_ok());
+        let err = days(30_000).retention_at(now).unwrap_err();
+        assert!(
+            matches!(&err, EvidenceError::Invalid(m) if m.contains("30000 days") && m.contains("2106-02-07T06:28:15Z")),
+            "{err}"
+        );
+        let max = stele_worm::max_retention_days(now);
+        assert!(days(max).retention_at(now).is_ok());
+        assert!(days(max + 1).retention_at(now).is_err());
     }
 
     #[test]

@@ -92,6 +92,71 @@ pub struct Retention {
     pub retain_until: OffsetDateTime,
 }
 
+/// S3's longest retention, in days (100 years, counted as AWS does for
+/// default retention: 36,500 days).
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
+
+/// The latest retain-until Ceph RGW can hold: it keeps retain-until as
+/// 32-bit seconds since 1970, so 2106-02-07T06:28:15Z (`u32::MAX`) is the
+/// last date it stores; a later one wraps silently to a date near 1970 and
+/// the version is left unlocked.
+pub const RGW_LATEST_RETAIN_UNTIL_SECS: i64 = u32::MAX as i64;
+
+/// The latest retain-until stele sends to any store at `now`: the earlier of
+/// S3's 100-year maximum and the last date Ceph RGW can hold. One bound for
+/// every store, so a bucket moved between stores keeps every lock it had.
+pub fn latest_retain_until(now: OffsetDateTime) -> OffsetDateTime {
+    let rgw = OffsetDateTime::from_unix_timestamp(RGW_LATEST_RETAIN_UNTIL_SECS)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
+    now.checked_add(time::Duration::days(i64::from(MAX_RETENTION_DAYS)))
+        .map_or(rgw, |aws| aws.min(rgw))
+}
+
+/// The most whole days of retention that, counted from `now`, stay within
+/// [`latest_retain_until`].
+pub fn max_retention_days(now: OffsetDateTime) -> u32 {
+    let days = (latest_retain_until(now) - now).whole_days();
+    u32::try_from(days.max(0)).unwrap_or(0)
+}
+
+/// RFC 3339 UTC with whole seconds (S3's precision for retain-until), for messages.
+pub fn rfc3339_secs(t: OffsetDateTime) -> String {
+    use time::format_description::well_known::Rfc3339;
+    let t = t.to_offset(time::UtcOffset::UTC);
+    t.replace_nanosecond(0)
+        .unwrap_or(t)
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+impl Retention {
+    /// Checks that this retention can be sent to a store at `now`: its
+    /// retain-until is in the future and not later than
+    /// [`latest_retain_until`]. Every write path of [`S3Worm`] (PUT,
+    /// multipart, `PutObjectRetention`) calls it before sending anything.
+    ///
+    /// # Errors
+    ///
+    /// [`WormError::RetainUntilTooLate`] beyond the bound;
+    /// [`WormError::Config`] for a retain-until not in the future.
+    pub fn check(&self, now: OffsetDateTime) -> Result<(), WormError> {
+        if self.retain_until <= now {
+            return Err(WormError::Config(format!(
+                "retain-until {} is in the past",
+                rfc3339_secs(self.retain_until)
+            )));
+        }
+        let latest = latest_retain_until(now);
+        if self.retain_until > latest {
+            return Err(WormError::RetainUntilTooLate {
+                requested: rfc3339_secs(self.retain_until),
+                latest: rfc3339_secs(latest),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// What the store holds after a verified write.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredObject {
@@ -178,15 +243,50 @@ pub enum WormError {
         /// Floor.
         floor: u32,
     },
+    /// A retain-until later than any store can hold; refused before any request.
+    #[error(
+        "retain-until {requested} is later than stele can safely ask any store for: the latest is {latest} (AWS allows at most 100 years; Ceph RGW keeps retain-until in 32 bits and silently wraps a date after 2106-02-07T06:28:15Z to one near 1970, leaving the object unlocked). Nothing was sent; choose a date no later than {latest}"
+    )]
+    RetainUntilTooLate {
+        /// What was asked (RFC 3339).
+        requested: String,
+        /// The latest retain-until allowed now (RFC 3339).
+        latest: String,
+    },
     /// An object already exists at the key with different bytes; it is never overwritten.
     #[error(
-        "{key} already exists with different content (sha256 {existing}); refusing to overwrite a WORM object"
+        "{key} already exists with different content (version {}, sha256 {existing}); refusing to overwrite a WORM object",
+        version_id.as_deref().unwrap_or("unknown")
     )]
     Conflict {
         /// Key.
         key: String,
         /// SHA-256 of what is there.
         existing: String,
+        /// The version that holds it, where the store says.
+        version_id: Option<String>,
+    },
+    /// Another writer stored different content at the same key at the same
+    /// time, and its version is the first: it holds the key. This upload's
+    /// own version may exist too (a store that ignores `If-None-Match`, such
+    /// as Ceph RGW, keeps both) and, locked, cannot be deleted before its
+    /// retain-until.
+    #[error(
+        "{key}: another upload stored different content at this key first: version {winner_version} holds {winner_size} bytes with sha256 {winner_sha256}, and that version is the one the key holds. {ours}"
+    )]
+    LostRace {
+        /// Key.
+        key: String,
+        /// The first version (the one that holds the key).
+        winner_version: String,
+        /// Its size.
+        winner_size: u64,
+        /// Its SHA-256 (hex), or `unknown`.
+        winner_sha256: String,
+        /// This upload's own version, if the store kept it.
+        our_version: Option<String>,
+        /// What became of this upload's bytes, in words (its version and lock).
+        ours: String,
     },
     /// The store accepted the write but does not hold what was sent.
     #[error("{key}: verification after upload failed: {what}")]
@@ -308,5 +408,72 @@ impl ObjectStore {
                 l.root().display()
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn at(mode: LockMode, retain_until: OffsetDateTime) -> Retention {
+        Retention { mode, retain_until }
+    }
+
+    #[test]
+    fn the_latest_retain_until_is_rgws_32_bit_edge_until_100_years_come_first() {
+        let now = datetime!(2026-12-01 00:00:00 UTC);
+        let edge = datetime!(2106-02-07 06:28:15 UTC);
+        assert_eq!(edge.unix_timestamp(), i64::from(u32::MAX));
+        assert_eq!(latest_retain_until(now), edge);
+        // The exact edge is accepted; one second later is refused.
+        at(LockMode::Compliance, edge).check(now).unwrap();
+        let err = at(LockMode::Compliance, edge + time::Duration::seconds(1))
+            .check(now)
+            .unwrap_err();
+        assert!(
+            matches!(&err, WormError::RetainUntilTooLate { requested, latest }
+                if requested == "2106-02-07T06:28:16Z" && latest == "2106-02-07T06:28:15Z"),
+            "{err}"
+        );
+        // The dates.
+        assert!(
+            at(LockMode::Compliance, datetime!(2107-01-01 00:00:00 UTC))
+                .check(now)
+                .is_err()
+        );
+        assert!(
+            at(LockMode::Governance, datetime!(9999-12-31 00:00:00 UTC))
+                .check(now)
+                .is_err()
+        );
+        // Whole days: 2106-02-07T00:00 is the last midnight within the edge.
+        let max = max_retention_days(now);
+        let last = now + time::Duration::days(i64::from(max));
+        assert!(last <= edge && last + time::Duration::days(1) > edge);
+        assert_eq!(max, 28_922);
+    }
+
+    #[test]
+    fn before_2006_the_100_year_maximum_is_the_bound() {
+        let now = datetime!(2000-01-01 00:00:00 UTC);
+        let latest = latest_retain_until(now);
+        assert_eq!(latest, now + time::Duration::days(36_500));
+        assert_eq!(max_retention_days(now), MAX_RETENTION_DAYS);
+        at(LockMode::Compliance, latest).check(now).unwrap();
+        assert!(
+            at(LockMode::Compliance, latest + time::Duration::seconds(1))
+                .check(now)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_retain_until_not_in_the_future_is_refused() {
+        let now = datetime!(2026-12-01 00:00:00 UTC);
+        assert!(matches!(
+            at(LockMode::Compliance, now).check(now),
+            Err(WormError::Config(_))
+        ));
     }
 }

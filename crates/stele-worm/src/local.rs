@@ -78,6 +78,7 @@ impl LocalDir {
                 Err(WormError::Conflict {
                     key: key.to_owned(),
                     existing: existing_sha,
+                    version_id: None,
                 })
             };
         }

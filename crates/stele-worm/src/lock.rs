@@ -50,6 +50,58 @@ pub struct ObjectDetails {
     pub last_modified: Option<OffsetDateTime>,
 }
 
+/// Checks the lock a store reports for a version against what was asked:
+/// the same mode, and the same retain-until (`exact`, right after it was
+/// set) or at least it (a version whose lock may since have been extended).
+/// A difference is the version's lock being wrong, named by key and version.
+pub(crate) fn check_lock_is(
+    key: &str,
+    facts: &ObjectFacts,
+    asked: Retention,
+    exact: bool,
+) -> Result<(), WormError> {
+    let want = asked.retain_until.unix_timestamp();
+    let mode_ok = facts.lock_mode == Some(asked.mode);
+    let until_ok = facts.retain_until.is_some_and(|t| {
+        let got = t.unix_timestamp();
+        if exact { got == want } else { got >= want }
+    });
+    if mode_ok && until_ok {
+        return Ok(());
+    }
+    let reported = match (facts.lock_mode, facts.retain_until) {
+        (Some(m), Some(t)) => format!("{m} until {}", crate::rfc3339_secs(t)),
+        (Some(m), None) => format!("{m} with no retain-until"),
+        (None, Some(t)) => format!("no lock mode, retain-until {}", crate::rfc3339_secs(t)),
+        (None, None) => "no lock at all".into(),
+    };
+    let what = if mode_ok {
+        format!(
+            "retain-until is {}, expected {}{}",
+            facts
+                .retain_until
+                .map_or_else(|| "not set".into(), crate::rfc3339_secs),
+            if exact { "" } else { "at least " },
+            crate::rfc3339_secs(asked.retain_until)
+        )
+    } else {
+        format!(
+            "lock mode is {}, expected {}",
+            facts.lock_mode.map_or("none", LockMode::as_str),
+            asked.mode
+        )
+    };
+    Err(WormError::Verification {
+        key: key.to_owned(),
+        what: format!(
+            "the lock of version {} is wrong: {what} (asked for {} until {}, the store reports {reported}); do not rely on this version being locked",
+            facts.version_id.as_deref().unwrap_or("(none)"),
+            asked.mode,
+            crate::rfc3339_secs(asked.retain_until)
+        ),
+    })
+}
+
 fn to_time(d: &DateTime) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp(d.secs()).ok()
 }
@@ -161,19 +213,27 @@ impl S3Worm {
         Ok(())
     }
 
-    /// Sets a version's retention (`PutObjectRetention`). Stores refuse to
-    /// shorten a lock or weaken its mode; callers should refuse before asking.
+    /// Sets a version's retention (`PutObjectRetention`), then reads it back.
+    /// Stores refuse to shorten a lock or weaken its mode; callers should
+    /// refuse before asking. A retain-until beyond [`crate::latest_retain_until`]
+    /// is refused before anything is sent.
+    ///
+    /// Returns the version's facts as the store reports them afterwards.
     ///
     /// # Errors
     ///
-    /// Any [`WormError`] (a refused shortening is [`WormError::AccessDenied`]
-    /// or [`WormError::Refused`], depending on the store).
+    /// [`WormError::RetainUntilTooLate`] (nothing sent);
+    /// [`WormError::Verification`] naming the key and version when the store
+    /// then reports another mode or retain-until than was asked; any other
+    /// [`WormError`] (a refused shortening is [`WormError::AccessDenied`] or
+    /// [`WormError::Refused`], depending on the store).
     pub async fn put_retention(
         &self,
         key: &str,
         version_id: Option<&str>,
         retention: Retention,
-    ) -> Result<(), WormError> {
+    ) -> Result<ObjectFacts, WormError> {
+        retention.check(OffsetDateTime::now_utc())?;
         let mode = match retention.mode {
             LockMode::Compliance => ObjectLockRetentionMode::Compliance,
             LockMode::Governance => ObjectLockRetentionMode::Governance,
@@ -192,7 +252,18 @@ impl S3Worm {
                 .send()
         })
         .await?;
-        Ok(())
+        let facts = self
+            .head(key, version_id)
+            .await?
+            .ok_or_else(|| WormError::Verification {
+                key: key.to_owned(),
+                what: format!(
+                    "version {} disappeared while its lock was being set",
+                    version_id.unwrap_or("current")
+                ),
+            })?;
+        check_lock_is(key, &facts, retention, true)?;
+        Ok(facts)
     }
 
     /// Brings the lock of a stored version up to `wanted` when it falls
@@ -224,13 +295,7 @@ impl S3Worm {
         }
         tracing::info!(key, mode = ?facts.lock_mode, "the stored version is locked short of what was asked; extending its lock");
         let version = facts.version_id.clone();
-        self.put_retention(key, version.as_deref(), wanted).await?;
-        self.head(key, version.as_deref())
-            .await?
-            .ok_or_else(|| WormError::Verification {
-                key: key.to_owned(),
-                what: "the version disappeared while its lock was being set".into(),
-            })
+        self.put_retention(key, version.as_deref(), wanted).await
     }
 
     /// Every version and delete marker of exactly `key`, newest first.
@@ -239,7 +304,20 @@ impl S3Worm {
     ///
     /// Any [`WormError`].
     pub async fn versions(&self, key: &str) -> Result<Vec<ObjectVersion>, WormError> {
+        let mut found = self.versions_in_store_order(key).await?;
+        // Stable: entries with the same time keep the store's order.
+        found.sort_by_key(|v| std::cmp::Reverse(v.last_modified));
+        Ok(found)
+    }
+
+    /// Every version and delete marker of exactly `key`, as the store lists
+    /// them (all pages): content versions newest first, then delete markers
+    /// newest first. S3 lists a key's versions newest first by the store's
+    /// own ordering, which — unlike `LastModified` — separates versions
+    /// written in the same millisecond.
+    async fn versions_in_store_order(&self, key: &str) -> Result<Vec<ObjectVersion>, WormError> {
         let mut found = Vec::new();
+        let mut markers = Vec::new();
         let mut key_marker: Option<String> = None;
         let mut version_marker: Option<String> = None;
         loop {
@@ -266,7 +344,7 @@ impl S3Worm {
                         last_modified: v.last_modified().and_then(to_time),
                     }),
             );
-            found.extend(
+            markers.extend(
                 out.delete_markers()
                     .iter()
                     .filter(|m| m.key() == Some(key))
@@ -287,8 +365,116 @@ impl S3Worm {
                 break;
             }
         }
-        found.sort_by_key(|v| std::cmp::Reverse(v.last_modified));
+        found.extend(markers);
         Ok(found)
+    }
+
+    /// After a create-only write that stored `ours`: which version holds the
+    /// key. Two writers can both store a version when the store ignores
+    /// `If-None-Match` (Ceph RGW does on versioned buckets); the first
+    /// version the store lists is the one that holds the key — every writer
+    /// that looks after its own write sees the same first version, so
+    /// exactly one wins. `Ok(None)`: ours is the first. `Ok(Some(..))`: an
+    /// earlier version with the same size and SHA-256 (the same content
+    /// stored twice: a retried or concurrent identical upload), for the
+    /// caller to verify instead of ours.
+    ///
+    /// # Errors
+    ///
+    /// [`WormError::LostRace`] when an earlier version holds other content
+    /// (it names both versions and how ours is locked);
+    /// [`WormError::Verification`] when the store's answers do not allow
+    /// telling; store errors (the writer needs `s3:ListBucketVersions`).
+    pub(crate) async fn first_version_holder(
+        &self,
+        key: &str,
+        ours: Option<&str>,
+        size: u64,
+        sha256: &str,
+    ) -> Result<Option<(ObjectFacts, Option<String>)>, WormError> {
+        let listed = self.versions_in_store_order(key).await.map_err(|e| match e {
+            WormError::AccessDenied { op, target, message } => WormError::AccessDenied {
+                op,
+                target,
+                message: format!(
+                    "{message} (stele lists the key's versions after every write, to find out whether another writer stored the same key at the same time: the writer needs s3:ListBucketVersions on the bucket)"
+                ),
+            },
+            other => other,
+        })?;
+        let content: Vec<&ObjectVersion> = listed.iter().filter(|v| !v.delete_marker).collect();
+        let fail = |what: String| WormError::Verification {
+            key: key.to_owned(),
+            what,
+        };
+        let Some(first) = content.last() else {
+            return Err(fail(
+                "the store lists no version of the key after the upload".into(),
+            ));
+        };
+        let Some(ours) = ours else {
+            if content.len() > 1 {
+                return Err(fail(format!(
+                    "the store returned no version id for the upload and lists {} versions of the key: which one is this upload's cannot be told",
+                    content.len()
+                )));
+            }
+            return Ok(None);
+        };
+        let Some(first_id) = first.version_id.as_deref() else {
+            return Err(fail(
+                "the store lists a version without a version id".into(),
+            ));
+        };
+        if first_id == ours {
+            return Ok(None);
+        }
+        let (winner, checksum) = self
+            .head_with_raw_checksum(key, Some(first_id))
+            .await?
+            .ok_or_else(|| fail(format!("version {first_id} is listed but cannot be read")))?;
+        let winner_sha = winner
+            .checksum_sha256
+            .clone()
+            .or_else(|| winner.metadata_sha256.clone());
+        if winner.size == size && winner_sha.as_deref() == Some(sha256) {
+            tracing::info!(
+                key,
+                first = first_id,
+                ours,
+                "the same content was stored twice; the first version holds the key"
+            );
+            return Ok(Some((winner, checksum)));
+        }
+        let ours_facts = self.head(key, Some(ours)).await?;
+        let ours_text = match ours_facts {
+            Some(f) => match (f.lock_mode, f.retain_until) {
+                (Some(mode), Some(until)) => format!(
+                    "This upload's content (sha256 {sha256}) was stored too, as version {ours}, which is locked {mode} until {}: {}. It does not hold the key and must not be used or recorded as this key's content; store the content under another key.",
+                    crate::rfc3339_secs(until),
+                    match mode {
+                        LockMode::Compliance =>
+                            "a COMPLIANCE lock cannot be removed or shortened by anyone, so that version stays in the bucket until then",
+                        LockMode::Governance =>
+                            "only a principal allowed s3:BypassGovernanceRetention can delete it before then",
+                    }
+                ),
+                _ => format!(
+                    "This upload's content (sha256 {sha256}) was stored too, as version {ours}, which is not locked: it may be deleted (DeleteObject with that version id). It does not hold the key and must not be used or recorded as this key's content; store the content under another key."
+                ),
+            },
+            None => format!(
+                "This upload's version {ours} is no longer there; nothing of it holds the key. Store the content under another key."
+            ),
+        };
+        Err(WormError::LostRace {
+            key: key.to_owned(),
+            winner_version: first_id.to_owned(),
+            winner_size: winner.size,
+            winner_sha256: winner_sha.unwrap_or_else(|| "unknown".into()),
+            our_version: Some(ours.to_owned()),
+            ours: ours_text,
+        })
     }
 
     /// Objects under `prefix` with size and time, in key order (all pages).

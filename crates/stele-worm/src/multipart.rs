@@ -205,12 +205,8 @@ impl S3Worm {
         upload: &FileUpload<'_>,
         progress: &dyn Progress,
     ) -> Result<StoredObject, WormError> {
-        if upload.retention.retain_until <= OffsetDateTime::now_utc() {
-            return Err(WormError::Config(format!(
-                "retain-until {} is in the past",
-                upload.retention.retain_until
-            )));
-        }
+        // Before any request: a retain-until the store cannot hold is never sent.
+        upload.retention.check(OffsetDateTime::now_utc())?;
         self.check_object_lock().await?;
         if upload.digest.size <= upload.tuning.multipart_threshold {
             return self.put_small_file(upload, progress).await;
@@ -305,6 +301,21 @@ impl S3Worm {
                 return Err(self.error("CompleteMultipartUpload", key, f));
             }
         };
+        // A store that ignores If-None-Match (Ceph RGW on versioned buckets)
+        // lets a concurrent writer complete a version too: the first holds the key.
+        if let Some((first, checksum)) = self
+            .first_version_holder(
+                key,
+                version_id.as_deref(),
+                upload.digest.size,
+                &upload.digest.sha256,
+            )
+            .await?
+        {
+            return self
+                .accept_existing_file(upload, first, checksum, progress)
+                .await;
+        }
         let (facts, checksum) = self.head_required(key, version_id.as_deref()).await?;
         tracing::debug!(
             key,
@@ -327,6 +338,7 @@ impl S3Worm {
     }
 
     async fn create_multipart(&self, upload: &FileUpload<'_>) -> Result<String, WormError> {
+        upload.retention.check(OffsetDateTime::now_utc())?;
         let until = DateTime::from_secs(upload.retention.retain_until.unix_timestamp());
         let mode = match upload.retention.mode {
             LockMode::Compliance => ObjectLockMode::Compliance,
@@ -495,6 +507,7 @@ impl S3Worm {
             return Err(WormError::Conflict {
                 key: upload.key.to_owned(),
                 existing: existing_sha.unwrap_or_else(|| "unknown".into()),
+                version_id: facts.version_id.clone(),
             });
         }
         progress.advance(Phase::Upload, upload.digest.size);
@@ -551,7 +564,9 @@ impl S3Worm {
         {
             return Err(fail(format!("sha256 metadata is {meta}, expected {want}")));
         }
-        self.check_lock_and_encryption(key, &facts, upload.retention)?;
+        // At least, not exactly: a store that ignores the lock of
+        // CreateMultipartUpload applies the bucket's default, which may be longer.
+        self.check_lock_and_encryption(key, &facts, upload.retention, false)?;
         let whole = facts.checksum_sha256.as_deref();
         let verified_by = match checksum.as_deref() {
             // The store's SHA-256 of the whole object (single-part uploads).

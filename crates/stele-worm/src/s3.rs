@@ -473,13 +473,9 @@ impl S3Worm {
         retention: Retention,
         metadata: &[(String, String)],
     ) -> Result<StoredObject, WormError> {
+        // Before any request: a retain-until the store cannot hold is never sent.
+        retention.check(OffsetDateTime::now_utc())?;
         let sha = sha256_hex(bytes);
-        if retention.retain_until <= OffsetDateTime::now_utc() {
-            return Err(WormError::Config(format!(
-                "retain-until {} is in the past",
-                retention.retain_until
-            )));
-        }
         self.check_object_lock().await?;
         if let Some(existing) = self.head(key, None).await? {
             return self
@@ -534,6 +530,16 @@ impl S3Worm {
             }
             Err(f) => return Err(self.write_error("PutObject", key, f)),
         };
+        // A store that ignores If-None-Match (Ceph RGW on versioned buckets)
+        // lets a concurrent writer store a version too: the first version holds the key.
+        if let Some((first, _)) = self
+            .first_version_holder(key, version_id.as_deref(), bytes.len() as u64, &sha)
+            .await?
+        {
+            return self
+                .accept_existing(key, bytes, &sha, first, retention)
+                .await;
+        }
         let facts = self
             .head(key, version_id.as_deref())
             .await?
@@ -561,6 +567,7 @@ impl S3Worm {
             return Err(WormError::Conflict {
                 key: key.to_owned(),
                 existing: existing_sha.unwrap_or_else(|| "unknown".into()),
+                version_id: existing.version_id.clone(),
             });
         }
         // The same bytes (by the store's own hash): a retried upload. If it
@@ -575,35 +582,22 @@ impl S3Worm {
             .await
     }
 
-    /// Checks the lock mode, retain-until and (when configured) SSE-KMS of a stored version.
+    /// Checks the lock mode, retain-until and (when configured) SSE-KMS of a
+    /// stored version. `exact`: the version was just written with this lock,
+    /// so the store must report exactly it; otherwise at least it (a lock
+    /// may have been extended since).
     pub(crate) fn check_lock_and_encryption(
         &self,
         key: &str,
         facts: &ObjectFacts,
         retention: Retention,
+        exact: bool,
     ) -> Result<(), WormError> {
         let fail = |what: String| WormError::Verification {
             key: key.to_owned(),
             what,
         };
-        if facts.lock_mode != Some(retention.mode) {
-            return Err(fail(format!(
-                "lock mode is {}, expected {}",
-                facts.lock_mode.map_or("none", LockMode::as_str),
-                retention.mode
-            )));
-        }
-        let want = retention.retain_until.unix_timestamp();
-        match facts.retain_until {
-            Some(t) if t.unix_timestamp() >= want => {}
-            other => {
-                return Err(fail(format!(
-                    "retain-until is {}, expected at least {}",
-                    other.map_or_else(|| "not set".into(), |t| t.to_string()),
-                    retention.retain_until
-                )));
-            }
-        }
+        crate::lock::check_lock_is(key, facts, retention, exact)?;
         if let Some(kms) = &self.kms_key_id {
             if facts.sse.as_deref() != Some("aws:kms") {
                 return Err(fail(format!(
@@ -670,7 +664,8 @@ impl S3Worm {
                 "bytes"
             }
         };
-        self.check_lock_and_encryption(key, &facts, retention)?;
+        // A version this call just wrote carries exactly the lock it was sent with.
+        self.check_lock_and_encryption(key, &facts, retention, !already_present)?;
         Ok(StoredObject {
             key: key.to_owned(),
             version_id: facts.version_id,

@@ -315,7 +315,12 @@ fn worm_failure(e: WormError) -> Failure {
             "evidence bucket {bucket:?} does not exist (check --bucket / STELE_EVIDENCE_BUCKET and the endpoint/region)"
         ));
     }
-    if e.is_transient() || matches!(e, WormError::Verification { .. } | WormError::Io { .. }) {
+    if e.is_transient()
+        || matches!(
+            e,
+            WormError::Verification { .. } | WormError::Io { .. } | WormError::LostRace { .. }
+        )
+    {
         Failure::Operational(e.into())
     } else {
         Failure::Input(e.into())

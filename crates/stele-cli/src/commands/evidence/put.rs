@@ -34,6 +34,10 @@ pub fn run(ctx: &Context, args: &PutArgs) -> Result<(), Failure> {
         mode: args.mode,
     };
     policy.validate().map_err(failure)?;
+    // A retention that ends after what a store can hold is refused here, before anything is read or sent.
+    policy
+        .retention_at(OffsetDateTime::now_utc())
+        .map_err(failure)?;
     let tuning = tuning(args)?;
     let chain = evidence_chain(&args.vault)?;
     let plan = plan(args, &client)?;
@@ -67,11 +71,19 @@ pub fn run(ctx: &Context, args: &PutArgs) -> Result<(), Failure> {
             } else {
                 String::new()
             };
-            let f = failure(e);
-            annotate(
-                f,
-                &format!("{name} was not stored and nothing was recorded for it{note}"),
-            )
+            // Another upload won the key: this file's bytes may well be stored
+            // (as a version that does not hold the key), but nothing is recorded.
+            let what = if matches!(
+                &e,
+                stele_evidence::EvidenceError::Worm(stele_worm::WormError::LostRace { .. })
+            ) {
+                format!(
+                    "{name} does not hold its key and nothing was recorded for it{note}; `stele evidence status <key>` lists the key's versions"
+                )
+            } else {
+                format!("{name} was not stored and nothing was recorded for it{note}")
+            };
+            annotate(failure(e), &what)
         })?;
         // A retried upload of an object already recorded appends nothing new.
         let existing = if uploaded.already_present {
