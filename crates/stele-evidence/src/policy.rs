@@ -115,7 +115,7 @@ mod tests {
             days,
             ..RetentionPolicy::default()
         };
-        assert!(days(29_000).retention_at(now).is_ok());
+        assert!(days(28_000).retention_at(now).is_ok());
         let err = days(30_000).retention_at(now).unwrap_err();
         assert!(
             matches!(&err, EvidenceError::Invalid(m) if m.contains("30000 days") && m.contains("2106-02-07T06:28:15Z")),
