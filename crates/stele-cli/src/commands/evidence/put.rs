@@ -73,15 +73,13 @@ pub fn run(ctx: &Context, args: &PutArgs) -> Result<(), Failure> {
             };
             // Another upload won the key: this file's bytes may well be stored
             // (as a version that does not hold the key), but nothing is recorded.
-            let what = if matches!(
-                &e,
-                stele_evidence::EvidenceError::Worm(stele_worm::WormError::LostRace { .. })
-            ) {
-                format!(
-                    "{name} does not hold its key and nothing was recorded for it{note}; `stele evidence status <key>` lists the key's versions"
-                )
-            } else {
-                format!("{name} was not stored and nothing was recorded for it{note}")
+            let what = match &e {
+                stele_evidence::EvidenceError::Worm(stele_worm::WormError::LostRace {
+                    key, ..
+                }) => format!(
+                    "{name} does not hold {key} and nothing was recorded for it{note}; `stele evidence status {key}` lists the key's versions, and another --bundle-id stores this file under a key of its own"
+                ),
+                _ => format!("{name} was not stored and nothing was recorded for it{note}"),
             };
             annotate(failure(e), &what)
         })?;
