@@ -512,3 +512,57 @@ impl S3Worm {
         Ok(found)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn facts(mode: Option<LockMode>, until: Option<OffsetDateTime>) -> ObjectFacts {
+        ObjectFacts {
+            version_id: Some("v-42".into()),
+            size: 1,
+            checksum_sha256: None,
+            metadata_sha256: None,
+            lock_mode: mode,
+            retain_until: until,
+            sse: None,
+            kms_key_id: None,
+        }
+    }
+
+    #[test]
+    fn a_lock_read_back_that_differs_names_the_key_and_version() {
+        let asked = Retention {
+            mode: LockMode::Compliance,
+            retain_until: datetime!(2107-01-01 00:00:00 UTC),
+        };
+        // What Ceph RGW reported for 2107-01-01: the 32-bit wrap.
+        let wrapped = facts(
+            Some(LockMode::Compliance),
+            Some(datetime!(1970-11-24 17:31:44 UTC)),
+        );
+        for exact in [true, false] {
+            let err = check_lock_is("evidence/c/k.pdf", &wrapped, asked, exact).unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.starts_with("evidence/c/k.pdf:")
+                    && text.contains("the lock of version v-42 is wrong")
+                    && text.contains("1970-11-24T17:31:44Z"),
+                "{text}"
+            );
+        }
+        // Right after a write, a later date than asked differs too; later on it may have been extended.
+        let later = facts(
+            Some(LockMode::Compliance),
+            Some(datetime!(2107-01-02 00:00:00 UTC)),
+        );
+        assert!(check_lock_is("k", &later, asked, true).is_err());
+        assert!(check_lock_is("k", &later, asked, false).is_ok());
+        let same = facts(Some(LockMode::Compliance), Some(asked.retain_until));
+        assert!(check_lock_is("k", &same, asked, true).is_ok());
+        let weaker = facts(Some(LockMode::Governance), Some(asked.retain_until));
+        assert!(check_lock_is("k", &weaker, asked, false).is_err());
+        assert!(check_lock_is("k", &facts(None, None), asked, false).is_err());
+    }
+}

@@ -297,4 +297,11 @@ async fn rgw_a_retried_write_extends_the_lock_and_never_shortens_it() {
         matches!(&err, WormError::Verification { what, .. } if what.contains("lock mode is COMPLIANCE")),
         "{err}"
     );
+    // The message names the version whose lock differs from what was asked.
+    let version = stored.version_id.as_deref().unwrap();
+    assert!(
+        err.to_string()
+            .contains(&format!("the lock of version {version} is wrong")),
+        "{err}"
+    );
 }

@@ -79,6 +79,13 @@ pub fn run(ctx: &Context, args: &PutArgs) -> Result<(), Failure> {
                 }) => format!(
                     "{name} does not hold {key} and nothing was recorded for it{note}; `stele evidence status {key}` lists the key's versions, and another --bundle-id stores this file under a key of its own"
                 ),
+                // The store accepted the upload but does not hold what was sent
+                // (bytes or lock): a version may exist; it is not recorded.
+                stele_evidence::EvidenceError::Worm(stele_worm::WormError::Verification {
+                    ..
+                }) => format!(
+                    "{name} was not verified in the store and nothing was recorded for it{note}"
+                ),
                 _ => format!("{name} was not stored and nothing was recorded for it{note}"),
             };
             annotate(failure(e), &what)
