@@ -272,17 +272,15 @@ pub enum WormError {
     /// as Ceph RGW, keeps both) and, locked, cannot be deleted before its
     /// retain-until.
     #[error(
-        "{key}: another upload stored different content at this key first: version {winner_version} holds {winner_size} bytes with sha256 {winner_sha256}, and that version is the one the key holds. {ours}"
+        "{key}: another upload stored different content at this key first: version {winner_version} {winner}, and that version is the one the key holds. {ours}"
     )]
     LostRace {
         /// Key.
         key: String,
         /// The first version (the one that holds the key).
         winner_version: String,
-        /// Its size.
-        winner_size: u64,
-        /// Its SHA-256 (hex), or `unknown`.
-        winner_sha256: String,
+        /// What it holds, in words (size and SHA-256).
+        winner: String,
         /// This upload's own version, if the store kept it.
         our_version: Option<String>,
         /// What became of this upload's bytes, in words (its version and lock).

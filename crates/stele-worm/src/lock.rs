@@ -470,8 +470,11 @@ impl S3Worm {
         Err(WormError::LostRace {
             key: key.to_owned(),
             winner_version: first_id.to_owned(),
-            winner_size: winner.size,
-            winner_sha256: winner_sha.unwrap_or_else(|| "unknown".into()),
+            winner: format!(
+                "holds {} bytes with sha256 {}",
+                winner.size,
+                winner_sha.as_deref().unwrap_or("unknown")
+            ),
             our_version: Some(ours.to_owned()),
             ours: ours_text,
         })
