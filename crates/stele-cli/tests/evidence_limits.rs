@@ -283,16 +283,15 @@ fn race_round(
     };
     let (a, b) = (spawn(&fa), spawn(&fb));
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-    let (winner, loser, body) = match (code(&a), code(&b)) {
-        (0, c) if c != 0 => (a, b, bodies.0),
-        (c, 0) if c != 0 => (b, a, bodies.1),
+    let (loser, body) = match (code(&a), code(&b)) {
+        (0, c) if c != 0 => (b, bodies.0),
+        (c, 0) if c != 0 => (a, bodies.1),
         (x, y) => panic!(
             "{name}: exit codes {x} and {y}, expected exactly one success\nA: {}\nB: {}",
             stderr(&a),
             stderr(&b)
         ),
     };
-    let _ = winner;
     let uploads: Vec<Value> = evidence_events(l, "evidence.uploaded")
         .into_iter()
         .filter(|e| {
@@ -320,7 +319,7 @@ fn race_round(
 
     let err = stderr(&loser);
     let raced = versions.len() > 1;
-    eprintln!("LOSER {}: {err}", code(&loser));
+    eprintln!("{name}: the losing process exited {}: {err}", code(&loser));
     if raced {
         // Both versions are in the store: the loser names the winner's, its own, and what to do.
         assert_eq!(code(&loser), 3, "{err}");
