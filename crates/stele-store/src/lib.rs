@@ -575,6 +575,17 @@ pub trait LedgerStore: Send {
         anchor_seq: u64,
         error: &str,
     ) -> Result<(), StoreError>;
+
+    /// The durability settings in force on this store's own connection,
+    /// read back from the database (not what was asked for): SQLite's
+    /// `journal_mode` and `synchronous`, PostgreSQL's `synchronous_commit`
+    /// and `fsync`. An acknowledged append is durable only with these at
+    /// `wal`/`full` and `on`/`on`; tests pin them.
+    ///
+    /// # Errors
+    ///
+    /// Database errors.
+    fn durability(&mut self) -> Result<Vec<(&'static str, String)>, StoreError>;
 }
 
 /// Opens (creating and migrating if needed) the database at `location`.

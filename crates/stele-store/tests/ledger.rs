@@ -30,7 +30,26 @@ on_every_backend!(
     reopening_is_idempotent_and_newer_schemas_are_refused,
     auditor_sql_returns_the_event_hash,
     anchor_outbox_keeps_bytes_order_and_status,
+    durability_settings_are_pinned_on_the_writer_connection,
 );
+
+/// An append is acknowledged after its commit; these settings make that
+/// commit reach the disk. Read back on the store's own connection (a kill -9
+/// test cannot tell: the page cache survives a killed process).
+fn durability_settings_are_pinned_on_the_writer_connection(db: &Db) {
+    let keys = keyring();
+    let mut store = db.open();
+    store
+        .append(&chain("durable"), vec![event(0)], keys.active())
+        .unwrap();
+    let settings = store.durability().unwrap();
+    let expected: &[(&str, &str)] = match store.backend() {
+        "sqlite" => &[("journal_mode", "wal"), ("synchronous", "full")],
+        _ => &[("synchronous_commit", "on"), ("fsync", "on")],
+    };
+    let found: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(found, expected);
+}
 
 fn appends_read_back_and_verify_clean(db: &Db) {
     let keys = keyring();
