@@ -15,6 +15,8 @@ const SECRET: &str = "Zq7-s3cret-Vx";
 fn stele(data_dir: &std::path::Path, db: Option<&str>, args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_stele"));
     cmd.env_remove("STELE_DB").env_remove("STELE_DATA_DIR");
+    // Run beside the data directory, so a location taken for a file name lands there.
+    cmd.current_dir(data_dir.parent().unwrap_or(data_dir));
     cmd.arg("--data-dir").arg(data_dir);
     if let Some(db) = db {
         cmd.arg("--db").arg(db);
@@ -150,11 +152,12 @@ fn a_libpq_keyword_string_is_refused_without_echo() {
             assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
             assert_not_echoed(&out, SECRET, &conninfo);
         }
-        // Nothing was created under that name.
-        assert!(!std::path::Path::new(&conninfo).exists());
+        // Nothing was created under that name (the binary ran in `dir`).
+        assert!(!dir.path().join(&conninfo).exists());
         assert!(!data.join("stele.toml").exists());
         // Through the environment, as the README recommends for passwords.
         let out = Command::new(env!("CARGO_BIN_EXE_stele"))
+            .current_dir(dir.path())
             .env("STELE_DB", &conninfo)
             .arg("--data-dir")
             .arg(&data)
