@@ -254,11 +254,22 @@ fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
 }
 
 /// `message` with every `"…"` quoted run (backslash escapes included)
-/// replaced by `"…"`.
+/// replaced by `"…"`; runs in backticks (token and key names) are kept.
 fn elide_quoted(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut chars = message.chars();
     while let Some(c) = chars.next() {
+        if c == '`' {
+            // A `token` or `key` name, as toml and serde quote them: kept.
+            out.push(c);
+            for inner in chars.by_ref() {
+                out.push(inner);
+                if inner == '`' {
+                    break;
+                }
+            }
+            continue;
+        }
         if c != '"' {
             out.push(c);
             continue;

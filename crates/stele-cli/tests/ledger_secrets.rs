@@ -181,6 +181,7 @@ fn a_broken_config_file_is_reported_without_its_values() {
         // The URL given where a number belongs (serde quotes the value).
         format!("max_payload_bytes = \"postgres://postgres:{SECRET}@h/db\"\n"),
         format!("max_payload_bytes = \"a\\\"{SECRET}\"\n"),
+        format!("max_payload_bytes = \"`{SECRET}`\"\n"),
         // An unknown key next to it.
         format!("max_payload_bytes = 65536\ndb = \"postgres://postgres:{SECRET}@h/db\"\ndbx = 1\n"),
         // Wrong type for db.

@@ -943,6 +943,14 @@ mod tests {
             redact_url("postgres://u:pa/ss@h:5432/db"),
             "postgres://u:***@h:5432/db"
         );
+        // What is not secret is still shown, for a useful error.
+        for shown in [
+            "postgres://u@%2Fvar%2Frun%2Fpostgresql/db",
+            "postgres://u:***@[::1]:5433/db?sslmode=verify-full&sslrootcert=/etc/ca.pem",
+            "postgresql://h/db?application_name=x&connect_timeout=5",
+        ] {
+            assert_eq!(redact_url(shown), shown);
+        }
         let loc = DbLocation::parse("postgresql://a:b@c/d").unwrap();
         assert_eq!(loc.to_string(), "postgresql://a:***@c/d");
         assert!(!format!("{loc:?}").contains(":b@"));
