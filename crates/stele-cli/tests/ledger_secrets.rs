@@ -140,6 +140,7 @@ fn a_libpq_keyword_string_is_refused_without_echo() {
         format!("host=127.0.0.1 port=5432 user=postgres password={SECRET} dbname=postgres"),
         format!("dbname = postgres password = '{SECRET}'"),
         format!("postgress://postgres:{SECRET}@127.0.0.1/db"),
+        format!("postgres:{SECRET}@127.0.0.1:5432/postgres"),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");

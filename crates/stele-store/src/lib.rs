@@ -185,6 +185,14 @@ impl DbLocation {
                     .into(),
             });
         }
+        if looks_like_credentials(s) {
+            return Err(StoreError::InvalidLocation {
+                location: "(not shown: it looks like user:password@host)".into(),
+                reason: "a PostgreSQL location needs its postgres:// prefix; a SQLite file \
+                         name with `:` before `@` must be given as sqlite://PATH"
+                    .into(),
+            });
+        }
         if let Some((scheme, _)) = s.split_once("://") {
             let shown = if scheme.len() <= 16
                 && scheme
@@ -213,6 +221,14 @@ impl DbLocation {
             Self::Postgres(_) => "postgres",
         }
     }
+}
+
+/// Whether `s` reads as `user:password@host…` without a scheme: taken as a
+/// file name it would be shown in errors (and created as a directory).
+fn looks_like_credentials(s: &str) -> bool {
+    !s.contains("://")
+        && s.split_once('@')
+            .is_some_and(|(before, _)| before.contains(':'))
 }
 
 /// Whether `s` reads as a libpq keyword/value connection string: it starts
@@ -966,6 +982,7 @@ mod tests {
             "host=h password=s3cret dbname=d",
             "  dbname = d password=s3cret",
             "postgress://u:s3cret@h/db",
+            "u:s3cret@h:5432/db",
         ] {
             let err = DbLocation::parse(refused).unwrap_err().to_string();
             assert!(!err.contains("s3cret"), "{err}");
