@@ -270,7 +270,11 @@ fn the_deepest_payload_append_accepts_verifies_everywhere(l: Ledger) {
         .output()
         .unwrap();
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(findings_of(&report).is_empty(), "{report:#}");
+    // No event is named (a verdict about the absence of anchors is not this test's business).
+    assert!(
+        findings_of(&report).iter().all(|(_, seq, _)| seq.is_none()),
+        "{report:#}"
+    );
 
     // One level deeper is refused at append, and nothing is written.
     let out = l.run(&[
