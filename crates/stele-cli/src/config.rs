@@ -112,11 +112,13 @@ impl Context {
     pub fn load(global: &GlobalArgs) -> Result<Self, Failure> {
         let path = global.data_dir.join(CONFIG_FILE);
         let file = match std::fs::read_to_string(&path) {
-            Ok(text) => Some(
-                toml::from_str::<ConfigFile>(&text)
-                    .with_context(|| format!("{} is not a valid stele config", path.display()))
-                    .map_err(Failure::Input)?,
-            ),
+            Ok(text) => Some(toml::from_str::<ConfigFile>(&text).map_err(|e| {
+                Failure::Input(anyhow::anyhow!(
+                    "{} is not a valid stele config: {}",
+                    path.display(),
+                    describe_toml_error(&text, &e)
+                ))
+            })?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => {
                 return Err(Failure::Operational(anyhow::anyhow!(
@@ -125,14 +127,14 @@ impl Context {
                 )));
             }
         };
-        let db = global
+        let db = match global
             .db
             .clone()
             .or_else(|| file.as_ref().and_then(|f| f.db.clone()))
-            .map_or_else(
-                || DbLocation::Sqlite(global.data_dir.join("ledger.db")),
-                |s| DbLocation::parse(&s),
-            );
+        {
+            Some(s) => DbLocation::parse(&s)?,
+            None => DbLocation::Sqlite(global.data_dir.join("ledger.db")),
+        };
         let limits = Limits {
             max_payload_bytes: file
                 .as_ref()
@@ -235,6 +237,67 @@ impl Context {
     pub fn config_path(&self) -> PathBuf {
         self.data_dir.join(CONFIG_FILE)
     }
+}
+
+/// Where a TOML error is and what kind it is, without the text of the line
+/// (`toml`'s own message quotes it: a `db = "postgres://user:password@…"`
+/// line would be printed) and with any quoted value in the message elided
+/// (serde's "invalid type: string \"…\"" repeats the value).
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = elide_quoted(e.message().lines().next().unwrap_or_default());
+    let Some(span) = e.span() else {
+        return message;
+    };
+    let start = span.start.min(text.len());
+    let before = text.get(..start).unwrap_or_default();
+    let line_no = before.matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or_default();
+    // Name the key when the line is `key = …` with a bare key (never the value).
+    let key = line.split_once('=').map(|(k, _)| k.trim()).filter(|k| {
+        !k.is_empty()
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    });
+    match key {
+        Some(key) => format!("line {line_no} (key `{key}`): {message}"),
+        None => format!("line {line_no}: {message}"),
+    }
+}
+
+/// `message` with every `"…"` quoted run (backslash escapes included)
+/// replaced by `"…"`; runs in backticks (token and key names) are kept.
+fn elide_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut chars = message.chars();
+    while let Some(c) = chars.next() {
+        if c == '`' {
+            // A `token` or `key` name, as toml and serde quote them: kept.
+            out.push(c);
+            for inner in chars.by_ref() {
+                out.push(inner);
+                if inner == '`' {
+                    break;
+                }
+            }
+            continue;
+        }
+        if c != '"' {
+            out.push(c);
+            continue;
+        }
+        out.push_str("\"…\"");
+        // Skip to the closing quote, stepping over escaped characters.
+        while let Some(inner) = chars.next() {
+            match inner {
+                '\\' => {
+                    chars.next();
+                }
+                '"' => break,
+                _ => {}
+            }
+        }
+    }
+    out
 }
 
 /// Writes a new config file; refuses to overwrite.

@@ -133,7 +133,8 @@ fn event<T: Serialize>(
         payload: Some(payload),
         idempotency_key: Some(idempotency),
     }
-    .validate(&Limits::default())
+    // stele's own records: the internal path, which allows the reserved `evidence.*` types.
+    .validate_internal(&Limits::default())
     .map_err(|e| EvidenceError::Invalid(format!("the {event_type} event is not valid: {e}")))
 }
 

@@ -53,6 +53,74 @@ pub fn canonicalize_payload_text(text: &str) -> Result<String, InputError> {
     to_canonical_string(&value)
 }
 
+/// Why stored or exported payload text is not what append writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoredPayloadError {
+    /// Not JSON, or nested deeper than append accepts.
+    Unreadable(String),
+    /// JSON, but not byte-identical to its RFC 8785 form: another text for
+    /// (possibly) the same value, e.g. `1.0` for `1` or a number that rounds
+    /// to the committed one. Carries the canonical text and what differs.
+    NotCanonical {
+        /// The RFC 8785 text of the stored value.
+        canonical: String,
+        /// Where and how the stored text differs, for the finding.
+        difference: String,
+    },
+}
+
+/// Reads payload text from storage or an export with append's rules: valid
+/// JSON, no deeper than [`MAX_PAYLOAD_DEPTH`](crate::event::MAX_PAYLOAD_DEPTH),
+/// and byte-identical to its RFC 8785 form (what append stores). A pure
+/// function, so every verifier (database scans, export files) applies the
+/// same rules.
+///
+/// # Errors
+///
+/// [`StoredPayloadError`] saying what is wrong; `NotCanonical` carries the
+/// canonical text so a verifier can still check the value it denotes.
+pub fn parse_stored_payload(text: &str) -> Result<(), StoredPayloadError> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| StoredPayloadError::Unreadable(format!("payload is not valid JSON ({e})")))?;
+    crate::event::check_depth(&value).map_err(|e| StoredPayloadError::Unreadable(e.to_string()))?;
+    let canonical =
+        to_canonical_string(&value).map_err(|e| StoredPayloadError::Unreadable(e.to_string()))?;
+    if canonical == text {
+        return Ok(());
+    }
+    let difference = describe_difference(text, &canonical);
+    Err(StoredPayloadError::NotCanonical {
+        canonical,
+        difference,
+    })
+}
+
+/// Names the first byte where `stored` and `canonical` differ, with a short
+/// excerpt of each from there (escaped, so no control character is echoed).
+fn describe_difference(stored: &str, canonical: &str) -> String {
+    let at = stored
+        .bytes()
+        .zip(canonical.bytes())
+        .position(|(a, b)| a != b)
+        .unwrap_or_else(|| stored.len().min(canonical.len()));
+    // A little context before the difference, so a changed number shows whole.
+    let from = at.saturating_sub(16);
+    let excerpt = |s: &str| {
+        // Back up to a character boundary so the excerpt is valid text.
+        let start = (0..=from.min(s.len()))
+            .rev()
+            .find(|i| s.is_char_boundary(*i))
+            .unwrap_or(0);
+        let tail: String = s[start..].chars().take(48).collect();
+        format!("{tail:?}")
+    };
+    format!(
+        "payload text is not in RFC 8785 canonical form: at byte {at} it reads {} where the canonical form reads {}",
+        excerpt(stored),
+        excerpt(canonical)
+    )
+}
+
 /// Canonical bytes of a stored event, recomputed from its fields.
 ///
 /// # Errors

@@ -28,6 +28,22 @@ pub enum InputError {
         "invalid event type {0:?}: use 1-128 characters of A-Z, a-z, 0-9, '.', '_', ':', '/' or '-', e.g. user.login"
     )]
     InvalidType(String),
+    /// The event type is in a namespace stele writes itself (`evidence.*`,
+    /// `stele.*`): a client could otherwise forge the records stele acts on.
+    #[error(
+        "event type {0:?} is reserved: types in the `evidence.` and `stele.` namespaces are written only by stele itself (use `stele evidence` for evidence records, or choose another type)"
+    )]
+    ReservedType(String),
+    /// The payload nests arrays and objects deeper than [`MAX_PAYLOAD_DEPTH`].
+    #[error(
+        "payload nests arrays/objects {depth} deep, over the limit of {limit}; flatten it (every verifier must be able to parse what is appended)"
+    )]
+    TooDeep {
+        /// Nesting depth found (counted up to one past the limit).
+        depth: usize,
+        /// [`MAX_PAYLOAD_DEPTH`].
+        limit: usize,
+    },
     /// The actor is too long or contains control characters.
     #[error("invalid actor: {0}")]
     InvalidActor(String),
@@ -65,6 +81,30 @@ pub enum InputError {
     /// A key id was well-formed but no such key is held.
     #[error("unknown HMAC key id {0:?}: it is not in the keyring (see `stele keys list`)")]
     UnknownKeyId(String),
+}
+
+/// Deepest nesting of arrays and objects accepted in a payload (a scalar is
+/// depth 0, `{"a":[1]}` depth 2).
+///
+/// One limit for append and for every verifier: the deepest document any
+/// verifier parses is a payload inside an export line or a tlog-proof's
+/// event bytes, a few levels below `serde_json`'s fixed recursion limit of
+/// 128, so a payload append accepts always parses again. Stored or exported
+/// payloads deeper than this are findings.
+pub const MAX_PAYLOAD_DEPTH: usize = 64;
+
+/// Event-type namespaces stele writes itself and refuses from clients:
+/// evidence records are acted on by verification (it reads the objects they
+/// name), and `stele.` is kept for stele's own future records.
+pub const RESERVED_TYPE_NAMESPACES: [&str; 2] = ["evidence", "stele"];
+
+/// Whether `event_type` is in a reserved namespace (ASCII case-insensitive,
+/// so a look-alike such as `Evidence.uploaded` is refused too).
+pub fn is_reserved_type(event_type: &str) -> bool {
+    let namespace = event_type.split('.').next().unwrap_or_default();
+    RESERVED_TYPE_NAMESPACES
+        .iter()
+        .any(|r| namespace.eq_ignore_ascii_case(r))
 }
 
 /// Limits applied to every event before it is accepted.
@@ -129,12 +169,32 @@ impl EventInput {
         serde_json::from_str(text).map_err(|e| InputError::MalformedJson(e.to_string()))
     }
 
-    /// Checks every field against the rules and `limits`, canonicalizing the payload.
+    /// Checks a client's event against every rule and `limits`,
+    /// canonicalizing the payload. Types in a reserved namespace
+    /// ([`is_reserved_type`]) are refused: this is the path for everything a
+    /// client sends (CLI, batch, gateway).
     ///
     /// # Errors
     ///
     /// The first rule broken, as an [`InputError`].
     pub fn validate(self, limits: &Limits) -> Result<ValidEvent, InputError> {
+        if is_reserved_type(&self.event_type) {
+            validate_event_type(&self.event_type)?;
+            return Err(InputError::ReservedType(
+                self.event_type.chars().take(80).collect(),
+            ));
+        }
+        self.validate_internal(limits)
+    }
+
+    /// [`validate`](Self::validate) for the records stele writes itself
+    /// (the evidence vault's `evidence.*` events): the same rules, except
+    /// that reserved types are allowed. Never call it with a client's input.
+    ///
+    /// # Errors
+    ///
+    /// The first rule broken, as an [`InputError`].
+    pub fn validate_internal(self, limits: &Limits) -> Result<ValidEvent, InputError> {
         validate_event_type(&self.event_type)?;
         if let Some(actor) = &self.actor {
             if actor.len() > 256 {
@@ -155,6 +215,7 @@ impl EventInput {
         let payload = match self.payload {
             None | Some(Value::Null) => None,
             Some(value) => {
+                check_depth(&value)?;
                 check_numbers(&value)?;
                 let text = crate::canonical::to_canonical_string(&value)?;
                 if text.len() > limits.max_payload_bytes {
@@ -188,6 +249,31 @@ fn validate_event_type(t: &str) -> Result<(), InputError> {
 }
 
 const MAX_SAFE_INTEGER: u64 = 1 << 53;
+
+/// Refuses a value nested deeper than [`MAX_PAYLOAD_DEPTH`]. Recursion is
+/// bounded: `serde_json` builds no value deeper than 128.
+pub(crate) fn check_depth(value: &Value) -> Result<(), InputError> {
+    fn depth(value: &Value, at: usize) -> usize {
+        if at > MAX_PAYLOAD_DEPTH {
+            return at;
+        }
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(map) => Box::new(map.values()),
+            _ => return at,
+        };
+        children.map(|v| depth(v, at + 1)).fold(at + 1, usize::max)
+    }
+    let found = depth(value, 0);
+    if found > MAX_PAYLOAD_DEPTH {
+        Err(InputError::TooDeep {
+            depth: found,
+            limit: MAX_PAYLOAD_DEPTH,
+        })
+    } else {
+        Ok(())
+    }
+}
 
 fn check_numbers(value: &Value) -> Result<(), InputError> {
     match value {
@@ -461,6 +547,56 @@ mod tests {
             matches!(err, InputError::PayloadTooLarge { limit: 100, .. }),
             "{err}"
         );
+    }
+
+    #[test]
+    fn reserved_types_are_refused_from_clients_only() {
+        for t in [
+            "evidence.uploaded",
+            "evidence.legal_hold",
+            "Evidence.uploaded",
+            "stele.anything",
+            "STELE.x",
+            "evidence",
+        ] {
+            let e = EventInput {
+                event_type: t.into(),
+                ..Default::default()
+            };
+            assert!(
+                matches!(
+                    e.clone().validate(&Limits::default()),
+                    Err(InputError::ReservedType(_))
+                ),
+                "{t}"
+            );
+            assert!(e.validate_internal(&Limits::default()).is_ok(), "{t}");
+        }
+        for t in ["evidenced.x", "user.stele", "my.evidence.uploaded"] {
+            let e = EventInput {
+                event_type: t.into(),
+                ..Default::default()
+            };
+            assert!(e.validate(&Limits::default()).is_ok(), "{t}");
+        }
+    }
+
+    #[test]
+    fn payload_depth_is_limited() {
+        let nested = |depth: usize| -> Value {
+            serde_json::from_str(&format!("{}{}", "[".repeat(depth), "]".repeat(depth))).unwrap()
+        };
+        assert!(
+            input(nested(MAX_PAYLOAD_DEPTH))
+                .validate(&Limits::default())
+                .is_ok()
+        );
+        let err = input(nested(MAX_PAYLOAD_DEPTH + 1))
+            .validate(&Limits::default())
+            .unwrap_err();
+        assert!(matches!(err, InputError::TooDeep { .. }), "{err}");
+        let object_depth = input(serde_json::json!({"a": [{"b": 1}]}));
+        assert!(object_depth.validate(&Limits::default()).is_ok());
     }
 
     #[test]

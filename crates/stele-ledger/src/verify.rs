@@ -14,7 +14,7 @@ use std::fmt;
 use serde::Serialize;
 use tlog_tiles::Hash;
 
-use crate::canonical::stored_canonical_bytes;
+use crate::canonical::{CommittedFields, StoredPayloadError, parse_stored_payload};
 use crate::event::StoredEvent;
 use crate::hashing::{GENESIS_HASH, Keyring, leaf_hash};
 use crate::merkle::TreeAppender;
@@ -51,6 +51,16 @@ pub enum Finding {
         /// Seq of the row.
         seq: u64,
         /// What is wrong.
+        what: String,
+    },
+    /// The stored (or exported) payload text is not byte-identical to its
+    /// RFC 8785 form, as append writes it: another spelling of a value
+    /// (`1.0`, `-0.0`, a number that rounds to the committed one) that would
+    /// show a reader something else than what was committed.
+    NotCanonical {
+        /// Seq of the row.
+        seq: u64,
+        /// What differs.
         what: String,
     },
     /// The committed fields no longer hash to the stored leaf hash.
@@ -125,6 +135,7 @@ impl Finding {
             Self::OutOfOrder { seq, .. }
             | Self::WrongChain { seq, .. }
             | Self::Malformed { seq, .. }
+            | Self::NotCanonical { seq, .. }
             | Self::ContentAltered { seq, .. }
             | Self::UnknownKey { seq, .. }
             | Self::ChainLinkBroken { seq, .. }
@@ -153,6 +164,7 @@ impl fmt::Display for Finding {
             ),
             Self::WrongChain { seq, found } => write!(f, "seq {seq}: row claims chain {found:?}"),
             Self::Malformed { seq, what } => write!(f, "seq {seq}: unreadable row: {what}"),
+            Self::NotCanonical { seq, what } => write!(f, "seq {seq}: {what}"),
             Self::ContentAltered {
                 seq,
                 stored_leaf,
@@ -426,9 +438,34 @@ impl<'k> LogVerifier<'k> {
         if stored_leaf == Some(&fast) {
             return Ok(fast);
         }
-        stored_canonical_bytes(e)
-            .map(|bytes| leaf_hash(&bytes))
-            .map_err(|err| format!("payload is not valid JSON ({err})"))
+        // Otherwise the text must still be what append writes: JSON within
+        // the depth limit and byte-identical to its canonical form. Another
+        // spelling of a value that canonicalizes to the committed bytes
+        // (`1.0`, `9007199254740993`) is a finding, not a pass.
+        let Some(payload) = e.payload else {
+            return Ok(fast);
+        };
+        match parse_stored_payload(payload) {
+            Ok(()) => Ok(fast),
+            Err(StoredPayloadError::Unreadable(what)) => Err(what),
+            Err(StoredPayloadError::NotCanonical {
+                canonical,
+                difference,
+            }) => {
+                self.report(Finding::NotCanonical {
+                    seq: e.seq,
+                    what: difference,
+                });
+                // Go on with the value the text denotes, so a changed value
+                // is also named as altered content.
+                CommittedFields {
+                    canonical_payload: Some(&canonical),
+                    ..e.committed_as_stored()
+                }
+                .write_canonical_bytes(&mut self.canonical);
+                Ok(leaf_hash(&self.canonical))
+            }
+        }
     }
 
     /// Leaves recomputed so far.
@@ -719,6 +756,76 @@ mod tests {
                 seq: 5,
                 key_id: "k9".into()
             }
+        );
+    }
+
+    /// Another spelling of a committed number canonicalizes to the same
+    /// bytes; it must still be named, as append would never have stored it.
+    #[test]
+    fn a_payload_not_in_canonical_form_is_named() {
+        let keys = keyring();
+        let id = ChainId::new("prod").unwrap();
+        let mut app = ChainAppender::new(id, &ChainState::empty(), &[], keys.active()).unwrap();
+        let now = Timestamp::parse("2026-01-01T00:00:00Z").unwrap();
+        let payloads = [
+            serde_json::json!({"n": 9_007_199_254_740_992_u64}),
+            serde_json::json!({"n": 1e21}),
+            serde_json::json!({"n": 0.1}),
+            serde_json::json!({"n": 0}),
+            serde_json::json!({"n": 1}),
+        ];
+        let events: Vec<Event> = payloads
+            .iter()
+            .map(|p| {
+                let input = EventInput {
+                    event_type: "t".into(),
+                    payload: Some(p.clone()),
+                    ..Default::default()
+                };
+                app.append(input.validate(&Limits::default()).unwrap(), now)
+                    .event
+            })
+            .collect();
+        let st = app.state();
+        let head = ClaimedHead {
+            size: st.size,
+            head_hash: st.head_hash,
+            stored_root: Ok(app.root()),
+        };
+        assert!(run(&events, &head, &keys).is_clean());
+        let swaps = [
+            ("9007199254740992", "9007199254740993"),
+            ("1e+21", "1000000000000000000001"),
+            ("0.1", "0.10000000000000001"),
+            ("0", "-0.0"),
+            ("1", "1.0"),
+        ];
+        for (seq, (from, to)) in swaps.iter().enumerate() {
+            let mut edited = events.clone();
+            let payload = edited[seq].payload.clone().unwrap();
+            assert_eq!(payload, format!("{{\"n\":{from}}}"));
+            edited[seq].payload = Some(format!("{{\"n\":{to}}}"));
+            let r = run(&edited, &head, &keys);
+            assert_eq!(r.first_bad_seq, Some(seq as u64), "{to}: {:?}", r.findings);
+            assert!(
+                matches!(&r.findings[..], [Finding::NotCanonical { seq: s, what }] if *s == seq as u64 && what.contains(to)),
+                "{to}: {:?}",
+                r.findings
+            );
+        }
+    }
+
+    #[test]
+    fn a_payload_deeper_than_append_accepts_is_unreadable() {
+        let keys = keyring();
+        let (mut events, head) = chain(3, &keys);
+        let deep = crate::event::MAX_PAYLOAD_DEPTH + 1;
+        events[1].payload = Some(format!("{}{}", "[".repeat(deep), "]".repeat(deep)));
+        let r = run(&events, &head, &keys);
+        assert!(
+            matches!(&r.findings[0], Finding::Malformed { seq: 1, what } if what.contains("deep")),
+            "{:?}",
+            r.findings
         );
     }
 }

@@ -160,13 +160,58 @@ pub enum DbLocation {
 }
 
 impl DbLocation {
-    /// `postgres://…`/`postgresql://…` select PostgreSQL; `sqlite://PATH` or a plain path select SQLite.
-    pub fn parse(s: &str) -> Self {
+    /// `postgres://…`/`postgresql://…` select PostgreSQL; `sqlite://PATH` or
+    /// a plain path select SQLite.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InvalidLocation`] for a libpq keyword/value string
+    /// (`host=… password=…`) or a URL of another scheme: either could hold a
+    /// password, so neither is taken as a file name (which error messages
+    /// would show); the error never repeats the text.
+    pub fn parse(s: &str) -> Result<Self, StoreError> {
         if s.starts_with("postgres://") || s.starts_with("postgresql://") {
-            Self::Postgres(s.to_owned())
-        } else {
-            Self::Sqlite(PathBuf::from(s.strip_prefix("sqlite://").unwrap_or(s)))
+            return Ok(Self::Postgres(s.to_owned()));
         }
+        if let Some(path) = s.strip_prefix("sqlite://") {
+            return Ok(Self::Sqlite(PathBuf::from(path)));
+        }
+        if is_keyword_value_string(s) {
+            return Err(StoreError::InvalidLocation {
+                location: "(a keyword=value connection string, not shown)".into(),
+                reason: "libpq keyword/value strings (`host=… dbname=…`) are not supported: give \
+                         a postgres://user:password@host:port/dbname URL, with the password \
+                         percent-encoded, preferably through STELE_DB"
+                    .into(),
+            });
+        }
+        if looks_like_credentials(s) {
+            return Err(StoreError::InvalidLocation {
+                location: "(not shown: it looks like user:password@host)".into(),
+                reason: "a PostgreSQL location needs its postgres:// prefix; a SQLite file \
+                         name with `:` before `@` must be given as sqlite://PATH"
+                    .into(),
+            });
+        }
+        if let Some((scheme, _)) = s.split_once("://") {
+            let shown = if scheme.len() <= 16
+                && scheme
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'+')
+            {
+                format!("{scheme}://…")
+            } else {
+                "(a URL, not shown)".into()
+            };
+            return Err(StoreError::InvalidLocation {
+                location: shown,
+                reason:
+                    "only postgres://, postgresql:// and sqlite:// URLs (or a plain file path) \
+                         are supported"
+                        .into(),
+            });
+        }
+        Ok(Self::Sqlite(PathBuf::from(s)))
     }
 
     /// Backend name.
@@ -176,6 +221,25 @@ impl DbLocation {
             Self::Postgres(_) => "postgres",
         }
     }
+}
+
+/// Whether `s` reads as `user:password@host…` without a scheme: taken as a
+/// file name it would be shown in errors (and created as a directory).
+fn looks_like_credentials(s: &str) -> bool {
+    !s.contains("://")
+        && s.split_once('@')
+            .is_some_and(|(before, _)| before.contains(':'))
+}
+
+/// Whether `s` reads as a libpq keyword/value connection string: it starts
+/// with `keyword =` (libpq takes any string with `=` that is not a URI as one).
+fn is_keyword_value_string(s: &str) -> bool {
+    let s = s.trim_start();
+    let keyword_len = s
+        .bytes()
+        .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        .count();
+    keyword_len > 0 && s[keyword_len..].trim_start().starts_with('=')
 }
 
 /// Shows the location with any password replaced, safe for logs and errors.
@@ -194,38 +258,86 @@ impl fmt::Debug for DbLocation {
     }
 }
 
-/// Replaces the password in `scheme://user:password@host…` (and a `password=` query parameter).
+/// URL parameters whose values are shown; every other value (a password
+/// under any spelling, `options`, anything unknown) is replaced by `***`.
+const SHOWN_URL_PARAMETERS: [&str; 17] = [
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "application_name",
+    "sslmode",
+    "sslrootcert",
+    "sslnegotiation",
+    "connect_timeout",
+    "tcp_user_timeout",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_retries",
+    "target_session_attrs",
+    "channel_binding",
+];
+
+/// A PostgreSQL URL as it may be shown: the user, host, port, database and
+/// the values of [`SHOWN_URL_PARAMETERS`]; the password and every other
+/// parameter value as `***`. The credentials are split off as the driver
+/// splits them (everything before the first `@`, so a password with an
+/// unencoded `/`, `?` or `#` stays hidden); what remains is parsed with the
+/// `url` crate, and a location it cannot read unambiguously is not shown at all.
 pub fn redact_url(url: &str) -> String {
-    let mut out = url.to_owned();
-    if let Some(scheme_end) = out.find("://") {
-        let rest_start = scheme_end + 3;
-        let authority_end = out[rest_start..]
-            .find('/')
-            .map_or(out.len(), |i| rest_start + i);
-        if let Some(at) = out[rest_start..authority_end].rfind('@') {
-            let userinfo = &out[rest_start..rest_start + at];
-            if let Some(colon) = userinfo.find(':') {
-                out.replace_range(rest_start + colon + 1..rest_start + at, "***");
-            }
+    const HIDDEN: &str =
+        "(location not shown: it could not be read without risking showing a password)";
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return HIDDEN.into();
+    };
+    let (userinfo, rest) = match rest.split_once('@') {
+        Some((creds, rest)) => {
+            let user = creds.split(':').next().unwrap_or_default();
+            let shown = if creds.contains(':') {
+                format!("{user}:***@")
+            } else {
+                format!("{user}@")
+            };
+            (shown, rest)
         }
+        None => (String::new(), rest),
+    };
+    let Ok(parsed) = url::Url::parse(&format!("{scheme}://{rest}")) else {
+        return format!("{scheme}://{userinfo}{HIDDEN}");
+    };
+    // Another userinfo in what remains means a second `@`: ambiguous.
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return format!("{scheme}://{userinfo}{HIDDEN}");
     }
-    // Every query parameter naming a password (`password`, `sslpassword`).
-    if let Some((base, query)) = out.split_once('?') {
+    let mut out = format!(
+        "{scheme}://{userinfo}{}",
+        parsed.host_str().unwrap_or_default()
+    );
+    if let Some(port) = parsed.port() {
+        out.push_str(&format!(":{port}"));
+    }
+    out.push_str(parsed.path());
+    if let Some(query) = parsed.query() {
         let params: Vec<String> = query
             .split('&')
-            .map(|pair| match pair.split_once('=') {
+            .map(|pair| {
+                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
                 // Names are matched decoded, as the driver reads them (`pass%77ord`).
-                Some((key, _))
-                    if percent_encoding::percent_decode_str(key)
-                        .decode_utf8_lossy()
-                        .ends_with("password") =>
-                {
+                let name = percent_encoding::percent_decode_str(key).decode_utf8_lossy();
+                if SHOWN_URL_PARAMETERS.contains(&name.as_ref()) {
+                    format!("{key}={value}")
+                } else {
                     format!("{key}=***")
                 }
-                _ => pair.to_owned(),
             })
             .collect();
-        out = format!("{base}?{}", params.join("&"));
+        out.push('?');
+        out.push_str(&params.join("&"));
+    }
+    if parsed.fragment().is_some() {
+        out.push_str("#***");
     }
     out
 }
@@ -479,6 +591,17 @@ pub trait LedgerStore: Send {
         anchor_seq: u64,
         error: &str,
     ) -> Result<(), StoreError>;
+
+    /// The durability settings in force on this store's own connection,
+    /// read back from the database (not what was asked for): SQLite's
+    /// `journal_mode` and `synchronous`, PostgreSQL's `synchronous_commit`
+    /// and `fsync`. An acknowledged append is durable only with these at
+    /// `wal`/`full` and `on`/`on`; tests pin them.
+    ///
+    /// # Errors
+    ///
+    /// Database errors.
+    fn durability(&mut self) -> Result<Vec<(&'static str, String)>, StoreError>;
 }
 
 /// Opens (creating and migrating if needed) the database at `location`.
@@ -806,8 +929,8 @@ mod tests {
             "postgres://u:***@h:5432/db"
         );
         assert_eq!(
-            redact_url("postgres://u@h/db?password=s3cret&x=1"),
-            "postgres://u@h/db?password=***&x=1"
+            redact_url("postgres://u@h/db?password=s3cret&sslmode=require&x=1"),
+            "postgres://u@h/db?password=***&sslmode=require&x=***"
         );
         assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
         assert_eq!(
@@ -818,16 +941,51 @@ mod tests {
             redact_url("postgres://u@h/db?pass%77ord=s3cret"),
             "postgres://u@h/db?pass%77ord=***"
         );
-        let loc = DbLocation::parse("postgresql://a:b@c/d");
+        // Whatever the spelling, and however the password breaks URL syntax.
+        for (url, secret) in [
+            ("postgres://u@h/db?PASSWORD=s3cret", "s3cret"),
+            ("postgres://u@h/db?Password=s3cret", "s3cret"),
+            ("postgres://u:pa/ss@h:5432/db", "pa/ss"),
+            ("postgres://u:123/45@h:5432/db", "123/45"),
+            ("postgres://u:p?q=w#x@h/db", "p?q=w#x"),
+            ("postgres://u:p@s3cret@h/db", "s3cret"),
+            ("postgres://u@h/db#frag", "frag"),
+            ("postgres://u:pw@[::1/db", "pw"),
+        ] {
+            let shown = redact_url(url);
+            assert!(!shown.contains(secret), "{url} -> {shown}");
+        }
+        assert_eq!(
+            redact_url("postgres://u:pa/ss@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        // What is not secret is still shown, for a useful error.
+        for shown in [
+            "postgres://u@%2Fvar%2Frun%2Fpostgresql/db",
+            "postgres://u:***@[::1]:5433/db?sslmode=verify-full&sslrootcert=/etc/ca.pem",
+            "postgresql://h/db?application_name=x&connect_timeout=5",
+        ] {
+            assert_eq!(redact_url(shown), shown);
+        }
+        let loc = DbLocation::parse("postgresql://a:b@c/d").unwrap();
         assert_eq!(loc.to_string(), "postgresql://a:***@c/d");
         assert!(!format!("{loc:?}").contains(":b@"));
         assert_eq!(
-            DbLocation::parse("sqlite://x.db"),
+            DbLocation::parse("sqlite://x.db").unwrap(),
             DbLocation::Sqlite("x.db".into())
         );
         assert_eq!(
-            DbLocation::parse("./x.db"),
+            DbLocation::parse("./x.db").unwrap(),
             DbLocation::Sqlite("./x.db".into())
         );
+        for refused in [
+            "host=h password=s3cret dbname=d",
+            "  dbname = d password=s3cret",
+            "postgress://u:s3cret@h/db",
+            "u:s3cret@h:5432/db",
+        ] {
+            let err = DbLocation::parse(refused).unwrap_err().to_string();
+            assert!(!err.contains("s3cret"), "{err}");
+        }
     }
 }

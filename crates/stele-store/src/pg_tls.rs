@@ -96,7 +96,9 @@ fn target_with_home(url: &str, home: Option<PathBuf>) -> Result<PgTarget, String
             percent_encoding::percent_decode_str(text)
                 .decode_utf8()
                 .map(|t| t.into_owned())
-                .map_err(|_| format!("a URL parameter ({key}) is not UTF-8"))
+                // The text is not repeated: with an unencoded `&` or `=` in a
+                // password, a "parameter" can be part of the password.
+                .map_err(|_| "a URL parameter is not UTF-8 once percent-decoded".to_owned())
         };
         let (key, value) = (decode(key)?, decode(value)?);
         match key.as_str() {
@@ -128,7 +130,21 @@ fn target_with_home(url: &str, home: Option<PathBuf>) -> Result<PgTarget, String
     } else {
         format!("{base}?{}", kept.join("&"))
     };
-    let mut config = tokio_postgres::Config::from_str(&url).map_err(|e| e.to_string())?;
+    let mut config = tokio_postgres::Config::from_str(&url).map_err(|e| {
+        // The driver's cause names an unknown parameter; with an unencoded
+        // `&` or `=` in a password that name is part of the password, so it
+        // is not repeated. Other causes name a known option only.
+        let cause = std::error::Error::source(&e).map(ToString::to_string);
+        match cause {
+            Some(c) if c.contains("unknown option") => format!(
+                "{e}: the URL has a parameter PostgreSQL does not know (its name is not shown: a \
+                 password with an unencoded `&` or `=` splits into such parameters; percent-encode \
+                 the password, or give it as ?password=…)"
+            ),
+            Some(c) => format!("{e}: {c}"),
+            None => e.to_string(),
+        }
+    })?;
     config.ssl_mode(match mode {
         Mode::Disable => SslMode::Disable,
         Mode::Prefer => SslMode::Prefer,

@@ -106,8 +106,24 @@ impl PostgresStore {
     /// [`StoreError::Open`] (the password is never shown); migration errors.
     pub fn connect(url: &str) -> Result<Self, StoreError> {
         let mut store = Self::connect_session(url, false)?;
+        let (synchronous_commit, fsync) = store.durability_settings()?;
+        check_write_durability(&synchronous_commit, &fsync).map_err(|reason| StoreError::Open {
+            location: store.location.clone(),
+            reason,
+        })?;
         store.migrate()?;
         Ok(store)
+    }
+
+    /// `synchronous_commit` and `fsync` as this session sees them.
+    fn durability_settings(&mut self) -> Result<(String, String), StoreError> {
+        let show = |client: &mut postgres::Client, name: &str| -> Result<String, StoreError> {
+            Ok(client.query_one(&format!("SHOW {name}"), &[])?.get(0))
+        };
+        Ok((
+            show(&mut self.client, "synchronous_commit")?,
+            show(&mut self.client, "fsync")?,
+        ))
     }
 
     /// Connects for reading only (see [`open_read_only`](crate::open_read_only)):
@@ -640,9 +656,39 @@ impl AppendTx for PgTx<'_> {
     }
 }
 
+/// Whether a session with these settings may append: an append is
+/// acknowledged after its commit, so the commit must reach the disk. A server
+/// with `fsync=off` can lose acknowledged events in a power failure or OS
+/// crash, and no session setting fixes that: refused for writing (reading
+/// and verifying still work).
+fn check_write_durability(synchronous_commit: &str, fsync: &str) -> Result<(), String> {
+    if fsync != "on" {
+        return Err(format!(
+            "the PostgreSQL server runs with fsync={fsync}: acknowledged events could be lost in a \
+             crash, so stele refuses to write to it; set fsync = on in postgresql.conf (reading \
+             and verifying still work)"
+        ));
+    }
+    if synchronous_commit != "on" {
+        return Err(format!(
+            "the session's synchronous_commit is {synchronous_commit} although stele set it to on \
+             (is a pooler rewriting settings?): an append could be acknowledged before it is durable"
+        ));
+    }
+    Ok(())
+}
+
 impl LedgerStore for PostgresStore {
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+
+    fn durability(&mut self) -> Result<Vec<(&'static str, String)>, StoreError> {
+        let (synchronous_commit, fsync) = self.durability_settings()?;
+        Ok(vec![
+            ("synchronous_commit", synchronous_commit),
+            ("fsync", fsync),
+        ])
     }
 
     fn append(
@@ -855,6 +901,16 @@ mod tests {
             }
         }
         (rows, fed)
+    }
+
+    #[test]
+    fn a_server_without_fsync_is_refused_for_writing() {
+        assert!(check_write_durability("on", "on").is_ok());
+        let err = check_write_durability("on", "off").unwrap_err();
+        assert!(err.contains("fsync=off"), "{err}");
+        let err = check_write_durability("off", "on").unwrap_err();
+        assert!(err.contains("synchronous_commit is off"), "{err}");
+        assert!(check_write_durability("local", "on").is_err());
     }
 
     #[test]

@@ -489,6 +489,27 @@ impl LedgerStore for SqliteStore {
         "sqlite"
     }
 
+    fn durability(&mut self) -> Result<Vec<(&'static str, String)>, StoreError> {
+        let journal_mode: String = self
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+        let synchronous: i64 = self
+            .conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))?;
+        // SQLite reports the level as a number: 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA.
+        let synchronous = match synchronous {
+            0 => "off".to_owned(),
+            1 => "normal".to_owned(),
+            2 => "full".to_owned(),
+            3 => "extra".to_owned(),
+            other => other.to_string(),
+        };
+        Ok(vec![
+            ("journal_mode", journal_mode.to_ascii_lowercase()),
+            ("synchronous", synchronous),
+        ])
+    }
+
     fn append(
         &mut self,
         chain: &ChainId,

@@ -30,7 +30,78 @@ on_every_backend!(
     reopening_is_idempotent_and_newer_schemas_are_refused,
     auditor_sql_returns_the_event_hash,
     anchor_outbox_keeps_bytes_order_and_status,
+    durability_settings_are_pinned_on_the_writer_connection,
+    another_spelling_of_a_stored_number_is_named,
 );
+
+/// Each edit canonicalizes to the committed bytes (the same IEEE double), so
+/// only the byte-identity check can see it.
+fn another_spelling_of_a_stored_number_is_named(db: &Db) {
+    use stele_ledger::event::{EventInput, Limits};
+    let keys = keyring();
+    let mut store = db.open();
+    let c = chain("numbers");
+    let spellings = [
+        ("9007199254740992", "9007199254740993"),
+        ("1e+21", "1000000000000000000001"),
+        ("0.1", "0.10000000000000001"),
+        ("0", "-0.0"),
+        ("1", "1.0"),
+    ];
+    let events = spellings
+        .iter()
+        .map(|(committed, _)| {
+            EventInput::from_json(&format!(r#"{{"type":"n","payload":{{"n":{committed}}}}}"#))
+                .and_then(|e| e.validate(&Limits::default()))
+                .unwrap()
+        })
+        .collect();
+    store.append(&c, events, keys.active()).unwrap();
+    assert!(
+        verify_chain(store.as_mut(), &c, Some(&keys), &mut |_| {})
+            .unwrap()
+            .is_clean()
+    );
+    for (seq, (committed, respelled)) in spellings.iter().enumerate() {
+        let row = format!("chain_id = 'numbers' AND chain_index = {seq}");
+        db.exec(&format!(
+            r#"UPDATE audit_events SET payload = '{{"n":{respelled}}}' WHERE {row}"#
+        ));
+        let r = verify_chain(store.as_mut(), &c, Some(&keys), &mut |_| {}).unwrap();
+        assert_eq!(
+            r.first_bad_seq,
+            Some(seq as u64),
+            "{respelled}: {:?}",
+            r.findings
+        );
+        assert!(
+            matches!(&r.findings[..], [Finding::NotCanonical { seq: s, what }] if *s == seq as u64 && what.contains(respelled)),
+            "{respelled}: {:?}",
+            r.findings
+        );
+        db.exec(&format!(
+            r#"UPDATE audit_events SET payload = '{{"n":{committed}}}' WHERE {row}"#
+        ));
+    }
+}
+
+/// An append is acknowledged after its commit; these settings make that
+/// commit reach the disk. Read back on the store's own connection (a kill -9
+/// test cannot tell: the page cache survives a killed process).
+fn durability_settings_are_pinned_on_the_writer_connection(db: &Db) {
+    let keys = keyring();
+    let mut store = db.open();
+    store
+        .append(&chain("durable"), vec![event(0)], keys.active())
+        .unwrap();
+    let settings = store.durability().unwrap();
+    let expected: &[(&str, &str)] = match store.backend() {
+        "sqlite" => &[("journal_mode", "wal"), ("synchronous", "full")],
+        _ => &[("synchronous_commit", "on"), ("fsync", "on")],
+    };
+    let found: Vec<(&str, &str)> = settings.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(found, expected);
+}
 
 fn appends_read_back_and_verify_clean(db: &Db) {
     let keys = keyring();

@@ -142,6 +142,7 @@ fn serde_json_kind(f: &LogFinding) -> String {
         LogFinding::OutOfOrder { .. } => "out_of_order",
         LogFinding::WrongChain { .. } => "wrong_chain",
         LogFinding::Malformed { .. } => "malformed",
+        LogFinding::NotCanonical { .. } => "not_canonical",
         LogFinding::ContentAltered { .. } => "content_altered",
         LogFinding::UnknownKey { .. } => "unknown_key",
         LogFinding::ChainLinkBroken { .. } => "chain_link_broken",

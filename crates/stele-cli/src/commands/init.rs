@@ -17,6 +17,9 @@ pub fn run(ctx: &Context, args: &InitArgs) -> Result<(), Failure> {
         )));
     }
     std::fs::create_dir_all(&ctx.data_dir)?;
+    // Create and migrate the database first, so a bad or unreachable --db
+    // fails before any key or config is written (a retry then starts clean).
+    let store = stele_store::open(&ctx.db)?;
     let keys = ctx.keys();
     let vkey = keys.create(&args.log_name)?;
     write_config(
@@ -28,8 +31,6 @@ pub fn run(ctx: &Context, args: &InitArgs) -> Result<(), Failure> {
         },
     )
     .map_err(Failure::Operational)?;
-    // Create and migrate the database now, so a bad --db fails here, not on first append.
-    let store = stele_store::open(&ctx.db)?;
     if ctx.json {
         output::print_json(&json!({
             "data_dir": ctx.data_dir,
