@@ -94,10 +94,12 @@ fn ledger(signer: &StandardSigner, per_hour: u64) -> (Vec<Event>, Vec<StoredAnch
             metadata_sha256: Some(object_hash(&bytes)),
             other_versions: 0,
             delete_markers: 0,
+            versions_unlisted: None,
         };
         objects.push(StoredAnchor {
             key: object_key(None, &chain(), ts, h as u64).unwrap(),
             bytes: bytes.clone(),
+            unreadable: None,
             storage: Some(facts),
         });
         prev = Some((size, bytes));
