@@ -51,6 +51,15 @@ pub struct StorageFacts {
     pub versions_unlisted: Option<String>,
 }
 
+/// Why an object under the chain's prefix was not read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unreadable {
+    /// Larger than [`MAX_ANCHOR_BYTES`]; its size when the store listed it.
+    TooLarge(Option<u64>),
+    /// Not something that can hold an anchor (a symlink, a FIFO, a device), said in words.
+    NotAnObject(String),
+}
+
 /// One anchor object as fetched.
 #[derive(Clone, Debug)]
 pub struct StoredAnchor {
@@ -58,9 +67,8 @@ pub struct StoredAnchor {
     pub key: String,
     /// Exact bytes (empty when `unreadable`).
     pub bytes: Vec<u8>,
-    /// Why the object's bytes could not be read (too large, not a regular
-    /// file): a finding naming the object.
-    pub unreadable: Option<String>,
+    /// Why the object's bytes could not be read: a finding naming the object.
+    pub unreadable: Option<Unreadable>,
     /// Storage facts, when read from the store itself.
     pub storage: Option<StorageFacts>,
 }
@@ -318,13 +326,27 @@ fn check_object(
     policy: &AuditPolicy,
 ) -> Result<(Anchor, Vec<Finding>), Box<Finding>> {
     let subject = obj.key.clone();
-    if let Some(why) = &obj.unreadable {
-        return Err(Box::new(Finding::new(
-            Aspect::Integrity,
-            "anchor_unreadable",
-            subject,
-            format!("the object under the chain's prefix was not read: {why}"),
-        )));
+    match &obj.unreadable {
+        Some(Unreadable::NotAnObject(why)) => {
+            return Err(Box::new(Finding::new(
+                Aspect::Integrity,
+                "anchor_unreadable",
+                subject,
+                format!("the entry under the chain's prefix was not read: {why}"),
+            )));
+        }
+        Some(Unreadable::TooLarge(size)) => {
+            return Err(Box::new(Finding::new(
+                Aspect::Integrity,
+                "anchor_too_large",
+                subject,
+                format!(
+                    "the object has {} bytes, more than the {MAX_ANCHOR_BYTES} an anchor may have; it was not read",
+                    size.map_or_else(|| "more".to_owned(), |n| n.to_string())
+                ),
+            )));
+        }
+        None => {}
     }
     if obj.bytes.len() > MAX_ANCHOR_BYTES {
         return Err(Box::new(Finding::new(

@@ -22,8 +22,8 @@ pub mod log;
 pub mod report;
 
 pub use anchors::{
-    AnchorAudit, AuditPolicy, MAX_ANCHOR_BYTES, StorageFacts, StoredAnchor, audit_anchors,
-    check_verifier_key,
+    AnchorAudit, AuditPolicy, MAX_ANCHOR_BYTES, StorageFacts, StoredAnchor, Unreadable,
+    audit_anchors, check_verifier_key,
 };
 pub use log::AnchoredLog;
 pub use report::{Aspect, Finding, NotChecked, Report};

@@ -204,12 +204,14 @@ impl Report {
         items: impl IntoIterator<Item = NotChecked>,
         waivers: &[String],
     ) {
-        for mut item in items {
-            if waivers.iter().any(|w| *w == item.check) {
-                item.waived = true;
-            }
+        for item in items {
             if !self.not_checked.contains(&item) {
                 self.not_checked.push(item);
+            }
+        }
+        for item in &mut self.not_checked {
+            if waivers.iter().any(|w| *w == item.check) {
+                item.waived = true;
             }
         }
         self.verdict = if !(self.integrity.ok && self.completeness.ok) {

@@ -540,8 +540,13 @@ async fn fetch_from_s3(
         // decides first, and the read itself stops past the limit.
         let listed = sizes.get(&key).copied();
         let limit = stele_verify::MAX_ANCHOR_BYTES;
+        let too_large = || {
+            Some(stele_verify::Unreadable::TooLarge(
+                listed.and_then(|n| u64::try_from(n).ok()),
+            ))
+        };
         let (bytes, unreadable) = if listed.is_some_and(|n| n > limit as i64) {
-            (Vec::new(), Some(too_large(listed)))
+            (Vec::new(), too_large())
         } else if listed == Some(0) {
             (Vec::new(), None)
         } else {
@@ -551,7 +556,7 @@ async fn fetch_from_s3(
                 .map_err(super::anchor::worm_failure)?
             {
                 Some(b) => (b, None),
-                None => (Vec::new(), Some(too_large(listed))),
+                None => (Vec::new(), too_large()),
             }
         };
         let facts = s3
@@ -576,14 +581,6 @@ async fn fetch_from_s3(
         });
     }
     Ok(out)
-}
-
-fn too_large(listed: Option<i64>) -> String {
-    format!(
-        "it has {} bytes, more than the {} an anchor may have",
-        listed.map_or_else(|| "more".to_owned(), |n| n.to_string()),
-        stele_verify::MAX_ANCHOR_BYTES
-    )
 }
 
 fn fetch_from_mirror(
@@ -628,7 +625,12 @@ fn fetch_from_mirror(
                 } else {
                     "not a regular file"
                 };
-                (Vec::new(), Some(format!("in the mirror it is {what}")))
+                (
+                    Vec::new(),
+                    Some(stele_verify::Unreadable::NotAnObject(format!(
+                        "in the mirror it is {what}"
+                    ))),
+                )
             };
             out.push(stele_verify::StoredAnchor {
                 key,
@@ -643,7 +645,9 @@ fn fetch_from_mirror(
 }
 
 /// One mirror file, read up to the anchor size limit.
-fn read_mirror_file(path: &std::path::Path) -> Result<(Vec<u8>, Option<String>), Failure> {
+fn read_mirror_file(
+    path: &std::path::Path,
+) -> Result<(Vec<u8>, Option<stele_verify::Unreadable>), Failure> {
     use std::io::Read as _;
     let limit = stele_verify::MAX_ANCHOR_BYTES;
     let file = std::fs::File::open(path)
@@ -651,18 +655,15 @@ fn read_mirror_file(path: &std::path::Path) -> Result<(Vec<u8>, Option<String>),
     if !file.metadata()?.is_file() {
         return Ok((
             Vec::new(),
-            Some("in the mirror it is not a regular file".into()),
+            Some(stele_verify::Unreadable::NotAnObject(
+                "in the mirror it is not a regular file".into(),
+            )),
         ));
     }
     let mut bytes = Vec::new();
     file.take(limit as u64 + 1).read_to_end(&mut bytes)?;
     if bytes.len() > limit {
-        return Ok((
-            Vec::new(),
-            Some(format!(
-                "it has more than the {limit} bytes an anchor may have"
-            )),
-        ));
+        return Ok((Vec::new(), Some(stele_verify::Unreadable::TooLarge(None))));
     }
     Ok((bytes, None))
 }
