@@ -902,3 +902,107 @@ fn control_characters_are_escaped_in_text_output() {
     assert!(!text.contains('\u{202e}'), "{text:?}");
     assert!(text.contains("bob\\u{202e}nimda"), "{text}");
 }
+
+/// Item 12: a record naming a bucket the auditor did not allow is a finding,
+/// and that bucket is not contacted with the auditor's credentials; with no
+/// evidence bucket allowed at all, the evidence is NOT CHECKED.
+#[test]
+fn evidence_records_naming_other_buckets_are_findings_not_requests() {
+    let l = Ledger::new(TestDb::sqlite());
+    // Written through the library, as whoever may append could have done
+    // before reserved types were refused at the CLI.
+    let record = serde_json::json!({
+        "bucket": "attacker-chosen-bucket-xyz", "key": "acme/2026/01/x.pdf", "version_id": "v1",
+        "sha256": "00".repeat(32), "size": 1, "mode": "COMPLIANCE",
+        "retain_until": "2030-01-01T00:00:00Z", "retention_days": 30, "client_id": "acme",
+        "bundle_id": "b1", "signature_key": "acme/2026/01/x.pdf.sig", "signature_version_id": "v2",
+        "signer": "someone", "upload_ts": "2026-01-01T00:00:00Z", "verified_by": "someone",
+        "original_path": "x.pdf"
+    });
+    let input = stele_ledger::event::EventInput {
+        event_type: "evidence.uploaded".into(),
+        actor: None,
+        payload: Some(record),
+        idempotency_key: None,
+    }
+    .validate(&stele_ledger::Limits::default())
+    .unwrap();
+    let keyring = stele_keys::KeyDir::new(l.data_dir().join("keys"))
+        .keyring()
+        .unwrap();
+    let mut store = stele_store::open(&l.db.location).unwrap();
+    let chain = stele_ledger::ChainId::new("evidence").unwrap();
+    store.append(&chain, vec![input], keyring.active()).unwrap();
+    drop(store);
+    let dir = tempfile::tempdir().unwrap();
+    let export = dir.path().join("evidence.jsonl");
+    assert!(
+        l.run(&[
+            "log",
+            "export",
+            "--chain",
+            "evidence",
+            "-o",
+            export.to_str().unwrap()
+        ])
+        .status
+        .success()
+    );
+    let run = |extra: &[&str]| {
+        let mut cmd = l.command();
+        // The auditor's credentials: a request would reach RGW.
+        with_s3(&mut cmd, "unused", false);
+        cmd.args(["--json", "verify", "log", "--chain", "evidence", "--export"])
+            .arg(&export)
+            .args(["--waive", "anchors"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--evidence-bucket", "the-real-evidence-bucket"]);
+    let r = report(&out);
+    assert_eq!(code(&out), 1, "{r:#} {}", stderr(&out));
+    let f = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "evidence_bucket_not_allowed")
+        .unwrap_or_else(|| panic!("{r:#}"));
+    assert_eq!(f["seq"], 0);
+    assert!(
+        !r["checked"]
+            .to_string()
+            .contains("attacker-chosen-bucket-xyz re-checked")
+    );
+
+    // No bucket allowed: NOT CHECKED, exit 3; waived by name: passes, shown as waived.
+    let out = run(&[]);
+    let r = report(&out);
+    assert_eq!(code(&out), 3, "{r:#} {}", stderr(&out));
+    assert!(
+        r["not_checked"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["check"] == "evidence")
+    );
+    let out = run(&["--waive", "evidence"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+    // The same from the database (`verify log` without --export).
+    let mut cmd = l.command();
+    with_s3(&mut cmd, "unused", false);
+    let out = cmd
+        .args([
+            "verify",
+            "log",
+            "--chain",
+            "evidence",
+            "--evidence-bucket",
+            "the-real-evidence-bucket",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("evidence_bucket_not_allowed"));
+}
