@@ -210,7 +210,7 @@ impl Report {
             }
         }
         for item in &mut self.not_checked {
-            if waivers.iter().any(|w| *w == item.check) {
+            if waivers.contains(&item.check) {
                 item.waived = true;
             }
         }
