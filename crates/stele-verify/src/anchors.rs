@@ -150,7 +150,16 @@ pub fn audit_anchors(objects: &[StoredAnchor], policy: &AuditPolicy) -> AnchorAu
         .filter_map(|o| o.storage.as_ref()?.versions_unlisted.clone())
         .next();
     if online {
-        checked.push("each object in the store: bytes against its SHA-256 checksum and `sha256` metadata, Object Lock mode and retain-until".to_owned());
+        let stored: Vec<&StorageFacts> =
+            objects.iter().filter_map(|o| o.storage.as_ref()).collect();
+        let with = |f: fn(&StorageFacts) -> bool| stored.iter().filter(|s| f(s)).count();
+        checked.push(format!(
+            "each object in the store: Object Lock mode and retain-until; bytes against the store's SHA-256 checksum ({} of {} objects have one) and `sha256` metadata ({} of {})",
+            with(|s| s.checksum_sha256.is_some()),
+            stored.len(),
+            with(|s| s.metadata_sha256.is_some()),
+            stored.len()
+        ));
         match unlisted {
             None => checked.push("each key in the store: no other versions or delete markers".to_owned()),
             Some(why) => not_checked.push(NotChecked::new(

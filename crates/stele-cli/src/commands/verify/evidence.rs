@@ -87,10 +87,14 @@ impl EvidenceOutcome {
             text.push_str(&format!("{status} {line}\n"));
         }
         for n in &self.not_checked {
-            text.push_str(&format!(
-                "NOT CHECKED {}: {} (to accept this, --waive {})\n",
-                n.check, n.reason, n.check
-            ));
+            if n.waived {
+                text.push_str(&format!("WAIVED {}: {}\n", n.check, n.reason));
+            } else {
+                text.push_str(&format!(
+                    "NOT CHECKED {}: {} (to accept this, --waive {})\n",
+                    n.check, n.reason, n.check
+                ));
+            }
         }
         for f in &self.findings {
             let seq = f.seq.map(|s| format!("seq {s}: ")).unwrap_or_default();
