@@ -1006,3 +1006,57 @@ fn evidence_records_naming_other_buckets_are_findings_not_requests() {
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("evidence_bucket_not_allowed"));
 }
+
+/// Item 2, the evidence commands: a verifier key that does not parse is
+/// refused (exit 2) before the bucket is asked, and is never read as a path.
+#[test]
+fn evidence_commands_refuse_a_malformed_verifier_key() {
+    let rt = runtime();
+    let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("vk-evidence")), true));
+    let l = Ledger::new(TestDb::sqlite());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("doc.json");
+    std::fs::write(&file, b"{\"n\":1}").unwrap();
+    let evidence = |args: &[&str]| {
+        let mut cmd = l.command();
+        with_s3(&mut cmd, s3.bucket(), false);
+        cmd.env("STELE_EVIDENCE_BUCKET", s3.bucket())
+            .env_remove("STELE_VERIFIER_KEY")
+            .current_dir(dir.path())
+            .arg("evidence")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = evidence(&[
+        "--json",
+        "put",
+        file.to_str().unwrap(),
+        "--client",
+        "c1",
+        "--mode",
+        "GOVERNANCE",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let put: Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    let key = put["record"]["key"].as_str().unwrap().to_owned();
+    // A file named like the "key" exists in the working directory.
+    std::fs::create_dir_all(dir.path().join("not-a-key")).unwrap();
+    std::fs::write(dir.path().join("not-a-key/at+all"), vkey(&l)).unwrap();
+    for args in [
+        vec!["check", file.to_str().unwrap(), key.as_str()],
+        vec!["get", key.as_str(), "-o", "-"],
+    ] {
+        let mut args = args.clone();
+        args.extend(["--verifier-key", "not-a-key/at+all"]);
+        let out = evidence(&args);
+        assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("not a signed-note verifier key"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(out.stdout.is_empty());
+    }
+}
