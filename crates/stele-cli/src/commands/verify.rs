@@ -562,16 +562,26 @@ async fn fetch_from_s3(
             .head(&key, version.as_deref())
             .await
             .map_err(super::anchor::worm_failure)?;
-        let storage = facts.map(|f| stele_verify::StorageFacts {
-            version_id: f.version_id,
-            lock_mode: f.lock_mode.map(|m| m.as_str().to_owned()),
-            retain_until: f.retain_until,
-            checksum_sha256: f.checksum_sha256,
-            metadata_sha256: f.metadata_sha256,
-            other_versions: others,
-            delete_markers: markers,
-            versions_unlisted: versions_unlisted.clone(),
-        });
+        // An object the store will not describe is checked as one with no
+        // lock and no checksum (findings), never as an offline copy.
+        let storage = Some(facts.map_or_else(
+            || stele_verify::StorageFacts {
+                other_versions: others,
+                delete_markers: markers,
+                versions_unlisted: versions_unlisted.clone(),
+                ..Default::default()
+            },
+            |f| stele_verify::StorageFacts {
+                version_id: f.version_id,
+                lock_mode: f.lock_mode.map(|m| m.as_str().to_owned()),
+                retain_until: f.retain_until,
+                checksum_sha256: f.checksum_sha256,
+                metadata_sha256: f.metadata_sha256,
+                other_versions: others,
+                delete_markers: markers,
+                versions_unlisted: versions_unlisted.clone(),
+            },
+        ));
         out.push(stele_verify::StoredAnchor {
             key,
             bytes,
