@@ -726,6 +726,37 @@ fn a_hostile_mirror_and_bucket_are_bounded_work() {
         "{subjects:?}"
     );
 
+    // A FIFO given as the export or the proof is refused, not waited on.
+    for args in [
+        vec![
+            "verify",
+            "log",
+            "--chain",
+            "prod",
+            "--no-hmac",
+            "--waive",
+            "anchors",
+            "--export",
+        ],
+        vec![
+            "verify",
+            "event",
+            "--verifier-key",
+            p.key.as_str(),
+            "--proof",
+        ],
+    ] {
+        let mut cmd = p.ledger.command();
+        cmd.args(&args).arg(&fifo);
+        let out = run_within(cmd, Duration::from_secs(60));
+        assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("not a regular file"),
+            "{}",
+            stderr(&out)
+        );
+    }
+
     // In the bucket: objects over the limit are named, not downloaded.
     for i in 0..3 {
         rt.block_on(

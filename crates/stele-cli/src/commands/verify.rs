@@ -771,6 +771,7 @@ fn anchored_log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
     let claimed;
     let events;
     if let Some(path) = &args.export {
+        bounded::regular_file(path, "export file")?;
         let file = std::fs::File::open(path)
             .map_err(|e| Failure::Input(anyhow!("cannot read {}: {e}", path.display())))?;
         if !file.metadata()?.is_file() {

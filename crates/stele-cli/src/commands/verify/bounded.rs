@@ -87,6 +87,8 @@ impl<R: BufRead> BoundedLines<R> {
 /// A larger file, a directory, a FIFO or a device is refused (exit 2)
 /// without reading more than `limit + 1` bytes.
 pub fn read_file(path: &Path, limit: usize, what: &str) -> Result<Vec<u8>, Failure> {
+    // Before opening: opening a FIFO for reading would wait for a writer.
+    regular_file(path, what)?;
     let file = std::fs::File::open(path)
         .map_err(|e| Failure::Input(anyhow!("cannot read {what} {}: {e}", path.display())))?;
     let meta = file
@@ -110,6 +112,20 @@ pub fn read_file(path: &Path, limit: usize, what: &str) -> Result<Vec<u8>, Failu
         )));
     }
     Ok(bytes)
+}
+
+/// Refuses (exit 2) anything at `path` but a regular file, before it is opened.
+pub fn regular_file(path: &Path, what: &str) -> Result<(), Failure> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Failure::Input(anyhow!("cannot read {what} {}: {e}", path.display())))?;
+    if meta.is_file() {
+        Ok(())
+    } else {
+        Err(Failure::Input(anyhow!(
+            "{what} {} is not a regular file",
+            path.display()
+        )))
+    }
 }
 
 #[cfg(test)]
