@@ -41,14 +41,23 @@ pub struct ChainProgress {
     pub key_id: String,
 }
 
-/// The first interval boundary strictly after `t`.
+/// The first interval boundary strictly after `t`; `t` itself when that
+/// boundary is past the end of representable time (an anchor may claim 9999).
 pub fn next_boundary(t: OffsetDateTime, interval: Duration) -> OffsetDateTime {
+    checked_next_boundary(t, interval).unwrap_or(t)
+}
+
+/// The first interval boundary strictly after `t`, if it can be represented.
+pub fn checked_next_boundary(t: OffsetDateTime, interval: Duration) -> Option<OffsetDateTime> {
     let step = i128::try_from(interval.as_nanos())
         .unwrap_or(i128::MAX)
         .max(1_000_000_000);
-    let now = t.unix_timestamp_nanos();
-    let next = (now.div_euclid(step) + 1) * step;
-    OffsetDateTime::from_unix_timestamp_nanos(next).unwrap_or(t)
+    let next = t
+        .unix_timestamp_nanos()
+        .div_euclid(step)
+        .checked_add(1)?
+        .checked_mul(step)?;
+    OffsetDateTime::from_unix_timestamp_nanos(next).ok()
 }
 
 impl Cadence {
@@ -114,6 +123,22 @@ mod tests {
         assert_eq!(
             next_boundary(datetime!(2026-01-15 14:07:00 UTC), five),
             datetime!(2026-01-15 14:10:00 UTC)
+        );
+    }
+
+    #[test]
+    fn boundaries_at_the_end_of_time_do_not_panic() {
+        let late = datetime!(9999-12-31 23:30:00 UTC);
+        assert_eq!(checked_next_boundary(late, Duration::from_secs(3600)), None);
+        assert_eq!(next_boundary(late, Duration::from_secs(3600)), late);
+        assert_eq!(
+            checked_next_boundary(late, Duration::from_secs(u64::MAX)),
+            None
+        );
+        let c = Cadence::default();
+        assert_eq!(
+            c.due(&progress(Some(late), 0, 1, "k1"), late),
+            Some(Trigger::Time)
         );
     }
 

@@ -336,6 +336,7 @@ impl Verification<'_> {
                 .map(|k| StoredAnchor {
                     bytes: local.get(&k).unwrap(),
                     key: k,
+                    unreadable: None,
                     storage: None,
                 })
                 .collect();

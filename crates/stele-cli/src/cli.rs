@@ -231,6 +231,10 @@ pub enum VerifyCommand {
     Event(VerifyEventArgs),
 }
 
+/// The largest interval or grace `stele verify` accepts, in minutes (100
+/// years): anything larger cannot be a real cadence and would overflow time.
+pub const MAX_VERIFY_MINUTES: u64 = 100 * 366 * 24 * 60;
+
 /// Where the anchors are and what to expect of them.
 #[derive(Debug, Args, Clone)]
 pub struct AnchorSourceArgs {
@@ -243,9 +247,19 @@ pub struct AnchorSourceArgs {
     /// Key prefix inside the bucket (AUDIT_ANCHOR_PREFIX).
     #[arg(long, env = "AUDIT_ANCHOR_PREFIX")]
     pub prefix: Option<String>,
-    /// The signed-note verifier key, or a file holding it (default: this data dir's).
-    #[arg(long)]
+    /// The signed-note verifier key, as text (default: this data dir's).
+    /// Always taken as the key itself, never as a file name.
+    #[arg(long, conflicts_with = "verifier_key_file")]
     pub verifier_key: Option<String>,
+    /// A file holding the verifier key (as `stele keys export-verifier` writes it).
+    #[arg(long)]
+    pub verifier_key_file: Option<PathBuf>,
+    /// Accept that a check could not be performed, by name (repeatable):
+    /// `versions` (no s3:ListBucketVersions), `anchors` (an export checked
+    /// without anchors), `hmac` (no HMAC keys), `evidence` (no evidence
+    /// bucket allowed). The report still lists it as waived.
+    #[arg(long, value_parser = ["versions", "anchors", "hmac", "evidence"])]
+    pub waive: Vec<String>,
     /// Only anchors from this time on (RFC 3339).
     #[arg(long)]
     pub from: Option<String>,
@@ -253,10 +267,12 @@ pub struct AnchorSourceArgs {
     #[arg(long)]
     pub to: Option<String>,
     /// Expected anchoring interval (AUDIT_ANCHOR_INTERVAL_MINUTES).
-    #[arg(long, env = "AUDIT_ANCHOR_INTERVAL_MINUTES", default_value_t = 60)]
+    #[arg(long, env = "AUDIT_ANCHOR_INTERVAL_MINUTES", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_VERIFY_MINUTES))]
     pub interval_minutes: u64,
-    /// Slack before a missing or late anchor is reported.
-    #[arg(long, default_value_t = 15)]
+    /// Slack before a missing or late anchor is reported (at most 100 years).
+    #[arg(long, default_value_t = 15,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_VERIFY_MINUTES))]
     pub grace_minutes: u64,
     /// Retention each anchor must carry, in days from its time (AUDIT_ANCHOR_RETENTION_DAYS).
     #[arg(long, env = "AUDIT_ANCHOR_RETENTION_DAYS", default_value_t = 400)]
@@ -285,6 +301,15 @@ pub struct VerifyLogArgs {
     /// SHA-256 checksum), `metadata` stops at HEAD, `skip` leaves them.
     #[arg(long, value_enum, default_value_t)]
     pub evidence: crate::commands::verify::EvidenceDepth,
+    /// An evidence bucket the verification may contact (repeatable; env
+    /// STELE_EVIDENCE_BUCKET, comma-separated). A record naming any other
+    /// bucket is a finding, and that bucket is not contacted.
+    #[arg(
+        long = "evidence-bucket",
+        env = "STELE_EVIDENCE_BUCKET",
+        value_delimiter = ','
+    )]
+    pub evidence_buckets: Vec<String>,
     #[command(flatten)]
     pub anchors: AnchorSourceArgs,
 }
@@ -306,9 +331,12 @@ pub struct VerifyEventArgs {
     /// tlog-proof file from `stele proof inclusion --format tlog-proof`.
     #[arg(long)]
     pub proof: PathBuf,
-    /// Verifier key text or a file holding it (default: this data dir's).
-    #[arg(long)]
+    /// Verifier key as text, never a file name (default: this data dir's).
+    #[arg(long, conflicts_with = "verifier_key_file")]
     pub verifier_key: Option<String>,
+    /// A file holding the verifier key.
+    #[arg(long)]
+    pub verifier_key_file: Option<PathBuf>,
     /// Also tie the proof to an anchor: an anchor file, or its key in --bucket.
     #[arg(long)]
     pub anchor: Option<String>,

@@ -36,8 +36,10 @@ impl Failure {
         match self {
             Self::Tampered => None,
             // `{:#}` shows the whole context chain on one line.
+            // Messages name files, keys and records from outside: escaped
+            // so they cannot rewrite the terminal (JSON escapes its own).
             Self::Input(e) | Self::Operational(e) | Self::TamperingFound(e) => {
-                Some(format!("{e:#}"))
+                Some(crate::output::escape(&format!("{e:#}")).into_owned())
             }
         }
     }

@@ -15,9 +15,44 @@ pub fn mute(muted: bool) {
     MUTED.store(muted, Ordering::Relaxed);
 }
 
-/// Writes `text` to stdout.
+/// Writes `text` to stdout as it is: for data (exports, proofs, notes).
 pub fn print(text: &str) -> Result<(), Failure> {
     write_out(text.as_bytes())
+}
+
+/// Writes human-readable `text` to stdout with [`escape`] applied, so that
+/// object keys, file names, actors and findings cannot move the cursor,
+/// recolour or reorder the terminal's text (a spoofed verdict).
+pub fn print_human(text: &str) -> Result<(), Failure> {
+    write_out(escape(text).as_bytes())
+}
+
+/// Text for a terminal: every control character except newline and tab,
+/// and every invisible character that reorders or hides text (bidi
+/// overrides such as U+202E, zero-width characters), becomes a visible
+/// `\u{…}` escape. JSON output is escaped by its serializer instead.
+pub fn escape(text: &str) -> std::borrow::Cow<'_, str> {
+    let needs = |c: char| (c.is_control() && c != '\n' && c != '\t') || is_format_char(c);
+    if !text.chars().any(needs) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if needs(c) {
+            out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Invisible characters that change how the text around them is shown.
+fn is_format_char(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}'
+    )
 }
 
 /// Writes `value` as one line of JSON to stdout.
@@ -55,4 +90,18 @@ pub fn progress(json: bool, total: u64, what: &str) -> indicatif::ProgressBar {
     );
     bar.set_message(what.to_owned());
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape;
+
+    #[test]
+    fn control_and_bidi_characters_are_shown_not_obeyed() {
+        assert_eq!(escape("ok\n"), "ok\n");
+        assert_eq!(
+            escape("a\u{1b}[2Kb\u{202e}c\r"),
+            "a\\u{1b}[2Kb\\u{202e}c\\u{d}"
+        );
+    }
 }

@@ -3,13 +3,30 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use stele_anchor::cadence::next_boundary;
+use stele_anchor::cadence::checked_next_boundary;
 use stele_anchor::{Anchor, LinkError, check_link, object_key};
 use stele_ledger::ChainId;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::report::{Aspect, Finding, Range, Report, TimelineEntry};
+use crate::report::{Aspect, Finding, NotChecked, Range, Report, TimelineEntry};
+
+/// Largest anchor object read (64 KiB). A real anchor is a few kilobytes (its
+/// consistency proof has at most 64 hashes); anything larger is a finding and
+/// is never read whole, so a bucket or mirror cannot exhaust the verifier.
+pub const MAX_ANCHOR_BYTES: usize = 64 * 1024;
+
+/// Checks that `key` is a well-formed signed-note verifier key
+/// (`name+hash+base64`), so a typo is refused before anything is fetched.
+///
+/// # Errors
+///
+/// A sentence saying what is wrong, without echoing the key.
+pub fn check_verifier_key(key: &str) -> Result<(), String> {
+    signed_note::StandardVerifier::new(key.trim()).map(|_| ()).map_err(|_| {
+        "the verifier key is not a signed-note verifier key (name+hash+base64, as `stele keys export-verifier` prints it)".to_owned()
+    })
+}
 
 /// What the object store says about an anchor object (absent for an offline mirror).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -28,6 +45,19 @@ pub struct StorageFacts {
     pub other_versions: usize,
     /// Delete markers on this key.
     pub delete_markers: usize,
+    /// Set when the key's versions could not be listed (e.g. no
+    /// `s3:ListBucketVersions`): why. Then `other_versions` and
+    /// `delete_markers` say nothing, and the report says so.
+    pub versions_unlisted: Option<String>,
+}
+
+/// Why an object under the chain's prefix was not read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unreadable {
+    /// Larger than [`MAX_ANCHOR_BYTES`]; its size when the store listed it.
+    TooLarge(Option<u64>),
+    /// Not something that can hold an anchor (a symlink, a FIFO, a device), said in words.
+    NotAnObject(String),
 }
 
 /// One anchor object as fetched.
@@ -35,8 +65,10 @@ pub struct StorageFacts {
 pub struct StoredAnchor {
     /// Object key.
     pub key: String,
-    /// Exact bytes.
+    /// Exact bytes (empty when `unreadable`).
     pub bytes: Vec<u8>,
+    /// Why the object's bytes could not be read: a finding naming the object.
+    pub unreadable: Option<Unreadable>,
     /// Storage facts, when read from the store itself.
     pub storage: Option<StorageFacts>,
 }
@@ -83,6 +115,28 @@ fn rfc3339(t: OffsetDateTime) -> String {
 /// Checks every anchor object of one chain (in any order) against `policy`.
 pub fn audit_anchors(objects: &[StoredAnchor], policy: &AuditPolicy) -> AnchorAudit {
     let mut findings = Vec::new();
+    if let Err(why) = check_verifier_key(&policy.verifier_key) {
+        // One finding, not one per anchor: nothing can be trusted without the key.
+        findings.push(Finding::new(
+            Aspect::Integrity,
+            "malformed_verifier_key",
+            format!("chain {}", policy.chain),
+            why,
+        ));
+        return AnchorAudit {
+            report: Report::new(
+                policy.chain.as_str(),
+                Vec::new(),
+                Range::default(),
+                Range::default(),
+                None,
+                findings,
+                Vec::new(),
+            ),
+            trusted: Vec::new(),
+        };
+    }
+    let mut not_checked = Vec::new();
     let mut checked = vec![
         "each anchor object: RFC 8785 form, Ed25519 signature over every field, embedded C2SP checkpoint (same key, same chain, size and root)".to_owned(),
         "each anchor's key is where its own time and seq put it".to_owned(),
@@ -91,10 +145,33 @@ pub fn audit_anchors(objects: &[StoredAnchor], policy: &AuditPolicy) -> AnchorAu
         format!("cadence: an anchor in every {}-minute interval; the newest no older than the interval plus {} minutes", policy.interval.as_secs() / 60, policy.grace.as_secs() / 60),
     ];
     let online = objects.iter().any(|o| o.storage.is_some());
+    let unlisted = objects
+        .iter()
+        .filter_map(|o| o.storage.as_ref()?.versions_unlisted.clone())
+        .next();
     if online {
-        checked.push("each object in the store: bytes against its SHA-256 checksum and `sha256` metadata, Object Lock mode and retain-until, no other versions or delete markers".to_owned());
+        let stored: Vec<&StorageFacts> =
+            objects.iter().filter_map(|o| o.storage.as_ref()).collect();
+        let with = |f: fn(&StorageFacts) -> bool| stored.iter().filter(|s| f(s)).count();
+        checked.push(format!(
+            "each object in the store: Object Lock mode and retain-until; bytes against the store's SHA-256 checksum ({} of {} objects have one) and `sha256` metadata ({} of {})",
+            with(|s| s.checksum_sha256.is_some()),
+            stored.len(),
+            with(|s| s.metadata_sha256.is_some()),
+            stored.len()
+        ));
+        match unlisted {
+            None => checked.push("each key in the store: no other versions or delete markers".to_owned()),
+            Some(why) => not_checked.push(NotChecked::new(
+                "versions",
+                format!("the anchor keys' versions and delete markers could not be listed ({why}): a replaced or deleted anchor version would not be seen"),
+            )),
+        }
     } else {
-        checked.push("offline copy: Object Lock, versions and store checksums cannot be checked from a mirror".to_owned());
+        not_checked.push(NotChecked::waived(
+            "storage",
+            "offline copy (--mirror): Object Lock, versions, delete markers and store checksums cannot be checked from a mirror",
+        ));
     }
 
     // Per-object checks.
@@ -239,18 +316,17 @@ pub fn audit_anchors(objects: &[StoredAnchor], policy: &AuditPolicy) -> AnchorAu
         to: policy.to.map(rfc3339),
     };
     findings.sort_by(|a, b| a.at.cmp(&b.at).then(a.anchor_seq.cmp(&b.anchor_seq)));
-    AnchorAudit {
-        report: Report::new(
-            policy.chain.as_str(),
-            checked,
-            requested,
-            found,
-            None,
-            findings,
-            timeline,
-        ),
-        trusted,
-    }
+    let mut report = Report::new(
+        policy.chain.as_str(),
+        checked,
+        requested,
+        found,
+        None,
+        findings,
+        timeline,
+    );
+    report.add_not_checked(not_checked, &[]);
+    AnchorAudit { report, trusted }
 }
 
 /// Parses and checks one object on its own.
@@ -259,6 +335,38 @@ fn check_object(
     policy: &AuditPolicy,
 ) -> Result<(Anchor, Vec<Finding>), Box<Finding>> {
     let subject = obj.key.clone();
+    match &obj.unreadable {
+        Some(Unreadable::NotAnObject(why)) => {
+            return Err(Box::new(Finding::new(
+                Aspect::Integrity,
+                "anchor_unreadable",
+                subject,
+                format!("the entry under the chain's prefix was not read: {why}"),
+            )));
+        }
+        Some(Unreadable::TooLarge(size)) => {
+            return Err(Box::new(Finding::new(
+                Aspect::Integrity,
+                "anchor_too_large",
+                subject,
+                format!(
+                    "the object has {} bytes, more than the {MAX_ANCHOR_BYTES} an anchor may have; it was not read",
+                    size.map_or_else(|| "more".to_owned(), |n| n.to_string())
+                ),
+            )));
+        }
+        None => {}
+    }
+    if obj.bytes.len() > MAX_ANCHOR_BYTES {
+        return Err(Box::new(Finding::new(
+            Aspect::Integrity,
+            "anchor_too_large",
+            subject,
+            format!(
+                "the object has more than {MAX_ANCHOR_BYTES} bytes, the most an anchor may have; it was not parsed"
+            ),
+        )));
+    }
     let anchor = Anchor::from_bytes(&obj.bytes).map_err(|e| {
         Box::new(Finding::new(
             Aspect::Integrity,
@@ -278,6 +386,20 @@ fn check_object(
         .anchor(anchor.anchor_seq)
         .at(anchor.ts_utc.clone())
     };
+    // The object must be exactly the RFC 8785 bytes of what it says: no
+    // indentation, reordering, escapes or extra fields.
+    match anchor.to_bytes() {
+        Ok(canonical) if canonical == obj.bytes => {}
+        Ok(canonical) => findings.push(f(
+            "not_canonical",
+            format!(
+                "the object's {} bytes are not the RFC 8785 serialization of the anchor ({} bytes): it was re-serialized or carries fields an anchor does not have",
+                obj.bytes.len(),
+                canonical.len()
+            ),
+        )),
+        Err(e) => findings.push(f("not_canonical", e.to_string())),
+    }
     if anchor.chain_id != policy.chain.as_str() {
         findings.push(f(
             "wrong_chain",
@@ -329,20 +451,25 @@ fn check_object(
             _ => {}
         }
         if let (Some(days), Ok(t)) = (policy.retention_days, anchor.time()) {
-            let needed = t + time::Duration::days(i64::from(days));
-            match s.retain_until {
-                Some(until) if until.unix_timestamp() >= needed.unix_timestamp() => {}
-                other => findings.push(f(
+            // Checked: an anchor dated near 9999 has no representable end of retention.
+            let needed = t.checked_add(time::Duration::days(i64::from(days)));
+            match (s.retain_until, needed) {
+                (Some(until), Some(needed))
+                    if until.unix_timestamp() >= needed.unix_timestamp() => {}
+                (other, needed) => findings.push(f(
                     "retention_short",
                     format!(
                         "retained until {}, expected at least {} ({days} days after the anchor)",
                         other.map_or_else(|| "never".into(), rfc3339),
-                        rfc3339(needed)
+                        needed.map_or_else(
+                            || format!("{days} days after {}", anchor.ts_utc),
+                            rfc3339
+                        )
                     ),
                 )),
             }
         }
-        if s.other_versions > 0 {
+        if s.versions_unlisted.is_none() && s.other_versions > 0 {
             findings.push(f(
                 "extra_versions",
                 format!(
@@ -351,7 +478,7 @@ fn check_object(
                 ),
             ));
         }
-        if s.delete_markers > 0 {
+        if s.versions_unlisted.is_none() && s.delete_markers > 0 {
             findings.push(f(
                 "delete_marker",
                 format!(
@@ -364,15 +491,17 @@ fn check_object(
     Ok((anchor, findings))
 }
 
-/// Missing intervals and a stale newest anchor.
+/// Missing intervals and a stale newest anchor. All date arithmetic is
+/// checked (an anchor may claim any time up to 9999), and the work is bounded
+/// by the number of anchors, not the number of intervals in the range.
 fn cadence_findings(
     times: &[OffsetDateTime],
     policy: &AuditPolicy,
     end: OffsetDateTime,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
-    let grace = time::Duration::try_from(policy.grace).unwrap_or(time::Duration::ZERO);
-    let interval = time::Duration::try_from(policy.interval).unwrap_or(time::Duration::HOUR);
+    let grace = time::Duration::try_from(policy.grace).unwrap_or(time::Duration::MAX);
+    let interval = time::Duration::try_from(policy.interval).unwrap_or(time::Duration::MAX);
     let (Some(first), Some(last)) = (times.first().copied(), times.last().copied()) else {
         out.push(Finding::new(
             Aspect::Completeness,
@@ -383,29 +512,68 @@ fn cadence_findings(
         return out;
     };
     let start = policy.from.map_or(first, |f| f.min(first));
-    // Every interval [b, b + interval) from the first boundary after the start must hold an anchor.
-    let mut b = next_boundary(start - time::Duration::NANOSECOND, policy.interval);
+    // Every interval [b, b + interval) from the first boundary after the start
+    // must hold an anchor, up to the last interval that ended `grace` before `end`.
+    let due = |b: OffsetDateTime| b.checked_add(grace).is_some_and(|t| t <= end);
+    let Some(mut b) = start
+        .checked_sub(time::Duration::NANOSECOND)
+        .and_then(|t| checked_next_boundary(t, policy.interval))
+    else {
+        return out;
+    };
+    // The first boundary that is not yet due (where a skip may land at most).
+    let stop = end
+        .checked_sub(grace)
+        .and_then(|t| checked_next_boundary(t, policy.interval))
+        .unwrap_or(end);
     let mut gap_start: Option<OffsetDateTime> = None;
     let mut idx = 0;
-    while b + grace <= end {
+    while due(b) {
         while idx < times.len() && times[idx] < b {
             idx += 1;
         }
-        let covered = idx < times.len() && times[idx] < b + interval;
-        match (covered, gap_start) {
-            (false, None) => gap_start = Some(b),
-            (true, Some(g)) => {
+        let Some(b_end) = b.checked_add(interval) else {
+            break;
+        };
+        let covered = idx < times.len() && times[idx] < b_end;
+        let next = if covered {
+            if let Some(g) = gap_start.take() {
                 out.push(gap(g, b, policy));
-                gap_start = None;
             }
-            _ => {}
+            Some(b_end)
+        } else {
+            gap_start.get_or_insert(b);
+            // Skip the empty intervals at once: to the boundary holding the
+            // next anchor, or past the end.
+            match times.get(idx) {
+                Some(t) => t
+                    .checked_sub(time::Duration::NANOSECOND)
+                    .and_then(|t| checked_next_boundary(t, policy.interval))
+                    .and_then(|nb| {
+                        if nb > *t {
+                            nb.checked_sub(interval)
+                        } else {
+                            Some(nb)
+                        }
+                    })
+                    .filter(|nb| *nb > b)
+                    .or(Some(b_end))
+                    .map(|nb| nb.min(stop)),
+                None => Some(stop.max(b_end)),
+            }
+        };
+        match next {
+            Some(n) => b = n,
+            None => break,
         }
-        b += interval;
     }
     if let Some(g) = gap_start {
         out.push(gap(g, b.min(end), policy));
     }
-    if last + interval + grace < end {
+    let due_by = last
+        .checked_add(interval)
+        .and_then(|t| t.checked_add(grace));
+    if let Some(due_by) = due_by.filter(|t| *t < end) {
         out.push(
             Finding::new(
                 Aspect::Completeness,
@@ -415,7 +583,7 @@ fn cadence_findings(
                     "the newest anchor is from {}; with a {}-minute cadence one was due by {} (deleted or suppressed anchors, or the anchorer is down)",
                     rfc3339(last),
                     policy.interval.as_secs() / 60,
-                    rfc3339(last + interval + grace)
+                    rfc3339(due_by)
                 ),
             )
             .at(rfc3339(last)),

@@ -16,10 +16,20 @@ fn esc(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
+            // Control and bidirectional-override characters are shown, not
+            // obeyed: an object key cannot reorder or hide the report's text.
+            c if c.is_control() || is_format_char(c) => {
+                out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+            }
             c => out.push(c),
         }
     }
     out
+}
+
+/// Invisible characters that change how text around them is shown.
+fn is_format_char(c: char) -> bool {
+    matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
 }
 
 fn parse(t: &str) -> Option<OffsetDateTime> {
@@ -62,6 +72,31 @@ pub fn render(report: &Report, generated_at: &str) -> String {
         anchors = report.anchors_checked,
         events = report.events_checked.map(|n| format!("<tr><th>events checked</th><td>{n}</td></tr>")).unwrap_or_default(),
     ));
+    if !report.not_checked.is_empty() {
+        html.push_str(&format!(
+            "<p id=\"verdict\" class=\"{}\">{}</p>\n<h2>Not checked</h2><table class=\"not-checked\" id=\"not-checked\"><thead><tr><th>check</th><th>status</th><th>why</th></tr></thead><tbody>\n",
+            if report.verdict == "pass" { "pass" } else { "fail" },
+            match report.verdict {
+                "pass" => "PASS (with the waived checks below)",
+                "fail" => "FAIL",
+                _ => "NOT CHECKED: a check could not be performed; the verdict is not PASS",
+            }
+        ));
+        for n in &report.not_checked {
+            html.push_str(&format!(
+                "<tr class=\"{}\"><td><code>{}</code></td><td>{}</td><td>{}</td></tr>\n",
+                if n.waived { "waived" } else { "bad" },
+                esc(&n.check),
+                if n.waived {
+                    "waived by the auditor"
+                } else {
+                    "NOT CHECKED"
+                },
+                esc(&n.reason)
+            ));
+        }
+        html.push_str("</tbody></table>\n");
+    }
     html.push_str("<h2>Timeline</h2>\n");
     html.push_str(&timeline_svg(report));
     html.push_str("<h2>Findings</h2>\n");

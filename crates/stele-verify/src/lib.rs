@@ -21,6 +21,9 @@ pub mod html;
 pub mod log;
 pub mod report;
 
-pub use anchors::{AnchorAudit, AuditPolicy, StorageFacts, StoredAnchor, audit_anchors};
+pub use anchors::{
+    AnchorAudit, AuditPolicy, MAX_ANCHOR_BYTES, StorageFacts, StoredAnchor, Unreadable,
+    audit_anchors, check_verifier_key,
+};
 pub use log::AnchoredLog;
-pub use report::{Aspect, Finding, Report};
+pub use report::{Aspect, Finding, NotChecked, Report};

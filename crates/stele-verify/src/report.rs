@@ -74,6 +74,38 @@ pub struct Verdict {
     pub findings: usize,
 }
 
+/// A check that could not be performed (a permission, the endpoint, or
+/// nothing to check against). Unless the auditor waived it by name, the
+/// run cannot pass: an unperformed check is never reported as passed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NotChecked {
+    /// Short name the auditor waives it by, e.g. `versions`, `anchors`, `hmac`.
+    pub check: String,
+    /// Why it could not be performed, and what it would have shown.
+    pub reason: String,
+    /// The auditor waived it (`--waive NAME`, or a flag that says so).
+    pub waived: bool,
+}
+
+impl NotChecked {
+    /// A check that could not be performed, not waived.
+    pub fn new(check: &str, reason: impl Into<String>) -> Self {
+        Self {
+            check: check.to_owned(),
+            reason: reason.into(),
+            waived: false,
+        }
+    }
+
+    /// A check the auditor chose not to perform.
+    pub fn waived(check: &str, reason: impl Into<String>) -> Self {
+        Self {
+            waived: true,
+            ..Self::new(check, reason)
+        }
+    }
+}
+
 /// A span of time or seqs.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Range {
@@ -119,6 +151,11 @@ pub struct Report {
     pub integrity: Verdict,
     /// Nothing is missing.
     pub completeness: Verdict,
+    /// `pass`, `fail` (a finding), or `not_checked` (no finding, but a
+    /// check that was not waived could not be performed).
+    pub verdict: &'static str,
+    /// Checks that could not be performed, waived or not.
+    pub not_checked: Vec<NotChecked>,
     /// Every finding.
     pub findings: Vec<Finding>,
     /// Anchors in order, for the timeline.
@@ -153,14 +190,52 @@ impl Report {
                 ok: c == 0,
                 findings: c,
             },
+            verdict: if i + c == 0 { "pass" } else { "fail" },
+            not_checked: Vec::new(),
             findings,
             timeline,
         }
     }
 
-    /// True when both verdicts pass.
+    /// Adds checks that could not be performed; any named in `waivers` is
+    /// marked waived. Recomputes the overall verdict.
+    pub fn add_not_checked(
+        &mut self,
+        items: impl IntoIterator<Item = NotChecked>,
+        waivers: &[String],
+    ) {
+        for item in items {
+            if !self.not_checked.contains(&item) {
+                self.not_checked.push(item);
+            }
+        }
+        for item in &mut self.not_checked {
+            if waivers.contains(&item.check) {
+                item.waived = true;
+            }
+        }
+        self.verdict = if !(self.integrity.ok && self.completeness.ok) {
+            "fail"
+        } else if self.not_checked.iter().any(|n| !n.waived) {
+            "not_checked"
+        } else {
+            "pass"
+        };
+    }
+
+    /// True when both verdicts pass and every check was performed or waived.
     pub fn is_clean(&self) -> bool {
+        self.verdict == "pass"
+    }
+
+    /// True when no finding counts against either verdict (checks may still be missing).
+    pub fn no_findings(&self) -> bool {
         self.integrity.ok && self.completeness.ok
+    }
+
+    /// Checks that could not be performed and were not waived.
+    pub fn unwaived(&self) -> impl Iterator<Item = &NotChecked> {
+        self.not_checked.iter().filter(|n| !n.waived)
     }
 
     /// A terse human summary.
@@ -191,6 +266,24 @@ impl Report {
             verdict(self.integrity),
             verdict(self.completeness),
         );
+        for n in &self.not_checked {
+            if n.waived {
+                out.push_str(&format!("  WAIVED       {}: {}\n", n.check, n.reason));
+            } else {
+                out.push_str(&format!(
+                    "  NOT CHECKED  {}: {} (the verdict cannot be PASS; to accept this, --waive {})\n",
+                    n.check, n.reason, n.check
+                ));
+            }
+        }
+        out.push_str(&format!(
+            "  verdict      {}\n",
+            match self.verdict {
+                "pass" => "PASS",
+                "fail" => "FAIL",
+                _ => "NOT CHECKED (a check could not be performed)",
+            }
+        ));
         for f in &self.findings {
             let aspect = match f.aspect {
                 Aspect::Integrity => "integrity",

@@ -94,10 +94,12 @@ fn ledger(signer: &StandardSigner, per_hour: u64) -> (Vec<Event>, Vec<StoredAnch
             metadata_sha256: Some(object_hash(&bytes)),
             other_versions: 0,
             delete_markers: 0,
+            versions_unlisted: None,
         };
         objects.push(StoredAnchor {
             key: object_key(None, &chain(), ts, h as u64).unwrap(),
             bytes: bytes.clone(),
+            unreadable: None,
             storage: Some(facts),
         });
         prev = Some((size, bytes));
@@ -343,4 +345,73 @@ fn the_log_against_anchors_names_rewrites_and_truncation() {
         .find(|f| f.kind == "log_truncated")
         .expect("truncation");
     assert_eq!((t.aspect, t.seq), (Aspect::Completeness, Some(100)));
+}
+
+#[test]
+fn a_malformed_verifier_key_is_one_finding_not_one_per_anchor() {
+    let (signer, _) = keys("stele.test");
+    let (_, objects) = ledger(&signer, 5);
+    let audit = audit_anchors(&objects, &policy("stele.test+00000000+notbase64", fresh()));
+    assert_eq!(
+        kinds(&audit.report),
+        vec![(Aspect::Integrity, "malformed_verifier_key".to_owned())]
+    );
+    assert!(audit.trusted.is_empty());
+    assert!(!audit.report.is_clean());
+}
+
+#[test]
+fn versions_that_could_not_be_listed_are_not_checked_until_waived() {
+    let (signer, vkey) = keys("stele.test");
+    let (_, mut objects) = ledger(&signer, 5);
+    for o in &mut objects {
+        let s = o.storage.as_mut().unwrap();
+        s.versions_unlisted = Some("AccessDenied".into());
+        // What a listing would have shown is unknown, and not reported as clean.
+        s.other_versions = 3;
+    }
+    let mut r = audit_anchors(&objects, &policy(&vkey, fresh())).report;
+    assert!(r.no_findings(), "{}", r.summary());
+    assert!(!r.is_clean());
+    assert_eq!(r.verdict, "not_checked");
+    assert!(r.summary().contains("NOT CHECKED  versions"));
+    assert!(!r.checked.iter().any(|c| c.contains("no other versions")));
+    r.add_not_checked([], &["versions".to_owned()]);
+    assert!(r.is_clean());
+    assert!(r.summary().contains("WAIVED       versions"));
+}
+
+#[test]
+fn anchors_at_the_end_of_time_and_ranges_from_year_one_are_bounded() {
+    let (signer, vkey) = keys("stele.test");
+    let (_, objects) = ledger(&signer, 5);
+    let mut p = policy(&vkey, fresh());
+    p.from = Some(datetime!(0001-01-01 00:00:00 UTC));
+    p.interval = std::time::Duration::from_secs(60);
+    let started = std::time::Instant::now();
+    let r = audit_anchors(&objects, &p).report;
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let gaps: Vec<&str> = r
+        .findings
+        .iter()
+        .filter(|f| f.kind == "cadence_gap")
+        .map(|f| f.subject.as_str())
+        .collect();
+    assert!(
+        gaps[0] == "0001-01-01T00:00:00Z .. 2026-01-15T10:00:00Z",
+        "{gaps:?}"
+    );
+    // An anchor claiming 9999-12-31T23:30:00Z: retention and cadence arithmetic overflow.
+    let mut late = objects.clone();
+    let mut v: serde_json::Value = serde_json::from_slice(&late[4].bytes).unwrap();
+    v["ts_utc"] = "9999-12-31T23:30:00Z".into();
+    late[4].bytes = serde_json::to_vec(&v).unwrap();
+    let mut p = policy(&vkey, fresh());
+    p.grace = std::time::Duration::from_secs(u64::MAX);
+    let r = audit_anchors(&late, &p).report;
+    assert!(
+        kinds(&r).contains(&(Aspect::Integrity, "retention_short".to_owned())),
+        "{}",
+        r.summary()
+    );
 }

@@ -409,6 +409,52 @@ impl S3Worm {
         Ok(body.into_bytes().to_vec())
     }
 
+    /// Reads at most `limit` bytes of an object version: a ranged GET of the
+    /// first `limit + 1` bytes, read as a stream and stopped there even if
+    /// the store ignores the range. `Ok(None)` means the object is larger
+    /// than `limit` (its bytes were not kept).
+    ///
+    /// # Errors
+    ///
+    /// Any [`WormError`].
+    pub async fn get_version_bounded(
+        &self,
+        key: &str,
+        version_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Option<Vec<u8>>, WormError> {
+        let range = format!("bytes=0-{limit}");
+        let mut out = self
+            .call("GetObject", || {
+                self.client
+                    .get_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .set_version_id(version_id.map(str::to_owned))
+                    .range(&range)
+                    .send()
+            })
+            .await
+            .map_err(|f| self.error("GetObject", key, f))?;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = out
+            .body
+            .try_next()
+            .await
+            .map_err(|e| WormError::Unavailable {
+                op: "GetObject",
+                attempts: 1,
+                message: format!("reading the body failed: {e}"),
+            })?
+        {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() > limit {
+                return Ok(None);
+            }
+        }
+        Ok(Some(bytes))
+    }
+
     /// Keys under `prefix`, in key order (all pages).
     ///
     /// # Errors

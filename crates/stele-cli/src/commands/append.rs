@@ -4,7 +4,8 @@ use anyhow::anyhow;
 use serde_json::json;
 use stele_ledger::event::{EventInput, InputError, ValidEvent};
 
-use super::{chain_id, open_store, read_input};
+use super::verify::bounded::{BoundedLines, Line, max_event_line};
+use super::{chain_id, open_store};
 use crate::cli::AppendArgs;
 use crate::config::Context;
 use crate::error::Failure;
@@ -14,7 +15,7 @@ pub fn run(ctx: &Context, args: &AppendArgs) -> Result<(), Failure> {
     let chain = chain_id(&args.chain)?;
     // Validate everything before touching the database: bad input writes nothing.
     let events = match &args.jsonl {
-        Some(path) => parse_jsonl(&read_input(path)?, ctx)?,
+        Some(path) => parse_jsonl(path, ctx)?,
         None => vec![single(args, ctx)?],
     };
     if events.is_empty() {
@@ -63,7 +64,7 @@ pub fn run(ctx: &Context, args: &AppendArgs) -> Result<(), Failure> {
             "volume anchor #{seq} queued in the outbox; `stele anchor run` uploads it\n"
         ));
     }
-    output::print(&text)
+    output::print_human(&text)
 }
 
 /// The volume trigger, noticed on the append path: when the chain has grown by
@@ -121,14 +122,43 @@ fn single(args: &AppendArgs, ctx: &Context) -> Result<ValidEvent, Failure> {
     Ok(input.validate(&ctx.limits)?)
 }
 
-fn parse_jsonl(text: &str, ctx: &Context) -> Result<Vec<ValidEvent>, Failure> {
-    text.lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(i, line)| {
+/// Reads and validates every line of `path` (`-` for stdin). Each line is
+/// refused as soon as it passes the limit, before it is parsed or held whole.
+fn parse_jsonl(path: &str, ctx: &Context) -> Result<Vec<ValidEvent>, Failure> {
+    let reader: Box<dyn std::io::BufRead> = if path == "-" {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        let file = std::fs::File::open(path)
+            .map_err(|e| Failure::Input(anyhow!("cannot read {path}: {e}")))?;
+        Box::new(std::io::BufReader::new(file))
+    };
+    let limit = max_event_line(ctx.limits.max_payload_bytes);
+    let mut lines = BoundedLines::new(reader, limit);
+    let mut events = Vec::new();
+    while let Some((number, line)) = lines
+        .next_line()
+        .map_err(|e| Failure::Input(anyhow!("cannot read {path}: {e}")))?
+    {
+        let line = match line {
+            Line::Text(t) => t,
+            Line::TooLong => {
+                return Err(Failure::Input(anyhow!(
+                    "line {number}: longer than {limit} bytes, more than any event may be (payloads are limited to {} bytes); it was not parsed and nothing was appended",
+                    ctx.limits.max_payload_bytes
+                )));
+            }
+        };
+        let line = std::str::from_utf8(&line).map_err(|_| {
+            Failure::Input(anyhow!("line {number}: not UTF-8; nothing was appended"))
+        })?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        events.push(
             EventInput::from_json(line)
                 .and_then(|e| e.validate(&ctx.limits))
-                .map_err(|e| Failure::Input(anyhow!("line {}: {e}; nothing was appended", i + 1)))
-        })
-        .collect()
+                .map_err(|e| Failure::Input(anyhow!("line {number}: {e}; nothing was appended")))?,
+        );
+    }
+    Ok(events)
 }

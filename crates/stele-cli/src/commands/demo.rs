@@ -213,6 +213,7 @@ fn narrate(args: &DemoArgs) -> Result<Value, Failure> {
         &VerifyCommand::Event(VerifyEventArgs {
             proof: proof_path.clone(),
             verifier_key: None,
+            verifier_key_file: None,
             anchor: Some(anchor_file.display().to_string()),
             bucket: None,
         }),
@@ -263,6 +264,7 @@ fn narrate(args: &DemoArgs) -> Result<Value, Failure> {
         &VerifyCommand::Event(VerifyEventArgs {
             proof: proof_path,
             verifier_key: None,
+            verifier_key_file: None,
             anchor: Some(anchor_file.display().to_string()),
             bucket: None,
         }),

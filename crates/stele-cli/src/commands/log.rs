@@ -64,7 +64,7 @@ fn chains(ctx: &Context) -> Result<(), Failure> {
             stele_ledger::hex_hash(&h.head_hash)
         ));
     }
-    output::print(&text)
+    output::print_human(&text)
 }
 
 fn show(ctx: &Context, range: &RangeArgs) -> Result<(), Failure> {
@@ -92,7 +92,7 @@ fn show(ctx: &Context, range: &RangeArgs) -> Result<(), Failure> {
             e.payload.as_deref().unwrap_or("")
         ));
     }
-    output::print(&text)
+    output::print_human(&text)
 }
 
 fn export(ctx: &Context, range: &RangeArgs, mut out: impl std::io::Write) -> Result<(), Failure> {

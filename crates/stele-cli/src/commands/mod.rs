@@ -11,7 +11,6 @@ pub mod log;
 pub mod proof;
 pub mod verify;
 
-use anyhow::Context as _;
 use stele_ledger::ChainId;
 use stele_store::{DbLocation, LedgerStore};
 
@@ -50,19 +49,4 @@ fn not_initialized(ctx: &Context) -> Failure {
 
 pub fn chain_id(s: &str) -> Result<ChainId, Failure> {
     Ok(ChainId::new(s)?)
-}
-
-/// Reads a file, or stdin for `-`.
-pub fn read_input(path: &str) -> Result<String, Failure> {
-    if path == "-" {
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
-            .context("cannot read stdin")
-            .map_err(Failure::Input)?;
-        Ok(text)
-    } else {
-        std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {path}"))
-            .map_err(Failure::Input)
-    }
 }

@@ -1,5 +1,6 @@
 //! `stele verify log|anchors|event`.
 
+pub(crate) mod bounded;
 mod evidence;
 
 pub use evidence::EvidenceDepth;
@@ -104,6 +105,7 @@ pub fn describe(report: &VerifyReport) -> String {
 }
 
 fn log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
+    let verifier = optional_verifier_key(ctx, &args.anchors)?;
     let keyring = if args.no_hmac {
         None
     } else {
@@ -135,33 +137,67 @@ fn log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
             &mut |e| recorded.observe(e),
         )?);
     }
-    let verifier = verifier_key(ctx, args.anchors.verifier_key.as_deref()).ok();
-    let evidence = evidence::check(ctx, recorded, args.evidence, verifier)?;
+    let mut evidence = evidence::check(
+        ctx,
+        recorded,
+        args.evidence,
+        verifier,
+        &allowed_buckets(args),
+    )?;
+    for n in &mut evidence.not_checked {
+        n.waived = args.anchors.waive.contains(&n.check);
+    }
     let clean = reports.iter().all(VerifyReport::is_clean) && evidence.findings.is_empty();
     if ctx.json {
         output::print_json(&json!({
             "ok": clean,
             "chains": reports,
-            "evidence": {"checked": evidence.checked, "findings": evidence.findings},
+            "evidence": {"checked": evidence.checked, "findings": evidence.findings, "not_checked": evidence.not_checked},
         }))?;
     } else {
         let mut text = reports.iter().map(describe).collect::<String>();
         text.push_str(&evidence.describe());
-        output::print(&text)?;
+        output::print_human(&text)?;
     }
-    if clean {
-        Ok(())
-    } else {
-        Err(Failure::Tampered)
+    if !clean {
+        return Err(Failure::Tampered);
+    }
+    match evidence.not_checked.iter().find(|n| !n.waived) {
+        Some(n) => Err(not_checked_failure(std::slice::from_ref(n))),
+        None => Ok(()),
     }
 }
 
+fn allowed_buckets(args: &VerifyLogArgs) -> Vec<String> {
+    args.evidence_buckets
+        .iter()
+        .map(|b| b.trim().to_owned())
+        .filter(|b| !b.is_empty())
+        .collect()
+}
+
+/// Exit 3 for checks that could not be performed (already in the report).
+fn not_checked_failure(items: &[stele_verify::NotChecked]) -> Failure {
+    let names: Vec<&str> = items.iter().map(|n| n.check.as_str()).collect();
+    Failure::Operational(anyhow!(
+        "the verification is not complete: {} could not be checked (see NOT CHECKED in the report); the verdict is not PASS. Give what is missing, or accept it with --waive {}",
+        names.join(", "),
+        names.join(" --waive ")
+    ))
+}
+
 fn event(ctx: &Context, args: &VerifyEventArgs) -> Result<(), Failure> {
-    let text = std::fs::read_to_string(&args.proof)
-        .with_context(|| format!("cannot read {}", args.proof.display()))
+    // The key first: a key that does not parse refuses before anything is read.
+    let vkey = verifier_key(
+        ctx,
+        args.verifier_key.as_deref(),
+        args.verifier_key_file.as_deref(),
+    )?;
+    let bytes = bounded::read_file(&args.proof, MAX_PROOF_BYTES, "tlog-proof")?;
+    let text = String::from_utf8(bytes)
+        .with_context(|| format!("{} is not UTF-8 text", args.proof.display()))
         .map_err(Failure::Input)?;
     let proof = TlogProof::parse(&text).map_err(|e| Failure::Input(e.into()))?;
-    let vkey = verifier_key(ctx, args.verifier_key.as_deref())?;
     let Some(extra) = &proof.extra else {
         return Err(Failure::Input(anyhow!(
             "the proof has no `extra` line with the event's canonical bytes"
@@ -190,7 +226,7 @@ fn event(ctx: &Context, args: &VerifyEventArgs) -> Result<(), Failure> {
                     "root_hash": stele_ledger::hex_hash(&cp.root), "event": event,
                 }))
             } else {
-                output::print(&format!(
+                output::print_human(&format!(
                     "OK   event seq {} is included in the signed checkpoint {} (tree size {}, root {}){}\n     {}\n",
                     proof.index,
                     cp.origin,
@@ -211,12 +247,16 @@ fn event(ctx: &Context, args: &VerifyEventArgs) -> Result<(), Failure> {
                     &json!({"ok": false, "seq": proof.index, "error": e.to_string()}),
                 )?;
             } else {
-                output::print(&format!("FAIL event seq {}: {e}\n", proof.index))?;
+                output::print_human(&format!("FAIL event seq {}: {e}\n", proof.index))?;
             }
             Err(Failure::Tampered)
         }
     }
 }
+
+/// Largest tlog-proof read: one event (payload at most 64 KiB by default,
+/// escaped), a proof of at most 64 hashes and a signed checkpoint.
+const MAX_PROOF_BYTES: usize = 1024 * 1024;
 
 /// Checks that the proof's checkpoint is the tree an anchor commits to.
 fn tie_to_anchor(
@@ -227,9 +267,10 @@ fn tie_to_anchor(
     seq: u64,
     cp: &stele_ledger::checkpoint::VerifiedCheckpoint,
 ) -> Result<(), String> {
-    let bytes = if std::path::Path::new(anchor).is_file() {
-        std::fs::read(anchor).map_err(|e| format!("cannot read {anchor}: {e}"))?
-    } else if let Some(bucket) = &args.bucket {
+    // With --bucket, --anchor is a key in it; without, a file. Never guessed
+    // from what happens to exist in the working directory.
+    let limit = stele_verify::MAX_ANCHOR_BYTES;
+    let bytes = if let Some(bucket) = &args.bucket {
         let setup = ctx
             .anchor_setup(Some(bucket), None)
             .map_err(|e| e.message().unwrap_or_default())?;
@@ -240,11 +281,16 @@ fn tie_to_anchor(
         let s3 = rt
             .block_on(stele_worm::S3Worm::connect(cfg))
             .map_err(|e| e.to_string())?;
-        rt.block_on(s3.get(anchor)).map_err(|e| e.to_string())?
+        rt.block_on(s3.get_version_bounded(anchor, None, limit))
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("{anchor} has more than the {limit} bytes an anchor may have"))?
     } else {
-        return Err(format!(
-            "{anchor} is not a file; to fetch it from the bucket, add --bucket"
-        ));
+        bounded::read_file(std::path::Path::new(anchor), limit, "anchor file").map_err(|e| {
+            format!(
+                "{} (to fetch the anchor from a bucket, add --bucket)",
+                e.message().unwrap_or_default()
+            )
+        })?
     };
     let anchor = stele_anchor::Anchor::from_bytes(&bytes).map_err(|e| e.to_string())?;
     anchor.verify(vkey).map_err(|e| e.to_string())?;
@@ -277,14 +323,61 @@ fn tie_to_anchor(
     Ok(())
 }
 
-/// The verifier key from `--verifier-key` (text or a file), else this data dir's.
-fn verifier_key(ctx: &Context, arg: Option<&str>) -> Result<String, Failure> {
-    match arg {
-        Some(v) if std::path::Path::new(v).is_file() => Ok(std::fs::read_to_string(v)?.trim().to_owned()),
-        Some(v) => Ok(v.trim().to_owned()),
+/// Largest verifier key file read.
+const MAX_VERIFIER_KEY_FILE: usize = 4096;
+
+/// The verifier key the auditor named: `--verifier-key` is always the key
+/// itself (never a file name: keys contain `/`, and an audit package could
+/// ship a file named after the real key), `--verifier-key-file` names a file.
+/// A key that does not parse is refused (exit 2) before anything is fetched.
+fn given_verifier_key(
+    text: Option<&str>,
+    file: Option<&std::path::Path>,
+) -> Result<Option<String>, Failure> {
+    let (key, source) = match (text, file) {
+        (Some(t), _) => (t.trim().to_owned(), "--verifier-key".to_owned()),
+        (None, Some(path)) => {
+            let bytes = bounded::read_file(path, MAX_VERIFIER_KEY_FILE, "verifier key file")?;
+            let text = String::from_utf8(bytes).map_err(|_| {
+                Failure::Input(anyhow!(
+                    "verifier key file {} is not UTF-8 text",
+                    path.display()
+                ))
+            })?;
+            (
+                text.trim().to_owned(),
+                format!("--verifier-key-file {}", path.display()),
+            )
+        }
+        (None, None) => return Ok(None),
+    };
+    stele_verify::check_verifier_key(&key)
+        .map_err(|why| Failure::Input(anyhow!("{source}: {why}; nothing was read or fetched")))?;
+    Ok(Some(key))
+}
+
+/// The named verifier key, else this data dir's.
+fn verifier_key(
+    ctx: &Context,
+    text: Option<&str>,
+    file: Option<&std::path::Path>,
+) -> Result<String, Failure> {
+    match given_verifier_key(text, file)? {
+        Some(k) => Ok(k),
         None => ctx.keys().verifier_key().map_err(|e| {
-            Failure::Input(anyhow!("{e}; an auditor passes the verifier key with --verifier-key (from `stele keys export-verifier`)"))
+            Failure::Input(anyhow!("{e}; an auditor passes the verifier key with --verifier-key (from `stele keys export-verifier`) or --verifier-key-file"))
         }),
+    }
+}
+
+/// The named verifier key (which must parse), else this data dir's if it has one.
+fn optional_verifier_key(ctx: &Context, src: &AnchorSourceArgs) -> Result<Option<String>, Failure> {
+    match given_verifier_key(
+        src.verifier_key.as_deref(),
+        src.verifier_key_file.as_deref(),
+    )? {
+        Some(k) => Ok(Some(k)),
+        None => Ok(ctx.keys().verifier_key().ok()),
     }
 }
 
@@ -306,6 +399,17 @@ fn audit_policy(
     chain: &ChainId,
     src: &AnchorSourceArgs,
 ) -> Result<stele_verify::AuditPolicy, Failure> {
+    let minutes = |what: &str, m: u64| {
+        m.checked_mul(60)
+            .filter(|_| m <= crate::cli::MAX_VERIFY_MINUTES)
+            .map(std::time::Duration::from_secs)
+            .ok_or_else(|| {
+                Failure::Input(anyhow!(
+                    "--{what} {m} is too large (at most {} minutes)",
+                    crate::cli::MAX_VERIFY_MINUTES
+                ))
+            })
+    };
     if src.interval_minutes == 0 {
         return Err(Failure::Input(anyhow!(
             "--interval-minutes must be at least 1"
@@ -313,10 +417,14 @@ fn audit_policy(
     }
     Ok(stele_verify::AuditPolicy {
         chain: chain.clone(),
-        verifier_key: verifier_key(ctx, src.verifier_key.as_deref())?,
+        verifier_key: verifier_key(
+            ctx,
+            src.verifier_key.as_deref(),
+            src.verifier_key_file.as_deref(),
+        )?,
         prefix: src.prefix.clone(),
-        interval: std::time::Duration::from_secs(src.interval_minutes * 60),
-        grace: std::time::Duration::from_secs(src.grace_minutes * 60),
+        interval: minutes("interval-minutes", src.interval_minutes)?,
+        grace: minutes("grace-minutes", src.grace_minutes)?,
         retention_days: Some(src.retention_days),
         expected_mode: Some(src.mode.to_ascii_uppercase()),
         from: parse_time("from", src.from.as_deref())?,
@@ -359,8 +467,10 @@ async fn fetch_from_s3(
     use std::collections::BTreeMap;
     // key -> (newest object version, other versions, delete markers)
     let mut keys: BTreeMap<String, (Option<String>, usize, usize)> = BTreeMap::new();
+    // key -> size of the version read, from the listing.
+    let mut sizes: BTreeMap<String, i64> = BTreeMap::new();
     let (mut key_marker, mut version_marker): (Option<String>, Option<String>) = (None, None);
-    let mut versions_listed = true;
+    let mut versions_unlisted: Option<String> = None;
     loop {
         let page = s3
             .client()
@@ -374,9 +484,15 @@ async fn fetch_from_s3(
         let page = match page {
             Ok(p) => p,
             Err(e) => {
-                // A verifier role without s3:ListBucketVersions still gets every other check.
+                // A verifier role without s3:ListBucketVersions still gets every
+                // other check, and the report says versions were NOT checked.
+                use aws_sdk_s3::error::ProvideErrorMetadata as _;
                 tracing::warn!(error = %aws_sdk_s3::error::DisplayErrorContext(&e), "cannot list object versions; falling back to ListObjectsV2");
-                versions_listed = false;
+                versions_unlisted = Some(format!(
+                    "ListObjectVersions was refused: {}",
+                    e.code().unwrap_or("no error code")
+                ));
+                sizes.clear();
                 break;
             }
         };
@@ -386,6 +502,7 @@ async fn fetch_from_s3(
             let entry = keys.entry(k.to_owned()).or_default();
             if entry.0.is_none() {
                 entry.0 = v.version_id().map(str::to_owned).or(Some(String::new()));
+                sizes.insert(k.to_owned(), v.size().unwrap_or(-1));
             } else {
                 entry.1 += 1;
             }
@@ -402,7 +519,7 @@ async fn fetch_from_s3(
             break;
         }
     }
-    if !versions_listed {
+    if versions_unlisted.is_some() {
         keys = s3
             .list(prefix)
             .await
@@ -414,30 +531,61 @@ async fn fetch_from_s3(
     let mut out = Vec::new();
     for (key, (version, others, markers)) in keys {
         let version = version.filter(|v| !v.is_empty());
-        if version.is_none() && versions_listed {
+        if version.is_none() && versions_unlisted.is_none() {
             // Only delete markers remain: the anchor object itself is gone.
             continue;
         }
-        let bytes = s3
-            .get_version(&key, version.as_deref())
-            .await
-            .map_err(super::anchor::worm_failure)?;
+        // Never more than the anchor size limit is read: the listed size
+        // decides first, and the read itself stops past the limit.
+        let listed = sizes.get(&key).copied();
+        let limit = stele_verify::MAX_ANCHOR_BYTES;
+        let too_large = || {
+            Some(stele_verify::Unreadable::TooLarge(
+                listed.and_then(|n| u64::try_from(n).ok()),
+            ))
+        };
+        let (bytes, unreadable) = if listed.is_some_and(|n| n > limit as i64) {
+            (Vec::new(), too_large())
+        } else if listed == Some(0) {
+            (Vec::new(), None)
+        } else {
+            match s3
+                .get_version_bounded(&key, version.as_deref(), limit)
+                .await
+                .map_err(super::anchor::worm_failure)?
+            {
+                Some(b) => (b, None),
+                None => (Vec::new(), too_large()),
+            }
+        };
         let facts = s3
             .head(&key, version.as_deref())
             .await
             .map_err(super::anchor::worm_failure)?;
-        let storage = facts.map(|f| stele_verify::StorageFacts {
-            version_id: f.version_id,
-            lock_mode: f.lock_mode.map(|m| m.as_str().to_owned()),
-            retain_until: f.retain_until,
-            checksum_sha256: f.checksum_sha256,
-            metadata_sha256: f.metadata_sha256,
-            other_versions: others,
-            delete_markers: markers,
-        });
+        // An object the store will not describe is checked as one with no
+        // lock and no checksum (findings), never as an offline copy.
+        let storage = Some(facts.map_or_else(
+            || stele_verify::StorageFacts {
+                other_versions: others,
+                delete_markers: markers,
+                versions_unlisted: versions_unlisted.clone(),
+                ..Default::default()
+            },
+            |f| stele_verify::StorageFacts {
+                version_id: f.version_id,
+                lock_mode: f.lock_mode.map(|m| m.as_str().to_owned()),
+                retain_until: f.retain_until,
+                checksum_sha256: f.checksum_sha256,
+                metadata_sha256: f.metadata_sha256,
+                other_versions: others,
+                delete_markers: markers,
+                versions_unlisted: versions_unlisted.clone(),
+            },
+        ));
         out.push(stele_verify::StoredAnchor {
             key,
             bytes,
+            unreadable,
             storage,
         });
     }
@@ -464,21 +612,69 @@ fn fetch_from_mirror(
             Err(e) => return Err(Failure::Operational(anyhow!("{}: {e}", d.display()))),
         };
         for entry in entries {
-            let path = entry?.path();
-            if path.is_dir() {
+            let entry = entry?;
+            let path = entry.path();
+            // The entry's own type: symlinks are not followed (a chain of
+            // linked directories would multiply the walk), and only regular
+            // files are read (a FIFO would hang, /dev/zero never ends).
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
                 stack.push(path);
-            } else if let Ok(rel) = path.strip_prefix(dir) {
-                let key = rel.to_string_lossy().replace('\\', "/");
-                out.push(stele_verify::StoredAnchor {
-                    key,
-                    bytes: std::fs::read(&path)?,
-                    storage: None,
-                });
+                continue;
             }
+            let Ok(rel) = path.strip_prefix(dir) else {
+                continue;
+            };
+            let key = rel.to_string_lossy().replace('\\', "/");
+            let (bytes, unreadable) = if kind.is_file() {
+                read_mirror_file(&path)?
+            } else {
+                let what = if kind.is_symlink() {
+                    "a symbolic link (not followed)"
+                } else {
+                    "not a regular file"
+                };
+                (
+                    Vec::new(),
+                    Some(stele_verify::Unreadable::NotAnObject(format!(
+                        "in the mirror it is {what}"
+                    ))),
+                )
+            };
+            out.push(stele_verify::StoredAnchor {
+                key,
+                bytes,
+                unreadable,
+                storage: None,
+            });
         }
     }
     out.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(out)
+}
+
+/// One mirror file, read up to the anchor size limit.
+fn read_mirror_file(
+    path: &std::path::Path,
+) -> Result<(Vec<u8>, Option<stele_verify::Unreadable>), Failure> {
+    use std::io::Read as _;
+    let limit = stele_verify::MAX_ANCHOR_BYTES;
+    let file = std::fs::File::open(path)
+        .map_err(|e| Failure::Operational(anyhow!("{}: {e}", path.display())))?;
+    if !file.metadata()?.is_file() {
+        return Ok((
+            Vec::new(),
+            Some(stele_verify::Unreadable::NotAnObject(
+                "in the mirror it is not a regular file".into(),
+            )),
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(limit as u64 + 1).read_to_end(&mut bytes)?;
+    if bytes.len() > limit {
+        return Ok((Vec::new(), Some(stele_verify::Unreadable::TooLarge(None))));
+    }
+    Ok((bytes, None))
 }
 
 fn print_report(
@@ -496,12 +692,16 @@ fn print_report(
     if ctx.json {
         output::print_json(report)?;
     } else {
-        output::print(&report.summary())?;
+        output::print_human(&report.summary())?;
     }
-    if report.is_clean() {
+    if !report.no_findings() {
+        return Err(Failure::Tampered);
+    }
+    let unwaived: Vec<stele_verify::NotChecked> = report.unwaived().cloned().collect();
+    if unwaived.is_empty() {
         Ok(())
     } else {
-        Err(Failure::Tampered)
+        Err(not_checked_failure(&unwaived))
     }
 }
 
@@ -509,7 +709,8 @@ fn anchors(ctx: &Context, args: &VerifyAnchorsArgs) -> Result<(), Failure> {
     let chain = chain_id(&args.chain)?;
     let policy = audit_policy(ctx, &chain, &args.anchors)?;
     let objects = fetch_anchors(ctx, &chain, &args.anchors)?;
-    let audit = stele_verify::audit_anchors(&objects, &policy);
+    let mut audit = stele_verify::audit_anchors(&objects, &policy);
+    audit.report.add_not_checked([], &args.anchors.waive);
     print_report(ctx, &audit.report, args.html.as_deref())
 }
 
@@ -519,16 +720,33 @@ fn anchored_log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
             "--chain is required with --export, --bucket or --mirror"
         ))
     })?)?;
+    let mut not_checked = Vec::new();
     let keyring = if args.no_hmac {
+        not_checked.push(stele_verify::NotChecked::waived(
+            "hmac",
+            "the HMAC chain was not checked (--no-hmac): the events rest on the anchors alone",
+        ));
         None
     } else {
         match ctx.keys().keyring() {
             Ok(k) => Some(k),
-            Err(stele_keys::KeyError::NotFound(_)) if args.export.is_some() => None,
+            Err(stele_keys::KeyError::NotFound(_)) if args.export.is_some() => {
+                not_checked.push(stele_verify::NotChecked::new(
+                    "hmac",
+                    "no HMAC keys in the data directory: the HMAC chain of the export was not checked (pass --no-hmac if that is intended)",
+                ));
+                None
+            }
             Err(e) => return Err(e.into()),
         }
     };
     let has_anchors = args.anchors.bucket.is_some() || args.anchors.mirror.is_some();
+    if !has_anchors {
+        not_checked.push(stele_verify::NotChecked::new(
+            "anchors",
+            "no anchors were given (--bucket or --mirror): the export was compared with nothing signed, and anyone can write a file whose hashes recompute",
+        ));
+    }
     let (anchor_report, trusted, evidence_verifier) = if has_anchors {
         let policy = audit_policy(ctx, &chain, &args.anchors)?;
         let audit =
@@ -539,8 +757,7 @@ fn anchored_log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
             Some(policy.verifier_key),
         )
     } else {
-        let verifier = verifier_key(ctx, args.anchors.verifier_key.as_deref()).ok();
-        (None, Vec::new(), verifier)
+        (None, Vec::new(), optional_verifier_key(ctx, &args.anchors)?)
     };
     let newest_anchored = trusted
         .iter()
@@ -554,24 +771,42 @@ fn anchored_log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
     let claimed;
     let events;
     if let Some(path) = &args.export {
-        use std::io::BufRead as _;
+        bounded::regular_file(path, "export file")?;
         let file = std::fs::File::open(path)
             .map_err(|e| Failure::Input(anyhow!("cannot read {}: {e}", path.display())))?;
+        if !file.metadata()?.is_file() {
+            return Err(Failure::Input(anyhow!(
+                "{} is not a regular file",
+                path.display()
+            )));
+        }
+        // Each line is refused once it passes the limit, not parsed whole.
+        let limit = bounded::max_event_line(ctx.limits.max_payload_bytes);
+        let mut lines = bounded::BoundedLines::new(std::io::BufReader::new(file), limit);
         let mut n = 0u64;
         let mut last_seq = None;
-        for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-            let line = line?;
-            if line.trim().is_empty() {
+        while let Some((number, line)) = lines.next_line()? {
+            let line = match line {
+                bounded::Line::Text(t) => t,
+                bounded::Line::TooLong => {
+                    findings.push(export_line_finding(
+                        number,
+                        &format!("the line is longer than {limit} bytes, more than any event can be; it was skipped unread"),
+                    ));
+                    continue;
+                }
+            };
+            if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            match serde_json::from_str::<stele_ledger::Event>(&line) {
+            match serde_json::from_slice::<stele_ledger::Event>(&line) {
                 Ok(e) => {
                     last_seq = Some(e.seq);
                     log.check(&e, None);
                     recorded.observe(&e);
                     n += 1;
                 }
-                Err(e) => findings.push(export_line_finding(i + 1, &e.to_string())),
+                Err(e) => findings.push(export_line_finding(number, &e.to_string())),
             }
         }
         if let Some(last) = last_seq.filter(|s| *s >= newest_anchored && has_anchors) {
@@ -624,9 +859,17 @@ fn anchored_log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
     }
     let (_, log_findings) = log.finish(claimed.as_ref());
     findings.extend(log_findings);
-    let outcome = evidence::check(ctx, recorded, args.evidence, evidence_verifier)?;
+    let outcome = evidence::check(
+        ctx,
+        recorded,
+        args.evidence,
+        evidence_verifier,
+        &allowed_buckets(args),
+    )?;
     checked.extend(outcome.checked);
     findings.extend(outcome.findings);
+    not_checked.extend(outcome.not_checked);
+    let anchor_not_checked = anchor_report.as_ref().map(|r| r.not_checked.clone());
     let (mut all_checked, requested, found, mut all_findings, timeline) = match anchor_report {
         Some(r) => {
             let mut c = r.checked;
@@ -643,7 +886,8 @@ fn anchored_log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
     };
     all_checked.extend(checked);
     all_findings.extend(findings);
-    let report = stele_verify::Report::new(
+    let anchor_not_checked = anchor_not_checked.unwrap_or_default();
+    let mut report = stele_verify::Report::new(
         chain.as_str(),
         all_checked,
         requested,
@@ -651,6 +895,10 @@ fn anchored_log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
         Some(events),
         all_findings,
         timeline,
+    );
+    report.add_not_checked(
+        anchor_not_checked.into_iter().chain(not_checked),
+        &args.anchors.waive,
     );
     print_report(ctx, &report, args.html.as_deref())
 }

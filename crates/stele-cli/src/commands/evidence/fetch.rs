@@ -193,7 +193,11 @@ pub fn check(ctx: &Context, args: &CheckArgs) -> Result<(), Failure> {
 /// The verifier key: given, else this data directory's.
 fn verifier_key(ctx: &Context, given: Option<&str>) -> Result<String, Failure> {
     match given {
-        Some(k) => Ok(k.trim().to_owned()),
+        // Always the key itself, never a file name; one that does not parse
+        // is refused before anything is fetched.
+        Some(k) => stele_verify::check_verifier_key(k)
+            .map(|()| k.trim().to_owned())
+            .map_err(|why| Failure::Input(anyhow!("--verifier-key: {why}; nothing was fetched"))),
         None => ctx.keys().verifier_key().map_err(|e| {
             Failure::Input(anyhow!(
                 "no verifier key: pass --verifier-key (the output of `stele keys export-verifier`) or use the data directory that signed the evidence ({e})"

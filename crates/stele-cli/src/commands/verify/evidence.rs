@@ -68,6 +68,8 @@ pub struct EvidenceOutcome {
     pub findings: Vec<Finding>,
     /// `--evidence skip`: the bucket was not looked at.
     pub skipped: bool,
+    /// Checks that could not be performed (no evidence bucket allowed).
+    pub not_checked: Vec<stele_verify::NotChecked>,
 }
 
 impl EvidenceOutcome {
@@ -84,6 +86,16 @@ impl EvidenceOutcome {
         for line in &self.checked {
             text.push_str(&format!("{status} {line}\n"));
         }
+        for n in &self.not_checked {
+            if n.waived {
+                text.push_str(&format!("WAIVED {}: {}\n", n.check, n.reason));
+            } else {
+                text.push_str(&format!(
+                    "NOT CHECKED {}: {} (to accept this, --waive {})\n",
+                    n.check, n.reason, n.check
+                ));
+            }
+        }
         for f in &self.findings {
             let seq = f.seq.map(|s| format!("seq {s}: ")).unwrap_or_default();
             text.push_str(&format!(
@@ -98,16 +110,23 @@ impl EvidenceOutcome {
 /// Re-checks every recorded upload in its bucket. The store's answers about
 /// an object become findings; a store that cannot be asked at all is an
 /// error (exit 3), since nothing could be concluded about the evidence.
+///
+/// Only buckets in `allowed` are contacted: a record is written by whoever
+/// may append, so the bucket it names is not trusted with the auditor's
+/// credentials. A record naming another bucket is a finding; with no bucket
+/// allowed at all, the evidence is NOT CHECKED.
 pub fn check(
     ctx: &Context,
     recorded: RecordedUploads,
     depth: EvidenceDepth,
     verifier_key: Option<String>,
+    allowed: &[String],
 ) -> Result<EvidenceOutcome, Failure> {
     let mut outcome = EvidenceOutcome {
         checked: Vec::new(),
         findings: recorded.unreadable,
         skipped: depth == EvidenceDepth::Skip,
+        not_checked: Vec::new(),
     };
     let depth = match depth {
         EvidenceDepth::Skip => {
@@ -132,6 +151,36 @@ pub fn check(
     if by_bucket.is_empty() {
         return Ok(outcome);
     }
+    if allowed.is_empty() {
+        let n: usize = by_bucket.values().map(Vec::len).sum();
+        outcome.not_checked.push(stele_verify::NotChecked::new(
+            "evidence",
+            format!(
+                "{n} recorded upload(s) were not checked: no evidence bucket is allowed (name each with --evidence-bucket or STELE_EVIDENCE_BUCKET; records name buckets: {})",
+                by_bucket.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+        return Ok(outcome);
+    }
+    by_bucket.retain(|bucket, uploads| {
+        if allowed.contains(bucket) {
+            return true;
+        }
+        for u in uploads.iter() {
+            outcome.findings.push(Finding {
+                aspect: Aspect::Integrity,
+                kind: "evidence_bucket_not_allowed".into(),
+                subject: format!("{bucket}/{}", u.record.key),
+                anchor_seq: None,
+                seq: Some(u.seq),
+                at: None,
+                message: format!(
+                    "the record names bucket {bucket:?}, which is not among the evidence buckets allowed (--evidence-bucket); it was not contacted"
+                ),
+            });
+        }
+        false
+    });
     let signatures = verifier_key.is_some();
     let options = CheckOptions {
         depth,
