@@ -300,7 +300,7 @@ impl<'a> Anchorer<'a> {
     ) -> Result<AnchorRecord, AnchorerError> {
         let last = self.store.last_anchor(chain)?;
         let prev = match &last {
-            Some(r) => Some((r, self.check_own_anchor(r, now)?)),
+            Some(r) => Some((r, self.check_latest_anchor(r, now)?)),
             None => None,
         };
         let (head, lsn) = self.store.head_with_lsn(chain)?;
@@ -404,16 +404,12 @@ impl<'a> Anchorer<'a> {
     /// body agree (chain, seq, size, time), the body is exactly what our key
     /// signs for those fields (Ed25519 signatures are deterministic, so
     /// re-signing reproduces the bytes of an unaltered anchor, and of no
-    /// other), and its time is not in the future.
+    /// other).
     ///
     /// # Errors
     ///
-    /// [`AnchorerError::CorruptOutbox`] naming the row; [`AnchorerError::AnchorInFuture`].
-    pub fn check_own_anchor(
-        &self,
-        record: &AnchorRecord,
-        now: OffsetDateTime,
-    ) -> Result<Anchor, AnchorerError> {
+    /// [`AnchorerError::CorruptOutbox`] naming the row.
+    pub fn check_own_anchor(&self, record: &AnchorRecord) -> Result<Anchor, AnchorerError> {
         let corrupt = |why: String| AnchorerError::CorruptOutbox {
             chain: record.chain_id.clone(),
             anchor_seq: record.anchor_seq,
@@ -473,12 +469,22 @@ impl<'a> Anchorer<'a> {
                 "its body is not the anchor this signing key signed for those fields (edited in the database, or signed by another key)".into(),
             ));
         }
+        Ok(anchor)
+    }
+
+    /// [`check_own_anchor`](Self::check_own_anchor), for an anchor the next
+    /// one is built on: its time must also not be in the future, or every
+    /// later anchor would carry that date.
+    fn check_latest_anchor(
+        &self,
+        record: &AnchorRecord,
+        now: OffsetDateTime,
+    ) -> Result<Anchor, AnchorerError> {
+        let anchor = self.check_own_anchor(record)?;
+        let ts = anchor.time()?;
         let tomorrow = now
             .checked_add(time::Duration::days(1))
-            .unwrap_or(OffsetDateTime::new_utc(
-                time::Date::MAX,
-                time::Time::MIDNIGHT,
-            ));
+            .unwrap_or(OffsetDateTime::new_utc(time::Date::MAX, time::Time::MIDNIGHT));
         if ts > tomorrow {
             return Err(AnchorerError::AnchorInFuture {
                 chain: anchor.chain_id.clone(),
@@ -667,7 +673,6 @@ impl<'a> Anchorer<'a> {
         let pending = self.store.anchors(None, Some(AnchorStatus::Pending))?;
         let mut report = UploadReport::default();
         let mut blocked: Vec<String> = Vec::new();
-        let now = OffsetDateTime::now_utc();
         for mut record in pending {
             if blocked.contains(&record.chain_id) {
                 report.still_pending += 1;
@@ -676,7 +681,7 @@ impl<'a> Anchorer<'a> {
             let chain =
                 ChainId::new(&record.chain_id).map_err(|e| AnchorerError::Config(e.to_string()))?;
             // An edited outbox row is never uploaded (it would be locked for years).
-            let anchor = self.check_own_anchor(&record, now)?;
+            let anchor = self.check_own_anchor(&record)?;
             let retention = self.policy.retention_for(anchor.time()?)?;
             let mut result =
                 rt.block_on(target.put_locked(&record.object_key, &record.body, retention));
@@ -753,7 +758,7 @@ impl<'a> Anchorer<'a> {
     ) -> Result<Vec<(ChainId, Trigger)>, AnchorerError> {
         let mut due = Vec::new();
         for chain in chains {
-            let progress = self.progress(chain, key_id)?;
+            let progress = self.progress(chain, key_id, now)?;
             if let Some(trigger) = self.policy.cadence.due(&progress, now) {
                 due.push((chain.clone(), trigger));
             }
@@ -761,13 +766,17 @@ impl<'a> Anchorer<'a> {
         Ok(due)
     }
 
-    fn progress(&mut self, chain: &ChainId, key_id: &str) -> Result<ChainProgress, AnchorerError> {
-        // The cadence computes with the last anchor's time: only an authentic one.
-        let now = OffsetDateTime::now_utc();
+    fn progress(
+        &mut self,
+        chain: &ChainId,
+        key_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<ChainProgress, AnchorerError> {
+        // The cadence computes with the last anchor's time: only an authentic, sane one.
         let last = self
             .store
             .last_anchor(chain)?
-            .map(|r| self.check_own_anchor(&r, now))
+            .map(|r| self.check_latest_anchor(&r, now))
             .transpose()?;
         let size = self.store.head(chain)?.map_or(0, |h| h.size);
         Ok(ChainProgress {
@@ -791,7 +800,7 @@ impl<'a> Anchorer<'a> {
         key_id: &str,
         now: OffsetDateTime,
     ) -> Result<Option<AnchorRecord>, AnchorerError> {
-        let p = self.progress(chain, key_id)?;
+        let p = self.progress(chain, key_id, now)?;
         let volume = self.policy.cadence.volume;
         if volume > 0 && p.size.saturating_sub(p.last_anchor_size) >= volume {
             return self.build(chain, Trigger::Volume, key_id, now).map(Some);
