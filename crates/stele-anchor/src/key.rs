@@ -155,7 +155,10 @@ mod tests {
         let primary = object_key(None, &chain, ts, 10).unwrap();
         let alt = alternate_object_key(&primary, b"anchor bytes");
         assert!(alt.starts_with("anchors/c/2026/01/01/00/anchor-20260101T000000Z-0000000010-"));
-        assert!(alt.ends_with(".json") && alt.len() == primary.len() + 17, "{alt}");
+        assert!(
+            alt.ends_with(".json") && alt.len() == primary.len() + 17,
+            "{alt}"
+        );
         assert_eq!(relocated_from(&alt, b"anchor bytes"), Some(primary.clone()));
         assert_eq!(relocated_from(&alt, b"other bytes"), None);
         assert_eq!(relocated_from(&primary, b"anchor bytes"), None);

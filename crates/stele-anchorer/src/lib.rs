@@ -22,9 +22,7 @@ use stele_anchor::{
 };
 use stele_ledger::hashing::{GENESIS_HASH, leaf_hash};
 use stele_ledger::{ChainId, Hash, Keyring, hex_hash, merkle, parse_hex_hash};
-use stele_store::{
-    AnchorRecord, AnchorStatus, AnchorUpload, ChainHead, LedgerStore, StoreError,
-};
+use stele_store::{AnchorRecord, AnchorStatus, AnchorUpload, ChainHead, LedgerStore, StoreError};
 use stele_worm::{LockMode, ObjectStore, Retention, WormError};
 use thiserror::Error;
 use time::OffsetDateTime;
@@ -484,7 +482,10 @@ impl<'a> Anchorer<'a> {
         let ts = anchor.time()?;
         let tomorrow = now
             .checked_add(time::Duration::days(1))
-            .unwrap_or(OffsetDateTime::new_utc(time::Date::MAX, time::Time::MIDNIGHT));
+            .unwrap_or(OffsetDateTime::new_utc(
+                time::Date::MAX,
+                time::Time::MIDNIGHT,
+            ));
         if ts > tomorrow {
             return Err(AnchorerError::AnchorInFuture {
                 chain: anchor.chain_id.clone(),
@@ -705,7 +706,8 @@ impl<'a> Anchorer<'a> {
                 });
                 record.object_key = moved_to;
                 record.last_error = Some(note);
-                result = rt.block_on(target.put_locked(&record.object_key, &record.body, retention));
+                result =
+                    rt.block_on(target.put_locked(&record.object_key, &record.body, retention));
             }
             match result {
                 Ok(stored) => {

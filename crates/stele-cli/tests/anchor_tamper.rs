@@ -98,13 +98,19 @@ fn rewritten_unanchored_event_is_not_anchored(db: TestDb) {
     let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("cli-presign")), true));
     let endpoint = env_required("STELE_TEST_RGW_ENDPOINT");
     let l = Ledger::new(db);
-    l.run_stdin(&["append", "--chain", "pay", "--jsonl", "-"], &jsonl(0..10, "a"));
+    l.run_stdin(
+        &["append", "--chain", "pay", "--jsonl", "-"],
+        &jsonl(0..10, "a"),
+    );
     let out = s3_command(&l, &endpoint, s3.bucket())
         .args(["anchor", "now", "--chain", "pay"])
         .output()
         .unwrap();
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    l.run_stdin(&["append", "--chain", "pay", "--jsonl", "-"], &jsonl(10..20, "a"));
+    l.run_stdin(
+        &["append", "--chain", "pay", "--jsonl", "-"],
+        &jsonl(10..20, "a"),
+    );
 
     rewrite_event(&l.db, "pay", 12, r#"{"n":12,"pad":"paid to acct-666"}"#);
 
@@ -144,21 +150,26 @@ fn edited_outbox_anchor_is_a_named_error_not_a_panic() {
     let l = Ledger::new(TestDb::sqlite());
     let dir = tempfile::tempdir().unwrap();
     let local = dir.path().to_str().unwrap();
-    l.run_stdin(&["append", "--chain", "pay", "--jsonl", "-"], &jsonl(0..3, "a"));
+    l.run_stdin(
+        &["append", "--chain", "pay", "--jsonl", "-"],
+        &jsonl(0..3, "a"),
+    );
     let out = l.run(&["anchor", "now", "--local-dir", local]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let record = &anchor_list(&l)[0];
     let ts = record["ts_utc"].as_str().unwrap().to_owned();
-    let body = l
-        .db
-        .query_text("SELECT CAST(body AS TEXT) FROM stele_anchors WHERE anchor_seq = 0")
-        .unwrap();
+    let body =
+        l.db.query_text("SELECT CAST(body AS TEXT) FROM stele_anchors WHERE anchor_seq = 0")
+            .unwrap();
     let forged = body.replace(&ts, "9999-12-31T23:30:00Z");
     l.db.exec(&format!(
         "UPDATE stele_anchors SET body = {} WHERE anchor_seq = 0",
         blob(&l.db, forged.as_bytes())
     ));
-    l.run_stdin(&["append", "--chain", "pay", "--jsonl", "-"], &jsonl(3..5, "a"));
+    l.run_stdin(
+        &["append", "--chain", "pay", "--jsonl", "-"],
+        &jsonl(3..5, "a"),
+    );
     let before = std::fs::read_dir(dir.path()).unwrap().count();
     for args in [
         vec!["anchor", "now", "--local-dir", local],
@@ -176,7 +187,11 @@ fn edited_outbox_anchor_is_a_named_error_not_a_panic() {
         );
         assert!(!err.contains("panicked"), "{err}");
     }
-    assert_eq!(anchor_list(&l).len(), 1, "nothing built on the forged anchor");
+    assert_eq!(
+        anchor_list(&l).len(),
+        1,
+        "nothing built on the forged anchor"
+    );
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), before);
 }
 
@@ -186,14 +201,20 @@ fn squatted_anchor_key_is_reported_and_does_not_block() {
     let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("cli-squat")), true));
     let endpoint = env_required("STELE_TEST_RGW_ENDPOINT");
     let l = Ledger::new(TestDb::sqlite());
-    l.run_stdin(&["append", "--chain", "pay", "--jsonl", "-"], &jsonl(0..5, "a"));
+    l.run_stdin(
+        &["append", "--chain", "pay", "--jsonl", "-"],
+        &jsonl(0..5, "a"),
+    );
     // The store is unreachable: the anchor waits in the outbox under its key.
     let out = s3_command(&l, "http://127.0.0.1:9", s3.bucket())
         .args(["anchor", "now"])
         .output()
         .unwrap();
     assert_eq!(code(&out), 3, "{}", stderr(&out));
-    let key = anchor_list(&l)[0]["object_key"].as_str().unwrap().to_owned();
+    let key = anchor_list(&l)[0]["object_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     // Someone who may only PutObject takes that key.
     rt.block_on(
         s3.client()
@@ -217,18 +238,25 @@ fn squatted_anchor_key_is_reported_and_does_not_block() {
     );
     let records = anchor_list(&l);
     assert_eq!(records.len(), 2);
-    assert!(records.iter().all(|r| r["status"] == "verified"), "{records:?}");
+    assert!(
+        records.iter().all(|r| r["status"] == "verified"),
+        "{records:?}"
+    );
     assert_eq!(records[0]["squatted_key"], key.as_str());
     assert_ne!(records[0]["object_key"], key.as_str());
     assert!(records[1]["squatted_key"].is_null());
     for r in &records {
         let k = r["object_key"].as_str().unwrap();
         let bytes = rt.block_on(s3.get(k)).unwrap();
-        assert_eq!(stele_worm::sha256_hex(&bytes), r["sha256"].as_str().unwrap());
+        assert_eq!(
+            stele_worm::sha256_hex(&bytes),
+            r["sha256"].as_str().unwrap()
+        );
     }
     let text = l.run(&["anchor", "list"]);
     assert!(
-        String::from_utf8_lossy(&text.stdout).contains(&format!("its intended key {key} was taken")),
+        String::from_utf8_lossy(&text.stdout)
+            .contains(&format!("its intended key {key} was taken")),
         "{}",
         String::from_utf8_lossy(&text.stdout)
     );
