@@ -319,6 +319,18 @@ impl<'a> Anchorer<'a> {
                 ts = ts.max(prev_ts);
             }
         }
+        // An anchor asked for while the last one still waits for the bucket,
+        // over the same tree and key, would only add another object locked for
+        // years saying the same thing: the pending one stands for it.
+        if let Some((r, prev)) = &prev
+            && trigger == Trigger::Manual
+            && r.status == AnchorStatus::Pending
+            && prev.tree_size == size
+            && prev.key_id == key_id
+        {
+            tracing::info!(chain = %chain, anchor_seq = prev.anchor_seq, tree_size = size, "the pending anchor already covers this tree; not building another");
+            return Ok((*r).clone());
+        }
         // Nothing is signed that was not checked first: an attacker with the
         // database but no keys could otherwise rewrite an unanchored event
         // (and its leaf and Merkle nodes) and have the next anchor vouch for it.

@@ -2,7 +2,8 @@
 //! event rewritten in the database (leaf and Merkle nodes recomputed, no key)
 //! is refused before signing on SQLite and PostgreSQL; an outbox anchor
 //! edited to a far date is a named error, never a panic; a pre-created anchor
-//! key in the RGW bucket does not block the chain.
+//! key in the RGW bucket does not block the chain; no anchor is written for
+//! an unknown chain, nor a second pending one for an unchanged tree.
 
 mod common;
 
@@ -225,6 +226,8 @@ fn squatted_anchor_key_is_reported_and_does_not_block() {
             .send(),
     )
     .unwrap();
+    // More events arrive; the next `anchor now` uploads the waiting anchor and a new one.
+    l.run_stdin(&["append", "--chain", "pay", "--jsonl", "-"], &jsonl(5..6, "a"));
 
     let out = s3_command(&l, &endpoint, s3.bucket())
         .args(["anchor", "now"])
@@ -259,5 +262,62 @@ fn squatted_anchor_key_is_reported_and_does_not_block() {
             .contains(&format!("its intended key {key} was taken")),
         "{}",
         String::from_utf8_lossy(&text.stdout)
+    );
+}
+
+/// Anchors cannot be removed once written: none for a chain that does not
+/// exist, and no second pending anchor for a tree that did not change.
+#[test]
+fn no_anchor_for_an_unknown_chain_nor_twice_for_an_unchanged_tree() {
+    let rt = runtime();
+    let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("cli-nope")), true));
+    let endpoint = env_required("STELE_TEST_RGW_ENDPOINT");
+    let l = Ledger::new(TestDb::sqlite());
+    l.run_stdin(
+        &["append", "--chain", "pay", "--jsonl", "-"],
+        &jsonl(0..3, "a"),
+    );
+    let out = s3_command(&l, &endpoint, s3.bucket())
+        .args(["anchor", "now", "--chain", "nope"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(code(&out), 2, "{err}");
+    assert!(
+        err.contains("nope") && err.contains("nothing written"),
+        "{err}"
+    );
+    assert!(anchor_list(&l).is_empty());
+    assert!(rt.block_on(s3.list("anchors/")).unwrap().is_empty());
+
+    // The bucket is unreachable: asking again does not pile up anchors.
+    for _ in 0..3 {
+        let out = s3_command(&l, "http://127.0.0.1:9", s3.bucket())
+            .args(["anchor", "now", "--chain", "pay"])
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 3, "{}", stderr(&out));
+    }
+    assert_eq!(anchor_list(&l).len(), 1, "one pending anchor for one tree");
+    l.run_stdin(
+        &["append", "--chain", "pay", "--jsonl", "-"],
+        &jsonl(3..4, "a"),
+    );
+    let out = s3_command(&l, "http://127.0.0.1:9", s3.bucket())
+        .args(["anchor", "now", "--chain", "pay"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert_eq!(anchor_list(&l).len(), 2, "a changed tree gets its anchor");
+    let out = s3_command(&l, &endpoint, s3.bucket())
+        .args(["anchor", "now", "--chain", "pay"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let records = anchor_list(&l);
+    assert_eq!(records.len(), 2);
+    assert!(
+        records.iter().all(|r| r["status"] == "verified"),
+        "{records:?}"
     );
 }

@@ -193,6 +193,14 @@ fn now(ctx: &Context, chain: Option<&str>, target_args: &AnchorTargetArgs) -> Re
             "there are no chains to anchor yet (append an event first, or pass --chain)"
         )));
     }
+    // Anchors cannot be removed: never write one for a chain that does not exist.
+    for chain in &chains {
+        if store.head(chain)?.is_none() && store.last_anchor(chain)?.is_none() {
+            return Err(Failure::Input(anyhow!(
+                "chain {chain} has no events and no anchors: nothing to anchor, nothing written (check the name with `stele log chains`)"
+            )));
+        }
+    }
     let mut anchorer = Anchorer::new(store.as_mut(), &signer, &keyring, &setup.policy)
         .map_err(|e| Failure::Input(e.into()))?;
     let when = time::OffsetDateTime::now_utc();
