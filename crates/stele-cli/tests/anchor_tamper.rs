@@ -227,7 +227,10 @@ fn squatted_anchor_key_is_reported_and_does_not_block() {
     )
     .unwrap();
     // More events arrive; the next `anchor now` uploads the waiting anchor and a new one.
-    l.run_stdin(&["append", "--chain", "pay", "--jsonl", "-"], &jsonl(5..6, "a"));
+    l.run_stdin(
+        &["append", "--chain", "pay", "--jsonl", "-"],
+        &jsonl(5..6, "a"),
+    );
 
     let out = s3_command(&l, &endpoint, s3.bucket())
         .args(["anchor", "now"])
