@@ -20,7 +20,9 @@ mod key;
 mod link;
 
 pub use format::{ANCHOR_VERSION, Anchor, AnchorError, AnchorInput, Trigger};
-pub use key::{ObjectKeyError, chain_prefix, object_key};
+pub use key::{
+    ObjectKeyError, alternate_object_key, chain_prefix, is_anchor_key, object_key, relocated_from,
+};
 pub use link::{LinkError, check_link};
 
 /// Hex SHA-256 of an anchor object's exact bytes: the next anchor's `prev_anchor_hash`.

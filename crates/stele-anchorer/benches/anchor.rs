@@ -47,6 +47,7 @@ fn main() {
     let policy = AnchorPolicy::default();
     let chain = ChainId::new("bench").unwrap();
     let key = HmacKey::new(KeyId::new("k1").unwrap(), &[1; 32]);
+    let ring = stele_ledger::Keyring::new(KeyId::new("k1").unwrap(), [key.clone()]).unwrap();
     let batch: Vec<_> = (0..1000)
         .map(|i| {
             EventInput {
@@ -60,7 +61,7 @@ fn main() {
         })
         .collect();
 
-    let mut anchorer = Anchorer::new(store.as_mut(), &signer, &policy).unwrap();
+    let mut anchorer = Anchorer::new(store.as_mut(), &signer, &ring, &policy).unwrap();
     let mut stele = Vec::new();
     let mut baseline = Vec::new();
     let mut size = 0;

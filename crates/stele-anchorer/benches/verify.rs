@@ -148,7 +148,7 @@ fn run(name: &str, db: &TestDb, total: usize, per_anchor: usize, rounds: usize) 
     let ring = Keyring::new(KeyId::new("k1").unwrap(), [key.clone()]).unwrap();
     let chain = ChainId::new("bench").unwrap();
     let policy = AnchorPolicy::default();
-    let mut anchorer = Anchorer::new(store.as_mut(), &signer, &policy).unwrap();
+    let mut anchorer = Anchorer::new(store.as_mut(), &signer, &ring, &policy).unwrap();
     let build = Instant::now();
     let mut n = 0;
     while n < total {

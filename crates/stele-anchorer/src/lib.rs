@@ -17,9 +17,12 @@ use std::time::Duration;
 
 use signed_note::StandardSigner;
 use stele_anchor::cadence::{Cadence, ChainProgress};
-use stele_anchor::{Anchor, AnchorInput, Trigger, object_hash, object_key};
-use stele_ledger::{ChainId, Hash, merkle};
-use stele_store::{AnchorRecord, AnchorStatus, AnchorUpload, LedgerStore, StoreError};
+use stele_anchor::{
+    Anchor, AnchorInput, Trigger, alternate_object_key, check_link, object_hash, object_key,
+};
+use stele_ledger::hashing::{GENESIS_HASH, leaf_hash};
+use stele_ledger::{ChainId, Hash, Keyring, hex_hash, merkle, parse_hex_hash};
+use stele_store::{AnchorRecord, AnchorStatus, AnchorUpload, ChainHead, LedgerStore, StoreError};
 use stele_worm::{LockMode, ObjectStore, Retention, WormError};
 use thiserror::Error;
 use time::OffsetDateTime;
@@ -55,8 +58,11 @@ pub enum AnchorerError {
         /// That anchor.
         anchor_seq: u64,
     },
-    /// A stored anchor cannot be read back.
-    #[error("stored anchor {anchor_seq} of chain {chain:?} is unreadable: {why}")]
+    /// A stored anchor is not one this anchorer signed as it is: the outbox
+    /// row (`stele_anchors`) was altered in the database.
+    #[error(
+        "outbox row stele_anchors (chain {chain:?}, anchor_seq {anchor_seq}) is corrupt: {why}. This is evidence that the database was tampered with; nothing was signed or uploaded. Refusing to anchor until it is investigated (compare with the anchor in the bucket; run `stele verify anchors`)"
+    )]
     CorruptOutbox {
         /// Chain.
         chain: String,
@@ -64,6 +70,34 @@ pub enum AnchorerError {
         anchor_seq: u64,
         /// Why.
         why: String,
+    },
+    /// The events since the last anchor do not check: signing them would
+    /// vouch for altered history.
+    #[error(
+        "refusing to anchor chain {chain:?}: {}{what}. The database was altered after these events were written; nothing was signed. Run `stele verify log` and investigate",
+        seq.map(|s| format!("seq {s}: ")).unwrap_or_default()
+    )]
+    UnanchoredTampering {
+        /// Chain.
+        chain: String,
+        /// The event concerned, if one.
+        seq: Option<u64>,
+        /// What differs.
+        what: String,
+    },
+    /// The previous anchor is dated in the future: anchors built on it would be too.
+    #[error(
+        "the latest anchor of chain {chain:?} (anchor_seq {anchor_seq}) is dated {ts}, more than a day after now ({now}): the clock was wrong when it was signed. Refusing to build later anchors on it; fix the clock or investigate"
+    )]
+    AnchorInFuture {
+        /// Chain.
+        chain: String,
+        /// Anchor seq.
+        anchor_seq: u64,
+        /// Its time.
+        ts: String,
+        /// Now.
+        now: String,
     },
 }
 
@@ -125,11 +159,20 @@ impl AnchorPolicy {
         Ok(())
     }
 
-    fn retention_for(&self, anchor_ts: OffsetDateTime) -> Retention {
-        Retention {
+    fn retention_for(&self, anchor_ts: OffsetDateTime) -> Result<Retention, AnchorerError> {
+        let retain_until = anchor_ts
+            .checked_add(time::Duration::days(i64::from(self.retention_days)))
+            .ok_or_else(|| {
+                AnchorerError::Config(format!(
+                    "an anchor dated {} cannot be retained {} days: the date is out of range",
+                    stele_anchor_ts(anchor_ts),
+                    self.retention_days
+                ))
+            })?;
+        Ok(Retention {
             mode: self.mode,
-            retain_until: anchor_ts + time::Duration::days(i64::from(self.retention_days)),
-        }
+            retain_until,
+        })
     }
 }
 
@@ -154,12 +197,32 @@ pub struct UploadReport {
     pub failed: Vec<(AnchorRecord, WormError)>,
     /// Anchors still pending after the pass.
     pub still_pending: usize,
+    /// Intended anchor keys found taken by another object (see [`Squatted`]).
+    pub squatted: Vec<Squatted>,
+}
+
+/// An anchor's intended key held an object with other bytes (someone who may
+/// write to the bucket created it first), so the anchor went to its alternate
+/// key ([`stele_anchor::alternate_object_key`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Squatted {
+    /// Chain.
+    pub chain_id: String,
+    /// Anchor seq.
+    pub anchor_seq: u64,
+    /// The intended key, held by the other object.
+    pub key: String,
+    /// What the store says that object's SHA-256 is (`unknown` if it does not say).
+    pub existing_sha256: String,
+    /// Where the anchor goes instead.
+    pub moved_to: String,
 }
 
 /// Builds and uploads anchors for one database.
 pub struct Anchorer<'a> {
     store: &'a mut dyn LedgerStore,
     signer: &'a StandardSigner,
+    keys: &'a Keyring,
     policy: &'a AnchorPolicy,
 }
 
@@ -179,6 +242,8 @@ fn whole_seconds(t: OffsetDateTime) -> OffsetDateTime {
 
 impl<'a> Anchorer<'a> {
     /// An anchorer over `store`, signing with `signer` (the checkpoint key).
+    /// `keys` (every HMAC key the chain was written with) lets it check the
+    /// HMAC links of the events since the last anchor before it signs them.
     ///
     /// # Errors
     ///
@@ -186,12 +251,14 @@ impl<'a> Anchorer<'a> {
     pub fn new(
         store: &'a mut dyn LedgerStore,
         signer: &'a StandardSigner,
+        keys: &'a Keyring,
         policy: &'a AnchorPolicy,
     ) -> Result<Self, AnchorerError> {
         policy.validate()?;
         Ok(Self {
             store,
             signer,
+            keys,
             policy,
         })
     }
@@ -235,19 +302,12 @@ impl<'a> Anchorer<'a> {
         now: OffsetDateTime,
     ) -> Result<AnchorRecord, AnchorerError> {
         let last = self.store.last_anchor(chain)?;
-        let prev = last
-            .as_ref()
-            .map(|r| parse_record(r).map(|a| (r, a)))
-            .transpose()?;
+        let prev = match &last {
+            Some(r) => Some((r, self.check_latest_anchor(r, now)?)),
+            None => None,
+        };
         let (head, lsn) = self.store.head_with_lsn(chain)?;
         let size = head.as_ref().map_or(0, |h| h.size);
-        let (root, last_hash) = match &head {
-            Some(h) => (
-                stele_store::tree_root(self.store, chain, Some(size))?.1,
-                Some(h.head_hash),
-            ),
-            None => (tlog_empty_root(), None),
-        };
         let mut ts = whole_seconds(now);
         let mut proof = Vec::new();
         if let Some((_, prev)) = &prev {
@@ -259,15 +319,48 @@ impl<'a> Anchorer<'a> {
                     anchor_seq: prev.anchor_seq,
                 });
             }
-            if prev.tree_size > 0 {
-                proof = stele_store::consistency_proof(self.store, chain, prev.tree_size, size)?.2;
-            }
             // Anchor times never go backwards, so key order stays anchor order.
             if let Ok(prev_ts) = prev.time() {
                 ts = ts.max(prev_ts);
             }
         }
-        let anchor_seq = prev.as_ref().map_or(0, |(_, a)| a.anchor_seq + 1);
+        // An anchor asked for while the last one still waits for the bucket,
+        // over the same tree and key, would only add another object locked for
+        // years saying the same thing: the pending one stands for it.
+        if let Some((r, prev)) = &prev
+            && trigger == Trigger::Manual
+            && r.status == AnchorStatus::Pending
+            && prev.tree_size == size
+            && prev.key_id == key_id
+        {
+            tracing::info!(chain = %chain, anchor_seq = prev.anchor_seq, tree_size = size, "the pending anchor already covers this tree; not building another");
+            return Ok((*r).clone());
+        }
+        // Nothing is signed that was not checked first: an attacker with the
+        // database but no keys could otherwise rewrite an unanchored event
+        // (and its leaf and Merkle nodes) and have the next anchor vouch for it.
+        let (root, last_hash) = match &head {
+            Some(h) => {
+                let checked = self
+                    .verify_unanchored(chain, prev.as_ref().map(|(_, a)| a), h)
+                    .inspect_err(|e| {
+                        tracing::error!(chain = %chain, error = %e, "ANCHORING REFUSED: the unanchored events do not check");
+                    })?;
+                (checked, Some(h.head_hash))
+            }
+            None => (tlog_empty_root(), None),
+        };
+        if let Some((_, prev)) = &prev
+            && prev.tree_size > 0
+        {
+            proof = stele_store::consistency_proof(self.store, chain, prev.tree_size, size)?.2;
+        }
+        let anchor_seq = match &prev {
+            None => 0,
+            Some((_, a)) => a.anchor_seq.checked_add(1).ok_or_else(|| {
+                AnchorerError::Config(format!("chain {chain} has run out of anchor seqs"))
+            })?,
+        };
         let anchor = Anchor::sign(
             &AnchorInput {
                 chain,
@@ -284,6 +377,19 @@ impl<'a> Anchorer<'a> {
             },
             self.signer,
         )?;
+        // The proof was read from storage: the new anchor must link to the
+        // previous one exactly as a verifier will check it.
+        if let Some((r, prev)) = &prev
+            && let Err(e) = check_link(prev, &r.body, &anchor)
+        {
+            let e = AnchorerError::UnanchoredTampering {
+                chain: chain.to_string(),
+                seq: None,
+                what: format!("the new anchor would not link to the previous one: {e}"),
+            };
+            tracing::error!(chain = %chain, error = %e, "ANCHORING REFUSED");
+            return Err(e);
+        }
         let body = anchor.to_bytes()?;
         let record = AnchorRecord {
             chain_id: chain.to_string(),
@@ -308,6 +414,269 @@ impl<'a> Anchorer<'a> {
         Ok(record)
     }
 
+    /// Checks that an outbox row holds an anchor this anchorer signed, as
+    /// signed, before anything is built on it or uploaded: the row and its
+    /// body agree (chain, seq, size, time), the body is exactly what our key
+    /// signs for those fields (Ed25519 signatures are deterministic, so
+    /// re-signing reproduces the bytes of an unaltered anchor, and of no
+    /// other).
+    ///
+    /// # Errors
+    ///
+    /// [`AnchorerError::CorruptOutbox`] naming the row.
+    pub fn check_own_anchor(&self, record: &AnchorRecord) -> Result<Anchor, AnchorerError> {
+        let corrupt = |why: String| AnchorerError::CorruptOutbox {
+            chain: record.chain_id.clone(),
+            anchor_seq: record.anchor_seq,
+            why,
+        };
+        let anchor = parse_record(record)?;
+        let row = (
+            record.chain_id.as_str(),
+            record.anchor_seq,
+            record.tree_size,
+            record.ts_utc.as_str(),
+        );
+        let body = (
+            anchor.chain_id.as_str(),
+            anchor.anchor_seq,
+            anchor.tree_size,
+            anchor.ts_utc.as_str(),
+        );
+        if row != body {
+            return Err(corrupt(format!(
+                "the row says (chain, anchor_seq, tree_size, ts_utc) = {row:?}, its body says {body:?}"
+            )));
+        }
+        let chain = ChainId::new(&anchor.chain_id).map_err(|e| corrupt(e.to_string()))?;
+        let hash = |what: &str, hex: &str| {
+            parse_hex_hash(hex).map_err(|e| corrupt(format!("{what} is not a hash: {e}")))
+        };
+        let ts = anchor.time().map_err(|e| corrupt(e.to_string()))?;
+        let proof = anchor
+            .consistency_proof
+            .iter()
+            .map(|h| hash("a consistency proof entry", h))
+            .collect::<Result<Vec<_>, _>>()?;
+        let resigned = Anchor::sign(
+            &AnchorInput {
+                chain: &chain,
+                anchor_seq: anchor.anchor_seq,
+                trigger: anchor.trigger,
+                tree_size: anchor.tree_size,
+                root: hash("root_hash", &anchor.root_hash)?,
+                last_hash: anchor
+                    .last_hash
+                    .as_deref()
+                    .map(|h| hash("last_hash", h))
+                    .transpose()?,
+                key_id: &anchor.key_id,
+                ts,
+                db_snapshot_lsn: anchor.db_snapshot_lsn.clone(),
+                prev_anchor_hash: anchor.prev_anchor_hash.clone(),
+                consistency_proof: &proof,
+            },
+            self.signer,
+        )?
+        .to_bytes()?;
+        if resigned != record.body {
+            return Err(corrupt(
+                "its body is not the anchor this signing key signed for those fields (edited in the database, or signed by another key)".into(),
+            ));
+        }
+        Ok(anchor)
+    }
+
+    /// [`check_own_anchor`](Self::check_own_anchor), for an anchor the next
+    /// one is built on: its time must also not be in the future, or every
+    /// later anchor would carry that date.
+    fn check_latest_anchor(
+        &self,
+        record: &AnchorRecord,
+        now: OffsetDateTime,
+    ) -> Result<Anchor, AnchorerError> {
+        let anchor = self.check_own_anchor(record)?;
+        let ts = anchor.time()?;
+        let tomorrow = now
+            .checked_add(time::Duration::days(1))
+            .unwrap_or(OffsetDateTime::new_utc(
+                time::Date::MAX,
+                time::Time::MIDNIGHT,
+            ));
+        if ts > tomorrow {
+            return Err(AnchorerError::AnchorInFuture {
+                chain: anchor.chain_id.clone(),
+                anchor_seq: anchor.anchor_seq,
+                ts: anchor.ts_utc.clone(),
+                now: stele_anchor_ts(whole_seconds(now)),
+            });
+        }
+        Ok(anchor)
+    }
+
+    /// Recomputes the events after the previous anchor (`prev`) up to `head`
+    /// from their stored rows and checks them against what that anchor signed:
+    /// canonical bytes -> leaf hashes, HMAC links from the anchor's
+    /// `last_hash`, the stored Merkle nodes of each row, and the tree: the
+    /// stored frontier of the anchored tree must reproduce the anchor's root,
+    /// and the tree it extends to must be the one storage serves. Reads the
+    /// rows since the anchor and O(log n) stored hashes. Returns the root to sign.
+    fn verify_unanchored(
+        &mut self,
+        chain: &ChainId,
+        prev: Option<&Anchor>,
+        head: &ChainHead,
+    ) -> Result<Hash, AnchorerError> {
+        let refuse = |seq: Option<u64>, what: String| AnchorerError::UnanchoredTampering {
+            chain: chain.to_string(),
+            seq,
+            what,
+        };
+        let from = prev.map_or(0, |a| a.tree_size);
+        let (mut tree, mut prev_hash) = match prev {
+            Some(a) if from > 0 => {
+                let signed_root = parse_hex_hash(&a.root_hash)
+                    .map_err(|e| refuse(None, format!("anchor {} root: {e}", a.anchor_seq)))?;
+                let signed_last = a
+                    .last_hash
+                    .as_deref()
+                    .map(parse_hex_hash)
+                    .transpose()
+                    .map_err(|e| refuse(None, format!("anchor {} last_hash: {e}", a.anchor_seq)))?
+                    .ok_or_else(|| {
+                        refuse(None, format!("anchor {} has no last_hash", a.anchor_seq))
+                    })?;
+                let frontier = match self
+                    .store
+                    .read_hashes(chain, &merkle::frontier_indexes(from))
+                {
+                    Ok(f) => f,
+                    Err(StoreError::Corrupt(what)) => return Err(refuse(None, what)),
+                    Err(e) => return Err(e.into()),
+                };
+                let tree = merkle::TreeAppender::resume(from, &frontier)
+                    .map_err(|e| refuse(None, e.to_string()))?;
+                if tree.root() != signed_root {
+                    return Err(refuse(
+                        None,
+                        format!(
+                            "the stored Merkle hashes of the {from} anchored events give root {}, but anchor {} signed root {}",
+                            hex_hash(&tree.root()),
+                            a.anchor_seq,
+                            a.root_hash
+                        ),
+                    ));
+                }
+                (tree, signed_last)
+            }
+            _ => (merkle::TreeAppender::empty(), GENESIS_HASH),
+        };
+        let keys = self.keys;
+        let mut next = from;
+        let mut found: Option<AnchorerError> = None;
+        let mut canonical = Vec::new();
+        let mut nodes = Vec::new();
+        if head.size > from {
+            let scanned = self
+                .store
+                .scan_stored(chain, from, Some(head.size - 1), &mut |e, stored_nodes| {
+                    let seq = e.seq;
+                    let what = (|| {
+                        if seq != next {
+                            return Err(format!(
+                                "expected seq {next} next, the database holds seq {seq} (rows deleted, inserted or renumbered)"
+                            ));
+                        }
+                        if e.chain_id != chain.as_str() {
+                            return Err(format!("the row claims chain {:?}", e.chain_id));
+                        }
+                        let stored_leaf = e.leaf_hash.parse().ok_or("leaf_hash is not 32 bytes")?;
+                        // stele stores every field in canonical form, so the stored
+                        // text itself must hash to the leaf: anything else
+                        // (altered content, or another spelling of it) is refused.
+                        e.committed_as_stored().write_canonical_bytes(&mut canonical);
+                        let leaf = leaf_hash(&canonical);
+                        if leaf != stored_leaf {
+                            return Err(format!(
+                                "its stored fields hash to leaf {}, but its leaf_hash is {} (content altered)",
+                                hex_hash(&leaf),
+                                hex_hash(&stored_leaf)
+                            ));
+                        }
+                        let event_hash = e.event_hash.parse().ok_or("event_hash is not 32 bytes")?;
+                        let key = keys.get(e.key_id).ok_or_else(|| {
+                            format!("HMAC key {:?} is not in the keyring, so its link cannot be checked", e.key_id)
+                        })?;
+                        let linked = key.chain_hash(&prev_hash, &leaf);
+                        if linked != event_hash {
+                            return Err(format!(
+                                "HMAC link broken: its event_hash is {}, the previous event_hash and its leaf give {} (content, leaf or hash rewritten without the key)",
+                                hex_hash(&event_hash),
+                                hex_hash(&linked)
+                            ));
+                        }
+                        tree.push_into(leaf, &mut nodes);
+                        let same = stored_nodes.len() == nodes.len() * 32
+                            && stored_nodes.chunks(32).zip(&nodes).all(|(s, n)| s == n.0);
+                        if !same {
+                            return Err("its stored Merkle nodes differ from the tree its events give".into());
+                        }
+                        prev_hash = event_hash;
+                        next = seq + 1;
+                        Ok(())
+                    })();
+                    match what {
+                        Ok(()) => Ok(()),
+                        Err(what) => {
+                            found = Some(refuse(Some(seq), what));
+                            Err(StoreError::Corrupt(format!("seq {seq} does not check")))
+                        }
+                    }
+                });
+            if let Some(e) = found {
+                return Err(e);
+            }
+            scanned?;
+        }
+        if next != head.size {
+            return Err(refuse(
+                Some(next),
+                format!(
+                    "the chain head records {} events but the rows end before seq {next}",
+                    head.size
+                ),
+            ));
+        }
+        if prev_hash != head.head_hash {
+            return Err(refuse(
+                None,
+                format!(
+                    "the chain head hash {} is not the last event's event_hash {}",
+                    hex_hash(&head.head_hash),
+                    hex_hash(&prev_hash)
+                ),
+            ));
+        }
+        let root = tree.root();
+        let stored_root = match stele_store::tree_root(self.store, chain, Some(head.size)) {
+            Ok((_, r)) => r,
+            Err(StoreError::Corrupt(what)) => return Err(refuse(None, what)),
+            Err(e) => return Err(e.into()),
+        };
+        if stored_root != root {
+            return Err(refuse(
+                None,
+                format!(
+                    "the stored Merkle tree at size {} has root {}, the events give {}",
+                    head.size,
+                    hex_hash(&stored_root),
+                    hex_hash(&root)
+                ),
+            ));
+        }
+        Ok(root)
+    }
+
     /// Uploads every pending anchor, oldest first per chain; a chain stops at
     /// its first failure so anchors land in order.
     ///
@@ -322,16 +691,42 @@ impl<'a> Anchorer<'a> {
         let pending = self.store.anchors(None, Some(AnchorStatus::Pending))?;
         let mut report = UploadReport::default();
         let mut blocked: Vec<String> = Vec::new();
-        for record in pending {
+        for mut record in pending {
             if blocked.contains(&record.chain_id) {
                 report.still_pending += 1;
                 continue;
             }
             let chain =
                 ChainId::new(&record.chain_id).map_err(|e| AnchorerError::Config(e.to_string()))?;
-            let anchor = parse_record(&record)?;
-            let retention = self.policy.retention_for(anchor.time()?);
-            match rt.block_on(target.put_locked(&record.object_key, &record.body, retention)) {
+            // An edited outbox row is never uploaded (it would be locked for years).
+            let anchor = self.check_own_anchor(&record)?;
+            let retention = self.policy.retention_for(anchor.time()?)?;
+            let mut result =
+                rt.block_on(target.put_locked(&record.object_key, &record.body, retention));
+            if let Err(e) = &result
+                && let Some(existing) = squatter(target, rt, &record, e)
+            {
+                let moved_to = alternate_object_key(&record.object_key, &record.body);
+                let note = format!(
+                    "the intended key {} is held by another object (sha256 {existing}) that stele did not write: someone who may write to the bucket created it first; the anchor goes to {moved_to} instead",
+                    record.object_key
+                );
+                tracing::warn!(chain = %chain, anchor_seq = record.anchor_seq, key = %record.object_key, existing_sha256 = %existing, moved_to = %moved_to, "anchor key squatted: another object holds it; writing the anchor at its alternate key");
+                self.store
+                    .set_anchor_object_key(&chain, record.anchor_seq, &moved_to, &note)?;
+                report.squatted.push(Squatted {
+                    chain_id: record.chain_id.clone(),
+                    anchor_seq: record.anchor_seq,
+                    key: record.object_key.clone(),
+                    existing_sha256: existing,
+                    moved_to: moved_to.clone(),
+                });
+                record.object_key = moved_to;
+                record.last_error = Some(note);
+                result =
+                    rt.block_on(target.put_locked(&record.object_key, &record.body, retention));
+            }
+            match result {
                 Ok(stored) => {
                     let upload = AnchorUpload {
                         status: if stored.worm {
@@ -382,7 +777,7 @@ impl<'a> Anchorer<'a> {
     ) -> Result<Vec<(ChainId, Trigger)>, AnchorerError> {
         let mut due = Vec::new();
         for chain in chains {
-            let progress = self.progress(chain, key_id)?;
+            let progress = self.progress(chain, key_id, now)?;
             if let Some(trigger) = self.policy.cadence.due(&progress, now) {
                 due.push((chain.clone(), trigger));
             }
@@ -390,11 +785,17 @@ impl<'a> Anchorer<'a> {
         Ok(due)
     }
 
-    fn progress(&mut self, chain: &ChainId, key_id: &str) -> Result<ChainProgress, AnchorerError> {
+    fn progress(
+        &mut self,
+        chain: &ChainId,
+        key_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<ChainProgress, AnchorerError> {
+        // The cadence computes with the last anchor's time: only an authentic, sane one.
         let last = self
             .store
             .last_anchor(chain)?
-            .map(|r| parse_record(&r))
+            .map(|r| self.check_latest_anchor(&r, now))
             .transpose()?;
         let size = self.store.head(chain)?.map_or(0, |h| h.size);
         Ok(ChainProgress {
@@ -418,7 +819,7 @@ impl<'a> Anchorer<'a> {
         key_id: &str,
         now: OffsetDateTime,
     ) -> Result<Option<AnchorRecord>, AnchorerError> {
-        let p = self.progress(chain, key_id)?;
+        let p = self.progress(chain, key_id, now)?;
         let volume = self.policy.cadence.volume;
         if volume > 0 && p.size.saturating_sub(p.last_anchor_size) >= volume {
             return self.build(chain, Trigger::Volume, key_id, now).map(Some);
@@ -515,6 +916,30 @@ impl<'a> Anchorer<'a> {
                 })
                 .collect(),
         }
+    }
+}
+
+/// If the upload of `record` failed because its key holds an object with
+/// other bytes, that object's SHA-256 (as far as the store says). An anchor
+/// already at its alternate key is not moved again.
+fn squatter(
+    target: &ObjectStore,
+    rt: &Handle,
+    record: &AnchorRecord,
+    error: &WormError,
+) -> Option<String> {
+    if stele_anchor::relocated_from(&record.object_key, &record.body).is_some() {
+        return None;
+    }
+    match error {
+        WormError::Conflict { existing, .. } => Some(existing.clone()),
+        // Same size, and the store keeps no checksum for it: compare the bytes
+        // (no more than the anchor's own size, or the store said Conflict).
+        WormError::Verification { .. } => match rt.block_on(target.get(&record.object_key)) {
+            Ok(bytes) if bytes != record.body => Some(stele_anchor::object_hash(&bytes)),
+            _ => None,
+        },
+        _ => None,
     }
 }
 

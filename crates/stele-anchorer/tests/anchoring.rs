@@ -8,7 +8,7 @@ use signed_note::StandardSigner;
 use stele_anchor::{Anchor, Trigger, check_link};
 use stele_anchorer::{AnchorPolicy, Anchorer, AnchorerError};
 use stele_ledger::event::{EventInput, Limits, ValidEvent};
-use stele_ledger::{ChainId, HmacKey, KeyId};
+use stele_ledger::{ChainId, HmacKey, KeyId, Keyring};
 use stele_store::testkit::TestDb;
 use stele_store::{AnchorStatus, DbLocation};
 use stele_worm::testkit::{
@@ -40,6 +40,14 @@ fn events(n: usize) -> Vec<ValidEvent> {
 
 fn key(id: &str) -> HmacKey {
     HmacKey::new(KeyId::new(id).unwrap(), &[3; 32])
+}
+
+/// Every key the tests chain with (`key` uses one secret for all ids).
+fn ring() -> &'static Keyring {
+    static RING: std::sync::LazyLock<Keyring> = std::sync::LazyLock::new(|| {
+        Keyring::new(KeyId::new("k1").unwrap(), [key("k1"), key("k2")]).unwrap()
+    });
+    &RING
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -84,7 +92,7 @@ fn rgw_anchors_land_locked_in_order_and_check_end_to_end() {
     let chain = ChainId::new("production").unwrap();
     let now = OffsetDateTime::now_utc();
 
-    let mut anchorer = Anchorer::new(store.as_mut(), &signer, &policy).unwrap();
+    let mut anchorer = Anchorer::new(store.as_mut(), &signer, ring(), &policy).unwrap();
     // An empty chain still anchors: silence is evidence too.
     anchorer.build(&chain, Trigger::Time, "k1", now).unwrap();
     anchorer
@@ -178,7 +186,7 @@ fn rgw_anchors_land_locked_in_order_and_check_end_to_end() {
         .unwrap_err();
     assert!(matches!(err, WormError::Conflict { .. }), "{err}");
     // Uploading again is idempotent: nothing pending, nothing duplicated.
-    let mut anchorer = Anchorer::new(store.as_mut(), &signer, &policy).unwrap();
+    let mut anchorer = Anchorer::new(store.as_mut(), &signer, ring(), &policy).unwrap();
     assert!(
         anchorer
             .upload_pending(&target, rt.handle())
@@ -210,7 +218,7 @@ fn ministack_checksum_is_the_sha256_of_the_anchor_and_sse_kms_applies() {
     let (signer, vkey) = signer();
     let policy = AnchorPolicy::default();
     let chain = ChainId::new("production").unwrap();
-    let mut anchorer = Anchorer::new(store.as_mut(), &signer, &policy).unwrap();
+    let mut anchorer = Anchorer::new(store.as_mut(), &signer, ring(), &policy).unwrap();
     anchorer
         .store()
         .append(&chain, events(7), &key("k1"))
@@ -259,7 +267,7 @@ fn postgres_plain_sql_agrees_with_every_anchor() {
     let (signer, vkey) = signer();
     let policy = AnchorPolicy::default();
     let chain = ChainId::new("production").unwrap();
-    let mut anchorer = Anchorer::new(store.as_mut(), &signer, &policy).unwrap();
+    let mut anchorer = Anchorer::new(store.as_mut(), &signer, ring(), &policy).unwrap();
     for n in [5, 1, 17, 40] {
         anchorer
             .store()
@@ -316,7 +324,7 @@ fn bad_settings_are_refused_with_nothing_half_written() {
         retention_days: 30,
         ..AnchorPolicy::default()
     };
-    let err = Anchorer::new(store.as_mut(), &signer, &short)
+    let err = Anchorer::new(store.as_mut(), &signer, ring(), &short)
         .err()
         .unwrap();
     assert!(
@@ -357,7 +365,7 @@ fn bad_settings_are_refused_with_nothing_half_written() {
             |e| matches!(e, WormError::KmsKey { .. }),
         ),
     ];
-    let mut anchorer = Anchorer::new(store.as_mut(), &signer, &policy).unwrap();
+    let mut anchorer = Anchorer::new(store.as_mut(), &signer, ring(), &policy).unwrap();
     anchorer
         .build(&chain, Trigger::Manual, "k1", OffsetDateTime::now_utc())
         .unwrap();
@@ -396,7 +404,7 @@ fn anchors_built_during_an_outage_wait_and_land_in_order() {
     let (signer, vkey) = signer();
     let policy = AnchorPolicy::default();
     let chain = ChainId::new("production").unwrap();
-    let mut anchorer = Anchorer::new(store.as_mut(), &signer, &policy).unwrap();
+    let mut anchorer = Anchorer::new(store.as_mut(), &signer, ring(), &policy).unwrap();
 
     anchorer
         .store()

@@ -895,18 +895,50 @@ fn a_replacement_anchor_for_another_history_is_not_an_extension() {
         &["append", "--chain", "prod", "--jsonl", "-"],
         &jsonl(0..20, "other"),
     );
+    // The insider signs anchor #2 over that tree with the real key and their
+    // own code: stele's anchorer refuses to, since the stored nodes no longer
+    // give anchor #1's signed root.
     let out = {
-        let dir = tempfile::tempdir().unwrap();
-        let o = copy
-            .command()
-            .args(["anchor", "now", "--local-dir", dir.path().to_str().unwrap()])
-            .output()
+        let signer = stele_keys::KeyDir::new(copy.data_dir().join("keys"))
+            .signer()
             .unwrap();
-        assert_eq!(code(&o), 0, "{}", stderr(&o));
-        let rec = copy.json(&["anchor", "list"])[2].clone();
+        let chain = stele_ledger::ChainId::new("prod").unwrap();
+        let mut store = copy.db.open();
+        let prev = store.last_anchor(&chain).unwrap().unwrap();
+        let prev_anchor = stele_anchor::Anchor::from_bytes(&prev.body).unwrap();
+        let head = store.head(&chain).unwrap().unwrap();
+        let (_, root) = stele_store::tree_root(store.as_mut(), &chain, None).unwrap();
+        let (_, _, proof) = stele_store::consistency_proof(
+            store.as_mut(),
+            &chain,
+            prev_anchor.tree_size,
+            head.size,
+        )
+        .unwrap();
+        let ts = time::OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap()
+            .max(prev_anchor.time().unwrap());
+        let anchor = stele_anchor::Anchor::sign(
+            &stele_anchor::AnchorInput {
+                chain: &chain,
+                anchor_seq: 2,
+                trigger: stele_anchor::Trigger::Manual,
+                tree_size: head.size,
+                root,
+                last_hash: Some(head.head_hash),
+                key_id: &prev_anchor.key_id,
+                ts,
+                db_snapshot_lsn: None,
+                prev_anchor_hash: Some(stele_anchor::object_hash(&prev.body)),
+                consistency_proof: &proof,
+            },
+            &signer,
+        )
+        .unwrap();
         (
-            rec["object_key"].as_str().unwrap().to_owned(),
-            std::fs::read(dir.path().join(rec["object_key"].as_str().unwrap())).unwrap(),
+            stele_anchor::object_key(None, &chain, ts, 2).unwrap(),
+            anchor.to_bytes().unwrap(),
         )
     };
     // Swap it in for the real #2 with a governance bypass.

@@ -602,6 +602,21 @@ pub trait LedgerStore: Send {
     ///
     /// Database errors.
     fn durability(&mut self) -> Result<Vec<(&'static str, String)>, StoreError>;
+
+    /// Moves a still-pending anchor to another object key (its intended key
+    /// was taken by an object with other bytes), recording `note` as its last
+    /// error. The body is never changed; an anchor already uploaded is left alone.
+    ///
+    /// # Errors
+    ///
+    /// Database errors.
+    fn set_anchor_object_key(
+        &mut self,
+        chain: &ChainId,
+        anchor_seq: u64,
+        object_key: &str,
+        note: &str,
+    ) -> Result<(), StoreError>;
 }
 
 /// Opens (creating and migrating if needed) the database at `location`.

@@ -858,6 +858,20 @@ impl LedgerStore for PostgresStore {
         )?;
         Ok(())
     }
+
+    fn set_anchor_object_key(
+        &mut self,
+        chain: &ChainId,
+        anchor_seq: u64,
+        object_key: &str,
+        note: &str,
+    ) -> Result<(), StoreError> {
+        self.client.execute(
+            "UPDATE stele_anchors SET object_key = $3, last_error = $4 WHERE chain_id = $1 AND anchor_seq = $2 AND status = 'pending'",
+            &[&chain.as_str(), &to_i64(anchor_seq, "anchor seq")?, &object_key, &note],
+        )?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

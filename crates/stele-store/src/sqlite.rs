@@ -657,6 +657,19 @@ impl LedgerStore for SqliteStore {
             .execute(params![chain.as_str(), to_i64(anchor_seq, "anchor seq")?, error])?;
         Ok(())
     }
+
+    fn set_anchor_object_key(
+        &mut self,
+        chain: &ChainId,
+        anchor_seq: u64,
+        object_key: &str,
+        note: &str,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("UPDATE stele_anchors SET object_key = ?3, last_error = ?4 WHERE chain_id = ?1 AND anchor_seq = ?2 AND status = 'pending'")?
+            .execute(params![chain.as_str(), to_i64(anchor_seq, "anchor seq")?, object_key, note])?;
+        Ok(())
+    }
 }
 
 /// The highest schema version applied, or `None` if the file holds no stele schema.

@@ -114,6 +114,7 @@ pub fn record_json(r: &AnchorRecord) -> Value {
         "lock_mode": r.lock_mode,
         "retain_until": r.retain_until,
         "uploaded_at": r.uploaded_at,
+        "squatted_key": stele_anchor::relocated_from(&r.object_key, &r.body),
     })
 }
 
@@ -136,6 +137,23 @@ pub fn describe_upload(r: &AnchorRecord) -> String {
 }
 
 fn print_report(ctx: &Context, report: &UploadReport) -> Result<(), Failure> {
+    for s in &report.squatted {
+        if ctx.json {
+            output::print_json(&json!({
+                "event": "anchor_key_squatted",
+                "chain_id": s.chain_id,
+                "anchor_seq": s.anchor_seq,
+                "key": s.key,
+                "existing_sha256": s.existing_sha256,
+                "moved_to": s.moved_to,
+            }))?;
+        } else {
+            eprintln!(
+                "warning: {} #{}: the anchor key {} already holds an object stele did not write (sha256 {}): someone who may write to the bucket created it. The anchor goes to {} instead; restrict s3:PutObject on the bucket to the anchor writer",
+                s.chain_id, s.anchor_seq, s.key, s.existing_sha256, s.moved_to
+            );
+        }
+    }
     for r in &report.uploaded {
         if ctx.json {
             output::print_json(&json!({"event": "anchor_stored", "anchor": record_json(r)}))?;
@@ -167,14 +185,23 @@ fn now(ctx: &Context, chain: Option<&str>, target_args: &AnchorTargetArgs) -> Re
     let target = open_target(&rt, &setup)?;
     let mut store = open_store(ctx)?;
     let signer = ctx.keys().signer()?;
-    let key_id = active_key_id(ctx)?;
+    let keyring = ctx.keys().keyring()?;
+    let key_id = keyring.active().id().to_string();
     let chains = chains(store.as_mut(), chain, &setup)?;
     if chains.is_empty() {
         return Err(Failure::Input(anyhow!(
             "there are no chains to anchor yet (append an event first, or pass --chain)"
         )));
     }
-    let mut anchorer = Anchorer::new(store.as_mut(), &signer, &setup.policy)
+    // Anchors cannot be removed: never write one for a chain that does not exist.
+    for chain in &chains {
+        if store.head(chain)?.is_none() && store.last_anchor(chain)?.is_none() {
+            return Err(Failure::Input(anyhow!(
+                "chain {chain} has no events and no anchors: nothing to anchor, nothing written (check the name with `stele log chains`)"
+            )));
+        }
+    }
+    let mut anchorer = Anchorer::new(store.as_mut(), &signer, &keyring, &setup.policy)
         .map_err(|e| Failure::Input(e.into()))?;
     let when = time::OffsetDateTime::now_utc();
     for chain in &chains {
@@ -208,7 +235,10 @@ fn anchorer_failure(e: stele_anchorer::AnchorerError) -> Failure {
     match e {
         stele_anchorer::AnchorerError::Store(s) => s.into(),
         stele_anchorer::AnchorerError::Worm(w) => worm_failure(w),
-        stele_anchorer::AnchorerError::ChainShrank { .. } => Failure::TamperingFound(e.into()),
+        stele_anchorer::AnchorerError::ChainShrank { .. }
+        | stele_anchorer::AnchorerError::UnanchoredTampering { .. }
+        | stele_anchorer::AnchorerError::CorruptOutbox { .. } => Failure::TamperingFound(e.into()),
+        stele_anchorer::AnchorerError::AnchorInFuture { .. } => Failure::Operational(e.into()),
         other => Failure::Input(other.into()),
     }
 }
@@ -222,11 +252,14 @@ fn run_cadence(ctx: &Context, args: &AnchorRunArgs) -> Result<(), Failure> {
     let target = open_target(&rt, &setup)?;
     let mut store = open_store(ctx)?;
     let signer = ctx.keys().signer()?;
+    // Read once: the pre-sign check needs every key the chain was written
+    // with, and a key rotated in while this runs is added here on restart.
+    let keyring = ctx.keys().keyring()?;
     let fixed_chains = match args.chain.as_deref() {
         Some(c) => Some(vec![chain_id(c)?]),
         None => setup.chain.clone().map(|c| vec![c]),
     };
-    let mut anchorer = Anchorer::new(store.as_mut(), &signer, &setup.policy)
+    let mut anchorer = Anchorer::new(store.as_mut(), &signer, &keyring, &setup.policy)
         .map_err(|e| Failure::Input(e.into()))?;
     if args.once {
         let report = anchorer
@@ -363,6 +396,11 @@ fn list(ctx: &Context, args: &AnchorListArgs) -> Result<(), Failure> {
             detail,
             r.object_key
         ));
+        if let Some(taken) = stele_anchor::relocated_from(&r.object_key, &r.body) {
+            text.push_str(&format!(
+                "  (squatted: its intended key {taken} was taken by an object stele did not write)\n"
+            ));
+        }
     }
     output::print(&text)
 }

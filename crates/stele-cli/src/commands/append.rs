@@ -87,8 +87,10 @@ fn queue_volume_anchor(
         .signer()
         .map_err(|e| e.to_string())
         .and_then(|signer| {
-            let mut anchorer = stele_anchorer::Anchorer::new(store, &signer, &anchoring.policy)
-                .map_err(|e| e.to_string())?;
+            let keyring = ctx.keys().keyring().map_err(|e| e.to_string())?;
+            let mut anchorer =
+                stele_anchorer::Anchorer::new(store, &signer, &keyring, &anchoring.policy)
+                    .map_err(|e| e.to_string())?;
             anchorer
                 .anchor_if_volume_due(chain, key_id, time::OffsetDateTime::now_utc())
                 .map_err(|e| e.to_string())

@@ -158,7 +158,7 @@ fn narrate(args: &DemoArgs) -> Result<Value, Failure> {
     let policy = stele_anchorer::AnchorPolicy::default();
     let rt = anchor::runtime()?;
     let target = stele_worm::ObjectStore::Local(stele_worm::LocalDir::new(&anchor_dir));
-    let mut anchorer = stele_anchorer::Anchorer::new(store.as_mut(), &signer, &policy)
+    let mut anchorer = stele_anchorer::Anchorer::new(store.as_mut(), &signer, &keyring, &policy)
         .map_err(|e| Failure::Operational(e.into()))?;
     let record = anchorer
         .build(

@@ -288,9 +288,9 @@ variable "writer_trusted_role_arns" {
 }
 
 variable "restrict_uploads_to_writer" {
-  description = "Whether to add the DenyUploadsByNonWriter statement (deploy/policy/deny-non-writer-uploads.json.tftpl): s3:PutObject by any principal other than the writer is denied, including administrators."
+  description = "Whether to add the DenyUploadsByNonWriter statement (deploy/policy/deny-non-writer-uploads.json.tftpl): s3:PutObject by any principal other than the writer is denied, including administrators. On by default: anyone else who may upload can pre-create the next anchor's key (stele then writes the anchor at its alternate key and reports the squatter, but the bucket should not allow it). Set false only if another principal must upload to this bucket."
   type        = bool
-  default     = false
+  default     = true
 }
 
 variable "iam_role_path" {

@@ -1,0 +1,421 @@
+//! What the anchorer checks before it signs, attacked for real: an attacker
+//! with database access and no keys rewrites an unanchored event (payload,
+//! leaf hash and every stored Merkle node, `event_hash` left alone) on SQLite
+//! and PostgreSQL; rewrites the anchored tree's stored nodes; edits an outbox
+//! anchor; and squats the next anchor key in a Ceph RGW bucket.
+
+use signed_note::StandardSigner;
+use stele_anchor::{Anchor, Trigger, is_anchor_key, object_key};
+use stele_anchorer::{AnchorPolicy, Anchorer, AnchorerError};
+use stele_ledger::event::{EventInput, Limits, ValidEvent};
+use stele_ledger::hashing::leaf_hash;
+use stele_ledger::merkle::TreeAppender;
+use stele_ledger::{ChainId, Event, Hash, HmacKey, KeyId, Keyring, StoredEvent};
+use stele_store::testkit::TestDb;
+use stele_store::{AnchorStatus, DbLocation};
+use stele_worm::testkit::{create_bucket, rgw, unique_bucket};
+use stele_worm::{ObjectStore, S3Worm};
+use time::OffsetDateTime;
+
+fn signer() -> StandardSigner {
+    let (skey, _) = signed_note::generate_key(&mut rand::rngs::OsRng, "stele.test");
+    StandardSigner::new(&skey).unwrap()
+}
+
+fn ring() -> Keyring {
+    Keyring::new(KeyId::new("k1").unwrap(), [key()]).unwrap()
+}
+
+fn key() -> HmacKey {
+    HmacKey::new(KeyId::new("k1").unwrap(), &[7; 32])
+}
+
+fn events(from: usize, n: usize) -> Vec<ValidEvent> {
+    (from..from + n)
+        .map(|i| {
+            EventInput {
+                event_type: "payment.approved".into(),
+                actor: Some("alice".into()),
+                payload: Some(serde_json::json!({"amount": i, "to": "acct-1"})),
+                idempotency_key: None,
+            }
+            .validate(&Limits::default())
+            .unwrap()
+        })
+        .collect()
+}
+
+fn blob(db: &TestDb, bytes: &[u8]) -> String {
+    match db.location {
+        DbLocation::Sqlite(_) => format!("X'{}'", hex::encode(bytes)),
+        DbLocation::Postgres(_) => format!("decode('{}', 'hex')", hex::encode(bytes)),
+    }
+}
+
+/// What an attacker with the database and no keys does to hide an edit of
+/// `seq`: rewrite its payload, store the leaf hash of the new content, and
+/// recompute every stored Merkle node from the leaves, leaving `event_hash`
+/// (which needs the HMAC key) alone.
+fn rewrite_event(db: &TestDb, chain: &ChainId, seq: u64, payload: &str) {
+    let mut store = db.open();
+    let mut rows: Vec<(Event, Vec<u8>)> = Vec::new();
+    store
+        .scan_rows(chain, 0, None, &mut |e, nodes| {
+            rows.push((e, nodes.to_vec()));
+            Ok(())
+        })
+        .unwrap();
+    drop(store);
+    let mut sql = String::new();
+    let mut tree = TreeAppender::empty();
+    for (e, stored_nodes) in &mut rows {
+        let mut leaf = Hash(hex::decode(&e.leaf_hash).unwrap().try_into().unwrap());
+        if e.seq == seq {
+            e.payload = Some(payload.to_owned());
+            leaf = leaf_hash(
+                &StoredEvent::from(&*e)
+                    .committed_as_stored()
+                    .canonical_bytes(),
+            );
+            sql.push_str(&format!(
+                "UPDATE audit_events SET payload = '{payload}', leaf_hash = {} WHERE chain_id = '{chain}' AND chain_index = {seq};\n",
+                blob(db, &leaf.0)
+            ));
+        }
+        let nodes: Vec<u8> = tree.push(leaf).iter().flat_map(|h| h.0).collect();
+        if nodes != *stored_nodes {
+            sql.push_str(&format!(
+                "UPDATE audit_events SET merkle_nodes = {} WHERE chain_id = '{chain}' AND chain_index = {};\n",
+                blob(db, &nodes),
+                e.seq
+            ));
+        }
+    }
+    db.exec(&sql);
+    // The stored tree now serves the tampered root: proofs agree with the edit.
+    let mut store = db.open();
+    let (_, root) = stele_store::tree_root(store.as_mut(), chain, None).unwrap();
+    assert_eq!(
+        root,
+        tree.root(),
+        "the attack rewrote the stored tree consistently"
+    );
+}
+
+fn outbox_len(db: &TestDb, chain: &ChainId) -> usize {
+    db.open().anchors(Some(chain), None).unwrap().len()
+}
+
+fn unanchored_edit_is_refused(db: &TestDb) {
+    let mut store = db.open();
+    let signer = signer();
+    let keys = ring();
+    let policy = AnchorPolicy::default();
+    let chain = ChainId::new("payments").unwrap();
+    let now = OffsetDateTime::now_utc();
+    let mut anchorer = Anchorer::new(store.as_mut(), &signer, &keys, &policy).unwrap();
+    anchorer
+        .store()
+        .append(&chain, events(0, 10), &key())
+        .unwrap();
+    anchorer.build(&chain, Trigger::Manual, "k1", now).unwrap();
+    anchorer
+        .store()
+        .append(&chain, events(10, 10), &key())
+        .unwrap();
+    drop(store);
+
+    rewrite_event(db, &chain, 12, r#"{"amount":1000000,"to":"acct-666"}"#);
+
+    let mut store = db.open();
+    let mut anchorer = Anchorer::new(store.as_mut(), &signer, &keys, &policy).unwrap();
+    let err = anchorer
+        .build(&chain, Trigger::Manual, "k1", now)
+        .expect_err("an anchor was signed over the tampered event");
+    match &err {
+        AnchorerError::UnanchoredTampering { seq, what, .. } => {
+            assert_eq!(*seq, Some(12), "{err}");
+            assert!(what.contains("HMAC link broken"), "{err}");
+        }
+        other => panic!("expected UnanchoredTampering, got {other}"),
+    }
+    assert!(err.to_string().contains("nothing was signed"), "{err}");
+    drop(store);
+    assert_eq!(outbox_len(db, &chain), 1, "nothing stored in the outbox");
+}
+
+#[test]
+fn sqlite_unanchored_edit_is_not_signed() {
+    unanchored_edit_is_refused(&TestDb::sqlite());
+}
+
+#[test]
+fn postgres_unanchored_edit_is_not_signed() {
+    unanchored_edit_is_refused(&TestDb::postgres());
+}
+
+/// Rewriting an already anchored event (and every stored node) changes the
+/// stored frontier: the tree would no longer extend what was signed.
+#[test]
+fn rewritten_anchored_tree_is_not_extended() {
+    for db in [TestDb::sqlite(), TestDb::postgres()] {
+        let mut store = db.open();
+        let signer = signer();
+        let keys = ring();
+        let policy = AnchorPolicy::default();
+        let chain = ChainId::new("payments").unwrap();
+        let now = OffsetDateTime::now_utc();
+        let mut anchorer = Anchorer::new(store.as_mut(), &signer, &keys, &policy).unwrap();
+        anchorer
+            .store()
+            .append(&chain, events(0, 13), &key())
+            .unwrap();
+        anchorer.build(&chain, Trigger::Manual, "k1", now).unwrap();
+        anchorer
+            .store()
+            .append(&chain, events(13, 4), &key())
+            .unwrap();
+        drop(store);
+        rewrite_event(&db, &chain, 5, r#"{"amount":5,"to":"acct-666"}"#);
+        let mut store = db.open();
+        let mut anchorer = Anchorer::new(store.as_mut(), &signer, &keys, &policy).unwrap();
+        let err = anchorer
+            .build(&chain, Trigger::Manual, "k1", now)
+            .unwrap_err();
+        assert!(
+            matches!(&err, AnchorerError::UnanchoredTampering { seq: None, what, .. }
+                if what.contains("anchor 0 signed root")),
+            "{err}"
+        );
+        drop(store);
+        assert_eq!(outbox_len(&db, &chain), 1);
+    }
+}
+
+/// An event appended without the key (a forged row and head) is refused too.
+#[test]
+fn a_row_without_its_key_is_not_signed() {
+    let db = TestDb::sqlite();
+    let mut store = db.open();
+    let signer = signer();
+    let policy = AnchorPolicy::default();
+    let chain = ChainId::new("payments").unwrap();
+    let attacker_key = HmacKey::new(KeyId::new("k1").unwrap(), &[9; 32]);
+    store.append(&chain, events(0, 3), &key()).unwrap();
+    store.append(&chain, events(3, 1), &attacker_key).unwrap();
+    let keys = ring();
+    let mut anchorer = Anchorer::new(store.as_mut(), &signer, &keys, &policy).unwrap();
+    let err = anchorer
+        .build(&chain, Trigger::Manual, "k1", OffsetDateTime::now_utc())
+        .unwrap_err();
+    assert!(
+        matches!(err, AnchorerError::UnanchoredTampering { seq: Some(3), .. }),
+        "{err}"
+    );
+}
+
+/// An outbox anchor edited in the database (dated 9999) is refused by name,
+/// never built upon, never uploaded, and nothing panics.
+#[test]
+fn edited_outbox_anchor_is_refused_not_built_upon() {
+    for db in [TestDb::sqlite(), TestDb::postgres()] {
+        let mut store = db.open();
+        let signer = signer();
+        let keys = ring();
+        let policy = AnchorPolicy::default();
+        let chain = ChainId::new("payments").unwrap();
+        let now = OffsetDateTime::now_utc();
+        let mut anchorer = Anchorer::new(store.as_mut(), &signer, &keys, &policy).unwrap();
+        anchorer
+            .store()
+            .append(&chain, events(0, 3), &key())
+            .unwrap();
+        let record = anchorer.build(&chain, Trigger::Manual, "k1", now).unwrap();
+        drop(store);
+        let body = String::from_utf8(record.body.clone()).unwrap();
+        let forged = body.replace(&record.ts_utc, "9999-12-31T23:30:00Z");
+        assert_ne!(forged, body);
+        db.exec(&format!(
+            "UPDATE stele_anchors SET body = {}, ts_utc = '9999-12-31T23:30:00Z' WHERE chain_id = 'payments' AND anchor_seq = 0",
+            blob(&db, forged.as_bytes())
+        ));
+        let mut store = db.open();
+        let mut anchorer = Anchorer::new(store.as_mut(), &signer, &keys, &policy).unwrap();
+        let err = anchorer
+            .build(&chain, Trigger::Manual, "k1", now)
+            .unwrap_err();
+        assert!(
+            matches!(err, AnchorerError::CorruptOutbox { anchor_seq: 0, .. }),
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("stele_anchors") && text.contains("tampered"),
+            "{text}"
+        );
+        // The cadence refuses it too instead of computing with its date.
+        assert!(matches!(
+            anchorer.due(std::slice::from_ref(&chain), "k1", now),
+            Err(AnchorerError::CorruptOutbox { .. })
+        ));
+        // And it is never uploaded.
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let target = ObjectStore::Local(stele_worm::LocalDir::new(dir.path()));
+        assert!(matches!(
+            anchorer.upload_pending(&target, rt.handle()),
+            Err(AnchorerError::CorruptOutbox { .. })
+        ));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        drop(store);
+        assert_eq!(outbox_len(&db, &chain), 1);
+    }
+}
+
+/// An anchor we signed at a date near the end of the calendar: uploading it
+/// cannot compute its retention and says so; later anchors are not built on
+/// a future date. No panic anywhere.
+#[test]
+fn far_future_anchor_dates_are_errors_not_panics() {
+    let db = TestDb::sqlite();
+    let mut store = db.open();
+    let signer = signer();
+    let keys = ring();
+    let policy = AnchorPolicy::default();
+    let chain = ChainId::new("payments").unwrap();
+    let mut anchorer = Anchorer::new(store.as_mut(), &signer, &keys, &policy).unwrap();
+    anchorer
+        .store()
+        .append(&chain, events(0, 2), &key())
+        .unwrap();
+    let far = time::macros::datetime!(9999-12-31 23:30:00 UTC);
+    let record = anchorer.build(&chain, Trigger::Manual, "k1", far).unwrap();
+    assert_eq!(record.ts_utc, "9999-12-31T23:30:00Z");
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let target = ObjectStore::Local(stele_worm::LocalDir::new(dir.path()));
+    let err = anchorer.upload_pending(&target, rt.handle()).unwrap_err();
+    assert!(
+        matches!(&err, AnchorerError::Config(m) if m.contains("out of range")),
+        "{err}"
+    );
+    let err = anchorer
+        .build(&chain, Trigger::Manual, "k1", OffsetDateTime::now_utc())
+        .unwrap_err();
+    assert!(
+        matches!(err, AnchorerError::AnchorInFuture { anchor_seq: 0, .. }),
+        "{err}"
+    );
+}
+
+/// Someone who may only PutObject pre-creates the next anchor's key on RGW
+/// (once with other bytes of another size, once with the same size and no
+/// checksum): each anchor lands at its alternate key, the squatter is
+/// reported and recorded, and later anchors are not blocked.
+#[test]
+fn rgw_squatted_anchor_keys_do_not_block_the_chain() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("squat")), true));
+    let target = ObjectStore::S3(rt.block_on(S3Worm::connect(rgw(s3.bucket()))).unwrap());
+    let db = TestDb::sqlite();
+    let mut store = db.open();
+    let signer = signer();
+    let keys = ring();
+    let policy = AnchorPolicy::default();
+    let chain = ChainId::new("payments").unwrap();
+    let mut anchorer = Anchorer::new(store.as_mut(), &signer, &keys, &policy).unwrap();
+    anchorer
+        .store()
+        .append(&chain, events(0, 3), &key())
+        .unwrap();
+
+    let squat = |key: &str, bytes: Vec<u8>| {
+        rt.block_on(
+            s3.client()
+                .put_object()
+                .bucket(s3.bucket())
+                .key(key)
+                .body(bytes.into())
+                .send(),
+        )
+        .unwrap();
+    };
+    let now = OffsetDateTime::now_utc();
+    let first = anchorer.build(&chain, Trigger::Manual, "k1", now).unwrap();
+    squat(&first.object_key, b"{\"squatted\":true}".to_vec());
+    let report = anchorer.upload_pending(&target, rt.handle()).unwrap();
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.uploaded.len(), 1);
+    assert_eq!(report.squatted.len(), 1);
+    let moved = &report.squatted[0];
+    assert_eq!(moved.key, first.object_key);
+    assert_ne!(moved.moved_to, first.object_key);
+    assert_eq!(report.uploaded[0].object_key, moved.moved_to);
+
+    // The same size as the real anchor, no checksum: found by its bytes.
+    anchorer
+        .store()
+        .append(&chain, events(3, 2), &key())
+        .unwrap();
+    let second = anchorer.build(&chain, Trigger::Manual, "k1", now).unwrap();
+    squat(&second.object_key, vec![b' '; second.body.len()]);
+    let report = anchorer.upload_pending(&target, rt.handle()).unwrap();
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(report.squatted.len(), 1, "{report:?}");
+
+    // Not blocked: the next anchor lands at its own key.
+    anchorer
+        .store()
+        .append(&chain, events(5, 1), &key())
+        .unwrap();
+    let third = anchorer.build(&chain, Trigger::Manual, "k1", now).unwrap();
+    let report = anchorer.upload_pending(&target, rt.handle()).unwrap();
+    assert!(report.squatted.is_empty() && report.failed.is_empty());
+    assert_eq!(report.uploaded[0].object_key, third.object_key);
+
+    // The outbox records where each anchor is, and that its key was taken.
+    let records = store.anchors(Some(&chain), None).unwrap();
+    assert!(records.iter().all(|r| r.status == AnchorStatus::Verified));
+    for (r, intended) in records.iter().zip([&first, &second]) {
+        assert_eq!(
+            stele_anchor::relocated_from(&r.object_key, &r.body).as_deref(),
+            Some(intended.object_key.as_str())
+        );
+    }
+    // In the bucket: our bytes at the alternate keys, in anchor order, each
+    // key one a reader can check against the bytes it holds.
+    let listed = rt.block_on(s3.list("anchors/payments/")).unwrap();
+    let ours: Vec<&String> = listed
+        .iter()
+        .filter(|k| records.iter().any(|r| &r.object_key == *k))
+        .collect();
+    assert_eq!(
+        ours,
+        records.iter().map(|r| &r.object_key).collect::<Vec<_>>(),
+        "key order is anchor order: {listed:?}"
+    );
+    for r in &records {
+        let bytes = rt.block_on(s3.get(&r.object_key)).unwrap();
+        assert_eq!(bytes, r.body);
+        let a = Anchor::from_bytes(&bytes).unwrap();
+        assert!(
+            is_anchor_key(
+                None,
+                &chain,
+                a.time().unwrap(),
+                a.anchor_seq,
+                &r.object_key,
+                &bytes
+            )
+            .unwrap()
+        );
+        assert_eq!(
+            object_key(None, &chain, a.time().unwrap(), a.anchor_seq).unwrap() == r.object_key,
+            a.anchor_seq == 2
+        );
+    }
+}

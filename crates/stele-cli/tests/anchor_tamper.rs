@@ -1,0 +1,326 @@
+//! `stele anchor` against an attacker, with the real binary: an unanchored
+//! event rewritten in the database (leaf and Merkle nodes recomputed, no key)
+//! is refused before signing on SQLite and PostgreSQL; an outbox anchor
+//! edited to a far date is a named error, never a panic; a pre-created anchor
+//! key in the RGW bucket does not block the chain; no anchor is written for
+//! an unknown chain, nor a second pending one for an unchanged tree.
+
+mod common;
+
+use common::{Ledger, code, jsonl, stderr};
+use serde_json::Value;
+use stele_ledger::hashing::leaf_hash;
+use stele_ledger::merkle::TreeAppender;
+use stele_ledger::{ChainId, Event, Hash, StoredEvent};
+use stele_store::DbLocation;
+use stele_store::testkit::TestDb;
+use stele_worm::testkit::{create_bucket, env_required, rgw, unique_bucket};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn s3_command(l: &Ledger, endpoint: &str, bucket: &str) -> std::process::Command {
+    let mut cmd = l.command();
+    cmd.env(
+        "AWS_ACCESS_KEY_ID",
+        env_required("STELE_TEST_RGW_ACCESS_KEY"),
+    )
+    .env(
+        "AWS_SECRET_ACCESS_KEY",
+        env_required("STELE_TEST_RGW_SECRET_KEY"),
+    )
+    .env("AWS_ENDPOINT_URL", endpoint)
+    .env("AWS_REGION", "us-east-1")
+    .env("AUDIT_ANCHOR_BUCKET", bucket)
+    .env_remove("AUDIT_ANCHOR_RETENTION_DAYS")
+    .env_remove("AUDIT_ANCHOR_KMS_KEY_ID");
+    cmd
+}
+
+fn blob(db: &TestDb, bytes: &[u8]) -> String {
+    match db.location {
+        DbLocation::Sqlite(_) => format!("X'{}'", hex::encode(bytes)),
+        DbLocation::Postgres(_) => format!("decode('{}', 'hex')", hex::encode(bytes)),
+    }
+}
+
+/// Rewrites `seq`'s payload as an attacker with the database and no keys
+/// would: new leaf hash, every stored Merkle node recomputed, `event_hash` kept.
+fn rewrite_event(db: &TestDb, chain: &str, seq: u64, payload: &str) {
+    let chain_id = ChainId::new(chain).unwrap();
+    let mut store = db.open();
+    let mut rows: Vec<(Event, Vec<u8>)> = Vec::new();
+    store
+        .scan_rows(&chain_id, 0, None, &mut |e, nodes| {
+            rows.push((e, nodes.to_vec()));
+            Ok(())
+        })
+        .unwrap();
+    drop(store);
+    let mut sql = String::new();
+    let mut tree = TreeAppender::empty();
+    for (e, stored_nodes) in &mut rows {
+        let mut leaf = Hash(hex::decode(&e.leaf_hash).unwrap().try_into().unwrap());
+        if e.seq == seq {
+            e.payload = Some(payload.to_owned());
+            leaf = leaf_hash(
+                &StoredEvent::from(&*e)
+                    .committed_as_stored()
+                    .canonical_bytes(),
+            );
+            sql.push_str(&format!(
+                "UPDATE audit_events SET payload = '{payload}', leaf_hash = {} WHERE chain_id = '{chain}' AND chain_index = {seq};\n",
+                blob(db, &leaf.0)
+            ));
+        }
+        let nodes: Vec<u8> = tree.push(leaf).iter().flat_map(|h| h.0).collect();
+        if nodes != *stored_nodes {
+            sql.push_str(&format!(
+                "UPDATE audit_events SET merkle_nodes = {} WHERE chain_id = '{chain}' AND chain_index = {};\n",
+                blob(db, &nodes),
+                e.seq
+            ));
+        }
+    }
+    db.exec(&sql);
+}
+
+fn anchor_list(l: &Ledger) -> Vec<Value> {
+    l.json(&["anchor", "list"]).as_array().unwrap().clone()
+}
+
+fn rewritten_unanchored_event_is_not_anchored(db: TestDb) {
+    let rt = runtime();
+    let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("cli-presign")), true));
+    let endpoint = env_required("STELE_TEST_RGW_ENDPOINT");
+    let l = Ledger::new(db);
+    l.run_stdin(
+        &["append", "--chain", "pay", "--jsonl", "-"],
+        &jsonl(0..10, "a"),
+    );
+    let out = s3_command(&l, &endpoint, s3.bucket())
+        .args(["anchor", "now", "--chain", "pay"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    l.run_stdin(
+        &["append", "--chain", "pay", "--jsonl", "-"],
+        &jsonl(10..20, "a"),
+    );
+
+    rewrite_event(&l.db, "pay", 12, r#"{"n":12,"pad":"paid to acct-666"}"#);
+
+    for _ in 0..2 {
+        let out = s3_command(&l, &endpoint, s3.bucket())
+            .args(["anchor", "now", "--chain", "pay"])
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(code(&out), 1, "tampering is exit 1: {err}");
+        assert!(
+            err.contains("refusing to anchor") && err.contains("seq 12") && err.contains("HMAC"),
+            "{err}"
+        );
+    }
+    // Nothing signed: one anchor in the outbox and in the bucket.
+    assert_eq!(anchor_list(&l).len(), 1);
+    assert_eq!(
+        rt.block_on(s3.list("anchors/pay/")).unwrap().len(),
+        1,
+        "nothing uploaded"
+    );
+}
+
+#[test]
+fn sqlite_rewritten_unanchored_event_is_not_anchored() {
+    rewritten_unanchored_event_is_not_anchored(TestDb::sqlite());
+}
+
+#[test]
+fn postgres_rewritten_unanchored_event_is_not_anchored() {
+    rewritten_unanchored_event_is_not_anchored(TestDb::postgres());
+}
+
+#[test]
+fn edited_outbox_anchor_is_a_named_error_not_a_panic() {
+    let l = Ledger::new(TestDb::sqlite());
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().to_str().unwrap();
+    l.run_stdin(
+        &["append", "--chain", "pay", "--jsonl", "-"],
+        &jsonl(0..3, "a"),
+    );
+    let out = l.run(&["anchor", "now", "--local-dir", local]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let record = &anchor_list(&l)[0];
+    let ts = record["ts_utc"].as_str().unwrap().to_owned();
+    let body =
+        l.db.query_text("SELECT CAST(body AS TEXT) FROM stele_anchors WHERE anchor_seq = 0")
+            .unwrap();
+    let forged = body.replace(&ts, "9999-12-31T23:30:00Z");
+    l.db.exec(&format!(
+        "UPDATE stele_anchors SET body = {} WHERE anchor_seq = 0",
+        blob(&l.db, forged.as_bytes())
+    ));
+    l.run_stdin(
+        &["append", "--chain", "pay", "--jsonl", "-"],
+        &jsonl(3..5, "a"),
+    );
+    let before = std::fs::read_dir(dir.path()).unwrap().count();
+    for args in [
+        vec!["anchor", "now", "--local-dir", local],
+        vec!["anchor", "now", "--local-dir", local],
+        vec!["anchor", "run", "--once", "--local-dir", local],
+    ] {
+        let out = l.run(&args);
+        let err = stderr(&out);
+        assert_eq!(code(&out), 1, "{args:?}: {err}");
+        assert!(
+            err.contains("stele_anchors")
+                && err.contains("anchor_seq 0")
+                && err.contains("tampered"),
+            "{err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    assert_eq!(
+        anchor_list(&l).len(),
+        1,
+        "nothing built on the forged anchor"
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), before);
+}
+
+#[test]
+fn squatted_anchor_key_is_reported_and_does_not_block() {
+    let rt = runtime();
+    let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("cli-squat")), true));
+    let endpoint = env_required("STELE_TEST_RGW_ENDPOINT");
+    let l = Ledger::new(TestDb::sqlite());
+    l.run_stdin(
+        &["append", "--chain", "pay", "--jsonl", "-"],
+        &jsonl(0..5, "a"),
+    );
+    // The store is unreachable: the anchor waits in the outbox under its key.
+    let out = s3_command(&l, "http://127.0.0.1:9", s3.bucket())
+        .args(["anchor", "now"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let key = anchor_list(&l)[0]["object_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Someone who may only PutObject takes that key.
+    rt.block_on(
+        s3.client()
+            .put_object()
+            .bucket(s3.bucket())
+            .key(&key)
+            .body(b"not an anchor".to_vec().into())
+            .send(),
+    )
+    .unwrap();
+    // More events arrive; the next `anchor now` uploads the waiting anchor and a new one.
+    l.run_stdin(
+        &["append", "--chain", "pay", "--jsonl", "-"],
+        &jsonl(5..6, "a"),
+    );
+
+    let out = s3_command(&l, &endpoint, s3.bucket())
+        .args(["anchor", "now"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(code(&out), 0, "{err}");
+    assert!(
+        err.contains(&key) && err.contains("stele did not write"),
+        "the squatter is reported: {err}"
+    );
+    let records = anchor_list(&l);
+    assert_eq!(records.len(), 2);
+    assert!(
+        records.iter().all(|r| r["status"] == "verified"),
+        "{records:?}"
+    );
+    assert_eq!(records[0]["squatted_key"], key.as_str());
+    assert_ne!(records[0]["object_key"], key.as_str());
+    assert!(records[1]["squatted_key"].is_null());
+    for r in &records {
+        let k = r["object_key"].as_str().unwrap();
+        let bytes = rt.block_on(s3.get(k)).unwrap();
+        assert_eq!(
+            stele_worm::sha256_hex(&bytes),
+            r["sha256"].as_str().unwrap()
+        );
+    }
+    let text = l.run(&["anchor", "list"]);
+    assert!(
+        String::from_utf8_lossy(&text.stdout)
+            .contains(&format!("its intended key {key} was taken")),
+        "{}",
+        String::from_utf8_lossy(&text.stdout)
+    );
+}
+
+/// Anchors cannot be removed once written: none for a chain that does not
+/// exist, and no second pending anchor for a tree that did not change.
+#[test]
+fn no_anchor_for_an_unknown_chain_nor_twice_for_an_unchanged_tree() {
+    let rt = runtime();
+    let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("cli-nope")), true));
+    let endpoint = env_required("STELE_TEST_RGW_ENDPOINT");
+    let l = Ledger::new(TestDb::sqlite());
+    l.run_stdin(
+        &["append", "--chain", "pay", "--jsonl", "-"],
+        &jsonl(0..3, "a"),
+    );
+    let out = s3_command(&l, &endpoint, s3.bucket())
+        .args(["anchor", "now", "--chain", "nope"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(code(&out), 2, "{err}");
+    assert!(
+        err.contains("nope") && err.contains("nothing written"),
+        "{err}"
+    );
+    assert!(anchor_list(&l).is_empty());
+    assert!(rt.block_on(s3.list("anchors/")).unwrap().is_empty());
+
+    // The bucket is unreachable: asking again does not pile up anchors.
+    for _ in 0..3 {
+        let out = s3_command(&l, "http://127.0.0.1:9", s3.bucket())
+            .args(["anchor", "now", "--chain", "pay"])
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 3, "{}", stderr(&out));
+    }
+    assert_eq!(anchor_list(&l).len(), 1, "one pending anchor for one tree");
+    l.run_stdin(
+        &["append", "--chain", "pay", "--jsonl", "-"],
+        &jsonl(3..4, "a"),
+    );
+    let out = s3_command(&l, "http://127.0.0.1:9", s3.bucket())
+        .args(["anchor", "now", "--chain", "pay"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert_eq!(anchor_list(&l).len(), 2, "a changed tree gets its anchor");
+    let out = s3_command(&l, &endpoint, s3.bucket())
+        .args(["anchor", "now", "--chain", "pay"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let records = anchor_list(&l);
+    assert_eq!(records.len(), 2);
+    assert!(
+        records.iter().all(|r| r["status"] == "verified"),
+        "{records:?}"
+    );
+}
