@@ -933,6 +933,15 @@ fn squatter(
     }
     match error {
         WormError::Conflict { existing, .. } => Some(existing.clone()),
+        // The squatter's PUT landed between our check and our write (RGW
+        // keeps both versions; the first one holds the key).
+        WormError::LostRace { winner, .. } => Some(
+            winner
+                .rsplit(' ')
+                .next()
+                .unwrap_or(winner.as_str())
+                .to_owned(),
+        ),
         // Same size, and the store keeps no checksum for it: compare the bytes
         // (no more than the anchor's own size, or the store said Conflict).
         WormError::Verification { .. } => match rt.block_on(target.get(&record.object_key)) {
