@@ -199,6 +199,8 @@ pub struct UploadReport {
     pub still_pending: usize,
     /// Intended anchor keys found taken by another object (see [`Squatted`]).
     pub squatted: Vec<Squatted>,
+    /// Anchors left to another process holding their outbox lease (included in `still_pending`).
+    pub leased_elsewhere: usize,
 }
 
 /// An anchor's intended key held an object with other bytes (someone who may
@@ -224,6 +226,21 @@ pub struct Anchorer<'a> {
     signer: &'a StandardSigner,
     keys: &'a Keyring,
     policy: &'a AnchorPolicy,
+    /// Names this anchorer in outbox leases (see [`Anchorer::upload_pending`]).
+    lease_owner: String,
+    /// How long a lease lasts; see [`DEFAULT_LEASE_TTL`].
+    lease_ttl: Duration,
+}
+
+/// How long an outbox lease lasts: longer than one upload with its retries
+/// (each S3 attempt may take up to two minutes), so a live holder is never
+/// overtaken; a killed holder's anchors wait this long before another
+/// process takes them over.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10 * 60);
+
+/// A name for this anchorer in outbox leases, unique per process and instance.
+fn new_lease_owner() -> String {
+    format!("pid{}-{:016x}", std::process::id(), rand::random::<u64>())
 }
 
 /// Parses a stored anchor.
@@ -260,7 +277,21 @@ impl<'a> Anchorer<'a> {
             signer,
             keys,
             policy,
+            lease_owner: new_lease_owner(),
+            lease_ttl: DEFAULT_LEASE_TTL,
         })
+    }
+
+    /// Sets how long this anchorer's outbox leases last (default [`DEFAULT_LEASE_TTL`]).
+    #[must_use]
+    pub fn with_lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
+        self
+    }
+
+    /// The name this anchorer holds outbox leases under.
+    pub fn lease_owner(&self) -> &str {
+        &self.lease_owner
     }
 
     /// The store, for callers that need it between anchoring steps.
@@ -680,6 +711,14 @@ impl<'a> Anchorer<'a> {
     /// Uploads every pending anchor, oldest first per chain; a chain stops at
     /// its first failure so anchors land in order.
     ///
+    /// Each anchor is leased in the outbox before it is uploaded
+    /// ([`LedgerStore::lease_anchor`], which counts the attempt), so of
+    /// several anchorer processes on one database exactly one uploads a given
+    /// anchor at a time. A chain whose next anchor is leased by another
+    /// process is skipped this pass (counted in `still_pending` and
+    /// `leased_elsewhere`); a holder whose lease was taken over (it expired)
+    /// records nothing.
+    ///
     /// # Errors
     ///
     /// Store errors (upload failures are reported in the [`UploadReport`]).
@@ -701,6 +740,21 @@ impl<'a> Anchorer<'a> {
             // An edited outbox row is never uploaded (it would be locked for years).
             let anchor = self.check_own_anchor(&record)?;
             let retention = self.policy.retention_for(anchor.time()?)?;
+            if !self.store.lease_anchor(
+                &chain,
+                record.anchor_seq,
+                &self.lease_owner,
+                self.lease_ttl,
+            )? {
+                // Another process is uploading it (or uploaded it since we
+                // listed it): leave the chain to it this pass, keeping order.
+                tracing::debug!(chain = %chain, anchor_seq = record.anchor_seq, "anchor leased by another process; skipping its chain this pass");
+                blocked.push(record.chain_id.clone());
+                report.still_pending += 1;
+                report.leased_elsewhere += 1;
+                continue;
+            }
+            record.attempts = record.attempts.saturating_add(1);
             let mut result =
                 rt.block_on(target.put_locked(&record.object_key, &record.body, retention));
             if let Err(e) = &result
@@ -712,8 +766,17 @@ impl<'a> Anchorer<'a> {
                     record.object_key
                 );
                 tracing::warn!(chain = %chain, anchor_seq = record.anchor_seq, key = %record.object_key, existing_sha256 = %existing, moved_to = %moved_to, "anchor key squatted: another object holds it; writing the anchor at its alternate key");
-                self.store
-                    .set_anchor_object_key(&chain, record.anchor_seq, &moved_to, &note)?;
+                if !self.store.set_anchor_object_key(
+                    &chain,
+                    record.anchor_seq,
+                    &self.lease_owner,
+                    &moved_to,
+                    &note,
+                )? {
+                    self.lease_lost(&chain, &record, &mut report);
+                    blocked.push(record.chain_id.clone());
+                    continue;
+                }
                 report.squatted.push(Squatted {
                     chain_id: record.chain_id.clone(),
                     anchor_seq: record.anchor_seq,
@@ -739,8 +802,18 @@ impl<'a> Anchorer<'a> {
                         lock_mode: stored.lock_mode.map(|m| m.as_str().to_owned()),
                         retain_until: stored.retain_until.map(stele_anchor_ts),
                     };
-                    self.store
-                        .mark_anchor_uploaded(&chain, record.anchor_seq, &upload)?;
+                    if !self.store.mark_anchor_uploaded(
+                        &chain,
+                        record.anchor_seq,
+                        &self.lease_owner,
+                        &upload,
+                    )? {
+                        // The new holder records the outcome of its own try
+                        // (identical bytes at the same key count as success).
+                        self.lease_lost(&chain, &record, &mut report);
+                        blocked.push(record.chain_id.clone());
+                        continue;
+                    }
                     tracing::info!(chain = %chain, anchor_seq = record.anchor_seq, key = %record.object_key, "anchor stored");
                     report.uploaded.push(AnchorRecord {
                         status: upload.status,
@@ -753,8 +826,16 @@ impl<'a> Anchorer<'a> {
                 }
                 Err(e) => {
                     tracing::warn!(chain = %chain, anchor_seq = record.anchor_seq, error = %e, "anchor upload failed; it stays pending");
-                    self.store
-                        .record_anchor_failure(&chain, record.anchor_seq, &e.to_string())?;
+                    if !self.store.record_anchor_failure(
+                        &chain,
+                        record.anchor_seq,
+                        &self.lease_owner,
+                        &e.to_string(),
+                    )? {
+                        self.lease_lost(&chain, &record, &mut report);
+                        blocked.push(record.chain_id.clone());
+                        continue;
+                    }
                     blocked.push(record.chain_id.clone());
                     report.still_pending += 1;
                     report.failed.push((record, e));
@@ -762,6 +843,14 @@ impl<'a> Anchorer<'a> {
             }
         }
         Ok(report)
+    }
+
+    /// Our lease on `record` expired and another process took it over (or it
+    /// was finished meanwhile): the outcome of our try is not ours to record.
+    fn lease_lost(&self, chain: &ChainId, record: &AnchorRecord, report: &mut UploadReport) {
+        tracing::warn!(chain = %chain, anchor_seq = record.anchor_seq, lease_ttl = ?self.lease_ttl, "anchor lease expired during the upload and was taken over by another process; leaving the anchor to it");
+        report.still_pending += 1;
+        report.leased_elsewhere += 1;
     }
 
     /// What the cadence asks for, per chain, at `now`.

@@ -568,7 +568,32 @@ pub trait LedgerStore: Send {
     /// Database errors.
     fn last_anchor(&mut self, chain: &ChainId) -> Result<Option<AnchorRecord>, StoreError>;
 
-    /// Records a successful write of an anchor.
+    /// Leases a pending anchor to `owner` for `ttl` and counts one upload
+    /// attempt: only the holder uploads it, so two anchorer processes never
+    /// upload the same anchor at once. Granted only if the anchor is pending,
+    /// no unexpired lease is held on it (an expired one, e.g. of a killed
+    /// process, is taken over), and no earlier anchor of the chain is still
+    /// pending (anchors land in order). One atomic statement; no transaction
+    /// stays open while the holder uploads.
+    ///
+    /// Returns whether the lease was granted.
+    ///
+    /// # Errors
+    ///
+    /// Database errors.
+    fn lease_anchor(
+        &mut self,
+        chain: &ChainId,
+        anchor_seq: u64,
+        owner: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Records a successful write of an anchor and ends the lease, if
+    /// `owner` still holds it. A holder whose lease was taken over changes
+    /// nothing.
+    ///
+    /// Returns whether `owner` held the lease (and the anchor was marked).
     ///
     /// # Errors
     ///
@@ -577,10 +602,15 @@ pub trait LedgerStore: Send {
         &mut self,
         chain: &ChainId,
         anchor_seq: u64,
+        owner: &str,
         upload: &AnchorUpload,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
 
-    /// Records a failed upload attempt; the anchor stays pending.
+    /// Records a failed upload attempt and ends the lease, if `owner` still
+    /// holds it; the anchor stays pending (its attempt was counted when it
+    /// was leased).
+    ///
+    /// Returns whether `owner` held the lease.
     ///
     /// # Errors
     ///
@@ -589,8 +619,9 @@ pub trait LedgerStore: Send {
         &mut self,
         chain: &ChainId,
         anchor_seq: u64,
+        owner: &str,
         error: &str,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
 
     /// The durability settings in force on this store's own connection,
     /// read back from the database (not what was asked for): SQLite's
@@ -605,7 +636,10 @@ pub trait LedgerStore: Send {
 
     /// Moves a still-pending anchor to another object key (its intended key
     /// was taken by an object with other bytes), recording `note` as its last
-    /// error. The body is never changed; an anchor already uploaded is left alone.
+    /// error, if `owner` holds its lease. The body is never changed; an
+    /// anchor already uploaded is left alone.
+    ///
+    /// Returns whether `owner` held the lease (and the key was moved).
     ///
     /// # Errors
     ///
@@ -614,9 +648,10 @@ pub trait LedgerStore: Send {
         &mut self,
         chain: &ChainId,
         anchor_seq: u64,
+        owner: &str,
         object_key: &str,
         note: &str,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
 }
 
 /// Opens (creating and migrating if needed) the database at `location`.

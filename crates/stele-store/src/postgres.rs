@@ -74,6 +74,12 @@ const MIGRATIONS: &[(i64, &str)] = &[
     );
     CREATE INDEX stele_anchors_pending ON stele_anchors (status, chain_id, anchor_seq);",
     ),
+    (
+        3,
+        // Outbox leases: who may upload a pending anchor, until when (the
+        // server's clock, so every node agrees on expiry).
+        "ALTER TABLE stele_anchors ADD COLUMN lease_owner text, ADD COLUMN lease_until timestamptz;",
+    ),
 ];
 
 const EVENT_COLUMNS: &str = "chain_id, chain_index, ts, event_type, actor, payload, idempotency_key, key_id, leaf_hash, event_hash";
@@ -824,17 +830,44 @@ impl LedgerStore for PostgresStore {
             .transpose()
     }
 
+    fn lease_anchor(
+        &mut self,
+        chain: &ChainId,
+        anchor_seq: u64,
+        owner: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        // One autocommit UPDATE: a concurrent claimer blocks on the row, then
+        // re-checks the lease and finds it taken. No transaction spans the upload.
+        let granted = self.client.execute(
+            "UPDATE stele_anchors SET lease_owner = $3, lease_until = now() + make_interval(secs => $4), attempts = attempts + 1 \
+             WHERE chain_id = $1 AND anchor_seq = $2 AND status = 'pending' \
+             AND (lease_until IS NULL OR lease_until < now()) \
+             AND NOT EXISTS (SELECT 1 FROM stele_anchors e WHERE e.chain_id = $1 AND e.anchor_seq < $2 AND e.status = 'pending')",
+            &[
+                &chain.as_str(),
+                &to_i64(anchor_seq, "anchor seq")?,
+                &owner,
+                &ttl.as_secs_f64(),
+            ],
+        )?;
+        Ok(granted == 1)
+    }
+
     fn mark_anchor_uploaded(
         &mut self,
         chain: &ChainId,
         anchor_seq: u64,
+        owner: &str,
         u: &AnchorUpload,
-    ) -> Result<(), StoreError> {
-        self.client.execute(
-            "UPDATE stele_anchors SET status = $3, location = $4, version_id = $5, lock_mode = $6, retain_until = $7, uploaded_at = $8, attempts = attempts + 1, last_error = NULL WHERE chain_id = $1 AND anchor_seq = $2",
+    ) -> Result<bool, StoreError> {
+        let changed = self.client.execute(
+            "UPDATE stele_anchors SET status = $4, location = $5, version_id = $6, lock_mode = $7, retain_until = $8, uploaded_at = $9, last_error = NULL, lease_owner = NULL, lease_until = NULL \
+             WHERE chain_id = $1 AND anchor_seq = $2 AND status = 'pending' AND lease_owner = $3",
             &[
                 &chain.as_str(),
                 &to_i64(anchor_seq, "anchor seq")?,
+                &owner,
                 &u.status.as_str(),
                 &u.location,
                 &u.version_id,
@@ -843,34 +876,49 @@ impl LedgerStore for PostgresStore {
                 &crate::now().to_string(),
             ],
         )?;
-        Ok(())
+        Ok(changed == 1)
     }
 
     fn record_anchor_failure(
         &mut self,
         chain: &ChainId,
         anchor_seq: u64,
+        owner: &str,
         error: &str,
-    ) -> Result<(), StoreError> {
-        self.client.execute(
-            "UPDATE stele_anchors SET attempts = attempts + 1, last_error = $3 WHERE chain_id = $1 AND anchor_seq = $2",
-            &[&chain.as_str(), &to_i64(anchor_seq, "anchor seq")?, &error],
+    ) -> Result<bool, StoreError> {
+        let changed = self.client.execute(
+            "UPDATE stele_anchors SET last_error = $4, lease_owner = NULL, lease_until = NULL \
+             WHERE chain_id = $1 AND anchor_seq = $2 AND status = 'pending' AND lease_owner = $3",
+            &[
+                &chain.as_str(),
+                &to_i64(anchor_seq, "anchor seq")?,
+                &owner,
+                &error,
+            ],
         )?;
-        Ok(())
+        Ok(changed == 1)
     }
 
     fn set_anchor_object_key(
         &mut self,
         chain: &ChainId,
         anchor_seq: u64,
+        owner: &str,
         object_key: &str,
         note: &str,
-    ) -> Result<(), StoreError> {
-        self.client.execute(
-            "UPDATE stele_anchors SET object_key = $3, last_error = $4 WHERE chain_id = $1 AND anchor_seq = $2 AND status = 'pending'",
-            &[&chain.as_str(), &to_i64(anchor_seq, "anchor seq")?, &object_key, &note],
+    ) -> Result<bool, StoreError> {
+        let changed = self.client.execute(
+            "UPDATE stele_anchors SET object_key = $4, last_error = $5 \
+             WHERE chain_id = $1 AND anchor_seq = $2 AND status = 'pending' AND lease_owner = $3",
+            &[
+                &chain.as_str(),
+                &to_i64(anchor_seq, "anchor seq")?,
+                &owner,
+                &object_key,
+                &note,
+            ],
         )?;
-        Ok(())
+        Ok(changed == 1)
     }
 }
 

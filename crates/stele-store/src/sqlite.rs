@@ -75,6 +75,13 @@ const MIGRATIONS: &[(i64, &str)] = &[
     );
     CREATE INDEX stele_anchors_pending ON stele_anchors (status, chain_id, anchor_seq);",
     ),
+    (
+        3,
+        // Outbox leases: who may upload a pending anchor, until when (Unix
+        // milliseconds; processes sharing one SQLite file share one clock).
+        "ALTER TABLE stele_anchors ADD COLUMN lease_owner TEXT;
+    ALTER TABLE stele_anchors ADD COLUMN lease_until INTEGER;",
+    ),
 ];
 
 const EVENT_COLUMNS: &str = "chain_id, chain_index, ts, event_type, actor, payload, idempotency_key, key_id, leaf_hash, event_hash";
@@ -623,19 +630,55 @@ impl LedgerStore for SqliteStore {
         .pop())
     }
 
-    fn mark_anchor_uploaded(
+    fn lease_anchor(
         &mut self,
         chain: &ChainId,
         anchor_seq: u64,
-        u: &AnchorUpload,
-    ) -> Result<(), StoreError> {
-        self.conn
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = unix_millis()?;
+        let until = now
+            .checked_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
+            .ok_or_else(|| {
+                StoreError::OutOfRange(format!("anchor lease time {ttl:?} is out of range"))
+            })?;
+        // One statement under SQLite's write lock: of two processes, one wins.
+        let granted = self
+            .conn
             .prepare_cached(
-                "UPDATE stele_anchors SET status = ?3, location = ?4, version_id = ?5, lock_mode = ?6, retain_until = ?7, uploaded_at = ?8, attempts = attempts + 1, last_error = NULL WHERE chain_id = ?1 AND anchor_seq = ?2",
+                "UPDATE stele_anchors SET lease_owner = ?3, lease_until = ?5, attempts = attempts + 1 \
+                 WHERE chain_id = ?1 AND anchor_seq = ?2 AND status = 'pending' \
+                 AND (lease_until IS NULL OR lease_until < ?4) \
+                 AND NOT EXISTS (SELECT 1 FROM stele_anchors e WHERE e.chain_id = ?1 AND e.anchor_seq < ?2 AND e.status = 'pending')",
             )?
             .execute(params![
                 chain.as_str(),
                 to_i64(anchor_seq, "anchor seq")?,
+                owner,
+                now,
+                until
+            ])?;
+        Ok(granted == 1)
+    }
+
+    fn mark_anchor_uploaded(
+        &mut self,
+        chain: &ChainId,
+        anchor_seq: u64,
+        owner: &str,
+        u: &AnchorUpload,
+    ) -> Result<bool, StoreError> {
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE stele_anchors SET status = ?4, location = ?5, version_id = ?6, lock_mode = ?7, retain_until = ?8, uploaded_at = ?9, last_error = NULL, lease_owner = NULL, lease_until = NULL \
+                 WHERE chain_id = ?1 AND anchor_seq = ?2 AND status = 'pending' AND lease_owner = ?3",
+            )?
+            .execute(params![
+                chain.as_str(),
+                to_i64(anchor_seq, "anchor seq")?,
+                owner,
                 u.status.as_str(),
                 u.location,
                 u.version_id,
@@ -643,33 +686,57 @@ impl LedgerStore for SqliteStore {
                 u.retain_until,
                 crate::now().to_string()
             ])?;
-        Ok(())
+        Ok(changed == 1)
     }
 
     fn record_anchor_failure(
         &mut self,
         chain: &ChainId,
         anchor_seq: u64,
+        owner: &str,
         error: &str,
-    ) -> Result<(), StoreError> {
-        self.conn
-            .prepare_cached("UPDATE stele_anchors SET attempts = attempts + 1, last_error = ?3 WHERE chain_id = ?1 AND anchor_seq = ?2")?
-            .execute(params![chain.as_str(), to_i64(anchor_seq, "anchor seq")?, error])?;
-        Ok(())
+    ) -> Result<bool, StoreError> {
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE stele_anchors SET last_error = ?4, lease_owner = NULL, lease_until = NULL \
+                 WHERE chain_id = ?1 AND anchor_seq = ?2 AND status = 'pending' AND lease_owner = ?3",
+            )?
+            .execute(params![chain.as_str(), to_i64(anchor_seq, "anchor seq")?, owner, error])?;
+        Ok(changed == 1)
     }
 
     fn set_anchor_object_key(
         &mut self,
         chain: &ChainId,
         anchor_seq: u64,
+        owner: &str,
         object_key: &str,
         note: &str,
-    ) -> Result<(), StoreError> {
-        self.conn
-            .prepare_cached("UPDATE stele_anchors SET object_key = ?3, last_error = ?4 WHERE chain_id = ?1 AND anchor_seq = ?2 AND status = 'pending'")?
-            .execute(params![chain.as_str(), to_i64(anchor_seq, "anchor seq")?, object_key, note])?;
-        Ok(())
+    ) -> Result<bool, StoreError> {
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE stele_anchors SET object_key = ?4, last_error = ?5 \
+                 WHERE chain_id = ?1 AND anchor_seq = ?2 AND status = 'pending' AND lease_owner = ?3",
+            )?
+            .execute(params![chain.as_str(), to_i64(anchor_seq, "anchor seq")?, owner, object_key, note])?;
+        Ok(changed == 1)
     }
+}
+
+/// Now as Unix milliseconds, for lease times.
+fn unix_millis() -> Result<i64, StoreError> {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_millis()).ok())
+        .ok_or_else(|| {
+            StoreError::OutOfRange(
+                "the system clock is before 1970 or too far ahead: anchor leases cannot be timed"
+                    .into(),
+            )
+        })
 }
 
 /// The highest schema version applied, or `None` if the file holds no stele schema.

@@ -552,9 +552,18 @@ fn anchor_outbox_keeps_bytes_order_and_status(db: &Db) {
         store.insert_anchor(&record(1)),
         Err(StoreError::AnchorConflict { anchor_seq: 1, .. })
     ));
-    store
-        .record_anchor_failure(&c, 0, "S3 unreachable")
-        .unwrap();
+    let ttl = std::time::Duration::from_secs(600);
+    // Anchors lease in order: not the second while the first is pending.
+    assert!(!store.lease_anchor(&c, 1, "a", ttl).unwrap());
+    assert!(store.lease_anchor(&c, 0, "a", ttl).unwrap());
+    assert!(!store.lease_anchor(&c, 0, "b", ttl).unwrap(), "one holder");
+    // Only the holder records an outcome.
+    assert!(!store.record_anchor_failure(&c, 0, "b", "not mine").unwrap());
+    assert!(
+        store
+            .record_anchor_failure(&c, 0, "a", "S3 unreachable")
+            .unwrap()
+    );
     let pending = store.anchors(None, Some(AnchorStatus::Pending)).unwrap();
     assert_eq!(
         pending.iter().map(|a| a.anchor_seq).collect::<Vec<_>>(),
@@ -572,7 +581,23 @@ fn anchor_outbox_keeps_bytes_order_and_status(db: &Db) {
         lock_mode: Some("COMPLIANCE".into()),
         retain_until: Some("2027-02-19T14:00:00Z".into()),
     };
-    store.mark_anchor_uploaded(&c, 0, &upload).unwrap();
+    // The failure ended the lease; another process takes the next try.
+    assert!(store.lease_anchor(&c, 0, "b", ttl).unwrap());
+    assert!(!store.mark_anchor_uploaded(&c, 0, "a", &upload).unwrap());
+    assert!(store.mark_anchor_uploaded(&c, 0, "b", &upload).unwrap());
+    assert!(
+        !store.lease_anchor(&c, 0, "a", ttl).unwrap(),
+        "no longer pending"
+    );
+    // An expired lease (a killed holder) is taken over.
+    assert!(
+        store
+            .lease_anchor(&c, 1, "dead", std::time::Duration::ZERO)
+            .unwrap()
+    );
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert!(store.lease_anchor(&c, 1, "c", ttl).unwrap());
+    assert!(!store.mark_anchor_uploaded(&c, 1, "dead", &upload).unwrap());
     assert_eq!(
         store
             .anchors(Some(&c), Some(AnchorStatus::Pending))
@@ -591,5 +616,8 @@ fn anchor_outbox_keeps_bytes_order_and_status(db: &Db) {
         ),
         (AnchorStatus::Verified, Some("v1"), None)
     );
+    // Attempts count leases granted: one per try, whoever made it.
+    assert_eq!(first.attempts, 2);
+    assert_eq!(store.anchors(Some(&c), None).unwrap()[1].attempts, 2);
     assert!(store.last_anchor(&chain("other")).unwrap().is_none());
 }
