@@ -1,0 +1,315 @@
+//! Two `stele anchor run` processes on one database while the anchor store
+//! (the real Ceph RGW) is unreachable and then reachable again: the outbox
+//! lease lets exactly one process upload each anchor, and each outbox row's
+//! `attempts` equals the tries really made.
+//!
+//! Tries are counted independently of the database: every try a process makes
+//! ends in exactly one `anchor_stored` or `anchor_upload_failed` line on its
+//! stdout, and every PUT that reaches the store is seen on the wire by a
+//! request-logging proxy in front of the fault-injecting one.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read as _, Write as _};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{Ledger, jsonl};
+use serde_json::Value;
+use stele_store::testkit::TestDb;
+use stele_worm::testkit::{FaultyProxy, create_bucket, env_required, rgw, unique_bucket};
+
+const CHAINS: [&str; 2] = ["prod", "ops"];
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A TCP proxy that records the request line of every HTTP request a client
+/// sends through it (the anchor bodies are JSON and never contain one).
+struct RequestLog {
+    addr: std::net::SocketAddr,
+    lines: Arc<Mutex<Vec<String>>>,
+    open: Arc<AtomicUsize>,
+}
+
+impl RequestLog {
+    fn start(upstream: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let open = Arc::new(AtomicUsize::new(0));
+        let (lines2, open2) = (lines.clone(), open.clone());
+        let target = upstream.trim_start_matches("http://").to_owned();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(&target) else {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                };
+                open2.fetch_add(1, Ordering::SeqCst);
+                let (mut c_read, mut s_write) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (mut s_read, mut c_write) = (server, client);
+                let (lines3, open3) = (lines2.clone(), open2.clone());
+                std::thread::spawn(move || {
+                    let mut seen = Vec::new();
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n) = c_read.read(&mut buf) {
+                        if n == 0 || s_write.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        seen.extend_from_slice(&buf[..n]);
+                    }
+                    let _ = s_write.shutdown(Shutdown::Write);
+                    let text = String::from_utf8_lossy(&seen);
+                    let requests = text
+                        .split("\r\n")
+                        .filter(|l| {
+                            ["GET ", "PUT ", "HEAD ", "POST ", "DELETE "]
+                                .iter()
+                                .any(|m| l.starts_with(m))
+                                && l.ends_with(" HTTP/1.1")
+                        })
+                        .map(str::to_owned)
+                        .collect::<Vec<_>>();
+                    lines3.lock().unwrap().extend(requests);
+                    open3.fetch_sub(1, Ordering::SeqCst);
+                });
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n) = s_read.read(&mut buf) {
+                        if n == 0 || c_write.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = c_write.shutdown(Shutdown::Write);
+                });
+            }
+        });
+        Self { addr, lines, open }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The request lines so far, once every connection has closed.
+    fn lines(&self) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.open.load(Ordering::SeqCst) > 0 {
+            assert!(Instant::now() < deadline, "proxy connections never closed");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.lines.lock().unwrap().clone()
+    }
+}
+
+fn with_s3(cmd: &mut Command, endpoint: &str, bucket: &str) {
+    cmd.env(
+        "AWS_ACCESS_KEY_ID",
+        env_required("STELE_TEST_RGW_ACCESS_KEY"),
+    )
+    .env(
+        "AWS_SECRET_ACCESS_KEY",
+        env_required("STELE_TEST_RGW_SECRET_KEY"),
+    )
+    .env("AWS_ENDPOINT_URL", endpoint)
+    .env("AWS_REGION", "us-east-1")
+    .env("AUDIT_ANCHOR_BUCKET", bucket)
+    .env("AUDIT_ANCHOR_VOLUME", "25")
+    .env_remove("AUDIT_ANCHOR_CHAIN_ID")
+    .env_remove("AUDIT_ANCHOR_PREFIX")
+    .env_remove("AUDIT_ANCHOR_RETENTION_DAYS")
+    .env_remove("AUDIT_ANCHOR_KMS_KEY_ID");
+}
+
+/// What the anchoring processes said about their tries, per (chain, seq).
+#[derive(Default)]
+struct Tries {
+    stored: BTreeMap<(String, u64), u32>,
+    failed: BTreeMap<(String, u64), u32>,
+}
+
+impl Tries {
+    fn add(&mut self, stdout: &[u8]) {
+        for line in String::from_utf8_lossy(stdout).lines() {
+            let Ok(v) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            let key = (
+                v["anchor"]["chain_id"].as_str().unwrap_or("").to_owned(),
+                v["anchor"]["anchor_seq"].as_u64().unwrap_or(u64::MAX),
+            );
+            match v["event"].as_str() {
+                Some("anchor_stored") => *self.stored.entry(key).or_default() += 1,
+                Some("anchor_upload_failed") => *self.failed.entry(key).or_default() += 1,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Starts two `stele anchor run --once` processes at the same moment and
+/// waits for both; their reports go into `tries`.
+fn two_anchorers_at_once(l: &Ledger, endpoint: &str, bucket: &str, tries: &mut Tries) {
+    let spawn = || -> Child {
+        let mut cmd = l.command();
+        with_s3(&mut cmd, endpoint, bucket);
+        cmd.args(["--json", "anchor", "run", "--once"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let children = [spawn(), spawn()];
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        // 0, or 3 while the store is down; never a refusal or a finding.
+        let code = out.status.code().unwrap_or(-1);
+        assert!(
+            code == 0 || code == 3,
+            "anchor run exited {code}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tries.add(&out.stdout);
+    }
+}
+
+fn append(l: &Ledger, chain: &str, batch: usize) {
+    let out = l.run_stdin(
+        &["append", "--chain", chain, "--jsonl", "-"],
+        &jsonl(0..30, &format!("{chain}-{batch}")),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn two_anchorers_upload_each_anchor_exactly_once(db: TestDb) {
+    let rt = runtime();
+    let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("cli-lease")), true));
+    let faulty = FaultyProxy::start(&env_required("STELE_TEST_RGW_ENDPOINT"));
+    let wire = RequestLog::start(faulty.endpoint());
+    let l = Ledger::new(db);
+    let mut tries = Tries::default();
+
+    // The store is unreachable: anchors are built and wait in the outbox.
+    faulty.set_down(true);
+    for batch in 0..4 {
+        for chain in CHAINS {
+            append(&l, chain, batch);
+        }
+        two_anchorers_at_once(&l, &wire.endpoint(), s3.bucket(), &mut tries);
+    }
+    let outbox = l.json(&["anchor", "list", "--status", "pending"]);
+    let pending = outbox.as_array().unwrap().len();
+    assert!(pending >= 8, "anchors waited in the outbox: {outbox}");
+    assert!(
+        !tries.failed.is_empty(),
+        "uploads were tried during the outage"
+    );
+
+    // Reachable again: both processes upload, at the same moments.
+    faulty.set_down(false);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        two_anchorers_at_once(&l, &wire.endpoint(), s3.bucket(), &mut tries);
+        let pending = l.json(&["anchor", "list", "--status", "pending"]);
+        if pending.as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "anchors still pending: {pending}"
+        );
+    }
+
+    let rows = l.json(&["anchor", "list"]);
+    let rows = rows.as_array().unwrap();
+    let puts = wire.lines();
+    for row in rows {
+        let chain = row["chain_id"].as_str().unwrap().to_owned();
+        let seq = row["anchor_seq"].as_u64().unwrap();
+        let key = row["object_key"].as_str().unwrap();
+        let id = (chain.clone(), seq);
+        let stored = tries.stored.get(&id).copied().unwrap_or(0);
+        let failed = tries.failed.get(&id).copied().unwrap_or(0);
+        assert_eq!(row["status"], "verified", "{row}");
+        assert_eq!(
+            stored, 1,
+            "{chain} #{seq} was reported stored by {stored} tries: uploaded more than once"
+        );
+        assert_eq!(
+            row["attempts"].as_u64().unwrap(),
+            u64::from(stored + failed),
+            "{chain} #{seq}: attempts must count each real try once ({stored} stored + {failed} failed)"
+        );
+        let on_wire = puts
+            .iter()
+            .filter(|l| l.starts_with("PUT ") && l.contains(&format!("/{key}")))
+            .count();
+        assert_eq!(on_wire, 1, "{chain} #{seq}: PUTs of {key} that reached the store");
+    }
+    // No try was made (or reported) for anchors the outbox does not hold.
+    let known: Vec<(String, u64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["chain_id"].as_str().unwrap().to_owned(),
+                r["anchor_seq"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        tries
+            .stored
+            .keys()
+            .chain(tries.failed.keys())
+            .all(|k| known.contains(k))
+    );
+
+    // The bucket: one object and one version per anchor, nothing dropped.
+    for chain in CHAINS {
+        let in_outbox = rows.iter().filter(|r| r["chain_id"] == chain).count();
+        let keys = rt
+            .block_on(s3.list(&format!("anchors/{chain}/")))
+            .unwrap();
+        assert_eq!(keys.len(), in_outbox, "{chain}: one object per anchor");
+        let versions = rt
+            .block_on(
+                s3.client()
+                    .list_object_versions()
+                    .bucket(s3.bucket())
+                    .prefix(format!("anchors/{chain}/"))
+                    .send(),
+            )
+            .unwrap();
+        assert_eq!(
+            versions.versions().len(),
+            keys.len(),
+            "{chain}: no anchor written twice"
+        );
+    }
+}
+
+#[test]
+fn postgres_two_anchorers_upload_each_anchor_exactly_once() {
+    two_anchorers_upload_each_anchor_exactly_once(TestDb::postgres());
+}
+
+#[test]
+fn sqlite_two_anchorers_upload_each_anchor_exactly_once() {
+    two_anchorers_upload_each_anchor_exactly_once(TestDb::sqlite());
+}
