@@ -260,7 +260,10 @@ fn two_anchorers_upload_each_anchor_exactly_once(db: TestDb) {
             .iter()
             .filter(|l| l.starts_with("PUT ") && l.contains(&format!("/{key}")))
             .count();
-        assert_eq!(on_wire, 1, "{chain} #{seq}: PUTs of {key} that reached the store");
+        assert_eq!(
+            on_wire, 1,
+            "{chain} #{seq}: PUTs of {key} that reached the store"
+        );
     }
     // No try was made (or reported) for anchors the outbox does not hold.
     let known: Vec<(String, u64)> = rows
@@ -283,9 +286,7 @@ fn two_anchorers_upload_each_anchor_exactly_once(db: TestDb) {
     // The bucket: one object and one version per anchor, nothing dropped.
     for chain in CHAINS {
         let in_outbox = rows.iter().filter(|r| r["chain_id"] == chain).count();
-        let keys = rt
-            .block_on(s3.list(&format!("anchors/{chain}/")))
-            .unwrap();
+        let keys = rt.block_on(s3.list(&format!("anchors/{chain}/"))).unwrap();
         assert_eq!(keys.len(), in_outbox, "{chain}: one object per anchor");
         let versions = rt
             .block_on(
