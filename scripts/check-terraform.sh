@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Offline static checks for the WORM bucket (DESIGN.md §5): the Terraform
+# Offline static checks for the WORM bucket (docs/contracts.md §5): the Terraform
 # module and examples under deploy/terraform, the shared bucket-policy
 # templates under deploy/policy, and stele's custom checkov checks under
 # deploy/checks.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Test services for stele's live tests (DESIGN.md §6):
+# Test services for stele's live tests (docs/contracts.md §6):
 #   - Ceph RADOS Gateway: 1 mon + 1 memstore OSD + radosgw (beast) on 127.0.0.1:7480
 #   - ministack (AWS emulator) on 127.0.0.1:4566
 #   - PostgreSQL: the machine's on 127.0.0.1:5432 if it answers, else a throwaway cluster

@@ -1,4 +1,4 @@
-//! When the next anchor is due (DESIGN §2): every interval on the boundary
+//! When the next anchor is due (docs/contracts.md §2): every interval on the boundary
 //! (hourly at :00 by default) even when nothing happened, every N events,
 //! on HMAC key rotation; shutdown and manual anchors are asked for directly.
 

@@ -89,7 +89,7 @@ pub enum AnchorError {
     Signing(String),
 }
 
-/// One anchor, field for field as DESIGN §2 lists them.
+/// One anchor, field for field as docs/contracts.md §2 lists them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Anchor {

@@ -1,5 +1,5 @@
 //! The stele anchor: a signed checkpoint of one chain, written create-only
-//! into WORM storage (DESIGN §2).
+//! into WORM storage (docs/contracts.md §2).
 //!
 //! - [`Anchor`]: every field, its signing bytes, signing and verification.
 //! - [`object_key`]: where an anchor lives in the bucket.

@@ -1,4 +1,4 @@
-//! The WORM bucket's configuration as controls (DESIGN.md §5).
+//! The WORM bucket's configuration as controls (docs/contracts.md §5).
 //!
 //! One idea: a stele bucket is a list of controls — Object Lock with a
 //! default retention, versioning, SSE-KMS with a bucket key, the public

@@ -234,7 +234,7 @@ fn small_file_story(db: TestDb) {
     assert_eq!(again[0]["ledger"]["newly_recorded"], false);
     assert_eq!(again[0]["record"]["version_id"], version.as_str());
 
-    // The store holds it locked COMPLIANCE for 90 days, with the metadata DESIGN §3 lists.
+    // The store holds it locked COMPLIANCE for 90 days, with the metadata docs/contracts.md §3 lists.
     let facts = rt
         .block_on(s3.head_details(&key, Some(&version)))
         .unwrap()

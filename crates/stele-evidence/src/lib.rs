@@ -1,6 +1,6 @@
 //! The evidence vault: files stored under S3 Object Lock, each with a
 //! detached Ed25519 signature, verified after upload and recorded in the
-//! ledger (DESIGN §3).
+//! ledger (docs/contracts.md §3).
 //!
 //! - [`naming`]: the key layout `evidence/<client_id>/<YYYY>/<MM>/<bundle_id><ext>`
 //!   and the validation that keeps every input inside its prefix.

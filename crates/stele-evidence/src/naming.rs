@@ -1,4 +1,4 @@
-//! Object keys for evidence (DESIGN §3):
+//! Object keys for evidence (docs/contracts.md §3):
 //! `evidence/<client_id>/<YYYY>/<MM>/<bundle_id><ext>`, with the detached
 //! signature at the same key plus `.sig`.
 //!

@@ -1,7 +1,7 @@
 //! Object Lock as enforced by a real Ceph RADOS Gateway.
 //!
 //! These tests prove the test server really enforces what stele relies on
-//! (per DESIGN.md §6 and ref/s3-servers.md): a COMPLIANCE-locked version
+//! (per docs/contracts.md §6 and ref/s3-servers.md): a COMPLIANCE-locked version
 //! cannot be deleted, its bytes stay readable, and lock headers on a bucket
 //! without Object Lock are refused. They need the services started by
 //! `scripts/test-services.sh`; run them through `scripts/test.sh`.

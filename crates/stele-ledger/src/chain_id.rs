@@ -1,4 +1,4 @@
-//! Chain identifiers: `[a-z0-9][a-z0-9._-]{0,63}` (DESIGN §1).
+//! Chain identifiers: `[a-z0-9][a-z0-9._-]{0,63}` (docs/contracts.md §1).
 
 use std::fmt;
 

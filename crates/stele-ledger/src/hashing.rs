@@ -1,4 +1,4 @@
-//! Leaf hashes and the keyed HMAC chain (DESIGN §1).
+//! Leaf hashes and the keyed HMAC chain (docs/contracts.md §1).
 //!
 //! - leaf hash = SHA-256(0x00 ‖ canonical bytes), the RFC 6962 record hash;
 //! - `event_hash[seq] = HMAC-SHA256(K[key_id], event_hash[seq-1] ‖ leaf_hash[seq])`,

@@ -1,7 +1,7 @@
 //! The stele ledger model: what an audit event is, how it is committed, and
 //! how a log of them is checked.
 //!
-//! - [`event`]: the event model, input limits and validation (DESIGN §1).
+//! - [`event`]: the event model, input limits and validation (docs/contracts.md §1).
 //! - [`canonical`]: RFC 8785 (JCS) canonical bytes of an event's committed fields.
 //! - [`hashing`]: RFC 6962 leaf hashes and the keyed HMAC-SHA256 chain.
 //! - [`merkle`]: the RFC 6962 / RFC 9162 Merkle tree over leaf hashes, via

@@ -1,5 +1,5 @@
 //! The auditor's verification: what someone holding only read-only access
-//! and the public verifier key can establish (DESIGN §4).
+//! and the public verifier key can establish (docs/contracts.md §4).
 //!
 //! - [`anchors`]: every anchor object — signature, checkpoint, links,
 //!   storage protection — and the cadence: missing, extra, stale anchors.

@@ -1,5 +1,5 @@
 //! `stele evidence put|get|check|list|status|hold|extend`: the evidence vault
-//! (DESIGN §3) on `stele-evidence`.
+//! (docs/contracts.md §3) on `stele-evidence`.
 //!
 //! Settings, each flag first, then its environment variable:
 //!

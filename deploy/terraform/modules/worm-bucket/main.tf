@@ -1,5 +1,5 @@
 # stele WORM bucket: an S3 bucket with Object Lock for anchors, proofs and
-# evidence (DESIGN.md §5). The bucket policy is NOT written here: it is
+# evidence (docs/contracts.md §5). The bucket policy is NOT written here: it is
 # rendered from deploy/policy/*.json.tftpl, the same files `stele bucket init`
 # renders, so the two provisioning paths cannot drift apart.
 

@@ -58,7 +58,7 @@ variable "production_stages" {
 }
 
 variable "key_prefix" {
-  description = "Controls an optional key prefix in front of anchors/, evidence/ and proofs/ (DESIGN.md §2: \"under an optional prefix\"). Empty, or path segments each ending in \"/\", e.g. \"tenant-a/\"."
+  description = "Controls an optional key prefix in front of anchors/, evidence/ and proofs/ (docs/contracts.md §2: \"under an optional prefix\"). Empty, or path segments each ending in \"/\", e.g. \"tenant-a/\"."
   type        = string
   default     = ""
 
