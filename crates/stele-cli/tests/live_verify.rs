@@ -1,7 +1,8 @@
 //! `stele verify log` against a ledger that other processes are appending
 //! to, as the README recommends (verifying straight against production):
 //! several real `stele append` processes write in loops while the real
-//! binary verifies. Every verification must read one consistent state of
+//! binary verifies — on its own, and against anchors (the auditor's
+//! `--mirror` of the anchor objects). Every verification must read one consistent state of
 //! the chain — its head, its rows and its stored hashes from one snapshot —
 //! so a live ledger is never reported as tampered, and a real edit made
 //! during the appends is still named by seq.
@@ -29,8 +30,11 @@ fn postgres_live_verification_has_no_false_alarms_and_names_an_edit() {
 
 /// Writer processes running at once, each a loop of `stele append`.
 const WRITERS: usize = 4;
-/// Verifications while the writers run and nothing was edited.
+/// Verifications while the writers run and nothing was edited; every
+/// [`ANCHORED_EVERY`]th is followed by an anchored one.
 const CLEAN_RUNS: usize = 20;
+/// How often an anchored verification runs beside the plain ones.
+const ANCHORED_EVERY: usize = 2;
 /// Verifications after the edit, writers still running.
 const RUNS_AFTER_EDIT: usize = 3;
 /// The row edited: well below the head (the ledger is seeded past it).
@@ -42,6 +46,23 @@ fn live_verification(l: Ledger) {
         &jsonl(0..500, "seed"),
     );
     assert!(seeded.status.success(), "seed: {}", stderr(&seeded));
+    // Anchor the seeded events, for the anchored verification.
+    let mirror = l.dir.path().join("anchors");
+    let anchored = l.run(&["anchor", "now", "--local-dir", mirror.to_str().unwrap()]);
+    assert!(anchored.status.success(), "anchor: {}", stderr(&anchored));
+    let vkey = l.data_dir().join("keys").join("verifier.vkey");
+    let anchored_args = [
+        "--json",
+        "verify",
+        "log",
+        "--chain",
+        "live",
+        "--mirror",
+        mirror.to_str().unwrap(),
+        "--verifier-key-file",
+        vkey.to_str().unwrap(),
+    ];
+    let verify_anchored = |l: &Ledger| l.command().args(anchored_args).output().unwrap();
 
     let stop = AtomicBool::new(false);
     let appended = AtomicU64::new(0);
@@ -70,17 +91,23 @@ fn live_verification(l: Ledger) {
             std::thread::sleep(Duration::from_millis(5));
         }
 
-        let clean_runs: Vec<(u64, Output)> = (0..CLEAN_RUNS)
-            .map(|_| {
-                let before = appended.load(Ordering::Relaxed);
-                (before, verify(l))
+        let started = appended.load(Ordering::Relaxed);
+        let clean_runs: Vec<(Output, Option<Output>)> = (0..CLEAN_RUNS)
+            .map(|i| {
+                let plain = verify(l);
+                (
+                    plain,
+                    i.is_multiple_of(ANCHORED_EVERY).then(|| verify_anchored(l)),
+                )
             })
             .collect();
         let during_clean = appended.load(Ordering::Relaxed);
 
         // The edit, made while the writers keep going: an old payload rewritten.
         edit_payload(&l.db, EDITED_SEQ);
-        let edited_runs: Vec<Output> = (0..RUNS_AFTER_EDIT).map(|_| verify(l)).collect();
+        let edited_runs: Vec<(Output, Output)> = (0..RUNS_AFTER_EDIT)
+            .map(|_| (verify(l), verify_anchored(l)))
+            .collect();
         let after_edit = appended.load(Ordering::Relaxed);
 
         stop.store(true, Ordering::Relaxed);
@@ -90,9 +117,9 @@ fn live_verification(l: Ledger) {
         // The writers must really have appended during the verifications,
         // or the test proved nothing.
         assert!(
-            during_clean >= clean_runs[0].0 + CLEAN_RUNS as u64,
+            during_clean >= started + CLEAN_RUNS as u64,
             "only {} appends during {CLEAN_RUNS} verifications",
-            during_clean - clean_runs[0].0
+            during_clean - started
         );
         assert!(
             after_edit > during_clean,
@@ -104,10 +131,17 @@ fn live_verification(l: Ledger) {
     let false_alarms: Vec<String> = clean_runs
         .iter()
         .enumerate()
-        .filter(|(_, (_, out))| code(out) != 0)
-        .map(|(i, (_, out))| {
+        .flat_map(|(i, (plain, anchored))| {
+            [
+                Some((i, "plain", plain)),
+                anchored.as_ref().map(|a| (i, "anchored", a)),
+            ]
+        })
+        .flatten()
+        .filter(|(_, _, out)| code(out) != 0)
+        .map(|(i, kind, out)| {
             format!(
-                "run {i}: exit {}: {}{}",
+                "run {i} ({kind}): exit {}: {}{}",
                 code(out),
                 String::from_utf8_lossy(&out.stdout),
                 stderr(out)
@@ -116,16 +150,22 @@ fn live_verification(l: Ledger) {
         .collect();
     assert!(
         false_alarms.is_empty(),
-        "{} of {CLEAN_RUNS} verifications of an untouched live ledger failed:\n{}",
+        "{} of {} verifications of an untouched live ledger failed:\n{}",
         false_alarms.len(),
+        CLEAN_RUNS + CLEAN_RUNS.div_ceil(ANCHORED_EVERY),
         false_alarms.join("\n")
     );
-    for (i, (_, out)) in clean_runs.iter().enumerate() {
-        let report = report_of(out);
+    for (i, (plain, anchored)) in clean_runs.iter().enumerate() {
+        let report = report_of(plain);
         assert_eq!(report["ok"], true, "run {i}: {report}");
+        if let Some(anchored) = anchored {
+            let report = report_of(anchored);
+            assert_eq!(report["verdict"], "pass", "anchored run {i}: {report}");
+        }
     }
 
-    for (i, out) in edited_runs.iter().enumerate() {
+    for (i, (out, anchored)) in edited_runs.iter().enumerate() {
+        edit_named_in_anchored_report(i, anchored);
         assert_eq!(
             code(out),
             1,
@@ -157,6 +197,35 @@ fn live_verification(l: Ledger) {
                 "run {i}: a finding beyond the edit: {f}\n{report}"
             );
         }
+    }
+}
+
+/// The anchored verification names the edit by seq, and nothing about the
+/// appends made around it.
+fn edit_named_in_anchored_report(run: usize, out: &Output) {
+    assert_eq!(
+        code(out),
+        1,
+        "anchored run {run} after the edit: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(out)
+    );
+    let report = report_of(out);
+    let findings = report["findings"].as_array().expect("findings");
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["kind"] == "content_altered" && f["seq"] == EDITED_SEQ),
+        "anchored run {run}: the edit is not named: {report}"
+    );
+    for f in findings {
+        assert!(
+            !matches!(
+                f["kind"].as_str(),
+                Some("unaccounted_events" | "missing_events" | "head_mismatch")
+            ),
+            "anchored run {run}: a finding about the appends, not the edit: {f}\n{report}"
+        );
     }
 }
 
