@@ -821,8 +821,12 @@ impl LedgerStore for PostgresStore {
         // The first statement of a REPEATABLE READ transaction fixes its
         // snapshot; exporting it lets the scan connection read the same one.
         // Works in a read-only transaction and for a role that may only SELECT.
-        self.client
-            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
+        // The session idles in the transaction while the scan connection
+        // reads: a server's idle_in_transaction_session_timeout must not end it.
+        self.client.batch_execute(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; \
+             SET LOCAL idle_in_transaction_session_timeout = 0",
+        )?;
         let exported = self
             .client
             .query_one("SELECT pg_export_snapshot()", &[])

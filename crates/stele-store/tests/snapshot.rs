@@ -183,3 +183,34 @@ fn postgres_an_auditor_role_over_tls_reads_one_snapshot() {
         "the auditor's session and scan connection"
     );
 }
+
+/// A consistent read of a large ledger keeps its main session idle in its
+/// transaction while the scan connection reads: a server that ends idle
+/// transactions (`idle_in_transaction_session_timeout`) must not end it.
+#[test]
+fn postgres_a_slow_consistent_read_outlives_the_idle_transaction_timeout() {
+    let db = Db::postgres();
+    let keys = keyring();
+    let chain = ChainId::new("slow").unwrap();
+    db.open()
+        .append(&chain, (0..10).map(event).collect(), keys.active())
+        .unwrap();
+    db.exec(
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET idle_in_transaction_session_timeout = ''100ms''', current_database()); END $$",
+    );
+    let mut reader = stele_store::open_read_only(&db.location).unwrap();
+    let (size, rows) = read_consistent(reader.as_mut(), |r| -> Result<_, StoreError> {
+        let head = r.head(&chain)?.expect("the chain exists");
+        // Longer than the timeout, as a scan of millions of rows would be.
+        std::thread::sleep(std::time::Duration::from_millis(600));
+        let mut rows = 0u64;
+        r.scan_stored(&chain, 0, None, &mut |_, _| {
+            rows += 1;
+            Ok(())
+        })?;
+        let (size, _) = tree_root(r, &chain, Some(head.size))?;
+        Ok((size, rows))
+    })
+    .unwrap();
+    assert_eq!((size, rows), (10, 10));
+}
