@@ -107,7 +107,8 @@ pub enum StoreError {
         reason: String,
     },
     /// An append was asked for while a read snapshot was open on the same
-    /// store ([`read_consistent`]): refused, nothing written.
+    /// store ([`read_consistent`]): refused, nothing written (the snapshot's
+    /// transaction is read-only, and its reads would not see the append).
     #[error(
         "an append cannot run inside a consistent read (a read-only snapshot); append before or after it"
     )]
@@ -712,12 +713,6 @@ pub fn read_consistent<T, E: From<StoreError>>(
     let value = result?;
     closed?;
     Ok(value)
-}
-
-/// The refusal of an append while a read snapshot is open on the same store:
-/// the snapshot's transaction is read-only, and its reads would not see the append.
-fn append_in_snapshot() -> StoreError {
-    StoreError::AppendInReadSnapshot
 }
 
 /// Adapts a store to `tlog_tiles`'s [`HashReader`], keeping the real error.

@@ -738,7 +738,7 @@ impl LedgerStore for PostgresStore {
             return Ok(Vec::new());
         }
         if self.snapshot.is_some() {
-            return Err(crate::append_in_snapshot());
+            return Err(StoreError::AppendInReadSnapshot);
         }
         let mut tx = PgTx(self.client.transaction()?);
         let receipts = append_locked(&mut tx, chain, events, key)?;

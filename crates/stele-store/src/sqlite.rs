@@ -524,7 +524,7 @@ impl LedgerStore for SqliteStore {
             return Ok(Vec::new());
         }
         if self.in_snapshot {
-            return Err(crate::append_in_snapshot());
+            return Err(StoreError::AppendInReadSnapshot);
         }
         let mut tx = SqliteTx(
             self.conn
