@@ -106,6 +106,13 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
+    /// An append was asked for while a read snapshot was open on the same
+    /// store ([`read_consistent`]): refused, nothing written (the snapshot's
+    /// transaction is read-only, and its reads would not see the append).
+    #[error(
+        "an append cannot run inside a consistent read (a read-only snapshot); append before or after it"
+    )]
+    AppendInReadSnapshot,
     /// Could not open the database.
     #[error("cannot open database {location}: {reason}")]
     Open {
@@ -532,6 +539,30 @@ pub trait LedgerStore: Send {
     /// [`StoreError::Corrupt`] if one is missing; database errors.
     fn read_hashes(&mut self, chain: &ChainId, indexes: &[u64]) -> Result<Vec<Hash>, StoreError>;
 
+    /// Opens a read snapshot on this store: until
+    /// [`end_read_snapshot`](Self::end_read_snapshot), every read (heads,
+    /// scans, stored hashes, anchors) sees one and the same committed state,
+    /// whatever other sessions append meanwhile. PostgreSQL: one `REPEATABLE
+    /// READ, READ ONLY` transaction whose snapshot the scan connection
+    /// imports; SQLite: one read transaction on the store's connection.
+    /// Returns `false`, and changes nothing, if a snapshot is already open
+    /// (its opener closes it). Appends are refused while one is open. Use
+    /// [`read_consistent`] rather than calling this directly.
+    ///
+    /// # Errors
+    ///
+    /// Database errors; then no snapshot is open.
+    fn begin_read_snapshot(&mut self) -> Result<bool, StoreError>;
+
+    /// Closes the read snapshot opened by
+    /// [`begin_read_snapshot`](Self::begin_read_snapshot); nothing happens
+    /// if none is open.
+    ///
+    /// # Errors
+    ///
+    /// Database errors (the snapshot is closed all the same).
+    fn end_read_snapshot(&mut self) -> Result<(), StoreError>;
+
     /// The chain head together with the database's snapshot position
     /// (`pg_current_wal_lsn()` on PostgreSQL, `None` on SQLite), read atomically.
     ///
@@ -710,6 +741,30 @@ pub(crate) fn check_schema_read_only(
     }
 }
 
+/// Runs `read` on one consistent state of the store: every head, row and
+/// stored hash it reads comes from one snapshot (see
+/// [`LedgerStore::begin_read_snapshot`]), so a report about a ledger that
+/// others are appending to describes one state of it, never a head from one
+/// moment and rows from another. Nested calls share the outer snapshot.
+///
+/// # Errors
+///
+/// The error of `read`, else a failure to open or close the snapshot.
+pub fn read_consistent<T, E: From<StoreError>>(
+    store: &mut dyn LedgerStore,
+    read: impl FnOnce(&mut dyn LedgerStore) -> Result<T, E>,
+) -> Result<T, E> {
+    let opened = store.begin_read_snapshot()?;
+    let result = read(&mut *store);
+    if !opened {
+        return result;
+    }
+    let closed = store.end_read_snapshot();
+    let value = result?;
+    closed?;
+    Ok(value)
+}
+
 /// Adapts a store to `tlog_tiles`'s [`HashReader`], keeping the real error.
 struct StoreHashReader<'a> {
     store: RefCell<&'a mut dyn LedgerStore>,
@@ -772,11 +827,13 @@ pub fn tree_root(
     chain: &ChainId,
     size: Option<u64>,
 ) -> Result<(u64, Hash), StoreError> {
-    let head = require_head(store, chain)?;
-    let size = size.unwrap_or(head.size);
-    check_size(&head, size, "tree size")?;
-    let root = StoreHashReader::new(store, chain).run(|r| merkle::root(size, r))?;
-    Ok((size, root))
+    read_consistent(store, |store| {
+        let head = require_head(store, chain)?;
+        let size = size.unwrap_or(head.size);
+        check_size(&head, size, "tree size")?;
+        let root = StoreHashReader::new(store, chain).run(|r| merkle::root(size, r))?;
+        Ok((size, root))
+    })
 }
 
 /// Inclusion proof for `seq` in the tree of `tree_size` (current size if `None`).
@@ -791,15 +848,17 @@ pub fn inclusion_proof(
     seq: u64,
     tree_size: Option<u64>,
 ) -> Result<(u64, Hash, Vec<Hash>), StoreError> {
-    let (size, root) = tree_root(store, chain, tree_size)?;
-    if seq >= size {
-        return Err(StoreError::OutOfRange(format!(
-            "seq {seq} is not in chain {chain:?} at tree size {size}"
-        )));
-    }
-    let proof =
-        StoreHashReader::new(store, chain).run(|r| merkle::inclusion_proof(size, seq, r))?;
-    Ok((size, root, proof))
+    read_consistent(store, |store| {
+        let (size, root) = tree_root(store, chain, tree_size)?;
+        if seq >= size {
+            return Err(StoreError::OutOfRange(format!(
+                "seq {seq} is not in chain {chain:?} at tree size {size}"
+            )));
+        }
+        let proof =
+            StoreHashReader::new(store, chain).run(|r| merkle::inclusion_proof(size, seq, r))?;
+        Ok((size, root, proof))
+    })
 }
 
 /// Consistency proof from tree size `from` to `to`; returns `(from_root, to_root, proof)`.
@@ -818,11 +877,13 @@ pub fn consistency_proof(
             "--from {from} is larger than --to {to}"
         )));
     }
-    let (_, to_root) = tree_root(store, chain, Some(to))?;
-    let (_, from_root) = tree_root(store, chain, Some(from))?;
-    let proof =
-        StoreHashReader::new(store, chain).run(|r| merkle::consistency_proof(from, to, r))?;
-    Ok((from_root, to_root, proof))
+    read_consistent(store, |store| {
+        let (_, to_root) = tree_root(store, chain, Some(to))?;
+        let (_, from_root) = tree_root(store, chain, Some(from))?;
+        let proof =
+            StoreHashReader::new(store, chain).run(|r| merkle::consistency_proof(from, to, r))?;
+        Ok((from_root, to_root, proof))
+    })
 }
 
 /// One event by seq.
@@ -831,26 +892,30 @@ pub fn consistency_proof(
 ///
 /// [`StoreError::UnknownChain`], [`StoreError::OutOfRange`] if there is no such seq, storage errors.
 pub fn event(store: &mut dyn LedgerStore, chain: &ChainId, seq: u64) -> Result<Event, StoreError> {
-    let mut found = None;
-    store.scan(chain, seq, Some(seq), &mut |e| {
-        found = Some(e);
-        Ok(())
-    })?;
-    match found {
-        Some(e) => Ok(e),
-        None => {
-            let head = require_head(store, chain)?;
-            Err(StoreError::OutOfRange(format!(
-                "chain {chain:?} has no event with seq {seq} (it has {} events)",
-                head.size
-            )))
+    read_consistent(store, |store| {
+        let mut found = None;
+        store.scan(chain, seq, Some(seq), &mut |e| {
+            found = Some(e);
+            Ok(())
+        })?;
+        match found {
+            Some(e) => Ok(e),
+            None => {
+                let head = require_head(store, chain)?;
+                Err(StoreError::OutOfRange(format!(
+                    "chain {chain:?} has no event with seq {seq} (it has {} events)",
+                    head.size
+                )))
+            }
         }
-    }
+    })
 }
 
 /// Recomputes `chain` from its stored rows and compares it with the stored
 /// head and every row's stored Merkle nodes. `progress` is called with the
-/// number of rows read so far.
+/// number of rows read so far. The head, the rows and the stored hashes are
+/// read from one snapshot ([`read_consistent`]), so verifying a ledger that
+/// others are appending to reports only what was really changed.
 ///
 /// # Errors
 ///
@@ -872,6 +937,19 @@ pub fn verify_chain(
 ///
 /// As [`verify_chain`].
 pub fn verify_chain_observed(
+    store: &mut dyn LedgerStore,
+    chain: &ChainId,
+    keys: Option<&Keyring>,
+    progress: &mut dyn FnMut(u64),
+    observe: &mut dyn FnMut(StoredEvent<'_>),
+) -> Result<VerifyReport, StoreError> {
+    read_consistent(store, |store| {
+        verify_chain_in_snapshot(store, chain, keys, progress, observe)
+    })
+}
+
+/// [`verify_chain_observed`]'s reads, made inside the caller's snapshot.
+fn verify_chain_in_snapshot(
     store: &mut dyn LedgerStore,
     chain: &ChainId,
     keys: Option<&Keyring>,

@@ -91,6 +91,9 @@ pub struct PostgresStore {
     /// Where scans connect (see [`ScanConnection`]), and how.
     scan_target: PgTarget,
     scan_connection: Option<ScanConnection>,
+    /// The exported snapshot of the open read snapshot (a `REPEATABLE
+    /// READ, READ ONLY` transaction on `client`), which scans import.
+    snapshot: Option<String>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -176,6 +179,7 @@ impl PostgresStore {
             location,
             scan_target: target,
             scan_connection: None,
+            snapshot: None,
         })
     }
 
@@ -305,8 +309,13 @@ impl ScanConnection {
 /// Reads the rows of a scan into `sink` through one binary `COPY`: the
 /// server streams rows without a protocol round trip or a result row
 /// object per row, and the fields are copied once, from the wire.
+///
+/// With `snapshot` (an exported snapshot id), the `COPY` runs in a
+/// `REPEATABLE READ, READ ONLY` transaction that imports it, so it reads
+/// exactly the state the main session's open snapshot reads.
 fn read_rows(
     scan: &ScanConnection,
+    snapshot: Option<&str>,
     chain: &ChainId,
     from: i64,
     to: i64,
@@ -334,7 +343,19 @@ fn read_rows(
         event_fields[1..].copy_from_slice(&fields[1..]);
         Ok(sink.push(seq, &event_fields))
     };
+    let import = snapshot
+        .map(|id| {
+            check_snapshot_id(id).map(|()| {
+                format!(
+                    "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT '{id}'"
+                )
+            })
+        })
+        .transpose()?;
     scan.runtime.block_on(async {
+        if let Some(import) = &import {
+            scan.client.batch_execute(import).await?;
+        }
         let messages = scan.client.copy_out(sql.as_str()).await?;
         let mut messages = std::pin::pin!(messages);
         let mut parser = CopyParser::default();
@@ -347,6 +368,9 @@ fn read_rows(
                     // Read to the end, so a server error after the data shows.
                     while let Some(message) = messages.next().await {
                         message?;
+                    }
+                    if import.is_some() {
+                        scan.client.batch_execute("COMMIT").await?;
                     }
                     return Ok(());
                 }
@@ -502,6 +526,19 @@ fn parse_row(bytes: &[u8]) -> Result<Parsed<'_>, StoreError> {
         }
     }
     Ok(Parsed::Row(at, fields))
+}
+
+/// An exported snapshot id goes into SQL text (`SET TRANSACTION SNAPSHOT`
+/// takes no bind parameter): only the server's own spelling
+/// (`00000003-0000001B-1`, hex digits and dashes) is accepted.
+fn check_snapshot_id(id: &str) -> Result<(), StoreError> {
+    if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+        return Ok(());
+    }
+    Err(StoreError::Postgres(format!(
+        "the server exported a snapshot id that is not one: {:?}",
+        id.chars().take(64).collect::<String>()
+    )))
 }
 
 fn truncated() -> StoreError {
@@ -706,6 +743,9 @@ impl LedgerStore for PostgresStore {
         if events.is_empty() {
             return Ok(Vec::new());
         }
+        if self.snapshot.is_some() {
+            return Err(StoreError::AppendInReadSnapshot);
+        }
         let mut tx = PgTx(self.client.transaction()?);
         let receipts = append_locked(&mut tx, chain, events, key)?;
         tx.0.commit()?;
@@ -740,7 +780,11 @@ impl LedgerStore for PostgresStore {
             Some(connection) if connection.is_alive() => connection,
             _ => ScanConnection::connect(&self.scan_target)?,
         };
-        let scanned = scan::pipelined(|sink| read_rows(&connection, chain, from, to, sink), visit);
+        let snapshot = self.snapshot.as_deref();
+        let scanned = scan::pipelined(
+            |sink| read_rows(&connection, snapshot, chain, from, to, sink),
+            visit,
+        );
         // A scan that stopped early leaves the rest of its COPY on the
         // connection; a new connection is cheaper than reading that out.
         if scanned.is_ok() {
@@ -774,6 +818,49 @@ impl LedgerStore for PostgresStore {
             }),
         };
         Ok((head.filter(|h| h.size > 0), lsn))
+    }
+
+    fn begin_read_snapshot(&mut self) -> Result<bool, StoreError> {
+        if self.snapshot.is_some() {
+            return Ok(false);
+        }
+        // The first statement of a REPEATABLE READ transaction fixes its
+        // snapshot; exporting it lets the scan connection read the same one.
+        // Works in a read-only transaction and for a role that may only SELECT.
+        // The session idles in the transaction while the scan connection
+        // reads: a server's idle_in_transaction_session_timeout must not end it.
+        self.client.batch_execute(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; \
+             SET LOCAL idle_in_transaction_session_timeout = 0",
+        )?;
+        let exported = self
+            .client
+            .query_one("SELECT pg_export_snapshot()", &[])
+            .map_err(StoreError::from)
+            .and_then(|row| {
+                let id: String = row.try_get(0)?;
+                check_snapshot_id(&id)?;
+                Ok(id)
+            });
+        match exported {
+            Ok(id) => {
+                self.snapshot = Some(id);
+                Ok(true)
+            }
+            Err(e) => {
+                let _ = self.client.batch_execute("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
+    fn end_read_snapshot(&mut self) -> Result<(), StoreError> {
+        if self.snapshot.take().is_none() {
+            return Ok(());
+        }
+        // Nothing was written: ending the transaction only releases the snapshot.
+        self.client.batch_execute("ROLLBACK")?;
+        Ok(())
     }
 
     fn insert_anchor(&mut self, a: &AnchorRecord) -> Result<(), StoreError> {

@@ -90,6 +90,8 @@ const EVENT_COLUMNS: &str = "chain_id, chain_index, ts, event_type, actor, paylo
 pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
+    /// A read snapshot (one read transaction on `conn`) is open.
+    in_snapshot: bool,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -132,6 +134,7 @@ impl SqliteStore {
         let mut store = Self {
             conn,
             path: path.to_owned(),
+            in_snapshot: false,
         };
         store.migrate()?;
         Ok(store)
@@ -223,6 +226,7 @@ impl SqliteStore {
         Ok(Self {
             conn,
             path: path.to_owned(),
+            in_snapshot: false,
         })
     }
 
@@ -526,6 +530,9 @@ impl LedgerStore for SqliteStore {
         if events.is_empty() {
             return Ok(Vec::new());
         }
+        if self.in_snapshot {
+            return Err(StoreError::AppendInReadSnapshot);
+        }
         let mut tx = SqliteTx(
             self.conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?,
@@ -575,6 +582,40 @@ impl LedgerStore for SqliteStore {
         chain: &ChainId,
     ) -> Result<(Option<ChainHead>, Option<String>), StoreError> {
         Ok((self.head(chain)?, None))
+    }
+
+    fn begin_read_snapshot(&mut self) -> Result<bool, StoreError> {
+        if self.in_snapshot {
+            return Ok(false);
+        }
+        // A deferred transaction takes its WAL read snapshot at its first
+        // read: read at once, so the snapshot is the state as of now. Every
+        // later read on this connection — the head, the scan (its reader
+        // thread uses this same connection), the stored hashes — sees it.
+        self.conn.execute_batch("BEGIN DEFERRED")?;
+        if let Err(e) = self
+            .conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+                r.get::<_, i64>(0)
+            })
+        {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return Err(e.into());
+        }
+        self.in_snapshot = true;
+        Ok(true)
+    }
+
+    fn end_read_snapshot(&mut self) -> Result<(), StoreError> {
+        if !std::mem::take(&mut self.in_snapshot) {
+            return Ok(());
+        }
+        // Nothing was written: ending the read transaction only releases its snapshot.
+        if self.conn.is_autocommit() {
+            return Ok(());
+        }
+        self.conn.execute_batch("ROLLBACK")?;
+        Ok(())
     }
 
     fn insert_anchor(&mut self, a: &AnchorRecord) -> Result<(), StoreError> {

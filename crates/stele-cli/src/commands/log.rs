@@ -70,13 +70,15 @@ fn chains(ctx: &Context) -> Result<(), Failure> {
 fn show(ctx: &Context, range: &RangeArgs) -> Result<(), Failure> {
     let chain = chain_id(&range.chain)?;
     let mut store = open_store_read_only(ctx)?;
-    if store.head(&chain)?.is_none() {
-        return Err(stele_store::StoreError::UnknownChain(chain.to_string()).into());
-    }
     let mut events = Vec::new();
-    store.scan(&chain, range.from, range.to, &mut |e| {
-        events.push(e);
-        Ok(())
+    stele_store::read_consistent(store.as_mut(), |store| {
+        if store.head(&chain)?.is_none() {
+            return Err(stele_store::StoreError::UnknownChain(chain.to_string()));
+        }
+        store.scan(&chain, range.from, range.to, &mut |e| {
+            events.push(e);
+            Ok(())
+        })
     })?;
     if ctx.json {
         return output::print_json(&events);
@@ -98,21 +100,24 @@ fn show(ctx: &Context, range: &RangeArgs) -> Result<(), Failure> {
 fn export(ctx: &Context, range: &RangeArgs, mut out: impl std::io::Write) -> Result<(), Failure> {
     let chain = chain_id(&range.chain)?;
     let mut store = open_store_read_only(ctx)?;
-    if store.head(&chain)?.is_none() {
-        return Err(stele_store::StoreError::UnknownChain(chain.to_string()).into());
-    }
     let mut io_error = None;
-    let scanned = store.scan(&chain, range.from, range.to, &mut |e| {
-        let written = serde_json::to_writer(&mut out, &e)
-            .map_err(std::io::Error::from)
-            .and_then(|()| out.write_all(b"\n"));
-        if let Err(err) = written {
-            io_error = Some(err);
-            return Err(stele_store::StoreError::OutOfRange(
-                "export interrupted".into(),
-            ));
+    // One snapshot: the export is one state of the chain.
+    let scanned = stele_store::read_consistent(store.as_mut(), |store| {
+        if store.head(&chain)?.is_none() {
+            return Err(stele_store::StoreError::UnknownChain(chain.to_string()));
         }
-        Ok(())
+        store.scan(&chain, range.from, range.to, &mut |e| {
+            let written = serde_json::to_writer(&mut out, &e)
+                .map_err(std::io::Error::from)
+                .and_then(|()| out.write_all(b"\n"));
+            if let Err(err) = written {
+                io_error = Some(err);
+                return Err(stele_store::StoreError::OutOfRange(
+                    "export interrupted".into(),
+                ));
+            }
+            Ok(())
+        })
     });
     if let Some(err) = io_error {
         if err.kind() == std::io::ErrorKind::BrokenPipe {

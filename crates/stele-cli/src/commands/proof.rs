@@ -36,9 +36,11 @@ pub fn signed_checkpoint(
 fn inclusion(ctx: &Context, args: &InclusionArgs) -> Result<(), Failure> {
     let chain = chain_id(&args.chain)?;
     let mut store: Box<dyn LedgerStore> = open_store_read_only(ctx)?;
-    let (size, root, proof) =
-        stele_store::inclusion_proof(store.as_mut(), &chain, args.seq, args.tree_size)?;
-    let event = stele_store::event(store.as_mut(), &chain, args.seq)?;
+    // The proof and the event it proves, from one snapshot.
+    let ((size, root, proof), event) = stele_store::read_consistent(store.as_mut(), |store| {
+        let proof = stele_store::inclusion_proof(store, &chain, args.seq, args.tree_size)?;
+        Ok::<_, stele_store::StoreError>((proof, stele_store::event(store, &chain, args.seq)?))
+    })?;
     let canonical = event_canonical_bytes(&event)?;
     let checkpoint = signed_checkpoint(ctx, &chain, size, root)?;
     let text = match args.format {

@@ -54,17 +54,20 @@ fn verify_one_observed(
     json: bool,
     observe: &mut dyn FnMut(stele_ledger::StoredEvent<'_>),
 ) -> Result<VerifyReport, Failure> {
-    let total = store.head(chain)?.map_or(0, |h| h.size);
-    let bar = output::progress(json, total, &format!("verifying {chain}"));
-    let report = stele_store::verify_chain_observed(
-        store,
-        chain,
-        keys,
-        &mut |n| bar.set_position(n),
-        observe,
-    )?;
-    bar.finish_and_clear();
-    Ok(report)
+    // One snapshot: the bar's total is the head the verification checks.
+    stele_store::read_consistent(store, |store| {
+        let total = store.head(chain)?.map_or(0, |h| h.size);
+        let bar = output::progress(json, total, &format!("verifying {chain}"));
+        let report = stele_store::verify_chain_observed(
+            store,
+            chain,
+            keys,
+            &mut |n| bar.set_position(n),
+            observe,
+        )?;
+        bar.finish_and_clear();
+        Ok(report)
+    })
 }
 
 /// Human summary of one report.
@@ -825,26 +828,32 @@ fn anchored_log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
         events = n;
     } else {
         let mut store = open_store_read_only(ctx)?;
-        let head = store
-            .head(&chain)?
-            .ok_or_else(|| stele_store::StoreError::UnknownChain(chain.to_string()))?;
-        let bar = output::progress(ctx.json, head.size, &format!("verifying {chain}"));
-        let mut n = 0u64;
-        store.scan_stored(&chain, 0, None, &mut |e, nodes| {
-            log.check(e, Some(nodes));
-            recorded.observe(e);
-            n += 1;
-            if n.is_multiple_of(16_384) {
-                bar.set_position(n);
-            }
-            Ok(())
-        })?;
-        bar.finish_and_clear();
-        let stored_root = match stele_store::tree_root(store.as_mut(), &chain, Some(head.size)) {
-            Ok((_, root)) => Ok(root),
-            Err(stele_store::StoreError::Corrupt(why)) => Err(why),
-            Err(e) => return Err(e.into()),
-        };
+        // The head, the rows and the stored hashes from one snapshot: rows
+        // appended meanwhile are neither scanned nor reported as inserted.
+        let (head, n, stored_root) =
+            stele_store::read_consistent(store.as_mut(), |store| -> Result<_, Failure> {
+                let head = store
+                    .head(&chain)?
+                    .ok_or_else(|| stele_store::StoreError::UnknownChain(chain.to_string()))?;
+                let bar = output::progress(ctx.json, head.size, &format!("verifying {chain}"));
+                let mut n = 0u64;
+                store.scan_stored(&chain, 0, None, &mut |e, nodes| {
+                    log.check(e, Some(nodes));
+                    recorded.observe(e);
+                    n += 1;
+                    if n.is_multiple_of(16_384) {
+                        bar.set_position(n);
+                    }
+                    Ok(())
+                })?;
+                bar.finish_and_clear();
+                let stored_root = match stele_store::tree_root(store, &chain, Some(head.size)) {
+                    Ok((_, root)) => Ok(root),
+                    Err(stele_store::StoreError::Corrupt(why)) => Err(why),
+                    Err(e) => return Err(e.into()),
+                };
+                Ok((head, n, stored_root))
+            })?;
         claimed = Some(stele_ledger::verify::ClaimedHead {
             size: head.size,
             head_hash: head.head_hash,
