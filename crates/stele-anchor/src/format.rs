@@ -68,6 +68,9 @@ impl fmt::Display for Trigger {
     }
 }
 
+/// The largest integer RFC 8785 (IEEE double) numbers represent exactly: 2^53.
+const MAX_EXACT_INTEGER: u64 = 1 << 53;
+
 /// An anchor could not be built, parsed or verified.
 #[derive(Debug, Error)]
 #[non_exhaustive]
@@ -225,6 +228,22 @@ impl Anchor {
             serde_json::from_slice(bytes).map_err(|e| AnchorError::Malformed(e.to_string()))?;
         if anchor.version != ANCHOR_VERSION {
             return Err(AnchorError::Version(anchor.version));
+        }
+        // RFC 8785 writes numbers as IEEE doubles: an integer above 2^53
+        // would be signed and stored as a rounded value that no longer
+        // parses as an integer, and neighbouring values would share one
+        // signature. No honest anchor comes near that size.
+        let numbers = [
+            ("anchor_seq", Some(anchor.anchor_seq)),
+            ("tree_size", Some(anchor.tree_size)),
+            ("last_seq", anchor.last_seq),
+        ];
+        if let Some((field, value)) = numbers.into_iter().find_map(|(field, value)| {
+            Some((field, value?)).filter(|(_, v)| *v > MAX_EXACT_INTEGER)
+        }) {
+            return Err(AnchorError::Malformed(format!(
+                "{field} {value} is larger than 2^53, which RFC 8785 JSON cannot carry exactly"
+            )));
         }
         Ok(anchor)
     }
@@ -401,6 +420,46 @@ pub(crate) mod tests {
             Anchor::from_bytes(text.as_bytes()),
             Err(AnchorError::Version(_))
         ));
+    }
+
+    #[test]
+    fn integers_beyond_2_pow_53_are_refused() {
+        // Found by the `anchor` fuzz target (fuzz/regressions/anchor/): such an
+        // anchor parsed, but its RFC 8785 bytes carry a rounded float that
+        // does not parse back, so its signature covered a different value.
+        let (signer, _) = keys("stele.test");
+        let good = anchor(&signer, 1, 10, Hash([3; 32]));
+        let text = String::from_utf8(good.to_bytes().unwrap()).unwrap();
+        Anchor::from_bytes(text.as_bytes()).unwrap();
+        for (field, bad) in [
+            (
+                "anchor_seq",
+                text.replace("\"anchor_seq\":1,", "\"anchor_seq\":18446744073709551615,"),
+            ),
+            (
+                "tree_size",
+                text.replace("\"tree_size\":10,", "\"tree_size\":9007199254740993,"),
+            ),
+            (
+                "last_seq",
+                text.replace("\"last_seq\":9,", "\"last_seq\":9007199254740993,"),
+            ),
+        ] {
+            assert_ne!(bad, text, "{field} not substituted");
+            let err = Anchor::from_bytes(bad.as_bytes()).unwrap_err();
+            assert!(
+                matches!(&err, AnchorError::Malformed(m) if m.contains(field) && m.contains("2^53")),
+                "{field}: {err}"
+            );
+        }
+        // 2^53 itself is exact and accepted.
+        let edge = text.replace("\"anchor_seq\":1,", "\"anchor_seq\":9007199254740992,");
+        assert_eq!(
+            Anchor::from_bytes(edge.as_bytes()).unwrap().anchor_seq,
+            1 << 53
+        );
+        let file = include_bytes!("../../../fuzz/regressions/anchor/anchor-seq-beyond-2-53.json");
+        assert!(Anchor::from_bytes(file).is_err());
     }
 
     #[test]

@@ -333,7 +333,8 @@ impl<'k> LogVerifier<'k> {
             });
         }
         self.last_seq = Some(seq);
-        self.next_seq = seq + 1;
+        // Saturating: a row may claim any seq, u64::MAX included.
+        self.next_seq = seq.saturating_add(1);
         if e.chain_id != self.chain.as_str() {
             self.report(Finding::WrongChain {
                 seq,
@@ -579,6 +580,25 @@ mod tests {
         let mut v = LogVerifier::new(ChainId::new("prod").unwrap(), Some(keys));
         events.iter().for_each(|e| v.check(e, None));
         v.finish(Some(head))
+    }
+
+    #[test]
+    fn a_row_claiming_the_largest_seq_is_a_finding_not_a_panic() {
+        // Found by the `export_lines` fuzz target (fuzz/regressions/export_lines/):
+        // an export line with "seq":18446744073709551615 overflowed `seq + 1`.
+        let keys = keyring();
+        let (mut events, head) = chain(3, &keys);
+        events[2].seq = u64::MAX;
+        let r = run(&events, &head, &keys);
+        assert!(
+            r.findings.iter().any(|f| matches!(
+                f,
+                Finding::MissingEvents { first: 2, last } if *last == u64::MAX - 1
+            )),
+            "{:?}",
+            r.findings
+        );
+        assert!(!r.is_clean());
     }
 
     #[test]

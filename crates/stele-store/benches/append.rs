@@ -218,7 +218,10 @@ fn main() {
         .or_else(|| std::env::var("STELE_TEST_PG_URL").ok());
     if let Some(url) = pg_url {
         // SAFETY of intent: the testkit reads STELE_TEST_PG_URL for its admin connection.
-        unsafe { std::env::set_var("STELE_TEST_PG_URL", url) };
+        #[allow(unsafe_code)] // single-threaded here: nothing else reads the environment yet
+        unsafe {
+            std::env::set_var("STELE_TEST_PG_URL", url)
+        };
     }
     if postgres::Client::connect(&stele_store::testkit::pg_admin_url(), postgres::NoTls).is_ok() {
         measure("postgres", &TestDb::postgres, rounds, batches);

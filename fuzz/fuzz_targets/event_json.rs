@@ -1,0 +1,51 @@
+//! One event as a client sends it (`stele append`'s JSON, one JSONL line):
+//! parsing and validation must never panic, and an accepted event must keep
+//! every documented limit, carry its payload in RFC 8785 form, and survive a
+//! serialize -> parse -> validate round trip unchanged.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use stele_ledger::canonical::canonicalize_payload_text;
+use stele_ledger::{EventInput, Limits};
+
+fuzz_target!(|data: &[u8]| {
+    let Some(text) = stele_fuzz::text(data) else {
+        return;
+    };
+    let Ok(input) = EventInput::from_json(text) else {
+        return;
+    };
+    let limits = Limits::default();
+    let Ok(valid) = input.clone().validate(&limits) else {
+        return;
+    };
+
+    // The documented limits (docs/formats.md, event input).
+    let t = &valid.event_type;
+    assert!(!t.is_empty() && t.len() <= 128, "type length {}", t.len());
+    assert!(
+        t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".:_/-".contains(&b))
+    );
+    if let Some(actor) = &valid.actor {
+        assert!(actor.len() <= 256 && !actor.chars().any(char::is_control));
+    }
+    if let Some(key) = &valid.idempotency_key {
+        assert!(!key.is_empty() && key.len() <= 128);
+        assert!(key.bytes().all(|b| (0x21..=0x7e).contains(&b)));
+    }
+    if let Some(payload) = &valid.payload {
+        assert!(payload.len() <= limits.max_payload_bytes);
+        // Canonical form is a fixed point: canonicalizing it again changes nothing.
+        let again = canonicalize_payload_text(payload).expect("canonical payload is JSON");
+        assert_eq!(&again, payload, "payload not in canonical form");
+    }
+
+    // Round trip: what was accepted, sent again, is accepted as the same event.
+    let json = serde_json::to_string(&input).expect("an EventInput serializes");
+    let reparsed = EventInput::from_json(&json).expect("a serialized EventInput parses");
+    let revalid = reparsed
+        .validate(&limits)
+        .expect("a valid event stays valid");
+    assert_eq!(revalid, valid);
+});
