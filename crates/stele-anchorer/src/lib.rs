@@ -1043,9 +1043,14 @@ impl Anchorer<'_> {
                 return Ok(());
             }
             let err = match anchor.verify(verifier_key) {
-                // Our key, a seq our outbox has with other bytes: the outbox
-                // row was altered, which building on it reports as such.
-                Ok(_) if outbox.iter().any(|r| r.anchor_seq == anchor.anchor_seq) => {
+                // Our key, a seq whose outbox row is not an anchor we signed
+                // as it reads: the row was altered, which building on it
+                // reports as tampering (a sound row with other bytes is a fork).
+                Ok(_)
+                    if outbox.iter().any(|r| {
+                        r.anchor_seq == anchor.anchor_seq && self.check_own_anchor(r).is_err()
+                    }) =>
+                {
                     return Ok(());
                 }
                 Ok(_) => AnchorerError::UnknownOwnAnchor {
