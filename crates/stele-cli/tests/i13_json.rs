@@ -86,3 +86,56 @@ fn repeated_keys_in_event_json_are_refused_with_the_key_named() {
     ]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
 }
+
+/// A stored or exported payload edited to repeat a key whose last value is
+/// the committed one (`{"a":0,"a":1}` reads as `{"a":1}` to `serde_json`)
+/// is a finding that names the repeated key, not a merged value.
+#[test]
+fn a_repeated_key_in_a_stored_or_exported_payload_is_a_finding() {
+    let l = Ledger::new(TestDb::sqlite());
+    let out = l.run(&[
+        "append",
+        "--chain",
+        "prod",
+        "--type",
+        "t.x",
+        "--payload",
+        r#"{"a":1}"#,
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let export = l.dir.path().join("export.jsonl");
+    let out = l.run(&[
+        "log",
+        "export",
+        "--chain",
+        "prod",
+        "-o",
+        export.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+    l.db.exec(r#"UPDATE audit_events SET payload = '{"a":0,"a":1}' WHERE chain_id = 'prod'"#);
+    let out = l.run(&["verify", "log", "--chain", "prod"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &stderr(&out);
+    assert_eq!(code(&out), 1, "{text}");
+    assert!(text.contains("repeats key \"a\""), "{text}");
+    l.db.exec(r#"UPDATE audit_events SET payload = '{"a":1}' WHERE chain_id = 'prod'"#);
+    assert_eq!(code(&l.run(&["verify", "log", "--chain", "prod"])), 0);
+
+    let exported = std::fs::read_to_string(&export).unwrap();
+    let forged = l.dir.path().join("forged.jsonl");
+    std::fs::write(
+        &forged,
+        exported.replace(r#""payload":{"a":1}"#, r#""payload":{"a":0,"a":1}"#),
+    )
+    .unwrap();
+    let out = l
+        .command()
+        .args(["verify", "log", "--chain", "prod", "--export"])
+        .arg(&forged)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &stderr(&out);
+    assert_eq!(code(&out), 1, "{text}");
+    assert!(text.contains("repeats key \"a\""), "{text}");
+}
