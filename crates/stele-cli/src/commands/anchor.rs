@@ -310,10 +310,19 @@ fn run_cadence(ctx: &Context, args: &AnchorRunArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::Input(e.into()))?;
     // Never fork a WORM history: checked once at start for the chains known
     // now (a chain first seen later is not checked until the next start).
+    // A bucket unreachable at start does not stop the runner, which keeps
+    // building anchors through an outage; `anchor now` checks before uploading.
     for chain in &known_chains {
-        anchorer
-            .check_bucket_history(&target, rt.handle(), chain, &verifier_key)
-            .map_err(anchorer_failure)?;
+        match anchorer.check_bucket_history(&target, rt.handle(), chain, &verifier_key) {
+            Ok(()) => {}
+            Err(stele_anchorer::AnchorerError::Worm(e)) if e.is_transient() => {
+                eprintln!(
+                    "warning: cannot read the anchors of chain {chain} in {} to check they are this ledger's ({e}); anchoring goes on",
+                    target.describe()
+                );
+            }
+            Err(e) => return Err(anchorer_failure(e)),
+        }
     }
     if args.once {
         let report = anchorer
