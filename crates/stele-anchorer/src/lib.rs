@@ -99,6 +99,37 @@ pub enum AnchorerError {
         /// Now.
         now: String,
     },
+    /// The bucket already holds anchors of this chain signed by another key:
+    /// another ledger anchors the same chain id under the same prefix.
+    #[error(
+        "the bucket already holds anchors of chain {chain:?} under {prefix} that this ledger did not sign ({key}, anchor_seq {anchor_seq}, {why}): another ledger anchors a chain with the same id there. Anchors cannot be removed, and writing ours beside them would fork that WORM history (and make its `verify anchors` fail for good), so nothing was signed or uploaded. Use another chain id for this ledger, or another prefix (AUDIT_ANCHOR_PREFIX / prefix in [anchor]) or bucket"
+    )]
+    ForeignAnchors {
+        /// Chain.
+        chain: String,
+        /// The chain's key prefix in the bucket.
+        prefix: String,
+        /// The newest such object.
+        key: String,
+        /// Its anchor seq.
+        anchor_seq: u64,
+        /// Why it is not ours.
+        why: String,
+    },
+    /// The bucket holds an anchor of this chain signed by our key that the
+    /// database does not know: it was restored from an older backup (or
+    /// another copy of the ledger anchors too).
+    #[error(
+        "the bucket holds anchor_seq {anchor_seq} of chain {chain:?} ({key}), signed by this ledger's key, that this database's outbox does not have: the database was restored from an older backup, or another copy of this ledger anchors the same chain. Anchoring now would fork the WORM history, so nothing was signed or uploaded. Restore the newest database (or recover the missing events and anchors), and run `stele verify anchors` to see what the bucket holds"
+    )]
+    UnknownOwnAnchor {
+        /// Chain.
+        chain: String,
+        /// The object.
+        key: String,
+        /// Its anchor seq.
+        anchor_seq: u64,
+    },
 }
 
 /// How anchors are written.
@@ -1049,4 +1080,100 @@ fn tlog_empty_root() -> Hash {
 fn stele_anchor_ts(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| t.to_string())
+}
+
+/// How many of a chain's newest objects the bucket check reads.
+const BUCKET_CHECK_OBJECTS: usize = 4;
+/// Largest object the bucket check reads: far above any anchor stele writes.
+const BUCKET_CHECK_MAX_BYTES: usize = 256 * 1024;
+
+impl Anchorer<'_> {
+    /// Checks, before anchors of `chain` are written, that what the bucket
+    /// holds for it is this ledger's own history: the newest anchor objects
+    /// under the chain's prefix (at most a few, each of bounded size) must
+    /// be ones in our outbox, byte for byte. A chain with no objects there
+    /// passes; objects that are not anchors of this chain are left to
+    /// `verify anchors` (a squatter must not stop anchoring).
+    ///
+    /// # Errors
+    ///
+    /// [`AnchorerError::ForeignAnchors`] when another key signed them,
+    /// [`AnchorerError::UnknownOwnAnchor`] when our key signed one our
+    /// outbox does not have; object store and database errors.
+    pub fn check_bucket_history(
+        &mut self,
+        target: &ObjectStore,
+        rt: &Handle,
+        chain: &ChainId,
+        verifier_key: &str,
+    ) -> Result<(), AnchorerError> {
+        let prefix = stele_anchor::chain_prefix(self.policy.prefix.as_deref(), chain)
+            .map_err(|e| AnchorerError::Config(e.to_string()))?;
+        let keys = rt.block_on(target.list(&prefix))?;
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let outbox = self.store.anchors(Some(chain), None)?;
+        let ours: std::collections::HashSet<String> =
+            outbox.iter().map(|r| object_hash(&r.body)).collect();
+        // Keys sort by anchor time, then seq: the newest are last.
+        for key in keys.iter().rev().take(BUCKET_CHECK_OBJECTS) {
+            let Some(bytes) = read_bounded(target, rt, key)? else {
+                continue;
+            };
+            let Ok(anchor) = Anchor::from_bytes(&bytes) else {
+                continue;
+            };
+            if anchor.chain_id != chain.as_str() {
+                continue;
+            }
+            if ours.contains(&object_hash(&bytes)) {
+                // The newest anchor there is ours: ours link on from it.
+                return Ok(());
+            }
+            let err = match anchor.verify(verifier_key) {
+                // Our key, a seq whose outbox row is not an anchor we signed
+                // as it reads: the row was altered, which building on it
+                // reports as tampering (a sound row with other bytes is a fork).
+                Ok(_)
+                    if outbox.iter().any(|r| {
+                        r.anchor_seq == anchor.anchor_seq && self.check_own_anchor(r).is_err()
+                    }) =>
+                {
+                    return Ok(());
+                }
+                Ok(_) => AnchorerError::UnknownOwnAnchor {
+                    chain: chain.to_string(),
+                    key: key.clone(),
+                    anchor_seq: anchor.anchor_seq,
+                },
+                Err(e) => AnchorerError::ForeignAnchors {
+                    chain: chain.to_string(),
+                    prefix: prefix.clone(),
+                    key: key.clone(),
+                    anchor_seq: anchor.anchor_seq,
+                    why: e.to_string(),
+                },
+            };
+            tracing::error!(chain = %chain, error = %err, "ANCHORING REFUSED");
+            return Err(err);
+        }
+        Ok(())
+    }
+}
+
+/// An object's bytes, or `None` if it is larger than [`BUCKET_CHECK_MAX_BYTES`].
+fn read_bounded(
+    target: &ObjectStore,
+    rt: &Handle,
+    key: &str,
+) -> Result<Option<Vec<u8>>, AnchorerError> {
+    Ok(match target {
+        ObjectStore::S3(s3) => {
+            rt.block_on(s3.get_version_bounded(key, None, BUCKET_CHECK_MAX_BYTES))?
+        }
+        ObjectStore::Local(_) => {
+            Some(rt.block_on(target.get(key))?).filter(|b| b.len() <= BUCKET_CHECK_MAX_BYTES)
+        }
+    })
 }

@@ -23,9 +23,15 @@ pub const CONFIG_FILE: &str = "stele.toml";
 pub struct ConfigFile {
     /// Largest payload accepted, in canonical bytes.
     pub max_payload_bytes: usize,
-    /// Database location; prefer `STELE_DB` for URLs with passwords.
+    /// Database location, as `stele init` recorded it: a SQLite path, or a
+    /// PostgreSQL URL without its password (never written here). Absent: the
+    /// data directory's `ledger.db`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub db: Option<String>,
+    /// A file holding the PostgreSQL password for `db` (mode 0600, relative
+    /// to the data directory or absolute); `PGPASSWORD` wins over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_password_file: Option<PathBuf>,
     /// Anchoring settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anchor: Option<AnchorFile>,
@@ -98,10 +104,22 @@ fn env_num<T: std::str::FromStr>(name: &str) -> Result<Option<T>, Failure> {
         .transpose()
 }
 
+/// Where the database location came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbSource {
+    /// `--db` or `STELE_DB`: what the user asked for, now.
+    Explicit,
+    /// `db` in `stele.toml`: the ledger `stele init` created.
+    Config,
+    /// Neither: the data directory's `ledger.db`.
+    Default,
+}
+
 /// Everything a command needs to find its data.
 pub struct Context {
     pub data_dir: PathBuf,
     pub db: DbLocation,
+    pub db_source: DbSource,
     pub limits: Limits,
     pub json: bool,
     pub anchor_file: Option<AnchorFile>,
@@ -127,13 +145,27 @@ impl Context {
                 )));
             }
         };
-        let db = match global
-            .db
-            .clone()
-            .or_else(|| file.as_ref().and_then(|f| f.db.clone()))
-        {
-            Some(s) => DbLocation::parse(&s)?,
-            None => DbLocation::Sqlite(global.data_dir.join("ledger.db")),
+        let recorded = file.as_ref().and_then(|f| f.db.clone());
+        let (db, db_source) = match (global.db.clone(), recorded) {
+            (Some(s), _) => (DbLocation::parse(&s)?, DbSource::Explicit),
+            (None, Some(s)) => {
+                let location = match DbLocation::parse(&s)? {
+                    DbLocation::Postgres(url) => {
+                        let password_file = file.as_ref().and_then(|f| f.db_password_file.clone());
+                        DbLocation::Postgres(with_password(
+                            &url,
+                            db_password(&global.data_dir, password_file.as_deref())?,
+                        ))
+                    }
+                    // A relative path is the data directory's, wherever stele runs.
+                    DbLocation::Sqlite(path) => DbLocation::Sqlite(global.data_dir.join(path)),
+                };
+                (location, DbSource::Config)
+            }
+            (None, None) => (
+                DbLocation::Sqlite(global.data_dir.join("ledger.db")),
+                DbSource::Default,
+            ),
         };
         let limits = Limits {
             max_payload_bytes: file
@@ -144,6 +176,7 @@ impl Context {
         Ok(Self {
             data_dir: global.data_dir.clone(),
             db,
+            db_source,
             limits,
             json: global.json,
             anchor_file,
@@ -300,6 +333,142 @@ fn elide_quoted(message: &str) -> String {
     out
 }
 
+/// The PostgreSQL password for the recorded `db`, if one is given:
+/// `PGPASSWORD`, else the contents of `db_password_file` (which must not be
+/// readable by group or others, like the keys).
+fn db_password(data_dir: &Path, password_file: Option<&Path>) -> Result<Option<String>, Failure> {
+    if let Ok(password) = std::env::var("PGPASSWORD")
+        && !password.is_empty()
+    {
+        return Ok(Some(password));
+    }
+    let Some(file) = password_file else {
+        return Ok(None);
+    };
+    let path = data_dir.join(file);
+    let not_usable = |why: String| {
+        Failure::Input(anyhow::anyhow!(
+            "db_password_file {} in stele.toml {why}",
+            path.display()
+        ))
+    };
+    let meta = std::fs::metadata(&path).map_err(|e| not_usable(format!("cannot be read: {e}")))?;
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(not_usable(format!(
+                "has mode {mode:04o}: a password file must be readable by its owner only (chmod 600 it)"
+            )));
+        }
+    }
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| not_usable(format!("cannot be read: {e}")))?;
+    let password = text.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        return Err(not_usable("is empty".into()));
+    }
+    Ok(Some(password.to_owned()))
+}
+
+/// `url` with `password` added as its `password` parameter (percent-encoded),
+/// unless the URL already carries one.
+pub fn with_password(url: &str, password: Option<String>) -> String {
+    let Some(password) = password else {
+        return url.to_owned();
+    };
+    if has_password(url) {
+        return url.to_owned();
+    }
+    let mut encoded = String::with_capacity(password.len());
+    for b in password.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            encoded.push(char::from(b));
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}password={encoded}")
+}
+
+/// Splits a PostgreSQL URL as the driver does: the credentials are
+/// everything before the first `@` after the scheme.
+fn split_url(url: &str) -> Option<(&str, Option<&str>, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    Some(match rest.split_once('@') {
+        Some((credentials, rest)) => (scheme, Some(credentials), rest),
+        None => (scheme, None, rest),
+    })
+}
+
+fn is_password_parameter(pair: &str) -> bool {
+    let name = pair.split_once('=').map_or(pair, |(k, _)| k);
+    percent_decode(name).eq_ignore_ascii_case("password")
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Whether a PostgreSQL URL carries a password (in its credentials or as a parameter).
+pub fn has_password(url: &str) -> bool {
+    let Some((_, credentials, rest)) = split_url(url) else {
+        return false;
+    };
+    credentials.is_some_and(|c| c.contains(':'))
+        || rest
+            .split_once('?')
+            .is_some_and(|(_, query)| query.split('&').any(is_password_parameter))
+}
+
+/// A PostgreSQL URL with its password removed (from the credentials and any
+/// `password` parameter): what `stele init` records in `stele.toml`.
+pub fn without_password(url: &str) -> String {
+    let Some((scheme, credentials, rest)) = split_url(url) else {
+        return url.to_owned();
+    };
+    let mut out = format!("{scheme}://");
+    if let Some(credentials) = credentials {
+        out.push_str(credentials.split(':').next().unwrap_or_default());
+        out.push('@');
+    }
+    match rest.split_once('?') {
+        Some((base, query)) => {
+            out.push_str(base);
+            let kept: Vec<&str> = query
+                .split('&')
+                .filter(|p| !p.is_empty() && !is_password_parameter(p))
+                .collect();
+            if !kept.is_empty() {
+                out.push('?');
+                out.push_str(&kept.join("&"));
+            }
+        }
+        None => out.push_str(rest),
+    }
+    out
+}
+
 /// Writes a new config file; refuses to overwrite.
 pub fn write_config(path: &Path, config: &ConfigFile) -> anyhow::Result<()> {
     use std::io::Write as _;
@@ -315,4 +484,39 @@ pub fn write_config(path: &Path, config: &ConfigFile) -> anyhow::Result<()> {
     f.write_all(text.as_bytes())?;
     f.sync_all()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_recorded_url_has_no_password_and_one_can_be_added_back() {
+        for (given, recorded) in [
+            ("postgres://u:s3cret@h:5432/db", "postgres://u@h:5432/db"),
+            ("postgres://u:pa/s3cret?x=1#y@h/db", "postgres://u@h/db"),
+            (
+                "postgres://u@h/db?sslmode=require&PassWord=s3cret",
+                "postgres://u@h/db?sslmode=require",
+            ),
+            ("postgres://u@h/db?pass%77ord=s3cret", "postgres://u@h/db"),
+            ("postgresql://h/db", "postgresql://h/db"),
+        ] {
+            assert_eq!(without_password(given), recorded);
+            assert!(!has_password(recorded));
+        }
+        assert!(has_password("postgres://u:x@h/db"));
+        assert_eq!(
+            with_password("postgres://u@h/db", Some("a b&c=/".into())),
+            "postgres://u@h/db?password=a%20b%26c%3D%2F"
+        );
+        assert_eq!(
+            with_password("postgres://u@h/db?sslmode=disable", Some("p".into())),
+            "postgres://u@h/db?sslmode=disable&password=p"
+        );
+        assert_eq!(
+            with_password("postgres://u:q@h/db", Some("p".into())),
+            "postgres://u:q@h/db"
+        );
+    }
 }

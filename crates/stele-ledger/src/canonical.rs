@@ -48,9 +48,158 @@ pub fn to_canonical_string<T: Serialize>(value: &T) -> Result<String, InputError
 ///
 /// [`InputError::MalformedJson`] if the text is not JSON.
 pub fn canonicalize_payload_text(text: &str) -> Result<String, InputError> {
-    let value: Value =
-        serde_json::from_str(text).map_err(|e| InputError::MalformedJson(e.to_string()))?;
-    to_canonical_string(&value)
+    to_canonical_string(&parse_json_value(text)?)
+}
+
+/// Parses JSON text from outside (a `--payload`, an event line) as a value,
+/// refusing ambiguous input: a key repeated in any object (which
+/// `serde_json` would silently resolve to the last value) or a lone UTF-16
+/// surrogate escape (which `serde_json` refuses as it parses strings).
+///
+/// # Errors
+///
+/// [`InputError::DuplicateKey`] naming the key and where it is;
+/// [`InputError::MalformedJson`] for text that is not JSON.
+pub fn parse_json_value(text: &str) -> Result<Value, InputError> {
+    check_unambiguous_json(text)?;
+    serde_json::from_str(text).map_err(|e| InputError::MalformedJson(e.to_string()))
+}
+
+/// Checks that no object in `text` repeats a key, at any depth.
+///
+/// # Errors
+///
+/// [`InputError::DuplicateKey`] for the first repeated key;
+/// [`InputError::MalformedJson`] for text that is not JSON.
+pub fn check_unambiguous_json(text: &str) -> Result<(), InputError> {
+    let found = std::cell::RefCell::new(None);
+    let mut de = serde_json::Deserializer::from_str(text);
+    let checked = serde::de::DeserializeSeed::deserialize(
+        KeyCheck {
+            at: None,
+            found: &found,
+        },
+        &mut de,
+    )
+    .and_then(|()| de.end());
+    if let Some((path, key)) = found.into_inner() {
+        return Err(InputError::DuplicateKey { path, key });
+    }
+    checked.map_err(|e| InputError::MalformedJson(e.to_string()))
+}
+
+/// One step of the path to a value, rendered only when a duplicate is found.
+enum Step<'a> {
+    Member(&'a str),
+    Element(usize),
+}
+
+struct PathNode<'a> {
+    parent: Option<&'a PathNode<'a>>,
+    step: Step<'a>,
+}
+
+fn render_path(mut at: Option<&PathNode<'_>>) -> String {
+    let mut steps = Vec::new();
+    while let Some(node) = at {
+        steps.push(match node.step {
+            Step::Member(key) => format!(".{}", shown_key(key)),
+            Step::Element(i) => format!("[{i}]"),
+        });
+        at = node.parent;
+    }
+    steps.reverse();
+    format!("${}", steps.concat())
+}
+
+/// A key as it may appear in a message: quoted and escaped (no control
+/// character is echoed), at most 64 characters.
+fn shown_key(key: &str) -> String {
+    let short: String = key.chars().take(64).collect();
+    if short.len() < key.len() {
+        format!("{short:?}…")
+    } else {
+        format!("{short:?}")
+    }
+}
+
+/// Walks a JSON document without building it, remembering the first
+/// repeated key (the walk stops there with an error).
+struct KeyCheck<'a, 'f> {
+    at: Option<&'a PathNode<'a>>,
+    found: &'f std::cell::RefCell<Option<(String, String)>>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeyCheck<'_, '_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for KeyCheck<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut index = 0usize;
+        loop {
+            let node = PathNode {
+                parent: self.at,
+                step: Step::Element(index),
+            };
+            let seed = KeyCheck {
+                at: Some(&node),
+                found: self.found,
+            };
+            if seq.next_element_seed(seed)?.is_none() {
+                return Ok(());
+            }
+            index = index.saturating_add(1);
+        }
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if seen.contains(&key) {
+                *self.found.borrow_mut() = Some((render_path(self.at), shown_key(&key)));
+                return Err(serde::de::Error::custom("duplicate key"));
+            }
+            let node = PathNode {
+                parent: self.at,
+                step: Step::Member(&key),
+            };
+            map.next_value_seed(KeyCheck {
+                at: Some(&node),
+                found: self.found,
+            })?;
+            seen.insert(key);
+        }
+        Ok(())
+    }
 }
 
 /// Why stored or exported payload text is not what append writes.
@@ -80,6 +229,13 @@ pub enum StoredPayloadError {
 /// [`StoredPayloadError`] saying what is wrong; `NotCanonical` carries the
 /// canonical text so a verifier can still check the value it denotes.
 pub fn parse_stored_payload(text: &str) -> Result<(), StoredPayloadError> {
+    // A repeated key is a finding, not merged: append never stores one, and
+    // a value chosen by "last wins" could differ from what another reader sees.
+    if let Err(InputError::DuplicateKey { path, key }) = check_unambiguous_json(text) {
+        return Err(StoredPayloadError::Unreadable(format!(
+            "payload repeats key {key} in the object at {path}: ambiguous JSON, which append never stores"
+        )));
+    }
     let value: Value = serde_json::from_str(text)
         .map_err(|e| StoredPayloadError::Unreadable(format!("payload is not valid JSON ({e})")))?;
     crate::event::check_depth(&value).map_err(|e| StoredPayloadError::Unreadable(e.to_string()))?;
@@ -222,6 +378,37 @@ fn push_json_string(out: &mut Vec<u8>, s: &str) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn repeated_keys_are_refused_at_every_depth_and_named() {
+        for (text, path, key) in [
+            (r#"{"a":1,"a":2}"#, "$", "\"a\""),
+            (
+                r#"{"x":{"b":[1,{"k":0,"k":0}]}}"#,
+                "$.\"x\".\"b\"[1]",
+                "\"k\"",
+            ),
+            (r#"[{"q\u0000":1,"q\u0000":1}]"#, "$[0]", "\"q\\0\""),
+        ] {
+            match super::parse_json_value(text) {
+                Err(crate::event::InputError::DuplicateKey { path: p, key: k }) => {
+                    assert_eq!((p.as_str(), k.as_str()), (path, key), "{text}");
+                }
+                other => panic!("{text}: {other:?}"),
+            }
+            assert!(matches!(
+                super::parse_stored_payload(text),
+                Err(super::StoredPayloadError::Unreadable(m)) if m.contains("repeats key")
+            ));
+        }
+        // Distinct keys at different objects are fine; escapes decode first.
+        assert!(super::parse_json_value(r#"{"a":{"a":1},"b":[{"a":1},{"a":2}]}"#).is_ok());
+        assert!(super::parse_json_value(r#"{"a":1,"\u0061":2}"#).is_err());
+        // Lone surrogates never reach a payload (I-JSON forbids them).
+        for lone in [r#""\ud800""#, r#"{"a":"x\udc00"}"#, r#"{"\ud800":1}"#] {
+            assert!(super::parse_json_value(lone).is_err(), "{lone}");
+        }
+    }
+
     use super::*;
     use serde_json::json;
 

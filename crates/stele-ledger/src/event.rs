@@ -81,6 +81,17 @@ pub enum InputError {
     /// A key id was well-formed but no such key is held.
     #[error("unknown HMAC key id {0:?}: it is not in the keyring (see `stele keys list`)")]
     UnknownKeyId(String),
+    /// An object names the same member twice: JSON parsers disagree on which
+    /// value counts (RFC 8785 inputs are I-JSON, RFC 7493, which forbids it).
+    #[error(
+        "ambiguous JSON: key {key} appears twice in the object at {path}; parsers disagree on which value counts, so nothing was appended (send each key once)"
+    )]
+    DuplicateKey {
+        /// Where the object is (`$` is the top, `$.a[0]` a member's element).
+        path: String,
+        /// The repeated key, quoted and shortened.
+        key: String,
+    },
 }
 
 /// Deepest nesting of arrays and objects accepted in a payload (a scalar is
@@ -164,8 +175,10 @@ impl EventInput {
     ///
     /// # Errors
     ///
-    /// [`InputError::MalformedJson`] if the text is not an event object.
+    /// [`InputError::MalformedJson`] if the text is not an event object;
+    /// [`InputError::DuplicateKey`] if any object in it repeats a key.
     pub fn from_json(text: &str) -> Result<Self, InputError> {
+        crate::canonical::check_unambiguous_json(text)?;
         serde_json::from_str(text).map_err(|e| InputError::MalformedJson(e.to_string()))
     }
 

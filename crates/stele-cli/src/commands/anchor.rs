@@ -201,13 +201,51 @@ fn now(ctx: &Context, chain: Option<&str>, target_args: &AnchorTargetArgs) -> Re
             )));
         }
     }
+    let verifier_key = ctx.keys().verifier_key()?;
+    // Never fork a WORM history: the bucket's anchors of each chain written
+    // now (built here or waiting in the outbox) must be ours.
+    let mut checked = chains.clone();
+    for r in store.anchors(None, Some(stele_store::AnchorStatus::Pending))? {
+        let chain = chain_id(&r.chain_id)?;
+        if !checked.contains(&chain) {
+            checked.push(chain);
+        }
+    }
+    let chains_written = checked;
     let mut anchorer = Anchorer::new(store.as_mut(), &signer, &keyring, &setup.policy)
         .map_err(|e| Failure::Input(e.into()))?;
+    // A bucket that cannot be read now: anchors are still built (they wait
+    // in the outbox, as in any outage) but none is uploaded unchecked.
+    let mut unchecked = None;
+    for chain in &chains_written {
+        match anchorer.check_bucket_history(&target, rt.handle(), chain, &verifier_key) {
+            Ok(()) => {}
+            Err(stele_anchorer::AnchorerError::Worm(e)) => {
+                unchecked.get_or_insert(e);
+            }
+            Err(e) => return Err(anchorer_failure(e)),
+        }
+    }
     let when = time::OffsetDateTime::now_utc();
     for chain in &chains {
         anchorer
             .build(chain, Trigger::Manual, &key_id, when)
             .map_err(anchorer_failure)?;
+    }
+    if let Some(e) = unchecked {
+        let kept = anchorer
+            .store()
+            .anchors(None, Some(stele_store::AnchorStatus::Pending))?
+            .len();
+        let what = anyhow!(
+            "cannot read the chain's anchors in {}: {e}; {kept} anchor(s) are kept pending in the database and will be uploaded by `stele anchor run` or the next `stele anchor now`",
+            target.describe()
+        );
+        return Err(if e.is_transient() {
+            Failure::Operational(what)
+        } else {
+            Failure::Input(what)
+        });
     }
     let report = anchorer
         .upload_pending(&target, rt.handle())
@@ -259,8 +297,33 @@ fn run_cadence(ctx: &Context, args: &AnchorRunArgs) -> Result<(), Failure> {
         Some(c) => Some(vec![chain_id(c)?]),
         None => setup.chain.clone().map(|c| vec![c]),
     };
+    let verifier_key = ctx.keys().verifier_key()?;
+    let known_chains = match &fixed_chains {
+        Some(c) => c.clone(),
+        None => store
+            .chains()?
+            .iter()
+            .map(|h| chain_id(&h.chain_id))
+            .collect::<Result<Vec<_>, _>>()?,
+    };
     let mut anchorer = Anchorer::new(store.as_mut(), &signer, &keyring, &setup.policy)
         .map_err(|e| Failure::Input(e.into()))?;
+    // Never fork a WORM history: checked once at start for the chains known
+    // now (a chain first seen later is not checked until the next start).
+    // A bucket unreachable at start does not stop the runner, which keeps
+    // building anchors through an outage; `anchor now` checks before uploading.
+    for chain in &known_chains {
+        match anchorer.check_bucket_history(&target, rt.handle(), chain, &verifier_key) {
+            Ok(()) => {}
+            Err(stele_anchorer::AnchorerError::Worm(e)) if e.is_transient() => {
+                eprintln!(
+                    "warning: cannot read the anchors of chain {chain} in {} to check they are this ledger's ({e}); anchoring goes on",
+                    target.describe()
+                );
+            }
+            Err(e) => return Err(anchorer_failure(e)),
+        }
+    }
     if args.once {
         let report = anchorer
             .round(

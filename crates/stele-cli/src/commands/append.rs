@@ -111,8 +111,12 @@ fn single(args: &AppendArgs, ctx: &Context) -> Result<ValidEvent, Failure> {
         .payload
         .as_deref()
         .map(|p| {
-            serde_json::from_str(p)
-                .map_err(|e| InputError::MalformedJson(format!("--payload: {e}")))
+            stele_ledger::canonical::parse_json_value(p).map_err(|e| match e {
+                InputError::MalformedJson(e) => {
+                    InputError::MalformedJson(format!("--payload: {e}"))
+                }
+                other => other,
+            })
         })
         .transpose()?;
     let input = EventInput {

@@ -99,6 +99,7 @@ fn narrate(args: &DemoArgs) -> Result<Value, Failure> {
     let ctx = Context {
         data_dir: dir.clone(),
         db: DbLocation::Sqlite(dir.join("ledger.db")),
+        db_source: crate::config::DbSource::Default,
         limits: Limits::default(),
         json: false,
         anchor_file: None,

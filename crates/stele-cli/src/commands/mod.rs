@@ -14,18 +14,74 @@ pub mod verify;
 use stele_ledger::ChainId;
 use stele_store::{DbLocation, LedgerStore};
 
-use crate::config::Context;
+use crate::config::{Context, DbSource};
 use crate::error::Failure;
 
 /// Opens the configured database for writing, migrating it if needed. An
 /// uninitialized directory is refused: writing needs its keys, and a
 /// mistyped `--data-dir` must not create or migrate anything.
+///
+/// Only `stele init` creates a ledger: the one the config names (or the
+/// data directory's `ledger.db`) must be there, or a write would silently
+/// start a new, empty ledger beside the real one. A location given with
+/// `--db`/`STELE_DB` is what the user asked for and is opened as given.
 pub fn open_store(ctx: &Context) -> Result<Box<dyn LedgerStore>, Failure> {
     if !ctx.config_path().exists() {
         return Err(not_initialized(ctx));
     }
+    if ctx.db_source != DbSource::Explicit {
+        check_ledger_present(ctx)?;
+    }
     Ok(stele_store::open(&ctx.db)?)
 }
+
+/// Refuses a write when the ledger the data directory was initialized for
+/// is missing (an empty database, a removed file).
+fn check_ledger_present(ctx: &Context) -> Result<(), Failure> {
+    let fix = match ctx.db_source {
+        DbSource::Default => {
+            "; if this directory was initialized with --db by an older stele (which did not \
+             record it), pass that --db or add `db = \"…\"` (without the password) to stele.toml"
+        }
+        _ => "",
+    };
+    let missing = |what: String| {
+        Failure::Input(anyhow::anyhow!(
+            "{what}; stele does not create a new ledger in its place (nothing was written): \
+             restore it, or name the ledger to use with --db{fix}"
+        ))
+    };
+    match &ctx.db {
+        DbLocation::Sqlite(path) => {
+            if !path.exists() {
+                return Err(missing(format!(
+                    "the ledger {} that {} was initialized for is not there",
+                    path.display(),
+                    ctx.data_dir.display()
+                )));
+            }
+        }
+        DbLocation::Postgres(_) => {
+            // Reading only: a database without a stele schema is refused
+            // here; any other outcome (an older schema to migrate, a
+            // connection error) is left to the writing open that follows.
+            if let Err(stele_store::StoreError::Open { reason, .. }) =
+                stele_store::open_read_only(&ctx.db)
+                && reason == NO_LEDGER_REASON
+            {
+                return Err(missing(format!(
+                    "the database {} that {} was initialized for holds no stele ledger",
+                    ctx.db,
+                    ctx.data_dir.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What `stele_store::open_read_only` says of a database without a stele schema.
+const NO_LEDGER_REASON: &str = "it holds no stele ledger";
 
 /// Opens the configured database for reading only: what verification and
 /// the other read commands use, so they can never change what they read,
