@@ -27,6 +27,7 @@ fuzz_target!(|data: &[u8]| {
                 key,
                 bytes: body.as_bytes().to_vec(),
                 storage: None,
+                unreadable: None,
             }
         })
         .collect();
