@@ -105,7 +105,7 @@ pub fn describe(report: &VerifyReport) -> String {
 }
 
 /// Why a database-only run cannot speak for completeness.
-const DB_ONLY_COMPLETENESS: &str = "completeness was not checked against anchors from the WORM bucket: whoever can write to the database can remove the newest events (everything after the last anchor, and more if they also remove its stele_anchors rows) and fix up stele_chains without any key; add --bucket or --mirror";
+const DB_ONLY_COMPLETENESS: &str = "no anchors from the WORM bucket were given, and without them a truncation cannot be proven: whoever can write to the database can remove the newest events (everything after the last anchor, and more if they also remove its stele_anchors rows) and fix up stele_chains without any key; add --bucket or --mirror";
 
 /// What the anchors the ledger recorded itself (`stele_anchors`) showed.
 #[derive(serde::Serialize)]
@@ -374,7 +374,7 @@ fn log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
         text.push_str(&format!(
             "completeness NOT CHECKED against anchors (database only): {DB_ONLY_COMPLETENESS}\nverdict      {}\n",
             if clean {
-                "no finding in the database; integrity only, not an audit PASS"
+                "no finding in the database (integrity only, completeness not checked): not an audit verdict"
             } else {
                 "FAIL"
             }
