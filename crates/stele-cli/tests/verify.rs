@@ -661,8 +661,9 @@ fn one_event_is_verified_offline_against_an_anchor() {
             file0.to_str().unwrap(),
         ],
     );
-    assert_eq!(code(&out), 1);
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // A wrong anchor for the proof is a usage error, not tampering.
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let r: Value = serde_json::from_slice(&out.stderr).unwrap();
     assert!(
         r["error"]
             .as_str()
@@ -702,10 +703,13 @@ fn one_event_is_verified_offline_against_an_anchor() {
             file0.to_str().unwrap(),
         ],
     );
-    assert_eq!(code(&out), 1);
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let r: Value = serde_json::from_slice(&out.stderr).unwrap();
     assert!(
-        r["error"].as_str().unwrap().contains("--tree-size 50"),
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("--chain prod --seq 7 --tree-size 50"),
         "{r}"
     );
 }

@@ -484,11 +484,18 @@ fn event(ctx: &Context, args: &VerifyEventArgs) -> Result<(), Failure> {
     }
     let checked = proof
         .verify(leaf_hash(extra), &vkey)
-        .map_err(|e| e.to_string())
+        .map_err(|e| EventError::Tampered(e.to_string()))
         .and_then(|cp| match &args.anchor {
             Some(anchor) => tie_to_anchor(ctx, args, anchor, &vkey, proof.index, &cp).map(|()| cp),
             None => Ok(cp),
         });
+    let checked = match checked {
+        // A wrong file, a wrong anchor for this proof, an unreachable
+        // bucket: the event was not checked, and that is not tampering.
+        Err(EventError::NotChecked(f)) => return Err(f),
+        Err(EventError::Tampered(why)) => Err(why),
+        Ok(cp) => Ok(cp),
+    };
     match checked {
         Ok(cp) => {
             if ctx.json {
@@ -529,6 +536,19 @@ fn event(ctx: &Context, args: &VerifyEventArgs) -> Result<(), Failure> {
 /// escaped), a proof of at most 64 hashes and a signed checkpoint.
 const MAX_PROOF_BYTES: usize = 1024 * 1024;
 
+/// Why `verify event` did not say OK.
+enum EventError {
+    /// Something signed does not match: exit 1, reported as FAIL.
+    Tampered(String),
+    /// The check could not be made as asked (a usage error, exit 2, or an
+    /// unreachable store, exit 3): never reported as tampering.
+    NotChecked(Failure),
+}
+
+fn usage(message: String) -> EventError {
+    EventError::NotChecked(Failure::Input(anyhow!(message)))
+}
+
 /// Checks that the proof's checkpoint is the tree an anchor commits to.
 fn tie_to_anchor(
     ctx: &Context,
@@ -537,59 +557,75 @@ fn tie_to_anchor(
     vkey: &str,
     seq: u64,
     cp: &stele_ledger::checkpoint::VerifiedCheckpoint,
-) -> Result<(), String> {
+) -> Result<(), EventError> {
     // With --bucket, --anchor is a key in it; without, a file. Never guessed
     // from what happens to exist in the working directory.
     let limit = stele_verify::MAX_ANCHOR_BYTES;
     let bytes = if let Some(bucket) = &args.bucket {
         let setup = ctx
             .anchor_setup(Some(bucket), None)
-            .map_err(|e| e.message().unwrap_or_default())?;
+            .map_err(EventError::NotChecked)?;
         let Some(crate::config::AnchorTarget::S3(cfg)) = setup.target else {
-            return Err("--bucket needs S3 settings".into());
+            return Err(usage("--bucket needs S3 settings".into()));
         };
-        let rt = super::anchor::runtime().map_err(|e| e.message().unwrap_or_default())?;
+        let rt = super::anchor::runtime().map_err(EventError::NotChecked)?;
         let s3 = rt
             .block_on(stele_worm::S3Worm::connect(cfg))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| EventError::NotChecked(super::anchor::worm_failure(e)))?;
         rt.block_on(s3.get_version_bounded(anchor, None, limit))
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("{anchor} has more than the {limit} bytes an anchor may have"))?
+            .map_err(|e| EventError::NotChecked(super::anchor::worm_failure(e)))?
+            .ok_or_else(|| {
+                EventError::Tampered(format!(
+                    "{anchor} has more than the {limit} bytes an anchor may have"
+                ))
+            })?
     } else {
         bounded::read_file(std::path::Path::new(anchor), limit, "anchor file").map_err(|e| {
-            format!(
+            let code = e.exit_code();
+            let message = format!(
                 "{} (to fetch the anchor from a bucket, add --bucket)",
                 e.message().unwrap_or_default()
-            )
+            );
+            EventError::NotChecked(if code == 3 {
+                Failure::Operational(anyhow!(message))
+            } else {
+                Failure::Input(anyhow!(message))
+            })
         })?
     };
-    let anchor = stele_anchor::Anchor::from_bytes(&bytes).map_err(|e| e.to_string())?;
-    anchor.verify(vkey).map_err(|e| e.to_string())?;
+    let anchor = stele_anchor::Anchor::from_bytes(&bytes).map_err(|e| {
+        usage(format!(
+            "{anchor} is not a stele anchor ({e}); name an anchor object (`stele anchor list` shows their keys)"
+        ))
+    })?;
+    anchor
+        .verify(vkey)
+        .map_err(|e| EventError::Tampered(format!("anchor #{}: {e}", anchor.anchor_seq)))?;
     if !cp.origin.ends_with(&format!("/{}", anchor.chain_id)) {
-        return Err(format!(
-            "the proof is for {}, the anchor for chain {}",
+        return Err(usage(format!(
+            "the proof is for {}, the anchor for chain {}: give an anchor of the proof's chain",
             cp.origin, anchor.chain_id
-        ));
+        )));
     }
     if seq >= anchor.tree_size {
-        return Err(format!(
-            "anchor #{} covers {} events; seq {seq} is not among them",
-            anchor.anchor_seq, anchor.tree_size
-        ));
+        return Err(usage(format!(
+            "anchor #{} covers {} events; seq {seq} is not among them: give a later anchor of chain {}",
+            anchor.anchor_seq, anchor.tree_size, anchor.chain_id
+        )));
     }
     if cp.size != anchor.tree_size {
-        return Err(format!(
-            "the proof is against tree size {}, anchor #{} against {}: make the proof at the anchor's size (`stele proof inclusion --seq {seq} --tree-size {}`)",
-            cp.size, anchor.anchor_seq, anchor.tree_size, anchor.tree_size
-        ));
+        return Err(usage(format!(
+            "the proof is against tree size {}, anchor #{} against {}: make the proof at the anchor's size (`stele proof inclusion --chain {} --seq {seq} --tree-size {} --format tlog-proof`)",
+            cp.size, anchor.anchor_seq, anchor.tree_size, anchor.chain_id, anchor.tree_size
+        )));
     }
     if stele_ledger::hex_hash(&cp.root) != anchor.root_hash {
-        return Err(format!(
+        return Err(EventError::Tampered(format!(
             "the proof's checkpoint root {} is not the root {} that anchor #{} committed",
             stele_ledger::hex_hash(&cp.root),
             anchor.root_hash,
             anchor.anchor_seq
-        ));
+        )));
     }
     Ok(())
 }
