@@ -1177,6 +1177,10 @@ fn anchored_log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
     findings.extend(outcome.findings);
     not_checked.extend(outcome.not_checked);
     let anchor_not_checked = anchor_report.as_ref().map(|r| r.not_checked.clone());
+    let anchor_warnings = anchor_report
+        .as_ref()
+        .map(|r| r.warnings.clone())
+        .unwrap_or_default();
     let (mut all_checked, requested, found, mut all_findings, timeline) = match anchor_report {
         Some(r) => {
             let mut c = r.checked;
@@ -1203,6 +1207,7 @@ fn anchored_log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
         all_findings,
         timeline,
     );
+    report.warnings = anchor_warnings;
     report.add_not_checked(
         anchor_not_checked.into_iter().chain(not_checked),
         &args.anchors.waive,
