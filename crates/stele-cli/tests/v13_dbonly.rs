@@ -61,12 +61,12 @@ fn truncation_inside_an_anchored_range_is_a_finding(db: TestDb) {
     let l = anchored_ledger(db);
     let (c, r) = verify_json(&l);
     assert_eq!(c, 0, "{r:#}");
-    assert_eq!(r["recorded_anchors"][0]["compared"], 2, "{r:#}");
 
     // Rows 40.. deleted: anchor #1 recorded tree size 50.
     truncate(&l, 40);
     let (c, r) = verify_json(&l);
     assert_eq!(c, 1, "deleting anchored rows must be a finding: {r:#}");
+    assert_eq!(r["recorded_anchors"][0]["compared"], 2, "{r:#}");
     assert_eq!(r["ok"], false);
     let findings = r["recorded_anchors"][0]["findings"].as_array().unwrap();
     assert!(
@@ -92,7 +92,9 @@ fn truncation_inside_an_anchored_range_is_a_finding(db: TestDb) {
     assert_eq!(c, 1, "{r:#}");
     let findings = r["recorded_anchors"][0]["findings"].as_array().unwrap();
     assert!(
-        findings.iter().any(|f| f["kind"] == "recorded_anchor_altered"),
+        findings
+            .iter()
+            .any(|f| f["kind"] == "recorded_anchor_altered"),
         "{r:#}"
     );
 }
@@ -156,4 +158,22 @@ fn sqlite_truncation_after_the_last_anchor_is_not_passed() {
 #[test]
 fn postgres_truncation_after_the_last_anchor_is_not_passed() {
     truncation_after_the_last_anchor_is_not_passed(TestDb::postgres());
+}
+
+/// `verify log --html` without anchors used to write nothing and say nothing.
+#[test]
+fn html_without_anchors_writes_the_report() {
+    let l = Ledger::new(TestDb::sqlite());
+    let out = l.run_stdin(
+        &["append", "--chain", "prod", "--jsonl", "-"],
+        &jsonl(0..12, "h"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let html = l.dir.path().join("report.html");
+    let out = l.run(&["verify", "log", "--html", html.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let page = std::fs::read_to_string(&html)
+        .unwrap_or_else(|e| panic!("verify log --html without anchors wrote no report: {e}"));
+    assert!(page.contains("12 events recomputed"), "{page}");
+    assert!(page.contains("id=\"not-checked\""), "{page}");
 }

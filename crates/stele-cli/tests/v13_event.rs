@@ -25,22 +25,10 @@ fn usage_errors_are_not_tampering() {
     let key1 = list[1]["object_key"].as_str().unwrap().to_owned();
     // The README's example anchor name has the real shape.
     assert!(
-        key1.rsplit('/')
-            .next()
-            .unwrap()
-            .starts_with("anchor-")
+        key1.rsplit('/').next().unwrap().starts_with("anchor-")
             && key1.ends_with("Z-0000000001.json"),
         "{key1}"
     );
-    let readme = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
-    )
-    .unwrap();
-    assert!(
-        !readme.contains("--anchor anchor-0000000012.json"),
-        "the README names an anchor file no one has"
-    );
-    assert!(readme.contains("Z-0000000012.json"), "README example anchor");
     let anchor0 = anchors.join(&key0);
     let anchor1 = anchors.join(&key1);
     assert!(anchor1.is_file(), "{}", anchor1.display());
@@ -63,16 +51,7 @@ fn usage_errors_are_not_tampering() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let p = proof.to_str().unwrap();
-    let verify = |anchor: &str| {
-        l.run(&[
-            "verify",
-            "event",
-            "--proof",
-            p,
-            "--anchor",
-            anchor,
-        ])
-    };
+    let verify = |anchor: &str| l.run(&["verify", "event", "--proof", p, "--anchor", anchor]);
 
     // The right anchor: OK.
     let out = verify(anchor1.to_str().unwrap());
@@ -106,4 +85,18 @@ fn usage_errors_are_not_tampering() {
     let out = verify(forged.to_str().unwrap());
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL"));
+
+    // The README's example anchor name has the real shape.
+    let readme = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
+    )
+    .unwrap();
+    assert!(
+        !readme.contains("--anchor anchor-0000000012.json"),
+        "the README names an anchor file no one has"
+    );
+    assert!(
+        readme.contains("Z-0000000012.json"),
+        "README example anchor"
+    );
 }

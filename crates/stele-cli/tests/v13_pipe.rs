@@ -31,7 +31,14 @@ fn a_closed_pipe_does_not_turn_a_finding_into_success() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let export = l.dir.path().join("prod.jsonl");
-    let out = l.run(&["log", "export", "--chain", "prod", "-o", export.to_str().unwrap()]);
+    let out = l.run(&[
+        "log",
+        "export",
+        "--chain",
+        "prod",
+        "-o",
+        export.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
 
     // Nothing to report: a closed pipe is fine.
@@ -47,7 +54,14 @@ fn a_closed_pipe_does_not_turn_a_finding_into_success() {
     for _ in 0..5 {
         let out = run_into_closed_pipe(
             &l,
-            &["verify", "log", "--chain", "prod", "--export", export.to_str().unwrap()],
+            &[
+                "verify",
+                "log",
+                "--chain",
+                "prod",
+                "--export",
+                export.to_str().unwrap(),
+            ],
         );
         assert_eq!(code(&out), 3, "{}", stderr(&out));
     }

@@ -122,9 +122,8 @@ fn verify_anchors(l: &Ledger, bucket: &str, source: &[&str]) -> (i32, Value) {
 
 fn has(r: &Value, list: &str, kind: &str, subject: Option<&str>) -> bool {
     r[list].as_array().is_some_and(|a| {
-        a.iter().any(|f| {
-            f["kind"] == kind && subject.is_none_or(|s| f["subject"].as_str() == Some(s))
-        })
+        a.iter()
+            .any(|f| f["kind"] == kind && subject.is_none_or(|s| f["subject"].as_str() == Some(s)))
     })
 }
 
@@ -167,17 +166,30 @@ fn assert_passes_with_the_squatter_named(l: &Ledger, s3: &S3Worm, key: &str) {
     let endpoint = env_required("STELE_TEST_RGW_ENDPOINT");
     let html = l.dir.path().join("anchors.html");
     let out = s3_command(l, &endpoint, s3.bucket())
-        .args(["verify", "anchors", "--chain", "pay", "--bucket", s3.bucket()])
+        .args([
+            "verify",
+            "anchors",
+            "--chain",
+            "pay",
+            "--bucket",
+            s3.bucket(),
+        ])
         .args(["--verifier-key", &vkey(l), "--html"])
         .arg(&html)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(code(&out), 0, "{text}");
-    assert!(text.contains("WARNING      foreign_object") && text.contains(key), "{text}");
+    assert!(
+        text.contains("WARNING      foreign_object") && text.contains(key),
+        "{text}"
+    );
     assert!(text.contains("verdict      PASS"), "{text}");
     let page = std::fs::read_to_string(&html).unwrap();
-    assert!(page.contains("id=\"warnings\"") && page.contains(key), "{page}");
+    assert!(
+        page.contains("id=\"warnings\"") && page.contains(key),
+        "{page}"
+    );
 }
 
 #[test]

@@ -214,7 +214,12 @@ fn a_clean_ledger_verifies_from_the_bucket_a_mirror_and_an_export() {
     // Its signature no longer verifies: it is not an anchor of ours, and
     // anchor #2 is missing.
     assert!(
-        kinds(&r).contains(&("completeness".into(), "missing_anchor".into(), None, Some(2))),
+        kinds(&r).contains(&(
+            "completeness".into(),
+            "missing_anchor".into(),
+            None,
+            Some(2)
+        )),
         "{r:#}"
     );
     assert!(foreign(&r, &key), "{r:#}");

@@ -370,7 +370,11 @@ enum Checked {
 fn foreign(obj: &StoredAnchor, why: String) -> Checked {
     let subject = obj.key.clone();
     let mut findings = Vec::new();
-    if let Some(s) = obj.storage.as_ref().filter(|s| s.versions_unlisted.is_none()) {
+    if let Some(s) = obj
+        .storage
+        .as_ref()
+        .filter(|s| s.versions_unlisted.is_none())
+    {
         if s.other_versions > 0 {
             findings.push(Finding::new(
                 Aspect::Integrity,
@@ -398,7 +402,9 @@ fn foreign(obj: &StoredAnchor, why: String) -> Checked {
         warning: Warning::new(
             "foreign_object",
             subject,
-            format!("not an anchor of this chain signed by the verifier key ({why}); it claims no anchor_seq"),
+            format!(
+                "not an anchor of this chain signed by the verifier key ({why}); it claims no anchor_seq"
+            ),
         ),
         findings,
     }

@@ -407,8 +407,10 @@ fn write_db_only_html(
         })
         .collect();
     checked.extend(evidence.checked.iter().cloned());
-    let mut findings: Vec<stele_verify::Finding> =
-        results.iter().flat_map(|r| r.findings.iter().cloned()).collect();
+    let mut findings: Vec<stele_verify::Finding> = results
+        .iter()
+        .flat_map(|r| r.findings.iter().cloned())
+        .collect();
     findings.extend(evidence.findings.iter().cloned());
     let events = results.iter().map(|r| r.report.events_checked).sum();
     let mut report = stele_verify::Report::new(
