@@ -198,7 +198,7 @@ pub fn audit_anchors(objects: &[StoredAnchor], policy: &AuditPolicy) -> AnchorAu
                 warnings.extend(relocated);
                 by_seq.entry(anchor.anchor_seq).or_default().push((
                     obj.key.clone(),
-                    anchor,
+                    *anchor,
                     obj.bytes.clone(),
                 ));
             }
@@ -353,7 +353,7 @@ enum Checked {
     /// An anchor signed by the verifier key: it claims its seq. `findings`
     /// are failures of its own checks; `relocated` notes an alternate key.
     Ours {
-        anchor: Anchor,
+        anchor: Box<Anchor>,
         findings: Vec<Finding>,
         relocated: Option<Warning>,
     },
@@ -591,7 +591,7 @@ fn check_object(obj: &StoredAnchor, policy: &AuditPolicy) -> Checked {
         }
     }
     Checked::Ours {
-        anchor,
+        anchor: Box::new(anchor),
         findings,
         relocated,
     }
