@@ -451,6 +451,17 @@ fn check_object(obj: &StoredAnchor, policy: &AuditPolicy) -> Checked {
             ),
         );
     }
+    // Signed by the key but for another chain (a copy, say): it claims no
+    // seq of this one.
+    if anchor.chain_id != policy.chain.as_str() {
+        return foreign(
+            obj,
+            format!(
+                "it is anchor #{} of chain {:?}, not of chain {}",
+                anchor.anchor_seq, anchor.chain_id, policy.chain
+            ),
+        );
+    }
     let mut findings = Vec::new();
     let mut relocated = None;
     let f = |kind: &str, message: String| {
@@ -476,12 +487,6 @@ fn check_object(obj: &StoredAnchor, policy: &AuditPolicy) -> Checked {
             ),
         )),
         Err(e) => findings.push(f("not_canonical", e.to_string())),
-    }
-    if anchor.chain_id != policy.chain.as_str() {
-        findings.push(f(
-            "wrong_chain",
-            format!("the object claims chain {:?}", anchor.chain_id),
-        ));
     }
     if let Ok(t) = anchor.time() {
         // Its intended key, or the alternate key named by the SHA-256 of

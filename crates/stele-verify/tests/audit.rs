@@ -448,3 +448,61 @@ fn anchors_at_the_end_of_time_and_ranges_from_year_one_are_bounded() {
         r.summary()
     );
 }
+
+#[test]
+fn squatters_claim_nothing_and_relocated_anchors_count() {
+    let (signer, vkey) = keys("stele.test");
+    let (other, _) = keys("stele.test");
+    let (_, objects) = ledger(&signer, 5);
+    let (_, forged) = ledger(&other, 5);
+    let primary = objects[2].key.clone();
+    // Anchor #2 was written at its alternate key; its intended key holds
+    // junk, and another ledger's anchor sits beside it.
+    let mut squatted = objects.clone();
+    squatted[2].key = stele_anchor::alternate_object_key(&primary, &squatted[2].bytes);
+    let mut junk = objects[2].clone();
+    junk.bytes = b"not an anchor".to_vec();
+    junk.key = primary.clone();
+    let mut impostor = forged[2].clone();
+    impostor.key = primary.replace(".json", "-x.json");
+    squatted.push(junk);
+    squatted.push(impostor.clone());
+    let r = audit_anchors(&squatted, &policy(&vkey, fresh())).report;
+    assert!(r.is_clean(), "{}", r.summary());
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.kind == "relocated_anchor" && w.message.contains(&primary)),
+        "{}",
+        r.summary()
+    );
+    for key in [&primary, &impostor.key] {
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.kind == "foreign_object" && &w.subject == key),
+            "{key}: {}",
+            r.summary()
+        );
+    }
+
+    // An alternate key that is not the hash of the bytes: ours, misplaced.
+    let mut misplaced = objects.clone();
+    misplaced[2].key = primary.replace(".json", "-0123456789abcdef.json");
+    let r = audit_anchors(&misplaced, &policy(&vkey, fresh())).report;
+    assert!(
+        kinds(&r).contains(&(Aspect::Integrity, "moved".to_owned())),
+        "{}",
+        r.summary()
+    );
+
+    // Junk in place of our anchor (no alternate): #2 is missing.
+    let mut replaced = objects;
+    replaced[2].bytes = b"{}".to_vec();
+    let r = audit_anchors(&replaced, &policy(&vkey, fresh())).report;
+    assert!(
+        kinds(&r).contains(&(Aspect::Completeness, "missing_anchor".to_owned())),
+        "{}",
+        r.summary()
+    );
+}
