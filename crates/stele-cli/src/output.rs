@@ -1,5 +1,8 @@
 //! Writing results: text for people, JSON for machines. A closed pipe
-//! (`stele log export | head`) ends output quietly, as a success.
+//! (`stele log export | head`) ends output quietly: later output is
+//! dropped, and the command still returns its own outcome, so a
+//! verification that found tampering exits 1 (or 3) whatever happened to
+//! its stdout. Only a command with nothing to report exits 0.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,6 +12,15 @@ use serde::Serialize;
 use crate::error::Failure;
 
 static MUTED: AtomicBool = AtomicBool::new(false);
+
+/// Set once stdout was found closed (a broken pipe).
+static CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Whether stdout was closed by its reader: a command that only streams
+/// output (an export) may stop early, as nobody reads it.
+pub fn closed() -> bool {
+    CLOSED.load(Ordering::Relaxed)
+}
 
 /// Silences `print`/`print_json` (the demo's `--json` mode prints only its summary).
 pub fn mute(muted: bool) {
@@ -63,13 +75,18 @@ pub fn print_json<T: Serialize>(value: &T) -> Result<(), Failure> {
 }
 
 fn write_out(bytes: &[u8]) -> Result<(), Failure> {
-    if MUTED.load(Ordering::Relaxed) {
+    if MUTED.load(Ordering::Relaxed) || closed() {
         return Ok(());
     }
     let mut out = std::io::stdout().lock();
     match out.write_all(bytes).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        // Never an exit here: the caller's verdict (exit 1 or 3) must
+        // survive a reader that stopped reading (`stele verify log | head`).
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            CLOSED.store(true, Ordering::Relaxed);
+            Ok(())
+        }
         Err(e) => Err(e.into()),
     }
 }

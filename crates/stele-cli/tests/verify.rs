@@ -76,6 +76,14 @@ fn kinds(report: &Value) -> Vec<(String, String, Option<u64>, Option<u64>)> {
         .collect()
 }
 
+/// Whether the report lists `key` as an object that is not our anchor.
+fn foreign(report: &Value, key: &str) -> bool {
+    report["warnings"].as_array().is_some_and(|w| {
+        w.iter()
+            .any(|w| w["kind"] == "foreign_object" && w["subject"] == key)
+    })
+}
+
 /// Appends `batches` batches of 50 events to `prod`, anchoring after each.
 fn anchored_ledger(l: &Ledger, bucket: &str, batches: usize) {
     for b in 0..batches {
@@ -203,10 +211,18 @@ fn a_clean_ledger_verifies_from_the_bucket_a_mirror_and_an_export() {
         ],
     );
     assert_eq!(c, 1);
+    // Its signature no longer verifies: it is not an anchor of ours, and
+    // anchor #2 is missing.
     assert!(
-        kinds(&r).contains(&("integrity".into(), "bad_signature".into(), None, Some(2))),
+        kinds(&r).contains(&(
+            "completeness".into(),
+            "missing_anchor".into(),
+            None,
+            Some(2)
+        )),
         "{r:#}"
     );
+    assert!(foreign(&r, &key), "{r:#}");
     rendered_report_shows_every_finding(&html, &r);
     std::fs::write(&path, rt.block_on(s3.get(&key)).unwrap()).unwrap();
 
@@ -546,12 +562,15 @@ fn governance_bypass_replacement_and_forks_are_caught_in_the_bucket() {
     .unwrap();
     let (c, r) = verify(&l, s3.bucket(), &args);
     assert_eq!(c, 1);
+    // The replacement claims nothing: anchor #1 is missing.
     let k = kinds(&r);
     assert!(
-        k.iter()
-            .any(|(a, kind, _, s)| a == "integrity" && kind == "bad_signature" && *s == Some(1)),
+        k.iter().any(|(a, kind, _, s)| a == "completeness"
+            && kind == "missing_anchor"
+            && *s == Some(1)),
         "{r:#}"
     );
+    assert!(foreign(&r, &key1), "{r:#}");
 
     // Two anchors claiming the same anchor_seq: a fork, signed with the real key.
     let fork_src = tempfile::tempdir().unwrap();
@@ -672,8 +691,9 @@ fn one_event_is_verified_offline_against_an_anchor() {
             file0.to_str().unwrap(),
         ],
     );
-    assert_eq!(code(&out), 1);
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // A wrong anchor for the proof is a usage error, not tampering.
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let r: Value = serde_json::from_slice(&out.stderr).unwrap();
     assert!(
         r["error"]
             .as_str()
@@ -713,10 +733,13 @@ fn one_event_is_verified_offline_against_an_anchor() {
             file0.to_str().unwrap(),
         ],
     );
-    assert_eq!(code(&out), 1);
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let r: Value = serde_json::from_slice(&out.stderr).unwrap();
     assert!(
-        r["error"].as_str().unwrap().contains("--tree-size 50"),
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("--chain prod --seq 7 --tree-size 50"),
         "{r}"
     );
 }

@@ -74,6 +74,31 @@ fn kinds(r: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Whether the report has a warning of this kind.
+fn warned(r: &Value, kind: &str) -> bool {
+    r["warnings"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|w| w["kind"] == kind))
+}
+
+/// (kind, subject, message) of every warning.
+fn warnings(r: &Value) -> Vec<(String, String, String)> {
+    r["warnings"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|w| {
+                    (
+                        w["kind"].as_str().unwrap_or_default().to_owned(),
+                        w["subject"].as_str().unwrap_or_default().to_owned(),
+                        w["message"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn vkey(l: &Ledger) -> String {
     l.json(&["keys", "export-verifier"])["verifier_key"]
         .as_str()
@@ -236,7 +261,10 @@ fn a_file_named_after_the_verifier_key_is_not_read_as_the_key() {
     ]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     let r = report(&out);
-    assert!(kinds(&r).contains(&"bad_signature".to_owned()), "{r:#}");
+    // Nothing in the forged package is signed by the real key: no anchors,
+    // every object a foreign one.
+    assert!(kinds(&r).contains(&"no_anchors".to_owned()), "{r:#}");
+    assert!(warned(&r, "foreign_object"), "{r:#}");
     assert_eq!(r["verdict"], "fail");
 
     let out = run(&[
@@ -251,7 +279,8 @@ fn a_file_named_after_the_verifier_key_is_not_read_as_the_key() {
         &real_key,
     ]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
-    assert!(kinds(&report(&out)).contains(&"bad_signature".to_owned()));
+    assert!(kinds(&report(&out)).contains(&"no_anchors".to_owned()));
+    assert!(warned(&report(&out), "foreign_object"));
 
     // verify event: a proof and an anchor file from the forged package.
     let proof = cwd.path().join("seq3.tlog-proof");
@@ -583,14 +612,19 @@ fn an_anchor_dated_9999_and_absurd_flags_do_not_panic() {
             &p.key,
         ],
     );
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
-    let k = kinds(&report(&out));
+    // Not signed by the key (its ts_utc was edited): an object that claims
+    // no anchor, named as a warning; no panic. (The date arithmetic on a
+    // signed anchor dated 9999 is covered in stele-verify's audit tests.)
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let r = report(&out);
     assert!(
-        k.contains(&"bad_signature".to_owned()) && k.contains(&"retention_short".to_owned()),
-        "{k:?}"
+        warnings(&r)
+            .iter()
+            .any(|(k, s, _)| k == "foreign_object" && s.as_str() == key),
+        "{r:#}"
     );
     let (c, r) = p.verify_mirror(&[]);
-    assert_eq!(c, 1, "{r:#}");
+    assert_eq!(c, 0, "{r:#}");
     for grace in ["153722867280912930", "18446744073709551615"] {
         let out = p.ledger.run(&[
             "verify",
@@ -698,32 +732,24 @@ fn a_hostile_mirror_and_bucket_are_bounded_work() {
         &p.key,
     ]);
     let out = run_within(cmd, Duration::from_secs(60));
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    // None of them is an anchor: each is named, none is read, none fails
+    // the run (the real anchors are all there).
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
     let r = report(&out);
-    let subjects: Vec<(String, String)> = r["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["kind"].as_str().unwrap().to_owned(),
-                f["subject"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let named = warnings(&r);
     for name in ["zero.json", "fifo.json", "l1/a", "l20/b"] {
         assert!(
-            subjects
-                .iter()
-                .any(|(k, s)| k == "anchor_unreadable" && s.ends_with(name)),
-            "{name}: {subjects:?}"
+            named.iter().any(|(k, s, m)| k == "foreign_object"
+                && s.ends_with(name)
+                && m.contains("not read")),
+            "{name}: {named:?}"
         );
     }
     assert!(
-        subjects
-            .iter()
-            .any(|(k, s)| k == "anchor_too_large" && s.ends_with("big.json")),
-        "{subjects:?}"
+        named.iter().any(|(k, s, m)| k == "foreign_object"
+            && s.ends_with("big.json")
+            && m.contains("more than")),
+        "{named:?}"
     );
 
     // A FIFO given as the export or the proof is refused, not waited on.
@@ -789,13 +815,11 @@ fn a_hostile_mirror_and_bucket_are_bounded_work() {
             &p.key,
         ],
     );
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
     let r = report(&out);
-    let big = r["findings"]
-        .as_array()
-        .unwrap()
+    let big = warnings(&r)
         .iter()
-        .filter(|f| f["kind"] == "anchor_too_large")
+        .filter(|(k, s, m)| k == "foreign_object" && s.contains("/big-") && m.contains("more than"))
         .count();
     assert_eq!(big, 3, "{r:#}");
 }
@@ -907,8 +931,10 @@ fn control_characters_are_escaped_in_text_output() {
         "--verifier-key",
         &p.key,
     ]);
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    // Not an anchor: a warning, named escaped.
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
     let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("WARNING      foreign_object"), "{text}");
     assert!(
         !text.contains('\u{1b}') && !text.contains('\u{202e}'),
         "{text:?}"

@@ -4,12 +4,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use stele_anchor::cadence::checked_next_boundary;
-use stele_anchor::{Anchor, LinkError, check_link, object_key};
+use stele_anchor::{
+    Anchor, LinkError, alternate_object_key, check_link, is_anchor_key, object_key, relocated_from,
+};
 use stele_ledger::ChainId;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::report::{Aspect, Finding, NotChecked, Range, Report, TimelineEntry};
+use crate::report::{Aspect, Finding, NotChecked, Range, Report, TimelineEntry, Warning};
 
 /// Largest anchor object read (64 KiB). A real anchor is a few kilobytes (its
 /// consistency proof has at most 64 hashes); anything larger is a finding and
@@ -174,27 +176,43 @@ pub fn audit_anchors(objects: &[StoredAnchor], policy: &AuditPolicy) -> AnchorAu
         ));
     }
 
-    // Per-object checks.
+    // Per-object checks. Only anchors signed by the verifier key claim a
+    // seq: anyone who may PutObject can put anything under the prefix
+    // (a squatter on the next anchor's key), and such an object neither
+    // fails the run nor stands in for an anchor — a seq it sits on is
+    // still missing unless our anchor is found (at its alternate key).
     let mut by_seq: BTreeMap<u64, Vec<(String, Anchor, Vec<u8>)>> = BTreeMap::new();
     let mut bad_keys = Vec::new();
+    let mut warnings = Vec::new();
     for obj in objects {
         match check_object(obj, policy) {
-            Ok((anchor, object_findings)) => {
+            Checked::Ours {
+                anchor,
+                findings: object_findings,
+                relocated,
+            } => {
                 if !object_findings.is_empty() {
                     bad_keys.push(obj.key.clone());
                 }
                 findings.extend(object_findings);
+                warnings.extend(relocated);
                 by_seq.entry(anchor.anchor_seq).or_default().push((
                     obj.key.clone(),
-                    anchor,
+                    *anchor,
                     obj.bytes.clone(),
                 ));
             }
-            Err(f) => {
-                bad_keys.push(obj.key.clone());
-                findings.push(*f);
+            Checked::Foreign {
+                warning,
+                findings: key_findings,
+            } => {
+                warnings.push(warning);
+                findings.extend(key_findings);
             }
         }
+    }
+    if !warnings.is_empty() {
+        checked.push("objects under the prefix that are not anchors signed by the verifier key are listed as warnings and claim no anchor_seq; an anchor whose intended key was taken is accepted only at the alternate key named by the SHA-256 of its own bytes".to_owned());
     }
 
     // The requested range, by anchor time.
@@ -325,57 +343,127 @@ pub fn audit_anchors(objects: &[StoredAnchor], policy: &AuditPolicy) -> AnchorAu
         findings,
         timeline,
     );
+    report.warnings = warnings;
     report.add_not_checked(not_checked, &[]);
     AnchorAudit { report, trusted }
 }
 
+/// What one object under the chain's prefix turned out to be.
+enum Checked {
+    /// An anchor signed by the verifier key: it claims its seq. `findings`
+    /// are failures of its own checks; `relocated` notes an alternate key.
+    Ours {
+        anchor: Box<Anchor>,
+        findings: Vec<Finding>,
+        relocated: Option<Warning>,
+    },
+    /// Not an anchor signed by the verifier key: it claims nothing.
+    /// `findings` are what its key's history shows (other versions, delete
+    /// markers): something was written over or deleted at a key under the
+    /// prefix, which is how a real anchor would be replaced.
+    Foreign {
+        warning: Warning,
+        findings: Vec<Finding>,
+    },
+}
+
+fn foreign(obj: &StoredAnchor, why: String) -> Checked {
+    let subject = obj.key.clone();
+    let mut findings = Vec::new();
+    if let Some(s) = obj
+        .storage
+        .as_ref()
+        .filter(|s| s.versions_unlisted.is_none())
+    {
+        if s.other_versions > 0 {
+            findings.push(Finding::new(
+                Aspect::Integrity,
+                "extra_versions",
+                subject.clone(),
+                format!(
+                    "the key has {} other version(s) under an object that is not one of our anchors: an anchor may have been written over",
+                    s.other_versions
+                ),
+            ));
+        }
+        if s.delete_markers > 0 {
+            findings.push(Finding::new(
+                Aspect::Integrity,
+                "delete_marker",
+                subject.clone(),
+                format!(
+                    "the key has {} delete marker(s): someone deleted an object under the anchor prefix",
+                    s.delete_markers
+                ),
+            ));
+        }
+    }
+    Checked::Foreign {
+        warning: Warning::new(
+            "foreign_object",
+            subject,
+            format!(
+                "not an anchor of this chain signed by the verifier key ({why}); it claims no anchor_seq"
+            ),
+        ),
+        findings,
+    }
+}
+
 /// Parses and checks one object on its own.
-fn check_object(
-    obj: &StoredAnchor,
-    policy: &AuditPolicy,
-) -> Result<(Anchor, Vec<Finding>), Box<Finding>> {
+fn check_object(obj: &StoredAnchor, policy: &AuditPolicy) -> Checked {
     let subject = obj.key.clone();
     match &obj.unreadable {
         Some(Unreadable::NotAnObject(why)) => {
-            return Err(Box::new(Finding::new(
-                Aspect::Integrity,
-                "anchor_unreadable",
-                subject,
-                format!("the entry under the chain's prefix was not read: {why}"),
-            )));
+            return foreign(obj, format!("it was not read: {why}"));
         }
         Some(Unreadable::TooLarge(size)) => {
-            return Err(Box::new(Finding::new(
-                Aspect::Integrity,
-                "anchor_too_large",
-                subject,
+            return foreign(
+                obj,
                 format!(
-                    "the object has {} bytes, more than the {MAX_ANCHOR_BYTES} an anchor may have; it was not read",
+                    "it has {} bytes, more than the {MAX_ANCHOR_BYTES} an anchor may have, and was not read",
                     size.map_or_else(|| "more".to_owned(), |n| n.to_string())
                 ),
-            )));
+            );
         }
         None => {}
     }
     if obj.bytes.len() > MAX_ANCHOR_BYTES {
-        return Err(Box::new(Finding::new(
-            Aspect::Integrity,
-            "anchor_too_large",
-            subject,
+        return foreign(
+            obj,
             format!(
-                "the object has more than {MAX_ANCHOR_BYTES} bytes, the most an anchor may have; it was not parsed"
+                "it has more than the {MAX_ANCHOR_BYTES} bytes an anchor may have and was not parsed"
             ),
-        )));
+        );
     }
-    let anchor = Anchor::from_bytes(&obj.bytes).map_err(|e| {
-        Box::new(Finding::new(
-            Aspect::Integrity,
-            "malformed",
-            subject.clone(),
-            format!("not a stele anchor: {e}"),
-        ))
-    })?;
+    let anchor = match Anchor::from_bytes(&obj.bytes) {
+        Ok(a) => a,
+        Err(e) => return foreign(obj, format!("not a stele anchor: {e}")),
+    };
+    // The signature decides whose it is; nothing else in the object can be
+    // trusted before it verifies.
+    if let Err(e) = anchor.verify(&policy.verifier_key) {
+        return foreign(
+            obj,
+            format!(
+                "it parses as anchor #{} of chain {:?} but its signature does not verify: {e}",
+                anchor.anchor_seq, anchor.chain_id
+            ),
+        );
+    }
+    // Signed by the key but for another chain (a copy, say): it claims no
+    // seq of this one.
+    if anchor.chain_id != policy.chain.as_str() {
+        return foreign(
+            obj,
+            format!(
+                "it is anchor #{} of chain {:?}, not of chain {}",
+                anchor.anchor_seq, anchor.chain_id, policy.chain
+            ),
+        );
+    }
     let mut findings = Vec::new();
+    let mut relocated = None;
     let f = |kind: &str, message: String| {
         Finding::new(
             Aspect::Integrity,
@@ -400,27 +488,46 @@ fn check_object(
         )),
         Err(e) => findings.push(f("not_canonical", e.to_string())),
     }
-    if anchor.chain_id != policy.chain.as_str() {
-        findings.push(f(
-            "wrong_chain",
-            format!("the object claims chain {:?}", anchor.chain_id),
-        ));
-    }
-    if let Err(e) = anchor.verify(&policy.verifier_key) {
-        findings.push(f("bad_signature", e.to_string()));
-    }
     if let Ok(t) = anchor.time() {
-        match object_key(
+        // Its intended key, or the alternate key named by the SHA-256 of
+        // these very bytes (so a copy under any other name is "moved").
+        match is_anchor_key(
             policy.prefix.as_deref(),
             &policy.chain,
             t,
             anchor.anchor_seq,
+            &obj.key,
+            &obj.bytes,
         ) {
-            Ok(expected) if expected != obj.key => findings.push(f(
-                "moved",
-                format!("the object was moved: its time and seq put it at {expected}"),
-            )),
-            _ => {}
+            Ok(true) => {
+                if let Some(taken) = relocated_from(&obj.key, &obj.bytes) {
+                    relocated = Some(Warning::new(
+                        "relocated_anchor",
+                        obj.key.clone(),
+                        format!(
+                            "anchor #{} is at its alternate key because its intended key {taken} was taken by another object when it was written",
+                            anchor.anchor_seq
+                        ),
+                    ));
+                }
+            }
+            Ok(false) => {
+                if let Ok(expected) = object_key(
+                    policy.prefix.as_deref(),
+                    &policy.chain,
+                    t,
+                    anchor.anchor_seq,
+                ) {
+                    findings.push(f(
+                        "moved",
+                        format!(
+                            "the object was moved: its time and seq put it at {expected} (or, if that key was taken, at {})",
+                            alternate_object_key(&expected, &obj.bytes)
+                        ),
+                    ));
+                }
+            }
+            Err(_) => {}
         }
     }
     let sha = {
@@ -488,7 +595,11 @@ fn check_object(
             ));
         }
     }
-    Ok((anchor, findings))
+    Checked::Ours {
+        anchor: Box::new(anchor),
+        findings,
+        relocated,
+    }
 }
 
 /// Missing intervals and a stale newest anchor. All date arithmetic is

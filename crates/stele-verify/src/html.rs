@@ -123,6 +123,21 @@ pub fn render(report: &Report, generated_at: &str) -> String {
         }
         html.push_str("</tbody></table>\n");
     }
+    if !report.warnings.is_empty() {
+        html.push_str(
+            "<h2>Warnings</h2><p>Not evidence against either verdict: objects under the anchor prefix that are not anchors signed by the verifier key (they claim no anchor), and anchors found at their alternate key.</p>\n\
+             <table class=\"warnings\" id=\"warnings\"><thead><tr><th>kind</th><th>object</th><th>what it is</th></tr></thead><tbody>\n",
+        );
+        for w in &report.warnings {
+            html.push_str(&format!(
+                "<tr class=\"warning\"><td><code>{}</code></td><td>{}</td><td>{}</td></tr>\n",
+                esc(&w.kind),
+                esc(&w.subject),
+                esc(&w.message)
+            ));
+        }
+        html.push_str("</tbody></table>\n");
+    }
     html.push_str("<h2>What was checked</h2><ul>\n");
     for c in &report.checked {
         html.push_str(&format!("<li>{}</li>\n", esc(c)));

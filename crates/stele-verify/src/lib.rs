@@ -26,4 +26,4 @@ pub use anchors::{
     audit_anchors, check_verifier_key,
 };
 pub use log::AnchoredLog;
-pub use report::{Aspect, Finding, NotChecked, Report};
+pub use report::{Aspect, Finding, NotChecked, Report, Warning};

@@ -106,6 +106,31 @@ impl NotChecked {
     }
 }
 
+/// Something worth the auditor's attention that is not evidence against
+/// either verdict: an object under the chain's prefix that is not an anchor
+/// signed by the verifier key (a squatter, junk), or an anchor found at its
+/// alternate key because its intended key was taken. It never hides a
+/// finding: a missing anchor is still missing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Warning {
+    /// Machine-readable kind, e.g. `foreign_object`, `relocated_anchor`.
+    pub kind: String,
+    /// The object key it is about.
+    pub subject: String,
+    /// What it is and why it does not count, in words.
+    pub message: String,
+}
+
+impl Warning {
+    pub(crate) fn new(kind: &str, subject: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            kind: kind.to_owned(),
+            subject: subject.into(),
+            message: message.into(),
+        }
+    }
+}
+
 /// A span of time or seqs.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Range {
@@ -158,6 +183,8 @@ pub struct Report {
     pub not_checked: Vec<NotChecked>,
     /// Every finding.
     pub findings: Vec<Finding>,
+    /// Non-failing observations (see [`Warning`]).
+    pub warnings: Vec<Warning>,
     /// Anchors in order, for the timeline.
     pub timeline: Vec<TimelineEntry>,
 }
@@ -193,6 +220,7 @@ impl Report {
             verdict: if i + c == 0 { "pass" } else { "fail" },
             not_checked: Vec::new(),
             findings,
+            warnings: Vec::new(),
             timeline,
         }
     }
@@ -284,6 +312,12 @@ impl Report {
                 _ => "NOT CHECKED (a check could not be performed)",
             }
         ));
+        for w in &self.warnings {
+            out.push_str(&format!(
+                "  WARNING      {} {}: {} (does not count against the verdict)\n",
+                w.kind, w.subject, w.message
+            ));
+        }
         for f in &self.findings {
             let aspect = match f.aspect {
                 Aspect::Integrity => "integrity",

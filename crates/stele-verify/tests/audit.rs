@@ -32,16 +32,26 @@ fn keyring() -> Keyring {
 
 /// `n` events per hour for HOURS hours, an anchor at each hour; returns events and anchor objects.
 fn ledger(signer: &StandardSigner, per_hour: u64) -> (Vec<Event>, Vec<StoredAnchor>) {
+    ledger_at(signer, per_hour, |h| {
+        datetime!(2026-01-15 10:00:00 UTC) + Duration::hours(h)
+    })
+}
+
+/// [`ledger`] with the time of hour `h` chosen by `time_of`.
+fn ledger_at(
+    signer: &StandardSigner,
+    per_hour: u64,
+    time_of: impl Fn(i64) -> OffsetDateTime,
+) -> (Vec<Event>, Vec<StoredAnchor>) {
     let ring = keyring();
     let mut app = ChainAppender::new(chain(), &ChainState::empty(), &[], ring.active()).unwrap();
     let mut tree = TreeAppender::empty();
     let mut mem = MemoryHashes::default();
     let mut events = Vec::new();
     let mut objects: Vec<StoredAnchor> = Vec::new();
-    let start = datetime!(2026-01-15 10:00:00 UTC);
     let mut prev: Option<(u64, Vec<u8>)> = None;
     for h in 0..HOURS {
-        let ts = start + Duration::hours(h);
+        let ts = time_of(h);
         for _ in 0..per_hour {
             let input = EventInput {
                 event_type: "user.login".into(),
@@ -89,7 +99,7 @@ fn ledger(signer: &StandardSigner, per_hour: u64) -> (Vec<Event>, Vec<StoredAnch
         let facts = StorageFacts {
             version_id: Some(format!("v{h}")),
             lock_mode: Some("COMPLIANCE".into()),
-            retain_until: Some(ts + Duration::days(400)),
+            retain_until: ts.checked_add(Duration::days(400)),
             checksum_sha256: None,
             metadata_sha256: Some(object_hash(&bytes)),
             other_versions: 0,
@@ -198,12 +208,24 @@ fn a_replacement_signed_by_another_key_is_refused() {
     let (_, forged) = ledger(&other, 5);
     objects[3] = forged[3].clone();
     let r = audit_anchors(&objects, &policy(&vkey, fresh())).report;
-    let bad = r
+    // The forgery claims nothing: anchor #3 is missing, and the object is named.
+    let missing = r
         .findings
         .iter()
-        .find(|f| f.kind == "bad_signature")
+        .find(|f| f.kind == "missing_anchor")
         .unwrap_or_else(|| panic!("{}", r.summary()));
-    assert_eq!((bad.aspect, bad.anchor_seq), (Aspect::Integrity, Some(3)));
+    assert_eq!(
+        (missing.aspect, missing.anchor_seq),
+        (Aspect::Completeness, Some(3))
+    );
+    assert!(!r.is_clean());
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.kind == "foreign_object" && w.subject == objects[3].key),
+        "{}",
+        r.summary()
+    );
 }
 
 #[test]
@@ -255,9 +277,16 @@ fn altered_bytes_and_weak_storage_are_named() {
         .iter()
         .map(|f| (f.kind.clone(), f.anchor_seq))
         .collect();
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.kind == "foreign_object" && w.subject == objects[1].key),
+        "{}",
+        r.summary()
+    );
     for expected in [
-        ("bad_signature", Some(1)),
-        ("checksum_mismatch", Some(1)),
+        // The altered object is not signed by the key: #1 is missing.
+        ("missing_anchor", Some(1)),
         ("lock_mode", Some(2)),
         ("retention_short", Some(3)),
         ("extra_versions", Some(4)),
@@ -402,15 +431,77 @@ fn anchors_at_the_end_of_time_and_ranges_from_year_one_are_bounded() {
         "{gaps:?}"
     );
     // An anchor claiming 9999-12-31T23:30:00Z: retention and cadence arithmetic overflow.
-    let mut late = objects.clone();
-    let mut v: serde_json::Value = serde_json::from_slice(&late[4].bytes).unwrap();
-    v["ts_utc"] = "9999-12-31T23:30:00Z".into();
-    late[4].bytes = serde_json::to_vec(&v).unwrap();
+    // Signed with the real key: an object that is not is no anchor at all.
+    let (_, late) = ledger_at(&signer, 5, |h| {
+        if h == 4 {
+            datetime!(9999-12-31 23:30:00 UTC)
+        } else {
+            datetime!(2026-01-15 10:00:00 UTC) + Duration::hours(h)
+        }
+    });
     let mut p = policy(&vkey, fresh());
     p.grace = std::time::Duration::from_secs(u64::MAX);
     let r = audit_anchors(&late, &p).report;
     assert!(
         kinds(&r).contains(&(Aspect::Integrity, "retention_short".to_owned())),
+        "{}",
+        r.summary()
+    );
+}
+
+#[test]
+fn squatters_claim_nothing_and_relocated_anchors_count() {
+    let (signer, vkey) = keys("stele.test");
+    let (other, _) = keys("stele.test");
+    let (_, objects) = ledger(&signer, 5);
+    let (_, forged) = ledger(&other, 5);
+    let primary = objects[2].key.clone();
+    // Anchor #2 was written at its alternate key; its intended key holds
+    // junk, and another ledger's anchor sits beside it.
+    let mut squatted = objects.clone();
+    squatted[2].key = stele_anchor::alternate_object_key(&primary, &squatted[2].bytes);
+    let mut junk = objects[2].clone();
+    junk.bytes = b"not an anchor".to_vec();
+    junk.key = primary.clone();
+    let mut impostor = forged[2].clone();
+    impostor.key = primary.replace(".json", "-x.json");
+    squatted.push(junk);
+    squatted.push(impostor.clone());
+    let r = audit_anchors(&squatted, &policy(&vkey, fresh())).report;
+    assert!(r.is_clean(), "{}", r.summary());
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.kind == "relocated_anchor" && w.message.contains(&primary)),
+        "{}",
+        r.summary()
+    );
+    for key in [&primary, &impostor.key] {
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.kind == "foreign_object" && &w.subject == key),
+            "{key}: {}",
+            r.summary()
+        );
+    }
+
+    // An alternate key that is not the hash of the bytes: ours, misplaced.
+    let mut misplaced = objects.clone();
+    misplaced[2].key = primary.replace(".json", "-0123456789abcdef.json");
+    let r = audit_anchors(&misplaced, &policy(&vkey, fresh())).report;
+    assert!(
+        kinds(&r).contains(&(Aspect::Integrity, "moved".to_owned())),
+        "{}",
+        r.summary()
+    );
+
+    // Junk in place of our anchor (no alternate): #2 is missing.
+    let mut replaced = objects;
+    replaced[2].bytes = b"{}".to_vec();
+    let r = audit_anchors(&replaced, &policy(&vkey, fresh())).report;
+    assert!(
+        kinds(&r).contains(&(Aspect::Completeness, "missing_anchor".to_owned())),
         "{}",
         r.summary()
     );

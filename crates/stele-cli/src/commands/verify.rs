@@ -107,6 +107,194 @@ pub fn describe(report: &VerifyReport) -> String {
     text
 }
 
+/// Why a database-only run cannot speak for completeness.
+const DB_ONLY_COMPLETENESS: &str = "no anchors from the WORM bucket were given, and without them a truncation cannot be proven: whoever can write to the database can remove the newest events (everything after the last anchor, and more if they also remove its stele_anchors rows) and fix up stele_chains without any key; add --bucket or --mirror";
+
+/// What the anchors the ledger recorded itself (`stele_anchors`) showed.
+#[derive(serde::Serialize)]
+struct RecordedAnchors {
+    chain_id: String,
+    /// Rows in stele_anchors for the chain.
+    recorded: usize,
+    /// Of those, compared with the events (parsed, and signed by the
+    /// verifier key when one is known).
+    compared: usize,
+    /// Whether signatures were checked (a verifier key was known).
+    signatures_checked: bool,
+    /// The largest tree size they cover.
+    newest_tree_size: Option<u64>,
+    findings: Vec<stele_verify::Finding>,
+}
+
+/// One chain from the database alone.
+struct DbChain {
+    report: VerifyReport,
+    /// Every finding, row-level and against the recorded anchors.
+    findings: Vec<stele_verify::Finding>,
+    recorded: RecordedAnchors,
+}
+
+fn recorded_finding(
+    aspect: stele_verify::Aspect,
+    kind: &str,
+    anchor_seq: u64,
+    message: String,
+) -> stele_verify::Finding {
+    stele_verify::Finding {
+        aspect,
+        kind: kind.into(),
+        subject: format!("recorded anchor #{anchor_seq} (stele_anchors)"),
+        anchor_seq: Some(anchor_seq),
+        seq: None,
+        at: None,
+        message,
+    }
+}
+
+/// Verifies one chain from the database, and compares it with the anchors
+/// the ledger recorded in `stele_anchors`: each one's tree size, root hash
+/// and last event hash recomputed from the rows. A database writer can
+/// delete those rows too, so this catches a careless truncation, not a
+/// careful one: the verdict says completeness was not checked.
+fn verify_db_chain(
+    store: &mut dyn LedgerStore,
+    chain: &ChainId,
+    keys: Option<&Keyring>,
+    verifier: Option<&str>,
+    json: bool,
+    observe: &mut dyn FnMut(stele_ledger::StoredEvent<'_>),
+) -> Result<DbChain, Failure> {
+    use stele_verify::Aspect;
+    let records = store.anchors(Some(chain), None)?;
+    let mut findings = Vec::new();
+    let mut anchors = Vec::new();
+    let mut expected_seq = 0u64;
+    for r in &records {
+        if r.anchor_seq > expected_seq {
+            findings.push(recorded_finding(
+                Aspect::Completeness,
+                "recorded_anchor_missing",
+                expected_seq,
+                format!(
+                    "stele_anchors has no row for anchor #{expected_seq}..#{} of chain {chain}: rows were deleted",
+                    r.anchor_seq - 1
+                ),
+            ));
+        }
+        expected_seq = r.anchor_seq.saturating_add(1);
+        let anchor = match stele_anchor::Anchor::from_bytes(&r.body) {
+            Ok(a) if a.chain_id == chain.as_str() && a.anchor_seq == r.anchor_seq => a,
+            Ok(a) => {
+                findings.push(recorded_finding(
+                    Aspect::Integrity,
+                    "recorded_anchor_altered",
+                    r.anchor_seq,
+                    format!(
+                        "the stored body is anchor #{} of chain {:?}, not the row's",
+                        a.anchor_seq, a.chain_id
+                    ),
+                ));
+                continue;
+            }
+            Err(e) => {
+                findings.push(recorded_finding(
+                    Aspect::Integrity,
+                    "recorded_anchor_altered",
+                    r.anchor_seq,
+                    format!("the stored body is not an anchor: {e}"),
+                ));
+                continue;
+            }
+        };
+        if let Some(vkey) = verifier
+            && let Err(e) = anchor.verify(vkey)
+        {
+            findings.push(recorded_finding(
+                Aspect::Integrity,
+                "recorded_anchor_altered",
+                r.anchor_seq,
+                format!("the stored body's signature does not verify: {e}"),
+            ));
+            continue;
+        }
+        anchors.push(anchor);
+    }
+    let compared = anchors.len();
+    let newest_tree_size = anchors.iter().map(|a| a.tree_size).max();
+    let head = store
+        .head(chain)?
+        .ok_or_else(|| stele_store::StoreError::UnknownChain(chain.to_string()))?;
+    let bar = output::progress(json, head.size, &format!("verifying {chain}"));
+    let mut log = stele_verify::AnchoredLog::new(chain.clone(), keys, anchors);
+    let mut n = 0u64;
+    store.scan_stored(chain, 0, None, &mut |e, nodes| {
+        log.check(e, Some(nodes));
+        observe(e);
+        n += 1;
+        if n.is_multiple_of(16_384) {
+            bar.set_position(n);
+        }
+        Ok(())
+    })?;
+    bar.finish_and_clear();
+    let stored_root = match stele_store::tree_root(store, chain, Some(head.size)) {
+        Ok((_, root)) => Ok(root),
+        // Missing stored hashes are themselves tampering: a finding.
+        Err(stele_store::StoreError::Corrupt(why)) => Err(why),
+        Err(e) => return Err(e.into()),
+    };
+    let (report, mut all) = log.finish(Some(&stele_ledger::verify::ClaimedHead {
+        size: head.size,
+        head_hash: head.head_hash,
+        stored_root,
+    }));
+    // `finish` lists the row-level findings (one per report finding) first,
+    // then those against the anchors.
+    let against_anchors = all.split_off(report.findings.len().min(all.len()));
+    findings.extend(against_anchors);
+    all.extend(findings.iter().cloned());
+    Ok(DbChain {
+        report,
+        findings: all,
+        recorded: RecordedAnchors {
+            chain_id: chain.to_string(),
+            recorded: records.len(),
+            compared,
+            signatures_checked: verifier.is_some(),
+            newest_tree_size,
+            findings,
+        },
+    })
+}
+
+fn describe_recorded(r: &RecordedAnchors) -> String {
+    let mut text = if r.recorded == 0 {
+        "     no anchors recorded in stele_anchors: nothing to compare the events with\n".to_owned()
+    } else if r.findings.is_empty() {
+        format!(
+            "     {} anchor(s) recorded in stele_anchors{}: tree size, root hash and last event hash match the events (up to tree size {})\n",
+            r.recorded,
+            if r.signatures_checked {
+                ", signatures valid"
+            } else {
+                " (signatures not checked: no verifier key)"
+            },
+            r.newest_tree_size.unwrap_or(0)
+        )
+    } else {
+        format!(
+            "FAIL chain {}: {} finding(s) against the {} anchor(s) recorded in stele_anchors\n",
+            r.chain_id,
+            r.findings.len(),
+            r.recorded
+        )
+    };
+    for f in &r.findings {
+        text.push_str(&format!("  - {}: {}\n", f.subject, f.message));
+    }
+    text
+}
+
 fn log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
     let verifier = optional_verifier_key(ctx, &args.anchors)?;
     let keyring = if args.no_hmac {
@@ -128,14 +316,15 @@ fn log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
             "the database has no chains to verify"
         )));
     }
-    let mut reports = Vec::new();
+    let mut results = Vec::new();
     // Evidence records are collected from the same read that verifies the chain.
     let mut recorded = evidence::RecordedUploads::default();
     for chain in &chains {
-        reports.push(verify_one_observed(
+        results.push(verify_db_chain(
             store.as_mut(),
             chain,
             keyring.as_ref(),
+            verifier.as_deref(),
             ctx.json,
             &mut |e| recorded.observe(e),
         )?);
@@ -150,25 +339,109 @@ fn log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
     for n in &mut evidence.not_checked {
         n.waived = args.anchors.waive.contains(&n.check);
     }
-    let clean = reports.iter().all(VerifyReport::is_clean) && evidence.findings.is_empty();
-    if ctx.json {
+    let clean = results
+        .iter()
+        .all(|r| r.report.is_clean() && r.recorded.findings.is_empty())
+        && evidence.findings.is_empty();
+    // The verdict is decided before anything is written: a closed stdout
+    // must not change it.
+    let outcome = if !clean {
+        Err(Failure::Tampered)
+    } else {
+        match evidence.not_checked.iter().find(|n| !n.waived) {
+            Some(n) => Err(not_checked_failure(std::slice::from_ref(n))),
+            None => Ok(()),
+        }
+    };
+    if let Some(path) = &args.html {
+        write_db_only_html(path, args, &results, &evidence)?;
+    }
+    let printed = if ctx.json {
+        let reports: Vec<&VerifyReport> = results.iter().map(|r| &r.report).collect();
+        let anchors: Vec<&RecordedAnchors> = results.iter().map(|r| &r.recorded).collect();
         output::print_json(&json!({
             "ok": clean,
+            "scope": "database_only",
             "chains": reports,
+            "recorded_anchors": anchors,
+            "completeness": {"checked_against_anchors": false, "reason": DB_ONLY_COMPLETENESS},
             "evidence": {"checked": evidence.checked, "findings": evidence.findings, "not_checked": evidence.not_checked},
-        }))?;
+        }))
     } else {
-        let mut text = reports.iter().map(describe).collect::<String>();
+        let mut text = String::new();
+        for r in &results {
+            text.push_str(&describe(&r.report));
+            text.push_str(&describe_recorded(&r.recorded));
+        }
         text.push_str(&evidence.describe());
-        output::print_human(&text)?;
-    }
-    if !clean {
-        return Err(Failure::Tampered);
-    }
-    match evidence.not_checked.iter().find(|n| !n.waived) {
-        Some(n) => Err(not_checked_failure(std::slice::from_ref(n))),
-        None => Ok(()),
-    }
+        text.push_str(&format!(
+            "completeness NOT CHECKED against anchors (database only): {DB_ONLY_COMPLETENESS}\nverdict      {}\n",
+            if clean {
+                "no finding in the database (integrity only, completeness not checked): not an audit verdict"
+            } else {
+                "FAIL"
+            }
+        ));
+        output::print_human(&text)
+    };
+    outcome.and(printed)
+}
+
+/// The `--html` report of a database-only run: what was checked, every
+/// finding, and completeness listed as not checked against anchors.
+fn write_db_only_html(
+    path: &std::path::Path,
+    args: &VerifyLogArgs,
+    results: &[DbChain],
+    evidence: &evidence::EvidenceOutcome,
+) -> Result<(), Failure> {
+    let names: Vec<&str> = results.iter().map(|r| r.report.chain_id.as_str()).collect();
+    let mut checked: Vec<String> = results
+        .iter()
+        .map(|r| {
+            format!(
+                "database, chain {}: {} events recomputed (canonical bytes, leaves, Merkle nodes{}, chain head); {} of {} anchor(s) recorded in stele_anchors compared with the events (tree size, root hash, last event hash)",
+                r.report.chain_id,
+                r.report.events_checked,
+                if r.report.hmac_checked { ", HMAC chain" } else { "" },
+                r.recorded.compared,
+                r.recorded.recorded
+            )
+        })
+        .collect();
+    checked.extend(evidence.checked.iter().cloned());
+    let mut findings: Vec<stele_verify::Finding> = results
+        .iter()
+        .flat_map(|r| r.findings.iter().cloned())
+        .collect();
+    findings.extend(evidence.findings.iter().cloned());
+    let events = results.iter().map(|r| r.report.events_checked).sum();
+    let mut report = stele_verify::Report::new(
+        &names.join(", "),
+        checked,
+        Default::default(),
+        Default::default(),
+        Some(events),
+        findings,
+        Vec::new(),
+    );
+    report.add_not_checked(
+        std::iter::once(stele_verify::NotChecked::new(
+            "anchors",
+            DB_ONLY_COMPLETENESS,
+        ))
+        .chain(evidence.not_checked.iter().cloned()),
+        &args.anchors.waive,
+    );
+    write_html(path, &report)
+}
+
+fn write_html(path: &std::path::Path, report: &stele_verify::Report) -> Result<(), Failure> {
+    let generated = whole_seconds(time::OffsetDateTime::now_utc())
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    std::fs::write(path, stele_verify::html::render(report, &generated))
+        .map_err(|e| Failure::Operational(anyhow!("cannot write {}: {e}", path.display())))
 }
 
 fn allowed_buckets(args: &VerifyLogArgs) -> Vec<String> {
@@ -216,11 +489,18 @@ fn event(ctx: &Context, args: &VerifyEventArgs) -> Result<(), Failure> {
     }
     let checked = proof
         .verify(leaf_hash(extra), &vkey)
-        .map_err(|e| e.to_string())
+        .map_err(|e| EventError::Tampered(e.to_string()))
         .and_then(|cp| match &args.anchor {
             Some(anchor) => tie_to_anchor(ctx, args, anchor, &vkey, proof.index, &cp).map(|()| cp),
             None => Ok(cp),
         });
+    let checked = match checked {
+        // A wrong file, a wrong anchor for this proof, an unreachable
+        // bucket: the event was not checked, and that is not tampering.
+        Err(EventError::NotChecked(f)) => return Err(f),
+        Err(EventError::Tampered(why)) => Err(why),
+        Ok(cp) => Ok(cp),
+    };
     match checked {
         Ok(cp) => {
             if ctx.json {
@@ -261,6 +541,19 @@ fn event(ctx: &Context, args: &VerifyEventArgs) -> Result<(), Failure> {
 /// escaped), a proof of at most 64 hashes and a signed checkpoint.
 const MAX_PROOF_BYTES: usize = 1024 * 1024;
 
+/// Why `verify event` did not say OK.
+enum EventError {
+    /// Something signed does not match: exit 1, reported as FAIL.
+    Tampered(String),
+    /// The check could not be made as asked (a usage error, exit 2, or an
+    /// unreachable store, exit 3): never reported as tampering.
+    NotChecked(Failure),
+}
+
+fn usage(message: String) -> EventError {
+    EventError::NotChecked(Failure::Input(anyhow!(message)))
+}
+
 /// Checks that the proof's checkpoint is the tree an anchor commits to.
 fn tie_to_anchor(
     ctx: &Context,
@@ -269,59 +562,75 @@ fn tie_to_anchor(
     vkey: &str,
     seq: u64,
     cp: &stele_ledger::checkpoint::VerifiedCheckpoint,
-) -> Result<(), String> {
+) -> Result<(), EventError> {
     // With --bucket, --anchor is a key in it; without, a file. Never guessed
     // from what happens to exist in the working directory.
     let limit = stele_verify::MAX_ANCHOR_BYTES;
     let bytes = if let Some(bucket) = &args.bucket {
         let setup = ctx
             .anchor_setup(Some(bucket), None)
-            .map_err(|e| e.message().unwrap_or_default())?;
+            .map_err(EventError::NotChecked)?;
         let Some(crate::config::AnchorTarget::S3(cfg)) = setup.target else {
-            return Err("--bucket needs S3 settings".into());
+            return Err(usage("--bucket needs S3 settings".into()));
         };
-        let rt = super::anchor::runtime().map_err(|e| e.message().unwrap_or_default())?;
+        let rt = super::anchor::runtime().map_err(EventError::NotChecked)?;
         let s3 = rt
             .block_on(stele_worm::S3Worm::connect(cfg))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| EventError::NotChecked(super::anchor::worm_failure(e)))?;
         rt.block_on(s3.get_version_bounded(anchor, None, limit))
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("{anchor} has more than the {limit} bytes an anchor may have"))?
+            .map_err(|e| EventError::NotChecked(super::anchor::worm_failure(e)))?
+            .ok_or_else(|| {
+                EventError::Tampered(format!(
+                    "{anchor} has more than the {limit} bytes an anchor may have"
+                ))
+            })?
     } else {
         bounded::read_file(std::path::Path::new(anchor), limit, "anchor file").map_err(|e| {
-            format!(
+            let code = e.exit_code();
+            let message = format!(
                 "{} (to fetch the anchor from a bucket, add --bucket)",
                 e.message().unwrap_or_default()
-            )
+            );
+            EventError::NotChecked(if code == 3 {
+                Failure::Operational(anyhow!(message))
+            } else {
+                Failure::Input(anyhow!(message))
+            })
         })?
     };
-    let anchor = stele_anchor::Anchor::from_bytes(&bytes).map_err(|e| e.to_string())?;
-    anchor.verify(vkey).map_err(|e| e.to_string())?;
+    let anchor = stele_anchor::Anchor::from_bytes(&bytes).map_err(|e| {
+        usage(format!(
+            "{anchor} is not a stele anchor ({e}); name an anchor object (`stele anchor list` shows their keys)"
+        ))
+    })?;
+    anchor
+        .verify(vkey)
+        .map_err(|e| EventError::Tampered(format!("anchor #{}: {e}", anchor.anchor_seq)))?;
     if !cp.origin.ends_with(&format!("/{}", anchor.chain_id)) {
-        return Err(format!(
-            "the proof is for {}, the anchor for chain {}",
+        return Err(usage(format!(
+            "the proof is for {}, the anchor for chain {}: give an anchor of the proof's chain",
             cp.origin, anchor.chain_id
-        ));
+        )));
     }
     if seq >= anchor.tree_size {
-        return Err(format!(
-            "anchor #{} covers {} events; seq {seq} is not among them",
-            anchor.anchor_seq, anchor.tree_size
-        ));
+        return Err(usage(format!(
+            "anchor #{} covers {} events; seq {seq} is not among them: give a later anchor of chain {}",
+            anchor.anchor_seq, anchor.tree_size, anchor.chain_id
+        )));
     }
     if cp.size != anchor.tree_size {
-        return Err(format!(
-            "the proof is against tree size {}, anchor #{} against {}: make the proof at the anchor's size (`stele proof inclusion --seq {seq} --tree-size {}`)",
-            cp.size, anchor.anchor_seq, anchor.tree_size, anchor.tree_size
-        ));
+        return Err(usage(format!(
+            "the proof is against tree size {}, anchor #{} against {}: make the proof at the anchor's size (`stele proof inclusion --chain {} --seq {seq} --tree-size {} --format tlog-proof`)",
+            cp.size, anchor.anchor_seq, anchor.tree_size, anchor.chain_id, anchor.tree_size
+        )));
     }
     if stele_ledger::hex_hash(&cp.root) != anchor.root_hash {
-        return Err(format!(
+        return Err(EventError::Tampered(format!(
             "the proof's checkpoint root {} is not the root {} that anchor #{} committed",
             stele_ledger::hex_hash(&cp.root),
             anchor.root_hash,
             anchor.anchor_seq
-        ));
+        )));
     }
     Ok(())
 }
@@ -686,26 +995,26 @@ fn print_report(
     html: Option<&std::path::Path>,
 ) -> Result<(), Failure> {
     if let Some(path) = html {
-        let generated = whole_seconds(time::OffsetDateTime::now_utc())
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
-        std::fs::write(path, stele_verify::html::render(report, &generated))
-            .map_err(|e| Failure::Operational(anyhow!("cannot write {}: {e}", path.display())))?;
+        write_html(path, report)?;
     }
-    if ctx.json {
-        output::print_json(report)?;
+    // The verdict is decided before anything is written: a closed stdout
+    // must not change it.
+    let outcome = if !report.no_findings() {
+        Err(Failure::Tampered)
     } else {
-        output::print_human(&report.summary())?;
-    }
-    if !report.no_findings() {
-        return Err(Failure::Tampered);
-    }
-    let unwaived: Vec<stele_verify::NotChecked> = report.unwaived().cloned().collect();
-    if unwaived.is_empty() {
-        Ok(())
+        let unwaived: Vec<stele_verify::NotChecked> = report.unwaived().cloned().collect();
+        if unwaived.is_empty() {
+            Ok(())
+        } else {
+            Err(not_checked_failure(&unwaived))
+        }
+    };
+    let printed = if ctx.json {
+        output::print_json(report)
     } else {
-        Err(not_checked_failure(&unwaived))
-    }
+        output::print_human(&report.summary())
+    };
+    outcome.and(printed)
 }
 
 fn anchors(ctx: &Context, args: &VerifyAnchorsArgs) -> Result<(), Failure> {
@@ -879,6 +1188,10 @@ fn anchored_log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
     findings.extend(outcome.findings);
     not_checked.extend(outcome.not_checked);
     let anchor_not_checked = anchor_report.as_ref().map(|r| r.not_checked.clone());
+    let anchor_warnings = anchor_report
+        .as_ref()
+        .map(|r| r.warnings.clone())
+        .unwrap_or_default();
     let (mut all_checked, requested, found, mut all_findings, timeline) = match anchor_report {
         Some(r) => {
             let mut c = r.checked;
@@ -905,6 +1218,7 @@ fn anchored_log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
         all_findings,
         timeline,
     );
+    report.warnings = anchor_warnings;
     report.add_not_checked(
         anchor_not_checked.into_iter().chain(not_checked),
         &args.anchors.waive,
