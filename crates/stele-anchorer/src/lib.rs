@@ -1116,6 +1116,19 @@ impl Anchorer<'_> {
         let outbox = self.store.anchors(Some(chain), None)?;
         let ours: std::collections::HashSet<String> =
             outbox.iter().map(|r| object_hash(&r.body)).collect();
+        // Once this ledger's anchors of the chain are in the store, an anchor
+        // signed by another key there is not another ledger's history but a
+        // squatter (anyone who may PutObject can write one at our next key):
+        // it must not stop the chain, which moves on to the alternate key.
+        // Before our first anchor, such an object means the chain id is
+        // taken in this bucket, and writing beside it would fork that history.
+        // The same holds for an object sitting exactly at the key one of our
+        // own anchors was meant for: it was put there for that key.
+        let anchored_here = outbox
+            .iter()
+            .any(|r| r.status != stele_store::AnchorStatus::Pending);
+        let our_keys: std::collections::HashSet<&str> =
+            outbox.iter().map(|r| r.object_key.as_str()).collect();
         // Keys sort by anchor time, then seq: the newest are last.
         for key in keys.iter().rev().take(BUCKET_CHECK_OBJECTS) {
             let Some(bytes) = read_bounded(target, rt, key)? else {
@@ -1147,6 +1160,10 @@ impl Anchorer<'_> {
                     key: key.clone(),
                     anchor_seq: anchor.anchor_seq,
                 },
+                Err(e) if anchored_here || our_keys.contains(key.as_str()) => {
+                    tracing::warn!(chain = %chain, key = %key, anchor_seq = anchor.anchor_seq, why = %e, "an anchor of this chain that this ledger did not sign is in the bucket: a squatter (restrict s3:PutObject to the anchor writer); ignored");
+                    continue;
+                }
                 Err(e) => AnchorerError::ForeignAnchors {
                     chain: chain.to_string(),
                     prefix: prefix.clone(),

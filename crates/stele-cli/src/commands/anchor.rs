@@ -173,6 +173,18 @@ fn print_report(ctx: &Context, report: &UploadReport) -> Result<(), Failure> {
             );
         }
     }
+    if report.leased_elsewhere > 0 {
+        if ctx.json {
+            output::print_json(
+                &json!({"event": "anchors_leased_elsewhere", "count": report.leased_elsewhere}),
+            )?;
+        } else {
+            eprintln!(
+                "{} pending anchor(s) are being uploaded by another stele process (it holds their outbox lease); left to it",
+                report.leased_elsewhere
+            );
+        }
+    }
     Ok(())
 }
 

@@ -164,6 +164,21 @@ fn verify_db_chain(
     json: bool,
     observe: &mut dyn FnMut(stele_ledger::StoredEvent<'_>),
 ) -> Result<DbChain, Failure> {
+    // One snapshot for the recorded anchors, the head, the rows and the
+    // stored root: a ledger others append to is reported as one state.
+    stele_store::read_consistent(store, |store| {
+        verify_db_chain_in_snapshot(store, chain, keys, verifier, json, observe)
+    })
+}
+
+fn verify_db_chain_in_snapshot(
+    store: &mut dyn LedgerStore,
+    chain: &ChainId,
+    keys: Option<&Keyring>,
+    verifier: Option<&str>,
+    json: bool,
+    observe: &mut dyn FnMut(stele_ledger::StoredEvent<'_>),
+) -> Result<DbChain, Failure> {
     use stele_verify::Aspect;
     let records = store.anchors(Some(chain), None)?;
     let mut findings = Vec::new();
