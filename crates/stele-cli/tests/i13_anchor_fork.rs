@@ -136,3 +136,83 @@ fn a_second_ledger_cannot_fork_a_chains_anchor_history() {
     assert!(err.contains("older backup"), "{err}");
     assert_eq!(objects(), after_second, "nothing was uploaded");
 }
+
+/// Once a ledger's anchors of a chain are in the bucket, an anchor of that
+/// chain signed by another key that shows up there is a squatter (anyone
+/// who may PutObject can write one), not another ledger: it must not stop
+/// the chain, and the ledger's own history still verifies.
+#[test]
+fn a_foreign_anchor_after_ours_is_a_squatter_not_a_reason_to_stop() {
+    let rt = runtime();
+    let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("i13-squat")), true));
+    let bucket = s3.bucket().to_owned();
+
+    let first = Ledger::new(TestDb::sqlite());
+    first.run_stdin(
+        &["append", "--chain", "shared", "--jsonl", "-"],
+        &jsonl(0..3, "a"),
+    );
+    let out = anchor_now(&first, &bucket);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let ours = rt.block_on(s3.list("")).unwrap();
+    assert_eq!(ours.len(), 1, "{ours:?}");
+
+    // A real anchor of chain "shared", signed by another ledger's key,
+    // written by someone who may PutObject at the key of our next seq.
+    let other = Ledger::new(TestDb::sqlite());
+    other.run_stdin(
+        &["append", "--chain", "shared", "--jsonl", "-"],
+        &jsonl(0..2, "b"),
+    );
+    let local = other.dir.path().join("anchors-out");
+    let out = other
+        .command()
+        .args(["anchor", "now", "--chain", "shared", "--local-dir"])
+        .arg(&local)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let foreign = walk_files(&local);
+    assert_eq!(foreign.len(), 1, "{foreign:?}");
+    let squat_key = ours[0].replace("-0000000000.json", "-0000000001.json");
+    rt.block_on(
+        s3.client()
+            .put_object()
+            .bucket(&bucket)
+            .key(&squat_key)
+            .body(std::fs::read(&foreign[0]).unwrap().into())
+            .send(),
+    )
+    .unwrap();
+
+    first.run_stdin(
+        &["append", "--chain", "shared", "--jsonl", "-"],
+        &jsonl(3..6, "a"),
+    );
+    let out = anchor_now(&first, &bucket);
+    assert_eq!(
+        code(&out),
+        0,
+        "the squatter must not stop the chain: {}",
+        stderr(&out)
+    );
+    let all = rt.block_on(s3.list("")).unwrap();
+    assert_eq!(all.len(), 3, "ours #0, the squatter, ours #1: {all:?}");
+    let out = verify_anchors(&first, &bucket);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(code(&out), 0, "{text}{}", stderr(&out));
+    assert!(text.contains(&squat_key), "the squatter is named: {text}");
+}
+
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk_files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
