@@ -46,7 +46,7 @@ pub use local::LocalDir;
 pub use lock::{ListedObject, ObjectDetails, ObjectVersion};
 pub use multipart::{FileUpload, MIB, NoProgress, Phase, Progress, UploadTuning};
 pub use readback::{Sink, StreamedRead};
-pub use retry::{CallError, RetryPolicy, classify};
+pub use retry::{CallError, RetryFailure, RetryPolicy, call_with_retry, classify};
 pub use s3::{ObjectFacts, S3Config, S3Worm};
 
 /// Object Lock retention mode.

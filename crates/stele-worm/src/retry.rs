@@ -1,7 +1,11 @@
 //! Retrying transient failures with exponential backoff and full jitter.
+//! [`call_with_retry`] is the one retry loop for S3 calls in the workspace:
+//! the object store, the bucket tooling and the evidence vault all use it.
 
+use std::future::Future;
 use std::time::Duration;
 
+use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
 /// How often and how patiently to retry transient failures.
@@ -123,6 +127,57 @@ pub fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
             status: None,
             message: source_chain(err),
         },
+    }
+}
+
+/// An S3 call that failed for good: permanently, or transiently on every attempt.
+#[derive(Debug)]
+pub struct RetryFailure<E> {
+    /// The last SDK error, for callers that look at the raw answer.
+    pub sdk: SdkError<E, HttpResponse>,
+    /// The last error, classified.
+    pub error: CallError,
+    /// Attempts made, the first included.
+    pub attempts: u32,
+}
+
+/// Runs `f` until it succeeds, fails permanently (as [`classify`] decides), or
+/// `policy.attempts` are used, sleeping [`RetryPolicy::delay`] (backoff with
+/// full jitter) between transient failures.
+///
+/// # Errors
+///
+/// The last failure, with its classification and the attempts made.
+pub async fn call_with_retry<T, E, F, Fut>(
+    policy: RetryPolicy,
+    op: &'static str,
+    mut f: F,
+) -> Result<T, RetryFailure<E>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let attempts = policy.attempts.max(1);
+    let mut attempt = 1;
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(sdk) => {
+                let error = classify(&sdk);
+                if !error.transient || attempt >= attempts {
+                    return Err(RetryFailure {
+                        sdk,
+                        error,
+                        attempts: attempt,
+                    });
+                }
+                let delay = policy.delay(attempt + 1);
+                tracing::warn!(op, attempt, code = %error.code, delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), "transient S3 failure; retrying");
+                tokio::time::sleep(delay).await;
+                attempt += 1;
+            }
+        }
     }
 }
 

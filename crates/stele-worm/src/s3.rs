@@ -17,7 +17,7 @@ use md5::Digest as _;
 use time::OffsetDateTime;
 use tokio::sync::OnceCell;
 
-use crate::retry::{CallError, classify};
+use crate::retry::CallError;
 use crate::{LockMode, Retention, RetryPolicy, StoredObject, WormError, sha256_hex};
 
 /// How to reach the bucket.
@@ -741,36 +741,21 @@ pub(crate) fn user_metadata(
     map
 }
 
-/// Runs `f` until it succeeds, fails permanently, or `policy.attempts` are used,
-/// sleeping with backoff and jitter between transient failures.
+/// [`crate::retry::call_with_retry`], keeping only the classified failure.
 pub(crate) async fn call_with_retry<T, E, F, Fut>(
     policy: RetryPolicy,
     op: &'static str,
-    mut f: F,
+    f: F,
 ) -> Result<T, Failed>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let attempts = policy.attempts.max(1);
-    let mut attempt = 1;
-    loop {
-        match f().await {
-            Ok(v) => return Ok(v),
-            Err(e) => {
-                let error = classify(&e);
-                if !error.transient || attempt >= attempts {
-                    return Err(Failed {
-                        error,
-                        attempts: attempt,
-                    });
-                }
-                let delay = policy.delay(attempt + 1);
-                tracing::warn!(op, attempt, code = %error.code, delay_ms = delay.as_millis() as u64, "transient S3 failure; retrying");
-                tokio::time::sleep(delay).await;
-                attempt += 1;
-            }
-        }
-    }
+    crate::retry::call_with_retry(policy, op, f)
+        .await
+        .map_err(|failure| Failed {
+            error: failure.error,
+            attempts: failure.attempts,
+        })
 }
