@@ -27,6 +27,7 @@
 #![warn(missing_docs)]
 
 mod digest;
+mod listing;
 mod local;
 mod lock;
 mod multipart;
@@ -42,6 +43,7 @@ use thiserror::Error;
 use time::OffsetDateTime;
 
 pub use digest::{FileDigest, PartDigests};
+pub use listing::{KeyVersions, ListedVersion, VersionsByKey};
 pub use local::LocalDir;
 pub use lock::{ListedObject, ObjectDetails, ObjectVersion};
 pub use multipart::{FileUpload, MIB, NoProgress, Phase, Progress, UploadTuning};

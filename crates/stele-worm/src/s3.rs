@@ -67,6 +67,8 @@ pub struct S3Worm {
     pub(crate) bucket: String,
     pub(crate) kms_key_id: Option<String>,
     pub(crate) retry: RetryPolicy,
+    /// `max-keys` per listing page; `None` leaves it to the store (1000 on AWS).
+    pub(crate) list_page_size: Option<i32>,
     lock_checked: OnceCell<()>,
 }
 
@@ -150,6 +152,7 @@ impl S3Worm {
             bucket: cfg.bucket,
             kms_key_id: cfg.kms_key_id,
             retry: cfg.retry,
+            list_page_size: None,
             lock_checked: OnceCell::new(),
         })
     }
@@ -194,6 +197,14 @@ impl S3Worm {
         self.call(op, f)
             .await
             .map_err(|failed| self.error(op, target, failed))
+    }
+
+    /// Asks for at most `max_keys` entries per listing page (`None`: the
+    /// store's default). Listings still return every entry, over more pages.
+    #[must_use]
+    pub fn with_list_page_size(mut self, max_keys: Option<i32>) -> Self {
+        self.list_page_size = max_keys;
+        self
     }
 
     /// The retry policy in force.
@@ -461,30 +472,12 @@ impl S3Worm {
     ///
     /// Any [`WormError`].
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, WormError> {
-        let mut keys = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let out = self
-                .call("ListObjectsV2", || {
-                    self.client
-                        .list_objects_v2()
-                        .bucket(&self.bucket)
-                        .prefix(prefix)
-                        .set_continuation_token(token.clone())
-                        .send()
-                })
-                .await
-                .map_err(|f| self.error("ListObjectsV2", prefix, f))?;
-            keys.extend(
-                out.contents()
-                    .iter()
-                    .filter_map(|o| o.key().map(str::to_owned)),
-            );
-            match out.next_continuation_token() {
-                Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_owned()),
-                _ => break,
-            }
-        }
+        let mut keys: Vec<String> = self
+            .list_detailed(prefix)
+            .await?
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
         keys.sort();
         Ok(keys)
     }
