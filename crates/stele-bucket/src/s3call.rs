@@ -9,8 +9,8 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
 use crate::BucketError;
 
-pub(crate) use stele_worm::{CallError, classify};
 use stele_worm::RetryPolicy;
+pub(crate) use stele_worm::{CallError, classify};
 
 /// A classified failure as a [`BucketError`] for operation `op`.
 pub(crate) trait IntoBucketError {

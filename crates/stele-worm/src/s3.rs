@@ -162,7 +162,9 @@ impl S3Worm {
         &self.bucket
     }
 
-    /// The underlying SDK client, for callers that need other S3 calls.
+    /// The underlying SDK client, for callers that need other S3 calls: run
+    /// them through [`retrying`](Self::retrying) or [`crate::call_with_retry`],
+    /// and list through this crate's listing methods, never a loop of their own.
     pub fn client(&self) -> &Client {
         &self.client
     }

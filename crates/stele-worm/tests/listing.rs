@@ -3,8 +3,8 @@
 //! versions (ListObjectVersions), and the per-key summary built on them.
 
 use aws_sdk_s3::primitives::ByteStream;
-use stele_worm::testkit::{create_bucket, rgw, unique_bucket};
 use stele_worm::S3Worm;
+use stele_worm::testkit::{create_bucket, rgw, unique_bucket};
 
 const PAGE: i32 = 2;
 
@@ -85,7 +85,10 @@ async fn rgw_listings_page_through_every_object_and_version() {
     assert_eq!((a1.other_versions, a1.delete_markers), (2, 0));
     let deleted = &by_key.keys["p/a2"];
     assert_eq!(
-        deleted.newest.as_ref().and_then(|v| v.version_id.as_deref()),
+        deleted
+            .newest
+            .as_ref()
+            .and_then(|v| v.version_id.as_deref()),
         Some(a2.as_str())
     );
     assert_eq!((deleted.other_versions, deleted.delete_markers), (0, 1));
@@ -98,5 +101,8 @@ async fn rgw_listings_page_through_every_object_and_version() {
     // One key's versions, newest first, with the page size still at 2.
     let a1_versions = store.versions("p/a1").await.expect("versions");
     assert_eq!(a1_versions.len(), 3);
-    assert_eq!(a1_versions[0].version_id.as_deref(), Some(a1_newest.as_str()));
+    assert_eq!(
+        a1_versions[0].version_id.as_deref(),
+        Some(a1_newest.as_str())
+    );
 }

@@ -808,9 +808,7 @@ async fn fetch_from_s3(
         let listed: Option<i64> = newest
             .as_ref()
             .map(|v| v.size.and_then(|n| i64::try_from(n).ok()).unwrap_or(-1));
-        let version = newest
-            .and_then(|v| v.version_id)
-            .filter(|v| !v.is_empty());
+        let version = newest.and_then(|v| v.version_id).filter(|v| !v.is_empty());
         if version.is_none() && versions_unlisted.is_none() {
             // Only delete markers remain: the anchor object itself is gone.
             continue;
