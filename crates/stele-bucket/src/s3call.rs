@@ -1,14 +1,15 @@
-//! S3 calls: transient failures retried a few times, every failure classified
-//! (by `stele_worm::classify`, so both crates agree on what is transient).
+//! S3 calls: retried and classified by stele-worm's one S3 call path
+//! (`stele_worm::call_with_retry`, `stele_worm::classify`), so the bucket
+//! tooling and the object store agree on what is transient and how to wait.
 
 use std::future::Future;
-use std::time::Duration;
 
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
 use crate::BucketError;
 
+use stele_worm::RetryPolicy;
 pub(crate) use stele_worm::{CallError, classify};
 
 /// A classified failure as a [`BucketError`] for operation `op`.
@@ -43,33 +44,19 @@ impl IntoBucketError for CallError {
     }
 }
 
-/// Attempts per call, the first included.
-const ATTEMPTS: u32 = 3;
-
-/// Runs `f`, retrying transient failures with a short backoff; returns the
-/// last SDK error so callers can look at the raw answer.
+/// Runs `f` through stele-worm's one retry path (transient failures only,
+/// backoff with jitter, [`RetryPolicy::default`]); returns the last SDK error
+/// so callers can look at the raw answer.
 pub(crate) async fn call<T, E, F, Fut>(
     op: &'static str,
-    mut f: F,
+    f: F,
 ) -> Result<T, SdkError<E, HttpResponse>>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let mut attempt = 1;
-    loop {
-        match f().await {
-            Ok(v) => return Ok(v),
-            Err(e) => {
-                let c = classify(&e);
-                if !c.transient || attempt >= ATTEMPTS {
-                    return Err(e);
-                }
-                tracing::warn!(op, attempt, code = %c.code, "transient S3 failure; retrying");
-                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
-                attempt += 1;
-            }
-        }
-    }
+    stele_worm::call_with_retry(RetryPolicy::default(), op, f)
+        .await
+        .map_err(|failure| failure.sdk)
 }

@@ -27,6 +27,7 @@
 #![warn(missing_docs)]
 
 mod digest;
+mod listing;
 mod local;
 mod lock;
 mod multipart;
@@ -42,11 +43,12 @@ use thiserror::Error;
 use time::OffsetDateTime;
 
 pub use digest::{FileDigest, PartDigests};
+pub use listing::{KeyVersions, ListedVersion, VersionsByKey};
 pub use local::LocalDir;
 pub use lock::{ListedObject, ObjectDetails, ObjectVersion};
 pub use multipart::{FileUpload, MIB, NoProgress, Phase, Progress, UploadTuning};
 pub use readback::{Sink, StreamedRead};
-pub use retry::{CallError, RetryPolicy, classify};
+pub use retry::{CallError, RetryFailure, RetryPolicy, call_with_retry, classify};
 pub use s3::{ObjectFacts, S3Config, S3Worm};
 
 /// Object Lock retention mode.

@@ -102,7 +102,7 @@ pub(crate) fn check_lock_is(
     })
 }
 
-fn to_time(d: &DateTime) -> Option<OffsetDateTime> {
+pub(crate) fn to_time(d: &DateTime) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp(d.secs()).ok()
 }
 
@@ -316,57 +316,20 @@ impl S3Worm {
     /// own ordering, which — unlike `LastModified` — separates versions
     /// written in the same millisecond.
     async fn versions_in_store_order(&self, key: &str) -> Result<Vec<ObjectVersion>, WormError> {
-        let mut found = Vec::new();
-        let mut markers = Vec::new();
-        let mut key_marker: Option<String> = None;
-        let mut version_marker: Option<String> = None;
-        loop {
-            let out = self
-                .retrying("ListObjectVersions", key, || {
-                    self.client
-                        .list_object_versions()
-                        .bucket(&self.bucket)
-                        .prefix(key)
-                        .set_key_marker(key_marker.clone())
-                        .set_version_id_marker(version_marker.clone())
-                        .send()
-                })
-                .await?;
-            found.extend(
-                out.versions()
-                    .iter()
-                    .filter(|v| v.key() == Some(key))
-                    .map(|v| ObjectVersion {
-                        version_id: v.version_id().map(str::to_owned),
-                        is_latest: v.is_latest() == Some(true),
-                        delete_marker: false,
-                        size: u64::try_from(v.size().unwrap_or(0)).unwrap_or(0),
-                        last_modified: v.last_modified().and_then(to_time),
-                    }),
-            );
-            markers.extend(
-                out.delete_markers()
-                    .iter()
-                    .filter(|m| m.key() == Some(key))
-                    .map(|m| ObjectVersion {
-                        version_id: m.version_id().map(str::to_owned),
-                        is_latest: m.is_latest() == Some(true),
-                        delete_marker: true,
-                        size: 0,
-                        last_modified: m.last_modified().and_then(to_time),
-                    }),
-            );
-            if out.is_truncated() != Some(true) {
-                break;
-            }
-            key_marker = out.next_key_marker().map(str::to_owned);
-            version_marker = out.next_version_id_marker().map(str::to_owned);
-            if key_marker.is_none() {
-                break;
-            }
-        }
-        found.extend(markers);
-        Ok(found)
+        let (found, markers): (Vec<_>, Vec<_>) = self
+            .list_versions(key)
+            .await?
+            .into_iter()
+            .filter(|v| v.key == key)
+            .map(|v| ObjectVersion {
+                version_id: v.version_id,
+                is_latest: v.is_latest,
+                delete_marker: v.delete_marker,
+                size: v.size.unwrap_or(0),
+                last_modified: v.last_modified,
+            })
+            .partition(|v| !v.delete_marker);
+        Ok(found.into_iter().chain(markers).collect())
     }
 
     /// After a create-only write that stored `ours`: which version holds the
@@ -486,31 +449,10 @@ impl S3Worm {
     ///
     /// Any [`WormError`].
     pub async fn list_detailed(&self, prefix: &str) -> Result<Vec<ListedObject>, WormError> {
-        let mut found = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let out = self
-                .retrying("ListObjectsV2", prefix, || {
-                    self.client
-                        .list_objects_v2()
-                        .bucket(&self.bucket)
-                        .prefix(prefix)
-                        .set_continuation_token(token.clone())
-                        .send()
-                })
-                .await?;
-            found.extend(out.contents().iter().filter_map(|o| {
-                Some(ListedObject {
-                    key: o.key()?.to_owned(),
-                    size: u64::try_from(o.size().unwrap_or(0)).unwrap_or(0),
-                    last_modified: o.last_modified().and_then(to_time),
-                })
-            }));
-            match out.next_continuation_token() {
-                Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_owned()),
-                _ => break,
-            }
-        }
+        let mut found = self
+            .list_objects_all(prefix)
+            .await
+            .map_err(|f| self.error("ListObjectsV2", prefix, f))?;
         found.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(found)
     }

@@ -17,7 +17,7 @@ use md5::Digest as _;
 use time::OffsetDateTime;
 use tokio::sync::OnceCell;
 
-use crate::retry::{CallError, classify};
+use crate::retry::CallError;
 use crate::{LockMode, Retention, RetryPolicy, StoredObject, WormError, sha256_hex};
 
 /// How to reach the bucket.
@@ -67,6 +67,8 @@ pub struct S3Worm {
     pub(crate) bucket: String,
     pub(crate) kms_key_id: Option<String>,
     pub(crate) retry: RetryPolicy,
+    /// `max-keys` per listing page; `None` leaves it to the store (1000 on AWS).
+    pub(crate) list_page_size: Option<i32>,
     lock_checked: OnceCell<()>,
 }
 
@@ -150,6 +152,7 @@ impl S3Worm {
             bucket: cfg.bucket,
             kms_key_id: cfg.kms_key_id,
             retry: cfg.retry,
+            list_page_size: None,
             lock_checked: OnceCell::new(),
         })
     }
@@ -159,7 +162,9 @@ impl S3Worm {
         &self.bucket
     }
 
-    /// The underlying SDK client, for callers that need other S3 calls.
+    /// The underlying SDK client, for callers that need other S3 calls: run
+    /// them through [`retrying`](Self::retrying) or [`crate::call_with_retry`],
+    /// and list through this crate's listing methods, never a loop of their own.
     pub fn client(&self) -> &Client {
         &self.client
     }
@@ -194,6 +199,14 @@ impl S3Worm {
         self.call(op, f)
             .await
             .map_err(|failed| self.error(op, target, failed))
+    }
+
+    /// Asks for at most `max_keys` entries per listing page (`None`: the
+    /// store's default). Listings still return every entry, over more pages.
+    #[must_use]
+    pub fn with_list_page_size(mut self, max_keys: Option<i32>) -> Self {
+        self.list_page_size = max_keys;
+        self
     }
 
     /// The retry policy in force.
@@ -461,30 +474,12 @@ impl S3Worm {
     ///
     /// Any [`WormError`].
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, WormError> {
-        let mut keys = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let out = self
-                .call("ListObjectsV2", || {
-                    self.client
-                        .list_objects_v2()
-                        .bucket(&self.bucket)
-                        .prefix(prefix)
-                        .set_continuation_token(token.clone())
-                        .send()
-                })
-                .await
-                .map_err(|f| self.error("ListObjectsV2", prefix, f))?;
-            keys.extend(
-                out.contents()
-                    .iter()
-                    .filter_map(|o| o.key().map(str::to_owned)),
-            );
-            match out.next_continuation_token() {
-                Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_owned()),
-                _ => break,
-            }
-        }
+        let mut keys: Vec<String> = self
+            .list_detailed(prefix)
+            .await?
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
         keys.sort();
         Ok(keys)
     }
@@ -741,36 +736,21 @@ pub(crate) fn user_metadata(
     map
 }
 
-/// Runs `f` until it succeeds, fails permanently, or `policy.attempts` are used,
-/// sleeping with backoff and jitter between transient failures.
+/// [`crate::retry::call_with_retry`], keeping only the classified failure.
 pub(crate) async fn call_with_retry<T, E, F, Fut>(
     policy: RetryPolicy,
     op: &'static str,
-    mut f: F,
+    f: F,
 ) -> Result<T, Failed>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, SdkError<E, HttpResponse>>>,
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let attempts = policy.attempts.max(1);
-    let mut attempt = 1;
-    loop {
-        match f().await {
-            Ok(v) => return Ok(v),
-            Err(e) => {
-                let error = classify(&e);
-                if !error.transient || attempt >= attempts {
-                    return Err(Failed {
-                        error,
-                        attempts: attempt,
-                    });
-                }
-                let delay = policy.delay(attempt + 1);
-                tracing::warn!(op, attempt, code = %error.code, delay_ms = delay.as_millis() as u64, "transient S3 failure; retrying");
-                tokio::time::sleep(delay).await;
-                attempt += 1;
-            }
-        }
-    }
+    crate::retry::call_with_retry(policy, op, f)
+        .await
+        .map_err(|failure| Failed {
+            error: failure.error,
+            attempts: failure.attempts,
+        })
 }

@@ -791,80 +791,30 @@ async fn fetch_from_s3(
     s3: &stele_worm::S3Worm,
     prefix: &str,
 ) -> Result<Vec<stele_verify::StoredAnchor>, Failure> {
-    use std::collections::BTreeMap;
-    // key -> (newest object version, other versions, delete markers)
-    let mut keys: BTreeMap<String, (Option<String>, usize, usize)> = BTreeMap::new();
-    // key -> size of the version read, from the listing.
-    let mut sizes: BTreeMap<String, i64> = BTreeMap::new();
-    let (mut key_marker, mut version_marker): (Option<String>, Option<String>) = (None, None);
-    let mut versions_unlisted: Option<String> = None;
-    loop {
-        let page = s3
-            .client()
-            .list_object_versions()
-            .bucket(s3.bucket())
-            .prefix(prefix)
-            .set_key_marker(key_marker.clone())
-            .set_version_id_marker(version_marker.clone())
-            .send()
-            .await;
-        let page = match page {
-            Ok(p) => p,
-            Err(e) => {
-                // A verifier role without s3:ListBucketVersions still gets every
-                // other check, and the report says versions were NOT checked.
-                use aws_sdk_s3::error::ProvideErrorMetadata as _;
-                tracing::warn!(error = %aws_sdk_s3::error::DisplayErrorContext(&e), "cannot list object versions; falling back to ListObjectsV2");
-                versions_unlisted = Some(format!(
-                    "ListObjectVersions was refused: {}",
-                    e.code().unwrap_or("no error code")
-                ));
-                sizes.clear();
-                break;
-            }
-        };
-        // Versions come newest first for each key.
-        for v in page.versions() {
-            let Some(k) = v.key() else { continue };
-            let entry = keys.entry(k.to_owned()).or_default();
-            if entry.0.is_none() {
-                entry.0 = v.version_id().map(str::to_owned).or(Some(String::new()));
-                sizes.insert(k.to_owned(), v.size().unwrap_or(-1));
-            } else {
-                entry.1 += 1;
-            }
-        }
-        for m in page.delete_markers() {
-            if let Some(k) = m.key() {
-                keys.entry(k.to_owned()).or_default().2 += 1;
-            }
-        }
-        if page.is_truncated() == Some(true) {
-            key_marker = page.next_key_marker().map(str::to_owned);
-            version_marker = page.next_version_id_marker().map(str::to_owned);
-        } else {
-            break;
-        }
-    }
-    if versions_unlisted.is_some() {
-        keys = s3
-            .list(prefix)
-            .await
-            .map_err(super::anchor::worm_failure)?
-            .into_iter()
-            .map(|k| (k, (None, 0, 0)))
-            .collect();
-    }
+    // Per key: the newest version, other versions, delete markers; or, when
+    // the verifier role may not list versions, the keys and why (the report
+    // then says versions were NOT checked).
+    let listing = s3
+        .versions_by_key(prefix)
+        .await
+        .map_err(super::anchor::worm_failure)?;
+    let versions_unlisted = listing.versions_unlisted;
     let mut out = Vec::new();
-    for (key, (version, others, markers)) in keys {
-        let version = version.filter(|v| !v.is_empty());
+    for (key, listed_key) in listing.keys {
+        let others = listed_key.other_versions;
+        let markers = listed_key.delete_markers;
+        let newest = listed_key.newest;
+        // Size of the version read, from the listing (`-1`: none given).
+        let listed: Option<i64> = newest
+            .as_ref()
+            .map(|v| v.size.and_then(|n| i64::try_from(n).ok()).unwrap_or(-1));
+        let version = newest.and_then(|v| v.version_id).filter(|v| !v.is_empty());
         if version.is_none() && versions_unlisted.is_none() {
             // Only delete markers remain: the anchor object itself is gone.
             continue;
         }
         // Never more than the anchor size limit is read: the listed size
         // decides first, and the read itself stops past the limit.
-        let listed = sizes.get(&key).copied();
         let limit = stele_verify::MAX_ANCHOR_BYTES;
         let too_large = || {
             Some(stele_verify::Unreadable::TooLarge(
