@@ -38,10 +38,12 @@ pub fn runtime() -> Result<Runtime, Failure> {
 
 /// A WORM failure as an exit code: unreachable stores are operational, the rest need fixing.
 pub fn worm_failure(e: WormError) -> Failure {
-    if e.is_transient() {
-        Failure::Operational(e.into())
+    let transient = e.is_transient();
+    let e = crate::error::worm_error(e, "the bucket name (--bucket / AUDIT_ANCHOR_BUCKET)");
+    if transient {
+        Failure::Operational(e)
     } else {
-        Failure::Input(e.into())
+        Failure::Input(e)
     }
 }
 
