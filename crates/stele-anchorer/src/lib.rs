@@ -1225,3 +1225,41 @@ fn read_bounded(
         }
     })
 }
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+
+    #[test]
+    fn retryable_follows_the_cause_and_tampering_never_is() {
+        assert!(AnchorerError::Contended { chain: "c".into() }.is_retryable());
+        let serialization = StoreError::Postgres {
+            message: "could not serialize access (40001)".into(),
+            sqlstate: Some("40001".into()),
+            retryable: true,
+        };
+        assert!(AnchorerError::Store(serialization).is_retryable());
+        assert!(!AnchorerError::Config("x".into()).is_retryable());
+        let tampering = AnchorerError::UnanchoredTampering {
+            chain: "c".into(),
+            seq: Some(3),
+            what: "HMAC differs".into(),
+        };
+        assert!(!tampering.is_retryable());
+        let foreign = AnchorerError::ForeignAnchors {
+            chain: "c".into(),
+            prefix: "p/".into(),
+            key: "k".into(),
+            anchor_seq: 0,
+            why: "signed by another key".into(),
+        };
+        assert!(!foreign.is_retryable());
+        // The CLI adds its commands and variables; the library names none.
+        for e in [tampering, foreign] {
+            let text = e.to_string();
+            for word in ["AUDIT_", "`stele ", "--"] {
+                assert!(!text.contains(word), "{word:?} in {text}");
+            }
+        }
+    }
+}

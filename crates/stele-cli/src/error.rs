@@ -95,6 +95,10 @@ impl From<StoreError> for Failure {
 impl From<KeyError> for Failure {
     fn from(e: KeyError) -> Self {
         match e {
+            KeyError::NotFound(_) => Self::Input(with_hint(
+                e,
+                "run `stele init` first, or point --data-dir at an initialized directory",
+            )),
             KeyError::Io { .. } => Self::Operational(e.into()),
             _ => Self::Input(e.into()),
         }

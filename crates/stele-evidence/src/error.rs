@@ -102,3 +102,66 @@ impl EvidenceError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// CLI words (flags, variables, commands) belong to the CLI, which
+    /// adds them to these messages.
+    fn assert_no_cli_wording(e: &EvidenceError) {
+        let text = e.to_string();
+        for word in ["--", "STELE_", "AUDIT_", "`stele "] {
+            assert!(!text.contains(word), "{word:?} in {text}");
+        }
+    }
+
+    #[test]
+    fn messages_carry_no_cli_wording() {
+        assert_no_cli_wording(&EvidenceError::RetentionBelowFloor { days: 1, floor: 90 });
+        assert_no_cli_wording(&EvidenceError::MalformedVerifierKey("bad".into()));
+        let named = crate::naming::names_from_path(std::path::Path::new("my file.json"), None)
+            .expect_err("a space is not allowed in a bundle id");
+        assert!(
+            matches!(named, EvidenceError::BundleIdFromFileName { .. }),
+            "{named:?}"
+        );
+        assert_no_cli_wording(&named);
+        assert_no_cli_wording(&EvidenceError::Worm(WormError::NoSuchBucket {
+            bucket: "b".into(),
+        }));
+    }
+
+    #[test]
+    fn retryable_follows_the_failing_layer() {
+        let unavailable = EvidenceError::Worm(WormError::Unavailable {
+            op: "PutObject",
+            attempts: 3,
+            message: "connection refused".into(),
+        });
+        assert!(unavailable.is_retryable());
+        let lost = EvidenceError::Ledger(StoreError::Postgres {
+            message: "server closed the connection".into(),
+            sqlstate: None,
+            retryable: true,
+        });
+        assert!(lost.is_retryable());
+        let denied = EvidenceError::Ledger(StoreError::Postgres {
+            message: "permission denied (42501)".into(),
+            sqlstate: Some("42501".into()),
+            retryable: false,
+        });
+        assert!(!denied.is_retryable());
+        assert!(!EvidenceError::Invalid("x".into()).is_retryable());
+        assert!(
+            !EvidenceError::Mismatch {
+                key: "k".into(),
+                what: "w".into()
+            }
+            .is_retryable()
+        );
+        assert!(
+            !EvidenceError::Worm(WormError::NoSuchBucket { bucket: "b".into() }).is_retryable()
+        );
+    }
+}

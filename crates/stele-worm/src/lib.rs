@@ -420,6 +420,34 @@ mod tests {
     use super::*;
     use time::macros::datetime;
 
+    #[test]
+    fn only_an_unavailable_store_is_retryable_and_messages_name_no_cli_setting() {
+        assert!(
+            WormError::Unavailable {
+                op: "PutObject",
+                attempts: 3,
+                message: "timed out".into()
+            }
+            .is_retryable()
+        );
+        let refusals = [
+            WormError::NoSuchBucket { bucket: "b".into() },
+            WormError::NoObjectLock { bucket: "b".into() },
+            WormError::BadCredentials {
+                op: "HeadBucket",
+                code: "InvalidAccessKeyId".into(),
+            },
+            WormError::Config("x".into()),
+        ];
+        for e in refusals {
+            assert!(!e.is_retryable(), "{e}");
+            let text = e.to_string();
+            for word in ["AUDIT_", "STELE_", "AWS_", "`stele ", "--"] {
+                assert!(!text.contains(word), "{word:?} in {text}");
+            }
+        }
+    }
+
     fn at(mode: LockMode, retain_until: OffsetDateTime) -> Retention {
         Retention { mode, retain_until }
     }
