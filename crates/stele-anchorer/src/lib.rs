@@ -46,7 +46,7 @@ pub enum AnchorerError {
     Anchor(#[from] stele_anchor::AnchorError),
     /// The chain is smaller than at its last anchor: history was removed.
     #[error(
-        "chain {chain:?} has {size} events but anchor {anchor_seq} covered {anchored}: the database lost events since it was anchored (restored from an old backup, or tampered). Refusing to anchor; run `stele verify log`"
+        "chain {chain:?} has {size} events but anchor {anchor_seq} covered {anchored}: the database lost events since it was anchored (restored from an old backup, or tampered). Refusing to anchor; verify the log to find what was removed"
     )]
     ChainShrank {
         /// Chain.
@@ -61,7 +61,7 @@ pub enum AnchorerError {
     /// A stored anchor is not one this anchorer signed as it is: the outbox
     /// row (`stele_anchors`) was altered in the database.
     #[error(
-        "outbox row stele_anchors (chain {chain:?}, anchor_seq {anchor_seq}) is corrupt: {why}. This is evidence that the database was tampered with; nothing was signed or uploaded. Refusing to anchor until it is investigated (compare with the anchor in the bucket; run `stele verify anchors`)"
+        "outbox row stele_anchors (chain {chain:?}, anchor_seq {anchor_seq}) is corrupt: {why}. This is evidence that the database was tampered with; nothing was signed or uploaded. Refusing to anchor until it is investigated (compare it with the anchor in the bucket)"
     )]
     CorruptOutbox {
         /// Chain.
@@ -74,7 +74,7 @@ pub enum AnchorerError {
     /// The events since the last anchor do not check: signing them would
     /// vouch for altered history.
     #[error(
-        "refusing to anchor chain {chain:?}: {}{what}. The database was altered after these events were written; nothing was signed. Run `stele verify log` and investigate",
+        "refusing to anchor chain {chain:?}: {}{what}. The database was altered after these events were written; nothing was signed. Verify the log and investigate",
         seq.map(|s| format!("seq {s}: ")).unwrap_or_default()
     )]
     UnanchoredTampering {
@@ -84,6 +84,13 @@ pub enum AnchorerError {
         seq: Option<u64>,
         /// What differs.
         what: String,
+    },
+    /// Other writers kept creating the next anchor first, through every
+    /// attempt: nothing is wrong, and a later try will build on theirs.
+    #[error("could not build an anchor for {chain}: other writers kept anchoring first")]
+    Contended {
+        /// Chain.
+        chain: String,
     },
     /// The previous anchor is dated in the future: anchors built on it would be too.
     #[error(
@@ -102,7 +109,7 @@ pub enum AnchorerError {
     /// The bucket already holds anchors of this chain signed by another key:
     /// another ledger anchors the same chain id under the same prefix.
     #[error(
-        "the bucket already holds anchors of chain {chain:?} under {prefix} that this ledger did not sign ({key}, anchor_seq {anchor_seq}, {why}): another ledger anchors a chain with the same id there. Anchors cannot be removed, and writing ours beside them would fork that WORM history (and make its `verify anchors` fail for good), so nothing was signed or uploaded. Use another chain id for this ledger, or another prefix (AUDIT_ANCHOR_PREFIX / prefix in [anchor]) or bucket"
+        "the bucket already holds anchors of chain {chain:?} under {prefix} that this ledger did not sign ({key}, anchor_seq {anchor_seq}, {why}): another ledger anchors a chain with the same id there. Anchors cannot be removed, and writing ours beside them would fork that WORM history (and make its anchor verification fail for good), so nothing was signed or uploaded. Use another chain id for this ledger, or another prefix or bucket"
     )]
     ForeignAnchors {
         /// Chain.
@@ -120,7 +127,7 @@ pub enum AnchorerError {
     /// database does not know: it was restored from an older backup (or
     /// another copy of the ledger anchors too).
     #[error(
-        "the bucket holds anchor_seq {anchor_seq} of chain {chain:?} ({key}), signed by this ledger's key, that this database's outbox does not have: the database was restored from an older backup, or another copy of this ledger anchors the same chain. Anchoring now would fork the WORM history, so nothing was signed or uploaded. Restore the newest database (or recover the missing events and anchors), and run `stele verify anchors` to see what the bucket holds"
+        "the bucket holds anchor_seq {anchor_seq} of chain {chain:?} ({key}), signed by this ledger's key, that this database's outbox does not have: the database was restored from an older backup, or another copy of this ledger anchors the same chain. Anchoring now would fork the WORM history, so nothing was signed or uploaded. Restore the newest database (or recover the missing events and anchors), and verify the bucket's anchors to see what it holds"
     )]
     UnknownOwnAnchor {
         /// Chain.
@@ -130,6 +137,30 @@ pub enum AnchorerError {
         /// Its anchor seq.
         anchor_seq: u64,
     },
+}
+
+impl AnchorerError {
+    /// True when the same operation may succeed if tried again unchanged:
+    /// the database or the object store failed for a passing reason (see
+    /// [`StoreError::is_retryable`], [`WormError::is_retryable`]), or other
+    /// writers kept anchoring first. Settings, a malformed anchor and every
+    /// sign of tampering or a forked history are not: they need a change
+    /// or an investigation first.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Store(e) => e.is_retryable(),
+            Self::Worm(e) => e.is_retryable(),
+            Self::Contended { .. } => true,
+            Self::Config(_)
+            | Self::Anchor(_)
+            | Self::ChainShrank { .. }
+            | Self::CorruptOutbox { .. }
+            | Self::UnanchoredTampering { .. }
+            | Self::AnchorInFuture { .. }
+            | Self::ForeignAnchors { .. }
+            | Self::UnknownOwnAnchor { .. } => false,
+        }
+    }
 }
 
 /// How anchors are written.
@@ -351,9 +382,9 @@ impl<'a> Anchorer<'a> {
                 other => return other,
             }
         }
-        Err(AnchorerError::Config(format!(
-            "could not build an anchor for {chain}: other writers kept anchoring first"
-        )))
+        Err(AnchorerError::Contended {
+            chain: chain.to_string(),
+        })
     }
 
     fn try_build(
@@ -1193,4 +1224,42 @@ fn read_bounded(
             Some(rt.block_on(target.get(key))?).filter(|b| b.len() <= BUCKET_CHECK_MAX_BYTES)
         }
     })
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+
+    #[test]
+    fn retryable_follows_the_cause_and_tampering_never_is() {
+        assert!(AnchorerError::Contended { chain: "c".into() }.is_retryable());
+        let serialization = StoreError::Postgres {
+            message: "could not serialize access (40001)".into(),
+            sqlstate: Some("40001".into()),
+            retryable: true,
+        };
+        assert!(AnchorerError::Store(serialization).is_retryable());
+        assert!(!AnchorerError::Config("x".into()).is_retryable());
+        let tampering = AnchorerError::UnanchoredTampering {
+            chain: "c".into(),
+            seq: Some(3),
+            what: "HMAC differs".into(),
+        };
+        assert!(!tampering.is_retryable());
+        let foreign = AnchorerError::ForeignAnchors {
+            chain: "c".into(),
+            prefix: "p/".into(),
+            key: "k".into(),
+            anchor_seq: 0,
+            why: "signed by another key".into(),
+        };
+        assert!(!foreign.is_retryable());
+        // The CLI adds its commands and variables; the library names none.
+        for e in [tampering, foreign] {
+            let text = e.to_string();
+            for word in ["AUDIT_", "`stele ", "--"] {
+                assert!(!text.contains(word), "{word:?} in {text}");
+            }
+        }
+    }
 }

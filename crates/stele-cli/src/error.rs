@@ -45,11 +45,44 @@ impl Failure {
     }
 }
 
+/// The library's message plus what to type about it: libraries say what
+/// is wrong, the CLI names its own commands, flags and variables.
+pub fn with_hint(e: impl std::fmt::Display, hint: &str) -> anyhow::Error {
+    anyhow::anyhow!("{e} ({hint})")
+}
+
+/// A WORM error with the CLI's advice for the cases a user fixes by
+/// changing a setting; `bucket_setting` names where this command's bucket
+/// comes from.
+pub fn worm_error(e: stele_worm::WormError, bucket_setting: &str) -> anyhow::Error {
+    use stele_worm::WormError;
+    match &e {
+        WormError::NoSuchBucket { .. } => with_hint(
+            e,
+            &format!("check {bucket_setting}, the endpoint and the region"),
+        ),
+        WormError::NoObjectLock { .. } => with_hint(
+            e,
+            "create a bucket with Object Lock with `stele bucket init` or the Terraform module",
+        ),
+        WormError::BadCredentials { .. } => with_hint(
+            e,
+            "check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, the profile or the role",
+        ),
+        _ => e.into(),
+    }
+}
+
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
         match e {
+            StoreError::UnknownChain(_) => {
+                Self::Input(with_hint(e, "`stele log chains` lists the chains"))
+            }
+            StoreError::Corrupt(_) => {
+                Self::Operational(with_hint(e, "run `stele verify log` to locate tampering"))
+            }
             StoreError::Input(_)
-            | StoreError::UnknownChain(_)
             | StoreError::OutOfRange(_)
             | StoreError::IdempotencyConflict { .. }
             | StoreError::SchemaTooNew { .. }
@@ -62,6 +95,10 @@ impl From<StoreError> for Failure {
 impl From<KeyError> for Failure {
     fn from(e: KeyError) -> Self {
         match e {
+            KeyError::NotFound(_) => Self::Input(with_hint(
+                e,
+                "run `stele init` first, or point --data-dir at an initialized directory",
+            )),
             KeyError::Io { .. } => Self::Operational(e.into()),
             _ => Self::Input(e.into()),
         }

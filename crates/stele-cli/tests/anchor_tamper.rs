@@ -123,7 +123,10 @@ fn rewritten_unanchored_event_is_not_anchored(db: TestDb) {
         let err = stderr(&out);
         assert_eq!(code(&out), 1, "tampering is exit 1: {err}");
         assert!(
-            err.contains("refusing to anchor") && err.contains("seq 12") && err.contains("HMAC"),
+            err.contains("refusing to anchor")
+                && err.contains("seq 12")
+                && err.contains("HMAC")
+                && err.contains("`stele verify log`"),
             "{err}"
         );
     }

@@ -154,6 +154,12 @@ fn bad_anchor_targets_are_refused_clearly() {
         "{}",
         stderr(&out)
     );
+    // The library says what is wrong; the CLI adds what to type.
+    assert!(
+        stderr(&out).contains("`stele bucket init`"),
+        "{}",
+        stderr(&out)
+    );
 
     let locked = rt.block_on(create_bucket(rgw(&unique_bucket("cli-bad")), true));
     let mut cmd = l.command();
@@ -180,6 +186,11 @@ fn bad_anchor_targets_are_refused_clearly() {
     assert_eq!(code(&out), 2);
     assert!(
         stderr(&out).contains("credentials were rejected"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("AWS_ACCESS_KEY_ID"),
         "{}",
         stderr(&out)
     );

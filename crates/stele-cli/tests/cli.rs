@@ -163,12 +163,23 @@ fn bad_input_is_refused_and_writes_nothing(l: Ledger) {
         "{}",
         stderr(&out)
     );
+    // The key library says what is missing; the CLI says what to run.
+    assert!(
+        stderr(&out).contains("`stele init`"),
+        "{}",
+        stderr(&out)
+    );
 
     // Reading an unknown chain.
     let out = l.run(&["verify", "log", "--chain", "nope"]);
     assert_eq!(code(&out), 2);
     assert!(
         stderr(&out).contains("unknown chain \"nope\""),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("`stele log chains`"),
         "{}",
         stderr(&out)
     );

@@ -807,6 +807,10 @@ fn bad_input_and_unsafe_buckets_are_refused_before_anything_is_stored() {
             "below the minimum of 90 days",
         ),
         (
+            vec!["put", f, "--client", "c", "--retain-days", "30"],
+            "--min-retain-days / STELE_EVIDENCE_MIN_RETENTION_DAYS",
+        ),
+        (
             vec!["put", f, "--client", "c", "--mode", "LOOSE"],
             "not a lock mode",
         ),

@@ -102,7 +102,9 @@ fn a_second_ledger_cannot_fork_a_chains_anchor_history() {
     let err = stderr(&out);
     assert_eq!(code(&out), 2, "{err}");
     assert!(
-        err.contains("did not sign") && err.contains("another chain id"),
+        err.contains("did not sign")
+            && err.contains("another chain id")
+            && err.contains("AUDIT_ANCHOR_PREFIX"),
         "the refusal says what to do: {err}"
     );
     assert_eq!(objects(), after_first, "nothing was uploaded");
@@ -134,6 +136,7 @@ fn a_second_ledger_cannot_fork_a_chains_anchor_history() {
     let err = stderr(&out);
     assert_eq!(code(&out), 2, "{err}");
     assert!(err.contains("older backup"), "{err}");
+    assert!(err.contains("`stele verify anchors`"), "{err}");
     assert_eq!(objects(), after_second, "nothing was uploaded");
 }
 

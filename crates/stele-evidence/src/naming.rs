@@ -189,10 +189,9 @@ pub fn names_from_path(
     let ext = Extension::new(ext)?;
     let bundle = match bundle_id {
         Some(b) => b.clone(),
-        None => BundleId::new(stem).map_err(|e| {
-            EvidenceError::Invalid(format!(
-                "{e} (derived from the file name {name:?}; pass --bundle-id to choose one)"
-            ))
+        None => BundleId::new(stem).map_err(|e| EvidenceError::BundleIdFromFileName {
+            name: name.to_owned(),
+            reason: e.to_string(),
         })?,
     };
     Ok((bundle, ext))

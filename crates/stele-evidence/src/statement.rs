@@ -68,11 +68,8 @@ impl Statement {
     /// [`EvidenceError::Signature`] naming what is wrong: malformed, not
     /// signed by this key, a bad signature, or an unknown statement format.
     pub fn verify(sig: &[u8], verifier_key: &str) -> Result<Self, EvidenceError> {
-        let verifier = StandardVerifier::new(verifier_key.trim()).map_err(|e| {
-            EvidenceError::Invalid(format!(
-                "the verifier key is malformed ({e}); use the output of `stele keys export-verifier`"
-            ))
-        })?;
+        let verifier = StandardVerifier::new(verifier_key.trim())
+            .map_err(|e| EvidenceError::MalformedVerifierKey(e.to_string()))?;
         let name = {
             use signed_note::Verifier as _;
             format!("{}+{:08x}", verifier.name(), verifier.key_id())

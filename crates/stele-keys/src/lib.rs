@@ -39,7 +39,7 @@ pub const VERIFIER_KEY_FILE: &str = "verifier.vkey";
 #[non_exhaustive]
 pub enum KeyError {
     /// The key directory or a key file does not exist.
-    #[error("{} not found: run `stele init` first (or point --data-dir at an initialized directory)", .0.display())]
+    #[error("{} not found: the keys are created when the ledger is initialized", .0.display())]
     NotFound(PathBuf),
     /// Keys already exist where new ones would be created.
     #[error("{} already holds keys; refusing to overwrite them", .0.display())]
@@ -74,6 +74,29 @@ pub enum KeyError {
         /// The error.
         source: std::io::Error,
     },
+}
+
+impl KeyError {
+    /// True when the same operation may succeed if tried again unchanged:
+    /// a file system error that passes (interrupted, timed out, would
+    /// block). Missing, malformed, exposed or duplicate keys need a change
+    /// first.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::Interrupted
+                    | std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::WouldBlock
+            ),
+            Self::NotFound(_)
+            | Self::AlreadyExists(_)
+            | Self::TooOpen { .. }
+            | Self::Malformed { .. }
+            | Self::Input(_)
+            | Self::DuplicateKeyId(_) => false,
+        }
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
@@ -382,6 +405,28 @@ fn write_secret(path: &Path, bytes: &[u8], create_new: bool) -> Result<(), KeyEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn missing_keys_are_not_retryable_and_name_no_cli_flag() {
+        let tmp = tempfile::tempdir().unwrap();
+        let err = KeyDir::new(tmp.path().join("none"))
+            .verifier_key()
+            .expect_err("no keys there");
+        assert!(matches!(err, KeyError::NotFound(_)), "{err:?}");
+        assert!(!err.is_retryable());
+        let text = err.to_string();
+        assert!(!text.contains("--") && !text.contains("`stele "), "{text}");
+        let interrupted = KeyError::Io {
+            path: "k".into(),
+            source: std::io::Error::from(std::io::ErrorKind::Interrupted),
+        };
+        assert!(interrupted.is_retryable());
+        let denied = KeyError::Io {
+            path: "k".into(),
+            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        };
+        assert!(!denied.is_retryable());
+    }
 
     #[test]
     fn create_load_rotate() {

@@ -47,9 +47,7 @@ pub enum StoreError {
     #[error(transparent)]
     Input(#[from] InputError),
     /// The chain has no events.
-    #[error(
-        "unknown chain {0:?}: it has no events in this database (`stele log chains` lists the chains)"
-    )]
+    #[error("unknown chain {0:?}: it has no events in this database")]
     UnknownChain(String),
     /// A seq or range outside the chain.
     #[error("{0}")]
@@ -75,7 +73,7 @@ pub enum StoreError {
         anchor_seq: u64,
     },
     /// Stored data cannot be read as stele wrote it.
-    #[error("stored data is corrupt: {0} (run `stele verify log` to locate tampering)")]
+    #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     /// The database schema is newer than this build of stele.
     #[error(
@@ -93,9 +91,19 @@ pub enum StoreError {
     /// SQLite error.
     #[error("SQLite: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    /// PostgreSQL error.
-    #[error("PostgreSQL: {0}")]
-    Postgres(String),
+    /// PostgreSQL error, with the server's SQLSTATE when it sent one.
+    #[error("PostgreSQL: {message}")]
+    Postgres {
+        /// What went wrong (SQLSTATE and detail included; never a password).
+        message: String,
+        /// The five-character SQLSTATE (`40001`, `42501`, …); `None` when
+        /// the failure was not reported by the server (a lost connection,
+        /// a TLS or protocol error).
+        sqlstate: Option<String>,
+        /// Whether trying the same operation again may succeed (see
+        /// [`StoreError::is_retryable`]).
+        retryable: bool,
+    },
     /// The database location is malformed or names settings that cannot
     /// work (an unknown `sslmode`, an unreadable `sslrootcert`): fix the
     /// location; nothing was attempted.
@@ -120,13 +128,147 @@ pub enum StoreError {
         location: String,
         /// Why.
         reason: String,
+        /// The SQLSTATE of the server error behind it, if there was one
+        /// (`3D000` for an unknown database, `28P01` for a wrong password).
+        sqlstate: Option<String>,
+        /// Whether opening again later may succeed (the server was
+        /// unreachable, starting or shutting down, the file was busy).
+        retryable: bool,
     },
+}
+
+impl StoreError {
+    /// True when the same operation may succeed if tried again unchanged:
+    /// a serialization failure or deadlock (`40001`, `40P01`), a lost or
+    /// refused connection (class `08`, or no SQLSTATE from the server), a
+    /// server shutting down or starting (`57P01`, `57P02`, `57P03`), or a
+    /// busy/locked SQLite database. False for everything else: bad input,
+    /// conflicts, corruption and configuration (wrong database, role or
+    /// permission) need a change before a retry can help.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Postgres { retryable, .. } | Self::Open { retryable, .. } => *retryable,
+            Self::Sqlite(e) => sqlite_retryable(e),
+            Self::Input(_)
+            | Self::UnknownChain(_)
+            | Self::OutOfRange(_)
+            | Self::IdempotencyConflict { .. }
+            | Self::AnchorConflict { .. }
+            | Self::Corrupt(_)
+            | Self::SchemaTooNew { .. }
+            | Self::Merkle(_)
+            | Self::InvalidLocation { .. }
+            | Self::AppendInReadSnapshot => false,
+        }
+    }
+
+    /// The PostgreSQL SQLSTATE behind this error, when the server sent one.
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            Self::Postgres { sqlstate, .. } | Self::Open { sqlstate, .. } => sqlstate.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// A PostgreSQL error raised by stele itself (a protocol or format
+    /// problem in what the server sent): no SQLSTATE, not retryable.
+    pub(crate) fn postgres_local(message: impl Into<String>) -> Self {
+        Self::Postgres {
+            message: message.into(),
+            sqlstate: None,
+            retryable: false,
+        }
+    }
+
+    /// [`StoreError::Open`] for a reason that no retry changes (no ledger
+    /// there, an unsafe setting).
+    pub(crate) fn open_refused(location: &str, reason: impl Into<String>) -> Self {
+        Self::Open {
+            location: location.to_owned(),
+            reason: reason.into(),
+            sqlstate: None,
+            retryable: false,
+        }
+    }
+
+    /// [`StoreError::Open`] for `location`, keeping the SQLSTATE and
+    /// retryability of the error that stopped the open.
+    pub(crate) fn open_failed(location: &str, cause: StoreError) -> Self {
+        let sqlstate = cause.sqlstate().map(str::to_owned);
+        let retryable = cause.is_retryable();
+        let reason = match cause {
+            Self::Postgres { message, .. } => format!("PostgreSQL: {message}"),
+            Self::Sqlite(e) => e.to_string(),
+            other => other.to_string(),
+        };
+        Self::Open {
+            location: location.to_owned(),
+            reason,
+            sqlstate,
+            retryable,
+        }
+    }
+}
+
+/// Whether a SQLite error is the database being busy or locked by another
+/// connection (worth retrying), as opposed to a bad file or statement.
+fn sqlite_retryable(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+/// Whether a PostgreSQL SQLSTATE says "try again": serialization failure,
+/// deadlock, connection exceptions (class 08), and the server shutting
+/// down, crashing or not yet accepting connections (57P01–57P03).
+pub fn sqlstate_is_retryable(code: &str) -> bool {
+    matches!(code, "40001" | "40P01" | "57P01" | "57P02" | "57P03") || code.starts_with("08")
 }
 
 impl From<::postgres::Error> for StoreError {
     fn from(e: ::postgres::Error) -> Self {
-        Self::Postgres(postgres_message(&e))
+        let sqlstate = e.code().map(|c| c.code().to_owned());
+        // Without a SQLSTATE the client failed on its own side: a closed
+        // or reset connection or an I/O error is retryable; a TLS set-up,
+        // a conversion or a protocol error is not.
+        let retryable = match &sqlstate {
+            Some(code) => sqlstate_is_retryable(code),
+            None => e.is_closed() || io_cause(&e),
+        };
+        Self::Postgres {
+            message: postgres_message(&e),
+            sqlstate,
+            retryable,
+        }
     }
+}
+
+/// Whether an I/O error (connection refused, reset, timed out) is among
+/// the error's causes.
+fn io_cause(e: &::postgres::Error) -> bool {
+    use std::io::ErrorKind;
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        // Only the network's own failures: a TLS certificate rejection
+        // also arrives as an `io::Error` (kind `InvalidData`), and is
+        // configuration.
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                ErrorKind::ConnectionRefused
+                    | ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::NotConnected
+                    | ErrorKind::BrokenPipe
+                    | ErrorKind::TimedOut
+                    | ErrorKind::UnexpectedEof
+                    | ErrorKind::Interrupted
+            );
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// A PostgreSQL error's message, with its SQLSTATE and detail when the
@@ -727,9 +869,9 @@ pub(crate) fn check_schema_read_only(
     match found {
         Some(found) if found == supported => Ok(()),
         Some(found) if found > supported => Err(StoreError::SchemaTooNew { found, supported }),
-        found => Err(StoreError::Open {
-            location: location.to_owned(),
-            reason: match found {
+        found => Err(StoreError::open_refused(
+            location,
+            match found {
                 None => "it holds no stele ledger".into(),
                 Some(found) => format!(
                     "its schema (version {found}) is older than this stele reads ({supported}), \
@@ -737,7 +879,7 @@ pub(crate) fn check_schema_read_only(
                      (its operator can), or read it with the stele release that wrote it"
                 ),
             },
-        }),
+        )),
     }
 }
 
@@ -874,7 +1016,7 @@ pub fn consistency_proof(
 ) -> Result<(Hash, Hash, Vec<Hash>), StoreError> {
     if from > to {
         return Err(StoreError::OutOfRange(format!(
-            "--from {from} is larger than --to {to}"
+            "consistency proof from tree size {from} to the smaller size {to}"
         )));
     }
     read_consistent(store, |store| {
@@ -1049,6 +1191,42 @@ fn to_u64(n: i64, what: &str) -> Result<u64, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sqlstates_that_a_retry_can_clear_are_retryable() {
+        for code in [
+            "40001", "40P01", "57P01", "57P02", "57P03", "08000", "08006", "08001",
+        ] {
+            assert!(sqlstate_is_retryable(code), "{code}");
+        }
+        // Configuration, input and integrity errors need a change first.
+        for code in [
+            "42501", "3D000", "28P01", "28000", "42P01", "23505", "22P02", "25006", "53100",
+            "XX000", "57014",
+        ] {
+            assert!(!sqlstate_is_retryable(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn open_keeps_the_cause_sqlstate_and_retryability() {
+        let cause = StoreError::Postgres {
+            message: "terminating connection due to administrator command (57P01)".into(),
+            sqlstate: Some("57P01".into()),
+            retryable: true,
+        };
+        let open = StoreError::open_failed("postgres://h/db", cause);
+        assert_eq!(open.sqlstate(), Some("57P01"));
+        assert!(open.is_retryable());
+        assert!(
+            open.to_string().contains("PostgreSQL: terminating"),
+            "{open}"
+        );
+        let refused = StoreError::open_refused("x", "it holds no stele ledger");
+        assert!(!refused.is_retryable());
+        assert_eq!(refused.sqlstate(), None);
+        assert!(!StoreError::postgres_local("COPY output ended").is_retryable());
+    }
 
     #[test]
     fn passwords_are_redacted() {

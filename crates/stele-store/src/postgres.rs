@@ -116,10 +116,8 @@ impl PostgresStore {
     pub fn connect(url: &str) -> Result<Self, StoreError> {
         let mut store = Self::connect_session(url, false)?;
         let (synchronous_commit, fsync) = store.durability_settings()?;
-        check_write_durability(&synchronous_commit, &fsync).map_err(|reason| StoreError::Open {
-            location: store.location.clone(),
-            reason,
-        })?;
+        check_write_durability(&synchronous_commit, &fsync)
+            .map_err(|reason| StoreError::open_refused(&store.location, reason))?;
         store.migrate()?;
         Ok(store)
     }
@@ -154,10 +152,7 @@ impl PostgresStore {
     /// `read_only` makes both sessions refuse writes from their start.
     fn connect_session(url: &str, read_only: bool) -> Result<Self, StoreError> {
         let location = redact_url(url);
-        let open_err = |reason: String| StoreError::Open {
-            location: location.clone(),
-            reason,
-        };
+        let open_err = |e: postgres::Error| StoreError::open_failed(&location, e.into());
         let mut target = pg_tls::target(url).map_err(|reason| StoreError::InvalidLocation {
             location: location.clone(),
             reason,
@@ -170,10 +165,10 @@ impl PostgresStore {
         }
         let mut client = postgres::Config::from(target.config.clone())
             .connect(target.tls.clone())
-            .map_err(|e| open_err(StoreError::from(e).to_string()))?;
+            .map_err(open_err)?;
         client
             .batch_execute("SET synchronous_commit = on")
-            .map_err(|e| open_err(StoreError::from(e).to_string()))?;
+            .map_err(open_err)?;
         Ok(Self {
             client,
             location,
@@ -232,10 +227,18 @@ impl PostgresStore {
         .map_err(|e| {
             let denied = e.code() == Some(&postgres::error::SqlState::INSUFFICIENT_PRIVILEGE);
             match StoreError::from(e) {
-                StoreError::Postgres(m) if denied => StoreError::Postgres(format!(
-                    "{m}; the ledger's tables are missing or out of date and this role may not \
-                     create them: open the ledger once with the role that writes it"
-                )),
+                StoreError::Postgres {
+                    message,
+                    sqlstate,
+                    retryable,
+                } if denied => StoreError::Postgres {
+                    message: format!(
+                        "{message}; the ledger's tables are missing or out of date and this role \
+                         may not create them: open the ledger once with the role that writes it"
+                    ),
+                    sqlstate,
+                    retryable,
+                },
                 other => other,
             }
         })?;
@@ -290,7 +293,7 @@ impl ScanConnection {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| StoreError::Postgres(format!("starting the scan runtime: {e}")))?;
+            .map_err(|e| StoreError::postgres_local(format!("starting the scan runtime: {e}")))?;
         let (client, connection) = runtime.block_on(target.config.connect(target.tls.clone()))?;
         // Runs whenever the runtime is driven, i.e. during a scan; its end
         // (the server closed the connection) shows as errors on `client`.
@@ -477,8 +480,8 @@ impl CopyParser {
 fn parse_header(bytes: &[u8]) -> Result<Option<usize>, StoreError> {
     let signature = &CopyParser::SIGNATURE[..bytes.len().min(CopyParser::SIGNATURE.len())];
     if !bytes.starts_with(signature) {
-        return Err(StoreError::Postgres(
-            "COPY output is not in binary format".into(),
+        return Err(StoreError::postgres_local(
+            "COPY output is not in binary format",
         ));
     }
     let Some(header) = bytes.first_chunk::<19>() else {
@@ -490,7 +493,7 @@ fn parse_header(bytes: &[u8]) -> Result<Option<usize>, StoreError> {
         .ok()
         .filter(|len| *len <= 1 << 20)
         .ok_or_else(|| {
-            StoreError::Postgres(format!("COPY header extension of {extension} bytes"))
+            StoreError::postgres_local(format!("COPY header extension of {extension} bytes"))
         })?;
     Ok((bytes.len() >= header.len() + extension).then_some(header.len() + extension))
 }
@@ -505,7 +508,7 @@ fn parse_row(bytes: &[u8]) -> Result<Parsed<'_>, StoreError> {
         return Ok(Parsed::End);
     }
     if usize::try_from(count).ok() != Some(COPY_COLUMNS) {
-        return Err(StoreError::Postgres(format!(
+        return Err(StoreError::postgres_local(format!(
             "COPY row has {count} fields, expected {COPY_COLUMNS}"
         )));
     }
@@ -535,14 +538,14 @@ fn check_snapshot_id(id: &str) -> Result<(), StoreError> {
     if !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
         return Ok(());
     }
-    Err(StoreError::Postgres(format!(
+    Err(StoreError::postgres_local(format!(
         "the server exported a snapshot id that is not one: {:?}",
         id.chars().take(64).collect::<String>()
     )))
 }
 
 fn truncated() -> StoreError {
-    StoreError::Postgres("COPY output ended without its end-of-data marker".into())
+    StoreError::postgres_local("COPY output ended without its end-of-data marker")
 }
 
 fn read_head(

@@ -109,27 +109,27 @@ impl SqliteStore {
     ///
     /// [`StoreError::Open`] if the file cannot be opened; migration errors.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let open_err = |reason: String| StoreError::Open {
-            location: path.display().to_string(),
-            reason,
-        };
+        let shown = path.display().to_string();
+        let open_err = |e: rusqlite::Error| StoreError::open_failed(&shown, StoreError::Sqlite(e));
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::open_refused(&shown, e.to_string()))?;
         }
-        let conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
+        let conn = Connection::open(path).map_err(open_err)?;
         // Long enough that a queue of writers from several processes drains.
         conn.busy_timeout(Duration::from_secs(60))
-            .map_err(|e| open_err(e.to_string()))?;
+            .map_err(open_err)?;
         let mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(|e| open_err(e.to_string()))?;
+            .map_err(open_err)?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(open_err(format!(
-                "could not enable WAL journal (got {mode})"
-            )));
+            return Err(StoreError::open_refused(
+                &shown,
+                format!("could not enable WAL journal (got {mode})"),
+            ));
         }
         conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
-            .map_err(|e| open_err(e.to_string()))?;
+            .map_err(open_err)?;
         conn.set_prepared_statement_cache_capacity(64);
         let mut store = Self {
             conn,
@@ -172,10 +172,7 @@ impl SqliteStore {
     /// that holds changes but cannot be read; [`StoreError::SchemaTooNew`].
     pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
         let shown = path.display().to_string();
-        let open_err = |reason: String| StoreError::Open {
-            location: shown.clone(),
-            reason,
-        };
+        let open_err = |reason: String| StoreError::open_refused(&shown, reason);
         if !path.is_file() {
             return Err(open_err("no ledger file here".into()));
         }
@@ -217,9 +214,9 @@ impl SqliteStore {
                         )));
                     }
                 }
-                open(true).map_err(|e| open_err(e.to_string()))?
+                open(true).map_err(|e| StoreError::open_failed(&shown, StoreError::Sqlite(e)))?
             }
-            Err(e) => return Err(open_err(e.to_string())),
+            Err(e) => return Err(StoreError::open_failed(&shown, StoreError::Sqlite(e))),
         };
         let supported = MIGRATIONS.last().map_or(0, |m| m.0);
         crate::check_schema_read_only(&shown, version, supported)?;

@@ -72,8 +72,11 @@ fn a_read_only_role_opens_reads_and_verifies_but_cannot_write() {
     let err = auditor
         .append(&chain, vec![event(30)], keys.active())
         .unwrap_err();
-    assert!(matches!(err, StoreError::Postgres(_)), "{err}");
+    assert!(matches!(err, StoreError::Postgres { .. }), "{err}");
     assert!(err.to_string().contains("permission denied"), "{err}");
+    // Configuration, not a passing fault: the SQLSTATE says so, kept.
+    assert_eq!(err.sqlstate(), Some("42501"), "{err:?}");
+    assert!(!err.is_retryable(), "{err:?}");
     assert_eq!(
         db.query_text("SELECT count(*)::text FROM audit_events")
             .as_deref(),
@@ -89,6 +92,8 @@ fn a_read_only_role_cannot_create_the_schema_and_says_so() {
         .err()
         .expect("a role that cannot create tables cannot set the ledger up");
     assert!(err.to_string().contains("permission denied"), "{err}");
+    assert_eq!(err.sqlstate(), Some("42501"), "{err:?}");
+    assert!(!err.is_retryable(), "{err:?}");
     assert_eq!(
         db.query_text("SELECT coalesce(to_regclass('stele_schema')::text, 'none')")
             .as_deref(),

@@ -154,6 +154,9 @@ fn verify_full_checks_the_certificate_chain_and_the_host_name() {
     .expect("a host name the certificate does not hold is refused");
     assert!(matches!(err, StoreError::Open { .. }), "{err}");
     assert!(err.to_string().contains("not valid for name"), "{err}");
+    // A certificate that does not fit is configuration: retrying the same
+    // connection cannot help (the TLS error arrives as an I/O error).
+    assert!(!err.is_retryable(), "{err:?}");
 
     // verify-ca checks the chain only, so the address is accepted.
     let store = append_and_verify(&url_with(

@@ -193,22 +193,20 @@ pub enum WormError {
     Config(String),
     /// The bucket does not have Object Lock enabled.
     #[error(
-        "bucket {bucket:?} does not have Object Lock enabled; stele only writes to WORM buckets. Create one with `stele bucket init` or the Terraform module (Object Lock can only be enabled at bucket creation)"
+        "bucket {bucket:?} does not have Object Lock enabled; stele only writes to WORM buckets (Object Lock can only be enabled when a bucket is created)"
     )]
     NoObjectLock {
         /// Bucket.
         bucket: String,
     },
     /// The bucket does not exist.
-    #[error("bucket {bucket:?} does not exist (check AUDIT_ANCHOR_BUCKET and the endpoint/region)")]
+    #[error("bucket {bucket:?} does not exist at this endpoint and region")]
     NoSuchBucket {
         /// Bucket.
         bucket: String,
     },
     /// The credentials were rejected.
-    #[error(
-        "the S3 credentials were rejected by {op} ({code}); check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, the profile or the role"
-    )]
+    #[error("the S3 credentials were rejected by {op} ({code})")]
     BadCredentials {
         /// Operation.
         op: &'static str,
@@ -297,9 +295,7 @@ pub enum WormError {
         what: String,
     },
     /// A transient failure persisted through every retry.
-    #[error(
-        "{op} failed after {attempts} attempts: {message} (the store may be unreachable; stele will retry later)"
-    )]
+    #[error("{op} failed after {attempts} attempts: {message} (the store may be unreachable)")]
     Unavailable {
         /// Operation.
         op: &'static str,
@@ -334,6 +330,16 @@ impl WormError {
     /// True for failures worth retrying later (the store was unreachable).
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Unavailable { .. })
+    }
+
+    /// True when the same operation may succeed if tried again unchanged:
+    /// the store stayed unreachable or throttled through every attempt
+    /// ([`WormError::Unavailable`]). Everything else is not: settings,
+    /// credentials, permissions, conflicts and failed verifications need a
+    /// change or an investigation first, and a local file error is
+    /// reported as the file system gave it.
+    pub fn is_retryable(&self) -> bool {
+        self.is_transient()
     }
 }
 
@@ -415,6 +421,34 @@ impl ObjectStore {
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    #[test]
+    fn only_an_unavailable_store_is_retryable_and_messages_name_no_cli_setting() {
+        assert!(
+            WormError::Unavailable {
+                op: "PutObject",
+                attempts: 3,
+                message: "timed out".into()
+            }
+            .is_retryable()
+        );
+        let refusals = [
+            WormError::NoSuchBucket { bucket: "b".into() },
+            WormError::NoObjectLock { bucket: "b".into() },
+            WormError::BadCredentials {
+                op: "HeadBucket",
+                code: "InvalidAccessKeyId".into(),
+            },
+            WormError::Config("x".into()),
+        ];
+        for e in refusals {
+            assert!(!e.is_retryable(), "{e}");
+            let text = e.to_string();
+            for word in ["AUDIT_", "STELE_", "AWS_", "`stele ", "--"] {
+                assert!(!text.contains(word), "{word:?} in {text}");
+            }
+        }
+    }
 
     fn at(mode: LockMode, retain_until: OffsetDateTime) -> Retention {
         Retention { mode, retain_until }

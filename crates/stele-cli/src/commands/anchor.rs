@@ -38,10 +38,12 @@ pub fn runtime() -> Result<Runtime, Failure> {
 
 /// A WORM failure as an exit code: unreachable stores are operational, the rest need fixing.
 pub fn worm_failure(e: WormError) -> Failure {
-    if e.is_transient() {
-        Failure::Operational(e.into())
+    let transient = e.is_transient();
+    let e = crate::error::worm_error(e, "the bucket name (--bucket / AUDIT_ANCHOR_BUCKET)");
+    if transient {
+        Failure::Operational(e)
     } else {
-        Failure::Input(e.into())
+        Failure::Input(e)
     }
 }
 
@@ -282,13 +284,32 @@ fn now(ctx: &Context, chain: Option<&str>, target_args: &AnchorTargetArgs) -> Re
 }
 
 fn anchorer_failure(e: stele_anchorer::AnchorerError) -> Failure {
+    use crate::error::with_hint;
+    use stele_anchorer::AnchorerError as E;
+    // The anchorer says what is wrong; what to run next is the CLI's to say.
     match e {
-        stele_anchorer::AnchorerError::Store(s) => s.into(),
-        stele_anchorer::AnchorerError::Worm(w) => worm_failure(w),
-        stele_anchorer::AnchorerError::ChainShrank { .. }
-        | stele_anchorer::AnchorerError::UnanchoredTampering { .. }
-        | stele_anchorer::AnchorerError::CorruptOutbox { .. } => Failure::TamperingFound(e.into()),
-        stele_anchorer::AnchorerError::AnchorInFuture { .. } => Failure::Operational(e.into()),
+        E::Store(s) => s.into(),
+        E::Worm(w) => worm_failure(w),
+        E::ChainShrank { .. } | E::UnanchoredTampering { .. } => {
+            Failure::TamperingFound(with_hint(e, "`stele verify log` names what was changed"))
+        }
+        E::CorruptOutbox { .. } => Failure::TamperingFound(with_hint(
+            e,
+            "`stele verify anchors` compares the bucket's anchors with the database",
+        )),
+        E::AnchorInFuture { .. } => Failure::Operational(e.into()),
+        E::Contended { .. } => Failure::Operational(with_hint(
+            e,
+            "nothing is wrong; `stele anchor now` again builds on their anchor",
+        )),
+        E::ForeignAnchors { .. } => Failure::Input(with_hint(
+            e,
+            "the prefix is AUDIT_ANCHOR_PREFIX or `prefix` in [anchor] of stele.toml",
+        )),
+        E::UnknownOwnAnchor { .. } => Failure::Input(with_hint(
+            e,
+            "`stele verify anchors` shows what the bucket holds",
+        )),
         other => Failure::Input(other.into()),
     }
 }

@@ -41,7 +41,7 @@ use tokio::runtime::Runtime;
 
 use super::{chain_id, open_store};
 use crate::config::Context;
-use crate::error::Failure;
+use crate::error::{Failure, with_hint};
 
 #[derive(Debug, Subcommand)]
 pub enum EvidenceCommand {
@@ -303,27 +303,35 @@ fn failure(e: EvidenceError) -> Failure {
         EvidenceError::Worm(w) => worm_failure(w),
         EvidenceError::Ledger(s) => s.into(),
         EvidenceError::Io { .. } => Failure::Operational(e.into()),
+        // The library says what is wrong; the CLI says what to type.
+        EvidenceError::RetentionBelowFloor { .. } => Failure::Input(with_hint(
+            e,
+            "the floor is --min-retain-days / STELE_EVIDENCE_MIN_RETENTION_DAYS",
+        )),
+        EvidenceError::BundleIdFromFileName { .. } => {
+            Failure::Input(with_hint(e, "pass --bundle-id to choose one"))
+        }
+        EvidenceError::MalformedVerifierKey(_) => Failure::Input(with_hint(
+            e,
+            "use the output of `stele keys export-verifier`",
+        )),
         _ => Failure::Input(e.into()),
     }
 }
 
 /// Unreachable stores and failed verifications could not complete (3); refusals need fixing (2).
 fn worm_failure(e: WormError) -> Failure {
-    // The store layer's message names the anchor settings; say which to fix here.
-    if let WormError::NoSuchBucket { bucket } = &e {
-        return Failure::Input(anyhow!(
-            "evidence bucket {bucket:?} does not exist (check --bucket / STELE_EVIDENCE_BUCKET and the endpoint/region)"
-        ));
-    }
-    if e.is_transient()
+    let operational = e.is_transient()
         || matches!(
             e,
             WormError::Verification { .. } | WormError::Io { .. } | WormError::LostRace { .. }
-        )
-    {
-        Failure::Operational(e.into())
+        );
+    // The store layer's message names no setting; say which to fix here.
+    let e = crate::error::worm_error(e, "--bucket / STELE_EVIDENCE_BUCKET");
+    if operational {
+        Failure::Operational(e)
     } else {
-        Failure::Input(e.into())
+        Failure::Input(e)
     }
 }
 
