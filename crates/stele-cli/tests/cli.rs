@@ -164,11 +164,7 @@ fn bad_input_is_refused_and_writes_nothing(l: Ledger) {
         stderr(&out)
     );
     // The key library says what is missing; the CLI says what to run.
-    assert!(
-        stderr(&out).contains("`stele init`"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("`stele init`"), "{}", stderr(&out));
 
     // Reading an unknown chain.
     let out = l.run(&["verify", "log", "--chain", "nope"]);
