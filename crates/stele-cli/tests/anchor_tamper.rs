@@ -143,6 +143,7 @@ fn sqlite_rewritten_unanchored_event_is_not_anchored() {
 
 #[test]
 fn postgres_rewritten_unanchored_event_is_not_anchored() {
+    stele_store::testkit::live_or_skip!(Postgres);
     rewritten_unanchored_event_is_not_anchored(TestDb::postgres());
 }
 

@@ -423,6 +423,7 @@ fn small_file_story_sqlite() {
 
 #[test]
 fn small_file_story_postgres() {
+    stele_store::testkit::live_or_skip!(Rgw, Postgres);
     small_file_story(TestDb::postgres());
 }
 
