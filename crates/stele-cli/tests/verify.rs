@@ -827,6 +827,7 @@ fn a_deleted_newest_anchor_is_caught_by_cadence() {
 /// Loads the HTML report in headless Chromium: the script runs without errors
 /// and every finding is on the rendered page.
 fn rendered_report_shows_every_finding(html: &Path, report: &Value) {
+    stele_store::testkit::live_or_skip!(Chromium);
     let profile = tempfile::tempdir().unwrap();
     let out = Command::new("chromium")
         .args([

@@ -157,6 +157,20 @@ pub fn ministack(bucket: &str) -> S3Config {
     }
 }
 
+/// A configuration for a store that is never there (a closed port on
+/// loopback, dummy credentials): for outage tests that need no service.
+pub fn unreachable(bucket: &str) -> S3Config {
+    S3Config {
+        bucket: bucket.to_owned(),
+        endpoint: Some("http://127.0.0.1:9".into()),
+        region: Some("us-east-1".into()),
+        path_style: Some(true),
+        static_credentials: Some(("test".into(), "test".into())),
+        kms_key_id: None,
+        retry: quick_retry(),
+    }
+}
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A bucket name unique to this process and call.
