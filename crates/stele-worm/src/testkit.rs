@@ -83,6 +83,8 @@ impl Service {
 /// it prints one line on stderr saying what the test needs and returns false,
 /// and the test returns early. The one place that decides skip or fail.
 pub fn live(test: &str, needs: &[Service]) -> bool {
+    // An async test's body is a closure: `s3::name::{{closure}}` names `s3::name`.
+    let test = test.trim_end_matches("::{{closure}}");
     let missing: Vec<String> = needs
         .iter()
         .filter_map(|s| s.missing().map(|why| format!("{} ({why})", s.name())))
@@ -96,7 +98,7 @@ pub fn live(test: &str, needs: &[Service]) -> bool {
             "{test} needs {missing}, and {REQUIRE_LIVE_VAR}=1 makes a missing service a failure: {HOW_TO_RUN}"
         );
     }
-    eprintln!("SKIPPED {test}: needs {missing}; {HOW_TO_RUN}");
+    eprintln!("SKIPPED {test}: needs {missing}; `scripts/test.sh` runs it");
     false
 }
 
