@@ -40,6 +40,9 @@ bash "$SERVICES" start || {
 }
 # shellcheck source=/dev/null
 source "$STELE_SERVICES_DIR/env"
+# Every live test runs here: a missing service fails its test instead of
+# skipping it (plain `cargo test` skips them), so CI never skips silently.
+export STELE_TEST_REQUIRE_LIVE=1
 
 pg_kind="existing server"
 [[ -s $STELE_SERVICES_DIR/pg/port ]] && pg_kind="throwaway cluster"

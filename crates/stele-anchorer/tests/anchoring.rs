@@ -82,6 +82,7 @@ fn read_back(
 
 #[test]
 fn rgw_anchors_land_locked_in_order_and_check_end_to_end() {
+    stele_worm::live_or_skip!(Rgw);
     let rt = runtime();
     let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("anchors")), true));
     let target = ObjectStore::S3(rt.block_on(S3Worm::connect(rgw(s3.bucket()))).unwrap());
@@ -202,6 +203,7 @@ fn rgw_anchors_land_locked_in_order_and_check_end_to_end() {
 
 #[test]
 fn ministack_checksum_is_the_sha256_of_the_anchor_and_sse_kms_applies() {
+    stele_worm::live_or_skip!(Ministack);
     let rt = runtime();
     let bucket = unique_bucket("anchors-ms");
     let s3 = rt.block_on(create_bucket(ministack(&bucket), true));
@@ -259,6 +261,7 @@ fn ministack_checksum_is_the_sha256_of_the_anchor_and_sse_kms_applies() {
 
 #[test]
 fn postgres_plain_sql_agrees_with_every_anchor() {
+    stele_worm::live_or_skip!(Rgw, Postgres);
     let rt = runtime();
     let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("anchors-pg")), true));
     let target = ObjectStore::S3(rt.block_on(S3Worm::connect(rgw(s3.bucket()))).unwrap());
@@ -339,6 +342,8 @@ fn bad_settings_are_refused_with_nothing_half_written() {
     );
     assert!(store.anchors(None, None).unwrap().is_empty());
 
+    // The cases below need a real bucket.
+    stele_worm::live_or_skip!(Rgw);
     let policy = AnchorPolicy::default();
     let nolock = rt.block_on(create_bucket(rgw(&unique_bucket("anchors-nolock")), false));
     let locked = rt.block_on(create_bucket(rgw(&unique_bucket("anchors-bad")), true));
@@ -389,6 +394,7 @@ fn bad_settings_are_refused_with_nothing_half_written() {
 
 #[test]
 fn anchors_built_during_an_outage_wait_and_land_in_order() {
+    stele_worm::live_or_skip!(Rgw);
     let rt = runtime();
     let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("anchors-outage")), true));
     let proxy = FaultyProxy::start(&env_required("STELE_TEST_RGW_ENDPOINT"));

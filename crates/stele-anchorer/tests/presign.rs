@@ -151,6 +151,7 @@ fn sqlite_unanchored_edit_is_not_signed() {
 
 #[test]
 fn postgres_unanchored_edit_is_not_signed() {
+    stele_store::testkit::live_or_skip!(Postgres);
     unanchored_edit_is_refused(&TestDb::postgres());
 }
 
@@ -158,7 +159,7 @@ fn postgres_unanchored_edit_is_not_signed() {
 /// stored frontier: the tree would no longer extend what was signed.
 #[test]
 fn rewritten_anchored_tree_is_not_extended() {
-    for db in [TestDb::sqlite(), TestDb::postgres()] {
+    for db in stele_store::testkit::every_backend("rewritten_anchored_tree_is_not_extended") {
         let mut store = db.open();
         let signer = signer();
         let keys = ring();
@@ -218,7 +219,8 @@ fn a_row_without_its_key_is_not_signed() {
 /// never built upon, never uploaded, and nothing panics.
 #[test]
 fn edited_outbox_anchor_is_refused_not_built_upon() {
-    for db in [TestDb::sqlite(), TestDb::postgres()] {
+    for db in stele_store::testkit::every_backend("edited_outbox_anchor_is_refused_not_built_upon")
+    {
         let mut store = db.open();
         let signer = signer();
         let keys = ring();
@@ -314,6 +316,7 @@ fn far_future_anchor_dates_are_errors_not_panics() {
 /// reported and recorded, and later anchors are not blocked.
 #[test]
 fn rgw_squatted_anchor_keys_do_not_block_the_chain() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

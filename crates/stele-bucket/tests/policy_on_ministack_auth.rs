@@ -264,6 +264,7 @@ fn denied<T: std::fmt::Debug, E: stele_bucket::aws_sdk_s3::error::ProvideErrorMe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn statements_rgw_cannot_show_are_enforced_on_an_aws_like_evaluator() {
+    stele_worm::live_or_skip!(Ministack);
     let ms = AuthMinistack::start();
     let bucket = "stele-policy-proof";
     let root = ms.s3(bucket, ("test".into(), "test".into())).await;
@@ -353,6 +354,7 @@ async fn statements_rgw_cannot_show_are_enforced_on_an_aws_like_evaluator() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn encryption_denies_let_multipart_through_and_the_bucket_default_encrypts_it() {
+    stele_worm::live_or_skip!(Ministack);
     use stele_bucket::aws_sdk_s3::types::{
         ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
         ServerSideEncryptionRule,

@@ -141,11 +141,13 @@ fn rewritten_unanchored_event_is_not_anchored(db: TestDb) {
 
 #[test]
 fn sqlite_rewritten_unanchored_event_is_not_anchored() {
+    stele_store::testkit::live_or_skip!(Rgw);
     rewritten_unanchored_event_is_not_anchored(TestDb::sqlite());
 }
 
 #[test]
 fn postgres_rewritten_unanchored_event_is_not_anchored() {
+    stele_store::testkit::live_or_skip!(Rgw, Postgres);
     rewritten_unanchored_event_is_not_anchored(TestDb::postgres());
 }
 
@@ -201,6 +203,7 @@ fn edited_outbox_anchor_is_a_named_error_not_a_panic() {
 
 #[test]
 fn squatted_anchor_key_is_reported_and_does_not_block() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let rt = runtime();
     let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("cli-squat")), true));
     let endpoint = env_required("STELE_TEST_RGW_ENDPOINT");
@@ -275,6 +278,7 @@ fn squatted_anchor_key_is_reported_and_does_not_block() {
 /// exist, and no second pending anchor for a tree that did not change.
 #[test]
 fn no_anchor_for_an_unknown_chain_nor_twice_for_an_unchanged_tree() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let rt = runtime();
     let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("cli-nope")), true));
     let endpoint = env_required("STELE_TEST_RGW_ENDPOINT");

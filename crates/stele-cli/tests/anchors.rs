@@ -96,6 +96,7 @@ fn check_bucket(rt: &tokio::runtime::Runtime, s3: &S3Worm, l: &Ledger, chain: &s
 
 #[test]
 fn anchor_now_writes_locked_verified_anchors() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let rt = runtime();
     let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("cli-anchor")), true));
     let l = Ledger::new(TestDb::sqlite());
@@ -126,6 +127,7 @@ fn anchor_now_writes_locked_verified_anchors() {
 
 #[test]
 fn bad_anchor_targets_are_refused_clearly() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let rt = runtime();
     let l = Ledger::new(TestDb::sqlite());
     l.run(&["append", "--chain", "prod", "--type", "a"]);
@@ -239,6 +241,7 @@ fn bad_anchor_targets_are_refused_clearly() {
 
 #[test]
 fn anchor_run_rides_out_an_outage_while_events_keep_coming() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let rt = runtime();
     let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("cli-outage")), true));
     let proxy = FaultyProxy::start(&env_required("STELE_TEST_RGW_ENDPOINT"));
@@ -331,6 +334,7 @@ fn anchor_run_rides_out_an_outage_while_events_keep_coming() {
 
 #[test]
 fn anchor_run_anchors_on_the_minute_even_when_idle_and_on_key_rotation() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let rt = runtime();
     let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("cli-cadence")), true));
     let l = Ledger::new(TestDb::sqlite());

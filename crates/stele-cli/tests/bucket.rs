@@ -192,6 +192,7 @@ fn error_code<E: aws_sdk_s3::error::ProvideErrorMetadata>(
 
 #[test]
 fn init_on_rgw_makes_the_store_refuse_what_the_policy_denies() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let bucket = unique_bucket("bkt-init");
@@ -488,6 +489,7 @@ fn init_on_rgw_makes_the_store_refuse_what_the_policy_denies() {
 
 #[test]
 fn check_on_rgw_names_the_control_each_break_fails() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let bucket = unique_bucket("bkt-break");
@@ -686,6 +688,7 @@ fn check_junit(xml: &str, failing: &str) {
 
 #[test]
 fn a_bucket_without_object_lock_fails_check_and_is_refused_by_init() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let bucket = unique_bucket("bkt-nolock");
@@ -717,6 +720,7 @@ fn a_bucket_without_object_lock_fails_check_and_is_refused_by_init() {
 
 #[test]
 fn init_refuses_unsafe_settings_before_touching_the_store() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let bucket = unique_bucket("bkt-refuse");
@@ -777,6 +781,7 @@ fn init_refuses_unsafe_settings_before_touching_the_store() {
 
 #[test]
 fn init_and_check_on_ministack_set_and_read_encryption_and_ownership() {
+    stele_store::testkit::live_or_skip!(Ministack);
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let bucket = unique_bucket("bkt-ms");

@@ -418,16 +418,19 @@ fn small_file_story(db: TestDb) {
 
 #[test]
 fn small_file_story_sqlite() {
+    stele_store::testkit::live_or_skip!(Rgw);
     small_file_story(TestDb::sqlite());
 }
 
 #[test]
 fn small_file_story_postgres() {
+    stele_store::testkit::live_or_skip!(Rgw, Postgres);
     small_file_story(TestDb::postgres());
 }
 
 #[test]
 fn a_1_gib_file_goes_multipart_lands_locked_and_is_verified() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let rt = runtime();
     let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("ev-gib")), true));
     let l = Ledger::new(TestDb::sqlite());
@@ -519,6 +522,7 @@ fn a_1_gib_file_goes_multipart_lands_locked_and_is_verified() {
 
 #[test]
 fn a_legal_hold_blocks_even_a_governance_bypass_delete() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let rt = runtime();
     let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("ev-hold")), true));
     let l = Ledger::new(TestDb::sqlite());
@@ -612,6 +616,7 @@ fn a_legal_hold_blocks_even_a_governance_bypass_delete() {
 
 #[test]
 fn retention_is_only_extended_and_shortening_is_refused_before_any_request() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let rt = runtime();
     let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("ev-extend")), true));
     let l = Ledger::new(TestDb::sqlite());
@@ -674,6 +679,7 @@ fn retention_is_only_extended_and_shortening_is_refused_before_any_request() {
 
 #[test]
 fn connections_dropped_mid_upload_are_retried_and_the_evidence_lands_once() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let rt = runtime();
     let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("ev-drop")), true));
     let l = Ledger::new(TestDb::sqlite());
@@ -719,6 +725,7 @@ fn connections_dropped_mid_upload_are_retried_and_the_evidence_lands_once() {
 
 #[test]
 fn an_unreachable_store_fails_after_its_retries_and_nothing_is_recorded() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let rt = runtime();
     let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("ev-down")), true));
     let l = Ledger::new(TestDb::sqlite());
@@ -778,6 +785,7 @@ fn an_unreachable_store_fails_after_its_retries_and_nothing_is_recorded() {
 
 #[test]
 fn bad_input_and_unsafe_buckets_are_refused_before_anything_is_stored() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let rt = runtime();
     let l = Ledger::new(TestDb::sqlite());
     let dir = tempfile::tempdir().unwrap();
@@ -921,6 +929,7 @@ fn bad_input_and_unsafe_buckets_are_refused_before_anything_is_stored() {
 
 #[test]
 fn a_download_corrupted_in_transit_is_caught_and_not_kept() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let rt = runtime();
     let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("ev-corrupt")), true));
     let l = Ledger::new(TestDb::sqlite());
@@ -976,6 +985,7 @@ fn a_download_corrupted_in_transit_is_caught_and_not_kept() {
 
 #[test]
 fn list_shows_a_clients_evidence_by_period_with_its_ledger_entries() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let rt = runtime();
     let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("ev-list")), true));
     let l = Ledger::new(TestDb::sqlite());
@@ -1028,6 +1038,7 @@ fn list_shows_a_clients_evidence_by_period_with_its_ledger_entries() {
 
 #[test]
 fn ministack_stores_the_files_sha256_as_its_checksum_and_applies_sse_kms() {
+    stele_store::testkit::live_or_skip!(Ministack);
     let rt = runtime();
     let key_id = rt.block_on(create_ministack_kms_key());
     let bucket = unique_bucket("ev-ms");
@@ -1103,6 +1114,7 @@ fn verify_log(l: &Ledger, bucket: &str, json: bool, args: &[&str]) -> Output {
 /// each one that was removed or stripped of its signature.
 #[test]
 fn verify_log_rechecks_each_recorded_evidence_object() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let rt = runtime();
     let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("ev-verify")), true));
     let l = Ledger::new(TestDb::sqlite());

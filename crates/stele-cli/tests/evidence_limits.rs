@@ -106,6 +106,7 @@ fn assert_names_the_edge(out: &Output) {
 
 #[test]
 fn retain_until_after_2106_is_refused_before_anything_is_sent() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let rt = runtime();
     let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("ev-2106")), true));
     let l = Ledger::new(TestDb::sqlite());
@@ -197,6 +198,7 @@ fn retain_until_after_2106_is_refused_before_anything_is_sent() {
 
 #[test]
 fn anchor_retention_of_30000_days_is_refused_when_the_config_is_read() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let rt = runtime();
     let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("anchor-2106")), true));
     let l = Ledger::new(TestDb::sqlite());
@@ -342,6 +344,7 @@ fn race_round(
 
 #[test]
 fn two_concurrent_puts_of_different_content_exactly_one_wins_and_is_recorded() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let rt = runtime();
     let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("ev-race")), true));
     let l = Ledger::new(TestDb::sqlite());

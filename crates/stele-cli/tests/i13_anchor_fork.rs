@@ -74,6 +74,7 @@ fn sqlite_path(l: &Ledger) -> std::path::PathBuf {
 
 #[test]
 fn a_second_ledger_cannot_fork_a_chains_anchor_history() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let rt = runtime();
     let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("i13-fork")), true));
     let bucket = s3.bucket().to_owned();

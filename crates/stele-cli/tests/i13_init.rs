@@ -75,6 +75,7 @@ fn walk(dir: &Path) -> Vec<String> {
 
 #[test]
 fn init_with_postgres_records_it_without_the_password_and_append_writes_there() {
+    stele_store::testkit::live_or_skip!(Postgres);
     let db = TestDb::postgres();
     let url = pg_url(&db);
     let dir = tempfile::tempdir().unwrap();
@@ -135,6 +136,7 @@ fn a_write_never_creates_a_new_ledger_in_place_of_the_initialized_one() {
 
     // A recorded PostgreSQL database that holds no ledger (emptied, or the
     // wrong one): refused, and no schema is created there.
+    stele_store::testkit::live_or_skip!(Postgres);
     let db = TestDb::postgres();
     let url = pg_url(&db);
     let dir = tempfile::tempdir().unwrap();
@@ -162,6 +164,7 @@ fn a_write_never_creates_a_new_ledger_in_place_of_the_initialized_one() {
 
 #[test]
 fn a_failed_init_leaves_the_directory_as_it_was_and_the_retry_succeeds() {
+    stele_store::testkit::live_or_skip!(Postgres);
     // A database that refuses (it does not exist): no data directory appears.
     let db = TestDb::postgres();
     let url = pg_url(&db);

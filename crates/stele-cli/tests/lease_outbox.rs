@@ -307,10 +307,12 @@ fn two_anchorers_upload_each_anchor_exactly_once(db: TestDb) {
 
 #[test]
 fn postgres_two_anchorers_upload_each_anchor_exactly_once() {
+    stele_store::testkit::live_or_skip!(Rgw, Postgres);
     two_anchorers_upload_each_anchor_exactly_once(TestDb::postgres());
 }
 
 #[test]
 fn sqlite_two_anchorers_upload_each_anchor_exactly_once() {
+    stele_store::testkit::live_or_skip!(Rgw);
     two_anchorers_upload_each_anchor_exactly_once(TestDb::sqlite());
 }

@@ -50,6 +50,7 @@ fn with_password(db: &TestDb, password: &str, query: &str) -> String {
 
 #[test]
 fn a_password_is_never_printed_by_init_or_connection_errors() {
+    stele_store::testkit::live_or_skip!(Postgres);
     let db = TestDb::postgres();
     // An unencoded `/`: init connects (the driver reads everything before
     // the `@` as credentials) and prints where the ledger is.
@@ -104,6 +105,7 @@ fn db_name(db: &TestDb) -> String {
 
 #[test]
 fn a_password_parameter_is_hidden_in_any_spelling() {
+    stele_store::testkit::live_or_skip!(Postgres);
     let db = TestDb::postgres();
     let DbLocation::Postgres(url) = &db.location else {
         unreachable!()

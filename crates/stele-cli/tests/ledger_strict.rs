@@ -16,7 +16,10 @@ macro_rules! on_every_backend {
             $(#[test] fn $case() { super::$case(super::Ledger::new(super::TestDb::sqlite())); })*
         }
         mod postgres {
-            $(#[test] fn $case() { super::$case(super::Ledger::new(super::TestDb::postgres())); })*
+            $(#[test] fn $case() {
+                stele_store::testkit::live_or_skip!(Postgres);
+                super::$case(super::Ledger::new(super::TestDb::postgres()));
+            })*
         }
     };
 }

@@ -25,6 +25,7 @@ fn sqlite_live_verification_has_no_false_alarms_and_names_an_edit() {
 
 #[test]
 fn postgres_live_verification_has_no_false_alarms_and_names_an_edit() {
+    stele_store::testkit::live_or_skip!(Postgres);
     live_verification(Ledger::new(TestDb::postgres()));
 }
 

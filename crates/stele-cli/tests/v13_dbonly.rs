@@ -147,6 +147,7 @@ fn sqlite_truncation_inside_an_anchored_range_is_a_finding() {
 
 #[test]
 fn postgres_truncation_inside_an_anchored_range_is_a_finding() {
+    stele_store::testkit::live_or_skip!(Postgres);
     truncation_inside_an_anchored_range_is_a_finding(TestDb::postgres());
 }
 
@@ -157,6 +158,7 @@ fn sqlite_truncation_after_the_last_anchor_is_not_passed() {
 
 #[test]
 fn postgres_truncation_after_the_last_anchor_is_not_passed() {
+    stele_store::testkit::live_or_skip!(Postgres);
     truncation_after_the_last_anchor_is_not_passed(TestDb::postgres());
 }
 

@@ -107,6 +107,7 @@ fn mirror(rt: &tokio::runtime::Runtime, s3: &S3Worm, dir: &Path) {
 
 #[test]
 fn a_clean_ledger_verifies_from_the_bucket_a_mirror_and_an_export() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let rt = runtime();
     let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("verify-clean")), true));
     let l = Ledger::new(TestDb::sqlite());
@@ -270,6 +271,7 @@ fn a_clean_ledger_verifies_from_the_bucket_a_mirror_and_an_export() {
 
 #[test]
 fn database_tampering_is_named_against_the_anchors() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let rt = runtime();
     let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("verify-db")), true));
     let l = Ledger::new(TestDb::sqlite());
@@ -338,6 +340,7 @@ fn tampered_report(name: &str, sql: &str) -> Value {
 
 #[test]
 fn deleted_inserted_and_swapped_events_are_named() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let has = |r: &Value, aspect: &str, kind: &str, seq: u64| {
         kinds(r)
             .iter()
@@ -377,6 +380,7 @@ fn deleted_inserted_and_swapped_events_are_named() {
 
 #[test]
 fn rewriting_with_the_hmac_key_and_truncating_are_caught_by_the_anchors() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let rt = runtime();
     let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("verify-rewrite")), true));
     let l = Ledger::new(TestDb::sqlite());
@@ -484,6 +488,7 @@ fn rewriting_with_the_hmac_key_and_truncating_are_caught_by_the_anchors() {
 
 #[test]
 fn governance_bypass_replacement_and_forks_are_caught_in_the_bucket() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let rt = runtime();
     let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("verify-gov")), true));
     let l = Ledger::new(TestDb::sqlite());
@@ -622,6 +627,7 @@ fn governance_bypass_replacement_and_forks_are_caught_in_the_bucket() {
 
 #[test]
 fn one_event_is_verified_offline_against_an_anchor() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let rt = runtime();
     let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("verify-event")), true));
     let l = Ledger::new(TestDb::sqlite());
@@ -754,6 +760,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn a_deleted_newest_anchor_is_caught_by_cadence() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let rt = runtime();
     let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("verify-newest")), true));
     let l = Ledger::new(TestDb::sqlite());
@@ -827,6 +834,7 @@ fn a_deleted_newest_anchor_is_caught_by_cadence() {
 /// Loads the HTML report in headless Chromium: the script runs without errors
 /// and every finding is on the rendered page.
 fn rendered_report_shows_every_finding(html: &Path, report: &Value) {
+    stele_store::testkit::live_or_skip!(Chromium);
     let profile = tempfile::tempdir().unwrap();
     let out = Command::new("chromium")
         .args([
@@ -880,6 +888,7 @@ fn rendered_report_shows_every_finding(html: &Path, report: &Value) {
 
 #[test]
 fn a_replacement_anchor_for_another_history_is_not_an_extension() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let rt = runtime();
     let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("verify-ext")), true));
     let l = Ledger::new(TestDb::sqlite());

@@ -228,6 +228,7 @@ fn ledger_with_slash_in_key() -> (Ledger, String) {
 /// export, mirror and proof must not PASS.
 #[test]
 fn a_file_named_after_the_verifier_key_is_not_read_as_the_key() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let rt = runtime();
     let (_victim, real_key) = ledger_with_slash_in_key();
     let forged = Package::new(&rt, "vk-forged");
@@ -368,6 +369,7 @@ fn a_file_named_after_the_verifier_key_is_not_read_as_the_key() {
 /// unless the auditor waives `versions` by name.
 #[test]
 fn versions_that_cannot_be_listed_are_not_checked_not_passed() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let rt = runtime();
     let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("vk-noversions")), true));
     let l = Ledger::new(TestDb::sqlite());
@@ -572,6 +574,7 @@ fn an_export_with_no_anchors_and_no_key_is_not_checked() {
 /// (cadence and retention), and an absurd --grace-minutes: no panic.
 #[test]
 fn an_anchor_dated_9999_and_absurd_flags_do_not_panic() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let rt = runtime();
     let p = Package::new(&rt, "vk-9999");
     let first = std::fs::read(&p.anchor_files()[0]).unwrap();
@@ -650,6 +653,7 @@ fn an_anchor_dated_9999_and_absurd_flags_do_not_panic() {
 /// Item 15: an anchor re-serialized with indentation is not RFC 8785 form.
 #[test]
 fn a_reserialized_anchor_is_a_finding() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let rt = runtime();
     let p = Package::new(&rt, "vk-canon");
     assert_eq!(p.verify_mirror(&[]).0, 0);
@@ -694,6 +698,7 @@ fn run_within(mut cmd: Command, limit: Duration) -> Output {
 /// followed or read whole, and the run ends promptly.
 #[test]
 fn a_hostile_mirror_and_bucket_are_bounded_work() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let rt = runtime();
     let p = Package::new(&rt, "vk-hostile");
     let base = p.mirror().join("anchors/prod/2030");
@@ -915,6 +920,7 @@ fn oversized_lines_and_proofs_are_refused_while_reading() {
 /// shown escaped in text output, never sent to the terminal.
 #[test]
 fn control_characters_are_escaped_in_text_output() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let rt = runtime();
     let p = Package::new(&rt, "vk-ansi");
     let evil = "\u{1b}[2K\u{1b}[1Gintegrity    PASS\u{202e}.json";
@@ -965,6 +971,7 @@ fn control_characters_are_escaped_in_text_output() {
 /// evidence bucket allowed at all, the evidence is NOT CHECKED.
 #[test]
 fn evidence_records_naming_other_buckets_are_findings_not_requests() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let l = Ledger::new(TestDb::sqlite());
     // Written through the library, as whoever may append could have done
     // before reserved types were refused at the CLI.
@@ -1070,6 +1077,7 @@ fn evidence_records_naming_other_buckets_are_findings_not_requests() {
 /// refused (exit 2) before the bucket is asked, and is never read as a path.
 #[test]
 fn evidence_commands_refuse_a_malformed_verifier_key() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let rt = runtime();
     let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("vk-evidence")), true));
     let l = Ledger::new(TestDb::sqlite());

@@ -62,6 +62,7 @@ async fn bypass_delete(s3: &S3Worm, key: &str, version: Option<&str>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recorded_evidence_is_rechecked_and_every_difference_is_named() {
+    stele_worm::live_or_skip!(Rgw);
     let bucket = unique_bucket("ev-audit");
     let s3 = create_bucket(rgw(&bucket), true).await;
     let tuning = UploadTuning {

@@ -82,6 +82,7 @@ fn retain_until_tomorrow() -> DateTime {
 
 #[tokio::test]
 async fn compliance_locked_version_cannot_be_deleted() {
+    stele_worm::live_or_skip!(Rgw);
     let s3 = owner_client().await;
     let bucket = unique_bucket("stele-it-lock");
     s3.create_bucket()
@@ -169,6 +170,7 @@ async fn compliance_locked_version_cannot_be_deleted() {
 
 #[tokio::test]
 async fn lock_headers_on_bucket_without_object_lock_are_refused() {
+    stele_worm::live_or_skip!(Rgw);
     let s3 = owner_client().await;
     let bucket = unique_bucket("stele-it-nolock");
     s3.create_bucket()
@@ -204,6 +206,7 @@ async fn lock_headers_on_bucket_without_object_lock_are_refused() {
 
 #[tokio::test]
 async fn sse_kms_test_keys_and_second_user_work() {
+    stele_worm::live_or_skip!(Rgw);
     let s3 = owner_client().await;
     let bucket = unique_bucket("stele-it-kms");
     s3.create_bucket()

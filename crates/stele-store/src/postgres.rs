@@ -1105,6 +1105,7 @@ mod tests {
     #[cfg(feature = "testkit")]
     #[test]
     fn a_scan_connection_closed_by_the_server_is_replaced() {
+        crate::testkit::live_or_skip!(Postgres);
         let db = crate::testkit::TestDb::postgres();
         let mut store = db.open();
         db.exec(
@@ -1133,6 +1134,7 @@ mod tests {
     #[cfg(feature = "testkit")]
     #[test]
     fn a_row_moved_to_another_chain_is_named_missing() {
+        crate::testkit::live_or_skip!(Postgres);
         use stele_ledger::event::{EventInput, Limits};
         use stele_ledger::verify::Finding;
         use stele_ledger::{KeyId, Keyring};

@@ -15,10 +15,24 @@ pub struct TestDb {
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-/// The PostgreSQL server tests create their databases on (`STELE_TEST_PG_URL`, default the local one).
+pub use stele_worm::live_or_skip;
+pub use stele_worm::testkit::{Service, live};
+
+/// The PostgreSQL server benchmarks probe (`STELE_TEST_PG_URL`, default the local one).
 pub fn pg_admin_url() -> String {
     std::env::var("STELE_TEST_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// SQLite, and PostgreSQL when it is available: for tests that run one case
+/// per backend in a loop. Without PostgreSQL the SQLite half still runs and
+/// the PostgreSQL half is skipped (or fails under `STELE_TEST_REQUIRE_LIVE=1`).
+pub fn every_backend(test: &str) -> Vec<TestDb> {
+    let mut dbs = vec![TestDb::sqlite()];
+    if live(test, &[Service::Postgres]) {
+        dbs.push(TestDb::postgres());
+    }
+    dbs
 }
 
 impl TestDb {
@@ -33,9 +47,12 @@ impl TestDb {
         }
     }
 
-    /// A new database on the test PostgreSQL (STELE_TEST_PG_URL, default the local server).
+    /// A new database on the test PostgreSQL (`STELE_TEST_PG_URL`).
+    /// Tests call `live_or_skip!(Postgres)` (or use [`every_backend`]) first;
+    /// there is no default server here, so a test that forgot fails on a
+    /// machine without services instead of finding a server by chance.
     pub fn postgres() -> Self {
-        let admin = pg_admin_url();
+        let admin = stele_worm::testkit::env_required("STELE_TEST_PG_URL");
         let name = format!(
             "stele_test_{}_{}_{}",
             std::process::id(),

@@ -47,6 +47,7 @@ impl Drop for ReadOnlyRole<'_> {
 
 #[test]
 fn a_read_only_role_opens_reads_and_verifies_but_cannot_write() {
+    stele_store::testkit::live_or_skip!(Postgres);
     let db = Db::postgres();
     let keys = keyring();
     let chain = ChainId::new("audited").unwrap();
@@ -86,6 +87,7 @@ fn a_read_only_role_opens_reads_and_verifies_but_cannot_write() {
 
 #[test]
 fn a_read_only_role_cannot_create_the_schema_and_says_so() {
+    stele_store::testkit::live_or_skip!(Postgres);
     let db = Db::postgres();
     let role = ReadOnlyRole::create(&db);
     let err = stele_store::open(&DbLocation::Postgres(role.url()))

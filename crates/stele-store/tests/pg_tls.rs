@@ -93,6 +93,7 @@ fn append_and_verify(url: &str) -> Result<Box<dyn stele_store::LedgerStore>, Sto
 
 #[test]
 fn require_encrypts_every_connection_and_disable_none() {
+    stele_store::testkit::live_or_skip!(Postgres);
     let db = Db::postgres();
     server_certificate(&db);
 
@@ -123,6 +124,7 @@ fn require_encrypts_every_connection_and_disable_none() {
 
 #[test]
 fn verify_full_checks_the_certificate_chain_and_the_host_name() {
+    stele_store::testkit::live_or_skip!(Postgres);
     let db = Db::postgres();
     let cert = server_certificate(&db);
     let DbLocation::Postgres(url) = &db.location else {

@@ -124,6 +124,7 @@ fn an_append_inside_a_consistent_read_is_refused_and_errors_close_it(db: &Db) {
 /// its scan connection, both encrypted.
 #[test]
 fn postgres_an_auditor_role_over_tls_reads_one_snapshot() {
+    stele_store::testkit::live_or_skip!(Postgres);
     let db = Db::postgres();
     assert_eq!(
         db.query_text("SHOW ssl").as_deref(),
@@ -189,6 +190,7 @@ fn postgres_an_auditor_role_over_tls_reads_one_snapshot() {
 /// transactions (`idle_in_transaction_session_timeout`) must not end it.
 #[test]
 fn postgres_a_slow_consistent_read_outlives_the_idle_transaction_timeout() {
+    stele_store::testkit::live_or_skip!(Postgres);
     let db = Db::postgres();
     let keys = keyring();
     let chain = ChainId::new("slow").unwrap();

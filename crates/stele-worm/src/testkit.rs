@@ -10,12 +10,115 @@ const HOW_TO_RUN: &str = "run the live-service tests with `scripts/test.sh` \
      (or `scripts/test-services.sh start` and `source .test-services/env` first)";
 
 /// A variable written by `scripts/test-services.sh`; panics if missing, so a
-/// test without its service fails instead of passing silently.
+/// test without its service fails instead of passing silently. Live tests
+/// call [`live`] (or [`live_or_skip!`](crate::live_or_skip)) first, so on a
+/// machine without the services this is only reached when a test forgot to.
 pub fn env_required(name: &str) -> String {
     match std::env::var(name) {
         Ok(v) if !v.is_empty() => v,
         _ => panic!("{name} is not set: {HOW_TO_RUN}"),
     }
+}
+
+/// A live service some tests need. Plain `cargo test` runs without them
+/// (pure and SQLite tests only); `scripts/test.sh` starts them all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Service {
+    /// Ceph RGW with Object Lock (`STELE_TEST_RGW_*`).
+    Rgw,
+    /// ministack, the AWS emulator (`STELE_TEST_MINISTACK_ENDPOINT`).
+    Ministack,
+    /// The test PostgreSQL server (`STELE_TEST_PG_URL`).
+    Postgres,
+    /// A headless Chromium on `PATH` (the HTML report test).
+    Chromium,
+}
+
+/// Set by `scripts/test.sh`: every live service must be there, and a missing
+/// one fails the test instead of skipping it, so CI never skips silently.
+pub const REQUIRE_LIVE_VAR: &str = "STELE_TEST_REQUIRE_LIVE";
+
+impl Service {
+    /// What the service is called in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Rgw => "Ceph RGW",
+            Self::Ministack => "ministack",
+            Self::Postgres => "PostgreSQL",
+            Self::Chromium => "Chromium",
+        }
+    }
+
+    /// Why the service is unavailable, or `None` when the test can use it.
+    fn missing(self) -> Option<String> {
+        let unset = |vars: &[&str]| {
+            let unset: Vec<&str> = vars
+                .iter()
+                .copied()
+                .filter(|v| std::env::var_os(v).is_none_or(|x| x.is_empty()))
+                .collect();
+            (!unset.is_empty()).then(|| format!("{} not set", unset.join(", ")))
+        };
+        match self {
+            Self::Rgw => unset(&[
+                "STELE_TEST_RGW_ENDPOINT",
+                "STELE_TEST_RGW_ACCESS_KEY",
+                "STELE_TEST_RGW_SECRET_KEY",
+            ]),
+            Self::Ministack => unset(&["STELE_TEST_MINISTACK_ENDPOINT"]),
+            Self::Postgres => unset(&["STELE_TEST_PG_URL"]),
+            Self::Chromium => {
+                let on_path = std::env::var_os("PATH").is_some_and(|path| {
+                    std::env::split_paths(&path).any(|dir| dir.join("chromium").is_file())
+                });
+                (!on_path).then(|| "no `chromium` on PATH".to_owned())
+            }
+        }
+    }
+}
+
+/// Whether a live test may run: true when every service in `needs` is
+/// configured. Otherwise, with `STELE_TEST_REQUIRE_LIVE=1` (set by
+/// `scripts/test.sh`) it panics, naming the missing service; without it,
+/// it prints one line on stderr saying what the test needs and returns false,
+/// and the test returns early. The one place that decides skip or fail.
+pub fn live(test: &str, needs: &[Service]) -> bool {
+    // An async test's body is a closure: `s3::name::{{closure}}` names `s3::name`.
+    let test = test.trim_end_matches("::{{closure}}");
+    let missing: Vec<String> = needs
+        .iter()
+        .filter_map(|s| s.missing().map(|why| format!("{} ({why})", s.name())))
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let missing = missing.join(", ");
+    if std::env::var(REQUIRE_LIVE_VAR).is_ok_and(|v| v == "1") {
+        panic!(
+            "{test} needs {missing}, and {REQUIRE_LIVE_VAR}=1 makes a missing service a failure: {HOW_TO_RUN}"
+        );
+    }
+    eprintln!("SKIPPED {test}: needs {missing}; `scripts/test.sh` runs it");
+    false
+}
+
+/// Returns from the calling test (skipped, one line on stderr) unless every
+/// named [`Service`] is available; see [`live`].
+/// `live_or_skip!(Rgw, Postgres);`
+#[macro_export]
+macro_rules! live_or_skip {
+    ($($service:ident),+ $(,)?) => {
+        if !$crate::testkit::live(
+            {
+                fn here() {}
+                let name = ::std::any::type_name_of_val(&here);
+                name.strip_suffix("::here").unwrap_or(name)
+            },
+            &[$($crate::testkit::Service::$service),+],
+        ) {
+            return;
+        }
+    };
 }
 
 /// Fast retries, so outage tests finish quickly.
@@ -48,6 +151,20 @@ pub fn ministack(bucket: &str) -> S3Config {
     S3Config {
         bucket: bucket.to_owned(),
         endpoint: Some(env_required("STELE_TEST_MINISTACK_ENDPOINT")),
+        region: Some("us-east-1".into()),
+        path_style: Some(true),
+        static_credentials: Some(("test".into(), "test".into())),
+        kms_key_id: None,
+        retry: quick_retry(),
+    }
+}
+
+/// A configuration for a store that is never there (a closed port on
+/// loopback, dummy credentials): for outage tests that need no service.
+pub fn unreachable(bucket: &str) -> S3Config {
+    S3Config {
+        bucket: bucket.to_owned(),
+        endpoint: Some("http://127.0.0.1:9".into()),
         region: Some("us-east-1".into()),
         path_style: Some(true),
         static_credentials: Some(("test".into(), "test".into())),

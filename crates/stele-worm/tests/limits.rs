@@ -111,6 +111,7 @@ async fn listed_versions(store: &S3Worm, key: &str) -> Vec<(String, i64)> {
 
 #[tokio::test]
 async fn rgw_retain_until_after_2106_is_refused_before_anything_is_sent() {
+    stele_worm::live_or_skip!(Rgw);
     let store = create_bucket(rgw(&unique_bucket("worm-2106")), true).await;
     let beyond = Retention {
         mode: LockMode::Governance,
@@ -292,6 +293,7 @@ async fn assert_one_winner(
 
 #[tokio::test]
 async fn rgw_concurrent_writers_of_different_content_exactly_one_wins() {
+    stele_worm::live_or_skip!(Rgw);
     let bucket = unique_bucket("worm-race");
     let a = create_bucket(rgw(&bucket), true).await;
     let b = S3Worm::connect(rgw(&bucket)).await.unwrap();
@@ -347,6 +349,7 @@ async fn rgw_concurrent_writers_of_different_content_exactly_one_wins() {
 
 #[tokio::test]
 async fn ministack_refuses_the_second_create_only_write() {
+    stele_worm::live_or_skip!(Ministack);
     let bucket = unique_bucket("worm-race");
     let a = create_bucket(ministack(&bucket), true).await;
     let b = S3Worm::connect(ministack(&bucket)).await.unwrap();

@@ -144,6 +144,7 @@ async fn open_uploads(store: &S3Worm) -> usize {
 
 #[tokio::test]
 async fn rgw_multipart_lands_locked_and_is_verified_by_its_bytes() {
+    stele_worm::live_or_skip!(Rgw);
     let store = create_bucket(rgw(&unique_bucket("mp-rgw")), true).await;
     let dir = TempDir::new();
     let path = dir.path().join("big.bin");
@@ -208,6 +209,7 @@ async fn rgw_multipart_lands_locked_and_is_verified_by_its_bytes() {
 
 #[tokio::test]
 async fn a_file_that_differs_from_its_digest_is_not_stored() {
+    stele_worm::live_or_skip!(Rgw);
     let store = create_bucket(rgw(&unique_bucket("mp-changed")), true).await;
     let dir = TempDir::new();
     let path = dir.path().join("f.bin");
@@ -238,6 +240,7 @@ async fn a_file_that_differs_from_its_digest_is_not_stored() {
 
 #[tokio::test]
 async fn connections_dropped_mid_upload_are_retried_and_the_object_lands_once() {
+    stele_worm::live_or_skip!(Rgw);
     let bucket = unique_bucket("mp-drop");
     let owner = create_bucket(rgw(&bucket), true).await;
     let proxy = FaultyProxy::start(&env_required("STELE_TEST_RGW_ENDPOINT"));
@@ -276,6 +279,7 @@ async fn connections_dropped_mid_upload_are_retried_and_the_object_lands_once() 
 
 #[tokio::test]
 async fn an_unreachable_store_fails_after_the_retries() {
+    stele_worm::live_or_skip!(Rgw);
     let bucket = unique_bucket("mp-down");
     let _owner = create_bucket(rgw(&bucket), true).await;
     let proxy = FaultyProxy::start(&env_required("STELE_TEST_RGW_ENDPOINT"));
@@ -312,6 +316,7 @@ async fn an_unreachable_store_fails_after_the_retries() {
 
 #[tokio::test]
 async fn ministack_single_part_checksum_is_the_files_sha256_and_sse_kms_applies() {
+    stele_worm::live_or_skip!(Ministack);
     let key_id = create_ministack_kms_key().await;
     let bucket = unique_bucket("mp-ms");
     let _plain = create_bucket(ministack(&bucket), true).await;
@@ -367,6 +372,7 @@ async fn ministack_single_part_checksum_is_the_files_sha256_and_sse_kms_applies(
 /// sets it on the version, and verifies the content by the composite checksum.
 #[tokio::test]
 async fn ministack_multipart_gets_its_lock_and_is_verified_by_the_composite_checksum() {
+    stele_worm::live_or_skip!(Ministack);
     let bucket = unique_bucket("mp-ms-big");
     let store = create_bucket(ministack(&bucket), true).await;
     let dir = TempDir::new();

@@ -13,7 +13,10 @@ macro_rules! on_every_backend {
             $(#[test] fn $case() { super::$case(&super::Db::sqlite()); })*
         }
         mod postgres {
-            $(#[test] fn $case() { super::$case(&super::Db::postgres()); })*
+            $(#[test] fn $case() {
+                stele_store::testkit::live_or_skip!(Postgres);
+                super::$case(&super::Db::postgres());
+            })*
         }
     };
 }
