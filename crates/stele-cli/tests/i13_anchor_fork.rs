@@ -147,6 +147,7 @@ fn a_second_ledger_cannot_fork_a_chains_anchor_history() {
 /// the chain, and the ledger's own history still verifies.
 #[test]
 fn a_foreign_anchor_after_ours_is_a_squatter_not_a_reason_to_stop() {
+    stele_store::testkit::live_or_skip!(Rgw);
     let rt = runtime();
     let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("i13-squat")), true));
     let bucket = s3.bucket().to_owned();

@@ -19,6 +19,7 @@ fn pg_url(db: &Db) -> &str {
 /// the second to commit fails with a real serialization failure (40001).
 #[test]
 fn a_serialization_failure_is_retryable_and_keeps_its_sqlstate() {
+    stele_store::testkit::live_or_skip!(Postgres);
     let db = Db::postgres();
     db.exec("CREATE TABLE t (k int PRIMARY KEY, v int); INSERT INTO t VALUES (1, 0), (2, 0);");
     let mut a = postgres::Client::connect(pg_url(&db), postgres::NoTls).unwrap();
@@ -44,6 +45,7 @@ fn a_serialization_failure_is_retryable_and_keeps_its_sqlstate() {
 /// a retry may succeed.
 #[test]
 fn a_terminated_store_session_is_retryable() {
+    stele_store::testkit::live_or_skip!(Postgres);
     let db = Db::postgres();
     let keys = keyring();
     let chain = ChainId::new("terminated").unwrap();
@@ -81,6 +83,7 @@ fn a_terminated_store_session_is_retryable() {
 /// SQLSTATE (3D000, invalid_catalog_name) is kept through the open.
 #[test]
 fn an_unknown_database_is_not_retryable_and_keeps_its_sqlstate() {
+    stele_store::testkit::live_or_skip!(Postgres);
     let db = Db::postgres();
     let url = pg_url(&db).replacen("stele_test_", "stele_missing_", 1);
     let err = stele_store::open(&DbLocation::Postgres(url))

@@ -23,6 +23,7 @@ async fn put(store: &S3Worm, key: &str, body: &'static [u8]) -> String {
 
 #[tokio::test]
 async fn rgw_listings_page_through_every_object_and_version() {
+    stele_worm::live_or_skip!(Rgw);
     let store = create_bucket(rgw(&unique_bucket("worm-pages")), true)
         .await
         .with_list_page_size(Some(PAGE));
