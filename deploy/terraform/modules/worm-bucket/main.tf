@@ -452,6 +452,9 @@ data "aws_iam_policy_document" "writer" {
       "s3:GetBucketObjectLockConfiguration",
       "s3:GetBucketVersioning",
       "s3:ListBucket",
+      # After every create-only write, stele lists the key's versions to
+      # confirm the first one is its own (a concurrent writer loses cleanly).
+      "s3:ListBucketVersions",
     ]
     resources = [aws_s3_bucket.this.arn]
   }
