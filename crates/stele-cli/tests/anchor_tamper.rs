@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Ledger, code, jsonl, stderr};
+use common::{Ledger, code, jsonl, runtime, stderr};
 use serde_json::Value;
 use stele_ledger::hashing::leaf_hash;
 use stele_ledger::merkle::TreeAppender;
@@ -16,29 +16,9 @@ use stele_store::DbLocation;
 use stele_store::testkit::TestDb;
 use stele_worm::testkit::{create_bucket, env_required, rgw, unique_bucket};
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn s3_command(l: &Ledger, endpoint: &str, bucket: &str) -> std::process::Command {
     let mut cmd = l.command();
-    cmd.env(
-        "AWS_ACCESS_KEY_ID",
-        env_required("STELE_TEST_RGW_ACCESS_KEY"),
-    )
-    .env(
-        "AWS_SECRET_ACCESS_KEY",
-        env_required("STELE_TEST_RGW_SECRET_KEY"),
-    )
-    .env("AWS_ENDPOINT_URL", endpoint)
-    .env("AWS_REGION", "us-east-1")
-    .env("AUDIT_ANCHOR_BUCKET", bucket)
-    .env_remove("AUDIT_ANCHOR_RETENTION_DAYS")
-    .env_remove("AUDIT_ANCHOR_KMS_KEY_ID");
+    common::with_rgw_anchors(&mut cmd, endpoint, bucket);
     cmd
 }
 

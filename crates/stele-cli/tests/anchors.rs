@@ -7,37 +7,17 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Ledger, code, jsonl, stderr};
+use common::{Ledger, code, jsonl, runtime, stderr};
 use serde_json::Value;
 use stele_anchor::{Anchor, check_link};
 use stele_store::testkit::TestDb;
 use stele_worm::S3Worm;
 use stele_worm::testkit::{FaultyProxy, create_bucket, env_required, rgw, unique_bucket};
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// Points a `stele` command at RGW (or a proxy in front of it) through the
 /// standard AWS variables, as a deployment would.
 fn with_s3(cmd: &mut Command, endpoint: &str, bucket: &str) {
-    cmd.env(
-        "AWS_ACCESS_KEY_ID",
-        env_required("STELE_TEST_RGW_ACCESS_KEY"),
-    )
-    .env(
-        "AWS_SECRET_ACCESS_KEY",
-        env_required("STELE_TEST_RGW_SECRET_KEY"),
-    )
-    .env("AWS_ENDPOINT_URL", endpoint)
-    .env("AWS_REGION", "us-east-1")
-    .env("AUDIT_ANCHOR_BUCKET", bucket)
-    .env_remove("AUDIT_ANCHOR_RETENTION_DAYS")
-    .env_remove("AUDIT_ANCHOR_KMS_KEY_ID");
+    common::with_rgw_anchors(cmd, endpoint, bucket);
 }
 
 fn anchors(l: &Ledger, status: Option<&str>) -> Vec<Value> {

@@ -13,7 +13,7 @@ use std::time::Instant;
 use aws_sdk_s3::error::ProvideErrorMetadata as _;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumMode, ObjectLockLegalHoldStatus};
-use common::{Ledger, code, stderr};
+use common::{Ledger, code, runtime, stderr};
 use serde_json::Value;
 use stele_store::testkit::TestDb;
 use stele_worm::S3Worm;
@@ -21,14 +21,6 @@ use stele_worm::testkit::{
     FaultyProxy, create_bucket, create_ministack_kms_key, env_required, ministack, rgw,
     unique_bucket,
 };
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// Points a command at an S3 endpoint through the standard AWS variables and
 /// the evidence bucket variable, as a deployment would; clears other settings.

@@ -8,19 +8,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use common::{Ledger, code, stderr};
+use common::{Ledger, code, runtime, stderr};
 use serde_json::Value;
 use stele_store::testkit::TestDb;
 use stele_worm::S3Worm;
 use stele_worm::testkit::{FaultyProxy, create_bucket, env_required, rgw, unique_bucket};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// Points a command at an S3 endpoint through the standard AWS variables, as
 /// a deployment would; clears the settings these tests do not set.

@@ -18,20 +18,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Ledger, jsonl};
+use common::{Ledger, jsonl, runtime};
 use serde_json::Value;
 use stele_store::testkit::TestDb;
 use stele_worm::testkit::{FaultyProxy, create_bucket, env_required, rgw, unique_bucket};
 
 const CHAINS: [&str; 2] = ["prod", "ops"];
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// A TCP proxy that records the request line of every HTTP request a client
 /// sends through it (the anchor bodies are JSON and never contain one).
@@ -115,22 +107,10 @@ impl RequestLog {
 }
 
 fn with_s3(cmd: &mut Command, endpoint: &str, bucket: &str) {
-    cmd.env(
-        "AWS_ACCESS_KEY_ID",
-        env_required("STELE_TEST_RGW_ACCESS_KEY"),
-    )
-    .env(
-        "AWS_SECRET_ACCESS_KEY",
-        env_required("STELE_TEST_RGW_SECRET_KEY"),
-    )
-    .env("AWS_ENDPOINT_URL", endpoint)
-    .env("AWS_REGION", "us-east-1")
-    .env("AUDIT_ANCHOR_BUCKET", bucket)
-    .env("AUDIT_ANCHOR_VOLUME", "25")
-    .env_remove("AUDIT_ANCHOR_CHAIN_ID")
-    .env_remove("AUDIT_ANCHOR_PREFIX")
-    .env_remove("AUDIT_ANCHOR_RETENTION_DAYS")
-    .env_remove("AUDIT_ANCHOR_KMS_KEY_ID");
+    common::with_rgw_anchors(cmd, endpoint, bucket);
+    cmd.env("AUDIT_ANCHOR_VOLUME", "25")
+        .env_remove("AUDIT_ANCHOR_CHAIN_ID")
+        .env_remove("AUDIT_ANCHOR_PREFIX");
 }
 
 /// What the anchoring processes said about their tries, per (chain, seq).

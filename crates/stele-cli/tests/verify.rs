@@ -8,35 +8,16 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use aws_sdk_s3::primitives::ByteStream;
-use common::{Ledger, code, jsonl, stderr};
+use common::{Ledger, code, jsonl, runtime, stderr};
 use serde_json::Value;
 use stele_store::DbLocation;
 use stele_store::testkit::TestDb;
 use stele_worm::S3Worm;
 use stele_worm::testkit::{create_bucket, env_required, rgw, unique_bucket};
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn with_s3(cmd: &mut Command, bucket: &str) {
-    cmd.env(
-        "AWS_ACCESS_KEY_ID",
-        env_required("STELE_TEST_RGW_ACCESS_KEY"),
-    )
-    .env(
-        "AWS_SECRET_ACCESS_KEY",
-        env_required("STELE_TEST_RGW_SECRET_KEY"),
-    )
-    .env("AWS_ENDPOINT_URL", env_required("STELE_TEST_RGW_ENDPOINT"))
-    .env("AWS_REGION", "us-east-1")
-    .env("AUDIT_ANCHOR_BUCKET", bucket)
-    .env_remove("AUDIT_ANCHOR_RETENTION_DAYS")
-    .env_remove("AUDIT_ANCHOR_INTERVAL_MINUTES");
+    common::with_rgw_anchors(cmd, &env_required("STELE_TEST_RGW_ENDPOINT"), bucket);
+    cmd.env_remove("AUDIT_ANCHOR_INTERVAL_MINUTES");
 }
 
 fn stele(l: &Ledger, bucket: &str, args: &[&str]) -> Output {

@@ -10,19 +10,11 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, ObjectLockMode};
-use common::{Ledger, code, jsonl, stderr};
+use common::{Ledger, code, jsonl, runtime, stderr};
 use serde_json::Value;
 use stele_store::testkit::TestDb;
 use stele_worm::S3Worm;
 use stele_worm::testkit::{create_bucket, env_required, rgw, unique_bucket};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn with_s3(cmd: &mut Command, bucket: &str, user2: bool) {
     let (id, secret) = if user2 {

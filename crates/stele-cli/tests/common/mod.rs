@@ -117,3 +117,33 @@ pub fn jsonl(range: std::ops::Range<usize>, prefix: &str) -> String {
         })
         .collect()
 }
+
+/// A one-worker Tokio runtime for a test's own S3 calls.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Points a `stele` command at RGW (or a proxy in front of it) through the
+/// standard AWS variables, as a deployment would, with `bucket` as the
+/// anchor bucket; the test environment's anchor retention and KMS key are
+/// removed so they cannot change what the test does.
+pub fn with_rgw_anchors(cmd: &mut Command, endpoint: &str, bucket: &str) {
+    use stele_worm::testkit::env_required;
+    cmd.env(
+        "AWS_ACCESS_KEY_ID",
+        env_required("STELE_TEST_RGW_ACCESS_KEY"),
+    )
+    .env(
+        "AWS_SECRET_ACCESS_KEY",
+        env_required("STELE_TEST_RGW_SECRET_KEY"),
+    )
+    .env("AWS_ENDPOINT_URL", endpoint)
+    .env("AWS_REGION", "us-east-1")
+    .env("AUDIT_ANCHOR_BUCKET", bucket)
+    .env_remove("AUDIT_ANCHOR_RETENTION_DAYS")
+    .env_remove("AUDIT_ANCHOR_KMS_KEY_ID");
+}
