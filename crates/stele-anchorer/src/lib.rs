@@ -546,6 +546,25 @@ impl<'a> Anchorer<'a> {
             parse_hex_hash(hex).map_err(|e| corrupt(format!("{what} is not a hash: {e}")))
         };
         let ts = anchor.time().map_err(|e| corrupt(e.to_string()))?;
+        // The key is not covered by the signature: a row pointed at another
+        // seq's or time's key would pass the genuine anchor off as another
+        // one. What precedes the layout is the prefix, which the operator may
+        // have changed since the row was built.
+        let layout = stele_anchor::object_key(None, &chain, ts, anchor.anchor_seq)
+            .map_err(|e| corrupt(e.to_string()))?;
+        let alternate = stele_anchor::alternate_object_key(&layout, &record.body);
+        let key_is_ours = [layout.as_str(), alternate.as_str()].iter().any(|k| {
+            record
+                .object_key
+                .strip_suffix(k)
+                .is_some_and(|prefix| prefix.is_empty() || prefix.ends_with('/'))
+        });
+        if !key_is_ours {
+            return Err(corrupt(format!(
+                "its object key {:?} is neither this anchor's key nor its alternate key",
+                record.object_key
+            )));
+        }
         let proof = anchor
             .consistency_proof
             .iter()
@@ -1086,19 +1105,21 @@ fn squatter(
         WormError::Conflict { existing, .. } => Some(existing.clone()),
         // The squatter's PUT landed between our check and our write (RGW
         // keeps both versions; the first one holds the key).
-        WormError::LostRace { winner, .. } => Some(
-            winner
-                .rsplit(' ')
-                .next()
-                .unwrap_or(winner.as_str())
-                .to_owned(),
+        WormError::LostRace { winner_sha256, .. } => Some(
+            winner_sha256
+                .clone()
+                .unwrap_or_else(|| "unknown".to_owned()),
         ),
         // Same size, and the store keeps no checksum for it: compare the bytes
         // (no more than the anchor's own size, or the store said Conflict).
-        WormError::Verification { .. } => match rt.block_on(target.get(&record.object_key)) {
-            Ok(bytes) if bytes != record.body => Some(stele_anchor::object_hash(&bytes)),
-            _ => None,
-        },
+        WormError::Verification { .. } => {
+            match read_bounded(target, rt, &record.object_key, record.body.len()) {
+                Ok(Some(bytes)) if bytes != record.body => Some(stele_anchor::object_hash(&bytes)),
+                // Larger than the anchor: not its bytes.
+                Ok(None) => Some("unknown (larger than the anchor)".to_owned()),
+                _ => None,
+            }
+        }
         _ => None,
     }
 }
@@ -1162,7 +1183,7 @@ impl Anchorer<'_> {
             outbox.iter().map(|r| r.object_key.as_str()).collect();
         // Keys sort by anchor time, then seq: the newest are last.
         for key in keys.iter().rev().take(BUCKET_CHECK_OBJECTS) {
-            let Some(bytes) = read_bounded(target, rt, key)? else {
+            let Some(bytes) = read_bounded(target, rt, key, BUCKET_CHECK_MAX_BYTES)? else {
                 continue;
             };
             let Ok(anchor) = Anchor::from_bytes(&bytes) else {
@@ -1215,14 +1236,11 @@ fn read_bounded(
     target: &ObjectStore,
     rt: &Handle,
     key: &str,
+    limit: usize,
 ) -> Result<Option<Vec<u8>>, AnchorerError> {
     Ok(match target {
-        ObjectStore::S3(s3) => {
-            rt.block_on(s3.get_version_bounded(key, None, BUCKET_CHECK_MAX_BYTES))?
-        }
-        ObjectStore::Local(_) => {
-            Some(rt.block_on(target.get(key))?).filter(|b| b.len() <= BUCKET_CHECK_MAX_BYTES)
-        }
+        ObjectStore::S3(s3) => rt.block_on(s3.get_version_bounded(key, None, limit))?,
+        ObjectStore::Local(_) => Some(rt.block_on(target.get(key))?).filter(|b| b.len() <= limit),
     })
 }
 

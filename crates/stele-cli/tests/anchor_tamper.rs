@@ -181,6 +181,45 @@ fn edited_outbox_anchor_is_a_named_error_not_a_panic() {
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), before);
 }
 
+/// The object key of an outbox row is not covered by the anchor's
+/// signature: a pending row pointed at another seq's key is refused as
+/// tampering before the genuine anchor is uploaded there.
+#[test]
+fn a_pending_anchor_pointed_at_another_key_is_not_uploaded() {
+    let l = Ledger::new(TestDb::sqlite());
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().to_str().unwrap();
+    l.run_stdin(
+        &["append", "--chain", "pay", "--jsonl", "-"],
+        &jsonl(0..3, "a"),
+    );
+    // The store is unreachable: anchor #0 waits in the outbox.
+    let mut cmd = l.command();
+    common::with_rgw_anchors(&mut cmd, "http://127.0.0.1:9", "unreachable-bucket");
+    let out = cmd.args(["anchor", "now"]).output().unwrap();
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let key = anchor_list(&l)[0]["object_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let moved = key.replace("-0000000000.json", "-0000000007.json");
+    l.db.exec(&format!(
+        "UPDATE stele_anchors SET object_key = '{moved}' WHERE anchor_seq = 0"
+    ));
+    let out = l.run(&["anchor", "now", "--local-dir", local]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 1, "{err}");
+    assert!(
+        err.contains("object key") && err.contains("tampered"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing written"
+    );
+}
+
 #[test]
 fn squatted_anchor_key_is_reported_and_does_not_block() {
     stele_store::testkit::live_or_skip!(Rgw);

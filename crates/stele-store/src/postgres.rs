@@ -929,10 +929,11 @@ impl LedgerStore for PostgresStore {
     ) -> Result<bool, StoreError> {
         // One autocommit UPDATE: a concurrent claimer blocks on the row, then
         // re-checks the lease and finds it taken. No transaction spans the upload.
+        // The holder may take its own lease again (after a failed outcome write).
         let granted = self.client.execute(
             "UPDATE stele_anchors SET lease_owner = $3, lease_until = now() + make_interval(secs => $4), attempts = attempts + 1 \
              WHERE chain_id = $1 AND anchor_seq = $2 AND status = 'pending' \
-             AND (lease_until IS NULL OR lease_until < now()) \
+             AND (lease_until IS NULL OR lease_until < now() OR lease_owner = $3) \
              AND NOT EXISTS (SELECT 1 FROM stele_anchors e WHERE e.chain_id = $1 AND e.anchor_seq < $2 AND e.status = 'pending')",
             &[
                 &chain.as_str(),

@@ -682,12 +682,13 @@ impl LedgerStore for SqliteStore {
                 StoreError::OutOfRange(format!("anchor lease time {ttl:?} is out of range"))
             })?;
         // One statement under SQLite's write lock: of two processes, one wins.
+        // The holder may take its own lease again (after a failed outcome write).
         let granted = self
             .conn
             .prepare_cached(
                 "UPDATE stele_anchors SET lease_owner = ?3, lease_until = ?5, attempts = attempts + 1 \
                  WHERE chain_id = ?1 AND anchor_seq = ?2 AND status = 'pending' \
-                 AND (lease_until IS NULL OR lease_until < ?4) \
+                 AND (lease_until IS NULL OR lease_until < ?4 OR lease_owner = ?3) \
                  AND NOT EXISTS (SELECT 1 FROM stele_anchors e WHERE e.chain_id = ?1 AND e.anchor_seq < ?2 AND e.status = 'pending')",
             )?
             .execute(params![

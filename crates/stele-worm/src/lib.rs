@@ -281,6 +281,8 @@ pub enum WormError {
         winner_version: String,
         /// What it holds, in words (size and SHA-256).
         winner: String,
+        /// Its SHA-256 (hex), when the store gives one.
+        winner_sha256: Option<String>,
         /// This upload's own version, if the store kept it.
         our_version: Option<String>,
         /// What became of this upload's bytes, in words (its version and lock).

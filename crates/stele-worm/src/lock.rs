@@ -438,6 +438,7 @@ impl S3Worm {
                 winner.size,
                 winner_sha.as_deref().unwrap_or("unknown")
             ),
+            winner_sha256: winner_sha.clone(),
             our_version: Some(ours.to_owned()),
             ours: ours_text,
         })
