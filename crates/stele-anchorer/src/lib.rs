@@ -1105,11 +1105,9 @@ fn squatter(
         WormError::Conflict { existing, .. } => Some(existing.clone()),
         // The squatter's PUT landed between our check and our write (RGW
         // keeps both versions; the first one holds the key).
-        WormError::LostRace { winner_sha256, .. } => Some(
-            winner_sha256
-                .clone()
-                .unwrap_or_else(|| "unknown".to_owned()),
-        ),
+        WormError::LostRace { winner_sha256, .. } => {
+            Some(winner_sha256.as_deref().unwrap_or("unknown").to_owned())
+        }
         // Same size, and the store keeps no checksum for it: compare the bytes
         // (no more than the anchor's own size, or the store said Conflict).
         WormError::Verification { .. } => {

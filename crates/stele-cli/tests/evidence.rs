@@ -1224,7 +1224,7 @@ fn verify_log_rechecks_each_recorded_evidence_object() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
-        text.contains("SKIP evidence: 3 recorded upload(s) NOT checked"),
+        text.contains("WAIVED evidence: 3 recorded upload(s) not re-checked"),
         "{text}"
     );
 

@@ -1119,3 +1119,46 @@ fn evidence_commands_refuse_a_malformed_verifier_key() {
         assert!(out.stdout.is_empty());
     }
 }
+
+/// A plain DELETE (no version id) on a locked anchor leaves its version in
+/// place but hides it behind a delete marker: the newest anchor disappears
+/// from view. The verdict names the delete marker.
+#[test]
+fn a_newest_anchor_hidden_behind_a_delete_marker_is_a_finding() {
+    stele_store::testkit::live_or_skip!(Rgw);
+    let rt = runtime();
+    let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("vk-delmarker")), true));
+    let l = Ledger::new(TestDb::sqlite());
+    anchored(&l, s3.bucket(), 2, "dm");
+    let newest = l.json(&["anchor", "list"])[1]["object_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    rt.block_on(
+        s3.client()
+            .delete_object()
+            .bucket(s3.bucket())
+            .key(&newest)
+            .send(),
+    )
+    .unwrap();
+    let key = vkey(&l);
+    let out = stele(
+        &l,
+        s3.bucket(),
+        &[
+            "--json",
+            "verify",
+            "anchors",
+            "--chain",
+            "prod",
+            "--bucket",
+            s3.bucket(),
+            "--verifier-key",
+            &key,
+        ],
+    );
+    let r = report(&out);
+    assert_eq!(code(&out), 1, "{r}");
+    assert!(kinds(&r).iter().any(|k| k == "delete_marker"), "{r}");
+}

@@ -272,17 +272,18 @@ pub enum WormError {
     /// as Ceph RGW, keeps both) and, locked, cannot be deleted before its
     /// retain-until.
     #[error(
-        "{key}: another upload stored different content at this key first: version {winner_version} {winner}, and that version is the one the key holds. {ours}"
+        "{key}: another upload stored different content at this key first: version {winner_version} holds {winner_size} bytes with sha256 {sha256}, and that version is the one the key holds. {ours}",
+        sha256 = .winner_sha256.as_deref().unwrap_or("unknown")
     )]
     LostRace {
         /// Key.
         key: String,
         /// The first version (the one that holds the key).
         winner_version: String,
-        /// What it holds, in words (size and SHA-256).
-        winner: String,
-        /// Its SHA-256 (hex), when the store gives one.
-        winner_sha256: Option<String>,
+        /// Its size in bytes.
+        winner_size: u64,
+        /// Its SHA-256 (hex), when the store gives one (boxed: keeps the error small).
+        winner_sha256: Option<Box<str>>,
         /// This upload's own version, if the store kept it.
         our_version: Option<String>,
         /// What became of this upload's bytes, in words (its version and lock).

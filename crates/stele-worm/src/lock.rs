@@ -433,12 +433,8 @@ impl S3Worm {
         Err(WormError::LostRace {
             key: key.to_owned(),
             winner_version: first_id.to_owned(),
-            winner: format!(
-                "holds {} bytes with sha256 {}",
-                winner.size,
-                winner_sha.as_deref().unwrap_or("unknown")
-            ),
-            winner_sha256: winner_sha.clone(),
+            winner_size: winner.size,
+            winner_sha256: winner_sha.as_deref().map(Box::from),
             our_version: Some(ours.to_owned()),
             ours: ours_text,
         })

@@ -810,7 +810,21 @@ async fn fetch_from_s3(
             .map(|v| v.size.and_then(|n| i64::try_from(n).ok()).unwrap_or(-1));
         let version = newest.and_then(|v| v.version_id).filter(|v| !v.is_empty());
         if version.is_none() && versions_unlisted.is_none() {
-            // Only delete markers remain: the anchor object itself is gone.
+            // Only delete markers remain (or the store names no version):
+            // the object is gone from view, and its delete markers and
+            // other versions are findings, never silently dropped.
+            out.push(stele_verify::StoredAnchor {
+                key,
+                bytes: Vec::new(),
+                storage: Some(stele_verify::StorageFacts {
+                    other_versions: others,
+                    delete_markers: markers,
+                    ..Default::default()
+                }),
+                unreadable: Some(stele_verify::Unreadable::NotAnObject(
+                    "no current version: only delete markers remain".to_owned(),
+                )),
+            });
             continue;
         }
         // Never more than the anchor size limit is read: the listed size

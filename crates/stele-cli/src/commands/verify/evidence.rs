@@ -66,8 +66,6 @@ impl RecordedUploads {
 pub struct EvidenceOutcome {
     pub checked: Vec<String>,
     pub findings: Vec<Finding>,
-    /// `--evidence skip`: the bucket was not looked at.
-    pub skipped: bool,
     /// Checks that could not be performed (no evidence bucket allowed).
     pub not_checked: Vec<stele_verify::NotChecked>,
 }
@@ -78,8 +76,6 @@ impl EvidenceOutcome {
         let mut text = String::new();
         let status = if !self.findings.is_empty() {
             "FAIL"
-        } else if self.skipped {
-            "SKIP"
         } else {
             "OK  "
         };
@@ -125,15 +121,18 @@ pub fn check(
     let mut outcome = EvidenceOutcome {
         checked: Vec::new(),
         findings: recorded.unreadable,
-        skipped: depth == EvidenceDepth::Skip,
         not_checked: Vec::new(),
     };
     let depth = match depth {
         EvidenceDepth::Skip => {
             if !recorded.uploads.is_empty() {
-                outcome.checked.push(format!(
-                    "evidence: {} recorded upload(s) NOT checked (--evidence skip)",
-                    recorded.uploads.len()
+                // Waived by the auditor, and shown as such (like --no-hmac).
+                outcome.not_checked.push(stele_verify::NotChecked::waived(
+                    "evidence",
+                    format!(
+                        "{} recorded upload(s) not re-checked in their bucket (--evidence skip)",
+                        recorded.uploads.len()
+                    ),
                 ));
             }
             return Ok(outcome);
