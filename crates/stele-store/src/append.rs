@@ -41,6 +41,176 @@ fn same_content(stored: &Event, new: &ValidEvent) -> bool {
         && stored.payload == new.payload
 }
 
+/// One caller's append: a batch for one chain, chained with one key.
+#[derive(Clone, Debug)]
+pub(crate) struct AppendRequest {
+    pub(crate) chain: ChainId,
+    pub(crate) events: Vec<ValidEvent>,
+    pub(crate) key: HmacKey,
+}
+
+/// Each request's own outcome: an idempotency conflict fails its request
+/// alone; its neighbours in the same transaction still commit.
+pub(crate) type RequestResults = Vec<Result<Vec<Receipt>, StoreError>>;
+
+/// The order requests are applied in within one transaction: grouped by
+/// chain in chain-id order (so concurrent transactions from several
+/// processes take chain locks in one order and never deadlock), callers'
+/// order kept within a chain; each run shares one HMAC key. Returns runs of
+/// request indexes.
+pub(crate) fn plan_runs(requests: &[AppendRequest]) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..requests.len()).collect();
+    order.sort_by(|&a, &b| requests[a].chain.as_str().cmp(requests[b].chain.as_str()));
+    let mut runs: Vec<Vec<usize>> = Vec::new();
+    for i in order {
+        let same_run = runs.last().and_then(|run| run.last()).is_some_and(|&j| {
+            requests[j].chain == requests[i].chain && requests[j].key.id() == requests[i].key.id()
+        });
+        match runs.last_mut() {
+            Some(run) if same_run => run.push(i),
+            _ => runs.push(vec![i]),
+        }
+    }
+    runs
+}
+
+/// Idempotency keys used by the requests of one run, to look up in storage.
+pub(crate) fn run_idempotency_keys(requests: &[AppendRequest], run: &[usize]) -> Vec<String> {
+    run.iter()
+        .flat_map(|&i| requests[i].events.iter())
+        .filter_map(|e| e.idempotency_key.clone())
+        .collect()
+}
+
+/// What one run writes: the new rows and the chain's state after them.
+pub(crate) struct RunRows {
+    pub(crate) rows: Vec<AppendedEvent>,
+    pub(crate) state: ChainState,
+}
+
+/// Builds one run's rows on top of the chain's locked `state` (pure: the
+/// caller did the reads and does the writes). Fills in `results` for the
+/// run's requests.
+pub(crate) fn build_run(
+    requests: &[AppendRequest],
+    run: &[usize],
+    state: &ChainState,
+    frontier: &[Hash],
+    stored: Vec<Event>,
+    now: Timestamp,
+    results: &mut [Option<Result<Vec<Receipt>, StoreError>>],
+) -> Result<RunRows, StoreError> {
+    let Some(&first) = run.first() else {
+        return Ok(RunRows {
+            rows: Vec::new(),
+            state: state.clone(),
+        });
+    };
+    let chain = &requests[first].chain;
+    let mut appender = ChainAppender::new(chain.clone(), state, frontier, &requests[first].key)?;
+    let mut by_key: HashMap<String, Event> = stored
+        .into_iter()
+        .filter_map(|e| Some((e.idempotency_key.clone()?, e)))
+        .collect();
+    let mut rows = Vec::new();
+    for &i in run {
+        let events = &requests[i].events;
+        if let Err(e) = check_idempotency(events, &by_key) {
+            results[i] = Some(Err(e));
+            continue;
+        }
+        let mut receipts = Vec::with_capacity(events.len());
+        for input in events {
+            if let Some(original) = input.idempotency_key.as_ref().and_then(|k| by_key.get(k)) {
+                receipts.push(Receipt::for_event(original, true));
+                continue;
+            }
+            let appended = appender.append(input.clone(), now);
+            if let Some(k) = &appended.event.idempotency_key {
+                by_key.insert(k.clone(), appended.event.clone());
+            }
+            receipts.push(Receipt::for_event(&appended.event, false));
+            rows.push(appended);
+        }
+        results[i] = Some(Ok(receipts));
+    }
+    Ok(RunRows {
+        rows,
+        state: appender.state(),
+    })
+}
+
+/// Refuses a request, before any of it is appended, if one of its
+/// idempotency keys names an event with other content — stored earlier,
+/// earlier in this transaction, or earlier in the request itself.
+fn check_idempotency(
+    events: &[ValidEvent],
+    by_key: &HashMap<String, Event>,
+) -> Result<(), StoreError> {
+    let mut in_request: HashMap<&str, &ValidEvent> = HashMap::new();
+    for input in events {
+        let Some(k) = input.idempotency_key.as_deref() else {
+            continue;
+        };
+        if let Some(original) = by_key.get(k) {
+            if !same_content(original, input) {
+                return Err(StoreError::IdempotencyConflict {
+                    key: k.to_owned(),
+                    seq: original.seq,
+                });
+            }
+        } else if let Some(earlier) = in_request.insert(k, input)
+            && earlier != input
+        {
+            // Its first use is in this very request, so it has no seq yet:
+            // the conflict names the key only.
+            return Err(StoreError::IdempotencyConflictInBatch { key: k.to_owned() });
+        }
+    }
+    Ok(())
+}
+
+/// Applies `requests` inside the caller's write transaction, run by run
+/// (see [`plan_runs`]). The outer error means the transaction must be
+/// rolled back (nothing of it may commit); otherwise every request has its
+/// own result.
+pub(crate) fn append_requests_locked(
+    tx: &mut dyn AppendTx,
+    requests: &[AppendRequest],
+) -> Result<RequestResults, StoreError> {
+    let mut results: Vec<Option<Result<Vec<Receipt>, StoreError>>> =
+        requests.iter().map(|_| None).collect();
+    for run in plan_runs(requests) {
+        let chain = &requests[run[0]].chain;
+        let state = tx.lock_chain(chain)?;
+        // Taken after the lock, so ts order follows seq order across writers.
+        let now = now();
+        let frontier = tx.read_hashes(chain, &merkle::frontier_indexes(state.size))?;
+        let keys = run_idempotency_keys(requests, &run);
+        let stored = if keys.is_empty() {
+            Vec::new()
+        } else {
+            tx.find_by_idempotency_keys(chain, &keys)?
+        };
+        let built = build_run(requests, &run, &state, &frontier, stored, now, &mut results)?;
+        if !built.rows.is_empty() {
+            tx.insert(chain, &built.rows)?;
+            tx.set_head(chain, &built.state)?;
+        }
+    }
+    Ok(collect_results(results))
+}
+
+/// Every request got a result from its run.
+pub(crate) fn collect_results(
+    results: Vec<Option<Result<Vec<Receipt>, StoreError>>>,
+) -> RequestResults {
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(StoreError::Corrupt("append request skipped".into()))))
+        .collect()
+}
+
 /// Appends `events` to `chain` within the caller's transaction.
 pub(crate) fn append_locked(
     tx: &mut dyn AppendTx,
@@ -48,50 +218,14 @@ pub(crate) fn append_locked(
     events: Vec<ValidEvent>,
     key: &HmacKey,
 ) -> Result<Vec<Receipt>, StoreError> {
-    let state = tx.lock_chain(chain)?;
-    // Taken after the lock, so ts order follows seq order across writers.
-    let now = now();
-    let frontier = tx.read_hashes(chain, &merkle::frontier_indexes(state.size))?;
-    let mut appender = ChainAppender::new(chain.clone(), &state, &frontier, key)?;
-
-    let keys: Vec<String> = events
-        .iter()
-        .filter_map(|e| e.idempotency_key.clone())
-        .collect();
-    let mut by_key: HashMap<String, Event> = HashMap::new();
-    if !keys.is_empty() {
-        for e in tx.find_by_idempotency_keys(chain, &keys)? {
-            if let Some(k) = e.idempotency_key.clone() {
-                by_key.insert(k, e);
-            }
-        }
-    }
-
-    let mut rows = Vec::with_capacity(events.len());
-    let mut receipts = Vec::with_capacity(events.len());
-    for input in events {
-        if let Some(original) = input.idempotency_key.as_ref().and_then(|k| by_key.get(k)) {
-            if !same_content(original, &input) {
-                return Err(StoreError::IdempotencyConflict {
-                    key: input.idempotency_key.unwrap_or_default(),
-                    seq: original.seq,
-                });
-            }
-            receipts.push(Receipt::for_event(original, true));
-            continue;
-        }
-        let appended = appender.append(input, now);
-        if let Some(k) = &appended.event.idempotency_key {
-            by_key.insert(k.clone(), appended.event.clone());
-        }
-        receipts.push(Receipt::for_event(&appended.event, false));
-        rows.push(appended);
-    }
-    if !rows.is_empty() {
-        tx.insert(chain, &rows)?;
-        tx.set_head(chain, &appender.state())?;
-    }
-    Ok(receipts)
+    let request = AppendRequest {
+        chain: chain.clone(),
+        events,
+        key: key.clone(),
+    };
+    append_requests_locked(tx, std::slice::from_ref(&request))?
+        .pop()
+        .unwrap_or_else(|| Ok(Vec::new()))
 }
 
 /// Hex of whatever bytes are stored; a wrong length shows up in verification.

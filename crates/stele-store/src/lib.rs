@@ -21,6 +21,7 @@ mod append;
 mod pg_tls;
 pub mod postgres;
 mod scan;
+mod shared;
 pub mod sqlite;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -38,6 +39,7 @@ use thiserror::Error;
 use tlog_tiles::HashReader;
 
 pub use append::now;
+pub use shared::{Store, StoreOptions, StoreStats};
 
 /// A storage operation failed. Messages never include credentials.
 #[derive(Debug, Error)]
@@ -62,6 +64,36 @@ pub enum StoreError {
         /// Seq of the event it was first used for.
         seq: u64,
     },
+    /// One batch used an idempotency key twice for different events.
+    #[error(
+        "idempotency key {key:?} is used twice in this batch for different events; give each event its own key"
+    )]
+    IdempotencyConflictInBatch {
+        /// The key.
+        key: String,
+    },
+    /// The store's append queue is full: the database commits more slowly
+    /// than appends arrive. Nothing was written; try again shortly.
+    #[error(
+        "the ledger is busy: {queued} appends are already waiting to be committed; nothing was written, try again shortly"
+    )]
+    Busy {
+        /// Appends waiting when this one was refused.
+        queued: usize,
+    },
+    /// The shared transaction this append was committed in failed at its
+    /// commit (each caller of the group gets this copy of the error).
+    #[error("the commit of this append failed: {message}")]
+    GroupFailed {
+        /// The database's error.
+        message: String,
+        /// Whether trying again may succeed.
+        retryable: bool,
+    },
+    /// The store was shut down before this append could be committed;
+    /// nothing of it was written.
+    #[error("the ledger store is shutting down; nothing was written")]
+    Closed,
     /// Another writer created this anchor first; rebuild from the new state.
     #[error(
         "anchor {anchor_seq} of chain {chain:?} already exists (another process anchored first)"
@@ -147,12 +179,16 @@ impl StoreError {
     /// permission) need a change before a retry can help.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Postgres { retryable, .. } | Self::Open { retryable, .. } => *retryable,
+            Self::Postgres { retryable, .. }
+            | Self::Open { retryable, .. }
+            | Self::GroupFailed { retryable, .. } => *retryable,
             Self::Sqlite(e) => sqlite_retryable(e),
+            Self::Busy { .. } | Self::Closed => true,
             Self::Input(_)
             | Self::UnknownChain(_)
             | Self::OutOfRange(_)
             | Self::IdempotencyConflict { .. }
+            | Self::IdempotencyConflictInBatch { .. }
             | Self::AnchorConflict { .. }
             | Self::Corrupt(_)
             | Self::SchemaTooNew { .. }
@@ -1127,7 +1163,7 @@ fn verify_chain_in_snapshot(
 
 /// Resolves tlog stored-hash indexes to hashes, given a lookup of
 /// `(seq) -> (leaf_hash, merkle_nodes)` rows; shared by the backends.
-fn hashes_from_rows(
+pub(crate) fn hashes_from_rows(
     chain: &ChainId,
     indexes: &[u64],
     rows: &std::collections::HashMap<u64, (Vec<u8>, Vec<u8>)>,
@@ -1154,7 +1190,7 @@ fn hashes_from_rows(
 }
 
 /// The seqs whose rows hold these stored-hash indexes.
-fn seqs_for(indexes: &[u64]) -> Vec<u64> {
+pub(crate) fn seqs_for(indexes: &[u64]) -> Vec<u64> {
     let mut seqs: Vec<u64> = indexes
         .iter()
         .map(|&i| merkle::node_location(i).0)
@@ -1165,7 +1201,7 @@ fn seqs_for(indexes: &[u64]) -> Vec<u64> {
 }
 
 /// The state of a chain head, for the append path.
-fn state_of(head: &ChainHead) -> Result<ChainState, StoreError> {
+pub(crate) fn state_of(head: &ChainHead) -> Result<ChainState, StoreError> {
     Ok(ChainState {
         size: head.size,
         head_hash: head.head_hash,
@@ -1173,18 +1209,18 @@ fn state_of(head: &ChainHead) -> Result<ChainState, StoreError> {
     })
 }
 
-fn hash_from_bytes(bytes: &[u8], what: &str) -> Result<Hash, StoreError> {
+pub(crate) fn hash_from_bytes(bytes: &[u8], what: &str) -> Result<Hash, StoreError> {
     let arr: [u8; 32] = bytes
         .try_into()
         .map_err(|_| StoreError::Corrupt(format!("{what} is {} bytes, not 32", bytes.len())))?;
     Ok(Hash(arr))
 }
 
-fn to_i64(n: u64, what: &str) -> Result<i64, StoreError> {
+pub(crate) fn to_i64(n: u64, what: &str) -> Result<i64, StoreError> {
     i64::try_from(n).map_err(|_| StoreError::OutOfRange(format!("{what} {n} is too large")))
 }
 
-fn to_u64(n: i64, what: &str) -> Result<u64, StoreError> {
+pub(crate) fn to_u64(n: i64, what: &str) -> Result<u64, StoreError> {
     u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("{what} {n} is negative")))
 }
 

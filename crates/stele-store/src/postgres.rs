@@ -82,7 +82,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     ),
 ];
 
-const EVENT_COLUMNS: &str = "chain_id, chain_index, ts, event_type, actor, payload, idempotency_key, key_id, leaf_hash, event_hash";
+pub(crate) const EVENT_COLUMNS: &str = "chain_id, chain_index, ts, event_type, actor, payload, idempotency_key, key_id, leaf_hash, event_hash";
 
 /// A ledger in a PostgreSQL database.
 pub struct PostgresStore {
@@ -261,7 +261,7 @@ impl PostgresStore {
     }
 }
 
-fn event_from_row(r: &Row) -> Result<Event, StoreError> {
+pub(crate) fn event_from_row(r: &Row) -> Result<Event, StoreError> {
     let seq: i64 = r.try_get(1)?;
     Ok(Event {
         chain_id: r.try_get(0)?,
@@ -564,7 +564,7 @@ fn read_head(
         .transpose()
 }
 
-fn head_from_row(r: &Row) -> Result<ChainHead, StoreError> {
+pub(crate) fn head_from_row(r: &Row) -> Result<ChainHead, StoreError> {
     Ok(ChainHead {
         chain_id: r.try_get(0)?,
         size: to_u64(r.try_get(1)?, "tree_size")?,

@@ -17,7 +17,10 @@ use stele_ledger::append::{AppendedEvent, ChainState, Receipt};
 use stele_ledger::event::ValidEvent;
 use stele_ledger::{ChainId, Event, Hash, HmacKey};
 
-use crate::append::{AppendTx, append_locked, concat_nodes, empty_state, stored_hex};
+use crate::append::{
+    AppendRequest, AppendTx, RequestResults, append_locked, append_requests_locked, concat_nodes,
+    empty_state, stored_hex,
+};
 use crate::scan::{self, BatchSink};
 use crate::{
     AnchorRecord, AnchorStatus, AnchorUpload, ChainHead, LedgerStore, StoreError, StoredRowVisitor,
@@ -138,6 +141,25 @@ impl SqliteStore {
         };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// Applies several callers' appends in one durable transaction (group
+    /// commit): the outer error means nothing was written; otherwise each
+    /// request has its own result.
+    pub(crate) fn append_requests(
+        &mut self,
+        requests: &[AppendRequest],
+    ) -> Result<RequestResults, StoreError> {
+        if self.in_snapshot {
+            return Err(StoreError::AppendInReadSnapshot);
+        }
+        let mut tx = SqliteTx(
+            self.conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?,
+        );
+        let results = append_requests_locked(&mut tx, requests)?;
+        tx.0.commit()?;
+        Ok(results)
     }
 
     /// The database file.

@@ -1,0 +1,408 @@
+//! The store a server shares: `Send + Sync`, `&self`, async, cheap to clone.
+//!
+//! Appends go through one bounded queue to a committer that takes every
+//! append waiting at that moment and commits them together (group commit):
+//! one durable transaction and one fsync for many callers, each caller still
+//! getting its own result — an idempotency conflict fails its own request,
+//! never its neighbours'. An append returns only after its commit is durable.
+//! A full queue refuses at once with [`StoreError::Busy`]; memory never grows
+//! without bound.
+//!
+//! SQLite commits on one writer thread that owns the only write connection
+//! (SQLite has one write lock anyway, and a second writer gains nothing);
+//! reads run on a few read-only connections on Tokio's blocking threads.
+//! PostgreSQL runs on `tokio-postgres` with a `deadpool` pool, the committer
+//! being a task of the caller's runtime.
+
+mod postgres;
+mod sqlite;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use stele_ledger::append::Receipt;
+use stele_ledger::event::ValidEvent;
+use stele_ledger::{ChainId, Event, HmacKey};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::append::{AppendRequest, RequestResults};
+use crate::{ChainHead, DbLocation, StoreError};
+
+/// Durability settings as read back from the database: (name, value).
+type Durability = Vec<(&'static str, String)>;
+
+/// Limits of a [`Store`]; the defaults suit a gateway on a small machine.
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Appends that may wait for a commit; one more is refused with
+    /// [`StoreError::Busy`].
+    pub queue_capacity: usize,
+    /// Most appends (callers' batches) one transaction takes.
+    pub max_group_requests: usize,
+    /// Most events one transaction takes (a single larger batch still
+    /// commits alone).
+    pub max_group_events: usize,
+    /// Read connections (SQLite) or pooled connections (PostgreSQL, beside
+    /// the committer's own).
+    pub readers: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 4096,
+            max_group_requests: 1024,
+            max_group_events: 50_000,
+            readers: 4,
+        }
+    }
+}
+
+/// Counters of what the committer did since the store opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Durable transactions that committed appends.
+    pub commits: u64,
+    /// Appends (callers' batches) acknowledged.
+    pub appends: u64,
+    /// Events written (repeats of an idempotency key not counted).
+    pub events: u64,
+    /// Appends that failed on their own (e.g. an idempotency conflict).
+    pub failed_appends: u64,
+    /// Appends refused because the queue was full.
+    pub busy: u64,
+    /// The most appends one transaction carried.
+    pub largest_group: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    commits: AtomicU64,
+    appends: AtomicU64,
+    events: AtomicU64,
+    failed_appends: AtomicU64,
+    busy: AtomicU64,
+    largest_group: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> StoreStats {
+        StoreStats {
+            commits: self.commits.load(Ordering::Relaxed),
+            appends: self.appends.load(Ordering::Relaxed),
+            events: self.events.load(Ordering::Relaxed),
+            failed_appends: self.failed_appends.load(Ordering::Relaxed),
+            busy: self.busy.load(Ordering::Relaxed),
+            largest_group: self.largest_group.load(Ordering::Relaxed),
+        }
+    }
+
+    fn committed(&self, results: &RequestResults) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.largest_group
+            .fetch_max(results.len() as u64, Ordering::Relaxed);
+        for r in results {
+            match r {
+                Ok(receipts) => {
+                    self.appends.fetch_add(1, Ordering::Relaxed);
+                    let written = receipts.iter().filter(|r| !r.duplicate).count();
+                    self.events.fetch_add(written as u64, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    self.failed_appends.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    fn failed(&self, appends: u64) {
+        self.failed_appends.fetch_add(appends, Ordering::Relaxed);
+    }
+}
+
+/// One caller waiting for its append.
+struct Pending {
+    request: AppendRequest,
+    reply: Reply,
+}
+
+/// Where a group's transaction failed: before its commit was sent (nothing
+/// was written, so each request may be tried alone), or at the commit
+/// itself (the outcome may be unknown, so nothing is tried again).
+enum GroupFailure {
+    BeforeCommit(StoreError),
+    AtCommit(StoreError),
+}
+
+/// Takes, after `first`, whatever else is already waiting, within the
+/// group limits.
+fn take_group(
+    first: Pending,
+    queue: &mut mpsc::Receiver<Pending>,
+    options: &StoreOptions,
+) -> Vec<Pending> {
+    let mut events = first.request.events.len();
+    let mut group = vec![first];
+    while group.len() < options.max_group_requests && events < options.max_group_events {
+        match queue.try_recv() {
+            Ok(next) => {
+                events += next.request.events.len();
+                group.push(next);
+            }
+            Err(_) => break,
+        }
+    }
+    group
+}
+
+type Reply = oneshot::Sender<Result<Vec<Receipt>, StoreError>>;
+
+/// Answers every caller of a group from its results.
+fn reply_all(replies: Vec<Reply>, results: RequestResults) {
+    for (reply, result) in replies.into_iter().zip(results) {
+        // A caller that stopped waiting still had its append committed.
+        let _ = reply.send(result);
+    }
+}
+
+/// Answers every caller of a group with one error.
+fn fail_all(replies: Vec<Reply>, error: &StoreError) {
+    for reply in replies {
+        let _ = reply.send(Err(same_error(error)));
+    }
+}
+
+/// A copy of a group's error for each of its callers (`StoreError` holds
+/// driver errors that cannot be cloned; what a caller needs — message,
+/// SQLSTATE, whether to retry — is kept).
+fn same_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Postgres {
+            message,
+            sqlstate,
+            retryable,
+        } => StoreError::Postgres {
+            message: message.clone(),
+            sqlstate: sqlstate.clone(),
+            retryable: *retryable,
+        },
+        StoreError::Busy { queued } => StoreError::Busy { queued: *queued },
+        StoreError::Closed => StoreError::Closed,
+        StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(code, message)) => {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(*code, message.clone()))
+        }
+        other => StoreError::GroupFailed {
+            message: other.to_string(),
+            retryable: other.is_retryable(),
+        },
+    }
+}
+
+enum Backend {
+    Sqlite(sqlite::Readers),
+    Postgres(postgres::Pool),
+}
+
+struct Inner {
+    backend: Backend,
+    /// `None` once [`Store::close`] began.
+    queue: Mutex<Option<mpsc::Sender<Pending>>>,
+    queue_capacity: usize,
+    /// Fires when the committer has answered everything it took.
+    committer_done: Mutex<Option<oneshot::Receiver<()>>>,
+    counters: Arc<Counters>,
+    durability: Durability,
+}
+
+/// A ledger store many tasks share (clone it; clones share one queue, one
+/// committer and one pool).
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating and migrating if needed) the ledger at `location` for
+    /// reading and writing, refusing a database whose settings would not
+    /// make a commit durable. Must be called inside a Tokio runtime, which
+    /// runs the PostgreSQL committer.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Open`], [`StoreError::InvalidLocation`],
+    /// [`StoreError::SchemaTooNew`], database errors.
+    pub async fn open(location: &DbLocation, options: StoreOptions) -> Result<Self, StoreError> {
+        let counters = Arc::new(Counters::default());
+        let (queue, receiver) = mpsc::channel(options.queue_capacity.max(1));
+        let (done_tx, done_rx) = oneshot::channel();
+        let queue_capacity = options.queue_capacity.max(1);
+        let (backend, durability) = match location {
+            DbLocation::Sqlite(path) => {
+                let (readers, durability) =
+                    sqlite::start(path, options, receiver, Arc::clone(&counters), done_tx).await?;
+                (Backend::Sqlite(readers), durability)
+            }
+            DbLocation::Postgres(url) => {
+                let (pool, durability) =
+                    postgres::start(url, options, receiver, Arc::clone(&counters), done_tx).await?;
+                (Backend::Postgres(pool), durability)
+            }
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                backend,
+                queue: Mutex::new(Some(queue)),
+                queue_capacity,
+                committer_done: Mutex::new(Some(done_rx)),
+                counters,
+                durability,
+            }),
+        })
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    pub fn backend(&self) -> &'static str {
+        match self.inner.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Appends a batch to one chain, chained with `key`, and returns once
+    /// it is durably committed — usually in one transaction with other
+    /// callers' appends. Events whose idempotency key was seen before
+    /// return the original receipt and append nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Busy`] if the queue is full, [`StoreError::Closed`]
+    /// after [`close`](Self::close), [`StoreError::IdempotencyConflict`] or
+    /// [`StoreError::IdempotencyConflictInBatch`] for this batch alone,
+    /// database errors; in each case nothing of this batch was written (a
+    /// PostgreSQL connection lost during the commit itself is the one
+    /// case whose outcome is unknown: retry with idempotency keys).
+    pub async fn append(
+        &self,
+        chain: &ChainId,
+        events: Vec<ValidEvent>,
+        key: &HmacKey,
+    ) -> Result<Vec<Receipt>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let queue = self
+            .inner
+            .queue
+            .lock()
+            .map_err(|_| StoreError::Closed)?
+            .clone()
+            .ok_or(StoreError::Closed)?;
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending {
+            request: AppendRequest {
+                chain: chain.clone(),
+                events,
+                key: key.clone(),
+            },
+            reply,
+        };
+        let sent = queue.try_send(pending);
+        // Only a queued append may keep the queue open: `close` waits for
+        // the last sender to go.
+        drop(queue);
+        match sent {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.inner.counters.busy.fetch_add(1, Ordering::Relaxed);
+                return Err(StoreError::Busy {
+                    queued: self.inner.queue_capacity,
+                });
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(StoreError::Closed),
+        }
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Every chain's head, ordered by chain id.
+    ///
+    /// # Errors
+    ///
+    /// Database errors.
+    pub async fn chains(&self) -> Result<Vec<ChainHead>, StoreError> {
+        match &self.inner.backend {
+            Backend::Sqlite(r) => r.read(crate::LedgerStore::chains).await,
+            Backend::Postgres(p) => p.chains().await,
+        }
+    }
+
+    /// One chain's head, or `None` if it has no events.
+    ///
+    /// # Errors
+    ///
+    /// Database errors.
+    pub async fn head(&self, chain: &ChainId) -> Result<Option<ChainHead>, StoreError> {
+        match &self.inner.backend {
+            Backend::Sqlite(r) => {
+                let chain = chain.clone();
+                r.read(move |s| crate::LedgerStore::head(s, &chain)).await
+            }
+            Backend::Postgres(p) => p.head(chain).await,
+        }
+    }
+
+    /// The event at `seq`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::UnknownChain`], [`StoreError::OutOfRange`], database errors.
+    pub async fn event(&self, chain: &ChainId, seq: u64) -> Result<Event, StoreError> {
+        match &self.inner.backend {
+            Backend::Sqlite(r) => {
+                let chain = chain.clone();
+                r.read(move |s| crate::event(s, &chain, seq)).await
+            }
+            Backend::Postgres(p) => p.event(chain, seq).await,
+        }
+    }
+
+    /// The durability settings read back from the database when the store
+    /// opened (SQLite `journal_mode`/`synchronous` of the writer
+    /// connection; PostgreSQL `synchronous_commit`/`fsync`), which opening
+    /// checked.
+    pub fn durability(&self) -> &[(&'static str, String)] {
+        &self.inner.durability
+    }
+
+    /// What the committer did so far.
+    pub fn stats(&self) -> StoreStats {
+        self.inner.counters.snapshot()
+    }
+
+    /// Stops taking appends (later ones get [`StoreError::Closed`]) and
+    /// waits until every append already queued is committed and answered.
+    pub async fn close(&self) {
+        if let Ok(mut queue) = self.inner.queue.lock() {
+            queue.take();
+        }
+        let done = self
+            .inner
+            .committer_done
+            .lock()
+            .ok()
+            .and_then(|mut d| d.take());
+        if let Some(done) = done {
+            // Clones still held elsewhere keep no sender: the committer
+            // drains what was queued and stops.
+            let _ = done.await;
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! The shared store (`stele_store::Store`): concurrent appends coalesce into
+//! shared durable transactions, each caller gets its own result, a full
+//! queue refuses with `Busy`, and closing drains what was queued. On SQLite
+//! and the real PostgreSQL.
+
+#[macro_use]
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use common::{Db, event, keyed, keyring};
+use stele_ledger::ChainId;
+use stele_ledger::event::ValidEvent;
+use stele_store::{Store, StoreError, StoreOptions, verify_chain};
+use tokio::sync::Barrier;
+
+on_every_backend!(
+    concurrent_single_event_appends_share_commits_and_make_one_gap_free_chain,
+    a_conflicting_append_fails_alone_among_its_neighbours,
+    a_full_queue_refuses_with_busy_and_writes_nothing_for_the_refused,
+    close_commits_everything_queued_and_refuses_what_comes_after,
+    the_shared_store_commits_durably,
+);
+
+const APPENDERS: usize = 64;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn chain() -> ChainId {
+    ChainId::new("orders").expect("chain id")
+}
+
+/// Starts one task per batch, all released at once, and returns their
+/// results in the order given.
+async fn append_all(
+    store: &Store,
+    batches: Vec<Vec<ValidEvent>>,
+) -> Vec<Result<Vec<stele_ledger::append::Receipt>, StoreError>> {
+    let barrier = Arc::new(Barrier::new(batches.len()));
+    let key = keyring().active().clone();
+    let tasks: Vec<_> = batches
+        .into_iter()
+        .map(|events| {
+            let (store, barrier, key) = (store.clone(), Arc::clone(&barrier), key.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.append(&chain(), events, &key).await
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.expect("append task"));
+    }
+    results
+}
+
+/// The transactions that wrote the chain's rows, counted by the database
+/// itself where it can tell (PostgreSQL: distinct `xmin`).
+fn writing_transactions(db: &Db) -> Option<u64> {
+    match &db.location {
+        stele_store::DbLocation::Postgres(_) => db
+            .query_text("SELECT count(DISTINCT xmin::text)::text FROM audit_events")
+            .map(|n| n.parse().expect("a count")),
+        stele_store::DbLocation::Sqlite(_) => None,
+    }
+}
+
+fn concurrent_single_event_appends_share_commits_and_make_one_gap_free_chain(db: &Db) {
+    let rt = runtime();
+    let store = rt
+        .block_on(Store::open(&db.location, StoreOptions::default()))
+        .expect("open");
+    let results = rt.block_on(append_all(
+        &store,
+        (0..APPENDERS).map(|i| vec![event(i)]).collect(),
+    ));
+
+    let seqs: BTreeSet<u64> = results
+        .iter()
+        .map(|r| {
+            let receipts = r.as_ref().expect("every append succeeds");
+            assert_eq!(receipts.len(), 1);
+            receipts[0].seq
+        })
+        .collect();
+    assert_eq!(
+        seqs,
+        (0..APPENDERS as u64).collect(),
+        "one seq each, no gaps"
+    );
+    let stats = store.stats();
+    assert_eq!(stats.appends, APPENDERS as u64);
+    assert_eq!(stats.events, APPENDERS as u64);
+    assert!(
+        stats.commits < APPENDERS as u64,
+        "{APPENDERS} concurrent appends should share commits, got {stats:?}"
+    );
+    assert!(stats.largest_group > 1, "{stats:?}");
+    if let Some(transactions) = writing_transactions(db) {
+        assert_eq!(
+            transactions, stats.commits,
+            "the database saw as many writing transactions as the store counted commits"
+        );
+    }
+    eprintln!(
+        "{}: {APPENDERS} appends in {} commits (largest group {})",
+        store.backend(),
+        stats.commits,
+        stats.largest_group
+    );
+
+    // The chain the shared store wrote verifies like any other.
+    let mut reader = db.open();
+    let report =
+        verify_chain(reader.as_mut(), &chain(), Some(&keyring()), &mut |_| {}).expect("verify");
+    assert_eq!(report.events_checked, APPENDERS as u64);
+    assert!(report.is_clean(), "{report:?}");
+    let head = rt
+        .block_on(store.head(&chain()))
+        .expect("head")
+        .expect("chain");
+    assert_eq!(head.size, APPENDERS as u64);
+    let seq_10 = rt.block_on(store.event(&chain(), 10)).expect("event 10");
+    assert_eq!(seq_10.seq, 10);
+}
+
+fn a_conflicting_append_fails_alone_among_its_neighbours(db: &Db) {
+    let rt = runtime();
+    let store = rt
+        .block_on(Store::open(&db.location, StoreOptions::default()))
+        .expect("open");
+    let key = keyring().active().clone();
+    let first = rt
+        .block_on(store.append(&chain(), vec![keyed(1, "order-1")], &key))
+        .expect("first append");
+    let before = store.stats();
+
+    // Batch 20 reuses a stored key for other content; batch 40 uses one
+    // key twice for different events; the rest are fine. Batch 30 repeats
+    // the stored event exactly (a retry): original receipt, nothing written.
+    let batches: Vec<Vec<ValidEvent>> = (0..APPENDERS)
+        .map(|i| match i {
+            20 => vec![event(100), keyed(2, "order-1")],
+            30 => vec![keyed(1, "order-1")],
+            40 => vec![keyed(3, "dup"), keyed(4, "dup")],
+            i => vec![event(i)],
+        })
+        .collect();
+    let results = rt.block_on(append_all(&store, batches));
+    for (i, r) in results.iter().enumerate() {
+        match i {
+            20 => assert!(
+                matches!(r, Err(StoreError::IdempotencyConflict { seq: 0, key }) if key == "order-1"),
+                "{r:?}"
+            ),
+            40 => assert!(
+                matches!(r, Err(StoreError::IdempotencyConflictInBatch { key }) if key == "dup"),
+                "{r:?}"
+            ),
+            30 => {
+                let receipts = r.as_ref().expect("a retry succeeds");
+                assert!(receipts[0].duplicate);
+                assert_eq!(
+                    receipts[0],
+                    stele_ledger::append::Receipt {
+                        duplicate: true,
+                        ..first[0].clone()
+                    }
+                );
+            }
+            _ => assert!(r.is_ok(), "append {i} failed beside a bad neighbour: {r:?}"),
+        }
+    }
+    let stats = store.stats();
+    let commits = stats.commits - before.commits;
+    assert_eq!(stats.failed_appends - before.failed_appends, 2);
+    assert_eq!(stats.events - before.events, APPENDERS as u64 - 3);
+    assert!(
+        commits < (APPENDERS - 2) as u64,
+        "the good appends still shared commits: {stats:?}"
+    );
+
+    // Nothing of the refused batches was written: 1 + 61 events, no gaps.
+    let head = rt
+        .block_on(store.head(&chain()))
+        .expect("head")
+        .expect("chain");
+    assert_eq!(head.size, 1 + APPENDERS as u64 - 3);
+    let mut reader = db.open();
+    let report =
+        verify_chain(reader.as_mut(), &chain(), Some(&keyring()), &mut |_| {}).expect("verify");
+    assert!(report.is_clean(), "{report:?}");
+    let mut types = Vec::new();
+    reader
+        .scan(&chain(), 0, None, &mut |e| {
+            types.push((e.idempotency_key, e.payload));
+            Ok(())
+        })
+        .expect("scan");
+    assert!(
+        !types.iter().any(|(k, _)| k.as_deref() == Some("dup")),
+        "the refused batch wrote nothing"
+    );
+    assert!(
+        !types
+            .iter()
+            .any(|(_, p)| p.as_deref().is_some_and(|p| p.contains("\"i\":100"))),
+        "the refused batch's good event was not written either"
+    );
+}
+
+fn a_full_queue_refuses_with_busy_and_writes_nothing_for_the_refused(db: &Db) {
+    let rt = runtime();
+    let options = StoreOptions {
+        queue_capacity: 2,
+        max_group_requests: 1,
+        ..StoreOptions::default()
+    };
+    let store = rt
+        .block_on(Store::open(&db.location, options))
+        .expect("open");
+    let results = rt.block_on(append_all(
+        &store,
+        (0..200).map(|i| vec![event(i)]).collect(),
+    ));
+    let ok = results.iter().filter(|r| r.is_ok()).count() as u64;
+    let busy: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(
+        !busy.is_empty(),
+        "200 appends at once overflow a queue of 2"
+    );
+    for e in &busy {
+        assert!(matches!(e, StoreError::Busy { queued: 2 }), "{e:?}");
+        assert!(e.is_retryable());
+        assert!(e.to_string().contains("nothing was written"), "{e}");
+    }
+    assert_eq!(store.stats().busy, busy.len() as u64);
+    let head = rt
+        .block_on(store.head(&chain()))
+        .expect("head")
+        .expect("chain");
+    assert_eq!(
+        head.size, ok,
+        "exactly the acknowledged appends were written"
+    );
+}
+
+fn close_commits_everything_queued_and_refuses_what_comes_after(db: &Db) {
+    let rt = runtime();
+    let store = rt
+        .block_on(Store::open(&db.location, StoreOptions::default()))
+        .expect("open");
+    let key = keyring().active().clone();
+    let acknowledged = rt.block_on(async {
+        let tasks: Vec<_> = (0..32)
+            .map(|i| {
+                let (store, key) = (store.clone(), key.clone());
+                tokio::spawn(async move { store.append(&chain(), vec![event(i)], &key).await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        store.close().await;
+        let mut acknowledged = 0;
+        for t in tasks {
+            match t.await.expect("task") {
+                Ok(_) => acknowledged += 1,
+                Err(StoreError::Closed) => {}
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        }
+        acknowledged
+    });
+    let after = rt.block_on(store.append(&chain(), vec![event(99)], &key));
+    assert!(matches!(after, Err(StoreError::Closed)), "{after:?}");
+    let size = rt
+        .block_on(store.head(&chain()))
+        .expect("head")
+        .map_or(0, |h| h.size);
+    assert_eq!(
+        size, acknowledged,
+        "every acknowledged append, and only those, is stored"
+    );
+}
+
+fn the_shared_store_commits_durably(db: &Db) {
+    let rt = runtime();
+    let store = rt
+        .block_on(Store::open(&db.location, StoreOptions::default()))
+        .expect("open");
+    let settings: Vec<(&str, &str)> = store
+        .durability()
+        .iter()
+        .map(|(k, v)| (*k, v.as_str()))
+        .collect();
+    match store.backend() {
+        "sqlite" => assert_eq!(settings, [("journal_mode", "wal"), ("synchronous", "full")]),
+        _ => assert_eq!(settings, [("synchronous_commit", "on"), ("fsync", "on")]),
+    }
+}
