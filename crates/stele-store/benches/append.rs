@@ -6,7 +6,13 @@
 //! the same columns — same durability settings, same batch size, no hashing,
 //! no Merkle rows. The ratio is what the tamper evidence costs.
 //!
-//! `cargo bench -p stele-store --bench append [-- ROUNDS BATCHES]`. PostgreSQL
+//! Then concurrent single-event appenders through the shared store
+//! (`stele_store::Store`, group commit): 1, 16 and 64 tasks each appending
+//! one event at a time for a fixed time, with events/s, p50 and p99 latency
+//! of an append (queued to durably committed), and each rate as a ratio to
+//! one appender's in the same run.
+//!
+//! `cargo bench -p stele-store --bench append [-- ROUNDS BATCHES SECONDS]`. PostgreSQL
 //! is measured when `STELE_BENCH_PG_URL` or `STELE_TEST_PG_URL` is set, or the
 //! local server answers.
 
@@ -195,6 +201,93 @@ fn measure(name: &str, make: &dyn Fn() -> TestDb, rounds: usize, batches: usize)
     println!("{name:<10} {s:>16.0} {b:>20.0} {:>8.2}", s / b);
 }
 
+/// One run of `appenders` concurrent single-event appenders for `duration`.
+struct ConcurrentRun {
+    events_per_sec: f64,
+    p50: Duration,
+    p99: Duration,
+    commits: u64,
+}
+
+fn concurrent_run(db: &TestDb, appenders: usize, duration: Duration) -> ConcurrentRun {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let location = match &db.location {
+        // In clear, like the batch figures above.
+        DbLocation::Postgres(url) => {
+            let joiner = if url.contains('?') { '&' } else { '?' };
+            DbLocation::Postgres(format!("{url}{joiner}sslmode=disable"))
+        }
+        other => other.clone(),
+    };
+    rt.block_on(async {
+        let store = stele_store::Store::open(&location, stele_store::StoreOptions::default())
+            .await
+            .expect("open shared store");
+        let key = HmacKey::new(KeyId::new("k1").unwrap(), &[7; 32]);
+        let chain = ChainId::new("bench").unwrap();
+        let start = Instant::now();
+        let deadline = start + duration;
+        let tasks: Vec<_> = (0..appenders)
+            .map(|t| {
+                let (store, key, chain) = (store.clone(), key.clone(), chain.clone());
+                tokio::spawn(async move {
+                    let mut latencies = Vec::new();
+                    let mut i = t;
+                    while Instant::now() < deadline {
+                        let event = events(1, i);
+                        let sent = Instant::now();
+                        store.append(&chain, event, &key).await.expect("append");
+                        latencies.push(sent.elapsed());
+                        i += appenders;
+                    }
+                    latencies
+                })
+            })
+            .collect();
+        let mut latencies = Vec::new();
+        for task in tasks {
+            latencies.extend(task.await.expect("appender"));
+        }
+        let elapsed = start.elapsed();
+        latencies.sort();
+        let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+        let run = ConcurrentRun {
+            events_per_sec: latencies.len() as f64 / elapsed.as_secs_f64(),
+            p50: at(0.50),
+            p99: at(0.99),
+            commits: store.stats().commits,
+        };
+        store.close().await;
+        run
+    })
+}
+
+fn measure_concurrent(name: &str, make: &dyn Fn() -> TestDb, rounds: usize, duration: Duration) {
+    let mut one = 0.0;
+    for appenders in [1, 16, 64] {
+        let mut runs: Vec<ConcurrentRun> = (0..rounds)
+            .map(|_| concurrent_run(&make(), appenders, duration))
+            .collect();
+        runs.sort_by(|a, b| a.events_per_sec.total_cmp(&b.events_per_sec));
+        let run = &runs[runs.len() / 2];
+        if appenders == 1 {
+            one = run.events_per_sec;
+        }
+        let per_commit = run.events_per_sec * duration.as_secs_f64() / run.commits.max(1) as f64;
+        println!(
+            "{name:<10} {appenders:>9} {:>12.0} {:>9.2} {:>9.2} {:>14.1} {:>8.2}",
+            run.events_per_sec,
+            run.p50.as_secs_f64() * 1e3,
+            run.p99.as_secs_f64() * 1e3,
+            per_commit,
+            run.events_per_sec / one,
+        );
+    }
+}
+
 fn main() {
     let args: Vec<usize> = std::env::args()
         .skip(1)
@@ -202,6 +295,7 @@ fn main() {
         .collect();
     let rounds = args.first().copied().unwrap_or(5);
     let batches = args.get(1).copied().unwrap_or(50);
+    let seconds = args.get(2).copied().unwrap_or(3);
     let sample = events(1, 0);
     let payload = sample[0].payload.as_deref().unwrap_or("");
     println!(
@@ -213,6 +307,17 @@ fn main() {
         "backend", "stele events/s", "baseline events/s", "ratio"
     );
     measure("sqlite", &TestDb::sqlite, rounds, batches);
+    let concurrent_rounds = rounds.min(3);
+    let duration = Duration::from_secs(seconds as u64);
+    let print_concurrent_header = || {
+        println!(
+            "\nconcurrent single-event appends through the shared store (group commit), {seconds} s each, median of {concurrent_rounds} rounds"
+        );
+        println!(
+            "{:<10} {:>9} {:>12} {:>9} {:>9} {:>14} {:>8}",
+            "backend", "appenders", "events/s", "p50 ms", "p99 ms", "events/commit", "vs 1"
+        );
+    };
     let pg_url = std::env::var("STELE_BENCH_PG_URL")
         .ok()
         .or_else(|| std::env::var("STELE_TEST_PG_URL").ok());
@@ -225,7 +330,12 @@ fn main() {
     }
     if postgres::Client::connect(&stele_store::testkit::pg_admin_url(), postgres::NoTls).is_ok() {
         measure("postgres", &TestDb::postgres, rounds, batches);
+        print_concurrent_header();
+        measure_concurrent("sqlite", &TestDb::sqlite, concurrent_rounds, duration);
+        measure_concurrent("postgres", &TestDb::postgres, concurrent_rounds, duration);
     } else {
+        print_concurrent_header();
+        measure_concurrent("sqlite", &TestDb::sqlite, concurrent_rounds, duration);
         println!(
             "postgres   (skipped: no server at STELE_BENCH_PG_URL / STELE_TEST_PG_URL / 127.0.0.1:5432)"
         );
