@@ -226,7 +226,7 @@ impl Context {
             policy.cadence.volume = volume;
         }
         policy.prefix = env("AUDIT_ANCHOR_PREFIX").or(file.prefix.clone());
-        policy.validate().map_err(|e| Failure::Input(e.into()))?;
+        policy.validate()?;
         let chain = env("AUDIT_ANCHOR_CHAIN_ID")
             .or(file.chain_id.clone())
             .map(|c| stele_ledger::ChainId::new(&c))

@@ -157,7 +157,7 @@ fn narrate(args: &DemoArgs) -> Result<Value, Failure> {
     let anchor_dir = dir.join("anchors-not-worm");
     let signer = ctx.keys().signer()?;
     let policy = stele_anchorer::AnchorPolicy::default();
-    let rt = anchor::runtime()?;
+    let rt = super::runtime()?;
     let target = stele_worm::ObjectStore::Local(stele_worm::LocalDir::new(&anchor_dir));
     let mut anchorer = stele_anchorer::Anchorer::new(store.as_mut(), &signer, &keyring, &policy)
         .map_err(|e| Failure::Operational(e.into()))?;
