@@ -50,7 +50,7 @@ fn open_target(rt: &Runtime, setup: &AnchorSetup) -> Result<ObjectStore, Failure
     if let ObjectStore::S3(s3) = &target {
         match rt.block_on(s3.check_object_lock()) {
             Ok(()) => {}
-            Err(e) if e.is_transient() => {
+            Err(e) if e.is_retryable() => {
                 tracing::warn!(error = %e, "anchor store unreachable; anchors will wait in the outbox")
             }
             Err(e) => return Err(worm_failure(e)),
@@ -294,7 +294,7 @@ fn run_cadence(ctx: &Context, args: &AnchorRunArgs) -> Result<(), Failure> {
     for chain in &known_chains {
         match anchorer.check_bucket_history(&target, rt.handle(), chain, &verifier_key) {
             Ok(()) => {}
-            Err(stele_anchorer::AnchorerError::Worm(e)) if e.is_transient() => {
+            Err(stele_anchorer::AnchorerError::Worm(e)) if e.is_retryable() => {
                 eprintln!(
                     "warning: cannot read the anchors of chain {chain} in {} to check they are this ledger's ({e}); anchoring goes on",
                     target.describe()
