@@ -5,18 +5,14 @@
 
 mod common;
 
-use common::{Ledger, code, jsonl, stderr};
+use common::{Ledger, code, stderr};
 use stele_store::testkit::TestDb;
 
 /// 50 events on `prod`, anchored at 30 and 50 into `anchors` (a local
 /// directory, read back as a mirror).
 fn anchored(l: &Ledger, anchors: &std::path::Path) {
     for range in [0..30, 30..50] {
-        let out = l.run_stdin(
-            &["append", "--chain", "prod", "--jsonl", "-"],
-            &jsonl(range, "x"),
-        );
-        assert!(out.status.success(), "{}", stderr(&out));
+        l.append_jsonl("prod", range, "x");
         let out = l.run(&["anchor", "now", "--local-dir", anchors.to_str().unwrap()]);
         assert_eq!(code(&out), 0, "{}", stderr(&out));
     }
@@ -31,26 +27,10 @@ fn stdout(out: &std::process::Output) -> String {
 #[test]
 fn a_proof_whose_parts_disagree_is_tampering() {
     let l = Ledger::new(TestDb::sqlite());
-    let out = l.run_stdin(
-        &["append", "--chain", "prod", "--jsonl", "-"],
-        &jsonl(0..20, "p"),
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    l.append_jsonl("prod", 0..20, "p");
     let dir = tempfile::tempdir().unwrap();
     let proof = dir.path().join("seq7.tlog-proof");
-    let out = l.run(&[
-        "proof",
-        "inclusion",
-        "--chain",
-        "prod",
-        "--seq",
-        "7",
-        "--format",
-        "tlog-proof",
-        "-o",
-        proof.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    l.tlog_proof("prod", 7, &proof);
     let verify =
         |path: &std::path::Path| l.run(&["verify", "event", "--proof", path.to_str().unwrap()]);
     let out = verify(&proof);
@@ -88,13 +68,7 @@ fn a_proof_whose_parts_disagree_is_tampering() {
         "--verifier-key",
         "not-a-key",
     ]);
-    assert_eq!(code(&out), 2, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("not a signed-note verifier key"),
-        "{}",
-        stderr(&out)
-    );
-    assert!(out.stdout.is_empty());
+    common::assert_key_refused(&out, "verify event");
 }
 
 /// A malformed `--verifier-key` for `verify anchors` is one refusal (exit
@@ -134,11 +108,7 @@ fn a_malformed_verifier_key_is_one_refusal_for_every_anchor() {
 #[test]
 fn an_anchor_stored_but_not_uploaded_is_not_a_refusal() {
     let l = Ledger::new(TestDb::sqlite());
-    let out = l.run_stdin(
-        &["append", "--chain", "prod", "--jsonl", "-"],
-        &jsonl(0..5, "a"),
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    l.append_jsonl("prod", 0..5, "a");
     // A directory that cannot be created (its parent is a file), even by root.
     let blocker = l.dir.path().join("blocker");
     std::fs::write(&blocker, "a file, not a directory").unwrap();
@@ -193,35 +163,6 @@ fn an_unwritable_html_report_keeps_the_verdict() {
             stderr(&out)
         );
         assert!(stdout(&out).contains("FAIL"), "{args:?}: {}", stdout(&out));
-    }
-}
-
-/// The database-only `--html` report says what the text says: completeness
-/// was not checked against anchors because the run was database only, and
-/// a run that finds nothing exits 0 without being an audit verdict.
-#[test]
-fn the_database_only_html_report_tells_the_text_reports_story() {
-    let l = Ledger::new(TestDb::sqlite());
-    let anchors = l.dir.path().join("anchors");
-    anchored(&l, &anchors);
-    let html = l.dir.path().join("db.html");
-    let out = l.run(&[
-        "verify",
-        "log",
-        "--chain",
-        "prod",
-        "--html",
-        html.to_str().unwrap(),
-    ]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let text = stdout(&out);
-    let page = std::fs::read_to_string(&html).unwrap();
-    for said in [
-        "completeness NOT CHECKED against anchors (database only)",
-        "not an audit verdict",
-    ] {
-        assert!(text.contains(said), "text: {said:?} in {text}");
-        assert!(page.contains(said), "html: {said:?} in {page}");
     }
 }
 
