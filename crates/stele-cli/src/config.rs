@@ -226,7 +226,7 @@ impl Context {
             policy.cadence.volume = volume;
         }
         policy.prefix = env("AUDIT_ANCHOR_PREFIX").or(file.prefix.clone());
-        policy.validate().map_err(|e| Failure::Input(e.into()))?;
+        policy.validate()?;
         let chain = env("AUDIT_ANCHOR_CHAIN_ID")
             .or(file.chain_id.clone())
             .map(|c| stele_ledger::ChainId::new(&c))
@@ -385,7 +385,8 @@ pub fn with_password(url: &str, password: Option<String>) -> String {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
             encoded.push(char::from(b));
         } else {
-            encoded.push_str(&format!("%{b:02X}"));
+            encoded.push('%');
+            encoded.push_str(&hex::encode_upper([b]));
         }
     }
     let separator = if url.contains('?') { '&' } else { '?' };
@@ -412,13 +413,13 @@ fn percent_decode(text: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let hex = bytes
+        let mut decoded = [0u8; 1];
+        let escape = bytes
             .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
+            .filter(|h| hex::decode_to_slice(h, &mut decoded).is_ok());
+        match (bytes[i], escape) {
+            (b'%', Some(_)) => {
+                out.push(decoded[0]);
                 i += 3;
             }
             (b, _) => {

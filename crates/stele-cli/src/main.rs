@@ -26,14 +26,7 @@ fn main() {
     let code = match run(cli) {
         Ok(()) => 0,
         Err(failure) => {
-            if let Some(msg) = failure.message() {
-                if json {
-                    let body = serde_json::json!({"error": msg, "exit_code": failure.exit_code()});
-                    eprintln!("{body}");
-                } else {
-                    eprintln!("error: {msg}");
-                }
-            }
+            failure.report(json);
             failure.exit_code()
         }
     };

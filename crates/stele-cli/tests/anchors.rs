@@ -183,7 +183,9 @@ fn bad_anchor_targets_are_refused_clearly() {
         "refused before anything was built"
     );
 
-    // An unknown KMS key is only discovered by the PUT: the anchor waits in the outbox.
+    // An unknown KMS key is only discovered by the PUT: the anchor waits in
+    // the outbox. It was signed and stored, so this is not "refused,
+    // nothing written" (2) but could not complete (3).
     let mut cmd = l.command();
     with_s3(&mut cmd, &endpoint, locked.bucket());
     let out = cmd
@@ -191,7 +193,7 @@ fn bad_anchor_targets_are_refused_clearly() {
         .env("AUDIT_ANCHOR_KMS_KEY_ID", "no-such-key")
         .output()
         .unwrap();
-    assert_eq!(code(&out), 2);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
     assert!(
         stderr(&out).contains("SSE-KMS key \"no-such-key\" was refused")
             && stderr(&out).contains("kept pending"),

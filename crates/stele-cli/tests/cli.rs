@@ -270,7 +270,7 @@ fn receipts_batches_and_idempotent_retries(l: Ledger) {
         h.update([0u8]);
         h.update(serde_json_canonicalizer::to_vec(&committed).unwrap());
         assert_eq!(
-            hex_of(&h.finalize()),
+            hex::encode(h.finalize()),
             e["leaf_hash"].as_str().unwrap(),
             "seq {}",
             e["seq"]
@@ -280,10 +280,6 @@ fn receipts_batches_and_idempotent_retries(l: Ledger) {
         lines[0]["payload"],
         serde_json::json!({"ip": "10.0.0.7", "mfa": true})
     );
-}
-
-fn hex_of(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn tampering_exits_1_and_names_the_seq(l: Ledger) {

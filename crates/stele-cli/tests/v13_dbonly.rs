@@ -138,6 +138,15 @@ fn truncation_after_the_last_anchor_is_not_passed(db: TestDb) {
     assert!(page.contains("id=\"not-checked\""), "{page}");
     assert!(page.contains("can remove the newest events"), "{page}");
     assert!(page.contains("55 events"), "{page}");
+    // Worded as the text words it: database only by design (exit 0), not
+    // an audit whose check could not be performed (exit 3).
+    for said in [
+        "completeness NOT CHECKED against anchors (database only)",
+        "not an audit verdict",
+    ] {
+        assert!(text.contains(said), "text: {said:?} in {text}");
+        assert!(page.contains(said), "html: {said:?} in {page}");
+    }
 }
 
 #[test]

@@ -345,14 +345,7 @@ fn a_file_named_after_the_verifier_key_is_not_read_as_the_key() {
     ] {
         let mut args = cmd.clone();
         args.extend(["--verifier-key", "not-a-key/at+all"]);
-        let out = run(&args);
-        assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
-        assert!(
-            stderr(&out).contains("not a signed-note verifier key"),
-            "{}",
-            stderr(&out)
-        );
-        assert!(out.stdout.is_empty());
+        common::assert_key_refused(&run(&args), &format!("{args:?}"));
     }
 }
 
@@ -1109,14 +1102,7 @@ fn evidence_commands_refuse_a_malformed_verifier_key() {
     ] {
         let mut args = args.clone();
         args.extend(["--verifier-key", "not-a-key/at+all"]);
-        let out = evidence(&args);
-        assert_eq!(code(&out), 2, "{args:?}: {}", stderr(&out));
-        assert!(
-            stderr(&out).contains("not a signed-note verifier key"),
-            "{}",
-            stderr(&out)
-        );
-        assert!(out.stdout.is_empty());
+        common::assert_key_refused(&evidence(&args), &format!("{args:?}"));
     }
 }
 

@@ -11,12 +11,12 @@ use stele_store::{AnchorRecord, AnchorStatus, LedgerStore};
 use stele_worm::{LocalDir, ObjectStore, S3Worm, WormError};
 use tokio::runtime::Runtime;
 
-use super::{chain_id, open_store};
+use super::{chain_id, open_store, runtime};
 use crate::cli::{
     AnchorCommand, AnchorListArgs, AnchorRunArgs, AnchorShowArgs, AnchorStatusArg, AnchorTargetArgs,
 };
 use crate::config::{AnchorSetup, AnchorTarget, Context};
-use crate::error::Failure;
+use crate::error::{BucketSetting, Failure};
 use crate::output;
 
 pub fn run(ctx: &Context, cmd: &AnchorCommand) -> Result<(), Failure> {
@@ -28,23 +28,8 @@ pub fn run(ctx: &Context, cmd: &AnchorCommand) -> Result<(), Failure> {
     }
 }
 
-pub fn runtime() -> Result<Runtime, Failure> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::Operational(anyhow!("cannot start the I/O runtime: {e}")))
-}
-
-/// A WORM failure as an exit code: unreachable stores are operational, the rest need fixing.
-pub fn worm_failure(e: WormError) -> Failure {
-    let transient = e.is_transient();
-    let e = crate::error::worm_error(e, "the bucket name (--bucket / AUDIT_ANCHOR_BUCKET)");
-    if transient {
-        Failure::Operational(e)
-    } else {
-        Failure::Input(e)
-    }
+fn worm_failure(e: WormError) -> Failure {
+    Failure::worm(e, BucketSetting::Anchors)
 }
 
 /// Connects to the anchor target and checks it can take anchors; a store that
@@ -65,7 +50,7 @@ fn open_target(rt: &Runtime, setup: &AnchorSetup) -> Result<ObjectStore, Failure
     if let ObjectStore::S3(s3) = &target {
         match rt.block_on(s3.check_object_lock()) {
             Ok(()) => {}
-            Err(e) if e.is_transient() => {
+            Err(e) if e.is_retryable() => {
                 tracing::warn!(error = %e, "anchor store unreachable; anchors will wait in the outbox")
             }
             Err(e) => return Err(worm_failure(e)),
@@ -226,8 +211,7 @@ fn now(ctx: &Context, chain: Option<&str>, target_args: &AnchorTargetArgs) -> Re
         }
     }
     let chains_written = checked;
-    let mut anchorer = Anchorer::new(store.as_mut(), &signer, &keyring, &setup.policy)
-        .map_err(|e| Failure::Input(e.into()))?;
+    let mut anchorer = Anchorer::new(store.as_mut(), &signer, &keyring, &setup.policy)?;
     // A bucket that cannot be read now: anchors are still built (they wait
     // in the outbox, as in any outage) but none is uploaded unchecked.
     let mut unchecked = None;
@@ -237,80 +221,43 @@ fn now(ctx: &Context, chain: Option<&str>, target_args: &AnchorTargetArgs) -> Re
             Err(stele_anchorer::AnchorerError::Worm(e)) => {
                 unchecked.get_or_insert(e);
             }
-            Err(e) => return Err(anchorer_failure(e)),
+            Err(e) => return Err(e.into()),
         }
     }
     let when = time::OffsetDateTime::now_utc();
     for chain in &chains {
-        anchorer
-            .build(chain, Trigger::Manual, &key_id, when)
-            .map_err(anchorer_failure)?;
+        anchorer.build(chain, Trigger::Manual, &key_id, when)?;
     }
+    // From here on the anchors are signed and stored in the outbox: a
+    // failure is never "refused, nothing written" (2), whatever the error
+    // alone would say. They wait for the next upload: could not complete (3).
+    let kept_pending = |f: Failure| match f {
+        Failure::Input(e) => Failure::Operational(e),
+        other => other,
+    };
     if let Some(e) = unchecked {
         let kept = anchorer
             .store()
             .anchors(None, Some(stele_store::AnchorStatus::Pending))?
             .len();
-        let what = anyhow!(
-            "cannot read the chain's anchors in {}: {e}; {kept} anchor(s) are kept pending in the database and will be uploaded by `stele anchor run` or the next `stele anchor now`",
+        return Err(kept_pending(worm_failure(e).context(format!(
+            "cannot read the chain's anchors in {} (so none was uploaded unchecked); {kept} anchor(s) are kept pending in the database and will be uploaded by `stele anchor run` or the next `stele anchor now`",
             target.describe()
-        );
-        return Err(if e.is_transient() {
-            Failure::Operational(what)
-        } else {
-            Failure::Input(what)
-        });
+        ))));
     }
     let report = anchorer
         .upload_pending(&target, rt.handle())
-        .map_err(anchorer_failure)?;
+        .map_err(|e| kept_pending(e.into()))?;
     print_report(ctx, &report)?;
     match report.failed.into_iter().next() {
         None => Ok(()),
         Some((r, e)) => {
             let pending = report.still_pending;
-            let what = anyhow!(
-                "{e}; {pending} anchor(s) are kept pending in the database (first: {} #{}) and will be uploaded by `stele anchor run` or the next `stele anchor now`",
-                r.chain_id,
-                r.anchor_seq
-            );
-            Err(if e.is_transient() {
-                Failure::Operational(what)
-            } else {
-                Failure::Input(what)
-            })
+            Err(kept_pending(worm_failure(e).context(format!(
+                "{pending} anchor(s) are kept pending in the database (first: {} #{}) and will be uploaded by `stele anchor run` or the next `stele anchor now`",
+                r.chain_id, r.anchor_seq
+            ))))
         }
-    }
-}
-
-fn anchorer_failure(e: stele_anchorer::AnchorerError) -> Failure {
-    use crate::error::with_hint;
-    use stele_anchorer::AnchorerError as E;
-    // The anchorer says what is wrong; what to run next is the CLI's to say.
-    match e {
-        E::Store(s) => s.into(),
-        E::Worm(w) => worm_failure(w),
-        E::ChainShrank { .. } | E::UnanchoredTampering { .. } => {
-            Failure::TamperingFound(with_hint(e, "`stele verify log` names what was changed"))
-        }
-        E::CorruptOutbox { .. } => Failure::TamperingFound(with_hint(
-            e,
-            "`stele verify anchors` compares the bucket's anchors with the database",
-        )),
-        E::AnchorInFuture { .. } => Failure::Operational(e.into()),
-        E::Contended { .. } => Failure::Operational(with_hint(
-            e,
-            "nothing is wrong; `stele anchor now` again builds on their anchor",
-        )),
-        E::ForeignAnchors { .. } => Failure::Input(with_hint(
-            e,
-            "the prefix is AUDIT_ANCHOR_PREFIX or `prefix` in [anchor] of stele.toml",
-        )),
-        E::UnknownOwnAnchor { .. } => Failure::Input(with_hint(
-            e,
-            "`stele verify anchors` shows what the bucket holds",
-        )),
-        other => Failure::Input(other.into()),
     }
 }
 
@@ -339,8 +286,7 @@ fn run_cadence(ctx: &Context, args: &AnchorRunArgs) -> Result<(), Failure> {
             .map(|h| chain_id(&h.chain_id))
             .collect::<Result<Vec<_>, _>>()?,
     };
-    let mut anchorer = Anchorer::new(store.as_mut(), &signer, &keyring, &setup.policy)
-        .map_err(|e| Failure::Input(e.into()))?;
+    let mut anchorer = Anchorer::new(store.as_mut(), &signer, &keyring, &setup.policy)?;
     // Never fork a WORM history: checked once at start for the chains known
     // now (a chain first seen later is not checked until the next start).
     // A bucket unreachable at start does not stop the runner, which keeps
@@ -348,25 +294,23 @@ fn run_cadence(ctx: &Context, args: &AnchorRunArgs) -> Result<(), Failure> {
     for chain in &known_chains {
         match anchorer.check_bucket_history(&target, rt.handle(), chain, &verifier_key) {
             Ok(()) => {}
-            Err(stele_anchorer::AnchorerError::Worm(e)) if e.is_transient() => {
+            Err(stele_anchorer::AnchorerError::Worm(e)) if e.is_retryable() => {
                 eprintln!(
                     "warning: cannot read the anchors of chain {chain} in {} to check they are this ledger's ({e}); anchoring goes on",
                     target.describe()
                 );
             }
-            Err(e) => return Err(anchorer_failure(e)),
+            Err(e) => return Err(e.into()),
         }
     }
     if args.once {
-        let report = anchorer
-            .round(
-                &target,
-                rt.handle(),
-                fixed_chains.as_deref(),
-                &active_key_id(ctx)?,
-                time::OffsetDateTime::now_utc(),
-            )
-            .map_err(anchorer_failure)?;
+        let report = anchorer.round(
+            &target,
+            rt.handle(),
+            fixed_chains.as_deref(),
+            &active_key_id(ctx)?,
+            time::OffsetDateTime::now_utc(),
+        )?;
         print_report(ctx, &report)?;
         return if report.failed.is_empty() {
             Ok(())
@@ -430,7 +374,7 @@ fn run_cadence(ctx: &Context, args: &AnchorRunArgs) -> Result<(), Failure> {
             })
         },
     );
-    let report = result.map_err(anchorer_failure)?;
+    let report = result?;
     if let Some(e) = print_error {
         return Err(e);
     }
@@ -509,7 +453,16 @@ fn show(ctx: &Context, args: &AnchorShowArgs) -> Result<(), Failure> {
         .into_iter()
         .find(|r| r.anchor_seq == args.seq)
         .ok_or_else(|| Failure::Input(anyhow!("chain {chain} has no anchor {}", args.seq)))?;
-    let anchor = Anchor::from_bytes(&record.body).map_err(|e| Failure::Operational(e.into()))?;
+    // The outbox row holds bytes stele signed: one that does not parse was altered.
+    let anchor = Anchor::from_bytes(&record.body).map_err(|e| {
+        Failure::TamperingFound(crate::error::with_hint(
+            format!(
+                "outbox row stele_anchors (chain {chain}, anchor_seq {}): {e}",
+                args.seq
+            ),
+            "`stele verify log` compares the recorded anchors with the events",
+        ))
+    })?;
     let body = json!({"record": record_json(&record), "anchor": anchor});
     output::print(&format!(
         "{}\n",

@@ -6,13 +6,13 @@ use anyhow::{Context as _, anyhow};
 use clap::{Args, Subcommand};
 use serde_json::json;
 use stele_bucket::spec::{DEFAULT_MIN_RETENTION_DAYS, DEFAULT_RETENTION_DAYS};
-use stele_bucket::{BucketError, CheckSpec, InitReport, InitSpec};
+use stele_bucket::{CheckSpec, InitReport, InitSpec};
 use stele_worm::{LockMode, S3Config, S3Worm};
 use tokio::runtime::Runtime;
 
-use super::anchor::worm_failure;
+use super::runtime;
 use crate::config::Context;
-use crate::error::Failure;
+use crate::error::{BucketSetting, Failure};
 use crate::output;
 
 #[derive(Debug, Subcommand)]
@@ -95,24 +95,8 @@ pub fn run(ctx: &Context, cmd: &BucketCommand) -> Result<(), Failure> {
     }
 }
 
-fn runtime() -> Result<Runtime, Failure> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::Operational(anyhow!("cannot start the I/O runtime: {e}")))
-}
-
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-fn bucket_failure(e: BucketError) -> Failure {
-    if e.is_input() {
-        Failure::Input(e.into())
-    } else {
-        Failure::Operational(e.into())
-    }
 }
 
 /// The retention floor: AUDIT_ANCHOR_MIN_RETENTION_DAYS, then [anchor], then 365.
@@ -149,7 +133,7 @@ fn connect(rt: &Runtime, ctx: &Context, bucket: &str) -> Result<(S3Worm, String)
             kms_key_id: None,
             retry: stele_worm::RetryPolicy::default(),
         }))
-        .map_err(worm_failure)?;
+        .map_err(|e| Failure::worm(e, BucketSetting::Anchors))?;
     let region = worm
         .client()
         .config()
@@ -178,9 +162,7 @@ fn init(ctx: &Context, args: &InitArgs) -> Result<(), Failure> {
         restrict_uploads_to_writer: args.restrict_uploads_to_writer,
         lifecycle: stele_bucket::lifecycle::LifecycleSettings::default(),
     };
-    let report = rt
-        .block_on(stele_bucket::init(store.client(), &spec, floor))
-        .map_err(bucket_failure)?;
+    let report = rt.block_on(stele_bucket::init(store.client(), &spec, floor))?;
     let next = next_check(&spec);
     if ctx.json {
         output::print_json(&init_json(&report, &next))
@@ -263,23 +245,23 @@ fn check(ctx: &Context, args: &CheckArgs) -> Result<(), Failure> {
         require_logging: args.require_logging,
         require_writer_only_uploads: args.restrict_uploads_to_writer,
     };
-    let report = rt
-        .block_on(stele_bucket::check(store.client(), &spec))
-        .map_err(bucket_failure)?;
-    if let Some(path) = &args.junit {
-        std::fs::write(path, report.to_junit())
-            .with_context(|| format!("cannot write the JUnit report to {}", path.display()))
-            .map_err(Failure::Operational)?;
-    }
-    if ctx.json {
-        output::print_json(&report.to_json())?;
-    } else {
-        output::print(&report.to_text())?;
-    }
-    // Findings exit 1, like verification.
-    if report.has_failures() {
+    let report = rt.block_on(stele_bucket::check(store.client(), &spec))?;
+    // Findings exit 1, like verification; decided before any report is
+    // written, so a report that cannot be written does not hide them.
+    let verdict = if report.has_failures() {
         Err(Failure::Tampered)
     } else {
         Ok(())
-    }
+    };
+    let junit = args.junit.as_ref().map(|path| {
+        std::fs::write(path, report.to_junit())
+            .with_context(|| format!("cannot write the JUnit report to {}", path.display()))
+            .map_err(Failure::Operational)
+    });
+    let printed = if ctx.json {
+        output::print_json(&report.to_json())
+    } else {
+        output::print(&report.to_text())
+    };
+    Failure::after_reports(verdict, junit.into_iter().chain([printed]), ctx.json)
 }

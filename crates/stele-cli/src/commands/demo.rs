@@ -157,8 +157,10 @@ fn narrate(args: &DemoArgs) -> Result<Value, Failure> {
     let anchor_dir = dir.join("anchors-not-worm");
     let signer = ctx.keys().signer()?;
     let policy = stele_anchorer::AnchorPolicy::default();
-    let rt = anchor::runtime()?;
+    let rt = super::runtime()?;
     let target = stele_worm::ObjectStore::Local(stele_worm::LocalDir::new(&anchor_dir));
+    // The demo makes all its own input and settings: whatever fails from
+    // here on is the machine's or a bug, never the user's to fix (3).
     let mut anchorer = stele_anchorer::Anchorer::new(store.as_mut(), &signer, &keyring, &policy)
         .map_err(|e| Failure::Operational(e.into()))?;
     let record = anchorer

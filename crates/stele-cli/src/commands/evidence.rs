@@ -32,16 +32,14 @@ use stele_evidence::record::{self, DEFAULT_CHAIN, EvidenceRecord, Recorded};
 use stele_evidence::{EvidenceError, EvidenceKey, Vault};
 use stele_ledger::ChainId;
 use stele_store::LedgerStore;
-use stele_worm::{
-    LockMode, Phase, Progress, RetryPolicy, S3Config, S3Worm, UploadTuning, WormError,
-};
+use stele_worm::{LockMode, Phase, Progress, RetryPolicy, S3Config, S3Worm, UploadTuning};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::runtime::Runtime;
 
-use super::{chain_id, open_store};
+use super::{chain_id, open_store, runtime};
 use crate::config::Context;
-use crate::error::{Failure, with_hint};
+use crate::error::Failure;
 
 #[derive(Debug, Subcommand)]
 pub enum EvidenceCommand {
@@ -278,10 +276,6 @@ pub fn bucket_config(ctx: &Context, bucket: String) -> S3Config {
     }
 }
 
-fn runtime() -> Result<Runtime, Failure> {
-    super::anchor::runtime()
-}
-
 /// Connects to the evidence bucket (no request yet).
 fn open_vault(
     rt: &Runtime,
@@ -290,49 +284,10 @@ fn open_vault(
     tuning: UploadTuning,
 ) -> Result<Vault, Failure> {
     let cfg = s3_config(ctx, args)?;
-    let worm = rt.block_on(S3Worm::connect(cfg)).map_err(worm_failure)?;
+    let worm = rt
+        .block_on(S3Worm::connect(cfg))
+        .map_err(EvidenceError::from)?;
     Ok(Vault::new(worm, tuning))
-}
-
-/// An evidence failure as an exit code: tampering 1, refusals 2, failures 3.
-fn failure(e: EvidenceError) -> Failure {
-    if e.is_tampering() {
-        return Failure::TamperingFound(e.into());
-    }
-    match e {
-        EvidenceError::Worm(w) => worm_failure(w),
-        EvidenceError::Ledger(s) => s.into(),
-        EvidenceError::Io { .. } => Failure::Operational(e.into()),
-        // The library says what is wrong; the CLI says what to type.
-        EvidenceError::RetentionBelowFloor { .. } => Failure::Input(with_hint(
-            e,
-            "the floor is --min-retain-days / STELE_EVIDENCE_MIN_RETENTION_DAYS",
-        )),
-        EvidenceError::BundleIdFromFileName { .. } => {
-            Failure::Input(with_hint(e, "pass --bundle-id to choose one"))
-        }
-        EvidenceError::MalformedVerifierKey(_) => Failure::Input(with_hint(
-            e,
-            "use the output of `stele keys export-verifier`",
-        )),
-        _ => Failure::Input(e.into()),
-    }
-}
-
-/// Unreachable stores and failed verifications could not complete (3); refusals need fixing (2).
-fn worm_failure(e: WormError) -> Failure {
-    let operational = e.is_transient()
-        || matches!(
-            e,
-            WormError::Verification { .. } | WormError::Io { .. } | WormError::LostRace { .. }
-        );
-    // The store layer's message names no setting; say which to fix here.
-    let e = crate::error::worm_error(e, "--bucket / STELE_EVIDENCE_BUCKET");
-    if operational {
-        Failure::Operational(e)
-    } else {
-        Failure::Input(e)
-    }
 }
 
 /// The ledger, if this data directory has one (readers work without it).
@@ -372,9 +327,9 @@ fn resolve(
     records: Option<&[Recorded<EvidenceRecord>]>,
 ) -> Result<Resolved, Failure> {
     let key = if target.target.contains('/') {
-        EvidenceKey::parse(&target.target).map_err(failure)?.key()
+        EvidenceKey::parse(&target.target)?.key()
     } else {
-        let bundle = stele_evidence::BundleId::new(&target.target).map_err(failure)?;
+        let bundle = stele_evidence::BundleId::new(&target.target)?;
         let records = records.ok_or_else(|| {
             Failure::Input(anyhow!(
                 "{bundle} is a bundle id, which only the ledger can resolve, and there is no ledger here (pass --data-dir, or give the object key)"
@@ -433,7 +388,7 @@ fn recorded_uploads(
     chain: &ChainId,
 ) -> Result<Option<Vec<Recorded<EvidenceRecord>>>, Failure> {
     store
-        .map(|s| record::uploads(s.as_mut(), chain).map_err(failure))
+        .map(|s| record::uploads(s.as_mut(), chain).map_err(Failure::from))
         .transpose()
 }
 

@@ -106,3 +106,12 @@ fn not_initialized(ctx: &Context) -> Failure {
 pub fn chain_id(s: &str) -> Result<ChainId, Failure> {
     Ok(ChainId::new(s)?)
 }
+
+/// The Tokio runtime a command's S3 calls run on.
+pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Operational(anyhow::anyhow!("cannot start the I/O runtime: {e}")))
+}

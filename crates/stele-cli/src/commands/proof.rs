@@ -30,6 +30,8 @@ pub fn signed_checkpoint(
 ) -> Result<String, Failure> {
     let signer = ctx.keys().signer()?;
     let origin = checkpoint::origin(signer.name(), chain);
+    // The origin, size and root come from the ledger and the key from
+    // `keys()`, all already checked: a signing failure is not the user's.
     checkpoint::sign(&origin, size, root, &signer).map_err(|e| Failure::Operational(e.into()))
 }
 

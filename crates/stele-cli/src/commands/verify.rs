@@ -18,7 +18,7 @@ use crate::cli::{
     AnchorSourceArgs, VerifyAnchorsArgs, VerifyCommand, VerifyEventArgs, VerifyLogArgs,
 };
 use crate::config::Context;
-use crate::error::Failure;
+use crate::error::{BucketSetting, Failure};
 use crate::output;
 
 pub fn run(ctx: &Context, cmd: &VerifyCommand) -> Result<(), Failure> {
@@ -43,17 +43,6 @@ pub fn verify_one(
     keys: Option<&Keyring>,
     json: bool,
 ) -> Result<VerifyReport, Failure> {
-    verify_one_observed(store, chain, keys, json, &mut |_| {})
-}
-
-/// [`verify_one`], showing each checked row to `observe`.
-fn verify_one_observed(
-    store: &mut dyn LedgerStore,
-    chain: &ChainId,
-    keys: Option<&Keyring>,
-    json: bool,
-    observe: &mut dyn FnMut(stele_ledger::StoredEvent<'_>),
-) -> Result<VerifyReport, Failure> {
     // One snapshot: the bar's total is the head the verification checks.
     stele_store::read_consistent(store, |store| {
         let total = store.head(chain)?.map_or(0, |h| h.size);
@@ -63,7 +52,7 @@ fn verify_one_observed(
             chain,
             keys,
             &mut |n| bar.set_position(n),
-            observe,
+            &mut |_| {},
         )?;
         bar.finish_and_clear();
         Ok(report)
@@ -107,6 +96,14 @@ pub fn describe(report: &VerifyReport) -> String {
     text
 }
 
+/// What a database-only run says of completeness, the same in the text,
+/// JSON and HTML reports: not checked, and (unlike a check that could
+/// not be performed in an audit) expected, so a run that finds nothing
+/// exits 0 without being an audit verdict.
+const DB_ONLY_SCOPE: &str = "completeness NOT CHECKED against anchors (database only)";
+/// The verdict of a database-only run that found nothing.
+const DB_ONLY_NO_FINDING: &str =
+    "no finding in the database (integrity only, completeness not checked): not an audit verdict";
 /// Why a database-only run cannot speak for completeness.
 const DB_ONLY_COMPLETENESS: &str = "no anchors from the WORM bucket were given, and without them a truncation cannot be proven: whoever can write to the database can remove the newest events (everything after the last anchor, and more if they also remove its stele_anchors rows) and fix up stele_chains without any key; add --bucket or --mirror";
 
@@ -236,33 +233,9 @@ fn verify_db_chain_in_snapshot(
     }
     let compared = anchors.len();
     let newest_tree_size = anchors.iter().map(|a| a.tree_size).max();
-    let head = store
-        .head(chain)?
-        .ok_or_else(|| stele_store::StoreError::UnknownChain(chain.to_string()))?;
-    let bar = output::progress(json, head.size, &format!("verifying {chain}"));
     let mut log = stele_verify::AnchoredLog::new(chain.clone(), keys, anchors);
-    let mut n = 0u64;
-    store.scan_stored(chain, 0, None, &mut |e, nodes| {
-        log.check(e, Some(nodes));
-        observe(e);
-        n += 1;
-        if n.is_multiple_of(16_384) {
-            bar.set_position(n);
-        }
-        Ok(())
-    })?;
-    bar.finish_and_clear();
-    let stored_root = match stele_store::tree_root(store, chain, Some(head.size)) {
-        Ok((_, root)) => Ok(root),
-        // Missing stored hashes are themselves tampering: a finding.
-        Err(stele_store::StoreError::Corrupt(why)) => Err(why),
-        Err(e) => return Err(e.into()),
-    };
-    let (report, mut all) = log.finish(Some(&stele_ledger::verify::ClaimedHead {
-        size: head.size,
-        head_hash: head.head_hash,
-        stored_root,
-    }));
+    let (claimed, _) = scan_db_chain(store, chain, &mut log, json, observe)?;
+    let (report, mut all) = log.finish(Some(&claimed));
     // `finish` lists the row-level findings (one per report finding) first,
     // then those against the anchors.
     let against_anchors = all.split_off(report.findings.len().min(all.len()));
@@ -280,6 +253,47 @@ fn verify_db_chain_in_snapshot(
             findings,
         },
     })
+}
+
+/// Streams every row of `chain` through `log` (and `observe`) with a
+/// progress bar, and reads the head and stored root the rows are checked
+/// against. Run inside one snapshot (`read_consistent`): rows appended
+/// meanwhile are neither scanned nor reported as inserted. Returns that
+/// claimed head and the number of rows read.
+fn scan_db_chain(
+    store: &mut dyn LedgerStore,
+    chain: &ChainId,
+    log: &mut stele_verify::AnchoredLog<'_>,
+    json: bool,
+    observe: &mut dyn FnMut(stele_ledger::StoredEvent<'_>),
+) -> Result<(stele_ledger::verify::ClaimedHead, u64), Failure> {
+    let head = store
+        .head(chain)?
+        .ok_or_else(|| stele_store::StoreError::UnknownChain(chain.to_string()))?;
+    let bar = output::progress(json, head.size, &format!("verifying {chain}"));
+    let mut n = 0u64;
+    store.scan_stored(chain, 0, None, &mut |e, nodes| {
+        log.check(e, Some(nodes));
+        observe(e);
+        n += 1;
+        if n.is_multiple_of(16_384) {
+            bar.set_position(n);
+        }
+        Ok(())
+    })?;
+    bar.finish_and_clear();
+    let stored_root = match stele_store::tree_root(store, chain, Some(head.size)) {
+        Ok((_, root)) => Ok(root),
+        // Missing stored hashes are themselves tampering: a finding.
+        Err(stele_store::StoreError::Corrupt(why)) => Err(why),
+        Err(e) => return Err(e.into()),
+    };
+    let claimed = stele_ledger::verify::ClaimedHead {
+        size: head.size,
+        head_hash: head.head_hash,
+        stored_root,
+    };
+    Ok((claimed, n))
 }
 
 fn describe_recorded(r: &RecordedAnchors) -> String {
@@ -358,9 +372,9 @@ fn log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
         .iter()
         .all(|r| r.report.is_clean() && r.recorded.findings.is_empty())
         && evidence.findings.is_empty();
-    // The verdict is decided before anything is written: a closed stdout
-    // must not change it.
-    let outcome = if !clean {
+    // The verdict is decided before anything is written: a report that
+    // cannot be written, or a closed stdout, must not change it.
+    let verdict = if !clean {
         Err(Failure::Tampered)
     } else {
         match evidence.not_checked.iter().find(|n| !n.waived) {
@@ -368,9 +382,10 @@ fn log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
             None => Ok(()),
         }
     };
-    if let Some(path) = &args.html {
-        write_db_only_html(path, args, &results, &evidence)?;
-    }
+    let html = args
+        .html
+        .as_ref()
+        .map(|path| write_db_only_html(path, args, &results, &evidence));
     let printed = if ctx.json {
         let reports: Vec<&VerifyReport> = results.iter().map(|r| &r.report).collect();
         let anchors: Vec<&RecordedAnchors> = results.iter().map(|r| &r.recorded).collect();
@@ -390,16 +405,12 @@ fn log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
         }
         text.push_str(&evidence.describe());
         text.push_str(&format!(
-            "completeness NOT CHECKED against anchors (database only): {DB_ONLY_COMPLETENESS}\nverdict      {}\n",
-            if clean {
-                "no finding in the database (integrity only, completeness not checked): not an audit verdict"
-            } else {
-                "FAIL"
-            }
+            "{DB_ONLY_SCOPE}: {DB_ONLY_COMPLETENESS}\nverdict      {}\n",
+            if clean { DB_ONLY_NO_FINDING } else { "FAIL" }
         ));
         output::print_human(&text)
     };
-    outcome.and(printed)
+    Failure::after_reports(verdict, html.into_iter().chain([printed]), ctx.json)
 }
 
 /// The `--html` report of a database-only run: what was checked, every
@@ -440,12 +451,14 @@ fn write_db_only_html(
         findings,
         Vec::new(),
     );
+    // Worded as the text output words it: the page must not read as an
+    // audit whose check failed (exit 3) when the run exits 0 by design.
+    let scope = format!(
+        "{DB_ONLY_SCOPE}: {DB_ONLY_COMPLETENESS}. By design a database-only run that finds nothing exits 0 with the verdict: {DB_ONLY_NO_FINDING}"
+    );
     report.add_not_checked(
-        std::iter::once(stele_verify::NotChecked::new(
-            "anchors",
-            DB_ONLY_COMPLETENESS,
-        ))
-        .chain(evidence.not_checked.iter().cloned()),
+        std::iter::once(stele_verify::NotChecked::new("anchors", scope))
+            .chain(evidence.not_checked.iter().cloned()),
         &args.anchors.waive,
     );
     write_html(path, &report)
@@ -455,8 +468,12 @@ fn write_html(path: &std::path::Path, report: &stele_verify::Report) -> Result<(
     let generated = whole_seconds(time::OffsetDateTime::now_utc())
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
-    std::fs::write(path, stele_verify::html::render(report, &generated))
-        .map_err(|e| Failure::Operational(anyhow!("cannot write {}: {e}", path.display())))
+    std::fs::write(path, stele_verify::html::render(report, &generated)).map_err(|e| {
+        Failure::Operational(anyhow!(
+            "cannot write the HTML report to {}: {e}",
+            path.display()
+        ))
+    })
 }
 
 fn allowed_buckets(args: &VerifyLogArgs) -> Vec<String> {
@@ -494,30 +511,29 @@ fn event(ctx: &Context, args: &VerifyEventArgs) -> Result<(), Failure> {
             "the proof has no `extra` line with the event's canonical bytes"
         )));
     };
-    let event: serde_json::Value = serde_json::from_slice(extra)
-        .map_err(|e| Failure::Input(anyhow!("the proof's event bytes are not JSON: {e}")))?;
-    if event.get("seq").and_then(serde_json::Value::as_u64) != Some(proof.index) {
-        return Err(Failure::Input(anyhow!(
-            "the proof's event does not carry seq {} (its index)",
-            proof.index
-        )));
-    }
+    // Only a proof that cannot be used is refused (2). Everything it
+    // claims is checked against its signature and inclusion proof first,
+    // so contents that disagree with each other (an event moved to another
+    // index, edited bytes) are tampering (1), whichever part was changed.
     let checked = proof
         .verify(leaf_hash(extra), &vkey)
         .map_err(|e| EventError::Tampered(e.to_string()))
-        .and_then(|cp| match &args.anchor {
-            Some(anchor) => tie_to_anchor(ctx, args, anchor, &vkey, proof.index, &cp).map(|()| cp),
-            None => Ok(cp),
+        .and_then(|cp| Ok((signed_event(extra, proof.index)?, cp)))
+        .and_then(|(event, cp)| match &args.anchor {
+            Some(anchor) => {
+                tie_to_anchor(ctx, args, anchor, &vkey, proof.index, &cp).map(|()| (event, cp))
+            }
+            None => Ok((event, cp)),
         });
     let checked = match checked {
         // A wrong file, a wrong anchor for this proof, an unreachable
         // bucket: the event was not checked, and that is not tampering.
         Err(EventError::NotChecked(f)) => return Err(f),
         Err(EventError::Tampered(why)) => Err(why),
-        Ok(cp) => Ok(cp),
+        Ok(checked) => Ok(checked),
     };
     match checked {
-        Ok(cp) => {
+        Ok((event, cp)) => {
             if ctx.json {
                 output::print_json(&json!({
                     "ok": true, "seq": proof.index, "origin": cp.origin, "tree_size": cp.size,
@@ -549,6 +565,20 @@ fn event(ctx: &Context, args: &VerifyEventArgs) -> Result<(), Failure> {
             }
             Err(Failure::Tampered)
         }
+    }
+}
+
+/// The event in a proof whose signature and inclusion already verified:
+/// signed bytes that are not an event at the proof's index are tampering.
+fn signed_event(extra: &[u8], index: u64) -> Result<serde_json::Value, EventError> {
+    let event: serde_json::Value = serde_json::from_slice(extra)
+        .map_err(|e| EventError::Tampered(format!("the proof's event bytes are not JSON: {e}")))?;
+    match event.get("seq").and_then(serde_json::Value::as_u64) {
+        Some(seq) if seq == index => Ok(event),
+        seq => Err(EventError::Tampered(format!(
+            "the proof places its event at index {index}, but the event carries seq {}",
+            seq.map_or_else(|| "none".to_owned(), |s| s.to_string())
+        ))),
     }
 }
 
@@ -588,29 +618,22 @@ fn tie_to_anchor(
         let Some(crate::config::AnchorTarget::S3(cfg)) = setup.target else {
             return Err(usage("--bucket needs S3 settings".into()));
         };
-        let rt = super::anchor::runtime().map_err(EventError::NotChecked)?;
+        let rt = super::runtime().map_err(EventError::NotChecked)?;
         let s3 = rt
             .block_on(stele_worm::S3Worm::connect(cfg))
-            .map_err(|e| EventError::NotChecked(super::anchor::worm_failure(e)))?;
+            .map_err(|e| EventError::NotChecked(worm_failure(e)))?;
         rt.block_on(s3.get_version_bounded(anchor, None, limit))
-            .map_err(|e| EventError::NotChecked(super::anchor::worm_failure(e)))?
+            .map_err(|e| EventError::NotChecked(worm_failure(e)))?
             .ok_or_else(|| {
                 EventError::Tampered(format!(
                     "{anchor} has more than the {limit} bytes an anchor may have"
                 ))
             })?
     } else {
+        // A file named on the command line that cannot be read is a usage
+        // error (2), never a failed check.
         bounded::read_file(std::path::Path::new(anchor), limit, "anchor file").map_err(|e| {
-            let code = e.exit_code();
-            let message = format!(
-                "{} (to fetch the anchor from a bucket, add --bucket)",
-                e.message().unwrap_or_default()
-            );
-            EventError::NotChecked(if code == 3 {
-                Failure::Operational(anyhow!(message))
-            } else {
-                Failure::Input(anyhow!(message))
-            })
+            EventError::NotChecked(e.hint("to fetch the anchor from a bucket, add --bucket"))
         })?
     };
     let anchor = stele_anchor::Anchor::from_bytes(&bytes).map_err(|e| {
@@ -774,10 +797,10 @@ fn fetch_anchors(
             let Some(crate::config::AnchorTarget::S3(cfg)) = setup.target else {
                 return Err(Failure::Input(anyhow!("--bucket needs S3 settings")));
             };
-            let rt = super::anchor::runtime()?;
+            let rt = super::runtime()?;
             let s3 = rt
                 .block_on(stele_worm::S3Worm::connect(cfg))
-                .map_err(super::anchor::worm_failure)?;
+                .map_err(worm_failure)?;
             rt.block_on(fetch_from_s3(&s3, &prefix))
         }
         (None, Some(dir)) => fetch_from_mirror(dir, &prefix),
@@ -794,10 +817,7 @@ async fn fetch_from_s3(
     // Per key: the newest version, other versions, delete markers; or, when
     // the verifier role may not list versions, the keys and why (the report
     // then says versions were NOT checked).
-    let listing = s3
-        .versions_by_key(prefix)
-        .await
-        .map_err(super::anchor::worm_failure)?;
+    let listing = s3.versions_by_key(prefix).await.map_err(worm_failure)?;
     let versions_unlisted = listing.versions_unlisted;
     let mut out = Vec::new();
     for (key, listed_key) in listing.keys {
@@ -843,7 +863,7 @@ async fn fetch_from_s3(
             match s3
                 .get_version_bounded(&key, version.as_deref(), limit)
                 .await
-                .map_err(super::anchor::worm_failure)?
+                .map_err(worm_failure)?
             {
                 Some(b) => (b, None),
                 None => (Vec::new(), too_large()),
@@ -852,7 +872,7 @@ async fn fetch_from_s3(
         let facts = s3
             .head(&key, version.as_deref())
             .await
-            .map_err(super::anchor::worm_failure)?;
+            .map_err(worm_failure)?;
         // An object the store will not describe is checked as one with no
         // lock and no checksum (findings), never as an offline copy.
         let storage = Some(facts.map_or_else(
@@ -918,7 +938,23 @@ fn fetch_from_mirror(
             };
             let key = rel.to_string_lossy().replace('\\', "/");
             let (bytes, unreadable) = if kind.is_file() {
-                read_mirror_file(&path)?
+                match bounded::read_regular(&path, stele_verify::MAX_ANCHOR_BYTES) {
+                    Ok(bytes) => (bytes, None),
+                    Err(bounded::FileProblem::TooLarge { .. }) => {
+                        (Vec::new(), Some(stele_verify::Unreadable::TooLarge(None)))
+                    }
+                    Err(bounded::FileProblem::NotRegular) => (
+                        Vec::new(),
+                        Some(stele_verify::Unreadable::NotAnObject(
+                            "in the mirror it is not a regular file".into(),
+                        )),
+                    ),
+                    // The mirror was given, and this file in it could not be
+                    // read: the anchors could not be checked.
+                    Err(bounded::FileProblem::Unreadable(e)) => {
+                        return Err(Failure::Operational(anyhow!("{}: {e}", path.display())));
+                    }
+                }
             } else {
                 let what = if kind.is_symlink() {
                     "a symbolic link (not followed)"
@@ -944,41 +980,14 @@ fn fetch_from_mirror(
     Ok(out)
 }
 
-/// One mirror file, read up to the anchor size limit.
-fn read_mirror_file(
-    path: &std::path::Path,
-) -> Result<(Vec<u8>, Option<stele_verify::Unreadable>), Failure> {
-    use std::io::Read as _;
-    let limit = stele_verify::MAX_ANCHOR_BYTES;
-    let file = std::fs::File::open(path)
-        .map_err(|e| Failure::Operational(anyhow!("{}: {e}", path.display())))?;
-    if !file.metadata()?.is_file() {
-        return Ok((
-            Vec::new(),
-            Some(stele_verify::Unreadable::NotAnObject(
-                "in the mirror it is not a regular file".into(),
-            )),
-        ));
-    }
-    let mut bytes = Vec::new();
-    file.take(limit as u64 + 1).read_to_end(&mut bytes)?;
-    if bytes.len() > limit {
-        return Ok((Vec::new(), Some(stele_verify::Unreadable::TooLarge(None))));
-    }
-    Ok((bytes, None))
-}
-
 fn print_report(
     ctx: &Context,
     report: &stele_verify::Report,
     html: Option<&std::path::Path>,
 ) -> Result<(), Failure> {
-    if let Some(path) = html {
-        write_html(path, report)?;
-    }
-    // The verdict is decided before anything is written: a closed stdout
-    // must not change it.
-    let outcome = if !report.no_findings() {
+    // The verdict is decided before anything is written: a report that
+    // cannot be written, or a closed stdout, must not change it.
+    let verdict = if !report.no_findings() {
         Err(Failure::Tampered)
     } else {
         let unwaived: Vec<stele_verify::NotChecked> = report.unwaived().cloned().collect();
@@ -988,12 +997,13 @@ fn print_report(
             Err(not_checked_failure(&unwaived))
         }
     };
+    let html = html.map(|path| write_html(path, report));
     let printed = if ctx.json {
         output::print_json(report)
     } else {
         output::print_human(&report.summary())
     };
-    outcome.and(printed)
+    Failure::after_reports(verdict, html.into_iter().chain([printed]), ctx.json)
 }
 
 fn anchors(ctx: &Context, args: &VerifyAnchorsArgs) -> Result<(), Failure> {
@@ -1062,15 +1072,7 @@ fn anchored_log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
     let claimed;
     let events;
     if let Some(path) = &args.export {
-        bounded::regular_file(path, "export file")?;
-        let file = std::fs::File::open(path)
-            .map_err(|e| Failure::Input(anyhow!("cannot read {}: {e}", path.display())))?;
-        if !file.metadata()?.is_file() {
-            return Err(Failure::Input(anyhow!(
-                "{} is not a regular file",
-                path.display()
-            )));
-        }
+        let file = bounded::open_regular(path).map_err(|p| p.refused("export file", path))?;
         // Each line is refused once it passes the limit, not parsed whole.
         let limit = bounded::max_event_line(ctx.limits.max_payload_bytes);
         let mut lines = bounded::BoundedLines::new(std::io::BufReader::new(file), limit);
@@ -1116,42 +1118,17 @@ fn anchored_log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
         events = n;
     } else {
         let mut store = open_store_read_only(ctx)?;
-        // The head, the rows and the stored hashes from one snapshot: rows
-        // appended meanwhile are neither scanned nor reported as inserted.
-        let (head, n, stored_root) =
-            stele_store::read_consistent(store.as_mut(), |store| -> Result<_, Failure> {
-                let head = store
-                    .head(&chain)?
-                    .ok_or_else(|| stele_store::StoreError::UnknownChain(chain.to_string()))?;
-                let bar = output::progress(ctx.json, head.size, &format!("verifying {chain}"));
-                let mut n = 0u64;
-                store.scan_stored(&chain, 0, None, &mut |e, nodes| {
-                    log.check(e, Some(nodes));
-                    recorded.observe(e);
-                    n += 1;
-                    if n.is_multiple_of(16_384) {
-                        bar.set_position(n);
-                    }
-                    Ok(())
-                })?;
-                bar.finish_and_clear();
-                let stored_root = match stele_store::tree_root(store, &chain, Some(head.size)) {
-                    Ok((_, root)) => Ok(root),
-                    Err(stele_store::StoreError::Corrupt(why)) => Err(why),
-                    Err(e) => return Err(e.into()),
-                };
-                Ok((head, n, stored_root))
-            })?;
-        claimed = Some(stele_ledger::verify::ClaimedHead {
-            size: head.size,
-            head_hash: head.head_hash,
-            stored_root,
-        });
+        let (head, n) = stele_store::read_consistent(store.as_mut(), |store| {
+            scan_db_chain(store, &chain, &mut log, ctx.json, &mut |e| {
+                recorded.observe(e)
+            })
+        })?;
         checked.push(format!(
             "database: {n} events recomputed (canonical bytes, leaves, Merkle nodes{}); {} events after the newest anchor are checked row by row and wait for the next anchor",
             if keyring.is_some() { ", HMAC chain" } else { "" },
             head.size.saturating_sub(newest_anchored)
         ));
+        claimed = Some(head);
         events = n;
     }
     let (_, log_findings) = log.finish(claimed.as_ref());
@@ -1230,6 +1207,10 @@ fn unanchored_finding(newest_anchored: u64, last: u64) -> stele_verify::Finding 
             newest_anchored.saturating_sub(1)
         ),
     }
+}
+
+fn worm_failure(e: stele_worm::WormError) -> Failure {
+    Failure::worm(e, BucketSetting::Anchors)
 }
 
 fn whole_seconds(t: time::OffsetDateTime) -> time::OffsetDateTime {

@@ -90,6 +90,32 @@ impl Ledger {
         })
     }
 
+    /// Appends `jsonl(range, prefix)` to `chain`; asserts it succeeded.
+    pub fn append_jsonl(&self, chain: &str, range: std::ops::Range<usize>, prefix: &str) {
+        let out = self.run_stdin(
+            &["append", "--chain", chain, "--jsonl", "-"],
+            &jsonl(range, prefix),
+        );
+        assert!(out.status.success(), "append: {}", stderr(&out));
+    }
+
+    /// Writes a tlog-proof of `seq` in `chain` (at the current size) to `path`.
+    pub fn tlog_proof(&self, chain: &str, seq: u64, path: &std::path::Path) {
+        let out = self.run(&[
+            "proof",
+            "inclusion",
+            "--chain",
+            chain,
+            "--seq",
+            &seq.to_string(),
+            "--format",
+            "tlog-proof",
+            "-o",
+            path.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "proof: {}", stderr(&out));
+    }
+
     pub fn size(&self, chain: &str) -> u64 {
         let chains = self.json(&["log", "chains"]);
         chains
@@ -107,6 +133,18 @@ pub fn code(out: &Output) -> i32 {
 
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A malformed verifier key was refused (exit 2) before anything was
+/// read or fetched, and nothing was reported on stdout.
+pub fn assert_key_refused(out: &Output, what: &str) {
+    assert_eq!(code(out), 2, "{what}: {}", stderr(out));
+    assert!(
+        stderr(out).contains("not a signed-note verifier key"),
+        "{what}: {}",
+        stderr(out)
+    );
+    assert!(out.stdout.is_empty(), "{what}");
 }
 
 pub fn jsonl(range: std::ops::Range<usize>, prefix: &str) -> String {

@@ -8,12 +8,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::anyhow;
 use serde_json::json;
+use stele_evidence::EvidenceError;
 use stele_evidence::{EvidenceRecord, Recorded, Statement, Vault};
 use stele_worm::{FileDigest, ObjectFacts, UploadTuning};
 use tokio::runtime::Runtime;
 
 use super::{
-    BarProgress, CheckArgs, GetArgs, Resolved, evidence_chain, failure, open_ledger, open_vault,
+    BarProgress, CheckArgs, GetArgs, Resolved, evidence_chain, open_ledger, open_vault,
     recorded_uploads, resolve, runtime,
 };
 use crate::config::Context;
@@ -87,7 +88,7 @@ pub fn get(ctx: &Context, args: &GetArgs) -> Result<(), Failure> {
         }
     };
     bar.finish();
-    let read = read.map_err(failure)?;
+    let read = read?;
     let differences = differences(&expect, read.size, &read.sha256);
     if !differences.is_empty() {
         // The temporary file is removed on drop: a copy that fails verification is never left behind.
@@ -231,7 +232,7 @@ fn expectations(
     let version = resolved.version_id.as_deref();
     let facts = rt
         .block_on(vault.worm().head(&resolved.key, version))
-        .map_err(|e| failure(e.into()))?;
+        .map_err(EvidenceError::from)?;
     let Some(facts) = facts else {
         return Err(match &resolved.record {
             Some(r) => Failure::TamperingFound(anyhow!(
@@ -252,9 +253,7 @@ fn expectations(
         .record
         .as_ref()
         .and_then(|r| r.record.signature_version_id.as_deref());
-    let statement = rt
-        .block_on(vault.statement(&resolved.key, sig_version, vkey))
-        .map_err(failure)?;
+    let statement = rt.block_on(vault.statement(&resolved.key, sig_version, vkey))?;
     if resolved.record.is_none() {
         eprintln!(
             "warning: {} is not recorded in this ledger; checking it against its metadata and signature only",

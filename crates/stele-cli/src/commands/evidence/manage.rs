@@ -4,6 +4,7 @@ use std::collections::{HashMap, HashSet};
 
 use anyhow::anyhow;
 use serde_json::json;
+use stele_evidence::EvidenceError;
 use stele_evidence::naming::SIG_SUFFIX;
 use stele_evidence::record::{self, ExtensionRecord, HoldRecord};
 use stele_evidence::vault::rfc3339;
@@ -13,7 +14,7 @@ use time::format_description::well_known::Rfc3339;
 use time::{Date, OffsetDateTime};
 
 use super::{
-    ExtendArgs, HoldArgs, HoldState, ListArgs, StatusArgs, evidence_chain, failure, find_record,
+    ExtendArgs, HoldArgs, HoldState, ListArgs, StatusArgs, evidence_chain, find_record,
     open_ledger, open_vault, parse_date, recorded_uploads, runtime,
 };
 use crate::commands::open_store;
@@ -22,7 +23,7 @@ use crate::error::Failure;
 use crate::output;
 
 pub fn list(ctx: &Context, args: &ListArgs) -> Result<(), Failure> {
-    let client = ClientId::new(&args.client).map_err(failure)?;
+    let client = ClientId::new(&args.client)?;
     let from = args.from.as_deref().map(|s| period(s, false)).transpose()?;
     let to = args.to.as_deref().map(|s| period(s, true)).transpose()?;
     if let (Some(f), Some(t)) = (from, to)
@@ -42,7 +43,7 @@ pub fn list(ctx: &Context, args: &ListArgs) -> Result<(), Failure> {
     let vault = open_vault(&rt, ctx, &args.vault, UploadTuning::default())?;
     let objects = rt
         .block_on(vault.worm().list_detailed(&client.prefix()))
-        .map_err(|e| failure(e.into()))?;
+        .map_err(EvidenceError::from)?;
     let signed: HashSet<&str> = objects
         .iter()
         .filter_map(|o| o.key.strip_suffix(SIG_SUFFIX))
@@ -124,7 +125,7 @@ fn period(s: &str, end: bool) -> Result<Date, Failure> {
 }
 
 pub fn status(ctx: &Context, args: &StatusArgs) -> Result<(), Failure> {
-    let key = EvidenceKey::parse(&args.key).map_err(failure)?.key();
+    let key = EvidenceKey::parse(&args.key)?.key();
     let chain = evidence_chain(&args.vault)?;
     let mut ledger = open_ledger(ctx);
     let records = recorded_uploads(ledger.as_mut(), &chain)?;
@@ -134,7 +135,7 @@ pub fn status(ctx: &Context, args: &StatusArgs) -> Result<(), Failure> {
     let version = args.version_id.as_deref();
     let details = rt
         .block_on(worm.head_details(&key, version))
-        .map_err(|e| failure(e.into()))?
+        .map_err(EvidenceError::from)?
         .ok_or_else(|| {
             Failure::Input(anyhow!(
                 "{key} (version {}) does not exist in the bucket",
@@ -144,10 +145,10 @@ pub fn status(ctx: &Context, args: &StatusArgs) -> Result<(), Failure> {
     let facts = &details.facts;
     let hold = rt
         .block_on(worm.legal_hold(&key, facts.version_id.as_deref()))
-        .map_err(|e| failure(e.into()))?;
+        .map_err(EvidenceError::from)?;
     let versions = rt
         .block_on(worm.versions(&key))
-        .map_err(|e| failure(e.into()))?;
+        .map_err(EvidenceError::from)?;
     let record = records
         .as_deref()
         .and_then(|r| find_record(r, &key, facts.version_id.as_deref()));
@@ -223,11 +224,11 @@ pub fn status(ctx: &Context, args: &StatusArgs) -> Result<(), Failure> {
 }
 
 pub fn hold(ctx: &Context, args: &HoldArgs) -> Result<(), Failure> {
-    let key = EvidenceKey::parse(&args.key).map_err(failure)?.key();
+    let key = EvidenceKey::parse(&args.key)?.key();
     let chain = evidence_chain(&args.vault)?;
     let mut store = open_store(ctx)?;
     let keyring = ctx.keys().keyring()?;
-    let records = record::uploads(store.as_mut(), &chain).map_err(failure)?;
+    let records = record::uploads(store.as_mut(), &chain)?;
     let version = args
         .version_id
         .clone()
@@ -236,7 +237,7 @@ pub fn hold(ctx: &Context, args: &HoldArgs) -> Result<(), Failure> {
     let rt = runtime()?;
     let vault = open_vault(&rt, ctx, &args.vault, UploadTuning::default())?;
     rt.block_on(vault.worm().set_legal_hold(&key, version.as_deref(), on))
-        .map_err(|e| failure(e.into()))?;
+        .map_err(EvidenceError::from)?;
     let status = if on { "ON" } else { "OFF" };
     let hold = HoldRecord {
         bucket: vault.worm().bucket().to_owned(),
@@ -244,11 +245,8 @@ pub fn hold(ctx: &Context, args: &HoldArgs) -> Result<(), Failure> {
         version_id: version.clone(),
         status: status.into(),
     };
-    let event = hold
-        .to_event(&rfc3339(OffsetDateTime::now_utc()))
-        .map_err(failure)?;
-    let receipt =
-        record::append(store.as_mut(), &chain, event, keyring.active()).map_err(failure)?;
+    let event = hold.to_event(&rfc3339(OffsetDateTime::now_utc()))?;
+    let receipt = record::append(store.as_mut(), &chain, event, keyring.active())?;
     if ctx.json {
         return output::print_json(&json!({
             "key": key, "version_id": version, "legal_hold": on,
@@ -263,12 +261,12 @@ pub fn hold(ctx: &Context, args: &HoldArgs) -> Result<(), Failure> {
 }
 
 pub fn extend(ctx: &Context, args: &ExtendArgs) -> Result<(), Failure> {
-    let key = EvidenceKey::parse(&args.key).map_err(failure)?.key();
+    let key = EvidenceKey::parse(&args.key)?.key();
     let until = parse_date(&args.until)?;
     let chain = evidence_chain(&args.vault)?;
     let mut store = open_store(ctx)?;
     let keyring = ctx.keys().keyring()?;
-    let records = record::uploads(store.as_mut(), &chain).map_err(failure)?;
+    let records = record::uploads(store.as_mut(), &chain)?;
     let record = find_record(&records, &key, args.version_id.as_deref());
     let version = args
         .version_id
@@ -278,7 +276,7 @@ pub fn extend(ctx: &Context, args: &ExtendArgs) -> Result<(), Failure> {
     // before the store is contacted at all.
     let recorded = match record {
         Some(r) => {
-            let extensions = record::extensions(store.as_mut(), &chain).map_err(failure)?;
+            let extensions = record::extensions(store.as_mut(), &chain)?;
             recorded_lock(
                 &r.record.retain_until,
                 &r.record.mode,
@@ -291,15 +289,13 @@ pub fn extend(ctx: &Context, args: &ExtendArgs) -> Result<(), Failure> {
     };
     let rt = runtime()?;
     let vault = open_vault(&rt, ctx, &args.vault, UploadTuning::default())?;
-    let (previous, mode) = rt
-        .block_on(vault.extend(
-            &key,
-            version.as_deref(),
-            until,
-            recorded,
-            OffsetDateTime::now_utc(),
-        ))
-        .map_err(failure)?;
+    let (previous, mode) = rt.block_on(vault.extend(
+        &key,
+        version.as_deref(),
+        until,
+        recorded,
+        OffsetDateTime::now_utc(),
+    ))?;
     if previous.unix_timestamp() == until.unix_timestamp() {
         return output::print(&format!(
             "{key} is already locked ({mode}) until {}; nothing changed\n",
@@ -317,10 +313,9 @@ pub fn extend(ctx: &Context, args: &ExtendArgs) -> Result<(), Failure> {
     let receipt = record::append(
         store.as_mut(),
         &chain,
-        extension.to_event().map_err(failure)?,
+        extension.to_event()?,
         keyring.active(),
-    )
-    .map_err(failure)?;
+    )?;
     if ctx.json {
         return output::print_json(&json!({
             "extension": extension,

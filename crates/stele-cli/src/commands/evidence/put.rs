@@ -11,7 +11,7 @@ use stele_evidence::{BundleId, ClientId, EvidenceKey, Extension, PutItem, Retent
 use stele_worm::{MIB, UploadTuning};
 use time::OffsetDateTime;
 
-use super::{BarProgress, PutArgs, evidence_chain, failure, find_record, open_vault, runtime};
+use super::{BarProgress, PutArgs, evidence_chain, find_record, open_vault, runtime};
 use crate::commands::open_store;
 use crate::config::Context;
 use crate::error::Failure;
@@ -27,17 +27,15 @@ struct Planned {
 
 pub fn run(ctx: &Context, args: &PutArgs) -> Result<(), Failure> {
     // Stage 1: every input is validated before any file is read or request sent.
-    let client = ClientId::new(&args.client).map_err(failure)?;
+    let client = ClientId::new(&args.client)?;
     let policy = RetentionPolicy {
         days: args.retain_days,
         floor_days: args.min_retain_days,
         mode: args.mode,
     };
-    policy.validate().map_err(failure)?;
+    policy.validate()?;
     // A retention that ends after what a store can hold is refused here, before anything is read or sent.
-    policy
-        .retention_at(OffsetDateTime::now_utc())
-        .map_err(failure)?;
+    policy.retention_at(OffsetDateTime::now_utc())?;
     let tuning = tuning(args)?;
     let chain = evidence_chain(&args.vault)?;
     let plan = plan(args, &client)?;
@@ -49,7 +47,7 @@ pub fn run(ctx: &Context, args: &PutArgs) -> Result<(), Failure> {
     let keyring = ctx.keys().keyring()?;
     let rt = runtime()?;
     let vault = open_vault(&rt, ctx, &args.vault, tuning)?;
-    rt.block_on(vault.check_bucket()).map_err(failure)?;
+    rt.block_on(vault.check_bucket())?;
 
     for (done, item) in plan.iter().enumerate() {
         let name = item.path.display().to_string();
@@ -88,11 +86,16 @@ pub fn run(ctx: &Context, args: &PutArgs) -> Result<(), Failure> {
                 ),
                 _ => format!("{name} was not stored and nothing was recorded for it{note}"),
             };
-            annotate(failure(e), &what)
+            let failure = Failure::from(e).context(what);
+            // Files before it were stored and recorded: never "nothing was written".
+            match failure {
+                Failure::Input(e) if done > 0 => Failure::Operational(e),
+                other => other,
+            }
         })?;
         // A retried upload of an object already recorded appends nothing new.
         let existing = if uploaded.already_present {
-            let records = record::uploads(store.as_mut(), &chain).map_err(failure)?;
+            let records = record::uploads(store.as_mut(), &chain)?;
             find_record(
                 &records,
                 &uploaded.record.key,
@@ -105,16 +108,13 @@ pub fn run(ctx: &Context, args: &PutArgs) -> Result<(), Failure> {
         let (seq, newly_recorded) = match existing {
             Some(seq) => (seq, false),
             None => {
-                let event = uploaded.record.to_event().map_err(failure)?;
+                let event = uploaded.record.to_event()?;
                 let receipt = record::append(store.as_mut(), &chain, event, keyring.active())
                     .map_err(|e| {
-                        annotate(
-                            failure(e),
-                            &format!(
-                                "{} is stored and verified, but recording it in the ledger failed; run the same put again to record it",
-                                uploaded.record.key
-                            ),
-                        )
+                        Failure::from(e).context(format!(
+                            "{} is stored and verified, but recording it in the ledger failed; run the same put again to record it",
+                            uploaded.record.key
+                        ))
                     })?;
                 (receipt.seq, !receipt.duplicate)
             }
@@ -143,12 +143,7 @@ fn tuning(args: &PutArgs) -> Result<UploadTuning, Failure> {
 
 /// Checks every file and name; two files may not map to the same key.
 fn plan(args: &PutArgs, client: &ClientId) -> Result<Vec<Planned>, Failure> {
-    let bundle = args
-        .bundle_id
-        .as_deref()
-        .map(BundleId::new)
-        .transpose()
-        .map_err(failure)?;
+    let bundle = args.bundle_id.as_deref().map(BundleId::new).transpose()?;
     if bundle.is_some() && args.files.len() > 1 {
         return Err(Failure::Input(anyhow!(
             "--bundle-id names one file; {} were given (omit it to use each file's name)",
@@ -159,7 +154,7 @@ fn plan(args: &PutArgs, client: &ClientId) -> Result<Vec<Planned>, Failure> {
     let mut keys = HashSet::new();
     let mut plan = Vec::with_capacity(args.files.len());
     for path in &args.files {
-        let (bundle, ext) = names_from_path(path, bundle.as_ref()).map_err(failure)?;
+        let (bundle, ext) = names_from_path(path, bundle.as_ref())?;
         let meta = std::fs::metadata(path).map_err(|e| {
             Failure::Input(anyhow!(
                 "cannot read {}: {e}; nothing was stored",
@@ -186,15 +181,6 @@ fn plan(args: &PutArgs, client: &ClientId) -> Result<Vec<Planned>, Failure> {
         });
     }
     Ok(plan)
-}
-
-fn annotate(f: Failure, context: &str) -> Failure {
-    match f {
-        Failure::Input(e) => Failure::Input(e.context(context.to_owned())),
-        Failure::Operational(e) => Failure::Operational(e.context(context.to_owned())),
-        Failure::TamperingFound(e) => Failure::TamperingFound(e.context(context.to_owned())),
-        Failure::Tampered => Failure::Tampered,
-    }
 }
 
 fn short_name(name: &str) -> String {

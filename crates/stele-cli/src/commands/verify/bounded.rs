@@ -83,49 +83,68 @@ impl<R: BufRead> BoundedLines<R> {
     }
 }
 
-/// Reads a regular file of at most `limit` bytes; `what` names it in errors.
-/// A larger file, a directory, a FIFO or a device is refused (exit 2)
-/// without reading more than `limit + 1` bytes.
-pub fn read_file(path: &Path, limit: usize, what: &str) -> Result<Vec<u8>, Failure> {
-    // Before opening: opening a FIFO for reading would wait for a writer.
-    regular_file(path, what)?;
-    let file = std::fs::File::open(path)
-        .map_err(|e| Failure::Input(anyhow!("cannot read {what} {}: {e}", path.display())))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| Failure::Input(anyhow!("cannot read {what} {}: {e}", path.display())))?;
-    if !meta.is_file() {
-        return Err(Failure::Input(anyhow!(
-            "{what} {} is not a regular file",
-            path.display()
-        )));
+/// Why a file could not be used.
+pub enum FileProblem {
+    /// It could not be opened or read.
+    Unreadable(std::io::Error),
+    /// It is a directory, a FIFO, a device: nothing to read.
+    NotRegular,
+    /// It has more than `limit` bytes.
+    TooLarge { limit: usize },
+}
+
+impl FileProblem {
+    /// The problem as a refusal (exit 2): a file given on the command line
+    /// that cannot be used is a usage error; `what` names it.
+    pub fn refused(self, what: &str, path: &Path) -> Failure {
+        let path = path.display();
+        Failure::Input(match self {
+            Self::Unreadable(e) => anyhow!("cannot read {what} {path}: {e}"),
+            Self::NotRegular => anyhow!("{what} {path} is not a regular file"),
+            Self::TooLarge { limit } => anyhow!(
+                "{what} {path} is larger than {limit} bytes, the most it may have; it was not read"
+            ),
+        })
     }
+}
+
+/// Opens `path` if it is a regular file. Checked before opening (opening a
+/// FIFO for reading would wait for a writer) and again on the file opened
+/// (the path may have changed in between).
+pub fn open_regular(path: &Path) -> Result<std::fs::File, FileProblem> {
+    let is_file = |meta: std::fs::Metadata| {
+        if meta.is_file() {
+            Ok(())
+        } else {
+            Err(FileProblem::NotRegular)
+        }
+    };
+    is_file(std::fs::metadata(path).map_err(FileProblem::Unreadable)?)?;
+    let file = std::fs::File::open(path).map_err(FileProblem::Unreadable)?;
+    is_file(file.metadata().map_err(FileProblem::Unreadable)?)?;
+    Ok(file)
+}
+
+/// Reads a regular file of at most `limit` bytes, never more than
+/// `limit + 1` of a larger one.
+pub fn read_regular(path: &Path, limit: usize) -> Result<Vec<u8>, FileProblem> {
+    let file = open_regular(path)?;
     let mut bytes = Vec::new();
     let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
     file.take(cap)
         .read_to_end(&mut bytes)
-        .map_err(|e| Failure::Input(anyhow!("cannot read {what} {}: {e}", path.display())))?;
+        .map_err(FileProblem::Unreadable)?;
     if bytes.len() > limit {
-        return Err(Failure::Input(anyhow!(
-            "{what} {} is larger than {limit} bytes, the most it may have; it was not read",
-            path.display()
-        )));
+        return Err(FileProblem::TooLarge { limit });
     }
     Ok(bytes)
 }
 
-/// Refuses (exit 2) anything at `path` but a regular file, before it is opened.
-pub fn regular_file(path: &Path, what: &str) -> Result<(), Failure> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| Failure::Input(anyhow!("cannot read {what} {}: {e}", path.display())))?;
-    if meta.is_file() {
-        Ok(())
-    } else {
-        Err(Failure::Input(anyhow!(
-            "{what} {} is not a regular file",
-            path.display()
-        )))
-    }
+/// [`read_regular`] for a file named on the command line: anything but a
+/// readable regular file of at most `limit` bytes is refused (exit 2);
+/// `what` names it in errors.
+pub fn read_file(path: &Path, limit: usize, what: &str) -> Result<Vec<u8>, Failure> {
+    read_regular(path, limit).map_err(|p| p.refused(what, path))
 }
 
 #[cfg(test)]

@@ -185,7 +185,7 @@ pub fn check(
         depth,
         verifier_key,
     };
-    let rt = super::super::anchor::runtime()?;
+    let rt = super::super::runtime()?;
     for (bucket, uploads) in by_bucket {
         let cfg = crate::commands::evidence::bucket_config(ctx, bucket.clone());
         let report = rt
@@ -214,7 +214,16 @@ pub fn check(
     Ok(outcome)
 }
 
+/// Why the evidence was not checked. Here the command knows more than the
+/// error: verification writes nothing and the chain was already checked,
+/// so whatever kept the bucket from answering (unreachable, a refused
+/// credential, a missing bucket) means the run could not check all it
+/// was asked to: 3, like a NOT CHECKED item, never "refused" (2). Only
+/// tampering the vault itself reports stays 1.
 fn could_not_check(bucket: &str, e: EvidenceError) -> Failure {
+    if e.is_tampering() {
+        return Failure::from(e).context(format!("evidence in bucket {bucket}"));
+    }
     Failure::Operational(anyhow!(
         "could not check the evidence in bucket {bucket}: {}; the evidence is unverified (verify the log alone with --evidence skip)",
         e
