@@ -196,6 +196,7 @@ impl From<StoreError> for Failure {
             | StoreError::OutOfRange(_)
             | StoreError::Merkle(MerkleError::OutOfRange(_))
             | StoreError::IdempotencyConflict { .. }
+            | StoreError::IdempotencyConflictInBatch { .. }
             | StoreError::SchemaTooNew { .. }
             | StoreError::InvalidLocation { .. } => Self::Input(e.into()),
             // The database or its files failed (an unknown database, a
