@@ -138,6 +138,14 @@ fn truncation_after_the_last_anchor_is_not_passed(db: TestDb) {
     assert!(page.contains("id=\"not-checked\""), "{page}");
     assert!(page.contains("can remove the newest events"), "{page}");
     assert!(page.contains("55 events"), "{page}");
+    // The verdict table does not call completeness passed.
+    let completeness = page
+        .split("id=\"completeness\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</td>").next())
+        .unwrap_or_else(|| panic!("no completeness cell: {page}"));
+    assert!(completeness.contains("NOT CHECKED"), "{completeness}");
+    assert!(!completeness.contains("PASS"), "{completeness}");
     // Worded as the text words it: database only by design (exit 0), not
     // an audit whose check could not be performed (exit 3).
     for said in [

@@ -593,9 +593,9 @@ fn read_hashes(
     hashes_from_rows(chain, indexes, &rows)
 }
 
-const ANCHOR_COLUMNS: &str = "chain_id, anchor_seq, trigger, tree_size, ts_utc, object_key, body, status, attempts, last_error, location, version_id, lock_mode, retain_until, uploaded_at";
+pub(crate) const ANCHOR_COLUMNS: &str = "chain_id, anchor_seq, trigger, tree_size, ts_utc, object_key, body, status, attempts, last_error, location, version_id, lock_mode, retain_until, uploaded_at";
 
-fn anchor_from_row(r: &Row) -> Result<AnchorRecord, StoreError> {
+pub(crate) fn anchor_from_row(r: &Row) -> Result<AnchorRecord, StoreError> {
     Ok(AnchorRecord {
         chain_id: r.try_get(0)?,
         anchor_seq: to_u64(r.try_get(1)?, "anchor seq")?,

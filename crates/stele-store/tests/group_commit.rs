@@ -21,6 +21,7 @@ on_every_backend!(
     a_full_queue_refuses_with_busy_and_writes_nothing_for_the_refused,
     close_commits_everything_queued_and_refuses_what_comes_after,
     the_shared_store_commits_durably,
+    the_shared_store_reads_pages_roots_and_proofs_of_what_it_wrote,
 );
 
 const APPENDERS: usize = 64;
@@ -304,4 +305,82 @@ fn the_shared_store_commits_durably(db: &Db) {
         "sqlite" => assert_eq!(settings, [("journal_mode", "wal"), ("synchronous", "full")]),
         _ => assert_eq!(settings, [("synchronous_commit", "on"), ("fsync", "on")]),
     }
+}
+
+fn the_shared_store_reads_pages_roots_and_proofs_of_what_it_wrote(db: &Db) {
+    let rt = runtime();
+    let store = rt
+        .block_on(Store::open(&db.location, StoreOptions::default()))
+        .expect("open");
+    let key = keyring().active().clone();
+    // Several batches, so the tree has many shapes on the way.
+    for b in 0..10 {
+        rt.block_on(store.append(&chain(), (b * 7..b * 7 + 7).map(event).collect(), &key))
+            .expect("append");
+    }
+    let size = 70;
+    let mut direct = db.open();
+
+    let page = rt.block_on(store.events(&chain(), 65, 100)).expect("page");
+    assert_eq!(
+        page.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (65..70).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        page[0],
+        stele_store::event(direct.as_mut(), &chain(), 65).expect("event")
+    );
+
+    for at in [1, 2, 3, 7, 8, 33, 64, 69, 70] {
+        let (got_size, root) = rt
+            .block_on(store.tree_root(&chain(), Some(at)))
+            .expect("root");
+        let (_, expected) =
+            stele_store::tree_root(direct.as_mut(), &chain(), Some(at)).expect("direct root");
+        assert_eq!((got_size, root), (at, expected), "root at {at}");
+        for seq in [0, at / 2, at - 1] {
+            let (s, r, proof) = rt
+                .block_on(store.inclusion_proof(&chain(), seq, Some(at)))
+                .expect("inclusion proof");
+            assert_eq!((s, r), (at, expected));
+            let leaf = stele_store::event(direct.as_mut(), &chain(), seq).expect("event");
+            let leaf = stele_ledger::Hash(
+                hex::decode(&leaf.leaf_hash)
+                    .expect("hex")
+                    .try_into()
+                    .expect("32 bytes"),
+            );
+            stele_ledger::merkle::verify_inclusion(&proof, at, r, seq, leaf)
+                .unwrap_or_else(|e| panic!("seq {seq} in {at}: {e}"));
+        }
+        let (from_root, to_root, proof) = rt
+            .block_on(store.consistency_proof(&chain(), at, size))
+            .expect("consistency proof");
+        stele_ledger::merkle::verify_consistency(&proof, at, from_root, size, to_root)
+            .unwrap_or_else(|e| panic!("{at} -> {size}: {e}"));
+    }
+    let (head_size, _) = rt.block_on(store.tree_root(&chain(), None)).expect("root");
+    assert_eq!(head_size, size);
+
+    for wrong in [
+        rt.block_on(store.tree_root(&chain(), Some(71))).map(|_| ()),
+        rt.block_on(store.inclusion_proof(&chain(), 70, None))
+            .map(|_| ()),
+        rt.block_on(store.consistency_proof(&chain(), 5, 71))
+            .map(|_| ()),
+        rt.block_on(store.consistency_proof(&chain(), 9, 5))
+            .map(|_| ()),
+    ] {
+        assert!(matches!(wrong, Err(StoreError::OutOfRange(_))), "{wrong:?}");
+    }
+    let unknown = ChainId::new("nope").expect("chain id");
+    assert!(matches!(
+        rt.block_on(store.tree_root(&unknown, None)),
+        Err(StoreError::UnknownChain(_))
+    ));
+    assert!(
+        rt.block_on(store.anchors(Some(&chain()), None))
+            .expect("anchors")
+            .is_empty()
+    );
 }

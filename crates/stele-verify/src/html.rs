@@ -38,8 +38,11 @@ fn parse(t: &str) -> Option<OffsetDateTime> {
 
 /// Renders `report`; `generated_at` is shown in the header.
 pub fn render(report: &Report, generated_at: &str) -> String {
-    let verdict = |ok: bool, n: usize| {
-        if ok {
+    let verdict = |v: &crate::report::Verdict| {
+        let (ok, n) = (v.ok, v.findings);
+        if ok && !v.checked {
+            "<span class=\"not-checked\">NOT CHECKED</span>".to_owned()
+        } else if ok {
             "<span class=\"pass\">PASS</span>".to_owned()
         } else {
             format!(
@@ -65,8 +68,8 @@ pub fn render(report: &Report, generated_at: &str) -> String {
          <tr><th>anchors checked</th><td>{anchors}</td></tr>{events}</table>\n",
         chain = esc(&report.chain_id),
         gen = esc(generated_at),
-        i = verdict(report.integrity.ok, report.integrity.findings),
-        c = verdict(report.completeness.ok, report.completeness.findings),
+        i = verdict(&report.integrity),
+        c = verdict(&report.completeness),
         req = range(&report.requested.from, &report.requested.to),
         found = range(&report.found.from, &report.found.to),
         anchors = report.anchors_checked,
@@ -222,7 +225,7 @@ const CSS: &str = "body{font-family:system-ui,sans-serif;margin:2em;max-width:11
 table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top;overflow-wrap:anywhere}\
 table.findings,table.anchors{width:100%;table-layout:fixed}table.findings th:nth-child(1){width:2.5em}table.findings th:nth-child(2){width:7em}\
 table.findings th:nth-child(3){width:12em}table.findings th:nth-child(4){width:22%}\
-.pass{color:#2e7d32;font-weight:bold}.fail{color:#c62828;font-weight:bold}tr.bad td{background:#fdecea}\
+.pass{color:#2e7d32;font-weight:bold}span.not-checked{color:#b26a00;font-weight:bold}.fail{color:#c62828;font-weight:bold}tr.bad td{background:#fdecea}\
 tr.integrity td:nth-child(2){color:#c62828}tr.completeness td:nth-child(2){color:#b26a00}.meta{color:#555}code{font-size:.9em}";
 
 /// Filters the findings table; the report reads fine without it.

@@ -72,6 +72,15 @@ pub struct Verdict {
     pub ok: bool,
     /// Findings against it.
     pub findings: usize,
+    /// False when this aspect was not checked at all (a database-only run
+    /// has no anchors to check completeness against): then `ok` only says
+    /// that nothing was found, never that it passed.
+    #[serde(skip_serializing_if = "is_true")]
+    pub checked: bool,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// A check that could not be performed (a permission, the endpoint, or
@@ -212,10 +221,12 @@ impl Report {
             integrity: Verdict {
                 ok: i == 0,
                 findings: i,
+                checked: true,
             },
             completeness: Verdict {
                 ok: c == 0,
                 findings: c,
+                checked: true,
             },
             verdict: if i + c == 0 { "pass" } else { "fail" },
             not_checked: Vec::new(),

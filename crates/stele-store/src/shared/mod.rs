@@ -22,11 +22,12 @@ use std::sync::{Arc, Mutex};
 
 use stele_ledger::append::Receipt;
 use stele_ledger::event::ValidEvent;
-use stele_ledger::{ChainId, Event, HmacKey};
+use stele_ledger::merkle::{self, MerkleError};
+use stele_ledger::{ChainId, Event, Hash, HmacKey};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::append::{AppendRequest, RequestResults};
-use crate::{ChainHead, DbLocation, StoreError};
+use crate::{AnchorRecord, AnchorStatus, ChainHead, DbLocation, StoreError};
 
 /// Durability settings as read back from the database: (name, value).
 type Durability = Vec<(&'static str, String)>;
@@ -197,6 +198,62 @@ fn same_error(e: &StoreError) -> StoreError {
             retryable: other.is_retryable(),
         },
     }
+}
+
+/// Stored hashes fetched so far for a tlog computation, and the ones it
+/// asked for that were not there yet.
+struct FetchedHashes {
+    hashes: std::collections::HashMap<u64, Hash>,
+    missing: std::cell::RefCell<Vec<u64>>,
+}
+
+impl tlog_tiles::HashReader for FetchedHashes {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
+        let found: Option<Vec<Hash>> = indexes
+            .iter()
+            .map(|i| self.hashes.get(i).copied())
+            .collect();
+        found.ok_or_else(|| {
+            self.missing
+                .borrow_mut()
+                .extend(indexes.iter().filter(|i| !self.hashes.contains_key(i)));
+            tlog_tiles::Error::IndexesNotInTree
+        })
+    }
+}
+
+/// Runs a tlog computation (root, proof) over stored hashes read on demand:
+/// a pass that asks for hashes not fetched yet names them and fails; they
+/// are read in one query and the computation runs again. A proof needs
+/// O(log n) hashes, read in a few passes. Stored hashes never change once
+/// written, so passes need no shared snapshot.
+async fn with_fetched_hashes<T, Fut>(
+    compute: impl Fn(&FetchedHashes) -> Result<T, MerkleError>,
+    mut fetch: impl FnMut(Vec<u64>) -> Fut,
+) -> Result<T, StoreError>
+where
+    Fut: std::future::Future<Output = Result<Vec<Hash>, StoreError>>,
+{
+    let mut fetched = FetchedHashes {
+        hashes: std::collections::HashMap::new(),
+        missing: std::cell::RefCell::new(Vec::new()),
+    };
+    // Each pass fetches at least one new hash; a tree of 2^64 leaves
+    // needs far fewer passes than this.
+    for _ in 0..256 {
+        let result = compute(&fetched);
+        let mut missing = fetched.missing.take();
+        if missing.is_empty() {
+            return Ok(result?);
+        }
+        missing.sort_unstable();
+        missing.dedup();
+        let hashes = fetch(missing.clone()).await?;
+        fetched.hashes.extend(missing.into_iter().zip(hashes));
+    }
+    Err(StoreError::Corrupt(
+        "a Merkle computation kept asking for more stored hashes".into(),
+    ))
 }
 
 enum Backend {
@@ -371,6 +428,156 @@ impl Store {
                 r.read(move |s| crate::event(s, &chain, seq)).await
             }
             Backend::Postgres(p) => p.event(chain, seq).await,
+        }
+    }
+
+    /// Up to `limit` events from `from` on, in seq order.
+    ///
+    /// # Errors
+    ///
+    /// Database errors.
+    pub async fn events(
+        &self,
+        chain: &ChainId,
+        from: u64,
+        limit: u64,
+    ) -> Result<Vec<Event>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let to = from.saturating_add(limit - 1);
+        match &self.inner.backend {
+            Backend::Sqlite(r) => {
+                let chain = chain.clone();
+                r.read(move |s| {
+                    let mut events = Vec::new();
+                    crate::LedgerStore::scan(s, &chain, from, Some(to), &mut |e| {
+                        events.push(e);
+                        Ok(())
+                    })?;
+                    Ok(events)
+                })
+                .await
+            }
+            Backend::Postgres(p) => p.events(chain, from, to).await,
+        }
+    }
+
+    /// The Merkle root at `size` (the head's size if `None`), with that size.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::UnknownChain`], [`StoreError::OutOfRange`], database errors.
+    pub async fn tree_root(
+        &self,
+        chain: &ChainId,
+        size: Option<u64>,
+    ) -> Result<(u64, Hash), StoreError> {
+        match &self.inner.backend {
+            Backend::Sqlite(r) => {
+                let chain = chain.clone();
+                r.read(move |s| crate::tree_root(s, &chain, size)).await
+            }
+            Backend::Postgres(p) => {
+                let size = p.checked_size(chain, size).await?;
+                let root = p.with_hashes(chain, |r| merkle::root(size, r)).await?;
+                Ok((size, root))
+            }
+        }
+    }
+
+    /// An RFC 6962 inclusion proof of `seq` in the tree of `size` (the
+    /// head's if `None`): the size, its root and the proof.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::UnknownChain`], [`StoreError::OutOfRange`], database errors.
+    pub async fn inclusion_proof(
+        &self,
+        chain: &ChainId,
+        seq: u64,
+        size: Option<u64>,
+    ) -> Result<(u64, Hash, Vec<Hash>), StoreError> {
+        match &self.inner.backend {
+            Backend::Sqlite(r) => {
+                let chain = chain.clone();
+                r.read(move |s| crate::inclusion_proof(s, &chain, seq, size))
+                    .await
+            }
+            Backend::Postgres(p) => {
+                let size = p.checked_size(chain, size).await?;
+                if seq >= size {
+                    return Err(StoreError::OutOfRange(format!(
+                        "seq {seq} is not in chain {chain:?} at tree size {size}"
+                    )));
+                }
+                let (root, proof) = p
+                    .with_hashes(chain, |r| {
+                        Ok((
+                            merkle::root(size, r)?,
+                            merkle::inclusion_proof(size, seq, r)?,
+                        ))
+                    })
+                    .await?;
+                Ok((size, root, proof))
+            }
+        }
+    }
+
+    /// An RFC 6962 consistency proof from tree size `from` to `to`: both
+    /// roots and the proof.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::UnknownChain`], [`StoreError::OutOfRange`], database errors.
+    pub async fn consistency_proof(
+        &self,
+        chain: &ChainId,
+        from: u64,
+        to: u64,
+    ) -> Result<(Hash, Hash, Vec<Hash>), StoreError> {
+        match &self.inner.backend {
+            Backend::Sqlite(r) => {
+                let chain = chain.clone();
+                r.read(move |s| crate::consistency_proof(s, &chain, from, to))
+                    .await
+            }
+            Backend::Postgres(p) => {
+                if from > to {
+                    return Err(StoreError::OutOfRange(format!(
+                        "consistency proof from tree size {from} to the smaller size {to}"
+                    )));
+                }
+                p.checked_size(chain, Some(to)).await?;
+                p.with_hashes(chain, |r| {
+                    Ok((
+                        merkle::root(from, r)?,
+                        merkle::root(to, r)?,
+                        merkle::consistency_proof(from, to, r)?,
+                    ))
+                })
+                .await
+            }
+        }
+    }
+
+    /// Anchors in (chain, anchor seq) order, optionally for one chain and/or status.
+    ///
+    /// # Errors
+    ///
+    /// Database errors.
+    pub async fn anchors(
+        &self,
+        chain: Option<&ChainId>,
+        status: Option<AnchorStatus>,
+    ) -> Result<Vec<AnchorRecord>, StoreError> {
+        match &self.inner.backend {
+            Backend::Sqlite(r) => {
+                let chain = chain.cloned();
+                r.read(move |s| crate::LedgerStore::anchors(s, chain.as_ref(), status))
+                    .await
+            }
+            Backend::Postgres(p) => p.anchors(chain, status).await,
         }
     }
 

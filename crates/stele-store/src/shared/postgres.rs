@@ -17,10 +17,12 @@ use crate::append::{
     plan_runs, run_idempotency_keys,
 };
 use crate::pg_tls;
-use crate::postgres::{EVENT_COLUMNS, PostgresStore, event_from_row, head_from_row};
+use crate::postgres::{
+    ANCHOR_COLUMNS, EVENT_COLUMNS, PostgresStore, anchor_from_row, event_from_row, head_from_row,
+};
 use crate::{
-    ChainHead, LedgerStore as _, StoreError, hashes_from_rows, redact_url, seqs_for, state_of,
-    to_i64, to_u64,
+    AnchorRecord, AnchorStatus, ChainHead, LedgerStore as _, StoreError, hashes_from_rows,
+    redact_url, seqs_for, state_of, to_i64, to_u64,
 };
 
 /// The pool every read and the committer draw connections from.
@@ -78,6 +80,86 @@ impl Pool {
             "chain {chain:?} has no event with seq {seq} (it has {} events)",
             head.size
         )))
+    }
+}
+
+impl Pool {
+    pub(super) async fn events(
+        &self,
+        chain: &ChainId,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Event>, StoreError> {
+        self.client()
+            .await?
+            .query(
+                &format!(
+                    "SELECT {EVENT_COLUMNS} FROM audit_events WHERE chain_id = $1 AND chain_index BETWEEN $2 AND $3 ORDER BY chain_index"
+                ),
+                &[
+                    &chain.as_str(),
+                    &to_i64(from, "seq")?,
+                    &to_i64(to.min(i64::MAX as u64), "seq")?,
+                ],
+            )
+            .await?
+            .iter()
+            .map(event_from_row)
+            .collect()
+    }
+
+    pub(super) async fn anchors(
+        &self,
+        chain: Option<&ChainId>,
+        status: Option<AnchorStatus>,
+    ) -> Result<Vec<AnchorRecord>, StoreError> {
+        let chain = chain.map(ChainId::as_str);
+        let status = status.map(AnchorStatus::as_str);
+        self.client()
+            .await?
+            .query(
+                &format!("SELECT {ANCHOR_COLUMNS} FROM stele_anchors WHERE ($1::text IS NULL OR chain_id = $1) AND ($2::text IS NULL OR status = $2) ORDER BY chain_id, anchor_seq"),
+                &[&chain, &status],
+            )
+            .await?
+            .iter()
+            .map(anchor_from_row)
+            .collect()
+    }
+
+    /// `size`, or the head's size if `None`, checked to be within the chain.
+    pub(super) async fn checked_size(
+        &self,
+        chain: &ChainId,
+        size: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let head = self
+            .head(chain)
+            .await?
+            .ok_or_else(|| StoreError::UnknownChain(chain.to_string()))?;
+        let size = size.unwrap_or(head.size);
+        if size > head.size {
+            return Err(StoreError::OutOfRange(format!(
+                "tree size {size} is beyond chain {chain:?}, which has {} events",
+                head.size
+            )));
+        }
+        Ok(size)
+    }
+
+    /// Runs a tlog computation over this chain's stored hashes (see
+    /// [`super::with_fetched_hashes`]).
+    pub(super) async fn with_hashes<T>(
+        &self,
+        chain: &ChainId,
+        compute: impl Fn(&super::FetchedHashes) -> Result<T, stele_ledger::merkle::MerkleError>,
+    ) -> Result<T, StoreError> {
+        let client = self.client().await?;
+        super::with_fetched_hashes(compute, |indexes| {
+            let client = &client;
+            async move { read_hashes(&***client, chain, &indexes).await }
+        })
+        .await
     }
 }
 
