@@ -65,6 +65,11 @@ pub enum Command {
     /// Store evidence bundles under Object Lock, verified and recorded in the ledger.
     #[command(subcommand)]
     Evidence(crate::commands::evidence::EvidenceCommand),
+    /// Run the gateway: the HTTP API applications append audit events to.
+    Serve(ServeArgs),
+    /// Bearer tokens for the gateway: create, list, revoke.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Run a self-contained demonstration in a temporary directory: append,
     /// prove, tamper, and watch verification name the tampered event.
     Demo(DemoArgs),
@@ -188,6 +193,47 @@ pub struct ConsistencyArgs {
     /// Newer tree size.
     #[arg(long)]
     pub to: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on (default 127.0.0.1:7070, or `[server] listen`).
+    #[arg(long, env = "STELE_LISTEN")]
+    pub listen: Option<String>,
+    /// Serve plain HTTP on an address other than loopback (only behind a
+    /// TLS-terminating proxy: tokens and events would otherwise cross the
+    /// network in clear).
+    #[arg(long, env = "STELE_ALLOW_PLAIN_HTTP")]
+    pub allow_plain_http: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; it is printed once and only its hash is kept.
+    Create(TokenCreateArgs),
+    /// List tokens (ids, names, scopes, chains; never secrets).
+    List,
+    /// Revoke a token: it stops authenticating within a second.
+    Revoke(TokenRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    /// What the token is for, e.g. `billing-service`.
+    #[arg(long)]
+    pub name: String,
+    /// Scopes, comma-separated: append, read, admin.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub scope: Vec<String>,
+    /// Chains it may touch, comma-separated: names, `prefix*`, or `*`.
+    #[arg(long, value_delimiter = ',')]
+    pub chain: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenRevokeArgs {
+    /// The token's id (`tok_…`, from `stele token list`).
+    pub id: String,
 }
 
 #[derive(Debug, Args)]

@@ -35,6 +35,31 @@ pub struct ConfigFile {
     /// Anchoring settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anchor: Option<AnchorFile>,
+    /// Gateway settings (`stele serve`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerFile>,
+}
+
+/// `[server]` in `stele.toml`: what `stele serve` listens on and accepts.
+/// The command-line flags (and their `STELE_*` variables) win.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerFile {
+    /// `STELE_LISTEN`: address and port (default `127.0.0.1:7070`).
+    pub listen: Option<String>,
+    /// `STELE_ALLOW_PLAIN_HTTP`: serve plain HTTP off loopback (behind a
+    /// TLS-terminating proxy).
+    pub allow_plain_http: Option<bool>,
+    /// Largest request body, in bytes (default 8 MiB).
+    pub max_request_bytes: Option<usize>,
+    /// Most events in one append request (default 10000).
+    pub max_events_per_request: Option<usize>,
+    /// Longest a request may take, in seconds (default 30).
+    pub request_timeout_secs: Option<u64>,
+    /// Append requests in progress at once; more get 429 (default 1024).
+    pub max_in_flight_appends: Option<usize>,
+    /// Appends waiting for a commit; more get 503 (default 4096).
+    pub commit_queue: Option<usize>,
 }
 
 /// `[anchor]` in `stele.toml`. Every setting also has an environment variable,
@@ -123,6 +148,7 @@ pub struct Context {
     pub limits: Limits,
     pub json: bool,
     pub anchor_file: Option<AnchorFile>,
+    pub server_file: Option<ServerFile>,
 }
 
 impl Context {
@@ -173,6 +199,7 @@ impl Context {
                 .map_or(Limits::DEFAULT_MAX_PAYLOAD_BYTES, |f| f.max_payload_bytes),
         };
         let anchor_file = file.as_ref().and_then(|f| f.anchor.clone());
+        let server_file = file.as_ref().and_then(|f| f.server.clone());
         Ok(Self {
             data_dir: global.data_dir.clone(),
             db,
@@ -180,6 +207,7 @@ impl Context {
             limits,
             json: global.json,
             anchor_file,
+            server_file,
         })
     }
 

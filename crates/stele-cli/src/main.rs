@@ -46,6 +46,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Anchor(cmd) => commands::anchor::run(&ctx, &cmd),
         Command::Bucket(cmd) => commands::bucket::run(&ctx, &cmd),
         Command::Evidence(cmd) => commands::evidence::run(&ctx, &cmd),
+        Command::Serve(args) => commands::serve::run(&ctx, &args),
+        Command::Token(cmd) => commands::serve::token(&ctx, &cmd),
         Command::Demo(args) => commands::demo::run(&args, ctx.json),
     }
 }

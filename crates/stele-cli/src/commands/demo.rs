@@ -103,6 +103,7 @@ fn narrate(args: &DemoArgs) -> Result<Value, Failure> {
         limits: Limits::default(),
         json: false,
         anchor_file: None,
+        server_file: None,
     };
     let chain = ChainId::new("production")?;
 

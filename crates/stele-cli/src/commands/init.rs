@@ -103,6 +103,7 @@ pub fn run(ctx: &Context, args: &InitArgs) -> Result<(), Failure> {
             db: recorded_db,
             db_password_file: None,
             anchor: None,
+            server: None,
         },
     )
     .map_err(|e| Failure::Input(anyhow!("{e:#}")))?;

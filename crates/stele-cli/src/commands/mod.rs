@@ -9,6 +9,7 @@ pub mod init;
 pub mod keys;
 pub mod log;
 pub mod proof;
+pub mod serve;
 pub mod verify;
 
 use stele_ledger::ChainId;
@@ -26,13 +27,19 @@ use crate::error::Failure;
 /// start a new, empty ledger beside the real one. A location given with
 /// `--db`/`STELE_DB` is what the user asked for and is opened as given.
 pub fn open_store(ctx: &Context) -> Result<Box<dyn LedgerStore>, Failure> {
+    check_writable(ctx)?;
+    Ok(stele_store::open(&ctx.db)?)
+}
+
+/// The checks before any writing open (see [`open_store`]).
+pub fn check_writable(ctx: &Context) -> Result<(), Failure> {
     if !ctx.config_path().exists() {
         return Err(not_initialized(ctx));
     }
     if ctx.db_source != DbSource::Explicit {
         check_ledger_present(ctx)?;
     }
-    Ok(stele_store::open(&ctx.db)?)
+    Ok(())
 }
 
 /// Refuses a write when the ledger the data directory was initialized for

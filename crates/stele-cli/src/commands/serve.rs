@@ -1,0 +1,241 @@
+//! `stele serve` (the gateway) and `stele token`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use serde_json::json;
+use stele_server::auth::{AuthError, Scope, TokenFile, Tokens};
+use stele_server::{ApiLimits, Ledger, ServeError, ServerConfig};
+use stele_store::{Store, StoreOptions};
+
+use super::check_writable;
+use crate::cli::{ServeArgs, TokenCommand, TokenCreateArgs};
+use crate::config::{Context, ServerFile};
+use crate::error::Failure;
+use crate::output;
+
+pub fn run(ctx: &Context, args: &ServeArgs) -> Result<(), Failure> {
+    check_writable(ctx)?;
+    let file = ctx.server_file.clone().unwrap_or_default();
+    let config = server_config(ctx, args, &file)?;
+    let keys = ctx.keys();
+    let keyring = keys.keyring()?;
+    let signer = keys.signer()?;
+    let tokens = Tokens::load(TokenFile::in_dir(&ctx.data_dir)).map_err(token_failure)?;
+    let active_tokens = tokens.active();
+    let options = StoreOptions {
+        queue_capacity: file
+            .commit_queue
+            .unwrap_or(StoreOptions::default().queue_capacity),
+        ..StoreOptions::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Operational(anyhow!("cannot start the server runtime: {e}")))?;
+    let json_output = ctx.json;
+    let location = ctx.db.to_string();
+    runtime.block_on(async move {
+        let store = Store::open(&ctx.db, options).await?;
+        let ledger = Ledger {
+            store,
+            keyring,
+            signer,
+            tokens,
+        };
+        let served = stele_server::serve(config, ledger, shutdown_signal(), |addr| {
+            announce(addr, &location, active_tokens, json_output);
+        })
+        .await;
+        served.map_err(|e| match e {
+            ServeError::Refused(_) => Failure::Input(e.into()),
+            ServeError::Io { .. } => Failure::Operational(e.into()),
+        })
+    })?;
+    eprintln!("stele gateway stopped: every acknowledged append is committed");
+    Ok(())
+}
+
+fn server_config(
+    ctx: &Context,
+    args: &ServeArgs,
+    file: &ServerFile,
+) -> Result<ServerConfig, Failure> {
+    let listen_text = args
+        .listen
+        .clone()
+        .or_else(|| file.listen.clone())
+        .unwrap_or_else(|| "127.0.0.1:7070".into());
+    let listen: SocketAddr = listen_text.parse().map_err(|_| {
+        Failure::Input(anyhow!(
+            "listen address {listen_text:?} is not an address and port, e.g. 127.0.0.1:7070"
+        ))
+    })?;
+    let defaults = ApiLimits::default();
+    let limits = ApiLimits {
+        max_request_bytes: file.max_request_bytes.unwrap_or(defaults.max_request_bytes),
+        max_events_per_request: file
+            .max_events_per_request
+            .unwrap_or(defaults.max_events_per_request),
+        event: ctx.limits,
+        request_timeout: file
+            .request_timeout_secs
+            .map_or(defaults.request_timeout, Duration::from_secs),
+        max_in_flight_appends: file
+            .max_in_flight_appends
+            .unwrap_or(defaults.max_in_flight_appends),
+        ..defaults
+    };
+    if limits.max_request_bytes == 0 || limits.max_events_per_request == 0 {
+        return Err(Failure::Input(anyhow!(
+            "[server] max_request_bytes and max_events_per_request must be above 0"
+        )));
+    }
+    Ok(ServerConfig {
+        listen,
+        allow_plain_http: args.allow_plain_http || file.allow_plain_http.unwrap_or(false),
+        limits,
+    })
+}
+
+/// Says where the gateway listens and how to use it: on stderr for
+/// people (with a ready-to-paste `curl`), one JSON line on stdout with `--json`.
+fn announce(addr: SocketAddr, location: &str, active_tokens: usize, json_output: bool) {
+    if json_output {
+        let _ = output::print_json(&json!({
+            "listening": format!("http://{addr}"),
+            "ledger": location,
+            "active_tokens": active_tokens,
+        }));
+    }
+    let mut text = format!("stele gateway listening on http://{addr} (ledger {location})\n");
+    if active_tokens == 0 {
+        text.push_str(
+            "no tokens yet: every request will get 401. Create one:\n  \
+             export STELE_TOKEN=$(stele token create --name demo --scope append,read --chain '*')\n",
+        );
+    }
+    text.push_str(&format!(
+        "append an event and get its proof:\n  curl -s -H \"Authorization: Bearer $STELE_TOKEN\" \
+         -H 'Content-Type: application/json' \\\n    -d '{{\"type\":\"user.login\",\"actor\":\"alice@example.com\",\"payload\":{{\"ip\":\"10.0.0.7\"}}}}' \\\n    \
+         'http://{addr}/v1/chains/default/events?proof=true'\n"
+    ));
+    eprint!("{}", output::escape(&text));
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    eprintln!("stele gateway: stopping (finishing requests in progress)");
+}
+
+pub fn token(ctx: &Context, cmd: &TokenCommand) -> Result<(), Failure> {
+    if !ctx.config_path().exists() {
+        return Err(Failure::Input(anyhow!(
+            "{} is not initialized: run `stele init` (or pass --data-dir)",
+            ctx.data_dir.display()
+        )));
+    }
+    let file = TokenFile::in_dir(&ctx.data_dir);
+    let now = now_text();
+    match cmd {
+        TokenCommand::Create(args) => create(ctx, &file, args, &now),
+        TokenCommand::List => {
+            let records = file.list().map_err(token_failure)?;
+            if ctx.json {
+                return output::print_json(&json!({ "tokens": records }));
+            }
+            let mut text = String::new();
+            for r in &records {
+                text.push_str(&format!(
+                    "{}  {:<24} scopes {:<18} chains {:<20} created {}{}\n",
+                    r.id,
+                    r.name,
+                    r.scopes
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    r.chains.join(","),
+                    r.created_at,
+                    r.revoked_at
+                        .as_ref()
+                        .map(|t| format!("  REVOKED {t}"))
+                        .unwrap_or_default()
+                ));
+            }
+            if records.is_empty() {
+                text.push_str("no tokens; `stele token create` makes one\n");
+            }
+            output::print_human(&text)
+        }
+        TokenCommand::Revoke(args) => {
+            let record = file.revoke(&args.id, &now).map_err(token_failure)?;
+            if ctx.json {
+                return output::print_json(&json!({ "revoked": record }));
+            }
+            output::print_human(&format!(
+                "revoked {} ({}); a running gateway refuses it within a second\n",
+                record.id, record.name
+            ))
+        }
+    }
+}
+
+fn create(
+    ctx: &Context,
+    file: &TokenFile,
+    args: &TokenCreateArgs,
+    now: &str,
+) -> Result<(), Failure> {
+    let scopes = args
+        .scope
+        .iter()
+        .map(|s| Scope::parse(s.trim()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(token_failure)?;
+    let (record, token) = file
+        .create(&args.name, &scopes, &args.chain, now)
+        .map_err(token_failure)?;
+    if ctx.json {
+        return output::print_json(&json!({ "token": token, "record": record }));
+    }
+    eprintln!(
+        "created {} ({}); the token is shown once, below, and only its hash is kept",
+        record.id, record.name
+    );
+    output::print(&format!("{token}\n"))
+}
+
+fn token_failure(e: AuthError) -> Failure {
+    match e {
+        AuthError::Invalid(_) | AuthError::UnknownId(_) => Failure::Input(e.into()),
+        AuthError::File { .. } => Failure::Operational(e.into()),
+    }
+}
+
+fn now_text() -> String {
+    time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap_or_else(|_| time::OffsetDateTime::now_utc())
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

@@ -1,0 +1,663 @@
+//! The routes and their handlers.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use signed_note::Signer as _;
+use stele_ledger::append::Receipt;
+use stele_ledger::canonical::event_canonical_bytes;
+use stele_ledger::checkpoint::{self, TlogProof};
+use stele_ledger::{ChainId, Hash, Keyring, hex_hash};
+use stele_store::{AnchorStatus, Store};
+use tokio::sync::Semaphore;
+
+use crate::auth::{Denied, Scope, Tokens};
+use crate::error::{ApiError, ErrorCode, REQUEST_ID};
+use crate::ingest::{BatchLimits, Framing, parse_events};
+use crate::metrics::Metrics;
+
+/// Limits on what one request may ask for.
+#[derive(Clone, Debug)]
+pub struct ApiLimits {
+    /// Largest request body, in bytes.
+    pub max_request_bytes: usize,
+    /// Most events in one append request.
+    pub max_events_per_request: usize,
+    /// Event limits (payload size, in canonical bytes).
+    pub event: stele_ledger::Limits,
+    /// Most events one page returns.
+    pub max_page: u64,
+    /// Longest a request may take, body included.
+    pub request_timeout: Duration,
+    /// Append requests being processed at once; more get 429.
+    pub max_in_flight_appends: usize,
+    /// Pending anchors above which `/readyz` reports not ready.
+    pub max_anchor_backlog: usize,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        Self {
+            max_request_bytes: 8 * 1024 * 1024,
+            max_events_per_request: 10_000,
+            event: stele_ledger::Limits::default(),
+            max_page: 1000,
+            request_timeout: Duration::from_secs(30),
+            max_in_flight_appends: 1024,
+            max_anchor_backlog: 100,
+        }
+    }
+}
+
+/// What every handler shares.
+pub struct AppState {
+    pub(crate) store: Store,
+    pub(crate) keyring: Keyring,
+    pub(crate) signer: signed_note::StandardSigner,
+    pub(crate) tokens: Tokens,
+    pub(crate) limits: ApiLimits,
+    pub(crate) metrics: Metrics,
+    pub(crate) appends: Semaphore,
+}
+
+type Shared = State<Arc<AppState>>;
+
+/// Every route the server serves: (method, path). `/openapi.json` is built
+/// from this list, and a test checks the router serves exactly these.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+    ("GET", "/v1/chains"),
+    ("GET", "/v1/chains/{chain}"),
+    ("POST", "/v1/chains/{chain}/events"),
+    ("GET", "/v1/chains/{chain}/events"),
+    ("GET", "/v1/chains/{chain}/events/{seq}"),
+    ("GET", "/v1/chains/{chain}/checkpoint"),
+    ("GET", "/v1/chains/{chain}/proofs/inclusion/{seq}"),
+    ("GET", "/v1/chains/{chain}/proofs/consistency"),
+    ("GET", "/v1/anchors"),
+];
+
+/// The router, with the request middleware (request ids, uniform JSON
+/// errors, metrics) and the request timeout around every route.
+pub fn router(state: Arc<AppState>) -> axum::Router {
+    let timeout = state.limits.request_timeout;
+    axum::Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .route("/v1/chains", get(chains))
+        .route("/v1/chains/{chain}", get(chain_head))
+        .route("/v1/chains/{chain}/events", post(append).get(events_page))
+        .route("/v1/chains/{chain}/events/{seq}", get(event))
+        .route("/v1/chains/{chain}/checkpoint", get(checkpoint_of))
+        .route("/v1/chains/{chain}/proofs/inclusion/{seq}", get(inclusion))
+        .route("/v1/chains/{chain}/proofs/consistency", get(consistency))
+        .route("/v1/anchors", get(anchors))
+        .fallback(not_found)
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            around_request,
+        ))
+        .with_state(state)
+}
+
+/// Gives each request an id (the client's `X-Request-Id` if it is sane),
+/// renders every error as the JSON error body, and counts the response.
+async fn around_request(State(state): Shared, request: Request, next: Next) -> Response {
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(new_request_id, str::to_owned);
+    let mut response = REQUEST_ID
+        .scope(request_id.clone(), async move {
+            let response = next.run(request).await;
+            let failed = response.status().is_client_error() || response.status().is_server_error();
+            if failed && response.extensions().get::<ErrorCode>().is_none() {
+                // Not one of ours (an unknown method, a timeout): the same body shape.
+                return plain_error(response.status()).into_response();
+            }
+            response
+        })
+        .await;
+    let code = response
+        .extensions()
+        .get::<ErrorCode>()
+        .map_or("ok", |c| c.0);
+    state.metrics.response(response.status().as_u16(), code);
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+fn new_request_id() -> String {
+    use rand::RngCore as _;
+    let mut bytes = [0u8; 8];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+fn plain_error(status: StatusCode) -> ApiError {
+    let (code, message) = match status {
+        StatusCode::NOT_FOUND => ("not_found", "no such route; /openapi.json lists them"),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            "this route does not take that method; /openapi.json lists them",
+        ),
+        StatusCode::REQUEST_TIMEOUT => ("timeout", "the request took too long and was stopped"),
+        StatusCode::PAYLOAD_TOO_LARGE => ("body_too_large", "the request body is too large"),
+        _ => ("http_error", "the request could not be served"),
+    };
+    ApiError::new(status, code, message)
+}
+
+async fn not_found() -> ApiError {
+    plain_error(StatusCode::NOT_FOUND)
+}
+
+impl AppState {
+    fn authorize(
+        &self,
+        headers: &HeaderMap,
+        scope: Scope,
+        chain: Option<&ChainId>,
+    ) -> Result<(), ApiError> {
+        let authorization = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        self.tokens
+            .authorize(authorization, scope, chain)
+            .map(|_| ())
+            .map_err(|denied| match denied {
+                Denied::Unauthenticated => ApiError::unauthenticated(),
+                Denied::Forbidden => {
+                    ApiError::forbidden(scope.as_str(), chain.map(ChainId::as_str))
+                }
+            })
+    }
+
+    /// Authenticates first (a request without a valid token learns nothing,
+    /// not even whether the chain name is valid), then checks the chain
+    /// name, then the scope on that chain.
+    fn authorize_chain(
+        &self,
+        headers: &HeaderMap,
+        scope: Scope,
+        chain: &str,
+    ) -> Result<ChainId, ApiError> {
+        let authorization = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        if let Err(Denied::Unauthenticated) = self.tokens.authorize(authorization, scope, None) {
+            return Err(ApiError::unauthenticated());
+        }
+        let chain = ChainId::new(chain)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_chain", e.to_string()))?;
+        self.authorize(headers, scope, Some(&chain))?;
+        Ok(chain)
+    }
+
+    /// A C2SP checkpoint of `chain` at `size`, signed now.
+    fn checkpoint(&self, chain: &ChainId, size: u64, root: Hash) -> Result<String, ApiError> {
+        let origin = checkpoint::origin(self.signer.name(), chain);
+        checkpoint::sign(&origin, size, root, &self.signer).map_err(|e| {
+            tracing::error!(error = %e, "signing a checkpoint");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "signing_failed",
+                "the checkpoint could not be signed; the server log has the cause",
+            )
+        })
+    }
+
+    /// A self-contained C2SP `tlog-proof` of `seq` against a checkpoint of
+    /// the current tree, signed now.
+    async fn tlog_proof(
+        &self,
+        chain: &ChainId,
+        seq: u64,
+        size: Option<u64>,
+    ) -> Result<(String, u64), ApiError> {
+        let (size, root, hashes) = self.store.inclusion_proof(chain, seq, size).await?;
+        let event = self.store.event(chain, seq).await?;
+        let canonical = event_canonical_bytes(&event).map_err(|e| {
+            tracing::error!(error = %e, seq, "stored event has no canonical form");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage_error",
+                "a stored event could not be encoded; verify the log",
+            )
+        })?;
+        let checkpoint = self.checkpoint(chain, size, root)?;
+        Ok((
+            TlogProof {
+                extra: Some(canonical),
+                index: seq,
+                hashes,
+                checkpoint,
+            }
+            .to_text(),
+            size,
+        ))
+    }
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({ "status": "alive" }))
+}
+
+async fn readyz(State(state): Shared) -> Result<Json<Value>, ApiError> {
+    state.store.chains().await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            format!("the database is not answering: {e}"),
+        )
+        .retry_after(5)
+    })?;
+    let backlog = state
+        .store
+        .anchors(None, Some(AnchorStatus::Pending))
+        .await?
+        .len();
+    if backlog > state.limits.max_anchor_backlog {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "anchor_backlog",
+            format!(
+                "{backlog} anchors wait to be uploaded (more than {}): WORM storage is behind",
+                state.limits.max_anchor_backlog
+            ),
+        )
+        .retry_after(30));
+    }
+    Ok(Json(
+        json!({ "status": "ready", "anchor_backlog": backlog }),
+    ))
+}
+
+async fn metrics(State(state): Shared, headers: HeaderMap) -> Result<Response, ApiError> {
+    state.authorize(&headers, Scope::Admin, None)?;
+    let backlog = state
+        .store
+        .anchors(None, Some(AnchorStatus::Pending))
+        .await
+        .ok()
+        .map(|a| a.len());
+    let text = state.metrics.render(&state.store.stats(), backlog);
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
+async fn openapi() -> Json<Value> {
+    Json(crate::openapi::document())
+}
+
+async fn chains(State(state): Shared, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    state.authorize(&headers, Scope::Read, None)?;
+    let heads = state.store.chains().await?;
+    Ok(Json(
+        json!({ "chains": heads.iter().map(head_json).collect::<Vec<_>>() }),
+    ))
+}
+
+fn head_json(h: &stele_store::ChainHead) -> Value {
+    json!({
+        "chain_id": h.chain_id,
+        "size": h.size,
+        "head_hash": hex_hash(&h.head_hash),
+        "last_ts": h.last_ts,
+    })
+}
+
+async fn chain_head(
+    State(state): Shared,
+    Path(chain): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let chain = state.authorize_chain(&headers, Scope::Read, &chain)?;
+    let head = state
+        .store
+        .head(&chain)
+        .await?
+        .ok_or_else(|| stele_store::StoreError::UnknownChain(chain.to_string()))?;
+    Ok(Json(head_json(&head)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AppendQuery {
+    #[serde(default)]
+    proof: bool,
+}
+
+async fn append(
+    State(state): Shared,
+    Path(chain): Path<String>,
+    query: Result<Query<AppendQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let chain = state.authorize_chain(&headers, Scope::Append, &chain)?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let _permit = state.appends.try_acquire().map_err(|_| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            "too many appends are in progress; retry shortly",
+        )
+        .retry_after(1)
+    })?;
+    let framing = Framing::from_content_type(
+        headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+    )?;
+    let idempotency_key = match headers.get("idempotency-key") {
+        Some(v) => Some(v.to_str().map_err(|_| {
+            ApiError::bad_request("the Idempotency-Key header must be printable ASCII")
+        })?),
+        None => None,
+    };
+    let body = read_body(body, state.limits.max_request_bytes).await?;
+    let limits = BatchLimits {
+        max_events: state.limits.max_events_per_request,
+        event: state.limits.event,
+    };
+    let events = parse_events(&body, framing, &limits, idempotency_key)?;
+    let count = events.len();
+    let receipts = state
+        .store
+        .append(&chain, events, state.keyring.active())
+        .await?;
+    let written = receipts.iter().filter(|r| !r.duplicate).count();
+    state.metrics.appended(count, written, started.elapsed());
+    let mut listed: Vec<Value> = Vec::with_capacity(receipts.len());
+    for receipt in &receipts {
+        listed.push(receipt_json(&state, &chain, receipt, query.proof).await?);
+    }
+    let status = if written > 0 {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(json!({
+            "chain_id": chain.as_str(),
+            "appended": written,
+            "duplicates": receipts.len() - written,
+            "receipts": listed,
+        })),
+    )
+        .into_response())
+}
+
+async fn receipt_json(
+    state: &AppState,
+    chain: &ChainId,
+    receipt: &Receipt,
+    with_proof: bool,
+) -> Result<Value, ApiError> {
+    let mut value = serde_json::to_value(receipt).unwrap_or(Value::Null);
+    if with_proof && let Some(map) = value.as_object_mut() {
+        let (proof, size) = state.tlog_proof(chain, receipt.seq, None).await?;
+        map.insert("tree_size".into(), json!(size));
+        map.insert("tlog_proof".into(), json!(proof));
+    }
+    Ok(value)
+}
+
+/// Reads the body, refusing it as soon as it passes `limit` bytes.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the request body is larger than {limit} bytes; nothing was appended"),
+        )
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    #[serde(default)]
+    from: u64,
+    limit: Option<u64>,
+}
+
+async fn events_page(
+    State(state): Shared,
+    Path(chain): Path<String>,
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let chain = state.authorize_chain(&headers, Scope::Read, &chain)?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = query.limit.unwrap_or(100).min(state.limits.max_page);
+    let events = state.store.events(&chain, query.from, limit).await?;
+    let next = events.last().map(|e| e.seq + 1);
+    Ok(Json(json!({
+        "chain_id": chain.as_str(),
+        "events": events,
+        "next_from": next,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventQuery {
+    #[serde(default)]
+    proof: bool,
+}
+
+async fn event(
+    State(state): Shared,
+    Path((chain, seq)): Path<(String, String)>,
+    query: Result<Query<EventQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let chain = state.authorize_chain(&headers, Scope::Read, &chain)?;
+    let seq = parse_seq(&seq)?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let event = state.store.event(&chain, seq).await?;
+    let mut value = json!({ "event": event });
+    if query.proof
+        && let Some(map) = value.as_object_mut()
+    {
+        let (proof, size) = state.tlog_proof(&chain, seq, None).await?;
+        map.insert("tree_size".into(), json!(size));
+        map.insert("tlog_proof".into(), json!(proof));
+    }
+    Ok(Json(value))
+}
+
+fn parse_seq(text: &str) -> Result<u64, ApiError> {
+    text.parse().map_err(|_| {
+        ApiError::bad_request(format!("{text:?} is not a seq (a non-negative integer)"))
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SizeQuery {
+    tree_size: Option<u64>,
+}
+
+async fn checkpoint_of(
+    State(state): Shared,
+    Path(chain): Path<String>,
+    query: Result<Query<SizeQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let chain = state.authorize_chain(&headers, Scope::Read, &chain)?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let (size, root) = state.store.tree_root(&chain, query.tree_size).await?;
+    let note = state.checkpoint(&chain, size, root)?;
+    Ok(Json(json!({
+        "chain_id": chain.as_str(),
+        "tree_size": size,
+        "root_hash": hex_hash(&root),
+        "checkpoint": note,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InclusionQuery {
+    tree_size: Option<u64>,
+    #[serde(default)]
+    format: ProofFormat,
+}
+
+#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+enum ProofFormat {
+    #[default]
+    Json,
+    TlogProof,
+}
+
+async fn inclusion(
+    State(state): Shared,
+    Path((chain, seq)): Path<(String, String)>,
+    query: Result<Query<InclusionQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let chain = state.authorize_chain(&headers, Scope::Read, &chain)?;
+    let seq = parse_seq(&seq)?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if query.format == ProofFormat::TlogProof {
+        let (proof, _) = state.tlog_proof(&chain, seq, query.tree_size).await?;
+        return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], proof).into_response());
+    }
+    let (size, root, proof) = state
+        .store
+        .inclusion_proof(&chain, seq, query.tree_size)
+        .await?;
+    let event = state.store.event(&chain, seq).await?;
+    Ok(Json(json!({
+        "chain_id": chain.as_str(),
+        "seq": seq,
+        "tree_size": size,
+        "root_hash": hex_hash(&root),
+        "leaf_hash": event.leaf_hash,
+        "proof": proof.iter().map(hex_hash).collect::<Vec<_>>(),
+        "checkpoint": state.checkpoint(&chain, size, root)?,
+    }))
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsistencyQuery {
+    from: u64,
+    to: Option<u64>,
+}
+
+async fn consistency(
+    State(state): Shared,
+    Path(chain): Path<String>,
+    query: Result<Query<ConsistencyQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let chain = state.authorize_chain(&headers, Scope::Read, &chain)?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let to = match query.to {
+        Some(to) => to,
+        None => state.store.tree_root(&chain, None).await?.0,
+    };
+    let (from_root, to_root, proof) = state
+        .store
+        .consistency_proof(&chain, query.from, to)
+        .await?;
+    Ok(Json(json!({
+        "chain_id": chain.as_str(),
+        "from_size": query.from,
+        "from_root": hex_hash(&from_root),
+        "to_size": to,
+        "to_root": hex_hash(&to_root),
+        "proof": proof.iter().map(hex_hash).collect::<Vec<_>>(),
+        "checkpoint": state.checkpoint(&chain, to, to_root)?,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnchorsQuery {
+    chain: Option<String>,
+    status: Option<String>,
+}
+
+async fn anchors(
+    State(state): Shared,
+    query: Result<Query<AnchorsQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let chain = match &query.chain {
+        Some(chain) => Some(state.authorize_chain(&headers, Scope::Read, chain)?),
+        None => {
+            state.authorize(&headers, Scope::Read, None)?;
+            None
+        }
+    };
+    let status = match query.status.as_deref() {
+        None => None,
+        Some("pending") => Some(AnchorStatus::Pending),
+        Some("uploaded") => Some(AnchorStatus::Uploaded),
+        Some("verified") => Some(AnchorStatus::Verified),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "status {other:?} is not pending, uploaded or verified"
+            )));
+        }
+    };
+    let records = state.store.anchors(chain.as_ref(), status).await?;
+    let backlog = records
+        .iter()
+        .filter(|r| r.status == AnchorStatus::Pending)
+        .count();
+    let listed: Vec<Value> = records
+        .iter()
+        .map(|r| {
+            json!({
+                "chain_id": r.chain_id,
+                "anchor_seq": r.anchor_seq,
+                "trigger": r.trigger,
+                "tree_size": r.tree_size,
+                "ts_utc": r.ts_utc,
+                "object_key": r.object_key,
+                "status": r.status.as_str(),
+                "attempts": r.attempts,
+                "last_error": r.last_error,
+                "location": r.location,
+                "version_id": r.version_id,
+                "lock_mode": r.lock_mode,
+                "retain_until": r.retain_until,
+                "uploaded_at": r.uploaded_at,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "anchors": listed, "backlog": backlog })))
+}

@@ -1,0 +1,176 @@
+//! Prometheus metrics, in the text exposition format: requests and
+//! rejections by code, appended events, append latency, group commits.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use stele_store::StoreStats;
+
+/// Upper bounds of the latency buckets, in seconds.
+const LATENCY: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0,
+];
+/// Upper bounds of the batch-size buckets, in events.
+const BATCH: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0, 5000.0, 10000.0,
+];
+
+/// A histogram over fixed buckets.
+struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<AtomicU64>,
+    count: AtomicU64,
+    /// Millionths of the unit.
+    sum_millionths: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_millionths: AtomicU64::new(0),
+        }
+    }
+
+    fn observe(&self, value: f64) {
+        for (bound, count) in self.bounds.iter().zip(&self.counts) {
+            if value <= *bound {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        // Saturating float-to-int conversion: a huge value pins the sum.
+        self.sum_millionths
+            .fetch_add((value * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str) {
+        for (bound, count) in self.bounds.iter().zip(&self.counts) {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{bound}\"}} {}",
+                count.load(Ordering::Relaxed)
+            );
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_millionths.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+/// What the server counts.
+pub struct Metrics {
+    responses: Mutex<BTreeMap<(u16, &'static str), u64>>,
+    appended_events: AtomicU64,
+    append_requests: AtomicU64,
+    append_latency: Histogram,
+    batch_sizes: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            responses: Mutex::default(),
+            appended_events: AtomicU64::new(0),
+            append_requests: AtomicU64::new(0),
+            append_latency: Histogram::new(LATENCY),
+            batch_sizes: Histogram::new(BATCH),
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts a response (its status and, for errors, its code).
+    pub fn response(&self, status: u16, code: &'static str) {
+        if let Ok(mut r) = self.responses.lock() {
+            *r.entry((status, code)).or_default() += 1;
+        }
+    }
+
+    /// Counts an acknowledged append request.
+    pub fn appended(&self, events: usize, written: usize, latency: Duration) {
+        self.append_requests.fetch_add(1, Ordering::Relaxed);
+        self.appended_events
+            .fetch_add(written as u64, Ordering::Relaxed);
+        self.append_latency.observe(latency.as_secs_f64());
+        self.batch_sizes.observe(events as f64);
+    }
+
+    /// The exposition text, with the store's counters and the anchor backlog.
+    pub fn render(&self, store: &StoreStats, pending_anchors: Option<usize>) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP stele_http_responses_total Responses by status and error code.\n# TYPE stele_http_responses_total counter\n");
+        if let Ok(r) = self.responses.lock() {
+            for ((status, code), n) in r.iter() {
+                let _ = writeln!(
+                    out,
+                    "stele_http_responses_total{{status=\"{status}\",code=\"{code}\"}} {n}"
+                );
+            }
+        }
+        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        };
+        counter(
+            &mut out,
+            "stele_append_requests_total",
+            "Append requests acknowledged.",
+            self.append_requests.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "stele_appended_events_total",
+            "Events written (idempotent repeats not counted).",
+            self.appended_events.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "stele_commits_total",
+            "Durable transactions that committed appends.",
+            store.commits,
+        );
+        counter(
+            &mut out,
+            "stele_store_busy_total",
+            "Appends refused because the commit queue was full.",
+            store.busy,
+        );
+        out.push_str("# HELP stele_largest_commit_group Most appends one transaction carried.\n# TYPE stele_largest_commit_group gauge\n");
+        let _ = writeln!(out, "stele_largest_commit_group {}", store.largest_group);
+        let _ = writeln!(
+            out,
+            "# HELP stele_appends_per_commit Appends per durable commit, on average.\n# TYPE stele_appends_per_commit gauge\nstele_appends_per_commit {}",
+            if store.commits == 0 {
+                0.0
+            } else {
+                store.appends as f64 / store.commits as f64
+            }
+        );
+        out.push_str("# HELP stele_append_duration_seconds Time from receiving an append to its durable commit.\n# TYPE stele_append_duration_seconds histogram\n");
+        self.append_latency
+            .render(&mut out, "stele_append_duration_seconds");
+        out.push_str("# HELP stele_append_batch_events Events per append request.\n# TYPE stele_append_batch_events histogram\n");
+        self.batch_sizes
+            .render(&mut out, "stele_append_batch_events");
+        if let Some(pending) = pending_anchors {
+            let _ = writeln!(
+                out,
+                "# HELP stele_anchor_backlog Anchors built but not yet locked in WORM storage.\n# TYPE stele_anchor_backlog gauge\nstele_anchor_backlog {pending}"
+            );
+        }
+        out
+    }
+}

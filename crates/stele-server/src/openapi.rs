@@ -1,0 +1,198 @@
+//! `/openapi.json`: an OpenAPI 3.1 description of exactly the routes the
+//! server serves (built from [`crate::app::ROUTES`]).
+
+use serde_json::{Map, Value, json};
+
+use crate::app::ROUTES;
+
+fn error_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["error"],
+        "properties": {"error": {
+            "type": "object",
+            "required": ["code", "message", "request_id"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "request_id": {"type": "string"},
+                "details": {"type": "object"}
+            }
+        }}
+    })
+}
+
+fn error_response(description: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+}
+
+fn parameters(path: &str) -> Vec<Value> {
+    let mut params = Vec::new();
+    if path.contains("{chain}") {
+        params.push(json!({"name": "chain", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"}}));
+    }
+    if path.contains("{seq}") {
+        params.push(json!({"name": "seq", "in": "path", "required": true, "schema": {"type": "integer", "minimum": 0, "maximum": i64::MAX}}));
+    }
+    params
+}
+
+fn query(name: &str, schema: Value) -> Value {
+    json!({"name": name, "in": "query", "required": false, "schema": schema})
+}
+
+fn operation(method: &str, path: &str) -> Value {
+    let mut params = parameters(path);
+    let ok_json = |description: &str| json!({"description": description, "content": {"application/json": {"schema": {"type": "object"}}}});
+    let mut responses = Map::new();
+    let mut body = None;
+    let public = matches!(path, "/healthz" | "/readyz" | "/openapi.json");
+    match (method, path) {
+        ("POST", _) => {
+            params.push(query("proof", json!({"type": "boolean"})));
+            params.push(json!({"name": "Idempotency-Key", "in": "header", "required": false, "schema": {"type": "string", "maxLength": 128}}));
+            body = Some(json!({"required": true, "content": {
+                "application/json": {"schema": {"oneOf": [
+                    {"$ref": "#/components/schemas/EventInput"},
+                    {"type": "array", "items": {"$ref": "#/components/schemas/EventInput"}}
+                ]}},
+                "application/x-ndjson": {"schema": {"type": "string"}}
+            }}));
+            responses.insert("201".into(), ok_json("appended; one receipt per event"));
+            responses.insert(
+                "200".into(),
+                ok_json("every event was a repeat of an idempotency key: the original receipts"),
+            );
+            responses.insert(
+                "409".into(),
+                error_response("an idempotency key was used for a different event"),
+            );
+            responses.insert("413".into(), error_response("body or batch too large"));
+            responses.insert("415".into(), error_response("unsupported content type"));
+            responses.insert(
+                "422".into(),
+                error_response("invalid events, each named by index; nothing appended"),
+            );
+            responses.insert("429".into(), error_response("too many appends in progress"));
+        }
+        (_, "/metrics") => {
+            responses.insert("200".into(), json!({"description": "Prometheus text", "content": {"text/plain": {"schema": {"type": "string"}}}}));
+        }
+        (_, p) if p.ends_with("/events") => {
+            params.push(query("from", json!({"type": "integer", "minimum": 0})));
+            params.push(query("limit", json!({"type": "integer", "minimum": 0})));
+            responses.insert("200".into(), ok_json("a page of events"));
+        }
+        (_, p) if p.ends_with("/events/{seq}") => {
+            params.push(query("proof", json!({"type": "boolean"})));
+            responses.insert("200".into(), ok_json("the event"));
+        }
+        (_, p) if p.contains("/proofs/inclusion/") => {
+            params.push(query("tree_size", json!({"type": "integer", "minimum": 0})));
+            params.push(query(
+                "format",
+                json!({"type": "string", "enum": ["json", "tlog-proof"]}),
+            ));
+            responses.insert(
+                "200".into(),
+                json!({"description": "the proof", "content": {
+                    "application/json": {"schema": {"type": "object"}},
+                    "text/plain": {"schema": {"type": "string"}}
+                }}),
+            );
+        }
+        (_, p) if p.ends_with("/proofs/consistency") => {
+            params.push(json!({"name": "from", "in": "query", "required": true, "schema": {"type": "integer", "minimum": 0}}));
+            params.push(query("to", json!({"type": "integer", "minimum": 0})));
+            responses.insert("200".into(), ok_json("the proof"));
+        }
+        (_, p) if p.ends_with("/checkpoint") => {
+            params.push(query("tree_size", json!({"type": "integer", "minimum": 0})));
+            responses.insert("200".into(), ok_json("a signed C2SP checkpoint"));
+        }
+        (_, "/v1/anchors") => {
+            params.push(query("chain", json!({"type": "string"})));
+            params.push(query(
+                "status",
+                json!({"type": "string", "enum": ["pending", "uploaded", "verified"]}),
+            ));
+            responses.insert("200".into(), ok_json("anchors and the outbox backlog"));
+        }
+        _ => {
+            responses.insert("200".into(), ok_json("ok"));
+        }
+    }
+    responses.insert("400".into(), error_response("malformed request"));
+    if path.contains("{chain}") || path.contains("{seq}") {
+        responses.insert(
+            "404".into(),
+            error_response("unknown chain or seq out of range"),
+        );
+    }
+    if !public {
+        responses.insert("401".into(), error_response("no valid bearer token"));
+        responses.insert(
+            "403".into(),
+            error_response("the token lacks the scope or the chain"),
+        );
+    }
+    responses.insert(
+        "503".into(),
+        error_response("busy, shutting down, or storage unavailable"),
+    );
+    let mut op = json!({"operationId": operation_id(method, path), "parameters": params, "responses": responses});
+    if let (Some(body), Some(map)) = (body, op.as_object_mut()) {
+        map.insert("requestBody".into(), body);
+    }
+    if !public && let Some(map) = op.as_object_mut() {
+        map.insert("security".into(), json!([{"bearer": []}]));
+    }
+    op
+}
+
+fn operation_id(method: &str, path: &str) -> String {
+    let words: Vec<&str> = path
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != "v1")
+        .map(|s| s.trim_matches(|c| c == '{' || c == '}'))
+        .collect();
+    format!(
+        "{}_{}",
+        method.to_ascii_lowercase(),
+        words.join("_").replace(['.', '-'], "_")
+    )
+}
+
+/// The document.
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for (method, path) in ROUTES {
+        let entry = paths.entry((*path).to_owned()).or_insert_with(|| json!({}));
+        if let Some(map) = entry.as_object_mut() {
+            map.insert(method.to_ascii_lowercase(), operation(method, path));
+        }
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "stele gateway", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Append audit events, read them back with proofs, watch anchoring."},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": error_schema(),
+                "EventInput": {
+                    "type": "object",
+                    "required": ["type"],
+                    "additionalProperties": false,
+                    "properties": {
+                        "type": {"type": "string"},
+                        "actor": {"type": ["string", "null"]},
+                        "payload": {},
+                        "idempotency_key": {"type": ["string", "null"]}
+                    }
+                }
+            }
+        }
+    })
+}
