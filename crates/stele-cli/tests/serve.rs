@@ -1,0 +1,704 @@
+//! `stele serve` end to end, over real HTTP against the real binary, on
+//! SQLite and the real PostgreSQL: appends (one, array, JSON Lines), reads,
+//! proofs verified offline with only the verifier key, idempotent retries,
+//! every rejection path with the ledger unchanged after it, tokens revoked
+//! while running, graceful shutdown, and `kill -9` at random moments under
+//! concurrent appenders with nothing acknowledged lost.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::http::{Gateway, request, token};
+use common::{Ledger, code, stderr};
+use serde_json::{Value, json};
+use stele_store::testkit::TestDb;
+
+fn both_backends(test: &str) -> Vec<TestDb> {
+    stele_store::testkit::every_backend(test)
+}
+
+fn size_over_api(gw: &Gateway, token: &str, chain: &str) -> u64 {
+    let r = gw.get(&format!("/v1/chains/{chain}"), token);
+    match r.status {
+        200 => r.json()["size"].as_u64().expect("size"),
+        404 => 0,
+        other => panic!("head: {other} {}", r.text()),
+    }
+}
+
+#[test]
+fn the_gateway_appends_reads_and_proves_over_http() {
+    for db in both_backends("the_gateway_appends_reads_and_proves_over_http") {
+        let ledger = Ledger::new(db);
+        let t = token(&ledger, "append,read", "*");
+        let gw = Gateway::start(&ledger);
+
+        // One event, with its self-contained proof.
+        let r = gw.request(
+            "POST",
+            "/v1/chains/orders/events?proof=true",
+            Some(&t),
+            &[("Content-Type", "application/json")],
+            br#"{"type":"order.placed","actor":"alice@example.com","payload":{"order":1,"total":"12.50"}}"#,
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        assert!(r.header("x-request-id").is_some());
+        let receipt = &r.json()["receipts"][0];
+        assert_eq!(receipt["seq"], 0);
+        let proof_file = ledger.dir.path().join("receipt.tlog");
+        std::fs::write(
+            &proof_file,
+            receipt["tlog_proof"].as_str().expect("tlog_proof"),
+        )
+        .expect("write proof");
+        // Offline: an empty directory, only the verifier key.
+        let vkey = std::fs::read_to_string(ledger.data_dir().join("keys/verifier.vkey"))
+            .expect("verifier key");
+        let offline = tempfile::tempdir().expect("tempdir");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_stele"))
+            .env_remove("STELE_DB")
+            .args(["--data-dir", offline.path().to_str().unwrap()])
+            .args(["verify", "event", "--proof", proof_file.to_str().unwrap()])
+            .args(["--verifier-key", vkey.trim()])
+            .output()
+            .expect("verify event");
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        // The proof is of this event, not any event: flip a byte of it.
+        let tampered = receipt["tlog_proof"]
+            .as_str()
+            .unwrap()
+            .replacen("index 0", "index 1", 1);
+        std::fs::write(&proof_file, tampered).expect("write");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_stele"))
+            .env_remove("STELE_DB")
+            .args(["--data-dir", offline.path().to_str().unwrap()])
+            .args(["verify", "event", "--proof", proof_file.to_str().unwrap()])
+            .args(["--verifier-key", vkey.trim()])
+            .output()
+            .expect("verify event");
+        assert_ne!(
+            code(&out),
+            0,
+            "a proof moved to another index must not verify"
+        );
+
+        // A batch as a JSON array, and JSON Lines.
+        let batch: Vec<Value> = (1..=5)
+            .map(|i| json!({"type": "order.placed", "payload": {"order": i + 1}}))
+            .collect();
+        let r = gw.append("orders", &t, &Value::Array(batch).to_string());
+        assert_eq!(r.status, 201, "{}", r.text());
+        let seqs: Vec<u64> = r.json()["receipts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(seqs, [1, 2, 3, 4, 5]);
+        let lines: String = (7..10)
+            .map(|i| format!("{{\"type\":\"order.shipped\",\"payload\":{{\"order\":{i}}}}}\n"))
+            .collect();
+        let r = gw.request(
+            "POST",
+            "/v1/chains/orders/events",
+            Some(&t),
+            &[("Content-Type", "application/x-ndjson")],
+            lines.as_bytes(),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        assert_eq!(r.json()["appended"], 3);
+
+        // Idempotency: a retry returns the original receipt and appends nothing.
+        let retry = |body: &str| {
+            gw.request(
+                "POST",
+                "/v1/chains/orders/events",
+                Some(&t),
+                &[
+                    ("Content-Type", "application/json"),
+                    ("Idempotency-Key", "req-42"),
+                ],
+                body.as_bytes(),
+            )
+        };
+        let first = retry(r#"{"type":"refund.issued","payload":{"order":3}}"#);
+        assert_eq!(first.status, 201, "{}", first.text());
+        let again = retry(r#"{"type":"refund.issued","payload":{"order":3}}"#);
+        assert_eq!(again.status, 200, "{}", again.text());
+        assert_eq!(again.json()["appended"], 0);
+        assert_eq!(again.json()["receipts"][0]["duplicate"], true);
+        assert_eq!(
+            again.json()["receipts"][0]["seq"],
+            first.json()["receipts"][0]["seq"]
+        );
+        let conflict = retry(r#"{"type":"refund.issued","payload":{"order":4}}"#);
+        assert_eq!(
+            (conflict.status, conflict.code().as_str()),
+            (409, "idempotency_conflict")
+        );
+        assert_eq!(size_over_api(&gw, &t, "orders"), 10);
+
+        // Reads.
+        let chains = gw.get("/v1/chains", &t).json();
+        assert_eq!(chains["chains"][0]["chain_id"], "orders");
+        let page = gw.get("/v1/chains/orders/events?from=8&limit=5", &t).json();
+        let page_seqs: Vec<u64> = page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(page_seqs, [8, 9]);
+        let one = gw.get("/v1/chains/orders/events/4", &t).json();
+        assert_eq!(one["event"]["payload"], json!({"order": 5}));
+
+        // Proofs over the API agree with the CLI's, and verify.
+        let inclusion = gw
+            .get("/v1/chains/orders/proofs/inclusion/4?tree_size=7", &t)
+            .json();
+        let cli = ledger.json(&[
+            "proof",
+            "inclusion",
+            "--chain",
+            "orders",
+            "--seq",
+            "4",
+            "--tree-size",
+            "7",
+        ]);
+        assert_eq!(inclusion["root_hash"], cli["root_hash"]);
+        assert_eq!(inclusion["proof"], cli["proof"]);
+        let consistency = gw
+            .get("/v1/chains/orders/proofs/consistency?from=3&to=10", &t)
+            .json();
+        let hashes: Vec<stele_ledger::Hash> = consistency["proof"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                stele_ledger::Hash(
+                    hex::decode(h.as_str().unwrap())
+                        .unwrap()
+                        .try_into()
+                        .unwrap(),
+                )
+            })
+            .collect();
+        let root = |v: &Value| {
+            stele_ledger::Hash(
+                hex::decode(v.as_str().unwrap())
+                    .unwrap()
+                    .try_into()
+                    .unwrap(),
+            )
+        };
+        stele_ledger::merkle::verify_consistency(
+            &hashes,
+            3,
+            root(&consistency["from_root"]),
+            10,
+            root(&consistency["to_root"]),
+        )
+        .expect("consistency proof verifies");
+        let checkpoint = gw.get("/v1/chains/orders/checkpoint", &t).json();
+        let verified = stele_ledger::checkpoint::verify(
+            checkpoint["checkpoint"].as_str().unwrap(),
+            vkey.trim(),
+        )
+        .expect("checkpoint verifies with the verifier key");
+        assert_eq!(verified.size, 10);
+        let anchors = gw.get("/v1/anchors", &t).json();
+        assert_eq!(anchors["backlog"], 0);
+
+        // What the gateway wrote verifies like any ledger.
+        drop(gw);
+        let out = ledger.run(&["verify", "log", "--chain", "orders"]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    }
+}
+
+#[test]
+fn every_rejection_has_its_status_and_code_and_changes_nothing() {
+    for db in both_backends("every_rejection_has_its_status_and_code_and_changes_nothing") {
+        let ledger = Ledger::new(db);
+        // Small limits, so "too large" is cheap to reach.
+        let config = ledger.data_dir().join("stele.toml");
+        let text = std::fs::read_to_string(&config).expect("config");
+        let mut text: String = text
+            .lines()
+            .map(|l| if l.starts_with("max_payload_bytes") { "max_payload_bytes = 1000" } else { l })
+            .collect::<Vec<_>>()
+            .join("\n");
+        text.push_str("\n[server]\nmax_request_bytes = 65536\nmax_events_per_request = 10\n");
+        std::fs::write(&config, text).expect("config");
+        let appender = token(&ledger, "append", "orders");
+        let reader = token(&ledger, "read", "*");
+        let gw = Gateway::start(&ledger);
+        assert_eq!(
+            gw.append("orders", &appender, r#"{"type":"seed.event"}"#)
+                .status,
+            201
+        );
+
+        let json_ct = ("Content-Type", "application/json");
+        let deep = "[".repeat(5000) + &"]".repeat(5000);
+        let huge_payload = format!(
+            r#"{{"type":"big.event","payload":{{"blob":"{}"}}}}"#,
+            "x".repeat(5_000)
+        );
+        let too_many = Value::Array(
+            (0..11)
+                .map(|i| json!({"type": "a.b", "payload": {"i": i}}))
+                .collect(),
+        )
+        .to_string();
+        let body_too_large = "y".repeat(70_000);
+        let cases: Vec<(
+            &str,
+            &str,
+            &str,
+            Option<&str>,
+            Vec<(&str, &str)>,
+            Vec<u8>,
+            u16,
+            &str,
+        )> = vec![
+            (
+                "no token",
+                "POST",
+                "/v1/chains/orders/events",
+                None,
+                vec![json_ct],
+                br#"{"type":"a.b"}"#.to_vec(),
+                401,
+                "unauthenticated",
+            ),
+            (
+                "bad token",
+                "POST",
+                "/v1/chains/orders/events",
+                Some("stl_0000_ffff"),
+                vec![json_ct],
+                br#"{"type":"a.b"}"#.to_vec(),
+                401,
+                "unauthenticated",
+            ),
+            (
+                "wrong scope",
+                "POST",
+                "/v1/chains/orders/events",
+                Some(&reader),
+                vec![json_ct],
+                br#"{"type":"a.b"}"#.to_vec(),
+                403,
+                "forbidden",
+            ),
+            (
+                "wrong chain",
+                "POST",
+                "/v1/chains/payroll/events",
+                Some(&appender),
+                vec![json_ct],
+                br#"{"type":"a.b"}"#.to_vec(),
+                403,
+                "forbidden",
+            ),
+            (
+                "invalid chain name",
+                "POST",
+                "/v1/chains/Bad%20Name/events",
+                Some(&appender),
+                vec![json_ct],
+                br#"{"type":"a.b"}"#.to_vec(),
+                400,
+                "invalid_chain",
+            ),
+            (
+                "malformed JSON",
+                "POST",
+                "/v1/chains/orders/events",
+                Some(&appender),
+                vec![json_ct],
+                br#"{"type":"a.b""#.to_vec(),
+                400,
+                "invalid_json",
+            ),
+            (
+                "repeated key",
+                "POST",
+                "/v1/chains/orders/events",
+                Some(&appender),
+                vec![json_ct],
+                br#"{"type":"a.b","type":"c.d"}"#.to_vec(),
+                400,
+                "invalid_json",
+            ),
+            (
+                "invalid UTF-8",
+                "POST",
+                "/v1/chains/orders/events",
+                Some(&appender),
+                vec![json_ct],
+                b"{\"type\":\"a.\xff\"}".to_vec(),
+                400,
+                "invalid_utf8",
+            ),
+            (
+                "deeply nested JSON",
+                "POST",
+                "/v1/chains/orders/events",
+                Some(&appender),
+                vec![json_ct],
+                deep.into_bytes(),
+                400,
+                "invalid_json",
+            ),
+            (
+                "oversized event",
+                "POST",
+                "/v1/chains/orders/events",
+                Some(&appender),
+                vec![json_ct],
+                huge_payload.into_bytes(),
+                422,
+                "invalid_events",
+            ),
+            (
+                "oversized body",
+                "POST",
+                "/v1/chains/orders/events",
+                Some(&appender),
+                vec![json_ct],
+                body_too_large.into_bytes(),
+                413,
+                "body_too_large",
+            ),
+            (
+                "too many events",
+                "POST",
+                "/v1/chains/orders/events",
+                Some(&appender),
+                vec![json_ct],
+                too_many.into_bytes(),
+                413,
+                "too_many_events",
+            ),
+            (
+                "one bad event in a batch",
+                "POST",
+                "/v1/chains/orders/events",
+                Some(&appender),
+                vec![json_ct],
+                br#"[{"type":"a.b"},{"type":"stele.forged"}]"#.to_vec(),
+                422,
+                "invalid_events",
+            ),
+            (
+                "unsupported content type",
+                "POST",
+                "/v1/chains/orders/events",
+                Some(&appender),
+                vec![("Content-Type", "text/plain")],
+                br#"{"type":"a.b"}"#.to_vec(),
+                415,
+                "unsupported_media_type",
+            ),
+            (
+                "unknown route",
+                "GET",
+                "/v1/nothing-here",
+                Some(&reader),
+                vec![],
+                Vec::new(),
+                404,
+                "not_found",
+            ),
+            (
+                "wrong method",
+                "DELETE",
+                "/v1/chains/orders/events",
+                Some(&appender),
+                vec![],
+                Vec::new(),
+                405,
+                "method_not_allowed",
+            ),
+            (
+                "unknown query parameter",
+                "POST",
+                "/v1/chains/orders/events?prove=yes",
+                Some(&appender),
+                vec![json_ct],
+                br#"{"type":"a.b"}"#.to_vec(),
+                400,
+                "invalid_request",
+            ),
+        ];
+        for (what, method, path, tok, headers, body, status, code) in cases {
+            let before = size_over_api(&gw, &reader, "orders");
+            let r = gw.request(method, path, tok, &headers, &body);
+            assert_eq!(r.status, status, "{what}: {}", r.text());
+            let error = &r.json()["error"];
+            assert_eq!(error["code"], code, "{what}: {}", r.text());
+            assert!(
+                !error["message"].as_str().unwrap_or("").is_empty(),
+                "{what}"
+            );
+            assert_eq!(
+                error["request_id"].as_str(),
+                r.header("x-request-id"),
+                "{what}: the body names the request"
+            );
+            assert_eq!(
+                size_over_api(&gw, &reader, "orders"),
+                before,
+                "{what} changed the ledger"
+            );
+        }
+        // The one bad event named by index, nothing of the batch appended.
+        let r = gw.append(
+            "orders",
+            &appender,
+            r#"[{"type":"a.b"},{"type":"stele.forged"},{"type":"c.d"}]"#,
+        );
+        let rejected = &r.json()["error"]["details"]["rejected"];
+        assert_eq!(rejected.as_array().map(Vec::len), Some(1), "{}", r.text());
+        assert_eq!(rejected[0]["index"], 1);
+        assert_eq!(size_over_api(&gw, &reader, "orders"), 1);
+        // No secret in any answer.
+        let r = gw.request(
+            "POST",
+            "/v1/chains/orders/events",
+            Some(&format!("{appender}x")),
+            &[json_ct],
+            b"{}",
+        );
+        assert!(!r.text().contains(&appender[10..]), "a token echoed back");
+    }
+}
+
+#[test]
+fn acknowledged_appends_survive_sigkill_and_restart() {
+    const KILLS: usize = 20;
+    const WRITERS: usize = 8;
+    for db in both_backends("acknowledged_appends_survive_sigkill_and_restart") {
+        let ledger = Ledger::new(db);
+        let t = token(&ledger, "append,read", "*");
+        // key -> seq of every acknowledged event.
+        let acknowledged: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
+        let mut rng_state = 0x9e37_79b9_u64;
+        for round in 0..KILLS {
+            let gw = Gateway::start(&ledger);
+            let stop = Arc::new(AtomicBool::new(false));
+            let writers: Vec<_> = (0..WRITERS)
+                .map(|w| {
+                    let (addr, t, stop, acked) = (gw.addr.clone(), t.clone(), Arc::clone(&stop), Arc::clone(&acknowledged));
+                    std::thread::spawn(move || {
+                        let mut i = 0;
+                        while !stop.load(Ordering::Relaxed) {
+                            let key = format!("r{round}-w{w}-{i}");
+                            let body = format!(r#"{{"type":"crash.test","idempotency_key":"{key}","payload":{{"w":{w},"i":{i}}}}}"#);
+                            let auth = format!("Bearer {t}");
+                            let sent = request(&addr, "POST", "/v1/chains/crash/events", &[("Authorization", &auth), ("Content-Type", "application/json")], body.as_bytes());
+                            match sent {
+                                Ok(r) if r.status == 201 => {
+                                    let seq = r.json()["receipts"][0]["seq"].as_u64().expect("seq");
+                                    acked.lock().unwrap().insert(key, seq);
+                                }
+                                // Killed mid-request: not acknowledged, may or may not be there.
+                                Ok(_) | Err(_) => {}
+                            }
+                            i += 1;
+                        }
+                    })
+                })
+                .collect();
+            // Kill at a random moment 50-400 ms in.
+            rng_state ^= rng_state << 13;
+            rng_state ^= rng_state >> 7;
+            rng_state ^= rng_state << 17;
+            std::thread::sleep(Duration::from_millis(50 + rng_state % 350));
+            gw.kill();
+            stop.store(true, Ordering::Relaxed);
+            for w in writers {
+                w.join().expect("writer");
+            }
+        }
+        let acknowledged = acknowledged.lock().unwrap().clone();
+        assert!(
+            acknowledged.len() > KILLS,
+            "the writers got appends through: {}",
+            acknowledged.len()
+        );
+
+        // Every acknowledged event is there exactly once, at its seq.
+        let gw = Gateway::start(&ledger);
+        let size = size_over_api(&gw, &t, "crash");
+        let mut by_key: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        let mut from = 0;
+        while from < size {
+            let page = gw
+                .get(
+                    &format!("/v1/chains/crash/events?from={from}&limit=1000"),
+                    &t,
+                )
+                .json();
+            for e in page["events"].as_array().unwrap() {
+                by_key
+                    .entry(e["idempotency_key"].as_str().unwrap().to_owned())
+                    .or_default()
+                    .push(e["seq"].as_u64().unwrap());
+            }
+            from = page["next_from"].as_u64().unwrap_or(size);
+        }
+        for (key, seq) in &acknowledged {
+            assert_eq!(
+                by_key.get(key),
+                Some(&vec![*seq]),
+                "acknowledged {key} at seq {seq}"
+            );
+        }
+        let seqs: BTreeSet<u64> = by_key.values().flatten().copied().collect();
+        assert_eq!(seqs.len() as u64, size, "no seq twice, no gap");
+        drop(gw);
+        let out = ledger.run(&["verify", "log", "--chain", "crash"]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        eprintln!(
+            "{} acknowledged of {size} stored across {KILLS} kills",
+            acknowledged.len()
+        );
+    }
+}
+
+#[test]
+fn openapi_describes_exactly_the_routes_served() {
+    let ledger = Ledger::new(TestDb::sqlite());
+    let admin = token(&ledger, "admin", "*");
+    let gw = Gateway::start(&ledger);
+    let append = gw.append("docs", &admin, r#"{"type":"a.b"}"#);
+    assert_eq!(append.status, 201);
+    let doc = gw.request("GET", "/openapi.json", None, &[], b"").json();
+    let documented: BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(|m| (m.to_ascii_uppercase(), path.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let served: BTreeSet<(String, String)> = stele_server::ROUTES
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    assert_eq!(documented, served);
+    for (method, path) in &served {
+        let concrete = path
+            .replace("{chain}", "docs")
+            .replace("{seq}", "0")
+            .replace("consistency", "consistency?from=0");
+        let r = gw.request(
+            method,
+            &concrete,
+            Some(&admin),
+            &[("Content-Type", "application/json")],
+            br#"{"type":"c.d"}"#,
+        );
+        assert!(
+            r.status < 400,
+            "{method} {path} is documented but answers {}: {}",
+            r.status,
+            r.text()
+        );
+    }
+    let metrics = gw.get("/metrics", &admin).text();
+    assert!(
+        metrics.contains("stele_appended_events_total 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("stele_http_responses_total{status=\"200\""),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_revoked_token_is_refused_by_the_running_gateway() {
+    let ledger = Ledger::new(TestDb::sqlite());
+    let t = token(&ledger, "append", "*");
+    let gw = Gateway::start(&ledger);
+    assert_eq!(gw.append("audit", &t, r#"{"type":"a.b"}"#).status, 201);
+    let listed = ledger.json(&["token", "list"]);
+    let id = listed["tokens"][0]["id"].as_str().expect("id").to_owned();
+    assert!(
+        !listed.to_string().contains(&t[20..]),
+        "list shows no secret"
+    );
+    let out = ledger.run(&["token", "revoke", &id]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = gw.append("audit", &t, r#"{"type":"a.b"}"#);
+        if r.status == 401 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "revoked token still accepted: {}",
+            r.status
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn sigterm_answers_appends_in_progress_and_exits_cleanly() {
+    let ledger = Ledger::new(TestDb::sqlite());
+    let t = token(&ledger, "append,read", "*");
+    let gw = Gateway::start(&ledger);
+    let addr = gw.addr.clone();
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (addr, t) = (addr.clone(), t.clone());
+            std::thread::spawn(move || {
+                let mut acknowledged = 0u64;
+                for i in 0..10_000 {
+                    let body =
+                        format!(r#"{{"type":"shutdown.test","payload":{{"w":{w},"i":{i}}}}}"#);
+                    let auth = format!("Bearer {t}");
+                    match request(
+                        &addr,
+                        "POST",
+                        "/v1/chains/s/events",
+                        &[
+                            ("Authorization", &auth),
+                            ("Content-Type", "application/json"),
+                        ],
+                        body.as_bytes(),
+                    ) {
+                        Ok(r) if r.status == 201 => acknowledged += 1,
+                        _ => break,
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let status = gw.terminate();
+    assert!(status.success(), "stele serve exited with {status}");
+    let acknowledged: u64 = writers.into_iter().map(|w| w.join().expect("writer")).sum();
+    assert!(acknowledged > 0);
+    assert_eq!(
+        ledger.size("s"),
+        acknowledged,
+        "every acknowledged append, and only those"
+    );
+}
