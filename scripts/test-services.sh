@@ -35,6 +35,8 @@ WAIT=${STELE_SERVICES_TIMEOUT:-60}
 ADMIN_TIMEOUT=15 # every ceph admin call is wrapped in `timeout` (no mgr: some calls hang)
 PG_PROBE_PORT=${STELE_TEST_PG_PROBE_PORT:-5432}
 MINISTACK_VERSION=${STELE_MINISTACK_VERSION:-1.5.33}
+# Property-based API testing of the gateway against its /openapi.json.
+SCHEMATHESIS_VERSION=${STELE_SCHEMATHESIS_VERSION:-4.32.5}
 MEMSTORE_BYTES=${STELE_MEMSTORE_BYTES:-8589934592}
 
 HOST=127.0.0.1
@@ -194,6 +196,16 @@ install_ministack() {
         "ministack==$want" >"$LOGS/pip-install.log" 2>&1 ||
         fail_with_logs "pip install ministack==$want failed" "$LOGS/pip-install.log"
     [[ -x $(ministack_bin) ]] || die "ministack installed but $(ministack_bin) is missing"
+}
+
+install_schemathesis() {
+    local want=$SCHEMATHESIS_VERSION have=""
+    have=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("schemathesis"))' 2>/dev/null || true)
+    [[ $have == "$want" && -x $VENV/bin/schemathesis ]] && return 0
+    log "installing schemathesis $want into $VENV"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+        "schemathesis==$want" >"$LOGS/pip-schemathesis.log" 2>&1 ||
+        fail_with_logs "pip install schemathesis==$want failed" "$LOGS/pip-schemathesis.log"
 }
 
 # ---------------------------------------------------------------- Ceph
@@ -545,6 +557,7 @@ export STELE_TEST_RGW_USER2_ID='$RGW_USER2_UID'
 export STELE_TEST_RGW_KMS_KEY_ID='$KMS_KEY_ID'
 export STELE_TEST_RGW_KMS_KEY_ID2='$KMS_KEY_ID2'
 export STELE_TEST_MINISTACK_ENDPOINT='http://$HOST:$MS_PORT'
+export STELE_TEST_SCHEMATHESIS='$VENV/bin/schemathesis'
 export AWS_REGION='us-east-1'
 EOF
     mv "$tmp" "$ENV_FILE"
@@ -557,6 +570,7 @@ cmd_start() {
     mkdir -p "$STATE" "$LOGS"
     install_debian_packages
     install_ministack
+    install_schemathesis
     local t1=$SECONDS
     start_ceph
     start_ministack

@@ -230,7 +230,13 @@ fn every_rejection_has_its_status_and_code_and_changes_nothing() {
         let text = std::fs::read_to_string(&config).expect("config");
         let mut text: String = text
             .lines()
-            .map(|l| if l.starts_with("max_payload_bytes") { "max_payload_bytes = 1000" } else { l })
+            .map(|l| {
+                if l.starts_with("max_payload_bytes") {
+                    "max_payload_bytes = 1000"
+                } else {
+                    l
+                }
+            })
             .collect::<Vec<_>>()
             .join("\n");
         text.push_str("\n[server]\nmax_request_bytes = 65536\nmax_events_per_request = 10\n");
@@ -701,4 +707,41 @@ fn sigterm_answers_appends_in_progress_and_exits_cleanly() {
         acknowledged,
         "every acknowledged append, and only those"
     );
+}
+
+#[test]
+fn schemathesis_finds_no_server_error_and_no_response_outside_the_schema() {
+    stele_store::testkit::live_or_skip!(Schemathesis);
+    let schemathesis = std::env::var("STELE_TEST_SCHEMATHESIS").expect("set by live_or_skip");
+    let ledger = Ledger::new(TestDb::sqlite());
+    let admin = token(&ledger, "admin", "*");
+    let gw = Gateway::start(&ledger);
+    // Data for the generated requests to reach: chain "default", seqs 0..20.
+    let seed = Value::Array(
+        (0..20)
+            .map(|i| json!({"type": "seed.event", "payload": {"i": i}}))
+            .collect(),
+    );
+    assert_eq!(gw.append("default", &admin, &seed.to_string()).status, 201);
+    let out = std::process::Command::new(schemathesis)
+        .arg("run")
+        .arg(format!("http://{}/openapi.json", gw.addr))
+        .args(["-H", &format!("Authorization: Bearer {admin}")])
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+        ])
+        .args(["--max-examples", "40", "--workers", "1"])
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run schemathesis");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis found problems:\n{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("passed"), "{report}");
+    // The server answered everything and is still up.
+    assert_eq!(gw.get("/v1/chains/default", &admin).status, 200);
 }

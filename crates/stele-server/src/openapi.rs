@@ -29,10 +29,10 @@ fn error_response(description: &str) -> Value {
 fn parameters(path: &str) -> Vec<Value> {
     let mut params = Vec::new();
     if path.contains("{chain}") {
-        params.push(json!({"name": "chain", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"}}));
+        params.push(json!({"name": "chain", "in": "path", "required": true, "example": "default", "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,63}$"}}));
     }
     if path.contains("{seq}") {
-        params.push(json!({"name": "seq", "in": "path", "required": true, "schema": {"type": "integer", "minimum": 0, "maximum": i64::MAX}}));
+        params.push(json!({"name": "seq", "in": "path", "required": true, "example": 0, "schema": {"type": "integer", "minimum": 0, "maximum": i64::MAX}}));
     }
     params
 }

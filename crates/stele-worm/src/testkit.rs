@@ -32,6 +32,8 @@ pub enum Service {
     Postgres,
     /// A headless Chromium on `PATH` (the HTML report test).
     Chromium,
+    /// The `schemathesis` API tester (`STELE_TEST_SCHEMATHESIS`, its path).
+    Schemathesis,
 }
 
 /// Set by `scripts/test.sh`: every live service must be there, and a missing
@@ -46,6 +48,7 @@ impl Service {
             Self::Ministack => "ministack",
             Self::Postgres => "PostgreSQL",
             Self::Chromium => "Chromium",
+            Self::Schemathesis => "schemathesis",
         }
     }
 
@@ -67,6 +70,7 @@ impl Service {
             ]),
             Self::Ministack => unset(&["STELE_TEST_MINISTACK_ENDPOINT"]),
             Self::Postgres => unset(&["STELE_TEST_PG_URL"]),
+            Self::Schemathesis => unset(&["STELE_TEST_SCHEMATHESIS"]),
             Self::Chromium => {
                 let on_path = std::env::var_os("PATH").is_some_and(|path| {
                     std::env::split_paths(&path).any(|dir| dir.join("chromium").is_file())
