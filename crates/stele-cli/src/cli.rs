@@ -112,6 +112,13 @@ pub struct AppendArgs {
     /// The whole file is validated first and appended in one transaction.
     #[arg(long, value_name = "FILE|-")]
     pub jsonl: Option<String>,
+    /// Send to a running gateway (`stele serve`) instead of writing the
+    /// database: its URL, e.g. `http://127.0.0.1:7070`.
+    #[arg(long, env = "STELE_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// Bearer token for --server (from `stele token create`).
+    #[arg(long, env = "STELE_TOKEN", hide_env_values = true, requires = "server")]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -21,6 +21,19 @@ fn both_backends(test: &str) -> Vec<TestDb> {
     stele_store::testkit::every_backend(test)
 }
 
+/// What a rejection test sends and expects: what it is, method, path,
+/// token, headers, body, status, error code.
+type RejectionCase<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    Vec<(&'a str, &'a str)>,
+    Vec<u8>,
+    u16,
+    &'a str,
+);
+
 fn size_over_api(gw: &Gateway, token: &str, chain: &str) -> u64 {
     let r = gw.get(&format!("/v1/chains/{chain}"), token);
     match r.status {
@@ -263,16 +276,7 @@ fn every_rejection_has_its_status_and_code_and_changes_nothing() {
         )
         .to_string();
         let body_too_large = "y".repeat(70_000);
-        let cases: Vec<(
-            &str,
-            &str,
-            &str,
-            Option<&str>,
-            Vec<(&str, &str)>,
-            Vec<u8>,
-            u16,
-            &str,
-        )> = vec![
+        let cases: Vec<RejectionCase<'_>> = vec![
             (
                 "no token",
                 "POST",
@@ -744,4 +748,126 @@ fn schemathesis_finds_no_server_error_and_no_response_outside_the_schema() {
     assert!(report.contains("passed"), "{report}");
     // The server answered everything and is still up.
     assert_eq!(gw.get("/v1/chains/default", &admin).status, 200);
+}
+
+#[test]
+fn stele_append_sends_through_the_gateway_with_the_same_receipts() {
+    let ledger = Ledger::new(TestDb::sqlite());
+    let t = token(&ledger, "append,read", "app-*");
+    let gw = Gateway::start(&ledger);
+    let url = format!("http://{}", gw.addr);
+    // A client with no data directory of its own: only the URL and the token.
+    let client_dir = tempfile::tempdir().expect("tempdir");
+    let client = |args: &[&str], stdin: &str| {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stele"))
+            .env_remove("STELE_DB")
+            .env("STELE_TOKEN", &t)
+            .args(["--data-dir", client_dir.path().to_str().unwrap(), "--json"])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("stele append");
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().expect("output")
+    };
+    let out = client(
+        &[
+            "append",
+            "--server",
+            &url,
+            "--chain",
+            "app-billing",
+            "--type",
+            "invoice.sent",
+            "--payload",
+            r#"{"n":1}"#,
+        ],
+        "",
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let receipt: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(receipt["receipts"][0]["seq"], 0);
+    let lines = "{\"type\":\"invoice.paid\",\"idempotency_key\":\"p1\"}\n{\"type\":\"invoice.paid\",\"idempotency_key\":\"p2\"}\n";
+    let out = client(
+        &[
+            "append",
+            "--server",
+            &url,
+            "--chain",
+            "app-billing",
+            "--jsonl",
+            "-",
+        ],
+        lines,
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["appended"],
+        2
+    );
+    // A retry of the same file appends nothing.
+    let out = client(
+        &[
+            "append",
+            "--server",
+            &url,
+            "--chain",
+            "app-billing",
+            "--jsonl",
+            "-",
+        ],
+        lines,
+    );
+    assert_eq!(
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["duplicates"],
+        2
+    );
+
+    // Refusals by the gateway are exit 2 and name the problem; the token never shows.
+    let out = client(
+        &[
+            "append", "--server", &url, "--chain", "payroll", "--type", "a.b",
+        ],
+        "",
+    );
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("forbidden"), "{}", stderr(&out));
+    let out = client(
+        &[
+            "append",
+            "--server",
+            &url,
+            "--chain",
+            "app-billing",
+            "--type",
+            "stele.forged",
+        ],
+        "",
+    );
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("reserved_type"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains(&t[20..]));
+    // An unreachable gateway could not complete: exit 3.
+    let out = client(
+        &[
+            "append",
+            "--server",
+            "http://127.0.0.1:9",
+            "--chain",
+            "app-billing",
+            "--type",
+            "a.b",
+        ],
+        "",
+    );
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert_eq!(size_over_api(&gw, &t, "app-billing"), 3);
 }

@@ -13,16 +13,30 @@ use crate::output;
 
 pub fn run(ctx: &Context, args: &AppendArgs) -> Result<(), Failure> {
     let chain = chain_id(&args.chain)?;
-    // Validate everything before touching the database: bad input writes nothing.
-    let events = match &args.jsonl {
+    let inputs = match &args.jsonl {
         Some(path) => parse_jsonl(path, ctx)?,
-        None => vec![single(args, ctx)?],
+        None => vec![(0, single(args)?)],
     };
-    if events.is_empty() {
+    if inputs.is_empty() {
         return Err(Failure::Input(anyhow!(
             "no events to append (the input is empty)"
         )));
     }
+    if let Some(server) = &args.server {
+        let inputs: Vec<EventInput> = inputs.into_iter().map(|(_, input)| input).collect();
+        return remote(ctx, server, args.token.as_deref(), &chain, &inputs);
+    }
+    // Validate everything before touching the database: bad input writes nothing.
+    let events = inputs
+        .into_iter()
+        .map(|(line, input)| match input.validate(&ctx.limits) {
+            Ok(event) => Ok(event),
+            Err(e) if args.jsonl.is_some() => Err(Failure::Input(anyhow!(
+                "line {line}: {e}; nothing was appended"
+            ))),
+            Err(e) => Err(e.into()),
+        })
+        .collect::<Result<Vec<ValidEvent>, Failure>>()?;
     let mut store = open_store(ctx)?;
     let keyring = ctx.keys().keyring()?;
     // Anchoring settings are checked before the append, so a bad setting
@@ -37,6 +51,39 @@ pub fn run(ctx: &Context, args: &AppendArgs) -> Result<(), Failure> {
         keyring.active().id().as_str(),
     );
 
+    let receipts: Vec<ReceiptLine> = receipts
+        .iter()
+        .map(|r| ReceiptLine {
+            chain_id: r.chain_id.clone(),
+            seq: r.seq,
+            ts: r.ts.clone(),
+            leaf_hash: r.leaf_hash.clone(),
+            event_hash: r.event_hash.clone(),
+            key_id: r.key_id.clone(),
+            duplicate: r.duplicate,
+        })
+        .collect();
+    print_receipts(ctx, &chain, &receipts, volume_anchor)
+}
+
+/// A receipt as printed, whether the append was local or through a gateway.
+#[derive(serde::Serialize)]
+struct ReceiptLine {
+    chain_id: String,
+    seq: u64,
+    ts: String,
+    leaf_hash: String,
+    event_hash: String,
+    key_id: String,
+    duplicate: bool,
+}
+
+fn print_receipts(
+    ctx: &Context,
+    chain: &stele_ledger::ChainId,
+    receipts: &[ReceiptLine],
+    volume_anchor: Option<u64>,
+) -> Result<(), Failure> {
     if ctx.json {
         let appended = receipts.iter().filter(|r| !r.duplicate).count();
         return output::print_json(&json!({
@@ -48,7 +95,7 @@ pub fn run(ctx: &Context, args: &AppendArgs) -> Result<(), Failure> {
         }));
     }
     let mut text = String::new();
-    for r in &receipts {
+    for r in receipts {
         let note = if r.duplicate {
             "  (duplicate: original receipt)"
         } else {
@@ -106,7 +153,63 @@ fn queue_volume_anchor(
     }
 }
 
-fn single(args: &AppendArgs, ctx: &Context) -> Result<ValidEvent, Failure> {
+/// Sends the events to a gateway in one request; it validates them whole.
+fn remote(
+    ctx: &Context,
+    server: &str,
+    token: Option<&str>,
+    chain: &stele_ledger::ChainId,
+    inputs: &[EventInput],
+) -> Result<(), Failure> {
+    let token = token.ok_or_else(|| {
+        Failure::Input(anyhow!(
+            "--server needs a token: --token or STELE_TOKEN (from `stele token create`)"
+        ))
+    })?;
+    let client = stele_client::Client::new(server, token).map_err(client_failure)?;
+    let appended = super::runtime()?
+        .block_on(client.append(
+            chain.as_str(),
+            inputs,
+            &stele_client::AppendOptions::default(),
+        ))
+        .map_err(client_failure)?;
+    let receipts: Vec<ReceiptLine> = appended
+        .receipts
+        .into_iter()
+        .map(|r| ReceiptLine {
+            chain_id: r.chain_id,
+            seq: r.seq,
+            ts: r.ts,
+            leaf_hash: r.leaf_hash,
+            event_hash: r.event_hash,
+            key_id: r.key_id,
+            duplicate: r.duplicate,
+        })
+        .collect();
+    print_receipts(ctx, chain, &receipts, None)
+}
+
+/// A refusal by the gateway wrote nothing (exit 2); an unreachable or
+/// failing gateway could not complete (exit 3).
+fn client_failure(e: stele_client::ClientError) -> Failure {
+    use stele_client::ClientError;
+    match &e {
+        ClientError::Api {
+            status, details, ..
+        } if *status < 500 && !e.is_retryable() => {
+            let detail = details
+                .as_ref()
+                .map(|d| format!("\n{d}"))
+                .unwrap_or_default();
+            Failure::Input(anyhow!("{e}{detail}"))
+        }
+        ClientError::InvalidUrl(_) => Failure::Input(e.into()),
+        _ => Failure::Operational(e.into()),
+    }
+}
+
+fn single(args: &AppendArgs) -> Result<EventInput, Failure> {
     let payload = args
         .payload
         .as_deref()
@@ -119,18 +222,19 @@ fn single(args: &AppendArgs, ctx: &Context) -> Result<ValidEvent, Failure> {
             })
         })
         .transpose()?;
-    let input = EventInput {
+    Ok(EventInput {
         event_type: args.event_type.clone().unwrap_or_default(),
         actor: args.actor.clone(),
         payload,
         idempotency_key: args.idempotency_key.clone(),
-    };
-    Ok(input.validate(&ctx.limits)?)
+    })
 }
 
-/// Reads and validates every line of `path` (`-` for stdin). Each line is
-/// refused as soon as it passes the limit, before it is parsed or held whole.
-fn parse_jsonl(path: &str, ctx: &Context) -> Result<Vec<ValidEvent>, Failure> {
+/// Reads and parses every line of `path` (`-` for stdin), with its line
+/// number; validation comes after, against the limits of whoever appends
+/// (this ledger, or the gateway). Each line is refused as soon as it passes
+/// the limit, before it is parsed or held whole.
+fn parse_jsonl(path: &str, ctx: &Context) -> Result<Vec<(usize, EventInput)>, Failure> {
     let reader: Box<dyn std::io::BufRead> = if path == "-" {
         Box::new(std::io::BufReader::new(std::io::stdin()))
     } else {
@@ -160,11 +264,11 @@ fn parse_jsonl(path: &str, ctx: &Context) -> Result<Vec<ValidEvent>, Failure> {
         if line.trim().is_empty() {
             continue;
         }
-        events.push(
+        events.push((
+            number,
             EventInput::from_json(line)
-                .and_then(|e| e.validate(&ctx.limits))
                 .map_err(|e| Failure::Input(anyhow!("line {number}: {e}; nothing was appended")))?,
-        );
+        ));
     }
     Ok(events)
 }
