@@ -232,7 +232,7 @@ mod tests {
             signed_note::Signer::name(&signer),
             signed_note::Signer::key_id(&signer),
         );
-        assert_eq!(signature_keys(&text).unwrap(), [label.clone()]);
+        assert_eq!(signature_keys(&text).unwrap(), std::slice::from_ref(&label));
         assert!(vkey.starts_with(&format!("{label}+")), "{vkey} {label}");
         assert!(matches!(
             signature_keys("stele.test/prod\n5\n"),
