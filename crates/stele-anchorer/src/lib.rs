@@ -1428,18 +1428,17 @@ impl Anchorer<'_> {
         let our_keys: HashSet<&str> = outbox.iter().map(|r| r.object_key.as_str()).collect();
         // Keys sort by anchor time, then seq: the newest are last.
         for &key in fresh.iter().rev().take(BUCKET_CHECK_OBJECTS) {
-            let Some(bytes) = read_bounded(target, rt, key, BUCKET_CHECK_MAX_BYTES)? else {
+            let read = read_bounded(target, rt, key, BUCKET_CHECK_MAX_BYTES)?;
+            let Some((bytes, anchor)) = read.and_then(|bytes| {
+                let anchor = Anchor::from_bytes(&bytes)
+                    .ok()
+                    .filter(|a| a.chain_id == chain.as_str())?;
+                Some((bytes, anchor))
+            }) else {
+                // Too large, not an anchor, or another chain's: the auditor's to judge.
                 cursor.passed.insert(key.clone());
                 continue;
             };
-            let Ok(anchor) = Anchor::from_bytes(&bytes) else {
-                cursor.passed.insert(key.clone());
-                continue;
-            };
-            if anchor.chain_id != chain.as_str() {
-                cursor.passed.insert(key.clone());
-                continue;
-            }
             if ours.contains(&object_hash(&bytes)) {
                 // The newest anchor there is ours: ours link on from it, and
                 // the next check starts after it.

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{blob, events, key, ring, signer};
+use common::{blob, events, key, ring, runtime, signer};
 use signed_note::StandardSigner;
 use stele_anchor::Trigger;
 use stele_anchorer::{AnchorPolicy, Anchorer, AnchorerError, RefusedChain};
@@ -22,14 +22,6 @@ use stele_store::{
 use stele_worm::testkit::{create_bucket, rgw, unique_bucket};
 use stele_worm::{ObjectStore, S3Worm};
 use time::OffsetDateTime;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn rgw_target(rt: &tokio::runtime::Runtime, name: &str) -> (S3Worm, ObjectStore) {
     let s3 = rt.block_on(create_bucket(rgw(&unique_bucket(name)), true));

@@ -46,3 +46,12 @@ pub fn blob(db: &TestDb, bytes: &[u8]) -> String {
         DbLocation::Postgres(_) => format!("decode('{}', 'hex')", hex::encode(bytes)),
     }
 }
+
+/// A small runtime for the object store calls.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
