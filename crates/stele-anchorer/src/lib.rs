@@ -924,10 +924,14 @@ impl<'a> Anchorer<'a> {
             // years); it is evidence against its own chain only.
             let anchor = match self.check_own_anchor(&record) {
                 Ok(anchor) => anchor,
-                Err(e) => {
+                Err(
+                    e @ (AnchorerError::CorruptOutbox { .. }
+                    | AnchorerError::SignedByOtherKey { .. }),
+                ) => {
                     refuse(&mut report, &mut blocked, &record.chain_id, e);
                     continue;
                 }
+                Err(e) => return Err(e),
             };
             let chain =
                 ChainId::new(&record.chain_id).map_err(|e| AnchorerError::Config(e.to_string()))?;
@@ -1467,7 +1471,7 @@ impl Anchorer<'_> {
                     .filter(|keys| !keys.is_empty())
                     .map_or_else(|| "no readable signer".to_owned(), |keys| keys.join(", "));
                 let why = format!(
-                    "signed by {signed_with}, not as this ledger's key {} signs it",
+                    "its checkpoint names {signed_with} as signer, and this ledger's key {} does not reproduce it",
                     self.key_label()
                 );
                 if anchored_here || our_keys.contains(key.as_str()) {
