@@ -181,7 +181,7 @@ impl S3Worm {
     }
 
     /// Every version and delete marker under `prefix`, in the store's order
-    /// (all pages; see [`list_versions_all`](Self::list_versions_all)).
+    /// (all pages: per page, content versions newest first for each key, then delete markers).
     ///
     /// # Errors
     ///
