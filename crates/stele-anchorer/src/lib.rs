@@ -13,13 +13,15 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use signed_note::StandardSigner;
+use signed_note::{Signer as _, StandardSigner, Verifier as _};
 use stele_anchor::cadence::{Cadence, ChainProgress};
 use stele_anchor::{
     Anchor, AnchorInput, Trigger, alternate_object_key, check_link, object_hash, object_key,
 };
+use stele_ledger::checkpoint::{key_label, signature_keys};
 use stele_ledger::hashing::{GENESIS_HASH, leaf_hash};
 use stele_ledger::{ChainId, Hash, Keyring, hex_hash, merkle, parse_hex_hash};
 use stele_store::{AnchorRecord, AnchorStatus, AnchorUpload, ChainHead, LedgerStore, StoreError};
@@ -70,6 +72,22 @@ pub enum AnchorerError {
         anchor_seq: u64,
         /// Why.
         why: String,
+    },
+    /// A stored anchor was signed with another signing key than this
+    /// anchorer's: the key was changed since the anchor was built, so this
+    /// anchorer can neither re-check it nor build on it.
+    #[error(
+        "outbox row stele_anchors (chain {chain:?}, anchor_seq {anchor_seq}) holds an anchor signed with a different key ({signed_with}) than the one this anchorer signs with ({signs_with}): the signing key was changed since that anchor was built. This key cannot re-check it, so nothing was signed or uploaded for the chain. Sign with the key that signed it; if the key was not changed on purpose, the row was altered"
+    )]
+    SignedByOtherKey {
+        /// Chain.
+        chain: String,
+        /// Anchor seq.
+        anchor_seq: u64,
+        /// The key(s) its checkpoint names as signers (`name+hexid`).
+        signed_with: String,
+        /// This anchorer's key (`name+hexid`).
+        signs_with: String,
     },
     /// The events since the last anchor do not check: signing them would
     /// vouch for altered history.
@@ -155,6 +173,7 @@ impl AnchorerError {
             | Self::Anchor(_)
             | Self::ChainShrank { .. }
             | Self::CorruptOutbox { .. }
+            | Self::SignedByOtherKey { .. }
             | Self::UnanchoredTampering { .. }
             | Self::AnchorInFuture { .. }
             | Self::ForeignAnchors { .. }
@@ -263,6 +282,24 @@ pub struct UploadReport {
     pub squatted: Vec<Squatted>,
     /// Anchors left to another process holding their outbox lease (included in `still_pending`).
     pub leased_elsewhere: usize,
+    /// Chains whose anchors were not uploaded because something about them
+    /// needs investigating (see [`RefusedChain`]); their anchors are
+    /// included in `still_pending`, and the other chains went on.
+    pub refused: Vec<RefusedChain>,
+}
+
+/// A chain the upload pass stopped at: one of its outbox rows is not an
+/// anchor this anchorer signed as it reads ([`AnchorerError::CorruptOutbox`],
+/// [`AnchorerError::SignedByOtherKey`]), or the bucket holds anchors of it
+/// that are not this ledger's history ([`AnchorerError::ForeignAnchors`],
+/// [`AnchorerError::UnknownOwnAnchor`]). Its anchors wait in the outbox;
+/// within [`Anchorer::run`] it is not tried again until the next start.
+#[derive(Debug)]
+pub struct RefusedChain {
+    /// Chain.
+    pub chain_id: String,
+    /// Why.
+    pub error: AnchorerError,
 }
 
 /// An anchor's intended key held an object with other bytes (someone who may
@@ -292,6 +329,20 @@ pub struct Anchorer<'a> {
     lease_owner: String,
     /// How long a lease lasts; see [`DEFAULT_LEASE_TTL`].
     lease_ttl: Duration,
+    /// Per chain, what this anchorer has seen in the bucket (see [`BucketCursor`]).
+    bucket_cursors: HashMap<String, BucketCursor>,
+}
+
+/// What an anchorer knows of a chain's objects in the bucket, so that each
+/// history check lists only the keys written since the one before.
+#[derive(Debug, Default)]
+struct BucketCursor {
+    /// The newest key found holding one of this ledger's anchors: what sorts
+    /// before it was checked, so later listings start after it.
+    after: Option<String>,
+    /// Keys after it already read and let pass (other objects, squatters):
+    /// listed again, not read again.
+    passed: HashSet<String>,
 }
 
 /// How long an outbox lease lasts: longer than one upload with its retries
@@ -341,6 +392,7 @@ impl<'a> Anchorer<'a> {
             policy,
             lease_owner: new_lease_owner(),
             lease_ttl: DEFAULT_LEASE_TTL,
+            bucket_cursors: HashMap::new(),
         })
     }
 
@@ -516,7 +568,9 @@ impl<'a> Anchorer<'a> {
     ///
     /// # Errors
     ///
-    /// [`AnchorerError::CorruptOutbox`] naming the row.
+    /// [`AnchorerError::CorruptOutbox`] naming the row;
+    /// [`AnchorerError::SignedByOtherKey`] when its checkpoint names another
+    /// signing key than this anchorer's.
     pub fn check_own_anchor(&self, record: &AnchorRecord) -> Result<Anchor, AnchorerError> {
         let corrupt = |why: String| AnchorerError::CorruptOutbox {
             chain: record.chain_id.clone(),
@@ -542,9 +596,6 @@ impl<'a> Anchorer<'a> {
             )));
         }
         let chain = ChainId::new(&anchor.chain_id).map_err(|e| corrupt(e.to_string()))?;
-        let hash = |what: &str, hex: &str| {
-            parse_hex_hash(hex).map_err(|e| corrupt(format!("{what} is not a hash: {e}")))
-        };
         let ts = anchor.time().map_err(|e| corrupt(e.to_string()))?;
         // The key is not covered by the signature: a row pointed at another
         // seq's or time's key would pass the genuine anchor off as another
@@ -565,12 +616,59 @@ impl<'a> Anchorer<'a> {
                 record.object_key
             )));
         }
+        let resigned = match self.resign(&anchor) {
+            Ok(bytes) => bytes,
+            Err(AnchorerError::Anchor(stele_anchor::AnchorError::Malformed(why))) => {
+                return Err(corrupt(why));
+            }
+            Err(e) => return Err(e),
+        };
+        if resigned != record.body {
+            // Another key gives other bytes for the same fields: say so
+            // rather than call a changed signing key tampering.
+            let signs_with = self.key_label();
+            let signed_with = signature_keys(&anchor.checkpoint).unwrap_or_default();
+            if !signed_with.is_empty() && !signed_with.contains(&signs_with) {
+                return Err(AnchorerError::SignedByOtherKey {
+                    chain: record.chain_id.clone(),
+                    anchor_seq: record.anchor_seq,
+                    signed_with: signed_with.join(", "),
+                    signs_with,
+                });
+            }
+            return Err(corrupt(format!(
+                "its body is not the anchor this signing key ({signs_with}), which its checkpoint names as the signer, signed for those fields: it was altered in the database"
+            )));
+        }
+        Ok(anchor)
+    }
+
+    /// This anchorer's signing key as signed notes name it (`name+hexid`).
+    fn key_label(&self) -> String {
+        key_label(self.signer.name(), self.signer.key_id())
+    }
+
+    /// The bytes this anchorer's key signs for `anchor`'s fields. Ed25519
+    /// signatures are deterministic, so an unaltered anchor this key signed
+    /// re-signs to its own bytes, and no other anchor does.
+    ///
+    /// # Errors
+    ///
+    /// [`stele_anchor::AnchorError::Malformed`] for a field that cannot be
+    /// signed as it reads; signing errors.
+    fn resign(&self, anchor: &Anchor) -> Result<Vec<u8>, AnchorerError> {
+        let malformed =
+            |why: String| AnchorerError::Anchor(stele_anchor::AnchorError::Malformed(why));
+        let hash = |what: &str, hex: &str| {
+            parse_hex_hash(hex).map_err(|e| malformed(format!("{what} is not a hash: {e}")))
+        };
+        let chain = ChainId::new(&anchor.chain_id).map_err(|e| malformed(e.to_string()))?;
         let proof = anchor
             .consistency_proof
             .iter()
             .map(|h| hash("a consistency proof entry", h))
             .collect::<Result<Vec<_>, _>>()?;
-        let resigned = Anchor::sign(
+        Ok(Anchor::sign(
             &AnchorInput {
                 chain: &chain,
                 anchor_seq: anchor.anchor_seq,
@@ -583,20 +681,19 @@ impl<'a> Anchorer<'a> {
                     .map(|h| hash("last_hash", h))
                     .transpose()?,
                 key_id: &anchor.key_id,
-                ts,
+                ts: anchor.time()?,
                 db_snapshot_lsn: anchor.db_snapshot_lsn.clone(),
                 prev_anchor_hash: anchor.prev_anchor_hash.clone(),
                 consistency_proof: &proof,
             },
             self.signer,
         )?
-        .to_bytes()?;
-        if resigned != record.body {
-            return Err(corrupt(
-                "its body is not the anchor this signing key signed for those fields (edited in the database, or signed by another key)".into(),
-            ));
-        }
-        Ok(anchor)
+        .to_bytes()?)
+    }
+
+    /// Whether `bytes` (parsed as `anchor`) are an anchor this anchorer's key signed, as signed.
+    fn signed_by_us(&self, anchor: &Anchor, bytes: &[u8]) -> bool {
+        self.resign(anchor).is_ok_and(|ours| ours == bytes)
     }
 
     /// [`check_own_anchor`](Self::check_own_anchor), for an anchor the next
@@ -769,24 +866,11 @@ impl<'a> Anchorer<'a> {
                 ),
             ));
         }
-        let root = tree.root();
-        let stored_root = match stele_store::tree_root(self.store, chain, Some(head.size)) {
-            Ok((_, r)) => r,
-            Err(StoreError::Corrupt(what)) => return Err(refuse(None, what)),
-            Err(e) => return Err(e.into()),
-        };
-        if stored_root != root {
-            return Err(refuse(
-                None,
-                format!(
-                    "the stored Merkle tree at size {} has root {}, the events give {}",
-                    head.size,
-                    hex_hash(&stored_root),
-                    hex_hash(&root)
-                ),
-            ));
-        }
-        Ok(root)
+        // The root is computed here, once. Storage holds this very tree: each
+        // row's stored nodes were compared with it above, and the anchored
+        // part's frontier with the signed root; the consistency proof read
+        // from storage is checked against this root when the anchor is linked.
+        Ok(tree.root())
     }
 
     /// Uploads every pending anchor, oldest first per chain; a chain stops at
@@ -800,26 +884,57 @@ impl<'a> Anchorer<'a> {
     /// `leased_elsewhere`); a holder whose lease was taken over (it expired)
     /// records nothing.
     ///
+    /// Before a chain's first upload of the pass, the bucket's anchors of it
+    /// written since the last check are checked to be this ledger's own
+    /// ([`check_bucket_history`](Self::check_bucket_history), listing only
+    /// keys after the newest one known), so a long-running anchorer notices
+    /// another ledger or a restored backup writing the chain. A chain with a
+    /// corrupt outbox row or a foreign history is refused (in
+    /// [`UploadReport::refused`]); the other chains go on.
+    ///
     /// # Errors
     ///
-    /// Store errors (upload failures are reported in the [`UploadReport`]).
+    /// Store errors (upload failures and refused chains are reported in the
+    /// [`UploadReport`]).
     pub fn upload_pending(
         &mut self,
         target: &ObjectStore,
         rt: &Handle,
     ) -> Result<UploadReport, AnchorerError> {
+        self.upload_pass(target, rt, &[])
+    }
+
+    /// [`upload_pending`](Self::upload_pending), leaving the chains in `skip` alone.
+    fn upload_pass(
+        &mut self,
+        target: &ObjectStore,
+        rt: &Handle,
+        skip: &[String],
+    ) -> Result<UploadReport, AnchorerError> {
         let pending = self.store.anchors(None, Some(AnchorStatus::Pending))?;
         let mut report = UploadReport::default();
-        let mut blocked: Vec<String> = Vec::new();
+        let mut blocked: Vec<String> = skip.to_vec();
+        let mut history_checked: Vec<String> = Vec::new();
         for mut record in pending {
             if blocked.contains(&record.chain_id) {
                 report.still_pending += 1;
                 continue;
             }
+            // An edited outbox row is never uploaded (it would be locked for
+            // years); it is evidence against its own chain only.
+            let anchor = match self.check_own_anchor(&record) {
+                Ok(anchor) => anchor,
+                Err(
+                    e @ (AnchorerError::CorruptOutbox { .. }
+                    | AnchorerError::SignedByOtherKey { .. }),
+                ) => {
+                    refuse(&mut report, &mut blocked, &record.chain_id, e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let chain =
                 ChainId::new(&record.chain_id).map_err(|e| AnchorerError::Config(e.to_string()))?;
-            // An edited outbox row is never uploaded (it would be locked for years).
-            let anchor = self.check_own_anchor(&record)?;
             let retention = self.policy.retention_for(anchor.time()?)?;
             if !self.store.lease_anchor(
                 &chain,
@@ -836,6 +951,34 @@ impl<'a> Anchorer<'a> {
                 continue;
             }
             record.attempts = record.attempts.saturating_add(1);
+            // Checked under the lease, as part of the try: a bucket that
+            // cannot be read now fails the try like an upload would.
+            if !history_checked.contains(&record.chain_id) {
+                history_checked.push(record.chain_id.clone());
+                match self.check_bucket(target, rt, &chain) {
+                    Ok(()) => {}
+                    Err(AnchorerError::Worm(e)) => {
+                        tracing::warn!(chain = %chain, error = %e, "cannot read the chain's anchors in the bucket to check they are this ledger's; nothing uploaded unchecked");
+                        self.upload_failed(&chain, record, e, &mut report, &mut blocked)?;
+                        continue;
+                    }
+                    Err(
+                        e @ (AnchorerError::ForeignAnchors { .. }
+                        | AnchorerError::UnknownOwnAnchor { .. }),
+                    ) => {
+                        // Ends our lease; `last_error` says why the anchor waits.
+                        self.store.record_anchor_failure(
+                            &chain,
+                            record.anchor_seq,
+                            &self.lease_owner,
+                            &e.to_string(),
+                        )?;
+                        refuse(&mut report, &mut blocked, &record.chain_id, e);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
             let mut result =
                 rt.block_on(target.put_locked(&record.object_key, &record.body, retention));
             if let Err(e) = &result
@@ -907,23 +1050,35 @@ impl<'a> Anchorer<'a> {
                 }
                 Err(e) => {
                     tracing::warn!(chain = %chain, anchor_seq = record.anchor_seq, error = %e, "anchor upload failed; it stays pending");
-                    if !self.store.record_anchor_failure(
-                        &chain,
-                        record.anchor_seq,
-                        &self.lease_owner,
-                        &e.to_string(),
-                    )? {
-                        self.lease_lost(&chain, &record, &mut report);
-                        blocked.push(record.chain_id.clone());
-                        continue;
-                    }
-                    blocked.push(record.chain_id.clone());
-                    report.still_pending += 1;
-                    report.failed.push((record, e));
+                    self.upload_failed(&chain, record, e, &mut report, &mut blocked)?;
                 }
             }
         }
         Ok(report)
+    }
+
+    /// Records a failed try of `record` (ending our lease) and stops its chain for this pass.
+    fn upload_failed(
+        &mut self,
+        chain: &ChainId,
+        record: AnchorRecord,
+        e: WormError,
+        report: &mut UploadReport,
+        blocked: &mut Vec<String>,
+    ) -> Result<(), AnchorerError> {
+        blocked.push(record.chain_id.clone());
+        if self.store.record_anchor_failure(
+            chain,
+            record.anchor_seq,
+            &self.lease_owner,
+            &e.to_string(),
+        )? {
+            report.still_pending += 1;
+            report.failed.push((record, e));
+        } else {
+            self.lease_lost(chain, &record, report);
+        }
+        Ok(())
     }
 
     /// Our lease on `record` expired and another process took it over (or it
@@ -1006,6 +1161,10 @@ impl<'a> Anchorer<'a> {
     /// `key_id` returns the active HMAC key id each round, so rotations by other
     /// processes are noticed.
     ///
+    /// A chain refused during the run (see [`RefusedChain`]) is left alone
+    /// until the next start; the other chains go on, and the report returned
+    /// at the end lists every refusal of the run.
+    ///
     /// # Errors
     ///
     /// Store, build and configuration errors; upload failures are retried, not returned.
@@ -1024,9 +1183,21 @@ impl<'a> Anchorer<'a> {
             max_delay: Duration::from_secs(15),
         };
         let mut failures = 0u32;
+        // A refused chain stays refused until the next start (its anchors
+        // wait); every refusal is in the last report, so the run ends with it.
+        let mut refused: Vec<RefusedChain> = Vec::new();
         loop {
-            let report = self.round(target, rt, chains, &key_id()?, OffsetDateTime::now_utc())?;
+            let skip: Vec<String> = refused.iter().map(|r| r.chain_id.clone()).collect();
+            let mut report = self.round_skipping(
+                target,
+                rt,
+                chains,
+                &key_id()?,
+                OffsetDateTime::now_utc(),
+                &skip,
+            )?;
             on_round(&report);
+            refused.append(&mut report.refused);
             failures = if report.failed.is_empty() {
                 0
             } else {
@@ -1046,11 +1217,16 @@ impl<'a> Anchorer<'a> {
         }
         let key = key_id()?;
         let now = OffsetDateTime::now_utc();
+        let skip: Vec<String> = refused.iter().map(|r| r.chain_id.clone()).collect();
         for chain in self.chain_list(chains)? {
-            self.build(&chain, Trigger::Shutdown, &key, now)?;
+            if !skip.contains(&chain.to_string()) {
+                self.build(&chain, Trigger::Shutdown, &key, now)?;
+            }
         }
-        let report = self.upload_pending(target, rt)?;
+        let mut report = self.upload_pass(target, rt, &skip)?;
         on_round(&report);
+        refused.append(&mut report.refused);
+        report.refused = refused;
         Ok(report)
     }
 
@@ -1067,11 +1243,25 @@ impl<'a> Anchorer<'a> {
         key_id: &str,
         now: OffsetDateTime,
     ) -> Result<UploadReport, AnchorerError> {
-        let all = self.chain_list(chains)?;
+        self.round_skipping(target, rt, chains, key_id, now, &[])
+    }
+
+    /// [`round`](Self::round), leaving the chains in `skip` alone.
+    fn round_skipping(
+        &mut self,
+        target: &ObjectStore,
+        rt: &Handle,
+        chains: Option<&[ChainId]>,
+        key_id: &str,
+        now: OffsetDateTime,
+        skip: &[String],
+    ) -> Result<UploadReport, AnchorerError> {
+        let mut all = self.chain_list(chains)?;
+        all.retain(|c| !skip.contains(&c.to_string()));
         for (chain, trigger) in self.due(&all, key_id, now)? {
             self.build(&chain, trigger, key_id, now)?;
         }
-        self.upload_pending(target, rt)
+        self.upload_pass(target, rt, skip)
     }
 
     fn chain_list(&mut self, chains: Option<&[ChainId]>) -> Result<Vec<ChainId>, AnchorerError> {
@@ -1087,6 +1277,22 @@ impl<'a> Anchorer<'a> {
                 .collect(),
         }
     }
+}
+
+/// Stops `chain_id` for this pass: its anchors wait, the refusal is reported.
+fn refuse(
+    report: &mut UploadReport,
+    blocked: &mut Vec<String>,
+    chain_id: &str,
+    error: AnchorerError,
+) {
+    tracing::error!(chain = %chain_id, error = %error, "ANCHORING REFUSED for this chain; its anchors stay pending, other chains go on");
+    blocked.push(chain_id.to_owned());
+    report.still_pending += 1;
+    report.refused.push(RefusedChain {
+        chain_id: chain_id.to_owned(),
+        error,
+    });
 }
 
 /// If the upload of `record` failed because its key holds an object with
@@ -1143,13 +1349,21 @@ impl Anchorer<'_> {
     /// under the chain's prefix (at most a few, each of bounded size) must
     /// be ones in our outbox, byte for byte. A chain with no objects there
     /// passes; objects that are not anchors of this chain are left to
-    /// `verify anchors` (a squatter must not stop anchoring).
+    /// the auditor's anchor verification (a squatter must not stop anchoring).
+    ///
+    /// An anchor counts as signed by this ledger when this anchorer's key
+    /// re-signs its fields to its very bytes; `verifier_key` must be that
+    /// key's verifier key. The anchorer remembers the newest key it found
+    /// holding one of its anchors, so later checks of the chain (one before
+    /// each upload pass, see [`upload_pending`](Self::upload_pending)) list
+    /// only keys after it.
     ///
     /// # Errors
     ///
     /// [`AnchorerError::ForeignAnchors`] when another key signed them,
     /// [`AnchorerError::UnknownOwnAnchor`] when our key signed one our
-    /// outbox does not have; object store and database errors.
+    /// outbox does not have; [`AnchorerError::Config`] when `verifier_key`
+    /// is not the signing key's; object store and database errors.
     pub fn check_bucket_history(
         &mut self,
         target: &ObjectStore,
@@ -1157,15 +1371,55 @@ impl Anchorer<'_> {
         chain: &ChainId,
         verifier_key: &str,
     ) -> Result<(), AnchorerError> {
+        let verifier = signed_note::StandardVerifier::new(verifier_key.trim())
+            .map_err(|e| AnchorerError::Config(format!("the verifier key is malformed: {e}")))?;
+        let named = key_label(verifier.name(), verifier.key_id());
+        if named != self.key_label() {
+            return Err(AnchorerError::Config(format!(
+                "the verifier key is for {named}, but anchors are signed with {}: they are not one key pair",
+                self.key_label()
+            )));
+        }
+        self.check_bucket(target, rt, chain)
+    }
+
+    /// [`check_bucket_history`](Self::check_bucket_history) from what this
+    /// anchorer already knows of the chain in the bucket.
+    fn check_bucket(
+        &mut self,
+        target: &ObjectStore,
+        rt: &Handle,
+        chain: &ChainId,
+    ) -> Result<(), AnchorerError> {
         let prefix = stele_anchor::chain_prefix(self.policy.prefix.as_deref(), chain)
             .map_err(|e| AnchorerError::Config(e.to_string()))?;
-        let keys = rt.block_on(target.list(&prefix))?;
-        if keys.is_empty() {
+        let mut cursor = self
+            .bucket_cursors
+            .remove(chain.as_str())
+            .unwrap_or_default();
+        let result = self.check_bucket_since(target, rt, chain, &prefix, &mut cursor);
+        self.bucket_cursors.insert(chain.to_string(), cursor);
+        result
+    }
+
+    fn check_bucket_since(
+        &mut self,
+        target: &ObjectStore,
+        rt: &Handle,
+        chain: &ChainId,
+        prefix: &str,
+        cursor: &mut BucketCursor,
+    ) -> Result<(), AnchorerError> {
+        let keys = rt.block_on(target.list_after(prefix, cursor.after.as_deref()))?;
+        let fresh: Vec<&String> = keys
+            .iter()
+            .filter(|k| !cursor.passed.contains(*k))
+            .collect();
+        if fresh.is_empty() {
             return Ok(());
         }
         let outbox = self.store.anchors(Some(chain), None)?;
-        let ours: std::collections::HashSet<String> =
-            outbox.iter().map(|r| object_hash(&r.body)).collect();
+        let ours: HashSet<String> = outbox.iter().map(|r| object_hash(&r.body)).collect();
         // Once this ledger's anchors of the chain are in the store, an anchor
         // signed by another key there is not another ledger's history but a
         // squatter (anyone who may PutObject can write one at our next key):
@@ -1174,53 +1428,64 @@ impl Anchorer<'_> {
         // taken in this bucket, and writing beside it would fork that history.
         // The same holds for an object sitting exactly at the key one of our
         // own anchors was meant for: it was put there for that key.
-        let anchored_here = outbox
-            .iter()
-            .any(|r| r.status != stele_store::AnchorStatus::Pending);
-        let our_keys: std::collections::HashSet<&str> =
-            outbox.iter().map(|r| r.object_key.as_str()).collect();
+        let anchored_here = outbox.iter().any(|r| r.status != AnchorStatus::Pending);
+        let our_keys: HashSet<&str> = outbox.iter().map(|r| r.object_key.as_str()).collect();
         // Keys sort by anchor time, then seq: the newest are last.
-        for key in keys.iter().rev().take(BUCKET_CHECK_OBJECTS) {
-            let Some(bytes) = read_bounded(target, rt, key, BUCKET_CHECK_MAX_BYTES)? else {
+        for &key in fresh.iter().rev().take(BUCKET_CHECK_OBJECTS) {
+            let read = read_bounded(target, rt, key, BUCKET_CHECK_MAX_BYTES)?;
+            let Some((bytes, anchor)) = read.and_then(|bytes| {
+                let anchor = Anchor::from_bytes(&bytes)
+                    .ok()
+                    .filter(|a| a.chain_id == chain.as_str())?;
+                Some((bytes, anchor))
+            }) else {
+                // Too large, not an anchor, or another chain's: the auditor's to judge.
+                cursor.passed.insert(key.clone());
                 continue;
             };
-            let Ok(anchor) = Anchor::from_bytes(&bytes) else {
-                continue;
-            };
-            if anchor.chain_id != chain.as_str() {
-                continue;
-            }
             if ours.contains(&object_hash(&bytes)) {
-                // The newest anchor there is ours: ours link on from it.
+                // The newest anchor there is ours: ours link on from it, and
+                // the next check starts after it.
+                cursor.passed.retain(|k| k > key);
+                cursor.after = Some(key.clone());
                 return Ok(());
             }
-            let err = match anchor.verify(verifier_key) {
+            let err = if self.signed_by_us(&anchor, &bytes) {
                 // Our key, a seq whose outbox row is not an anchor we signed
                 // as it reads: the row was altered, which building on it
                 // reports as tampering (a sound row with other bytes is a fork).
-                Ok(_)
-                    if outbox.iter().any(|r| {
-                        r.anchor_seq == anchor.anchor_seq && self.check_own_anchor(r).is_err()
-                    }) =>
+                if outbox
+                    .iter()
+                    .any(|r| r.anchor_seq == anchor.anchor_seq && self.check_own_anchor(r).is_err())
                 {
                     return Ok(());
                 }
-                Ok(_) => AnchorerError::UnknownOwnAnchor {
+                AnchorerError::UnknownOwnAnchor {
                     chain: chain.to_string(),
                     key: key.clone(),
                     anchor_seq: anchor.anchor_seq,
-                },
-                Err(e) if anchored_here || our_keys.contains(key.as_str()) => {
-                    tracing::warn!(chain = %chain, key = %key, anchor_seq = anchor.anchor_seq, why = %e, "an anchor of this chain that this ledger did not sign is in the bucket: a squatter (restrict s3:PutObject to the anchor writer); ignored");
+                }
+            } else {
+                let signed_with = signature_keys(&anchor.checkpoint)
+                    .ok()
+                    .filter(|keys| !keys.is_empty())
+                    .map_or_else(|| "no readable signer".to_owned(), |keys| keys.join(", "));
+                let why = format!(
+                    "its checkpoint names {signed_with} as signer, and this ledger's key {} does not reproduce it",
+                    self.key_label()
+                );
+                if anchored_here || our_keys.contains(key.as_str()) {
+                    tracing::warn!(chain = %chain, key = %key, anchor_seq = anchor.anchor_seq, why = %why, "an anchor of this chain that this ledger did not sign is in the bucket: a squatter (restrict s3:PutObject to the anchor writer); ignored");
+                    cursor.passed.insert(key.clone());
                     continue;
                 }
-                Err(e) => AnchorerError::ForeignAnchors {
+                AnchorerError::ForeignAnchors {
                     chain: chain.to_string(),
-                    prefix: prefix.clone(),
+                    prefix: prefix.to_owned(),
                     key: key.clone(),
                     anchor_seq: anchor.anchor_seq,
-                    why: e.to_string(),
-                },
+                    why,
+                }
             };
             tracing::error!(chain = %chain, error = %err, "ANCHORING REFUSED");
             return Err(err);

@@ -3,7 +3,10 @@
 //! PostgreSQL's plain SQL agrees with every anchor; bad settings are refused
 //! with nothing half-written; anchors survive an outage in the outbox.
 
+mod common;
+
 use aws_sdk_s3::error::ProvideErrorMetadata as _;
+use common::runtime;
 use signed_note::StandardSigner;
 use stele_anchor::{Anchor, Trigger, check_link};
 use stele_anchorer::{AnchorPolicy, Anchorer, AnchorerError};
@@ -48,14 +51,6 @@ fn ring() -> &'static Keyring {
         Keyring::new(KeyId::new("k1").unwrap(), [key("k1"), key("k2")]).unwrap()
     });
     &RING
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// Reads every anchor of `chain` back from the bucket in key order and checks

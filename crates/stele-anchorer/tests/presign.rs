@@ -4,53 +4,19 @@
 //! and PostgreSQL; rewrites the anchored tree's stored nodes; edits an outbox
 //! anchor; and squats the next anchor key in a Ceph RGW bucket.
 
-use signed_note::StandardSigner;
+mod common;
+
+use common::{blob, events, key, ring, signer};
 use stele_anchor::{Anchor, Trigger, is_anchor_key, object_key};
 use stele_anchorer::{AnchorPolicy, Anchorer, AnchorerError};
-use stele_ledger::event::{EventInput, Limits, ValidEvent};
 use stele_ledger::hashing::leaf_hash;
 use stele_ledger::merkle::TreeAppender;
-use stele_ledger::{ChainId, Event, Hash, HmacKey, KeyId, Keyring, StoredEvent};
+use stele_ledger::{ChainId, Event, Hash, HmacKey, KeyId, StoredEvent};
+use stele_store::AnchorStatus;
 use stele_store::testkit::TestDb;
-use stele_store::{AnchorStatus, DbLocation};
 use stele_worm::testkit::{create_bucket, rgw, unique_bucket};
 use stele_worm::{ObjectStore, S3Worm};
 use time::OffsetDateTime;
-
-fn signer() -> StandardSigner {
-    let (skey, _) = signed_note::generate_key(&mut rand::rngs::OsRng, "stele.test");
-    StandardSigner::new(&skey).unwrap()
-}
-
-fn ring() -> Keyring {
-    Keyring::new(KeyId::new("k1").unwrap(), [key()]).unwrap()
-}
-
-fn key() -> HmacKey {
-    HmacKey::new(KeyId::new("k1").unwrap(), &[7; 32])
-}
-
-fn events(from: usize, n: usize) -> Vec<ValidEvent> {
-    (from..from + n)
-        .map(|i| {
-            EventInput {
-                event_type: "payment.approved".into(),
-                actor: Some("alice".into()),
-                payload: Some(serde_json::json!({"amount": i, "to": "acct-1"})),
-                idempotency_key: None,
-            }
-            .validate(&Limits::default())
-            .unwrap()
-        })
-        .collect()
-}
-
-fn blob(db: &TestDb, bytes: &[u8]) -> String {
-    match db.location {
-        DbLocation::Sqlite(_) => format!("X'{}'", hex::encode(bytes)),
-        DbLocation::Postgres(_) => format!("decode('{}', 'hex')", hex::encode(bytes)),
-    }
-}
 
 /// What an attacker with the database and no keys does to hide an edit of
 /// `seq`: rewrite its payload, store the leaf hash of the new content, and
@@ -264,9 +230,12 @@ fn edited_outbox_anchor_is_refused_not_built_upon() {
         let dir = tempfile::tempdir().unwrap();
         let rt = tokio::runtime::Runtime::new().unwrap();
         let target = ObjectStore::Local(stele_worm::LocalDir::new(dir.path()));
+        let report = anchorer.upload_pending(&target, rt.handle()).unwrap();
+        assert!(report.uploaded.is_empty() && report.failed.is_empty());
+        assert_eq!(report.refused.len(), 1, "{report:?}");
         assert!(matches!(
-            anchorer.upload_pending(&target, rt.handle()),
-            Err(AnchorerError::CorruptOutbox { .. })
+            report.refused[0].error,
+            AnchorerError::CorruptOutbox { anchor_seq: 0, .. }
         ));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         drop(store);

@@ -1,5 +1,6 @@
-//! The controls catalogue (no I/O): every check `stele bucket check` makes,
-//! what it maps to, and how to fix a failure.
+//! The controls catalogue (no I/O): every check [`crate::check`] makes,
+//! what it maps to, and how to fix a failure (in S3 API and Terraform
+//! module terms: callers add their own commands).
 //!
 //! Mappings:
 //! - **CIS AWS** 2.1.x as numbered in the project's security review (seed
@@ -47,7 +48,7 @@ impl Control {
     }
 }
 
-const APPLY_POLICY: &str = "apply the policy rendered from deploy/policy/ (`stele bucket init`, or the Terraform module's aws_s3_bucket_policy)";
+const APPLY_POLICY: &str = "apply the policy rendered from deploy/policy/ (PutBucketPolicy, or the Terraform module's aws_s3_bucket_policy)";
 
 /// Object Lock is enabled on the bucket.
 pub const OBJECT_LOCK: Control = Control {
@@ -57,7 +58,7 @@ pub const OBJECT_LOCK: Control = Control {
     soc2: &["CC6.1"],
     hipaa: &["(c)(1)"],
     sec_17a_4: &["(f)(2)(ii)(A)"],
-    fix: "Object Lock can only be enabled when a bucket is created: create a new bucket with `stele bucket init` or the Terraform module and move the writers to it",
+    fix: "Object Lock can only be enabled when a bucket is created: create a new bucket with Object Lock (the Terraform module does) and move the writers to it",
 };
 
 /// Default retention has the expected mode and at least the minimum period.
@@ -68,7 +69,7 @@ pub const DEFAULT_RETENTION: Control = Control {
     soc2: &["CC6.1"],
     hipaa: &["(c)(1)"],
     sec_17a_4: &["(f)(2)(ii)(A)"],
-    fix: "set the default retention to the expected mode and at least the minimum days (`stele bucket init --mode … --days …`, or the module's object_lock_mode / object_lock_retention_days)",
+    fix: "set the default retention to the expected mode and at least the minimum days (PutObjectLockConfiguration, or the module's object_lock_mode / object_lock_retention_days)",
 };
 
 /// Versioning is enabled (Object Lock requires it).
@@ -90,7 +91,7 @@ pub const MFA_DELETE: Control = Control {
     soc2: &["CC6.1"],
     hipaa: &["(c)(1)"],
     sec_17a_4: &[],
-    fix: "enable MFA delete with the root user's MFA device (`aws s3api put-bucket-versioning --mfa …`, or the module's mfa_delete + mfa); note S3 does not run lifecycle rules on MFA-delete buckets",
+    fix: "enable MFA delete with the root user's MFA device (PutBucketVersioning with MFADelete=Enabled and the device's serial and code, or the module's mfa_delete + mfa); note S3 does not run lifecycle rules on MFA-delete buckets",
 };
 
 /// Default encryption is SSE-KMS with the expected key and a bucket key.
@@ -101,7 +102,7 @@ pub const DEFAULT_ENCRYPTION: Control = Control {
     soc2: &["CC6.1", "CC6.6"],
     hipaa: &["(a)(2)(iv)", "(c)(1)"],
     sec_17a_4: &[],
-    fix: "set default encryption to aws:kms with the expected key ARN and BucketKeyEnabled=true (`stele bucket init --kms-key …`, or the module)",
+    fix: "set default encryption to aws:kms with the expected key ARN and BucketKeyEnabled=true (PutBucketEncryption, or the module)",
 };
 
 /// All four public-access-block flags are on.
@@ -112,7 +113,7 @@ pub const PUBLIC_ACCESS_BLOCK: Control = Control {
     soc2: &["CC6.1", "CC6.6"],
     hipaa: &["(a)(1)"],
     sec_17a_4: &[],
-    fix: "turn on BlockPublicAcls, IgnorePublicAcls, BlockPublicPolicy and RestrictPublicBuckets (PutPublicAccessBlock, `stele bucket init`, or the module)",
+    fix: "turn on BlockPublicAcls, IgnorePublicAcls, BlockPublicPolicy and RestrictPublicBuckets (PutPublicAccessBlock, or the module)",
 };
 
 /// Object ownership is `BucketOwnerEnforced` (ACLs disabled).
@@ -123,7 +124,7 @@ pub const OBJECT_OWNERSHIP: Control = Control {
     soc2: &["CC6.1"],
     hipaa: &["(a)(1)"],
     sec_17a_4: &[],
-    fix: "set ownership controls to BucketOwnerEnforced (PutBucketOwnershipControls, `stele bucket init`, or the module)",
+    fix: "set ownership controls to BucketOwnerEnforced (PutBucketOwnershipControls, or the module)",
 };
 
 /// The bucket policy grants nothing to the public.
@@ -194,7 +195,7 @@ pub const POLICY_ALLOWS_MULTIPART: Control = Control {
     soc2: &["A1.2"],
     hipaa: &[],
     sec_17a_4: &["(f)(2)(ii)(A)"],
-    fix: "re-apply the current policy from deploy/policy/ (`stele bucket init`, or the module): its encryption Denies test the headers only when a request carries them, and the bucket's default encryption covers the requests that carry none",
+    fix: "re-apply the current policy from deploy/policy/ (PutBucketPolicy, or the module): its encryption Denies test the headers only when a request carries them, and the bucket's default encryption covers the requests that carry none",
 };
 
 /// `DenyObjectDeletion`.
@@ -238,7 +239,7 @@ pub const DENY_UPLOADS_BY_NON_WRITER: Control = Control {
     soc2: &["CC6.1"],
     hipaa: &["(c)(1)"],
     sec_17a_4: &[],
-    fix: "apply the policy with the optional statement (`stele bucket init --restrict-uploads-to-writer`, or the module's restrict_uploads_to_writer)",
+    fix: "apply the policy with the optional statement DenyUploadsByNonWriter (rendered from deploy/policy/, or the module's restrict_uploads_to_writer)",
 };
 
 /// Lifecycle rules never expire objects before their retention.

@@ -20,14 +20,14 @@
 //! 3. Known dialects are read as what they are: Ceph RGW 16 answers
 //!    GetPublicAccessBlock with the four flags under a root element named
 //!    `BlockPublicAccessBlockConfiguration` (AWS: `PublicAccessBlockConfiguration`),
-//!    which the SDK refuses; [`read_public_access_block`] reads the flags
+//!    which the SDK refuses; `read_public_access_block` reads the flags
 //!    from the body itself.
 //! 4. What cannot be read at all is inferred from the profile: an endpoint
 //!    that serves both GETs as listings behaves like Ceph RGW 16, where
 //!    (measured) `BlockPublicAcls=true` makes every PutObject fail and bucket
 //!    policies do not evaluate `aws:PrincipalArn`. `init` confirms the first
 //!    with a test upload wherever that upload can be removed again
-//!    ([`probe_upload`]); `check`, being read-only, relies on the profile.
+//!    (`probe_upload`); `check`, being read-only, relies on the profile.
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::http::HttpResponse;

@@ -22,7 +22,7 @@ pub fn evaluate(spec: &CheckSpec, live: &LiveConfig) -> Report {
     if spec.require_mfa_delete {
         findings.push(mfa_delete(live));
     } else {
-        notes.push("mfa-delete (CIS AWS 2.1.2) not evaluated: pass --require-mfa-delete".into());
+        notes.push("mfa-delete (CIS AWS 2.1.2) not evaluated: it was not required".into());
     }
     findings.push(default_encryption(spec, live, &mut notes));
     findings.push(public_access_block(live));
@@ -34,7 +34,7 @@ pub fn evaluate(spec: &CheckSpec, live: &LiveConfig) -> Report {
     if spec.require_logging {
         findings.push(access_logging(live));
     } else {
-        notes.push("access-logging (SOC 2 CC7.2) not evaluated: pass --require-logging".into());
+        notes.push("access-logging (SOC 2 CC7.2) not evaluated: it was not required".into());
     }
     Report {
         bucket: spec.bucket.clone(),
@@ -217,7 +217,7 @@ fn default_encryption(spec: &CheckSpec, live: &LiveConfig, notes: &mut Vec<Strin
         }
         (Some(want), None) => problems.push(format!("no customer managed key is set, expected {want}")),
         (None, _) => notes.push(format!(
-            "no --kms-key given: default-encryption was checked for SSE-KMS only, with the bucket's own key ({key})"
+            "no expected KMS key given: default-encryption was checked for SSE-KMS only, with the bucket's own key ({key})"
         )),
         _ => {}
     }
@@ -369,7 +369,7 @@ fn policy_statements(
         };
         if let Some(k) = &key {
             notes.push(format!(
-                "no --kms-key given: DenyWrongKmsKey was checked against {k}, taken from {source}"
+                "no expected KMS key given: DenyWrongKmsKey was checked against {k}, taken from {source}"
             ));
         }
         key
@@ -378,7 +378,7 @@ fn policy_statements(
         let w = doc.and_then(governance_bypass_denied_to);
         if let Some(w) = &w {
             notes.push(format!(
-                "no --writer-arn given: DenyGovernanceBypassByWriter was checked against {w}, taken from the bucket policy itself"
+                "no writer ARN given: DenyGovernanceBypassByWriter was checked against {w}, taken from the bucket policy itself"
             ));
         }
         w
@@ -511,10 +511,10 @@ fn statement_finding(
         Verdict::NotEnforced(msg) => {
             let hint = match sid {
                 "DenyWrongKmsKey" if !kms_known => {
-                    " — no expected key is known: pass --kms-key (the bucket has no default key and its policy pins none)"
+                    " — no expected key is known: name the expected KMS key (the bucket has no default key and its policy pins none)"
                 }
                 "DenyGovernanceBypassByWriter" | "DenyUploadsByNonWriter" if !writer_known => {
-                    " — no writer is known: pass --writer-arn (the policy names no single writer)"
+                    " — no writer is known: name the writer's ARN (the policy names no single writer)"
                 }
                 _ => "",
             };
@@ -666,6 +666,73 @@ mod tests {
 
     fn message(report: &Report, id: &str) -> String {
         report.finding(id).unwrap().message.clone()
+    }
+
+    /// The library says what is wrong in S3 and Terraform terms; the CLI
+    /// adds its own flags, variables and commands.
+    #[test]
+    fn no_finding_note_fix_or_error_names_cli_flags_variables_or_commands() {
+        let unknown = CheckSpec {
+            kms_key: None,
+            writer_arn: None,
+            require_mfa_delete: false,
+            require_logging: false,
+            ..spec()
+        };
+        let bare = LiveConfig {
+            encryption: Observed::Found(None),
+            policy: Observed::Found(None),
+            ..good()
+        };
+        let mut texts: Vec<String> = Vec::new();
+        for live in [good(), bare, rgw()] {
+            let report = evaluate(&unknown, &live);
+            texts.extend(report.findings.iter().map(|f| f.message.clone()));
+            texts.extend(report.notes);
+        }
+        assert!(
+            texts.iter().any(|t| t.contains("no expected key is known")),
+            "the hint-bearing findings were produced: {texts:?}"
+        );
+        texts.extend(controls::ALL.iter().map(|c| c.fix.to_owned()));
+        use crate::spec::SpecError as S;
+        texts.extend(
+            [
+                S::GovernanceInProduction {
+                    stage: "prod".into(),
+                },
+                S::GovernanceWithoutStage,
+                S::RetentionBelowFloor {
+                    days: 30,
+                    floor: 365,
+                },
+                S::KmsAlias("alias/x".into()),
+                S::WriterArn("x".into()),
+            ]
+            .iter()
+            .map(ToString::to_string),
+        );
+        use crate::BucketError as B;
+        texts.extend(
+            [
+                B::NoObjectLock { bucket: "b".into() },
+                B::WouldWeaken {
+                    bucket: "b".into(),
+                    what: "w".into(),
+                },
+                B::Credentials {
+                    op: "GetObject",
+                    code: "InvalidAccessKeyId".into(),
+                },
+            ]
+            .iter()
+            .map(ToString::to_string),
+        );
+        for text in &texts {
+            for word in ["--", "AUDIT_", "AWS_", "STELE_", "`stele ", "stele bucket"] {
+                assert!(!text.contains(word), "{word:?} in {text}");
+            }
+        }
     }
 
     #[test]

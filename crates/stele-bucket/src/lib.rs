@@ -91,7 +91,7 @@ pub enum BucketError {
     },
     /// An existing bucket has no Object Lock.
     #[error(
-        "bucket {bucket:?} exists without Object Lock; Object Lock can only be enabled when a bucket is created, so choose a new bucket name for `stele bucket init` (stele does not convert existing buckets)"
+        "bucket {bucket:?} exists without Object Lock; Object Lock can only be enabled when a bucket is created, so choose a new bucket name (stele does not convert existing buckets)"
     )]
     NoObjectLock {
         /// Bucket.
@@ -99,7 +99,7 @@ pub enum BucketError {
     },
     /// Applying would weaken an existing setting.
     #[error(
-        "bucket {bucket:?}: {what}; init never weakens a bucket (raise --days or --mode to at least what is there)"
+        "bucket {bucket:?}: {what}; init never weakens a bucket (ask for at least the retention days and mode that are there)"
     )]
     WouldWeaken {
         /// Bucket.
@@ -109,7 +109,7 @@ pub enum BucketError {
     },
     /// The credentials were rejected.
     #[error(
-        "the S3 credentials were rejected by {op} ({code}); check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, the profile or the role"
+        "the S3 credentials were rejected by {op} ({code}): the access key, the profile or the role is not valid for this endpoint"
     )]
     Credentials {
         /// Operation.

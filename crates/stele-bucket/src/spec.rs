@@ -31,7 +31,7 @@ pub enum SpecError {
     },
     /// GOVERNANCE on a production stage.
     #[error(
-        "stage {stage:?} is a production stage (prod, production, prd): GOVERNANCE retention can be bypassed, so production buckets must use --mode COMPLIANCE"
+        "stage {stage:?} is a production stage (prod, production, prd): GOVERNANCE retention can be bypassed, so production buckets must use COMPLIANCE mode"
     )]
     GovernanceInProduction {
         /// Stage.
@@ -39,12 +39,12 @@ pub enum SpecError {
     },
     /// GOVERNANCE without saying which stage.
     #[error(
-        "--mode GOVERNANCE needs --stage naming a non-production stage (e.g. dev): production buckets must use COMPLIANCE"
+        "GOVERNANCE mode needs a non-production stage named (e.g. dev): production buckets must use COMPLIANCE"
     )]
     GovernanceWithoutStage,
     /// Retention under the floor.
     #[error(
-        "a default retention of {days} days is below the minimum of {floor} days; raise --days (or, deliberately, lower AUDIT_ANCHOR_MIN_RETENTION_DAYS)"
+        "a default retention of {days} days is below the minimum of {floor} days: raise the retention (or, deliberately, lower the minimum)"
     )]
     RetentionBelowFloor {
         /// Requested.
@@ -62,12 +62,12 @@ pub enum SpecError {
     },
     /// A KMS alias where a key is needed.
     #[error(
-        "--kms-key {0:?} is an alias: the bucket policy compares the key id uploads send with this exact string, so give the key ARN (arn:aws:kms:<region>:<account>:key/<id>), or the key id on stores without ARNs"
+        "KMS key {0:?} is an alias: the bucket policy compares the key id uploads send with this exact string, so give the key ARN (arn:aws:kms:<region>:<account>:key/<id>), or the key id on stores without ARNs"
     )]
     KmsAlias(String),
     /// Not an IAM principal ARN.
     #[error(
-        "--writer-arn {0:?} is not an IAM role or user ARN (arn:aws:iam::<account>:role/<name>; on Ceph RGW arn:aws:iam:::user/<uid>)"
+        "writer {0:?} is not an IAM role or user ARN (arn:aws:iam::<account>:role/<name>; on Ceph RGW arn:aws:iam:::user/<uid>)"
     )]
     WriterArn(String),
     /// The policy cannot be rendered with these values.
@@ -75,7 +75,7 @@ pub enum SpecError {
     Policy(#[from] RenderError),
 }
 
-/// What `stele bucket init` creates.
+/// What [`crate::init`] creates.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InitSpec {
     /// Bucket name.

@@ -72,7 +72,7 @@ impl Statement {
             .map_err(|e| EvidenceError::MalformedVerifierKey(e.to_string()))?;
         let name = {
             use signed_note::Verifier as _;
-            format!("{}+{:08x}", verifier.name(), verifier.key_id())
+            stele_ledger::checkpoint::key_label(verifier.name(), verifier.key_id())
         };
         let note = Note::from_bytes(sig).map_err(|e| {
             EvidenceError::Signature(format!("the signature file is not a signed note ({e})"))
@@ -114,7 +114,7 @@ impl Statement {
             .parse::<u64>()
             .map_err(|_| bad("has a size that is not a number"))?;
         let sha256 = field(sha256, "sha256")?;
-        if sha256.len() != 64 || !sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+        if hex::decode_to_slice(&sha256, &mut [0u8; 32]).is_err() {
             return Err(bad("has a sha256 that is not 64 hex characters"));
         }
         Ok(Self {
@@ -157,7 +157,7 @@ impl Statement {
 
 /// `name+keyid` of a signer, as recorded in the ledger.
 pub fn signer_id(signer: &dyn Signer) -> String {
-    format!("{}+{:08x}", signer.name(), signer.key_id())
+    stele_ledger::checkpoint::key_label(signer.name(), signer.key_id())
 }
 
 #[cfg(test)]
@@ -209,6 +209,32 @@ mod tests {
         assert!(err.to_string().contains("not signed by"), "{err}");
         assert!(Statement::verify(b"garbage", &vkey).is_err());
         assert!(Statement::verify(sig.as_bytes(), "not a key").is_err());
+    }
+
+    #[test]
+    fn the_stated_sha256_must_be_64_hex_characters() {
+        let (signer, vkey) = keys();
+        let upper = Statement {
+            sha256: "AB".repeat(32),
+            ..statement()
+        };
+        let sig = upper.sign(&signer).unwrap();
+        assert_eq!(Statement::verify(&sig, &vkey).unwrap(), statement());
+        for bad in [
+            "zz".repeat(32),
+            "ab".repeat(31),
+            "ab".repeat(33),
+            format!("{}é", "ab".repeat(31)),
+        ] {
+            let sig = Statement {
+                sha256: bad.clone(),
+                ..statement()
+            }
+            .sign(&signer)
+            .unwrap();
+            let err = Statement::verify(&sig, &vkey).unwrap_err();
+            assert!(err.to_string().contains("not 64 hex"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::merkle::{self, MerkleError};
 #[non_exhaustive]
 pub enum CheckpointError {
     /// The verifier key text is not a signed-note Ed25519 verifier key.
-    #[error("malformed verifier key: expected name+hexid+base64 (as printed by `stele init`)")]
+    #[error("malformed verifier key: expected a signed-note verifier key, name+hexid+base64")]
     BadVerifierKey,
     /// The text is not a well-formed checkpoint.
     #[error("malformed checkpoint: {0}")]
@@ -60,6 +60,36 @@ pub fn sign(
     note.add_sigs(&[signer])
         .map_err(|e| CheckpointError::Signing(e.to_string()))?;
     String::from_utf8(note.to_bytes()).map_err(|e| CheckpointError::Malformed(e.to_string()))
+}
+
+/// A signing key as a signed note names it: `<name>+<key id as 8 hex digits>`,
+/// the first two fields of its verifier key.
+pub fn key_label(name: &str, key_id: u32) -> String {
+    format!("{name}+{key_id:08x}")
+}
+
+/// The keys ([`key_label`]s) whose signatures a signed note carries, in
+/// order, without checking any: says which key signed a note when its
+/// verifier key is not at hand. Anyone can write any name and id on a
+/// signature line, so this tells who to ask, not who signed.
+///
+/// # Errors
+///
+/// [`CheckpointError::Malformed`] if the text is not a signed note.
+pub fn signature_keys(text: &str) -> Result<Vec<String>, CheckpointError> {
+    Note::from_bytes(text.as_bytes()).map_err(|e| CheckpointError::Malformed(e.to_string()))?;
+    // A well-formed note: its signature lines follow the last blank line.
+    let (_, sigs) = text
+        .trim_end_matches('\n')
+        .rsplit_once("\n\n")
+        .ok_or_else(|| CheckpointError::Malformed("no signature block".into()))?;
+    sigs.lines()
+        .map(|line| {
+            signed_note::Signature::from_bytes(line.as_bytes())
+                .map(|sig| key_label(sig.name(), sig.id()))
+                .map_err(|e| CheckpointError::Malformed(e.to_string()))
+        })
+        .collect()
 }
 
 /// A checkpoint whose signature has been checked.
@@ -192,6 +222,22 @@ mod tests {
     fn keys() -> (StandardSigner, String) {
         let (skey, vkey) = generate_key(&mut rand::rngs::OsRng, "stele.test");
         (StandardSigner::new(&skey).unwrap(), vkey)
+    }
+
+    #[test]
+    fn signature_keys_name_the_signing_key_as_its_verifier_key_does() {
+        let (signer, vkey) = keys();
+        let text = sign("stele.test/prod", 5, Hash([7; 32]), &signer).unwrap();
+        let label = key_label(
+            signed_note::Signer::name(&signer),
+            signed_note::Signer::key_id(&signer),
+        );
+        assert_eq!(signature_keys(&text).unwrap(), std::slice::from_ref(&label));
+        assert!(vkey.starts_with(&format!("{label}+")), "{vkey} {label}");
+        assert!(matches!(
+            signature_keys("stele.test/prod\n5\n"),
+            Err(CheckpointError::Malformed(_))
+        ));
     }
 
     #[test]

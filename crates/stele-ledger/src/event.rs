@@ -31,7 +31,7 @@ pub enum InputError {
     /// The event type is in a namespace stele writes itself (`evidence.*`,
     /// `stele.*`): a client could otherwise forge the records stele acts on.
     #[error(
-        "event type {0:?} is reserved: types in the `evidence.` and `stele.` namespaces are written only by stele itself (use `stele evidence` for evidence records, or choose another type)"
+        "event type {0:?} is reserved: types in the `evidence.` and `stele.` namespaces are written only by stele itself (evidence records come from the evidence vault); choose another type"
     )]
     ReservedType(String),
     /// The payload nests arrays and objects deeper than [`MAX_PAYLOAD_DEPTH`].
@@ -52,7 +52,7 @@ pub enum InputError {
     InvalidIdempotencyKey,
     /// The payload's canonical form is larger than the configured limit.
     #[error(
-        "payload is {size} bytes in canonical form, over the limit of {limit} bytes (raise max_payload_bytes in the config if this is intended)"
+        "payload is {size} bytes in canonical form, over the limit of {limit} bytes (raise the configured limit if this is intended)"
     )]
     PayloadTooLarge {
         /// Canonical size of the payload.
@@ -79,7 +79,7 @@ pub enum InputError {
     #[error("invalid key id {0:?}: use 1-64 characters of A-Z, a-z, 0-9, '.', '_' or '-'")]
     InvalidKeyId(String),
     /// A key id was well-formed but no such key is held.
-    #[error("unknown HMAC key id {0:?}: it is not in the keyring (see `stele keys list`)")]
+    #[error("unknown HMAC key id {0:?}: it is not in the keyring")]
     UnknownKeyId(String),
     /// An object names the same member twice: JSON parsers disagree on which
     /// value counts (RFC 8785 inputs are I-JSON, RFC 7493, which forbids it).
@@ -531,6 +531,34 @@ mod tests {
             event_type: "user.login".into(),
             payload: Some(payload),
             ..Default::default()
+        }
+    }
+
+    /// The library says what is wrong; the CLI names its own commands,
+    /// flags and config keys.
+    #[test]
+    fn input_errors_name_no_cli_commands_flags_or_config_keys() {
+        let errors = [
+            InputError::ReservedType("stele.anchor".into()),
+            InputError::UnknownKeyId("k9".into()),
+            InputError::PayloadTooLarge { size: 9, limit: 8 },
+        ];
+        let texts = errors
+            .iter()
+            .map(ToString::to_string)
+            .chain([crate::checkpoint::CheckpointError::BadVerifierKey.to_string()]);
+        for text in texts {
+            for word in [
+                "`stele ",
+                "stele keys",
+                "stele init",
+                "--",
+                "AUDIT_",
+                "STELE_",
+                "max_payload_bytes",
+            ] {
+                assert!(!text.contains(word), "{word:?} in {text}");
+            }
         }
     }
 

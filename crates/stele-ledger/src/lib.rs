@@ -37,40 +37,47 @@ pub fn hex_hash(hash: &Hash) -> String {
     hex_bytes(&hash.0)
 }
 
-/// Lowercase hex of any bytes (table-driven: verification formats millions of hashes).
+/// Lowercase hex of any bytes.
 pub fn hex_bytes(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = Vec::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)]);
-        out.push(DIGITS[usize::from(b & 0x0f)]);
-    }
-    // Only ASCII hex digits were pushed.
-    String::from_utf8(out).unwrap_or_default()
+    hex::encode(bytes)
 }
 
-/// Parses a 64-character hex hash.
+/// Parses a 64-character hex hash (either case).
 ///
 /// # Errors
 ///
 /// Returns [`event::InputError::BadHash`] if `s` is not 32 bytes of hex.
 pub fn parse_hex_hash(s: &str) -> Result<Hash, event::InputError> {
-    fn nibble(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        }
-    }
-    let bad = || event::InputError::BadHash(s.chars().take(80).collect());
-    let text = s.as_bytes();
-    if text.len() != 64 {
-        return Err(bad());
-    }
     let mut arr = [0u8; 32];
-    for (out, pair) in arr.iter_mut().zip(text.chunks_exact(2)) {
-        *out = (nibble(pair[0]).ok_or_else(bad)? << 4) | nibble(pair[1]).ok_or_else(bad)?;
-    }
+    hex::decode_to_slice(s, &mut arr)
+        .map_err(|_| event::InputError::BadHash(s.chars().take(80).collect()))?;
     Ok(Hash(arr))
+}
+
+#[cfg(test)]
+mod hex_tests {
+    use super::*;
+
+    #[test]
+    fn hashes_round_trip_through_hex_and_nothing_else_parses() {
+        let hash = Hash(std::array::from_fn(|i| u8::try_from(i * 7).unwrap()));
+        let text = hex_hash(&hash);
+        assert_eq!(text.len(), 64);
+        assert_eq!(text, text.to_lowercase());
+        assert_eq!(parse_hex_hash(&text).unwrap(), hash);
+        assert_eq!(parse_hex_hash(&text.to_uppercase()).unwrap(), hash);
+        for bad in [
+            &text[..62],
+            &format!("{text}00"),
+            &format!("{}zz", &text[..62]),
+            &format!("{}é", &text[..62]),
+            "",
+        ] {
+            assert!(
+                matches!(parse_hex_hash(bad), Err(event::InputError::BadHash(_))),
+                "{bad}"
+            );
+        }
+        assert_eq!(hex_bytes(&[0x00, 0xab, 0xff]), "00abff");
+    }
 }

@@ -397,9 +397,22 @@ impl ObjectStore {
     ///
     /// Any [`WormError`].
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, WormError> {
+        self.list_after(prefix, None).await
+    }
+
+    /// Keys under `prefix` that sort after `start_after` (all if `None`), in key order.
+    ///
+    /// # Errors
+    ///
+    /// Any [`WormError`].
+    pub async fn list_after(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+    ) -> Result<Vec<String>, WormError> {
         match self {
-            Self::S3(s) => s.list(prefix).await,
-            Self::Local(l) => l.list(prefix),
+            Self::S3(s) => s.list_after(prefix, start_after).await,
+            Self::Local(l) => l.list_after(prefix, start_after),
         }
     }
 

@@ -71,8 +71,13 @@ fn broken_paging(op: &str, what: &str) -> Failed {
 }
 
 impl S3Worm {
-    /// Every object under `prefix` as the store lists it (all pages).
-    pub(crate) async fn list_objects_all(&self, prefix: &str) -> Result<Vec<ListedObject>, Failed> {
+    /// Every object under `prefix` as the store lists it (all pages), only
+    /// keys after `start_after` if given (ListObjectsV2 `StartAfter`).
+    pub(crate) async fn list_objects_all(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+    ) -> Result<Vec<ListedObject>, Failed> {
         let mut found = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -82,6 +87,7 @@ impl S3Worm {
                         .list_objects_v2()
                         .bucket(&self.bucket)
                         .prefix(prefix)
+                        .set_start_after(start_after.map(str::to_owned))
                         .set_max_keys(self.list_page_size)
                         .set_continuation_token(token.clone())
                         .send()
@@ -175,7 +181,7 @@ impl S3Worm {
     }
 
     /// Every version and delete marker under `prefix`, in the store's order
-    /// (all pages; see [`list_versions_all`](Self::list_versions_all)).
+    /// (all pages: per page, content versions newest first for each key, then delete markers).
     ///
     /// # Errors
     ///
@@ -218,7 +224,7 @@ impl S3Worm {
             Err(failed) => {
                 tracing::warn!(code = %failed.error.code, message = %failed.error.message, "cannot list object versions; falling back to ListObjectsV2");
                 let keys = self
-                    .list_objects_all(prefix)
+                    .list_objects_all(prefix, None)
                     .await
                     .map_err(|f| self.error("ListObjectsV2", prefix, f))?
                     .into_iter()

@@ -118,6 +118,19 @@ impl LocalDir {
     ///
     /// I/O errors.
     pub fn list(&self, prefix: &str) -> Result<Vec<String>, WormError> {
+        self.list_after(prefix, None)
+    }
+
+    /// Keys under `prefix` that sort after `start_after` (all if `None`), in key order.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors.
+    pub fn list_after(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+    ) -> Result<Vec<String>, WormError> {
         let mut keys = Vec::new();
         let mut stack = vec![self.root.clone()];
         while let Some(dir) = stack.pop() {
@@ -137,7 +150,9 @@ impl LocalDir {
                     stack.push(path);
                 } else if let Ok(rel) = path.strip_prefix(&self.root) {
                     let key = rel.to_string_lossy().replace('\\', "/");
-                    if key.starts_with(prefix) {
+                    if key.starts_with(prefix)
+                        && start_after.is_none_or(|after| key.as_str() > after)
+                    {
                         keys.push(key);
                     }
                 }
@@ -177,6 +192,12 @@ mod tests {
         assert_eq!(
             store.list("anchors/c/").unwrap(),
             ["anchors/c/0.json", "anchors/c/1.json"]
+        );
+        assert_eq!(
+            store
+                .list_after("anchors/c/", Some("anchors/c/0.json"))
+                .unwrap(),
+            ["anchors/c/1.json"]
         );
         assert!(store.put_locked("../escape", b"x", r).is_err());
         let _ = fs::remove_dir_all(tmp);

@@ -447,7 +447,7 @@ impl S3Worm {
     /// Any [`WormError`].
     pub async fn list_detailed(&self, prefix: &str) -> Result<Vec<ListedObject>, WormError> {
         let mut found = self
-            .list_objects_all(prefix)
+            .list_objects_all(prefix, None)
             .await
             .map_err(|f| self.error("ListObjectsV2", prefix, f))?;
         found.sort_by(|a, b| a.key.cmp(&b.key));

@@ -108,7 +108,7 @@ impl S3Worm {
     pub async fn connect(cfg: S3Config) -> Result<Self, WormError> {
         if cfg.bucket.trim().is_empty() {
             return Err(WormError::Config(
-                "no bucket configured: set AUDIT_ANCHOR_BUCKET or --bucket".into(),
+                "no bucket configured: the bucket name is empty".into(),
             ));
         }
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
@@ -474,9 +474,26 @@ impl S3Worm {
     ///
     /// Any [`WormError`].
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, WormError> {
+        self.list_after(prefix, None).await
+    }
+
+    /// Keys under `prefix` that sort after `start_after` (all of them if
+    /// `None`), in key order (all pages): the store skips the earlier ones
+    /// (ListObjectsV2 `StartAfter`), so a caller that remembers the last key
+    /// it saw lists only what came since.
+    ///
+    /// # Errors
+    ///
+    /// Any [`WormError`].
+    pub async fn list_after(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+    ) -> Result<Vec<String>, WormError> {
         let mut keys: Vec<String> = self
-            .list_detailed(prefix)
-            .await?
+            .list_objects_all(prefix, start_after)
+            .await
+            .map_err(|f| self.error("ListObjectsV2", prefix, f))?
             .into_iter()
             .map(|o| o.key)
             .collect();

@@ -65,6 +65,28 @@ async fn rgw_listings_page_through_every_object_and_version() {
     let detailed = store.list_detailed("p/").await.expect("list_detailed");
     assert_eq!(detailed.len(), 4);
     assert_eq!(detailed[1].size, b"one, third".len() as u64);
+    // Only what sorts after a known key, still over pages: the store skips the rest.
+    assert_eq!(
+        store
+            .list_after("p/", Some("p/a0"))
+            .await
+            .expect("list_after"),
+        ["p/a1", "p/a3", "p/a4"]
+    );
+    assert_eq!(
+        store
+            .list_after("p/", Some("p/a1"))
+            .await
+            .expect("list_after"),
+        ["p/a3", "p/a4"]
+    );
+    assert!(
+        store
+            .list_after("p/", Some("p/a4"))
+            .await
+            .expect("list_after")
+            .is_empty()
+    );
 
     // Versions: 7 content versions and 1 delete marker, over several pages.
     let versions = store.list_versions("p/").await.expect("list_versions");
