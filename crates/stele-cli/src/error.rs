@@ -236,6 +236,10 @@ impl From<AnchorerError> for Failure {
                 e,
                 "`stele verify anchors` compares the bucket's anchors with the database",
             )),
+            E::SignedByOtherKey { .. } => Self::Input(with_hint(
+                e,
+                "the signing key is signing.key in the data directory",
+            )),
             E::Contended { .. } => Self::Operational(with_hint(
                 e,
                 "nothing is wrong; `stele anchor now` again builds on their anchor",
@@ -285,13 +289,35 @@ impl From<EvidenceError> for Failure {
 
 impl From<BucketError> for Failure {
     fn from(e: BucketError) -> Self {
+        use stele_bucket::SpecError as S;
+        // The library says what is wrong; the flags and variables are ours to name.
+        let hint = match &e {
+            BucketError::Spec(S::GovernanceInProduction { .. }) => Some("--mode COMPLIANCE"),
+            BucketError::Spec(S::GovernanceWithoutStage) => Some("GOVERNANCE needs --stage"),
+            BucketError::Spec(S::RetentionBelowFloor { .. }) => {
+                Some("--days; the minimum is AUDIT_ANCHOR_MIN_RETENTION_DAYS")
+            }
+            BucketError::Spec(S::KmsAlias(_)) => Some("--kms-key"),
+            BucketError::Spec(S::WriterArn(_)) => Some("--writer-arn"),
+            BucketError::NoObjectLock { .. } => Some("give `stele bucket init` a new bucket name"),
+            BucketError::WouldWeaken { .. } => Some("raise --days or --mode"),
+            BucketError::Credentials { .. } => {
+                Some("check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, the profile or the role")
+            }
+            _ => None,
+        };
         // `bucket init|check` read or change the bucket's settings: what
         // the user must change is 2, an endpoint that failed or refused
         // part-way is 3 (init may have applied earlier steps).
-        if e.is_input() {
-            Self::Input(e.into())
+        let input = e.is_input();
+        let e = match hint {
+            Some(hint) => with_hint(e, hint),
+            None => e.into(),
+        };
+        if input {
+            Self::Input(e)
         } else {
-            Self::Operational(e.into())
+            Self::Operational(e)
         }
     }
 }

@@ -350,3 +350,51 @@ fn no_anchor_for_an_unknown_chain_nor_twice_for_an_unchanged_tree() {
         "{records:?}"
     );
 }
+
+/// One chain's tampered outbox row is that chain's problem: the other
+/// chain's anchor is uploaded, and the command still ends with exit 1.
+#[test]
+fn a_tampered_row_of_one_chain_does_not_stop_the_others() {
+    let l = Ledger::new(TestDb::sqlite());
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().to_str().unwrap();
+    for chain in ["alpha", "beta"] {
+        l.run_stdin(
+            &["append", "--chain", chain, "--jsonl", "-"],
+            &jsonl(0..3, "a"),
+        );
+    }
+    // The store is unreachable: both anchors wait in the outbox.
+    let mut cmd = l.command();
+    common::with_rgw_anchors(&mut cmd, "http://127.0.0.1:9", "unreachable-bucket");
+    let out = cmd.args(["anchor", "now"]).output().unwrap();
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    let body =
+        l.db.query_text(
+            "SELECT CAST(body AS TEXT) FROM stele_anchors WHERE chain_id = 'alpha' AND anchor_seq = 0",
+        )
+        .unwrap();
+    let root = serde_json::from_str::<Value>(&body).unwrap()["root_hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let forged = body.replace(&root, &"ab".repeat(32));
+    l.db.exec(&format!(
+        "UPDATE stele_anchors SET body = {} WHERE chain_id = 'alpha' AND anchor_seq = 0",
+        blob(&l.db, forged.as_bytes())
+    ));
+    // beta's pending anchor covers its tree: nothing new is built, and the
+    // pass uploads it while refusing alpha.
+    let out = l.run(&["anchor", "now", "--chain", "beta", "--local-dir", local]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 1, "{err}");
+    assert!(err.contains("alpha") && err.contains("tampered"), "{err}");
+    let rows = anchor_list(&l);
+    let status = |chain: &str| {
+        rows.iter()
+            .find(|r| r["chain_id"] == chain)
+            .map(|r| r["status"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(status("beta").as_deref(), Some("uploaded"), "{rows:?}");
+    assert_eq!(status("alpha").as_deref(), Some("pending"), "{rows:?}");
+}

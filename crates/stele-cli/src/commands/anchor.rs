@@ -160,6 +160,20 @@ fn print_report(ctx: &Context, report: &UploadReport) -> Result<(), Failure> {
             );
         }
     }
+    for r in &report.refused {
+        if ctx.json {
+            output::print_json(&json!({
+                "event": "anchor_chain_refused",
+                "chain_id": r.chain_id,
+                "error": r.error.to_string(),
+            }))?;
+        } else {
+            eprintln!(
+                "{}: anchoring refused, its anchors stay pending: {}",
+                r.chain_id, r.error
+            );
+        }
+    }
     if report.leased_elsewhere > 0 {
         if ctx.json {
             output::print_json(
@@ -245,10 +259,11 @@ fn now(ctx: &Context, chain: Option<&str>, target_args: &AnchorTargetArgs) -> Re
             target.describe()
         ))));
     }
-    let report = anchorer
+    let mut report = anchorer
         .upload_pending(&target, rt.handle())
         .map_err(|e| kept_pending(e.into()))?;
     print_report(ctx, &report)?;
+    refusal(&mut report)?;
     match report.failed.into_iter().next() {
         None => Ok(()),
         Some((r, e)) => {
@@ -258,6 +273,15 @@ fn now(ctx: &Context, chain: Option<&str>, target_args: &AnchorTargetArgs) -> Re
                 r.chain_id, r.anchor_seq
             ))))
         }
+    }
+}
+
+/// A chain refused during the pass (tampering evidence, a foreign history):
+/// the other chains went on, and the command ends with the first refusal's code.
+fn refusal(report: &mut UploadReport) -> Result<(), Failure> {
+    match report.refused.drain(..).next() {
+        Some(r) => Err(r.error.into()),
+        None => Ok(()),
     }
 }
 
@@ -304,7 +328,7 @@ fn run_cadence(ctx: &Context, args: &AnchorRunArgs) -> Result<(), Failure> {
         }
     }
     if args.once {
-        let report = anchorer.round(
+        let mut report = anchorer.round(
             &target,
             rt.handle(),
             fixed_chains.as_deref(),
@@ -312,6 +336,7 @@ fn run_cadence(ctx: &Context, args: &AnchorRunArgs) -> Result<(), Failure> {
             time::OffsetDateTime::now_utc(),
         )?;
         print_report(ctx, &report)?;
+        refusal(&mut report)?;
         return if report.failed.is_empty() {
             Ok(())
         } else {
@@ -374,10 +399,11 @@ fn run_cadence(ctx: &Context, args: &AnchorRunArgs) -> Result<(), Failure> {
             })
         },
     );
-    let report = result?;
+    let mut report = result?;
     if let Some(e) = print_error {
         return Err(e);
     }
+    refusal(&mut report)?;
     if report.failed.is_empty() {
         Ok(())
     } else {
