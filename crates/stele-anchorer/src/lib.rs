@@ -269,6 +269,17 @@ impl Default for AnchorPolicy {
     }
 }
 
+/// What ends a wait of [`Anchorer::run_until`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// The pause is over: next round.
+    Elapsed,
+    /// Write the shutdown anchors, upload, and return.
+    Stop,
+    /// Anchor these chains' heads now (then the next round uploads them).
+    AnchorNow(Vec<ChainId>),
+}
+
 /// The result of one upload pass.
 #[derive(Debug, Default)]
 pub struct UploadReport {
@@ -1177,6 +1188,32 @@ impl<'a> Anchorer<'a> {
         on_round: &mut dyn FnMut(&UploadReport),
         wait: &mut dyn FnMut(Duration) -> bool,
     ) -> Result<UploadReport, AnchorerError> {
+        self.run_until(target, rt, chains, key_id, on_round, &mut |pause| {
+            if wait(pause) {
+                Wake::Stop
+            } else {
+                Wake::Elapsed
+            }
+        })
+    }
+
+    /// [`run`](Self::run), with a `wait` that can also ask for anchors now
+    /// ([`Wake::AnchorNow`]: a `manual` anchor of each named chain whose
+    /// newest anchor does not cover its head yet, then an upload pass) —
+    /// how a gateway serves a client waiting for its event to be anchored.
+    ///
+    /// # Errors
+    ///
+    /// As [`run`](Self::run).
+    pub fn run_until(
+        &mut self,
+        target: &ObjectStore,
+        rt: &Handle,
+        chains: Option<&[ChainId]>,
+        key_id: &mut dyn FnMut() -> Result<String, AnchorerError>,
+        on_round: &mut dyn FnMut(&UploadReport),
+        wait: &mut dyn FnMut(Duration) -> Wake,
+    ) -> Result<UploadReport, AnchorerError> {
         let backoff = stele_worm::RetryPolicy {
             attempts: u32::MAX,
             base_delay: Duration::from_secs(1),
@@ -1186,16 +1223,17 @@ impl<'a> Anchorer<'a> {
         // A refused chain stays refused until the next start (its anchors
         // wait); every refusal is in the last report, so the run ends with it.
         let mut refused: Vec<RefusedChain> = Vec::new();
+        let mut wanted: Vec<ChainId> = Vec::new();
         loop {
             let skip: Vec<String> = refused.iter().map(|r| r.chain_id.clone()).collect();
-            let mut report = self.round_skipping(
-                target,
-                rt,
-                chains,
-                &key_id()?,
-                OffsetDateTime::now_utc(),
-                &skip,
-            )?;
+            let key = key_id()?;
+            let now = OffsetDateTime::now_utc();
+            for chain in wanted.drain(..) {
+                if !skip.contains(&chain.to_string()) {
+                    self.anchor_head(&chain, &key, now)?;
+                }
+            }
+            let mut report = self.round_skipping(target, rt, chains, &key, now, &skip)?;
             on_round(&report);
             refused.append(&mut report.refused);
             failures = if report.failed.is_empty() {
@@ -1211,8 +1249,10 @@ impl<'a> Anchorer<'a> {
                     .delay(failures.saturating_add(1).min(8))
                     .max(Duration::from_millis(500))
             };
-            if wait(pause) {
-                break;
+            match wait(pause) {
+                Wake::Stop => break,
+                Wake::Elapsed => {}
+                Wake::AnchorNow(chains) => wanted = chains,
             }
         }
         let key = key_id()?;
@@ -1228,6 +1268,22 @@ impl<'a> Anchorer<'a> {
         refused.append(&mut report.refused);
         report.refused = refused;
         Ok(report)
+    }
+
+    /// A `manual` anchor of `chain` unless its newest anchor already covers
+    /// its head (or it has no events).
+    fn anchor_head(
+        &mut self,
+        chain: &ChainId,
+        key_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), AnchorerError> {
+        let size = self.store.head(chain)?.map_or(0, |h| h.size);
+        let covered = self.store.last_anchor(chain)?.map_or(0, |a| a.tree_size);
+        if size > covered {
+            self.build(chain, Trigger::Manual, key_id, now)?;
+        }
+        Ok(())
     }
 
     /// One cadence round: builds the anchors that are due at `now`, then uploads every pending one.

@@ -67,6 +67,7 @@ pub struct AppState {
     pub(crate) limits: ApiLimits,
     pub(crate) metrics: Metrics,
     pub(crate) appends: Semaphore,
+    pub(crate) anchoring: Option<crate::anchoring::Anchoring>,
 }
 
 type Shared = State<Arc<AppState>>;
@@ -347,6 +348,17 @@ async fn chain_head(
 struct AppendQuery {
     #[serde(default)]
     proof: bool,
+    /// `anchored`: answer once an anchor covering the events is locked in
+    /// the anchor store (or `timeout` seconds pass).
+    wait: Option<WaitFor>,
+    /// Seconds to wait (default 30, at most the request timeout).
+    timeout: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum WaitFor {
+    Anchored,
 }
 
 async fn append(
@@ -400,16 +412,86 @@ async fn append(
     } else {
         StatusCode::OK
     };
-    Ok((
-        status,
-        Json(json!({
-            "chain_id": chain.as_str(),
-            "appended": written,
-            "duplicates": receipts.len() - written,
-            "receipts": listed,
-        })),
-    )
-        .into_response())
+    let mut body = json!({
+        "chain_id": chain.as_str(),
+        "appended": written,
+        "duplicates": receipts.len() - written,
+        "receipts": listed,
+    });
+    if query.wait == Some(WaitFor::Anchored)
+        && let (Some(last), Some(map)) =
+            (receipts.iter().map(|r| r.seq).max(), body.as_object_mut())
+    {
+        // The events are committed whatever happens now: a timeout is
+        // reported in the body, never as a failed append.
+        let patience = Duration::from_secs(query.timeout.unwrap_or(30)).min(
+            state
+                .limits
+                .request_timeout
+                .saturating_sub(Duration::from_secs(1)),
+        );
+        let anchor = wait_anchored(&state, &chain, last, patience).await?;
+        map.insert("anchored".into(), json!(anchor.is_some()));
+        map.insert("anchor".into(), anchor.unwrap_or(Value::Null));
+    }
+    Ok((status, Json(body)).into_response())
+}
+
+/// Waits until an anchor covering `seq` is in the anchor store (locked,
+/// for a WORM bucket), asking the anchorer for one if none covers it yet.
+async fn wait_anchored(
+    state: &AppState,
+    chain: &ChainId,
+    seq: u64,
+    patience: Duration,
+) -> Result<Option<Value>, ApiError> {
+    let Some(anchoring) = &state.anchoring else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_anchoring",
+            "this gateway does not anchor; the events were appended, but no anchor will cover them here",
+        ));
+    };
+    let deadline = Instant::now() + patience;
+    let mut asked: Option<Instant> = None;
+    loop {
+        let anchors = state.store.anchors(Some(chain), None).await?;
+        let covering = anchors.iter().find(|a| a.tree_size > seq);
+        match covering {
+            Some(a) if a.status != AnchorStatus::Pending => return Ok(Some(anchor_json(a))),
+            Some(_) => {}
+            // Asked again now and then: an anchorer restarting after an
+            // error has forgotten what it was asked.
+            None if asked.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) => {
+                anchoring.anchor_now(chain);
+                asked = Some(Instant::now());
+            }
+            None => {}
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn anchor_json(r: &stele_store::AnchorRecord) -> Value {
+    json!({
+        "chain_id": r.chain_id,
+        "anchor_seq": r.anchor_seq,
+        "trigger": r.trigger,
+        "tree_size": r.tree_size,
+        "ts_utc": r.ts_utc,
+        "object_key": r.object_key,
+        "status": r.status.as_str(),
+        "attempts": r.attempts,
+        "last_error": r.last_error,
+        "location": r.location,
+        "version_id": r.version_id,
+        "lock_mode": r.lock_mode,
+        "retain_until": r.retain_until,
+        "uploaded_at": r.uploaded_at,
+    })
 }
 
 async fn receipt_json(
@@ -638,26 +720,9 @@ async fn anchors(
         .iter()
         .filter(|r| r.status == AnchorStatus::Pending)
         .count();
-    let listed: Vec<Value> = records
-        .iter()
-        .map(|r| {
-            json!({
-                "chain_id": r.chain_id,
-                "anchor_seq": r.anchor_seq,
-                "trigger": r.trigger,
-                "tree_size": r.tree_size,
-                "ts_utc": r.ts_utc,
-                "object_key": r.object_key,
-                "status": r.status.as_str(),
-                "attempts": r.attempts,
-                "last_error": r.last_error,
-                "location": r.location,
-                "version_id": r.version_id,
-                "lock_mode": r.lock_mode,
-                "retain_until": r.retain_until,
-                "uploaded_at": r.uploaded_at,
-            })
-        })
-        .collect();
-    Ok(Json(json!({ "anchors": listed, "backlog": backlog })))
+    let listed: Vec<Value> = records.iter().map(anchor_json).collect();
+    let anchoring = state.anchoring.as_ref().map(|a| a.status());
+    Ok(Json(
+        json!({ "anchors": listed, "backlog": backlog, "anchoring": anchoring }),
+    ))
 }

@@ -7,6 +7,7 @@
 //! is a JSON body with a stable code ([`error`]); `/openapi.json` describes
 //! exactly the routes served ([`app::ROUTES`]).
 
+pub mod anchoring;
 pub mod app;
 pub mod auth;
 pub mod error;
@@ -24,6 +25,9 @@ use thiserror::Error;
 
 pub use app::{ApiLimits, AppState, ROUTES};
 pub use auth::{Scope, TokenFile, Tokens};
+
+/// How long a stopping server waits for its shutdown anchors to upload.
+const SHUTDOWN_ANCHOR_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Where and how to listen.
 #[derive(Clone, Debug)]
@@ -74,11 +78,17 @@ pub struct Ledger {
     pub signer: signed_note::StandardSigner,
     /// Bearer tokens.
     pub tokens: Tokens,
+    /// Anchoring inside the server (`None`: none — a test, or anchoring
+    /// run elsewhere).
+    pub anchoring: Option<anchoring::AnchoringSetup>,
 }
 
-/// Builds the shared state.
-pub fn state(ledger: Ledger, limits: ApiLimits) -> Arc<AppState> {
+/// Builds the shared state, starting anchoring on `runtime`.
+pub fn state(ledger: Ledger, limits: ApiLimits, runtime: tokio::runtime::Handle) -> Arc<AppState> {
     Arc::new(AppState {
+        anchoring: ledger
+            .anchoring
+            .map(|setup| anchoring::Anchoring::start(setup, runtime)),
         appends: tokio::sync::Semaphore::new(limits.max_in_flight_appends.max(1)),
         store: ledger.store,
         keyring: ledger.keyring,
@@ -112,7 +122,7 @@ pub async fn serve(
         )));
     }
     let store = ledger.store.clone();
-    let state = state(ledger, config.limits);
+    let state = state(ledger, config.limits, tokio::runtime::Handle::current());
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServeError::Io {
@@ -124,10 +134,28 @@ pub async fn serve(
         source,
     })?;
     ready(addr);
-    let served = axum::serve(listener, app::router(state))
+    let served = axum::serve(listener, app::router(Arc::clone(&state)))
         .with_graceful_shutdown(shutdown)
         .await;
-    // Every request has been answered; commit whatever is still queued.
+    // Every request has been answered; commit whatever is still queued,
+    // then anchor it: the shutdown anchors, uploaded if the store answers
+    // in time, else left in the outbox for the next start.
     store.close().await;
+    if state.anchoring.is_some() {
+        let anchoring_state = Arc::clone(&state);
+        let finished = tokio::task::spawn_blocking(move || {
+            anchoring_state
+                .anchoring
+                .as_ref()
+                .is_none_or(|a| a.stop(SHUTDOWN_ANCHOR_PATIENCE))
+        })
+        .await
+        .unwrap_or(false);
+        if !finished {
+            tracing::warn!(
+                "the shutdown anchors were not uploaded in time; they wait in the outbox for the next start"
+            );
+        }
+    }
     served.map_err(|source| ServeError::Io { addr, source })
 }
