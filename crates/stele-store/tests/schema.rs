@@ -18,6 +18,7 @@ use stele_store::{
 
 on_every_backend!(
     concurrent_first_opens_migrate_once,
+    an_older_ledger_gets_only_the_missing_migrations,
     a_negative_attempt_count_is_corruption_named_by_its_anchor,
     an_attempt_count_past_u32_is_corruption_named_by_its_anchor,
     a_negative_anchor_seq_is_corruption_named_by_its_anchor,
@@ -444,6 +445,103 @@ fn concurrent_first_opens_migrate_once(db: &Db) {
         .count();
     let expected: Vec<String> = (1..=migrations).map(|v| v.to_string()).collect();
     assert_eq!(db.query_text(versions), Some(expected.join(",")));
+}
+
+/// A ledger of an earlier schema (here version 2: before anchor leases)
+/// gets only the migrations it lacks, each recorded once; until then a
+/// read-only open refuses it, and (PostgreSQL) a role that may only read
+/// cannot migrate it and is told why, with nothing changed.
+fn an_older_ledger_gets_only_the_missing_migrations(db: &Db) {
+    ledger_with_an_anchor(db);
+    db.exec(
+        "ALTER TABLE stele_anchors DROP COLUMN lease_owner; \
+         ALTER TABLE stele_anchors DROP COLUMN lease_until; \
+         DELETE FROM stele_schema WHERE version = 3",
+    );
+    let rows = match db.location {
+        DbLocation::Sqlite(_) => {
+            "SELECT group_concat(version || ' ' || applied_at, ', ') FROM (SELECT * FROM stele_schema ORDER BY version)"
+        }
+        DbLocation::Postgres(_) => {
+            "SELECT string_agg(version || ' ' || applied_at, ', ' ORDER BY version) FROM stele_schema"
+        }
+    };
+    let before = db.query_text(rows).unwrap();
+    assert!(
+        before.starts_with("1 ") && before.contains(", 2 "),
+        "{before}"
+    );
+
+    let err = open_read_only(&db.location).err().unwrap();
+    assert!(
+        err.to_string()
+            .contains("(version 2) is older than this stele reads"),
+        "{err}"
+    );
+    if let DbLocation::Postgres(url) = &db.location {
+        let reader = SelectOnlyRole::create(db);
+        let err = stele_store::open(&DbLocation::Postgres(reader.url(url)))
+            .err()
+            .unwrap();
+        assert_eq!(err.sqlstate(), Some("42501"), "{err}");
+        assert!(
+            err.to_string().contains(
+                "this role may not create them: open the ledger once with the role that writes it"
+            ),
+            "{err}"
+        );
+    }
+    assert_eq!(db.query_text(rows).unwrap(), before, "nothing was changed");
+
+    let mut store = db.open();
+    let after = db.query_text(rows).unwrap();
+    assert!(
+        after.starts_with(&format!("{before}, 3 ")),
+        "versions 1 and 2 kept, 3 applied: {after}"
+    );
+    // What version 3 added works.
+    assert!(
+        store
+            .lease_anchor(&outbox(), 1, "me", std::time::Duration::from_secs(60))
+            .unwrap()
+    );
+    assert_eq!(store.anchors(None, None).unwrap()[0].attempts, 1);
+    drop(open_read_only(&db.location).unwrap());
+}
+
+/// A PostgreSQL login role granted SELECT on the ledger's tables and
+/// nothing else; dropped with the guard.
+struct SelectOnlyRole<'a> {
+    db: &'a Db,
+    name: String,
+}
+
+impl<'a> SelectOnlyRole<'a> {
+    fn create(db: &'a Db) -> Self {
+        let name = format!("stele_schema_reader_{}", std::process::id());
+        db.exec(&format!(
+            "DROP ROLE IF EXISTS {name}; CREATE ROLE {name} LOGIN; \
+             GRANT SELECT ON ALL TABLES IN SCHEMA public TO {name};"
+        ));
+        Self { db, name }
+    }
+
+    /// `url`, logging in as this role.
+    fn url(&self, url: &str) -> String {
+        let as_role = url.replacen("postgres@", &format!("{}@", self.name), 1);
+        assert_ne!(as_role, url, "the fixture URL logs in as postgres");
+        as_role
+    }
+}
+
+impl Drop for SelectOnlyRole<'_> {
+    fn drop(&mut self) {
+        let name = &self.name;
+        self.db.exec(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{name}'; \
+             DROP OWNED BY {name}; DROP ROLE {name};"
+        ));
+    }
 }
 
 // ---- values stele never writes ---------------------------------------------------
