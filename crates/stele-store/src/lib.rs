@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 mod append;
+mod migrate;
 mod pg_tls;
 pub mod postgres;
 mod scan;
@@ -893,30 +894,6 @@ pub fn open_read_only(location: &DbLocation) -> Result<Box<dyn LedgerStore>, Sto
         DbLocation::Sqlite(path) => Box::new(sqlite::SqliteStore::open_read_only(path)?),
         DbLocation::Postgres(url) => Box::new(postgres::PostgresStore::connect_read_only(url)?),
     })
-}
-
-/// For a read-only open: the schema must be exactly the one this build reads,
-/// since a read-only session cannot migrate it.
-pub(crate) fn check_schema_read_only(
-    location: &str,
-    found: Option<i64>,
-    supported: i64,
-) -> Result<(), StoreError> {
-    match found {
-        Some(found) if found == supported => Ok(()),
-        Some(found) if found > supported => Err(StoreError::SchemaTooNew { found, supported }),
-        found => Err(StoreError::open_refused(
-            location,
-            match found {
-                None => "it holds no stele ledger".into(),
-                Some(found) => format!(
-                    "its schema (version {found}) is older than this stele reads ({supported}), \
-                     and reading must not migrate it: run any writing stele command on it once \
-                     (its operator can), or read it with the stele release that wrote it"
-                ),
-            },
-        )),
-    }
 }
 
 /// Runs `read` on one consistent state of the store: every head, row and

@@ -16,71 +16,13 @@ use stele_ledger::event::ValidEvent;
 use stele_ledger::{ChainId, Event, Hash, HmacKey};
 
 use crate::append::{AppendTx, append_locked, concat_nodes, empty_state, stored_hex};
+use crate::migrate::{self, Migration, MigrationTx, StoredRow};
 use crate::pg_tls::{self, PgTarget};
 use crate::scan::{self, BatchSink};
 use crate::{
     AnchorRecord, AnchorStatus, AnchorUpload, ChainHead, LedgerStore, StoreError, StoredRowVisitor,
     hash_from_bytes, hashes_from_rows, redact_url, seqs_for, state_of, to_i64, to_u64,
 };
-
-/// Schema migrations, applied in order; each runs once.
-const MIGRATIONS: &[(i64, &str)] = &[
-    (
-        1,
-        "CREATE TABLE stele_chains (
-        chain_id   text PRIMARY KEY,
-        tree_size  bigint NOT NULL,
-        head_hash  bytea NOT NULL,
-        last_ts    text,
-        created_at timestamptz NOT NULL DEFAULT now()
-    );
-    CREATE TABLE audit_events (
-        chain_id        text NOT NULL,
-        chain_index     bigint NOT NULL,
-        ts              text NOT NULL,
-        event_type      text NOT NULL,
-        actor           text,
-        payload         text,
-        idempotency_key text,
-        key_id          text NOT NULL,
-        leaf_hash       bytea NOT NULL,
-        event_hash      bytea NOT NULL,
-        merkle_nodes    bytea NOT NULL,
-        PRIMARY KEY (chain_id, chain_index)
-    );
-    CREATE UNIQUE INDEX audit_events_idempotency
-        ON audit_events (chain_id, idempotency_key) WHERE idempotency_key IS NOT NULL;",
-    ),
-    (
-        2,
-        "CREATE TABLE stele_anchors (
-        chain_id     text NOT NULL,
-        anchor_seq   bigint NOT NULL,
-        trigger      text NOT NULL,
-        tree_size    bigint NOT NULL,
-        ts_utc       text NOT NULL,
-        object_key   text NOT NULL,
-        body         bytea NOT NULL,
-        status       text NOT NULL,
-        attempts     bigint NOT NULL DEFAULT 0,
-        last_error   text,
-        location     text,
-        version_id   text,
-        lock_mode    text,
-        retain_until text,
-        created_at   text NOT NULL,
-        uploaded_at  text,
-        PRIMARY KEY (chain_id, anchor_seq)
-    );
-    CREATE INDEX stele_anchors_pending ON stele_anchors (status, chain_id, anchor_seq);",
-    ),
-    (
-        3,
-        // Outbox leases: who may upload a pending anchor, until when (the
-        // server's clock, so every node agrees on expiry).
-        "ALTER TABLE stele_anchors ADD COLUMN lease_owner text, ADD COLUMN lease_until timestamptz;",
-    ),
-];
 
 pub(crate) const EVENT_COLUMNS: &str = "chain_id, chain_index, ts, event_type, actor, payload, idempotency_key, key_id, leaf_hash, event_hash";
 
@@ -142,9 +84,8 @@ impl PostgresStore {
     /// database without a current stele schema.
     pub fn connect_read_only(url: &str) -> Result<Self, StoreError> {
         let mut store = Self::connect_session(url, true)?;
-        let supported = MIGRATIONS.last().map_or(0, |m| m.0);
         let found = store.applied_version()?;
-        crate::check_schema_read_only(&store.location, found, supported)?;
+        migrate::check_read_only(&store.location, found)?;
         Ok(store)
     }
 
@@ -204,68 +145,84 @@ impl PostgresStore {
         Ok(self.applied_version()?.unwrap_or(0))
     }
 
+    /// Brings the schema up to date (see [`migrate`]). A current schema
+    /// needs no write, so a read-only role (an auditor's) can open the
+    /// ledger; otherwise one transaction holding an advisory lock, which
+    /// serializes concurrent first starts.
     fn migrate(&mut self) -> Result<(), StoreError> {
-        // A schema that is already current needs no write, so a read-only
-        // role (an auditor's) can open the ledger.
-        let supported = MIGRATIONS.last().map_or(0, |m| m.0);
-        match self.applied_version()? {
-            Some(current) if current == supported => return Ok(()),
-            Some(current) if current > supported => {
-                return Err(StoreError::SchemaTooNew {
-                    found: current,
-                    supported,
-                });
-            }
-            _ => {}
+        if migrate::pending(self.applied_version()?)?.is_empty() {
+            return Ok(());
         }
         let mut tx = self.client.transaction()?;
-        // Serializes concurrent first starts; released at commit.
-        tx.execute("SELECT pg_advisory_xact_lock(7374656865)", &[])?;
-        tx.batch_execute(
-            "CREATE TABLE IF NOT EXISTS stele_schema (version bigint PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
-        )
-        .map_err(|e| {
-            let denied = e.code() == Some(&postgres::error::SqlState::INSUFFICIENT_PRIVILEGE);
-            match StoreError::from(e) {
-                StoreError::Postgres {
-                    message,
-                    sqlstate,
-                    retryable,
-                } if denied => StoreError::Postgres {
-                    message: format!(
-                        "{message}; the ledger's tables are missing or out of date and this role \
-                         may not create them: open the ledger once with the role that writes it"
-                    ),
-                    sqlstate,
-                    retryable,
-                },
-                other => other,
-            }
-        })?;
-        let current: i64 = tx
-            .query_one("SELECT COALESCE(MAX(version), 0) FROM stele_schema", &[])?
-            .get(0);
-        if current > supported {
-            return Err(StoreError::SchemaTooNew {
-                found: current,
-                supported,
-            });
-        }
-        for (version, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
-            tracing::info!(version, "applying PostgreSQL schema migration");
-            tx.batch_execute(sql)?;
-            tx.execute("INSERT INTO stele_schema (version) VALUES ($1)", &[version])?;
-        }
+        let migrated = (|| {
+            // Released at commit or rollback.
+            tx.execute("SELECT pg_advisory_xact_lock(7374656865)", &[])?;
+            tx.batch_execute(
+                "CREATE TABLE IF NOT EXISTS stele_schema (version bigint PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+            )?;
+            migrate::apply_pending(&mut PgMigration(&mut tx))
+        })();
+        migrated.map_err(with_privilege_hint)?;
         tx.commit()?;
         Ok(())
     }
 }
 
+/// The migration transaction on PostgreSQL.
+struct PgMigration<'t, 'c>(&'t mut Transaction<'c>);
+
+impl MigrationTx for PgMigration<'_, '_> {
+    fn backend(&self) -> &'static str {
+        "PostgreSQL"
+    }
+
+    fn recorded_version(&mut self) -> Result<i64, StoreError> {
+        Ok(self
+            .0
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM stele_schema", &[])?
+            .try_get(0)?)
+    }
+
+    fn apply(&mut self, m: &Migration) -> Result<(), StoreError> {
+        self.0.batch_execute(m.postgres)?;
+        self.0.execute(
+            "INSERT INTO stele_schema (version) VALUES ($1)",
+            &[&m.version],
+        )?;
+        Ok(())
+    }
+}
+
+/// A migration refused for lack of privilege (`42501`, creating a table or
+/// altering one this role does not own) says what is going on: the role
+/// opening the ledger is not the one that writes it.
+fn with_privilege_hint(e: StoreError) -> StoreError {
+    match e {
+        StoreError::Postgres {
+            message,
+            sqlstate,
+            retryable,
+        } if sqlstate.as_deref() == Some("42501") => StoreError::Postgres {
+            message: format!(
+                "{message}; the ledger's tables are missing or out of date and this role \
+                 may not create them: open the ledger once with the role that writes it"
+            ),
+            sqlstate,
+            retryable,
+        },
+        other => other,
+    }
+}
+
 pub(crate) fn event_from_row(r: &Row) -> Result<Event, StoreError> {
+    let chain_id: String = r.try_get(0)?;
     let seq: i64 = r.try_get(1)?;
     Ok(Event {
-        chain_id: r.try_get(0)?,
-        seq: u64::try_from(seq).unwrap_or(u64::MAX),
+        seq: StoredRow::Event {
+            chain: &chain_id,
+            seq,
+        }
+        .unsigned("chain_index", seq)?,
         ts: r.try_get(2)?,
         event_type: r.try_get(3)?,
         actor: r.try_get(4)?,
@@ -274,6 +231,7 @@ pub(crate) fn event_from_row(r: &Row) -> Result<Event, StoreError> {
         key_id: r.try_get(7)?,
         leaf_hash: stored_hex(r.try_get(8)?),
         event_hash: stored_hex(r.try_get(9)?),
+        chain_id,
     })
 }
 
@@ -565,11 +523,12 @@ fn read_head(
 }
 
 pub(crate) fn head_from_row(r: &Row) -> Result<ChainHead, StoreError> {
+    let chain_id: String = r.try_get(0)?;
     Ok(ChainHead {
-        chain_id: r.try_get(0)?,
-        size: to_u64(r.try_get(1)?, "tree_size")?,
+        size: StoredRow::Head { chain: &chain_id }.unsigned("tree_size", r.try_get(1)?)?,
         head_hash: hash_from_bytes(r.try_get(2)?, "chain head hash")?,
         last_ts: r.try_get(3)?,
+        chain_id,
     })
 }
 
@@ -596,22 +555,28 @@ fn read_hashes(
 pub(crate) const ANCHOR_COLUMNS: &str = "chain_id, anchor_seq, trigger, tree_size, ts_utc, object_key, body, status, attempts, last_error, location, version_id, lock_mode, retain_until, uploaded_at";
 
 pub(crate) fn anchor_from_row(r: &Row) -> Result<AnchorRecord, StoreError> {
+    let chain_id: String = r.try_get(0)?;
+    let anchor_seq: i64 = r.try_get(1)?;
+    let row = StoredRow::Anchor {
+        chain: &chain_id,
+        anchor_seq,
+    };
     Ok(AnchorRecord {
-        chain_id: r.try_get(0)?,
-        anchor_seq: to_u64(r.try_get(1)?, "anchor seq")?,
+        anchor_seq: row.unsigned("anchor_seq", anchor_seq)?,
         trigger: r.try_get(2)?,
-        tree_size: to_u64(r.try_get(3)?, "tree size")?,
+        tree_size: row.unsigned("tree_size", r.try_get(3)?)?,
         ts_utc: r.try_get(4)?,
         object_key: r.try_get(5)?,
         body: r.try_get(6)?,
         status: AnchorStatus::parse(r.try_get(7)?)?,
-        attempts: u32::try_from(r.try_get::<_, i64>(8)?).unwrap_or(u32::MAX),
+        attempts: row.unsigned("attempts", r.try_get(8)?)?,
         last_error: r.try_get(9)?,
         location: r.try_get(10)?,
         version_id: r.try_get(11)?,
         lock_mode: r.try_get(12)?,
         retain_until: r.try_get(13)?,
         uploaded_at: r.try_get(14)?,
+        chain_id,
     })
 }
 
@@ -814,10 +779,11 @@ impl LedgerStore for PostgresStore {
         let head = match row.try_get::<_, Option<String>>(1)? {
             None => None,
             Some(chain_id) => Some(ChainHead {
-                chain_id,
-                size: to_u64(row.try_get(2)?, "tree_size")?,
+                size: StoredRow::Head { chain: &chain_id }
+                    .unsigned("tree_size", row.try_get(2)?)?,
                 head_hash: hash_from_bytes(row.try_get(3)?, "chain head hash")?,
                 last_ts: row.try_get(4)?,
+                chain_id,
             }),
         };
         Ok((head.filter(|h| h.size > 0), lsn))

@@ -21,71 +21,12 @@ use crate::append::{
     AppendRequest, AppendTx, RequestResults, append_locked, append_requests_locked, concat_nodes,
     empty_state, stored_hex,
 };
+use crate::migrate::{self, Migration, MigrationTx, StoredRow};
 use crate::scan::{self, BatchSink};
 use crate::{
     AnchorRecord, AnchorStatus, AnchorUpload, ChainHead, LedgerStore, StoreError, StoredRowVisitor,
-    hash_from_bytes, hashes_from_rows, seqs_for, state_of, to_i64, to_u64,
+    hash_from_bytes, hashes_from_rows, seqs_for, state_of, to_i64,
 };
-
-/// Schema migrations, applied in order; each runs once.
-const MIGRATIONS: &[(i64, &str)] = &[
-    (
-        1,
-        "CREATE TABLE stele_chains (
-        chain_id   TEXT PRIMARY KEY,
-        tree_size  INTEGER NOT NULL,
-        head_hash  BLOB NOT NULL,
-        last_ts    TEXT,
-        created_at TEXT NOT NULL
-    );
-    CREATE TABLE audit_events (
-        chain_id        TEXT NOT NULL,
-        chain_index     INTEGER NOT NULL,
-        ts              TEXT NOT NULL,
-        event_type      TEXT NOT NULL,
-        actor           TEXT,
-        payload         TEXT,
-        idempotency_key TEXT,
-        key_id          TEXT NOT NULL,
-        leaf_hash       BLOB NOT NULL,
-        event_hash      BLOB NOT NULL,
-        merkle_nodes    BLOB NOT NULL,
-        PRIMARY KEY (chain_id, chain_index)
-    ) WITHOUT ROWID;
-    CREATE UNIQUE INDEX audit_events_idempotency
-        ON audit_events (chain_id, idempotency_key) WHERE idempotency_key IS NOT NULL;",
-    ),
-    (
-        2,
-        "CREATE TABLE stele_anchors (
-        chain_id     TEXT NOT NULL,
-        anchor_seq   INTEGER NOT NULL,
-        trigger      TEXT NOT NULL,
-        tree_size    INTEGER NOT NULL,
-        ts_utc       TEXT NOT NULL,
-        object_key   TEXT NOT NULL,
-        body         BLOB NOT NULL,
-        status       TEXT NOT NULL,
-        attempts     INTEGER NOT NULL DEFAULT 0,
-        last_error   TEXT,
-        location     TEXT,
-        version_id   TEXT,
-        lock_mode    TEXT,
-        retain_until TEXT,
-        created_at   TEXT NOT NULL,
-        uploaded_at  TEXT,
-        PRIMARY KEY (chain_id, anchor_seq)
-    );
-    CREATE INDEX stele_anchors_pending ON stele_anchors (status, chain_id, anchor_seq);",
-    ),
-    (
-        3,
-        // Outbox leases: who may upload a pending anchor, until when (Unix
-        // milliseconds; processes sharing one SQLite file share one clock).
-        "ALTER TABLE stele_anchors ADD COLUMN lease_owner TEXT;
-    ALTER TABLE stele_anchors ADD COLUMN lease_until INTEGER;",
-    ),
-];
 
 const EVENT_COLUMNS: &str = "chain_id, chain_index, ts, event_type, actor, payload, idempotency_key, key_id, leaf_hash, event_hash";
 
@@ -173,11 +114,7 @@ impl SqliteStore {
     ///
     /// Database errors.
     pub fn schema_version(&self) -> Result<i64, StoreError> {
-        Ok(self.conn.query_row(
-            "SELECT COALESCE(MAX(version), 0) FROM stele_schema",
-            [],
-            |r| r.get(0),
-        )?)
+        Ok(schema_version_of(&self.conn)?.unwrap_or(0))
     }
 
     /// Opens an existing ledger file for reading only (see
@@ -240,8 +177,7 @@ impl SqliteStore {
             }
             Err(e) => return Err(StoreError::open_failed(&shown, StoreError::Sqlite(e))),
         };
-        let supported = MIGRATIONS.last().map_or(0, |m| m.0);
-        crate::check_schema_read_only(&shown, version, supported)?;
+        migrate::check_read_only(&shown, version)?;
         Ok(Self {
             conn,
             path: path.to_owned(),
@@ -249,44 +185,60 @@ impl SqliteStore {
         })
     }
 
+    /// Brings the schema up to date (see [`migrate`]): nothing is written
+    /// when it is current; otherwise one `BEGIN IMMEDIATE` transaction, whose
+    /// write lock serializes concurrent first starts.
     fn migrate(&mut self) -> Result<(), StoreError> {
+        if migrate::pending(schema_version_of(&self.conn)?)?.is_empty() {
+            return Ok(());
+        }
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch(
             "CREATE TABLE IF NOT EXISTS stele_schema (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
         )?;
-        let current: i64 = tx.query_row(
-            "SELECT COALESCE(MAX(version), 0) FROM stele_schema",
-            [],
-            |r| r.get(0),
-        )?;
-        let supported = MIGRATIONS.last().map_or(0, |m| m.0);
-        if current > supported {
-            return Err(StoreError::SchemaTooNew {
-                found: current,
-                supported,
-            });
-        }
-        for (version, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
-            tracing::info!(version, "applying SQLite schema migration");
-            tx.execute_batch(sql)?;
-            tx.execute(
-                "INSERT INTO stele_schema (version, applied_at) VALUES (?1, ?2)",
-                params![version, crate::now().to_string()],
-            )?;
-        }
+        migrate::apply_pending(&mut SqliteMigration(&tx))?;
         tx.commit()?;
         Ok(())
     }
 }
 
-fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
+/// The migration transaction on SQLite.
+struct SqliteMigration<'a>(&'a Transaction<'a>);
+
+impl MigrationTx for SqliteMigration<'_> {
+    fn backend(&self) -> &'static str {
+        "SQLite"
+    }
+
+    fn recorded_version(&mut self) -> Result<i64, StoreError> {
+        Ok(self.0.query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM stele_schema",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    fn apply(&mut self, m: &Migration) -> Result<(), StoreError> {
+        self.0.execute_batch(m.sqlite)?;
+        self.0.execute(
+            "INSERT INTO stele_schema (version, applied_at) VALUES (?1, ?2)",
+            params![m.version, crate::now().to_string()],
+        )?;
+        Ok(())
+    }
+}
+
+fn event_from_row(r: &rusqlite::Row<'_>) -> Result<Event, StoreError> {
+    let chain_id: String = r.get(0)?;
     let seq: i64 = r.get(1)?;
     Ok(Event {
-        chain_id: r.get(0)?,
-        // A negative seq can only come from tampering; map it far away so verification flags it.
-        seq: u64::try_from(seq).unwrap_or(u64::MAX),
+        seq: StoredRow::Event {
+            chain: &chain_id,
+            seq,
+        }
+        .unsigned("chain_index", seq)?,
         ts: r.get(2)?,
         event_type: r.get(3)?,
         actor: r.get(4)?,
@@ -295,6 +247,7 @@ fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
         key_id: r.get(7)?,
         leaf_hash: stored_hex(&r.get::<_, Vec<u8>>(8)?),
         event_hash: stored_hex(&r.get::<_, Vec<u8>>(9)?),
+        chain_id,
     })
 }
 
@@ -368,10 +321,10 @@ fn read_head(conn: &Connection, chain: &str) -> Result<Option<ChainHead>, StoreE
         .optional()?;
     row.map(|(chain_id, size, hash, last_ts)| {
         Ok(ChainHead {
-            chain_id,
-            size: to_u64(size, "tree_size")?,
+            size: StoredRow::Head { chain: &chain_id }.unsigned("tree_size", size)?,
             head_hash: hash_from_bytes(&hash, "chain head hash")?,
             last_ts,
+            chain_id,
         })
     })
     .transpose()
@@ -401,27 +354,30 @@ fn read_hashes(
 
 const ANCHOR_COLUMNS: &str = "chain_id, anchor_seq, trigger, tree_size, ts_utc, object_key, body, status, attempts, last_error, location, version_id, lock_mode, retain_until, uploaded_at";
 
-fn anchor_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(AnchorRecord, String)> {
-    Ok((
-        AnchorRecord {
-            chain_id: r.get(0)?,
-            anchor_seq: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(u64::MAX),
-            trigger: r.get(2)?,
-            tree_size: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(u64::MAX),
-            ts_utc: r.get(4)?,
-            object_key: r.get(5)?,
-            body: r.get(6)?,
-            status: AnchorStatus::Pending,
-            attempts: u32::try_from(r.get::<_, i64>(8)?).unwrap_or(u32::MAX),
-            last_error: r.get(9)?,
-            location: r.get(10)?,
-            version_id: r.get(11)?,
-            lock_mode: r.get(12)?,
-            retain_until: r.get(13)?,
-            uploaded_at: r.get(14)?,
-        },
-        r.get(7)?,
-    ))
+fn anchor_from_row(r: &rusqlite::Row<'_>) -> Result<AnchorRecord, StoreError> {
+    let chain_id: String = r.get(0)?;
+    let anchor_seq: i64 = r.get(1)?;
+    let row = StoredRow::Anchor {
+        chain: &chain_id,
+        anchor_seq,
+    };
+    Ok(AnchorRecord {
+        anchor_seq: row.unsigned("anchor_seq", anchor_seq)?,
+        trigger: r.get(2)?,
+        tree_size: row.unsigned("tree_size", r.get(3)?)?,
+        ts_utc: r.get(4)?,
+        object_key: r.get(5)?,
+        body: r.get(6)?,
+        status: AnchorStatus::parse(&r.get::<_, String>(7)?)?,
+        attempts: row.unsigned("attempts", r.get(8)?)?,
+        last_error: r.get(9)?,
+        location: r.get(10)?,
+        version_id: r.get(11)?,
+        lock_mode: r.get(12)?,
+        retain_until: r.get(13)?,
+        uploaded_at: r.get(14)?,
+        chain_id,
+    })
 }
 
 fn query_anchors(
@@ -430,12 +386,10 @@ fn query_anchors(
     params: &[&dyn rusqlite::ToSql],
 ) -> Result<Vec<AnchorRecord>, StoreError> {
     let mut stmt = conn.prepare_cached(sql)?;
-    let rows = stmt.query_map(params, anchor_from_row)?;
+    let mut rows = stmt.query(params)?;
     let mut out = Vec::new();
-    for row in rows {
-        let (mut record, status) = row?;
-        record.status = AnchorStatus::parse(&status)?;
-        out.push(record);
+    while let Some(row) = rows.next()? {
+        out.push(anchor_from_row(row)?);
     }
     Ok(out)
 }
@@ -468,11 +422,8 @@ impl AppendTx for SqliteTx<'_> {
         ))?;
         let mut found = Vec::new();
         for k in keys {
-            if let Some(e) = stmt
-                .query_row(params![chain.as_str(), k], event_from_row)
-                .optional()?
-            {
-                found.push(e);
+            if let Some(row) = stmt.query(params![chain.as_str(), k])?.next()? {
+                found.push(event_from_row(row)?);
             }
         }
         Ok(found)
