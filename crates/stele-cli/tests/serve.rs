@@ -871,3 +871,107 @@ fn stele_append_sends_through_the_gateway_with_the_same_receipts() {
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     assert_eq!(size_over_api(&gw, &t, "app-billing"), 3);
 }
+
+#[test]
+fn wait_anchored_answers_with_a_locked_anchor_covering_the_event() {
+    stele_store::testkit::live_or_skip!(Rgw);
+    use stele_worm::testkit::{create_bucket, env_required, rgw, unique_bucket};
+    let endpoint = env_required("STELE_TEST_RGW_ENDPOINT");
+    for db in both_backends("wait_anchored_answers_with_a_locked_anchor_covering_the_event") {
+        let rt = common::runtime();
+        let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("gw-anchor")), true));
+        let ledger = Ledger::new(db);
+        let t = token(&ledger, "append,read", "*");
+        let anchored_env = |cmd: &mut std::process::Command| {
+            common::with_rgw_anchors(cmd, &endpoint, s3.bucket());
+        };
+        let gw = Gateway::start_with(&ledger, anchored_env);
+        for i in 0..3 {
+            assert_eq!(
+                gw.append(
+                    "ledger",
+                    &t,
+                    &format!(r#"{{"type":"warmup.event","payload":{{"i":{i}}}}}"#)
+                )
+                .status,
+                201
+            );
+        }
+        let r = gw.request(
+            "POST",
+            "/v1/chains/ledger/events?wait=anchored&timeout=20",
+            Some(&t),
+            &[("Content-Type", "application/json")],
+            br#"{"type":"payment.approved","payload":{"amount":"250.00"}}"#,
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        let body = r.json();
+        assert_eq!(body["anchored"], true, "{body:#}");
+        let seq = body["receipts"][0]["seq"].as_u64().expect("seq");
+        let anchor = &body["anchor"];
+        assert!(
+            anchor["tree_size"].as_u64().expect("tree size") > seq,
+            "{anchor:#}"
+        );
+        assert_eq!(anchor["status"], "verified", "{anchor:#}");
+        assert_eq!(anchor["lock_mode"], "COMPLIANCE");
+        assert!(anchor["version_id"].is_string(), "{anchor:#}");
+        assert!(
+            anchor["object_key"].as_str().unwrap().contains("ledger"),
+            "{anchor:#}"
+        );
+        // Many waiters at once share anchors rather than each locking its own.
+        let waiters: Vec<_> = (0..8)
+            .map(|i| {
+                let (addr, t) = (gw.addr.clone(), t.clone());
+                std::thread::spawn(move || {
+                    let auth = format!("Bearer {t}");
+                    let body = format!(r#"{{"type":"burst.event","payload":{{"i":{i}}}}}"#);
+                    request(
+                        &addr,
+                        "POST",
+                        "/v1/chains/ledger/events?wait=anchored&timeout=20",
+                        &[
+                            ("Authorization", &auth),
+                            ("Content-Type", "application/json"),
+                        ],
+                        body.as_bytes(),
+                    )
+                    .expect("request")
+                    .json()
+                })
+            })
+            .collect();
+        for w in waiters {
+            assert_eq!(w.join().expect("waiter")["anchored"], true);
+        }
+        let anchors = gw.get("/v1/anchors?chain=ledger", &t).json();
+        let count = anchors["anchors"].as_array().map_or(0, Vec::len);
+        assert!(count < 1 + 8, "8 concurrent waiters made {count} anchors");
+        assert_eq!(
+            anchors["anchoring"]["last_error"],
+            Value::Null,
+            "{anchors:#}"
+        );
+
+        // A clean stop writes and uploads the shutdown anchor.
+        let status = gw.terminate();
+        assert!(status.success());
+        let listed = ledger.json(&["anchor", "list", "--chain", "ledger"]);
+        let last = listed
+            .as_array()
+            .and_then(|a| a.last())
+            .cloned()
+            .expect("anchors");
+        assert_eq!(last["trigger"], "shutdown", "{listed:#}");
+        assert_eq!(last["status"], "verified", "{listed:#}");
+        // And an auditor's verification against the bucket passes.
+        let mut verify = ledger.command();
+        anchored_env(&mut verify);
+        let out = verify
+            .args(["verify", "log", "--chain", "ledger"])
+            .output()
+            .expect("verify");
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    }
+}

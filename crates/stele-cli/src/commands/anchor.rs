@@ -34,7 +34,7 @@ fn worm_failure(e: WormError) -> Failure {
 
 /// Connects to the anchor target and checks it can take anchors; a store that
 /// is merely unreachable is allowed (anchors then wait in the outbox).
-fn open_target(rt: &Runtime, setup: &AnchorSetup) -> Result<ObjectStore, Failure> {
+pub fn open_target(rt: &Runtime, setup: &AnchorSetup) -> Result<ObjectStore, Failure> {
     let target = match &setup.target {
         None => {
             return Err(Failure::Input(anyhow!(

@@ -34,6 +34,7 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<(), Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure::Operational(anyhow!("cannot start the server runtime: {e}")))?;
+    let anchoring = anchoring_setup(ctx, &runtime)?;
     let json_output = ctx.json;
     let location = ctx.db.to_string();
     runtime.block_on(async move {
@@ -43,6 +44,7 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<(), Failure> {
             keyring,
             signer,
             tokens,
+            anchoring: Some(anchoring),
         };
         let served = stele_server::serve(config, ledger, shutdown_signal(), |addr| {
             announce(addr, &location, active_tokens, json_output);
@@ -55,6 +57,34 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<(), Failure> {
     })?;
     eprintln!("stele gateway stopped: every acknowledged append is committed");
     Ok(())
+}
+
+/// Anchoring as `stele anchor run` would do it, inside the server: to the
+/// configured bucket, else to `anchors/` in the data directory — which is
+/// NOT WORM storage, and said so.
+fn anchoring_setup(
+    ctx: &Context,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<stele_server::anchoring::AnchoringSetup, Failure> {
+    let mut setup = ctx.anchor_setup(None, None)?;
+    if setup.target.is_none() {
+        let dir = ctx.data_dir.join("anchors");
+        eprintln!(
+            "warning: no anchor bucket configured: anchors go to {}, which is NOT WORM storage (set AUDIT_ANCHOR_BUCKET for an S3 bucket with Object Lock)",
+            dir.display()
+        );
+        setup.target = Some(crate::config::AnchorTarget::Local(dir));
+    }
+    let target = super::anchor::open_target(runtime, &setup)?;
+    let keys = ctx.keys();
+    Ok(stele_server::anchoring::AnchoringSetup {
+        db: ctx.db.clone(),
+        target,
+        policy: setup.policy,
+        chains: setup.chain.map(|c| vec![c]),
+        signer: keys.signer()?,
+        keyring: Box::new(move || keys.keyring().map_err(|e| e.to_string())),
+    })
 }
 
 fn server_config(

@@ -125,8 +125,14 @@ pub struct Gateway {
 impl Gateway {
     /// Starts the gateway for `ledger` and waits until it listens.
     pub fn start(ledger: &Ledger) -> Self {
-        let mut child = ledger
-            .command()
+        Self::start_with(ledger, |_| {})
+    }
+
+    /// [`start`](Self::start), with the command adjusted first (environment).
+    pub fn start_with(ledger: &Ledger, adjust: impl FnOnce(&mut std::process::Command)) -> Self {
+        let mut command = ledger.command();
+        adjust(&mut command);
+        let mut child = command
             .args(["--json", "serve", "--listen", "127.0.0.1:0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
