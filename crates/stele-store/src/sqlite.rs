@@ -63,9 +63,7 @@ impl SqliteStore {
         // Long enough that a queue of writers from several processes drains.
         conn.busy_timeout(Duration::from_secs(60))
             .map_err(open_err)?;
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(open_err)?;
+        let mode = enable_wal(&conn).map_err(open_err)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::open_refused(
                 &shown,
@@ -781,4 +779,24 @@ fn uri_path(path: &Path) -> String {
         }
     }
     out
+}
+
+/// Switches a connection to WAL. Switching a new database's journal needs
+/// it to itself for a moment, and SQLite reports "database is locked" at
+/// once (its busy handler is not consulted for this) while another
+/// process or thread opens the same new file: so it is tried again, for as
+/// long as the busy timeout would have waited.
+fn enable_wal(conn: &Connection) -> Result<String, rusqlite::Error> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0)) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
 }
