@@ -60,6 +60,14 @@ pub struct ServerFile {
     pub max_in_flight_appends: Option<usize>,
     /// Appends waiting for a commit; more get 503 (default 4096).
     pub commit_queue: Option<usize>,
+    /// Seconds between scheduled verifications (default 3600).
+    pub verify_interval_secs: Option<u64>,
+    /// Where each verification result is posted, signed with HMAC-SHA256
+    /// (`X-Stele-Signature: sha256=…`) under `STELE_WEBHOOK_SECRET` or the
+    /// key in `webhook_secret_file`.
+    pub webhook_url: Option<String>,
+    /// A file (0600) holding the webhook's HMAC key.
+    pub webhook_secret_file: Option<PathBuf>,
 }
 
 /// `[anchor]` in `stele.toml`. Every setting also has an environment variable,

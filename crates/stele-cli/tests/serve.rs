@@ -975,3 +975,171 @@ fn wait_anchored_answers_with_a_locked_anchor_covering_the_event() {
         assert_eq!(code(&out), 0, "{}", stderr(&out));
     }
 }
+
+/// A webhook receiver: answers 200 to every POST and hands over its
+/// headers and body.
+fn webhook_listener() -> (
+    String,
+    std::sync::mpsc::Receiver<(Vec<(String, String)>, Vec<u8>)>,
+) {
+    use std::io::{BufRead as _, Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let mut headers = Vec::new();
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+                if let Some((n, v)) = h.trim_end().split_once(':') {
+                    headers.push((n.trim().to_ascii_lowercase(), v.trim().to_owned()));
+                }
+            }
+            let length: usize = headers
+                .iter()
+                .find(|(n, _)| n == "content-length")
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(0);
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            if tx.send((headers, body)).is_err() {
+                return;
+            }
+        }
+    });
+    (url, rx)
+}
+
+fn hmac_hex(secret: &[u8], body: &[u8]) -> String {
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("hmac key");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+#[test]
+fn scheduled_verification_reports_an_edit_behind_the_servers_back() {
+    for db in both_backends("scheduled_verification_reports_an_edit_behind_the_servers_back") {
+        let ledger = Ledger::new(db);
+        let (hook, received) = webhook_listener();
+        let config = ledger.data_dir().join("stele.toml");
+        let mut text = std::fs::read_to_string(&config).expect("config");
+        text.push_str(&format!(
+            "\n[server]\nverify_interval_secs = 3600\nwebhook_url = \"{hook}\"\n"
+        ));
+        std::fs::write(&config, text).expect("config");
+        let secret = "whsec-test-0123456789";
+        let admin = token(&ledger, "admin", "*");
+        let gw = Gateway::start_with(&ledger, |cmd| {
+            cmd.env("STELE_WEBHOOK_SECRET", secret);
+        });
+        let batch = Value::Array(
+            (0..10)
+                .map(|i| json!({"type": "ops.change", "payload": {"i": i}}))
+                .collect(),
+        );
+        assert_eq!(gw.append("ops", &admin, &batch.to_string()).status, 201);
+
+        let run_and_wait = |runs: u64| -> Value {
+            let r = gw.request("POST", "/v1/verification/run", Some(&admin), &[], b"");
+            assert_eq!(r.status, 202, "{}", r.text());
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let v = gw.get("/v1/verification", &admin).json();
+                if v["runs"].as_u64() == Some(runs) {
+                    return v["latest"].clone();
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "verification run {runs} did not finish: {v}"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        };
+        let clean = run_and_wait(1);
+        assert_eq!(clean["ok"], true, "{clean:#}");
+        assert_eq!(clean["chains"][0]["events_checked"], 10);
+        let (headers, body) = received
+            .recv_timeout(Duration::from_secs(30))
+            .expect("first webhook");
+        let signature = headers
+            .iter()
+            .find(|(n, _)| n == "x-stele-signature")
+            .map(|(_, v)| v.clone());
+        assert_eq!(
+            signature,
+            Some(format!("sha256={}", hmac_hex(secret.as_bytes(), &body)))
+        );
+        assert_eq!(
+            serde_json::from_slice::<Value>(&body).unwrap()["result"]["ok"],
+            true
+        );
+
+        // An insider edits seq 4 in the database, behind the server's back.
+        ledger.db.exec(
+            "UPDATE audit_events SET payload = '{\"i\":999}' WHERE chain_id = 'ops' AND chain_index = 4",
+        );
+        let found = run_and_wait(2);
+        assert_eq!(found["ok"], false, "{found:#}");
+        assert_eq!(found["chains"][0]["first_bad_seq"], 4, "{found:#}");
+        let (headers, body) = received
+            .recv_timeout(Duration::from_secs(30))
+            .expect("second webhook");
+        let signature = headers
+            .iter()
+            .find(|(n, _)| n == "x-stele-signature")
+            .map(|(_, v)| v.clone())
+            .expect("signed");
+        assert_eq!(
+            signature,
+            format!("sha256={}", hmac_hex(secret.as_bytes(), &body))
+        );
+        assert_ne!(
+            signature,
+            format!("sha256={}", hmac_hex(b"another key", &body))
+        );
+        let posted: Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(posted["result"]["ok"], false);
+        assert_eq!(posted["result"]["chains"][0]["first_bad_seq"], 4);
+        let metrics = gw.get("/metrics", &admin).text();
+        assert!(metrics.contains("stele_verification_ok 0"), "{metrics}");
+        assert!(
+            metrics.contains("stele_verification_failed_runs_total 1"),
+            "{metrics}"
+        );
+        assert!(
+            !metrics.contains(secret)
+                && !body.windows(secret.len()).any(|w| w == secret.as_bytes())
+        );
+    }
+}
+
+#[test]
+fn a_webhook_without_a_signing_key_is_refused_at_start() {
+    let ledger = Ledger::new(TestDb::sqlite());
+    let config = ledger.data_dir().join("stele.toml");
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str("\n[server]\nwebhook_url = \"http://127.0.0.1:9/hook\"\n");
+    std::fs::write(&config, text).expect("config");
+    let out = ledger
+        .command()
+        .env_remove("STELE_WEBHOOK_SECRET")
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .output()
+        .expect("serve");
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("STELE_WEBHOOK_SECRET"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -364,8 +364,13 @@ fn new_entry(id: &str) -> KeyEntry {
     }
 }
 
-/// Reads a secret file after checking nobody else can read it.
-fn read_secret(path: &Path) -> Result<String, KeyError> {
+/// Reads a secret file after checking nobody else can read it (mode 0600
+/// or stricter).
+///
+/// # Errors
+///
+/// [`KeyError::TooOpen`] for a file others may read; I/O errors.
+pub fn read_secret(path: &Path) -> Result<String, KeyError> {
     let meta = fs::metadata(path).map_err(io_err(path))?;
     let mode = meta.mode() & 0o7777;
     if mode & 0o077 != 0 {

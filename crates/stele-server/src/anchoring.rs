@@ -16,7 +16,7 @@ use stele_worm::ObjectStore;
 
 /// Loads the HMAC keyring (re-read each round, so a rotation made by
 /// `stele keys rotate` is noticed).
-pub type KeyringSource = Box<dyn Fn() -> Result<Keyring, String> + Send + Sync>;
+pub type KeyringSource = Arc<dyn Fn() -> Result<Keyring, String> + Send + Sync>;
 
 /// What anchoring needs.
 pub struct AnchoringSetup {

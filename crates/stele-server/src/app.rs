@@ -68,6 +68,7 @@ pub struct AppState {
     pub(crate) metrics: Metrics,
     pub(crate) appends: Semaphore,
     pub(crate) anchoring: Option<crate::anchoring::Anchoring>,
+    pub(crate) verification: Option<Arc<crate::verification::Verification>>,
 }
 
 type Shared = State<Arc<AppState>>;
@@ -88,6 +89,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/chains/{chain}/proofs/inclusion/{seq}"),
     ("GET", "/v1/chains/{chain}/proofs/consistency"),
     ("GET", "/v1/anchors"),
+    ("GET", "/v1/verification"),
+    ("POST", "/v1/verification/run"),
 ];
 
 /// The router, with the request middleware (request ids, uniform JSON
@@ -107,6 +110,8 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
         .route("/v1/chains/{chain}/proofs/inclusion/{seq}", get(inclusion))
         .route("/v1/chains/{chain}/proofs/consistency", get(consistency))
         .route("/v1/anchors", get(anchors))
+        .route("/v1/verification", get(verification_result))
+        .route("/v1/verification/run", post(verification_run))
         .fallback(not_found)
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -304,7 +309,13 @@ async fn metrics(State(state): Shared, headers: HeaderMap) -> Result<Response, A
         .await
         .ok()
         .map(|a| a.len());
-    let text = state.metrics.render(&state.store.stats(), backlog);
+    let mut text = state.metrics.render(&state.store.stats(), backlog);
+    if let Some(job) = &state.verification {
+        text.push_str(&crate::metrics::verification(job));
+    }
+    if let Some(anchoring) = &state.anchoring {
+        text.push_str(&crate::metrics::anchoring(&anchoring.status()));
+    }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
@@ -725,4 +736,34 @@ async fn anchors(
     Ok(Json(
         json!({ "anchors": listed, "backlog": backlog, "anchoring": anchoring }),
     ))
+}
+
+fn verification_job(state: &AppState) -> Result<&Arc<crate::verification::Verification>, ApiError> {
+    state.verification.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_verification",
+            "this gateway runs no scheduled verification",
+        )
+    })
+}
+
+async fn verification_result(
+    State(state): Shared,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    state.authorize(&headers, Scope::Read, None)?;
+    let job = verification_job(&state)?;
+    let (runs, failed) = job.counts();
+    Ok(Json(json!({
+        "runs": runs,
+        "failed_runs": failed,
+        "latest": job.latest(),
+    })))
+}
+
+async fn verification_run(State(state): Shared, headers: HeaderMap) -> Result<Response, ApiError> {
+    state.authorize(&headers, Scope::Admin, None)?;
+    verification_job(&state)?.run_now();
+    Ok((StatusCode::ACCEPTED, Json(json!({ "started": true }))).into_response())
 }

@@ -14,6 +14,7 @@ pub mod error;
 pub mod ingest;
 pub mod metrics;
 pub mod openapi;
+pub mod verification;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -81,6 +82,8 @@ pub struct Ledger {
     /// Anchoring inside the server (`None`: none — a test, or anchoring
     /// run elsewhere).
     pub anchoring: Option<anchoring::AnchoringSetup>,
+    /// The scheduled verification job (`None`: none).
+    pub verification: Option<verification::VerificationSetup>,
 }
 
 /// Builds the shared state, starting anchoring on `runtime`.
@@ -89,6 +92,7 @@ pub fn state(ledger: Ledger, limits: ApiLimits, runtime: tokio::runtime::Handle)
         anchoring: ledger
             .anchoring
             .map(|setup| anchoring::Anchoring::start(setup, runtime)),
+        verification: ledger.verification.map(verification::start),
         appends: tokio::sync::Semaphore::new(limits.max_in_flight_appends.max(1)),
         store: ledger.store,
         keyring: ledger.keyring,

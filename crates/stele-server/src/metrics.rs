@@ -174,3 +174,41 @@ impl Metrics {
         out
     }
 }
+
+/// The verification job's metrics.
+pub fn verification(job: &crate::verification::Verification) -> String {
+    let (runs, failed) = job.counts();
+    let latest = job.latest();
+    let mut out = format!(
+        "# HELP stele_verification_runs_total Scheduled verification runs.\n# TYPE stele_verification_runs_total counter\nstele_verification_runs_total {runs}\n\
+         # HELP stele_verification_failed_runs_total Runs that found something or could not complete.\n# TYPE stele_verification_failed_runs_total counter\nstele_verification_failed_runs_total {failed}\n"
+    );
+    if let Some(latest) = latest {
+        let _ = writeln!(
+            out,
+            "# HELP stele_verification_ok Whether the newest run found nothing (1) or something (0).\n# TYPE stele_verification_ok gauge\nstele_verification_ok {}",
+            u8::from(latest.ok)
+        );
+        out.push_str("# HELP stele_verification_findings Findings of the newest run, per chain.\n# TYPE stele_verification_findings gauge\n");
+        for c in &latest.chains {
+            let _ = writeln!(
+                out,
+                "stele_verification_findings{{chain=\"{}\"}} {}",
+                c.chain_id, c.total_findings
+            );
+        }
+    }
+    out
+}
+
+/// Anchoring's metrics.
+pub fn anchoring(status: &crate::anchoring::AnchoringStatus) -> String {
+    format!(
+        "# HELP stele_anchors_uploaded_total Anchors uploaded since start.\n# TYPE stele_anchors_uploaded_total counter\nstele_anchors_uploaded_total {}\n\
+         # HELP stele_anchor_upload_failures_total Failed upload attempts (retried).\n# TYPE stele_anchor_upload_failures_total counter\nstele_anchor_upload_failures_total {}\n\
+         # HELP stele_anchoring_refused_chains Chains whose anchors are held back for investigation.\n# TYPE stele_anchoring_refused_chains gauge\nstele_anchoring_refused_chains {}\n",
+        status.uploaded,
+        status.failed_attempts,
+        status.refused_chains.len()
+    )
+}

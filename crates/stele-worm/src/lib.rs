@@ -330,6 +330,17 @@ pub enum WormError {
 }
 
 impl WormError {
+    /// True when the store said the object (or that version of it) is not there.
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            Self::Refused { code, .. } => {
+                matches!(code.as_str(), "NoSuchKey" | "NoSuchVersion" | "NotFound")
+            }
+            Self::Io { source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+            _ => false,
+        }
+    }
+
     /// True for failures worth retrying later (the store was unreachable).
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Unavailable { .. })

@@ -34,7 +34,11 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<(), Failure> {
         .enable_all()
         .build()
         .map_err(|e| Failure::Operational(anyhow!("cannot start the server runtime: {e}")))?;
-    let anchoring = anchoring_setup(ctx, &runtime)?;
+    let keys = ctx.keys();
+    let keyring_source: stele_server::anchoring::KeyringSource =
+        std::sync::Arc::new(move || keys.keyring().map_err(|e| e.to_string()));
+    let anchoring = anchoring_setup(ctx, &runtime, keyring_source.clone())?;
+    let verification = verification_setup(ctx, &file, &runtime, keyring_source)?;
     let json_output = ctx.json;
     let location = ctx.db.to_string();
     runtime.block_on(async move {
@@ -45,6 +49,7 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<(), Failure> {
             signer,
             tokens,
             anchoring: Some(anchoring),
+            verification: Some(verification),
         };
         let served = stele_server::serve(config, ledger, shutdown_signal(), |addr| {
             announce(addr, &location, active_tokens, json_output);
@@ -65,7 +70,22 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<(), Failure> {
 fn anchoring_setup(
     ctx: &Context,
     runtime: &tokio::runtime::Runtime,
+    keyring: stele_server::anchoring::KeyringSource,
 ) -> Result<stele_server::anchoring::AnchoringSetup, Failure> {
+    let setup = anchor_target_setup(ctx)?;
+    let target = super::anchor::open_target(runtime, &setup)?;
+    Ok(stele_server::anchoring::AnchoringSetup {
+        db: ctx.db.clone(),
+        target,
+        policy: setup.policy,
+        chains: setup.chain.map(|c| vec![c]),
+        signer: ctx.keys().signer()?,
+        keyring,
+    })
+}
+
+/// The anchor settings, with a local directory in place of a missing bucket.
+fn anchor_target_setup(ctx: &Context) -> Result<crate::config::AnchorSetup, Failure> {
     let mut setup = ctx.anchor_setup(None, None)?;
     if setup.target.is_none() {
         let dir = ctx.data_dir.join("anchors");
@@ -75,15 +95,57 @@ fn anchoring_setup(
         );
         setup.target = Some(crate::config::AnchorTarget::Local(dir));
     }
-    let target = super::anchor::open_target(runtime, &setup)?;
-    let keys = ctx.keys();
-    Ok(stele_server::anchoring::AnchoringSetup {
+    Ok(setup)
+}
+
+/// The scheduled verification: its interval, the anchor store to read the
+/// newest anchors back from, and the signed webhook (a URL without a key is
+/// refused: an unsigned result could be forged on the way).
+fn verification_setup(
+    ctx: &Context,
+    file: &ServerFile,
+    runtime: &tokio::runtime::Runtime,
+    keyring: stele_server::anchoring::KeyringSource,
+) -> Result<stele_server::verification::VerificationSetup, Failure> {
+    let interval = Duration::from_secs(file.verify_interval_secs.unwrap_or(3600).max(1));
+    let webhook = match &file.webhook_url {
+        None => None,
+        Some(url) => {
+            let secret = match (
+                std::env::var("STELE_WEBHOOK_SECRET")
+                    .ok()
+                    .filter(|s| !s.is_empty()),
+                &file.webhook_secret_file,
+            ) {
+                (Some(secret), _) => secret.into_bytes(),
+                (None, Some(path)) => {
+                    let path = ctx.data_dir.join(path);
+                    stele_keys::read_secret(&path)
+                        .map_err(Failure::from)?
+                        .trim()
+                        .as_bytes()
+                        .to_vec()
+                }
+                (None, None) => {
+                    return Err(Failure::Input(anyhow!(
+                        "[server] webhook_url is set but no key signs the results: set STELE_WEBHOOK_SECRET or webhook_secret_file"
+                    )));
+                }
+            };
+            Some(stele_server::verification::Webhook {
+                url: url.clone(),
+                secret,
+            })
+        }
+    };
+    let setup = anchor_target_setup(ctx)?;
+    Ok(stele_server::verification::VerificationSetup {
         db: ctx.db.clone(),
-        target,
-        policy: setup.policy,
-        chains: setup.chain.map(|c| vec![c]),
-        signer: keys.signer()?,
-        keyring: Box::new(move || keys.keyring().map_err(|e| e.to_string())),
+        interval,
+        keyring,
+        verifier_key: ctx.keys().verifier_key()?,
+        anchor_store: Some(super::anchor::open_target(runtime, &setup)?),
+        webhook,
     })
 }
 

@@ -13,6 +13,8 @@ use stele_ledger::verify::VerifyReport;
 use stele_ledger::{ChainId, Keyring};
 use stele_store::LedgerStore;
 
+use stele_audit::{DbChain, RecordedAnchors, scan_db_chain, verify_db_chain};
+
 use super::{chain_id, open_store_read_only};
 use crate::cli::{
     AnchorSourceArgs, VerifyAnchorsArgs, VerifyCommand, VerifyEventArgs, VerifyLogArgs,
@@ -107,193 +109,39 @@ const DB_ONLY_NO_FINDING: &str =
 /// Why a database-only run cannot speak for completeness.
 const DB_ONLY_COMPLETENESS: &str = "no anchors from the WORM bucket were given, and without them a truncation cannot be proven: whoever can write to the database can remove the newest events (everything after the last anchor, and more if they also remove its stele_anchors rows) and fix up stele_chains without any key; add --bucket or --mirror";
 
-/// What the anchors the ledger recorded itself (`stele_anchors`) showed.
-#[derive(serde::Serialize)]
-struct RecordedAnchors {
-    chain_id: String,
-    /// Rows in stele_anchors for the chain.
-    recorded: usize,
-    /// Of those, compared with the events (parsed, and signed by the
-    /// verifier key when one is known).
-    compared: usize,
-    /// Whether signatures were checked (a verifier key was known).
-    signatures_checked: bool,
-    /// The largest tree size they cover.
-    newest_tree_size: Option<u64>,
-    findings: Vec<stele_verify::Finding>,
+/// A scan's progress bar (hidden with `--json` or off a terminal).
+struct ScanBar {
+    json: bool,
+    what: String,
+    bar: Option<indicatif::ProgressBar>,
 }
 
-/// One chain from the database alone.
-struct DbChain {
-    report: VerifyReport,
-    /// Every finding, row-level and against the recorded anchors.
-    findings: Vec<stele_verify::Finding>,
-    recorded: RecordedAnchors,
-}
-
-fn recorded_finding(
-    aspect: stele_verify::Aspect,
-    kind: &str,
-    anchor_seq: u64,
-    message: String,
-) -> stele_verify::Finding {
-    stele_verify::Finding {
-        aspect,
-        kind: kind.into(),
-        subject: format!("recorded anchor #{anchor_seq} (stele_anchors)"),
-        anchor_seq: Some(anchor_seq),
-        seq: None,
-        at: None,
-        message,
+impl ScanBar {
+    fn new(json: bool, chain: &ChainId) -> Self {
+        Self {
+            json,
+            what: format!("verifying {chain}"),
+            bar: None,
+        }
     }
 }
 
-/// Verifies one chain from the database, and compares it with the anchors
-/// the ledger recorded in `stele_anchors`: each one's tree size, root hash
-/// and last event hash recomputed from the rows. A database writer can
-/// delete those rows too, so this catches a careless truncation, not a
-/// careful one: the verdict says completeness was not checked.
-fn verify_db_chain(
-    store: &mut dyn LedgerStore,
-    chain: &ChainId,
-    keys: Option<&Keyring>,
-    verifier: Option<&str>,
-    json: bool,
-    observe: &mut dyn FnMut(stele_ledger::StoredEvent<'_>),
-) -> Result<DbChain, Failure> {
-    // One snapshot for the recorded anchors, the head, the rows and the
-    // stored root: a ledger others append to is reported as one state.
-    stele_store::read_consistent(store, |store| {
-        verify_db_chain_in_snapshot(store, chain, keys, verifier, json, observe)
-    })
-}
-
-fn verify_db_chain_in_snapshot(
-    store: &mut dyn LedgerStore,
-    chain: &ChainId,
-    keys: Option<&Keyring>,
-    verifier: Option<&str>,
-    json: bool,
-    observe: &mut dyn FnMut(stele_ledger::StoredEvent<'_>),
-) -> Result<DbChain, Failure> {
-    use stele_verify::Aspect;
-    let records = store.anchors(Some(chain), None)?;
-    let mut findings = Vec::new();
-    let mut anchors = Vec::new();
-    let mut expected_seq = 0u64;
-    for r in &records {
-        if r.anchor_seq > expected_seq {
-            findings.push(recorded_finding(
-                Aspect::Completeness,
-                "recorded_anchor_missing",
-                expected_seq,
-                format!(
-                    "stele_anchors has no row for anchor #{expected_seq}..#{} of chain {chain}: rows were deleted",
-                    r.anchor_seq - 1
-                ),
-            ));
-        }
-        expected_seq = r.anchor_seq.saturating_add(1);
-        let anchor = match stele_anchor::Anchor::from_bytes(&r.body) {
-            Ok(a) if a.chain_id == chain.as_str() && a.anchor_seq == r.anchor_seq => a,
-            Ok(a) => {
-                findings.push(recorded_finding(
-                    Aspect::Integrity,
-                    "recorded_anchor_altered",
-                    r.anchor_seq,
-                    format!(
-                        "the stored body is anchor #{} of chain {:?}, not the row's",
-                        a.anchor_seq, a.chain_id
-                    ),
-                ));
-                continue;
-            }
-            Err(e) => {
-                findings.push(recorded_finding(
-                    Aspect::Integrity,
-                    "recorded_anchor_altered",
-                    r.anchor_seq,
-                    format!("the stored body is not an anchor: {e}"),
-                ));
-                continue;
-            }
-        };
-        if let Some(vkey) = verifier
-            && let Err(e) = anchor.verify(vkey)
-        {
-            findings.push(recorded_finding(
-                Aspect::Integrity,
-                "recorded_anchor_altered",
-                r.anchor_seq,
-                format!("the stored body's signature does not verify: {e}"),
-            ));
-            continue;
-        }
-        anchors.push(anchor);
+impl stele_audit::ScanProgress for ScanBar {
+    fn start(&mut self, total: u64) {
+        self.bar = Some(output::progress(self.json, total, &self.what));
     }
-    let compared = anchors.len();
-    let newest_tree_size = anchors.iter().map(|a| a.tree_size).max();
-    let mut log = stele_verify::AnchoredLog::new(chain.clone(), keys, anchors);
-    let (claimed, _) = scan_db_chain(store, chain, &mut log, json, observe)?;
-    let (report, mut all) = log.finish(Some(&claimed));
-    // `finish` lists the row-level findings (one per report finding) first,
-    // then those against the anchors.
-    let against_anchors = all.split_off(report.findings.len().min(all.len()));
-    findings.extend(against_anchors);
-    all.extend(findings.iter().cloned());
-    Ok(DbChain {
-        report,
-        findings: all,
-        recorded: RecordedAnchors {
-            chain_id: chain.to_string(),
-            recorded: records.len(),
-            compared,
-            signatures_checked: verifier.is_some(),
-            newest_tree_size,
-            findings,
-        },
-    })
-}
 
-/// Streams every row of `chain` through `log` (and `observe`) with a
-/// progress bar, and reads the head and stored root the rows are checked
-/// against. Run inside one snapshot (`read_consistent`): rows appended
-/// meanwhile are neither scanned nor reported as inserted. Returns that
-/// claimed head and the number of rows read.
-fn scan_db_chain(
-    store: &mut dyn LedgerStore,
-    chain: &ChainId,
-    log: &mut stele_verify::AnchoredLog<'_>,
-    json: bool,
-    observe: &mut dyn FnMut(stele_ledger::StoredEvent<'_>),
-) -> Result<(stele_ledger::verify::ClaimedHead, u64), Failure> {
-    let head = store
-        .head(chain)?
-        .ok_or_else(|| stele_store::StoreError::UnknownChain(chain.to_string()))?;
-    let bar = output::progress(json, head.size, &format!("verifying {chain}"));
-    let mut n = 0u64;
-    store.scan_stored(chain, 0, None, &mut |e, nodes| {
-        log.check(e, Some(nodes));
-        observe(e);
-        n += 1;
-        if n.is_multiple_of(16_384) {
-            bar.set_position(n);
+    fn at(&mut self, done: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(done);
         }
-        Ok(())
-    })?;
-    bar.finish_and_clear();
-    let stored_root = match stele_store::tree_root(store, chain, Some(head.size)) {
-        Ok((_, root)) => Ok(root),
-        // Missing stored hashes are themselves tampering: a finding.
-        Err(stele_store::StoreError::Corrupt(why)) => Err(why),
-        Err(e) => return Err(e.into()),
-    };
-    let claimed = stele_ledger::verify::ClaimedHead {
-        size: head.size,
-        head_hash: head.head_hash,
-        stored_root,
-    };
-    Ok((claimed, n))
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 fn describe_recorded(r: &RecordedAnchors) -> String {
@@ -354,7 +202,7 @@ fn log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
             chain,
             keyring.as_ref(),
             verifier.as_deref(),
-            ctx.json,
+            &mut ScanBar::new(ctx.json, chain),
             &mut |e| recorded.observe(e),
         )?);
     }
@@ -1120,9 +968,13 @@ fn anchored_log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
     } else {
         let mut store = open_store_read_only(ctx)?;
         let (head, n) = stele_store::read_consistent(store.as_mut(), |store| {
-            scan_db_chain(store, &chain, &mut log, ctx.json, &mut |e| {
-                recorded.observe(e)
-            })
+            scan_db_chain(
+                store,
+                &chain,
+                &mut log,
+                &mut ScanBar::new(ctx.json, &chain),
+                &mut |e| recorded.observe(e),
+            )
         })?;
         checked.push(format!(
             "database: {n} events recomputed (canonical bytes, leaves, Merkle nodes{}); {} events after the newest anchor are checked row by row and wait for the next anchor",

@@ -1,0 +1,342 @@
+//! The scheduled verification job: on an interval (and when an operator
+//! asks), every chain is verified from the database — every row
+//! recomputed, compared with the anchors the ledger recorded — and each
+//! chain's newest uploaded anchor is read back from the anchor store and
+//! compared byte for byte with what the ledger recorded. The result goes to
+//! the log, `/metrics`, `GET /v1/verification`, and an optional webhook
+//! whose body is signed with HMAC-SHA256 (`X-Stele-Signature: sha256=…`).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hmac::{Hmac, Mac as _};
+use serde::Serialize;
+use sha2::Sha256;
+use stele_ledger::ChainId;
+use stele_store::{AnchorStatus, DbLocation};
+use stele_worm::ObjectStore;
+use tokio::sync::Notify;
+
+use crate::anchoring::KeyringSource;
+
+/// Where results are posted, and the key their signature is made with.
+pub struct Webhook {
+    /// `http://` or `https://` URL.
+    pub url: String,
+    /// HMAC-SHA256 key (never logged).
+    pub secret: Vec<u8>,
+}
+
+/// What the job needs.
+pub struct VerificationSetup {
+    /// The ledger (opened read-only for each run).
+    pub db: DbLocation,
+    /// Time between runs.
+    pub interval: Duration,
+    /// The HMAC keyring the links are checked with.
+    pub keyring: KeyringSource,
+    /// The verifier key the recorded anchors' signatures are checked with.
+    pub verifier_key: String,
+    /// Where the anchors are, to read the newest ones back.
+    pub anchor_store: Option<ObjectStore>,
+    /// Where to post each result.
+    pub webhook: Option<Webhook>,
+}
+
+/// The newest uploaded anchor of a chain, read back from the anchor store.
+#[derive(Clone, Debug, Serialize)]
+pub struct AnchorReadBack {
+    /// Its seq.
+    pub anchor_seq: u64,
+    /// Its key in the store.
+    pub object_key: String,
+    /// `matches`, `differs`, `missing` or `unreadable: …`.
+    pub in_store: String,
+}
+
+/// One chain's result.
+#[derive(Clone, Debug, Serialize)]
+pub struct ChainResult {
+    /// Chain.
+    pub chain_id: String,
+    /// True when nothing was found.
+    pub ok: bool,
+    /// Events recomputed.
+    pub events_checked: u64,
+    /// The first seq found altered, if any.
+    pub first_bad_seq: Option<u64>,
+    /// How many findings.
+    pub total_findings: usize,
+    /// The first findings (at most 20).
+    pub findings: Vec<stele_verify::Finding>,
+    /// The newest uploaded anchor read back from the store.
+    pub newest_anchor: Option<AnchorReadBack>,
+}
+
+/// One run's result.
+#[derive(Clone, Debug, Serialize)]
+pub struct VerificationResult {
+    /// When it started (RFC 3339).
+    pub started_at: String,
+    /// When it finished.
+    pub finished_at: String,
+    /// True when every chain was verified and nothing was found.
+    pub ok: bool,
+    /// Why the run could not be completed, if it could not.
+    pub error: Option<String>,
+    /// Per chain.
+    pub chains: Vec<ChainResult>,
+}
+
+/// The running job.
+pub struct Verification {
+    latest: Mutex<Option<VerificationResult>>,
+    runs: std::sync::atomic::AtomicU64,
+    failed_runs: std::sync::atomic::AtomicU64,
+    run_now: Notify,
+}
+
+impl Verification {
+    /// The newest result.
+    pub fn latest(&self) -> Option<VerificationResult> {
+        self.latest.lock().ok().and_then(|l| l.clone())
+    }
+
+    /// Runs so far, and those that found something or could not complete.
+    pub fn counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering;
+        (
+            self.runs.load(Ordering::Relaxed),
+            self.failed_runs.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Starts a run now (coalesced with one already asked for).
+    pub fn run_now(&self) {
+        self.run_now.notify_one();
+    }
+}
+
+/// Starts the job on the current runtime.
+pub fn start(setup: VerificationSetup) -> Arc<Verification> {
+    let job = Arc::new(Verification {
+        latest: Mutex::new(None),
+        runs: 0.into(),
+        failed_runs: 0.into(),
+        run_now: Notify::new(),
+    });
+    let runner = Arc::clone(&job);
+    tokio::spawn(async move {
+        let setup = Arc::new(setup);
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(setup.interval) => {}
+                () = runner.run_now.notified() => {}
+            }
+            let result = run_once(&setup).await;
+            report(&runner, &setup, result).await;
+        }
+    });
+    job
+}
+
+async fn report(job: &Verification, setup: &VerificationSetup, result: VerificationResult) {
+    use std::sync::atomic::Ordering;
+    if result.ok {
+        tracing::info!(
+            chains = result.chains.len(),
+            "scheduled verification: no finding"
+        );
+    } else {
+        for c in result.chains.iter().filter(|c| !c.ok) {
+            tracing::error!(chain = %c.chain_id, first_bad_seq = ?c.first_bad_seq, findings = c.total_findings, "scheduled verification FAILED: the ledger differs from what was committed");
+        }
+        if let Some(e) = &result.error {
+            tracing::error!(error = %e, "scheduled verification could not be completed");
+        }
+    }
+    // The result first, then the counts: whoever sees a run counted sees its result.
+    let ok = result.ok;
+    let webhook_body = setup.webhook.as_ref().map(|_| result.clone());
+    if let Ok(mut latest) = job.latest.lock() {
+        *latest = Some(result);
+    }
+    if !ok {
+        job.failed_runs.fetch_add(1, Ordering::Relaxed);
+    }
+    job.runs.fetch_add(1, Ordering::Relaxed);
+    if let (Some(webhook), Some(result)) = (&setup.webhook, webhook_body)
+        && let Err(e) = post(webhook, &result).await
+    {
+        tracing::warn!(error = %e, "the verification webhook was not delivered");
+    }
+}
+
+fn now_text() -> String {
+    time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+async fn run_once(setup: &Arc<VerificationSetup>) -> VerificationResult {
+    let started_at = now_text();
+    let db_setup = Arc::clone(setup);
+    let checked = tokio::task::spawn_blocking(move || verify_database(&db_setup)).await;
+    let (mut chains, mut error) = match checked {
+        Ok(Ok(chains)) => (chains, None),
+        Ok(Err(e)) => (Vec::new(), Some(e)),
+        Err(e) => (
+            Vec::new(),
+            Some(format!("the verification task failed: {e}")),
+        ),
+    };
+    if let Some(store) = &setup.anchor_store {
+        match read_back(setup, store, &mut chains).await {
+            Ok(()) => {}
+            Err(e) => error = Some(e),
+        }
+    }
+    let ok = error.is_none() && chains.iter().all(|c| c.ok);
+    VerificationResult {
+        started_at,
+        finished_at: now_text(),
+        ok,
+        error,
+        chains,
+    }
+}
+
+/// Every chain, from one read-only connection, each in one snapshot.
+fn verify_database(setup: &VerificationSetup) -> Result<Vec<ChainResult>, String> {
+    let keyring = (setup.keyring)()?;
+    let mut store = stele_store::open_read_only(&setup.db).map_err(|e| e.to_string())?;
+    let heads = store.chains().map_err(|e| e.to_string())?;
+    let mut results = Vec::with_capacity(heads.len());
+    for head in heads {
+        let chain = ChainId::new(&head.chain_id).map_err(|e| e.to_string())?;
+        let checked = stele_audit::verify_db_chain(
+            store.as_mut(),
+            &chain,
+            Some(&keyring),
+            Some(&setup.verifier_key),
+            &mut (),
+            &mut |_| {},
+        )
+        .map_err(|e| e.to_string())?;
+        results.push(ChainResult {
+            chain_id: chain.to_string(),
+            ok: checked.is_clean(),
+            events_checked: checked.report.events_checked,
+            first_bad_seq: checked
+                .report
+                .first_bad_seq
+                .or_else(|| checked.findings.iter().filter_map(|f| f.seq).min()),
+            total_findings: checked.findings.len(),
+            findings: checked.findings.into_iter().take(20).collect(),
+            newest_anchor: None,
+        });
+    }
+    Ok(results)
+}
+
+/// Reads each chain's newest uploaded anchor back from the store and
+/// compares it with the bytes the ledger recorded.
+async fn read_back(
+    setup: &VerificationSetup,
+    target: &ObjectStore,
+    chains: &mut [ChainResult],
+) -> Result<(), String> {
+    let db = setup.db.clone();
+    let records = tokio::task::spawn_blocking(move || -> Result<_, String> {
+        let mut store = stele_store::open_read_only(&db).map_err(|e| e.to_string())?;
+        store.anchors(None, None).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    for chain in chains.iter_mut() {
+        let Some(newest) = records
+            .iter()
+            .filter(|r| r.chain_id == chain.chain_id && r.status != AnchorStatus::Pending)
+            .max_by_key(|r| r.anchor_seq)
+        else {
+            continue;
+        };
+        let fetched = match target {
+            ObjectStore::S3(s3) => {
+                s3.get_version_bounded(
+                    &newest.object_key,
+                    newest.version_id.as_deref(),
+                    stele_verify::MAX_ANCHOR_BYTES,
+                )
+                .await
+            }
+            ObjectStore::Local(_) => target.get(&newest.object_key).await.map(Some),
+        };
+        let in_store = match fetched {
+            Ok(Some(bytes)) if bytes == newest.body => "matches".to_owned(),
+            Ok(Some(_)) => "differs".to_owned(),
+            Ok(None) => "differs (larger than any anchor)".to_owned(),
+            Err(e) if e.is_not_found() => "missing".to_owned(),
+            Err(e) => format!("unreadable: {e}"),
+        };
+        if in_store != "matches" && !in_store.starts_with("unreadable") {
+            chain.ok = false;
+            chain.total_findings += 1;
+        }
+        chain.newest_anchor = Some(AnchorReadBack {
+            anchor_seq: newest.anchor_seq,
+            object_key: newest.object_key.clone(),
+            in_store,
+        });
+    }
+    Ok(())
+}
+
+/// The signature header's value for `body`.
+pub fn signature(secret: &[u8], body: &[u8]) -> String {
+    // HMAC takes a key of any length: this never fails.
+    let Ok(mut mac) = <Hmac<Sha256>>::new_from_slice(secret) else {
+        return String::new();
+    };
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+async fn post(webhook: &Webhook, result: &VerificationResult) -> Result<(), String> {
+    use http_body_util::{BodyExt as _, Full};
+    let body = serde_json::to_vec(&serde_json::json!({
+        "event": "verification.completed",
+        "result": result,
+    }))
+    .map_err(|e| e.to_string())?;
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()
+        .map_err(|e| e.to_string())?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, Full<bytes::Bytes>>(https);
+    let request = axum::http::Request::post(&webhook.url)
+        .header("content-type", "application/json")
+        .header("x-stele-event", "verification.completed")
+        .header("x-stele-signature", signature(&webhook.secret, &body))
+        .body(Full::new(bytes::Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let response = tokio::time::timeout(Duration::from_secs(10), client.request(request))
+        .await
+        .map_err(|_| "no answer within 10 s".to_owned())?
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let _ = response.into_body().collect().await;
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("the webhook answered {status}"))
+    }
+}
