@@ -15,13 +15,24 @@ use crate::error::Failure;
 
 fn main() {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    // A long-running server says what it does (verification results,
+    // anchors held back); a one-shot command only what went wrong.
+    let default_level = if matches!(cli.command, Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STELE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("STELE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
+        .with_env_filter(filter);
+    // STELE_LOG_FORMAT=json: one JSON object per line, for log shippers.
+    if std::env::var("STELE_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let json = cli.global.json;
     let code = match run(cli) {
         Ok(()) => 0,

@@ -978,10 +978,10 @@ fn wait_anchored_answers_with_a_locked_anchor_covering_the_event() {
 
 /// A webhook receiver: answers 200 to every POST and hands over its
 /// headers and body.
-fn webhook_listener() -> (
-    String,
-    std::sync::mpsc::Receiver<(Vec<(String, String)>, Vec<u8>)>,
-) {
+/// A received webhook: its headers (lowercase names) and body.
+type Delivery = (Vec<(String, String)>, Vec<u8>);
+
+fn webhook_listener() -> (String, std::sync::mpsc::Receiver<Delivery>) {
     use std::io::{BufRead as _, Read as _, Write as _};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}/hook", listener.local_addr().expect("addr"));

@@ -133,6 +133,13 @@ async fn around_request(State(state): Shared, request: Request, next: Next) -> R
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map_or_else(new_request_id, str::to_owned);
+    let span = tracing::info_span!(
+        "request",
+        id = %request_id,
+        method = %request.method(),
+        path = %request.uri().path()
+    );
+    let started = Instant::now();
     let mut response = REQUEST_ID
         .scope(request_id.clone(), async move {
             let response = next.run(request).await;
@@ -149,6 +156,15 @@ async fn around_request(State(state): Shared, request: Request, next: Next) -> R
         .get::<ErrorCode>()
         .map_or("ok", |c| c.0);
     state.metrics.response(response.status().as_u16(), code);
+    span.in_scope(|| {
+        let status = response.status().as_u16();
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        if status >= 500 {
+            tracing::error!(status, code, micros, "request failed");
+        } else {
+            tracing::debug!(status, code, micros, "request");
+        }
+    });
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }

@@ -132,10 +132,20 @@ impl Gateway {
     pub fn start_with(ledger: &Ledger, adjust: impl FnOnce(&mut std::process::Command)) -> Self {
         let mut command = ledger.command();
         adjust(&mut command);
+        // The server's log goes to a file: a pipe nobody reads would fill
+        // and stop the server mid-write.
+        let log_path = ledger.dir.path().join(format!(
+            "serve-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
+        let log = std::fs::File::create(&log_path).expect("server log file");
         let mut child = command
             .args(["--json", "serve", "--listen", "127.0.0.1:0"])
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::from(log))
             .spawn()
             .expect("start stele serve");
         let stdout = child.stdout.take().expect("stdout");
@@ -145,10 +155,8 @@ impl Gateway {
             .expect("read the listening line");
         let announced: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
             let _ = child.kill();
-            let mut err = String::new();
-            if let Some(mut s) = child.stderr.take() {
-                let _ = s.read_to_string(&mut err);
-            }
+            let _ = child.wait();
+            let err = std::fs::read_to_string(&log_path).unwrap_or_default();
             panic!("stele serve did not announce its address ({e}): {line:?} {err}")
         });
         let addr = announced["listening"]
