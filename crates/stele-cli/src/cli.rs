@@ -212,6 +212,12 @@ pub struct ServeArgs {
     /// network in clear).
     #[arg(long, env = "STELE_ALLOW_PLAIN_HTTP")]
     pub allow_plain_http: bool,
+    /// Serve HTTPS with this certificate chain (PEM; with --tls-key).
+    #[arg(long, env = "STELE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The certificate's private key (PEM; with --tls-cert).
+    #[arg(long, env = "STELE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

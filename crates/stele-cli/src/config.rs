@@ -68,6 +68,10 @@ pub struct ServerFile {
     pub webhook_url: Option<String>,
     /// A file (0600) holding the webhook's HMAC key.
     pub webhook_secret_file: Option<PathBuf>,
+    /// `STELE_TLS_CERT`: serve HTTPS with this certificate chain (PEM).
+    pub tls_cert: Option<PathBuf>,
+    /// `STELE_TLS_KEY`: the certificate's private key (PEM).
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `[anchor]` in `stele.toml`. Every setting also has an environment variable,

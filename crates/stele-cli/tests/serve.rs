@@ -1143,3 +1143,141 @@ fn a_webhook_without_a_signing_key_is_refused_at_start() {
         stderr(&out)
     );
 }
+
+#[test]
+fn https_with_a_certificate_and_plain_http_only_on_loopback() {
+    let ledger = Ledger::new(TestDb::sqlite());
+    let t = token(&ledger, "append,read", "*");
+    let dir = ledger.dir.path();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ])
+        .args([
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (Debian: openssl)");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+
+    // Plain HTTP off loopback: refused before binding, exit 2.
+    let out = ledger.run(&["serve", "--listen", "0.0.0.0:0"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("loopback"), "{}", stderr(&out));
+    // A key that is not a key: refused, named, its bytes not shown.
+    let bad_key = dir.join("bad.pem");
+    std::fs::write(
+        &bad_key,
+        "-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWJ5dGVz\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let out = ledger.run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        bad_key.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("bad.pem") && !stderr(&out).contains("c2VjcmV0"),
+        "{}",
+        stderr(&out)
+    );
+
+    // HTTPS, on every address.
+    let mut child = ledger
+        .command()
+        .args(["--json", "serve", "--listen", "0.0.0.0:0"])
+        .args([
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("serve");
+    let mut line = String::new();
+    use std::io::BufRead as _;
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let listening: Value = serde_json::from_str(&line).expect("listening line");
+    let url = listening["listening"].as_str().unwrap().to_owned();
+    assert!(url.starts_with("https://0.0.0.0:"), "{url}");
+    let port = url.rsplit(':').next().unwrap().to_owned();
+    let curl = |args: &[&str]| {
+        std::process::Command::new("curl")
+            .args([
+                "-s",
+                "--max-time",
+                "10",
+                "--resolve",
+                &format!("localhost:{port}:127.0.0.1"),
+            ])
+            .args(args)
+            .output()
+            .expect("curl")
+    };
+    let ca = cert.to_str().unwrap();
+    let out = curl(&["--cacert", ca, &format!("https://localhost:{port}/healthz")]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        r#"{"status":"alive"}"#
+    );
+    let out = curl(&[
+        "--cacert",
+        ca,
+        "-H",
+        &format!("Authorization: Bearer {t}"),
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"type":"tls.event"}"#,
+        "-w",
+        "%{http_code}",
+        "-o",
+        "/dev/null",
+        &format!("https://localhost:{port}/v1/chains/secure/events"),
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "201");
+    // Not trusted without the CA; no plain HTTP on the TLS port.
+    assert!(
+        !curl(&[&format!("https://localhost:{port}/healthz")])
+            .status
+            .success()
+    );
+    let plain = curl(&[
+        "-w",
+        "%{http_code}",
+        &format!("http://localhost:{port}/healthz"),
+    ]);
+    assert_ne!(String::from_utf8_lossy(&plain.stdout), "200");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(ledger.size("secure"), 1);
+}

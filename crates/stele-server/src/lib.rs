@@ -27,6 +27,9 @@ use thiserror::Error;
 pub use app::{ApiLimits, AppState, ROUTES};
 pub use auth::{Scope, TokenFile, Tokens};
 
+/// How long a stopping HTTPS server lets requests in progress finish.
+const SHUTDOWN_REQUEST_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How long a stopping server waits for its shutdown anchors to upload.
 const SHUTDOWN_ANCHOR_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -41,6 +44,47 @@ pub struct ServerConfig {
     pub allow_plain_http: bool,
     /// Request limits.
     pub limits: ApiLimits,
+    /// Serve HTTPS with this certificate chain and key (PEM files).
+    pub tls: Option<TlsFiles>,
+}
+
+/// A certificate chain and its private key, PEM files.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: std::path::PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: std::path::PathBuf,
+}
+
+/// The rustls configuration for `files` (TLS 1.2 and 1.3, aws-lc-rs).
+fn tls_config(files: &TlsFiles) -> Result<rustls::ServerConfig, ServeError> {
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let refused = |what: &std::path::Path, why: String| {
+        ServeError::Refused(format!("TLS: cannot use {}: {why}", what.display()))
+    };
+    let certs = CertificateDer::pem_file_iter(&files.cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| refused(&files.cert, e.to_string()))?;
+    if certs.is_empty() {
+        return Err(refused(&files.cert, "no certificate in it".into()));
+    }
+    // The key's bytes are never shown, only that it could not be used.
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .map_err(|_| refused(&files.key, "not a PEM private key".into()))?;
+    rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
+    .map_err(|e| {
+        ServeError::Refused(format!(
+            "TLS: the certificate {} and the key {} do not make a TLS configuration: {e}",
+            files.cert.display(),
+            files.key.display()
+        ))
+    })
 }
 
 impl Default for ServerConfig {
@@ -49,6 +93,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
             allow_plain_http: false,
             limits: ApiLimits::default(),
+            tls: None,
         }
     }
 }
@@ -117,7 +162,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     ready: impl FnOnce(SocketAddr),
 ) -> Result<(), ServeError> {
-    if !config.listen.ip().is_loopback() && !config.allow_plain_http {
+    if config.tls.is_none() && !config.listen.ip().is_loopback() && !config.allow_plain_http {
         return Err(ServeError::Refused(format!(
             "{} is not a loopback address and this server speaks plain HTTP: bearer tokens and \
              events would cross the network in clear. Put a TLS-terminating proxy in front and \
@@ -125,22 +170,40 @@ pub async fn serve(
             config.listen
         )));
     }
-    let store = ledger.store.clone();
-    let state = state(ledger, config.limits, tokio::runtime::Handle::current());
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServeError::Io {
-            addr: config.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| ServeError::Io {
+    let tls = config.tls.as_ref().map(tls_config).transpose()?;
+    let io = |source| ServeError::Io {
         addr: config.listen,
         source,
-    })?;
+    };
+    let listener = std::net::TcpListener::bind(config.listen).map_err(io)?;
+    listener.set_nonblocking(true).map_err(io)?;
+    let addr = listener.local_addr().map_err(io)?;
+    let store = ledger.store.clone();
+    let state = state(ledger, config.limits, tokio::runtime::Handle::current());
+    let router = app::router(Arc::clone(&state));
     ready(addr);
-    let served = axum::serve(listener, app::router(Arc::clone(&state)))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let served = match tls {
+        None => {
+            let listener = tokio::net::TcpListener::from_std(listener).map_err(io)?;
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Some(tls) => {
+            let handle = axum_server::Handle::new();
+            let stopper = handle.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                stopper.graceful_shutdown(Some(SHUTDOWN_REQUEST_PATIENCE));
+            });
+            let config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls));
+            axum_server::tls_rustls::from_tcp_rustls(listener, config)
+                .map_err(io)?
+                .handle(handle)
+                .serve(router.into_make_service())
+                .await
+        }
+    };
     // Every request has been answered; commit whatever is still queued,
     // then anchor it: the shutdown anchors, uploaded if the store answers
     // in time, else left in the outbox for the next start.

@@ -49,16 +49,31 @@ fn operation(method: &str, path: &str) -> Value {
     let public = matches!(path, "/healthz" | "/readyz" | "/openapi.json");
     match (method, path) {
         ("POST", "/v1/verification/run") => {
-            responses.insert("202".into(), ok_json("a verification run was started; GET /v1/verification shows its result"));
-            responses.insert("404".into(), error_response("this gateway runs no scheduled verification"));
+            responses.insert(
+                "202".into(),
+                ok_json("a verification run was started; GET /v1/verification shows its result"),
+            );
+            responses.insert(
+                "404".into(),
+                error_response("this gateway runs no scheduled verification"),
+            );
         }
         ("GET", "/v1/verification") => {
-            responses.insert("200".into(), ok_json("the newest verification result and run counts"));
-            responses.insert("404".into(), error_response("this gateway runs no scheduled verification"));
+            responses.insert(
+                "200".into(),
+                ok_json("the newest verification result and run counts"),
+            );
+            responses.insert(
+                "404".into(),
+                error_response("this gateway runs no scheduled verification"),
+            );
         }
         ("POST", _) => {
             params.push(query("proof", json!({"type": "boolean"})));
-            params.push(query("wait", json!({"type": "string", "enum": ["anchored"]})));
+            params.push(query(
+                "wait",
+                json!({"type": "string", "enum": ["anchored"]}),
+            ));
             params.push(query("timeout", json!({"type": "integer", "minimum": 0})));
             params.push(json!({"name": "Idempotency-Key", "in": "header", "required": false, "schema": {"type": "string", "maxLength": 128}}));
             body = Some(json!({"required": true, "content": {

@@ -37,9 +37,15 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<(), Failure> {
     let keys = ctx.keys();
     let keyring_source: stele_server::anchoring::KeyringSource =
         std::sync::Arc::new(move || keys.keyring().map_err(|e| e.to_string()));
-    let anchoring = anchoring_setup(ctx, &runtime, keyring_source.clone())?;
-    let verification = verification_setup(ctx, &file, &runtime, keyring_source)?;
+    let anchor_setup = anchor_target_setup(ctx)?;
+    let anchoring = anchoring_setup(ctx, &runtime, keyring_source.clone(), &anchor_setup)?;
+    let verification = verification_setup(ctx, &file, &runtime, keyring_source, &anchor_setup)?;
     let json_output = ctx.json;
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let location = ctx.db.to_string();
     runtime.block_on(async move {
         let store = Store::open(&ctx.db, options).await?;
@@ -52,7 +58,7 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<(), Failure> {
             verification: Some(verification),
         };
         let served = stele_server::serve(config, ledger, shutdown_signal(), |addr| {
-            announce(addr, &location, active_tokens, json_output);
+            announce(scheme, addr, &location, active_tokens, json_output);
         })
         .await;
         served.map_err(|e| match e {
@@ -71,14 +77,14 @@ fn anchoring_setup(
     ctx: &Context,
     runtime: &tokio::runtime::Runtime,
     keyring: stele_server::anchoring::KeyringSource,
+    setup: &crate::config::AnchorSetup,
 ) -> Result<stele_server::anchoring::AnchoringSetup, Failure> {
-    let setup = anchor_target_setup(ctx)?;
-    let target = super::anchor::open_target(runtime, &setup)?;
+    let target = super::anchor::open_target(runtime, setup)?;
     Ok(stele_server::anchoring::AnchoringSetup {
         db: ctx.db.clone(),
         target,
-        policy: setup.policy,
-        chains: setup.chain.map(|c| vec![c]),
+        policy: setup.policy.clone(),
+        chains: setup.chain.clone().map(|c| vec![c]),
         signer: ctx.keys().signer()?,
         keyring,
     })
@@ -106,6 +112,7 @@ fn verification_setup(
     file: &ServerFile,
     runtime: &tokio::runtime::Runtime,
     keyring: stele_server::anchoring::KeyringSource,
+    anchors: &crate::config::AnchorSetup,
 ) -> Result<stele_server::verification::VerificationSetup, Failure> {
     let interval = Duration::from_secs(file.verify_interval_secs.unwrap_or(3600).max(1));
     let webhook = match &file.webhook_url {
@@ -138,13 +145,25 @@ fn verification_setup(
             })
         }
     };
-    let setup = anchor_target_setup(ctx)?;
+    // A second handle on the anchor store, for reading anchors back (its
+    // checks and warnings were given when anchoring opened it).
+    let anchor_store = match &anchors.target {
+        Some(crate::config::AnchorTarget::S3(config)) => Some(stele_worm::ObjectStore::S3(
+            runtime
+                .block_on(stele_worm::S3Worm::connect(config.clone()))
+                .map_err(|e| Failure::worm(e, crate::error::BucketSetting::Anchors))?,
+        )),
+        Some(crate::config::AnchorTarget::Local(dir)) => Some(stele_worm::ObjectStore::Local(
+            stele_worm::LocalDir::new(dir),
+        )),
+        None => None,
+    };
     Ok(stele_server::verification::VerificationSetup {
         db: ctx.db.clone(),
         interval,
         keyring,
         verifier_key: ctx.keys().verifier_key()?,
-        anchor_store: Some(super::anchor::open_target(runtime, &setup)?),
+        anchor_store,
         webhook,
     })
 }
@@ -184,24 +203,46 @@ fn server_config(
             "[server] max_request_bytes and max_events_per_request must be above 0"
         )));
     }
+    let tls = match (
+        args.tls_cert.clone().or_else(|| file.tls_cert.clone()),
+        args.tls_key.clone().or_else(|| file.tls_key.clone()),
+    ) {
+        (Some(cert), Some(key)) => Some(stele_server::TlsFiles {
+            cert: ctx.data_dir.join(cert),
+            key: ctx.data_dir.join(key),
+        }),
+        (None, None) => None,
+        _ => {
+            return Err(Failure::Input(anyhow!(
+                "TLS needs both a certificate and its key (--tls-cert and --tls-key, or tls_cert and tls_key in [server])"
+            )));
+        }
+    };
     Ok(ServerConfig {
         listen,
         allow_plain_http: args.allow_plain_http || file.allow_plain_http.unwrap_or(false),
         limits,
+        tls,
     })
 }
 
 /// Says where the gateway listens and how to use it: on stderr for
 /// people (with a ready-to-paste `curl`), one JSON line on stdout with `--json`.
-fn announce(addr: SocketAddr, location: &str, active_tokens: usize, json_output: bool) {
+fn announce(
+    scheme: &str,
+    addr: SocketAddr,
+    location: &str,
+    active_tokens: usize,
+    json_output: bool,
+) {
     if json_output {
         let _ = output::print_json(&json!({
-            "listening": format!("http://{addr}"),
+            "listening": format!("{scheme}://{addr}"),
             "ledger": location,
             "active_tokens": active_tokens,
         }));
     }
-    let mut text = format!("stele gateway listening on http://{addr} (ledger {location})\n");
+    let mut text = format!("stele gateway listening on {scheme}://{addr} (ledger {location})\n");
     if active_tokens == 0 {
         text.push_str(
             "no tokens yet: every request will get 401. Create one:\n  \
@@ -211,7 +252,7 @@ fn announce(addr: SocketAddr, location: &str, active_tokens: usize, json_output:
     text.push_str(&format!(
         "append an event and get its proof:\n  curl -s -H \"Authorization: Bearer $STELE_TOKEN\" \
          -H 'Content-Type: application/json' \\\n    -d '{{\"type\":\"user.login\",\"actor\":\"alice@example.com\",\"payload\":{{\"ip\":\"10.0.0.7\"}}}}' \\\n    \
-         'http://{addr}/v1/chains/default/events?proof=true'\n"
+         '{scheme}://{addr}/v1/chains/default/events?proof=true'\n"
     ));
     eprint!("{}", output::escape(&text));
 }
