@@ -1281,3 +1281,83 @@ fn https_with_a_certificate_and_plain_http_only_on_loopback() {
     let _ = child.wait();
     assert_eq!(ledger.size("secure"), 1);
 }
+
+#[test]
+fn serve_with_no_flags_on_a_fresh_machine_starts_ready_to_use() {
+    use std::io::BufRead as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let start = || {
+        let log = std::fs::File::create(cwd.path().join("serve.log")).expect("log");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stele"))
+            .current_dir(cwd.path())
+            .env_remove("STELE_DB")
+            .env_remove("STELE_DATA_DIR")
+            .env_remove("AUDIT_ANCHOR_BUCKET")
+            .args(["--json", "serve", "--listen", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("serve");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let listening: Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+        let addr = listening["listening"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("http://")
+            .to_owned();
+        (child, addr)
+    };
+    let (mut child, addr) = start();
+    let data = cwd.path().join("stele-data");
+    let token_file = data.join("first-token");
+    let mode = std::fs::metadata(&token_file)
+        .expect("first-token")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    let token = std::fs::read_to_string(&token_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let auth = format!("Bearer {token}");
+    let r = request(
+        &addr,
+        "POST",
+        "/v1/chains/default/events?proof=true",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        br#"{"type":"user.login"}"#,
+    )
+    .unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = std::fs::read_to_string(cwd.path().join("serve.log")).unwrap();
+    assert!(!log.contains(&token), "the token must not reach the log");
+    assert!(log.contains("NOT WORM"), "{log}");
+    assert!(log.contains("first-token"), "{log}");
+    // A second start reuses the ledger and makes no new token.
+    let (mut child, addr) = start();
+    let r = request(
+        &addr,
+        "GET",
+        "/v1/chains/default",
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.json()["size"], 1);
+    let _ = child.kill();
+    let _ = child.wait();
+    let tokens: Value =
+        serde_json::from_slice(&std::fs::read(data.join("tokens.json")).unwrap()).unwrap();
+    assert_eq!(tokens.as_array().map(Vec::len), Some(1));
+}

@@ -45,6 +45,45 @@ impl Drop for Created {
 }
 
 pub fn run(ctx: &Context, args: &InitArgs) -> Result<(), Failure> {
+    let Initialized {
+        verifier_key: vkey,
+        password_dropped,
+    } = initialize(ctx, args)?;
+    let password_note = if password_dropped {
+        "\n  The database password was not written to stele.toml: later commands take it from\n  PGPASSWORD, or from a file named by db_password_file in stele.toml (mode 0600),\n  or from the full URL in --db / STELE_DB.\n"
+    } else {
+        ""
+    };
+    if ctx.json {
+        output::print_json(&json!({
+            "data_dir": ctx.data_dir,
+            "db": ctx.db.to_string(),
+            "backend": ctx.db.backend(),
+            "log_name": args.log_name,
+            "hmac_key_id": "k1",
+            "verifier_key": vkey,
+            "password_recorded": false,
+        }))
+    } else {
+        output::print(&format!(
+            "Initialized stele in {}\n  database:     {} ({})\n  HMAC key:     k1 (keys/hmac-keyring.json, mode 0600)\n  signing key:  keys/signing.key (mode 0600)\n{password_note}\nVerifier key (give this to auditors; it checks checkpoints and anchors):\n{vkey}\n",
+            ctx.data_dir.display(),
+            ctx.db,
+            ctx.db.backend(),
+        ))
+    }
+}
+
+/// What [`initialize`] made.
+pub struct Initialized {
+    /// The verifier key, for auditors.
+    pub verifier_key: String,
+    /// A PostgreSQL password was left out of `stele.toml`.
+    pub password_dropped: bool,
+}
+
+/// Creates the database, the keys and `stele.toml`, all or nothing.
+pub fn initialize(ctx: &Context, args: &InitArgs) -> Result<Initialized, Failure> {
     let config_path = ctx.config_path();
     // `symlink_metadata`: a dangling link in the way is "something there" too.
     if config_path.symlink_metadata().is_ok() {
@@ -115,30 +154,10 @@ pub fn run(ctx: &Context, args: &InitArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::Input(anyhow!("cannot create {}: {e}", config_path.display())))?;
     created.committed = true;
     drop(staging);
-
-    let password_note = if password_dropped {
-        "\n  The database password was not written to stele.toml: later commands take it from\n  PGPASSWORD, or from a file named by db_password_file in stele.toml (mode 0600),\n  or from the full URL in --db / STELE_DB.\n"
-    } else {
-        ""
-    };
-    if ctx.json {
-        output::print_json(&json!({
-            "data_dir": ctx.data_dir,
-            "db": ctx.db.to_string(),
-            "backend": ctx.db.backend(),
-            "log_name": args.log_name,
-            "hmac_key_id": "k1",
-            "verifier_key": vkey,
-            "password_recorded": false,
-        }))
-    } else {
-        output::print(&format!(
-            "Initialized stele in {}\n  database:     {} ({})\n  HMAC key:     k1 (keys/hmac-keyring.json, mode 0600)\n  signing key:  keys/signing.key (mode 0600)\n{password_note}\nVerifier key (give this to auditors; it checks checkpoints and anchors):\n{vkey}\n",
-            ctx.data_dir.display(),
-            ctx.db,
-            ctx.db.backend(),
-        ))
-    }
+    Ok(Initialized {
+        verifier_key: vkey,
+        password_dropped,
+    })
 }
 
 /// The `db` to record: nothing for the data directory's own `ledger.db`,

@@ -16,13 +16,57 @@ use crate::error::Failure;
 use crate::output;
 
 pub fn run(ctx: &Context, args: &ServeArgs) -> Result<(), Failure> {
+    // `stele serve` with no flags on a fresh machine: the embedded defaults
+    // (the default data directory's SQLite ledger) are created first. A
+    // ledger named with --db, or a directory with a config, is never
+    // initialized here.
+    if !ctx.config_path().exists() && ctx.db_source == crate::config::DbSource::Default {
+        let made = super::init::initialize(
+            ctx,
+            &crate::cli::InitArgs {
+                log_name: "stele.local".into(),
+                max_payload_bytes: stele_ledger::Limits::DEFAULT_MAX_PAYLOAD_BYTES,
+            },
+        )?;
+        eprintln!(
+            "initialized a new ledger in {} (SQLite); verifier key, for auditors:\n  {}",
+            ctx.data_dir.display(),
+            made.verifier_key
+        );
+    }
     check_writable(ctx)?;
     let file = ctx.server_file.clone().unwrap_or_default();
     let config = server_config(ctx, args, &file)?;
     let keys = ctx.keys();
     let keyring = keys.keyring()?;
     let signer = keys.signer()?;
-    let tokens = Tokens::load(TokenFile::in_dir(&ctx.data_dir)).map_err(token_failure)?;
+    let token_file = TokenFile::in_dir(&ctx.data_dir);
+    // The first start makes one token (append and read on every chain) and
+    // shows it once; after that, tokens are only made by `stele token create`.
+    let first_token = if token_file.path().exists() {
+        None
+    } else {
+        let (record, token) = token_file
+            .create(
+                "first-token",
+                &[Scope::Append, Scope::Read],
+                &["*".into()],
+                &now_text(),
+            )
+            .map_err(token_failure)?;
+        // Into a file only its owner can read, never onto stderr: a
+        // server's stderr is its log, and secrets stay out of logs.
+        let path = ctx.data_dir.join("first-token");
+        write_private(&path, &format!("{token}\n"))?;
+        eprintln!(
+            "created {} (append and read on every chain) in {} (mode 0600); `stele token revoke {}` retires it",
+            record.id,
+            path.display(),
+            record.id
+        );
+        Some(format!("$(cat {})", path.display()))
+    };
+    let tokens = Tokens::load(token_file).map_err(token_failure)?;
     let active_tokens = tokens.active();
     let options = StoreOptions {
         queue_capacity: file
@@ -58,7 +102,14 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<(), Failure> {
             verification: Some(verification),
         };
         let served = stele_server::serve(config, ledger, shutdown_signal(), |addr| {
-            announce(scheme, addr, &location, active_tokens, json_output);
+            announce(
+                scheme,
+                addr,
+                &location,
+                active_tokens,
+                first_token.as_deref(),
+                json_output,
+            );
         })
         .await;
         served.map_err(|e| match e {
@@ -233,6 +284,7 @@ fn announce(
     addr: SocketAddr,
     location: &str,
     active_tokens: usize,
+    first_token: Option<&str>,
     json_output: bool,
 ) {
     if json_output {
@@ -249,8 +301,9 @@ fn announce(
              export STELE_TOKEN=$(stele token create --name demo --scope append,read --chain '*')\n",
         );
     }
+    let bearer = first_token.unwrap_or("$STELE_TOKEN");
     text.push_str(&format!(
-        "append an event and get its proof:\n  curl -s -H \"Authorization: Bearer $STELE_TOKEN\" \
+        "append an event and get its proof:\n  curl -s -H \"Authorization: Bearer {bearer}\" \
          -H 'Content-Type: application/json' \\\n    -d '{{\"type\":\"user.login\",\"actor\":\"alice@example.com\",\"payload\":{{\"ip\":\"10.0.0.7\"}}}}' \\\n    \
          '{scheme}://{addr}/v1/chains/default/events?proof=true'\n"
     ));
@@ -356,6 +409,21 @@ fn create(
         record.id, record.name
     );
     output::print(&format!("{token}\n"))
+}
+
+/// Writes `text` to a new file only its owner can read.
+fn write_private(path: &std::path::Path, text: &str) -> Result<(), Failure> {
+    use std::io::Write as _;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    options
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|e| Failure::Operational(anyhow!("cannot write {}: {e}", path.display())))
 }
 
 fn token_failure(e: AuthError) -> Failure {
