@@ -619,6 +619,11 @@ fn demo_runs_and_names_the_tampered_event() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}\n{}", stderr(&out));
     assert!(text.contains("OK   chain production: 300 events"), "{text}");
+    // The events went through a real gateway over HTTP.
+    assert!(
+        text.contains("appended 300 events through the gateway at http://127.0.0.1:"),
+        "{text}"
+    );
     assert!(text.contains("FAIL chain production"), "{text}");
     assert!(text.contains("Demo complete: the edit to seq"), "{text}");
 }

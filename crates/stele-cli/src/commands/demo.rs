@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::anyhow;
 use serde_json::{Value, json};
-use stele_ledger::event::{EventInput, ValidEvent};
+use stele_ledger::event::EventInput;
 use stele_ledger::{ChainId, Limits};
 use stele_store::DbLocation;
 
@@ -68,6 +68,74 @@ fn demo_event(i: usize) -> EventInput {
     }
 }
 
+/// Starts a gateway on a free loopback port over the demo ledger, sends
+/// the events through it with the Rust client (what any application
+/// does), and stops it. Returns its address and the time the appends took.
+async fn append_over_http(
+    ctx: &Context,
+    dir: &std::path::Path,
+    keyring: &stele_ledger::Keyring,
+    inputs: &[EventInput],
+) -> Result<(String, std::time::Duration), Failure> {
+    use stele_server::auth::{Scope, TokenFile, Tokens};
+    // The demo makes all its own input: a failure here is never the user's (3).
+    let failed = |e: &dyn std::fmt::Display| Failure::Operational(anyhow!("demo gateway: {e}"));
+    let store = stele_store::Store::open(&ctx.db, stele_store::StoreOptions::default()).await?;
+    let token_file = TokenFile::in_dir(dir);
+    let (_, token) = token_file
+        .create("demo", &[Scope::Append, Scope::Read], &["*".into()], "demo")
+        .map_err(|e| failed(&e))?;
+    let ledger = stele_server::Ledger {
+        store,
+        keyring: keyring.clone(),
+        signer: ctx.keys().signer()?,
+        tokens: Tokens::load(token_file).map_err(|e| failed(&e))?,
+        anchoring: None,
+        verification: None,
+    };
+    let config = stele_server::ServerConfig {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        ..stele_server::ServerConfig::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (bound, address) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(stele_server::serve(
+        config,
+        ledger,
+        async {
+            let _ = stopped.await;
+        },
+        move |addr| {
+            let _ = bound.send(addr);
+        },
+    ));
+    let url = match address.await {
+        Ok(addr) => format!("http://{addr}"),
+        Err(_) => {
+            let why = match server.await {
+                Ok(Err(e)) => e.to_string(),
+                _ => "it stopped before listening".into(),
+            };
+            return Err(failed(&why));
+        }
+    };
+    let client = stele_client::Client::new(&url, &token).map_err(|e| failed(&e))?;
+    let started = Instant::now();
+    for batch in inputs.chunks(250) {
+        client
+            .append("production", batch, &stele_client::AppendOptions::default())
+            .await
+            .map_err(|e| failed(&e))?;
+    }
+    let elapsed = started.elapsed();
+    let _ = stop.send(());
+    server
+        .await
+        .map_err(|e| failed(&e))?
+        .map_err(|e| failed(&e))?;
+    Ok((url, elapsed))
+}
+
 fn step(n: usize, text: &str) -> Result<(), Failure> {
     output::print(&format!("\n== {n}. {text}\n"))
 }
@@ -125,26 +193,22 @@ fn narrate(args: &DemoArgs) -> Result<Value, Failure> {
     step(
         2,
         &format!(
-            "Append {} audit events to chain `production`, in batches of 250",
+            "Start the gateway and append {} audit events to chain `production` over HTTP, in batches of 250",
             args.events
         ),
     )?;
     let keyring = ctx.keys().keyring()?;
+    let inputs: Vec<EventInput> = (0..args.events).map(demo_event).collect();
+    let rt = super::runtime()?;
+    let (gateway, elapsed) = rt.block_on(append_over_http(&ctx, &dir, &keyring, &inputs))?;
     let mut store = stele_store::open(&ctx.db)?;
-    let events: Vec<ValidEvent> = (0..args.events)
-        .map(|i| demo_event(i).validate(&ctx.limits))
-        .collect::<Result<_, _>>()?;
-    let started = Instant::now();
-    for batch in events.chunks(250) {
-        store.append(&chain, batch.to_vec(), keyring.active())?;
-    }
     let head = store
         .head(&chain)?
         .ok_or_else(|| Failure::Operational(anyhow!("chain vanished")))?;
     output::print(&format!(
-        "appended {} events in {:.0} ms, each acknowledged after a durable commit; head event_hash {}\n",
+        "appended {} events through the gateway at {gateway} in {:.0} ms, each acknowledged after a durable commit; head event_hash {}\n",
         head.size,
-        started.elapsed().as_secs_f64() * 1000.0,
+        elapsed.as_secs_f64() * 1000.0,
         stele_ledger::hex_hash(&head.head_hash)
     ))?;
 
@@ -158,7 +222,6 @@ fn narrate(args: &DemoArgs) -> Result<Value, Failure> {
     let anchor_dir = dir.join("anchors-not-worm");
     let signer = ctx.keys().signer()?;
     let policy = stele_anchorer::AnchorPolicy::default();
-    let rt = super::runtime()?;
     let target = stele_worm::ObjectStore::Local(stele_worm::LocalDir::new(&anchor_dir));
     // The demo makes all its own input and settings: whatever fails from
     // here on is the machine's or a bug, never the user's to fix (3).
