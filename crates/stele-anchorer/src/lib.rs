@@ -407,6 +407,17 @@ impl<'a> Anchorer<'a> {
         })
     }
 
+    /// Takes a stable identity for outbox leases instead of a new one per
+    /// process: a process restarted under the same identity (a gateway on
+    /// the same data directory, after a crash) takes its predecessor's
+    /// leases over at once instead of waiting for them to expire. Two
+    /// processes must never run under one identity at the same time.
+    #[must_use]
+    pub fn with_lease_owner(mut self, owner: impl Into<String>) -> Self {
+        self.lease_owner = owner.into();
+        self
+    }
+
     /// Sets how long this anchorer's outbox leases last (default [`DEFAULT_LEASE_TTL`]).
     #[must_use]
     pub fn with_lease_ttl(mut self, ttl: Duration) -> Self {

@@ -34,6 +34,11 @@ type RejectionCase<'a> = (
     &'a str,
 );
 
+/// A gateway that anchors every 100 events (to its local anchor directory).
+fn volume_anchors(cmd: &mut std::process::Command) {
+    cmd.env("AUDIT_ANCHOR_VOLUME", "100");
+}
+
 fn size_over_api(gw: &Gateway, token: &str, chain: &str) -> u64 {
     let r = gw.get(&format!("/v1/chains/{chain}"), token);
     match r.status {
@@ -502,7 +507,7 @@ fn acknowledged_appends_survive_sigkill_and_restart() {
         let acknowledged: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
         let mut rng_state = 0x9e37_79b9_u64;
         for round in 0..KILLS {
-            let gw = Gateway::start(&ledger);
+            let gw = Gateway::start_with(&ledger, volume_anchors);
             let stop = Arc::new(AtomicBool::new(false));
             let writers: Vec<_> = (0..WRITERS)
                 .map(|w| {
@@ -546,7 +551,7 @@ fn acknowledged_appends_survive_sigkill_and_restart() {
         );
 
         // Every acknowledged event is there exactly once, at its seq.
-        let gw = Gateway::start(&ledger);
+        let gw = Gateway::start_with(&ledger, volume_anchors);
         let size = size_over_api(&gw, &t, "crash");
         let mut by_key: BTreeMap<String, Vec<u64>> = BTreeMap::new();
         let mut from = 0;
@@ -574,11 +579,43 @@ fn acknowledged_appends_survive_sigkill_and_restart() {
         }
         let seqs: BTreeSet<u64> = by_key.values().flatten().copied().collect();
         assert_eq!(seqs.len() as u64, size, "no seq twice, no gap");
-        drop(gw);
+
+        // Every anchor built before a kill is uploaded after it: the
+        // outbox empties, and no anchor is left pending.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let anchors = loop {
+            let anchors = gw.get("/v1/anchors?chain=crash", &t).json();
+            if anchors["backlog"] == 0 {
+                break anchors;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "anchors left pending: {anchors:#}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let built = anchors["anchors"].as_array().map_or(0, Vec::len);
+        assert!(
+            built >= 2,
+            "volume anchors were built during the kills: {anchors:#}"
+        );
+        assert!(gw.terminate().success());
         let out = ledger.run(&["verify", "log", "--chain", "crash"]);
         assert_eq!(code(&out), 0, "{}", stderr(&out));
+        // And the anchors in the (local, not WORM) anchor directory vouch
+        // for the whole chain.
+        let mirror = ledger.data_dir().join("anchors");
+        let out = ledger.run(&[
+            "verify",
+            "log",
+            "--chain",
+            "crash",
+            "--mirror",
+            mirror.to_str().unwrap(),
+        ]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
         eprintln!(
-            "{} acknowledged of {size} stored across {KILLS} kills",
+            "{} acknowledged of {size} stored across {KILLS} kills; {built} anchors, all uploaded",
             acknowledged.len()
         );
     }

@@ -32,6 +32,9 @@ pub struct AnchoringSetup {
     pub signer: signed_note::StandardSigner,
     /// The HMAC keyring.
     pub keyring: KeyringSource,
+    /// This node's stable identity for outbox leases (see
+    /// [`Anchorer::with_lease_owner`]); `None`: a new one per start.
+    pub lease_owner: Option<String>,
 }
 
 /// What anchoring did lately, for `/v1/anchors`, `/readyz` and `/metrics`.
@@ -192,6 +195,9 @@ fn run_once(
     let mut store = stele_store::open(&setup.db).map_err(|e| e.to_string())?;
     let mut anchorer = Anchorer::new(store.as_mut(), &setup.signer, &keyring, &setup.policy)
         .map_err(|e| e.to_string())?;
+    if let Some(owner) = &setup.lease_owner {
+        anchorer = anchorer.with_lease_owner(owner.clone());
+    }
     let mut key_id = || {
         (setup.keyring)()
             .map(|k| k.active().id().to_string())

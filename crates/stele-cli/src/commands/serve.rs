@@ -138,7 +138,30 @@ fn anchoring_setup(
         chains: setup.chain.clone().map(|c| vec![c]),
         signer: ctx.keys().signer()?,
         keyring,
+        lease_owner: Some(node_id(ctx)?),
     })
+}
+
+/// This data directory's node id (made once, kept in `node-id`): a gateway
+/// restarted after a crash resumes the outbox leases its predecessor held
+/// instead of waiting for them to expire.
+fn node_id(ctx: &Context) -> Result<String, Failure> {
+    let path = ctx.data_dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(format!("node-{}", id.trim())),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(Failure::Operational(anyhow!(
+                "cannot read {}: {e}",
+                path.display()
+            )));
+        }
+    }
+    let id = format!("{:016x}", rand::random::<u64>());
+    std::fs::write(&path, format!("{id}\n"))
+        .map_err(|e| Failure::Operational(anyhow!("cannot write {}: {e}", path.display())))?;
+    Ok(format!("node-{id}"))
 }
 
 /// The anchor settings, with a local directory in place of a missing bucket.
