@@ -59,7 +59,7 @@ KMS_KEY1=QaYzBrkWYQaWqzmcz2VILbaNLPw0J3CkfEIzJuComLo=
 KMS_KEY2=Lll73ETYJrNf8FdIkxROlt/e476TB4TnCeVb8JiNXaI=
 
 # chromium: the HTML verification report is checked in a real headless browser.
-APT_PACKAGES=(ceph-mon ceph-osd radosgw ceph-common uuid-runtime curl chromium)
+APT_PACKAGES=(ceph-mon ceph-osd radosgw ceph-common uuid-runtime curl openssl chromium)
 
 export CEPH_CONF=$CEPH_CONF_FILE
 
