@@ -19,6 +19,8 @@
 
 mod append;
 mod migrate;
+#[doc(hidden)]
+pub mod pg_copy;
 mod pg_tls;
 pub mod postgres;
 mod scan;

@@ -18,6 +18,7 @@ use stele_ledger::{ChainId, Event, Hash, HmacKey};
 use crate::append::{AppendTx, append_locked, concat_nodes, empty_state, stored_hex};
 use crate::migrate::{self, Migration, MigrationTx, StoredRow};
 use crate::pg_tls::{self, PgTarget};
+use crate::pg_copy::{COPY_COLUMN_LIST, CopyFields, CopyParser, Fed, row_seq};
 use crate::scan::{self, BatchSink};
 use crate::{
     AnchorRecord, AnchorStatus, AnchorUpload, ChainHead, LedgerStore, StoreError, StoredRowVisitor,
@@ -293,12 +294,7 @@ fn read_rows(
     // is not returned at all, and the gap it leaves is reported by seq.
     let chain_id = chain.as_str().as_bytes();
     let mut push_row = |fields: &CopyFields<'_>| {
-        let seq = match fields[0] {
-            Some(bytes) => i64::from_be_bytes(bytes.try_into().map_err(|_| {
-                StoreError::Corrupt(format!("chain_index is {} bytes, not 8", bytes.len()))
-            })?),
-            None => return Err(StoreError::Corrupt("chain_index is NULL".into())),
-        };
+        let seq = row_seq(fields)?;
         let mut event_fields = [None; scan::FIELDS.len()];
         event_fields[0] = Some(chain_id);
         event_fields[1..].copy_from_slice(&fields[1..]);
@@ -339,154 +335,6 @@ fn read_rows(
         }
         Err(truncated())
     })
-}
-
-/// The scan's `COPY` columns: `chain_index`, then [`scan::FIELDS`] after `chain_id`.
-const COPY_COLUMN_LIST: &str = "chain_index, ts, event_type, actor, payload, idempotency_key, key_id, leaf_hash, event_hash, merkle_nodes";
-
-/// Columns a scan's `COPY` returns ([`COPY_COLUMN_LIST`]).
-const COPY_COLUMNS: usize = 10;
-
-/// One row's fields as slices of the input, NULL as `None`.
-type CopyFields<'a> = [Option<&'a [u8]>; COPY_COLUMNS];
-
-/// Parses PostgreSQL's binary `COPY` format: a signature and header, then
-/// per row a 16-bit field count and, per field, a 32-bit length (-1 for
-/// NULL) and that many bytes; a field count of -1 ends the data.
-///
-/// The input comes as the protocol's `CopyData` messages. The server sends
-/// each row in a message of its own, so a row is parsed in place in its
-/// message; `carry` collects a row that arrives split across messages.
-#[derive(Default)]
-struct CopyParser {
-    header_read: bool,
-    carry: Vec<u8>,
-}
-
-/// What feeding the parser some input came to.
-#[derive(Debug, PartialEq, Eq)]
-enum Fed {
-    /// Every whole row was emitted; more input is needed.
-    More,
-    /// `emit` asked to stop.
-    Stopped,
-    /// The end-of-data marker was reached.
-    End,
-}
-
-/// What the start of some bytes holds.
-enum Parsed<'a> {
-    /// A row of this many bytes.
-    Row(usize, CopyFields<'a>),
-    /// The end-of-data marker.
-    End,
-    /// Not a whole row yet.
-    Incomplete,
-}
-
-impl CopyParser {
-    const SIGNATURE: &'static [u8; 11] = b"PGCOPY\n\xff\r\n\0";
-
-    /// Parses `input` (following what was fed before) and passes each whole
-    /// row to `emit`, which returns `false` to stop.
-    fn feed(
-        &mut self,
-        input: &[u8],
-        emit: &mut impl FnMut(&CopyFields<'_>) -> Result<bool, StoreError>,
-    ) -> Result<Fed, StoreError> {
-        let mut carry = std::mem::take(&mut self.carry);
-        let carried = !carry.is_empty();
-        let bytes: &[u8] = if carried {
-            carry.extend_from_slice(input);
-            &carry
-        } else {
-            input
-        };
-        let mut at = 0;
-        let fed = loop {
-            if !self.header_read {
-                match parse_header(&bytes[at..])? {
-                    Some(len) => {
-                        at += len;
-                        self.header_read = true;
-                    }
-                    None => break Fed::More,
-                }
-            }
-            match parse_row(&bytes[at..])? {
-                Parsed::Row(len, fields) => {
-                    at += len;
-                    if !emit(&fields)? {
-                        break Fed::Stopped;
-                    }
-                }
-                Parsed::End => break Fed::End,
-                Parsed::Incomplete => break Fed::More,
-            }
-        };
-        if carried {
-            carry.drain(..at);
-        } else {
-            carry.extend_from_slice(&input[at..]);
-        }
-        self.carry = carry;
-        Ok(fed)
-    }
-}
-
-/// The length of the header at the start of `bytes`, `None` if it is not all there.
-fn parse_header(bytes: &[u8]) -> Result<Option<usize>, StoreError> {
-    let signature = &CopyParser::SIGNATURE[..bytes.len().min(CopyParser::SIGNATURE.len())];
-    if !bytes.starts_with(signature) {
-        return Err(StoreError::postgres_local(
-            "COPY output is not in binary format",
-        ));
-    }
-    let Some(header) = bytes.first_chunk::<19>() else {
-        return Ok(None);
-    };
-    let extension = u32::from_be_bytes([header[15], header[16], header[17], header[18]]);
-    // No header extension is defined yet; skip one a newer server sends.
-    let extension = usize::try_from(extension)
-        .ok()
-        .filter(|len| *len <= 1 << 20)
-        .ok_or_else(|| {
-            StoreError::postgres_local(format!("COPY header extension of {extension} bytes"))
-        })?;
-    Ok((bytes.len() >= header.len() + extension).then_some(header.len() + extension))
-}
-
-/// Parses the row at the start of `bytes`.
-fn parse_row(bytes: &[u8]) -> Result<Parsed<'_>, StoreError> {
-    let Some(count) = bytes.first_chunk::<2>() else {
-        return Ok(Parsed::Incomplete);
-    };
-    let count = i16::from_be_bytes(*count);
-    if count == -1 {
-        return Ok(Parsed::End);
-    }
-    if usize::try_from(count).ok() != Some(COPY_COLUMNS) {
-        return Err(StoreError::postgres_local(format!(
-            "COPY row has {count} fields, expected {COPY_COLUMNS}"
-        )));
-    }
-    let mut at = 2;
-    let mut fields = [None; COPY_COLUMNS];
-    for field in &mut fields {
-        let Some(len) = bytes.get(at..).and_then(<[u8]>::first_chunk::<4>) else {
-            return Ok(Parsed::Incomplete);
-        };
-        at += 4;
-        // A negative length is NULL.
-        if let Ok(len) = usize::try_from(i32::from_be_bytes(*len)) {
-            let Some(value) = bytes.get(at..at + len) else {
-                return Ok(Parsed::Incomplete);
-            };
-            *field = Some(value);
-            at += len;
-        }
-    }
-    Ok(Parsed::Row(at, fields))
 }
 
 /// An exported snapshot id goes into SQL text (`SET TRANSACTION SNAPSHOT`
@@ -982,6 +830,7 @@ impl LedgerStore for PostgresStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pg_copy::COPY_COLUMNS;
 
     /// Binary COPY output: the header, one row per entry (`None` is NULL), the trailer.
     fn copy_output(rows: &[[Option<&[u8]>; COPY_COLUMNS]]) -> Vec<u8> {
