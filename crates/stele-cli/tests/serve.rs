@@ -1398,3 +1398,75 @@ fn serve_with_no_flags_on_a_fresh_machine_starts_ready_to_use() {
         serde_json::from_slice(&std::fs::read(data.join("tokens.json")).unwrap()).unwrap();
     assert_eq!(tokens.as_array().map(Vec::len), Some(1));
 }
+
+#[test]
+fn scheduled_verification_catches_a_careful_truncation_by_the_store_s_anchor() {
+    for db in
+        both_backends("scheduled_verification_catches_a_careful_truncation_by_the_store_s_anchor")
+    {
+        let ledger = Ledger::new(db);
+        let admin = token(&ledger, "admin", "*");
+        let gw = Gateway::start(&ledger);
+        let batch = Value::Array(
+            (0..10)
+                .map(|i| json!({"type": "ops.change", "payload": {"i": i}}))
+                .collect(),
+        );
+        let r = gw.request(
+            "POST",
+            "/v1/chains/ops/events?wait=anchored&timeout=20",
+            Some(&admin),
+            &[("Content-Type", "application/json")],
+            batch.to_string().as_bytes(),
+        );
+        assert_eq!(r.json()["anchored"], true, "{}", r.text());
+        let run = |runs: u64| -> Value {
+            assert_eq!(
+                gw.request("POST", "/v1/verification/run", Some(&admin), &[], b"")
+                    .status,
+                202
+            );
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let v = gw.get("/v1/verification", &admin).json();
+                if v["runs"].as_u64() == Some(runs) {
+                    return v["latest"].clone();
+                }
+                assert!(Instant::now() < deadline, "run {runs} did not finish: {v}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        };
+        let clean = run(1);
+        assert_eq!(clean["ok"], true, "{clean:#}");
+        assert_eq!(
+            clean["chains"][0]["newest_anchor"]["in_database"], "matches",
+            "{clean:#}"
+        );
+
+        // A careful insider: the newest events, their anchor records and the
+        // head all rewritten to a consistent shorter chain. The database
+        // alone now verifies clean; the anchor in the store does not agree.
+        ledger.db.exec(
+            "DELETE FROM audit_events WHERE chain_id = 'ops' AND chain_index >= 6; \
+             DELETE FROM stele_anchors WHERE chain_id = 'ops'; \
+             UPDATE stele_chains SET tree_size = 6, \
+               head_hash = (SELECT event_hash FROM audit_events WHERE chain_id = 'ops' AND chain_index = 5), \
+               last_ts = (SELECT ts FROM audit_events WHERE chain_id = 'ops' AND chain_index = 5) \
+             WHERE chain_id = 'ops'",
+        );
+        let out = ledger.run(&["verify", "log", "--chain", "ops"]);
+        assert_eq!(
+            code(&out),
+            0,
+            "the database alone cannot see this: {}",
+            stderr(&out)
+        );
+        let found = run(2);
+        assert_eq!(found["ok"], false, "{found:#}");
+        let said = found["chains"][0]["newest_anchor"]["in_database"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        assert!(said.contains("fewer than the 10"), "{found:#}");
+    }
+}

@@ -13,7 +13,7 @@ use hmac::{Hmac, Mac as _};
 use serde::Serialize;
 use sha2::Sha256;
 use stele_ledger::ChainId;
-use stele_store::{AnchorStatus, DbLocation};
+use stele_store::DbLocation;
 use stele_worm::ObjectStore;
 use tokio::sync::Notify;
 
@@ -39,19 +39,25 @@ pub struct VerificationSetup {
     pub verifier_key: String,
     /// Where the anchors are, to read the newest ones back.
     pub anchor_store: Option<ObjectStore>,
+    /// The anchor key prefix in that store (`[anchor] prefix`).
+    pub anchor_prefix: Option<String>,
     /// Where to post each result.
     pub webhook: Option<Webhook>,
 }
 
-/// The newest uploaded anchor of a chain, read back from the anchor store.
+/// A chain's newest anchor in the anchor store, against the database.
 #[derive(Clone, Debug, Serialize)]
 pub struct AnchorReadBack {
     /// Its seq.
     pub anchor_seq: u64,
     /// Its key in the store.
     pub object_key: String,
-    /// `matches`, `differs`, `missing` or `unreadable: …`.
-    pub in_store: String,
+    /// Events it covers.
+    pub tree_size: u64,
+    /// What the database says of it: `matches` (the database holds at least
+    /// that many events, with that root, and its outbox copy is the same
+    /// bytes), or what differs.
+    pub in_database: String,
 }
 
 /// One chain's result.
@@ -244,57 +250,162 @@ fn verify_database(setup: &VerificationSetup) -> Result<Vec<ChainResult>, String
     Ok(results)
 }
 
-/// Reads each chain's newest uploaded anchor back from the store and
-/// compares it with the bytes the ledger recorded.
+/// Reads each chain's newest anchor from the anchor store — the store, not
+/// the database's record of it, which a database writer controls — checks
+/// its signature, and compares it with the database: the database must hold
+/// at least the events it covers, with the root it signed, and its outbox
+/// copy must be the same bytes. A chain with anchors in the store but no
+/// events in the database is a finding too.
 async fn read_back(
     setup: &VerificationSetup,
     target: &ObjectStore,
-    chains: &mut [ChainResult],
+    chains: &mut Vec<ChainResult>,
 ) -> Result<(), String> {
-    let db = setup.db.clone();
-    let records = tokio::task::spawn_blocking(move || -> Result<_, String> {
-        let mut store = stele_store::open_read_only(&db).map_err(|e| e.to_string())?;
-        store.anchors(None, None).map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| e.to_string())??;
-    for chain in chains.iter_mut() {
-        let Some(newest) = records
-            .iter()
-            .filter(|r| r.chain_id == chain.chain_id && r.status != AnchorStatus::Pending)
-            .max_by_key(|r| r.anchor_seq)
+    let root = match &setup.anchor_prefix {
+        Some(p) if !p.is_empty() => format!("{}/anchors/", p.trim_end_matches('/')),
+        _ => "anchors/".to_owned(),
+    };
+    let keys = target.list(&root).await.map_err(|e| e.to_string())?;
+    let mut in_store: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for key in keys {
+        if let Some(chain) = key
+            .strip_prefix(&root)
+            .and_then(|rest| rest.split('/').next())
+        {
+            in_store
+                .entry(chain.to_owned())
+                .or_default()
+                .push(key.clone());
+        }
+    }
+    for (chain, keys) in &mut in_store {
+        keys.sort();
+        if ChainId::new(chain).is_err() {
+            continue;
+        }
+        if !chains.iter().any(|c| &c.chain_id == chain) {
+            chains.push(ChainResult {
+                chain_id: chain.clone(),
+                ok: true,
+                events_checked: 0,
+                first_bad_seq: None,
+                total_findings: 0,
+                findings: Vec::new(),
+                newest_anchor: None,
+            });
+        }
+    }
+    for result in chains.iter_mut() {
+        let Some(keys) = in_store.get(&result.chain_id) else {
+            continue;
+        };
+        let Some((key, anchor, bytes)) =
+            newest_signed(target, keys, &result.chain_id, &setup.verifier_key).await
         else {
             continue;
         };
-        let fetched = match target {
-            ObjectStore::S3(s3) => {
-                s3.get_version_bounded(
-                    &newest.object_key,
-                    newest.version_id.as_deref(),
-                    stele_verify::MAX_ANCHOR_BYTES,
-                )
-                .await
-            }
-            ObjectStore::Local(_) => target.get(&newest.object_key).await.map(Some),
-        };
-        let in_store = match fetched {
-            Ok(Some(bytes)) if bytes == newest.body => "matches".to_owned(),
-            Ok(Some(_)) => "differs".to_owned(),
-            Ok(None) => "differs (larger than any anchor)".to_owned(),
-            Err(e) if e.is_not_found() => "missing".to_owned(),
-            Err(e) => format!("unreadable: {e}"),
-        };
-        if in_store != "matches" && !in_store.starts_with("unreadable") {
-            chain.ok = false;
-            chain.total_findings += 1;
+        let db = setup.db.clone();
+        let chain = result.chain_id.clone();
+        let anchor_for_db = anchor.clone();
+        let in_database = tokio::task::spawn_blocking(move || {
+            compare_with_database(&db, &chain, &anchor_for_db, &bytes)
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        if in_database != "matches" {
+            result.ok = false;
+            result.total_findings += 1;
+            result.first_bad_seq = result
+                .first_bad_seq
+                .or(Some(0))
+                .filter(|_| result.events_checked > 0);
         }
-        chain.newest_anchor = Some(AnchorReadBack {
-            anchor_seq: newest.anchor_seq,
-            object_key: newest.object_key.clone(),
-            in_store,
+        result.newest_anchor = Some(AnchorReadBack {
+            anchor_seq: anchor.anchor_seq,
+            object_key: key,
+            tree_size: anchor.tree_size,
+            in_database,
         });
     }
     Ok(())
+}
+
+/// Keys read from the newest down before giving up on finding a signed
+/// anchor among objects others put there.
+const NEWEST_KEYS_TRIED: usize = 50;
+
+/// The newest object under a chain's keys that is an anchor of that chain
+/// signed by the verifier key (anything else there is skipped: anyone who
+/// may write the bucket could put junk after the real anchors).
+async fn newest_signed(
+    target: &ObjectStore,
+    keys: &[String],
+    chain: &str,
+    verifier_key: &str,
+) -> Option<(String, stele_anchor::Anchor, Vec<u8>)> {
+    for key in keys.iter().rev().take(NEWEST_KEYS_TRIED) {
+        let fetched = match target {
+            ObjectStore::S3(s3) => {
+                s3.get_version_bounded(key, None, stele_verify::MAX_ANCHOR_BYTES)
+                    .await
+            }
+            ObjectStore::Local(_) => target.get(key).await.map(Some),
+        };
+        let Ok(Some(bytes)) = fetched else { continue };
+        let Ok(anchor) = stele_anchor::Anchor::from_bytes(&bytes) else {
+            continue;
+        };
+        if anchor.chain_id == chain && anchor.verify(verifier_key).is_ok() {
+            return Some((key.clone(), anchor, bytes));
+        }
+    }
+    None
+}
+
+/// What the database says of an anchor taken from the store.
+fn compare_with_database(
+    db: &DbLocation,
+    chain: &str,
+    anchor: &stele_anchor::Anchor,
+    bytes: &[u8],
+) -> Result<String, String> {
+    let chain_id = ChainId::new(chain).map_err(|e| e.to_string())?;
+    let mut store = stele_store::open_read_only(db).map_err(|e| e.to_string())?;
+    let size = store
+        .head(&chain_id)
+        .map_err(|e| e.to_string())?
+        .map_or(0, |h| h.size);
+    if size < anchor.tree_size {
+        return Ok(format!(
+            "the database holds {size} events, fewer than the {} this anchor covers: events were removed",
+            anchor.tree_size
+        ));
+    }
+    match stele_store::tree_root(store.as_mut(), &chain_id, Some(anchor.tree_size)) {
+        Ok((_, root)) if stele_ledger::hex_hash(&root) == anchor.root_hash => {}
+        Ok(_) => {
+            return Ok(format!(
+                "the database's tree of {} events has another root than the anchor signed: anchored events were changed",
+                anchor.tree_size
+            ));
+        }
+        Err(e) => {
+            return Ok(format!(
+                "the database's tree of {} events cannot be read: {e}",
+                anchor.tree_size
+            ));
+        }
+    }
+    let recorded = store
+        .anchors(Some(&chain_id), None)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .find(|r| r.anchor_seq == anchor.anchor_seq);
+    Ok(match recorded {
+        Some(r) if r.body == bytes => "matches".to_owned(),
+        Some(_) => "the database's outbox copy of this anchor has other bytes".to_owned(),
+        None => "the database has no record of this anchor (its outbox row was removed)".to_owned(),
+    })
 }
 
 /// The signature header's value for `body`.

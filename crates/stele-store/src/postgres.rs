@@ -17,8 +17,8 @@ use stele_ledger::{ChainId, Event, Hash, HmacKey};
 
 use crate::append::{AppendTx, append_locked, concat_nodes, empty_state, stored_hex};
 use crate::migrate::{self, Migration, MigrationTx, StoredRow};
-use crate::pg_tls::{self, PgTarget};
 use crate::pg_copy::{COPY_COLUMN_LIST, CopyFields, CopyParser, Fed, row_seq};
+use crate::pg_tls::{self, PgTarget};
 use crate::scan::{self, BatchSink};
 use crate::{
     AnchorRecord, AnchorStatus, AnchorUpload, ChainHead, LedgerStore, StoreError, StoredRowVisitor,

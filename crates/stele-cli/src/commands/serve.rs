@@ -238,6 +238,7 @@ fn verification_setup(
         keyring,
         verifier_key: ctx.keys().verifier_key()?,
         anchor_store,
+        anchor_prefix: anchors.policy.prefix.clone(),
         webhook,
     })
 }
