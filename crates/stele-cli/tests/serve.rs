@@ -665,9 +665,21 @@ fn openapi_describes_exactly_the_routes_served() {
             r.text()
         );
     }
+    let r = gw.request(
+        "POST",
+        "/v1/chains/docs/events?wait=anchored&timeout=20",
+        Some(&admin),
+        &[("Content-Type", "application/json")],
+        br#"{"type":"e.f"}"#,
+    );
+    assert_eq!(r.json()["anchored"], true, "{}", r.text());
     let metrics = gw.get("/metrics", &admin).text();
     assert!(
-        metrics.contains("stele_appended_events_total 2"),
+        metrics.contains("stele_appended_events_total 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("stele_newest_anchor_age_seconds{chain=\"docs\"}"),
         "{metrics}"
     );
     assert!(

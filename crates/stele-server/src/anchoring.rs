@@ -52,6 +52,9 @@ pub struct AnchoringStatus {
     pub last_error: Option<String>,
     /// Chains whose anchors are held back for investigation.
     pub refused_chains: Vec<String>,
+    /// Per chain, when its newest anchor was written to the anchor store
+    /// (and read back) — the age an alert watches.
+    pub newest_written: std::collections::BTreeMap<String, String>,
 }
 
 enum Command {
@@ -193,6 +196,7 @@ fn run_once(
 ) -> Result<UploadReport, String> {
     let keyring = (setup.keyring)()?;
     let mut store = stele_store::open(&setup.db).map_err(|e| e.to_string())?;
+    remember_newest(store.as_mut(), status);
     let mut anchorer = Anchorer::new(store.as_mut(), &setup.signer, &keyring, &setup.policy)
         .map_err(|e| e.to_string())?;
     if let Some(owner) = &setup.lease_owner {
@@ -215,6 +219,23 @@ fn run_once(
         .map_err(|e| e.to_string())
 }
 
+/// Each chain's newest written anchor, as the database recorded it (one
+/// query per chain), so the age metric is there from the start.
+fn remember_newest(store: &mut dyn stele_store::LedgerStore, status: &Mutex<AnchoringStatus>) {
+    let Ok(heads) = store.chains() else { return };
+    for head in heads {
+        let Ok(chain) = ChainId::new(&head.chain_id) else {
+            continue;
+        };
+        if let Ok(Some(last)) = store.last_anchor(&chain)
+            && let Some(at) = last.uploaded_at
+            && let Ok(mut s) = status.lock()
+        {
+            s.newest_written.insert(head.chain_id.clone(), at);
+        }
+    }
+}
+
 fn record(status: &Mutex<AnchoringStatus>, report: &UploadReport) {
     for (record, e) in &report.failed {
         tracing::warn!(chain = %record.chain_id, anchor_seq = record.anchor_seq, error = %e, "anchor upload failed; it stays in the outbox and is retried");
@@ -225,6 +246,14 @@ fn record(status: &Mutex<AnchoringStatus>, report: &UploadReport) {
     if let Ok(mut s) = status.lock() {
         s.rounds += 1;
         s.uploaded += report.uploaded.len() as u64;
+        // Written in this round: now, unless the record says when.
+        let now = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        for r in &report.uploaded {
+            let at = r.uploaded_at.clone().unwrap_or_else(|| now.clone());
+            s.newest_written.insert(r.chain_id.clone(), at);
+        }
         s.failed_attempts += report.failed.len() as u64;
         for r in &report.refused {
             if !s.refused_chains.contains(&r.chain_id) {

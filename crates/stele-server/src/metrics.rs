@@ -203,7 +203,22 @@ pub fn verification(job: &crate::verification::Verification) -> String {
 
 /// Anchoring's metrics.
 pub fn anchoring(status: &crate::anchoring::AnchoringStatus) -> String {
-    format!(
+    let now = time::OffsetDateTime::now_utc();
+    let mut ages = String::from(
+        "# HELP stele_newest_anchor_age_seconds Seconds since each chain's newest anchor was written to the anchor store.\n# TYPE stele_newest_anchor_age_seconds gauge\n",
+    );
+    for (chain, at) in &status.newest_written {
+        if let Ok(at) =
+            time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+        {
+            let _ = writeln!(
+                ages,
+                "stele_newest_anchor_age_seconds{{chain=\"{chain}\"}} {}",
+                (now - at).whole_seconds().max(0)
+            );
+        }
+    }
+    ages + &format!(
         "# HELP stele_anchors_uploaded_total Anchors uploaded since start.\n# TYPE stele_anchors_uploaded_total counter\nstele_anchors_uploaded_total {}\n\
          # HELP stele_anchor_upload_failures_total Failed upload attempts (retried).\n# TYPE stele_anchor_upload_failures_total counter\nstele_anchor_upload_failures_total {}\n\
          # HELP stele_anchoring_refused_chains Chains whose anchors are held back for investigation.\n# TYPE stele_anchoring_refused_chains gauge\nstele_anchoring_refused_chains {}\n",
