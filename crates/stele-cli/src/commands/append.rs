@@ -37,19 +37,30 @@ pub fn run(ctx: &Context, args: &AppendArgs) -> Result<(), Failure> {
             Err(e) => Err(e.into()),
         })
         .collect::<Result<Vec<ValidEvent>, Failure>>()?;
-    let mut store = open_store(ctx)?;
+    super::check_writable(ctx)?;
     let keyring = ctx.keys().keyring()?;
     // Anchoring settings are checked before the append, so a bad setting
     // refuses the append instead of surfacing after the events are committed.
     let anchoring = ctx.anchor_setup(None, None)?;
-    let receipts = store.append(&chain, events, keyring.active())?;
-    let volume_anchor = queue_volume_anchor(
-        ctx,
-        store.as_mut(),
-        &anchoring,
-        &chain,
-        keyring.active().id().as_str(),
-    );
+    // The same store and append path the gateway uses.
+    let receipts = super::runtime()?.block_on(async {
+        let store = stele_store::Store::open(&ctx.db, stele_store::StoreOptions::default()).await?;
+        let appended = store.append(&chain, events, keyring.active()).await;
+        store.close().await;
+        appended
+    })?;
+    let volume_anchor = if anchoring.target.is_some() {
+        let mut store = open_store(ctx)?;
+        queue_volume_anchor(
+            ctx,
+            store.as_mut(),
+            &anchoring,
+            &chain,
+            keyring.active().id().as_str(),
+        )
+    } else {
+        None
+    };
 
     let receipts: Vec<ReceiptLine> = receipts
         .iter()
