@@ -160,6 +160,27 @@ fn the_gateway_appends_reads_and_proves_over_http() {
         );
         assert_eq!(size_over_api(&gw, &t, "orders"), 10);
 
+        // Proofs are answered for small requests only, refused before anything is appended.
+        let many = Value::Array(
+            (0..101)
+                .map(|i| json!({"type": "bulk.event", "payload": {"i": i}}))
+                .collect(),
+        );
+        let r = gw.request(
+            "POST",
+            "/v1/chains/orders/events?proof=true",
+            Some(&t),
+            &[("Content-Type", "application/json")],
+            many.to_string().as_bytes(),
+        );
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (400, "invalid_request"),
+            "{}",
+            r.text()
+        );
+        assert_eq!(size_over_api(&gw, &t, "orders"), 10);
+
         // Reads.
         let chains = gw.get("/v1/chains", &t).json();
         assert_eq!(chains["chains"][0]["chain_id"], "orders");

@@ -52,7 +52,9 @@ impl Default for ApiLimits {
             event: stele_ledger::Limits::default(),
             max_page: 1000,
             request_timeout: Duration::from_secs(30),
-            max_in_flight_appends: 1024,
+            // With max_request_bytes, bounds the memory bodies in flight
+            // take (256 x 8 MiB = 2 GiB at most, raw).
+            max_in_flight_appends: 256,
             max_anchor_backlog: 100,
         }
     }
@@ -289,10 +291,12 @@ async fn healthz() -> Json<Value> {
 
 async fn readyz(State(state): Shared) -> Result<Json<Value>, ApiError> {
     state.store.chains().await.map_err(|e| {
+        // The cause is for the operator's log, not for whoever asks.
+        tracing::warn!(error = %e, "not ready: the database is not answering");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "not_ready",
-            format!("the database is not answering: {e}"),
+            "the database is not answering; the server log has the cause",
         )
         .retry_after(5)
     })?;
@@ -424,15 +428,31 @@ async fn append(
     };
     let events = parse_events(&body, framing, &limits, idempotency_key)?;
     let count = events.len();
+    // Everything that could refuse the request is checked before the
+    // append: once it is committed, the answer is a success.
+    if query.proof && count > MAX_PROOFS_PER_REQUEST {
+        return Err(ApiError::bad_request(format!(
+            "proof=true is answered for at most {MAX_PROOFS_PER_REQUEST} events per request ({count} sent); nothing was appended — ask for proofs of a large batch per event afterwards"
+        )));
+    }
+    if query.wait == Some(WaitFor::Anchored) && state.anchoring.is_none() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_anchoring",
+            "this gateway does not anchor, so wait=anchored cannot be answered; nothing was appended",
+        ));
+    }
     let receipts = state
         .store
         .append(&chain, events, state.keyring.active())
         .await?;
     let written = receipts.iter().filter(|r| !r.duplicate).count();
     state.metrics.appended(count, written, started.elapsed());
+    // Committed. What follows may fail (a proof, an anchor), but it is told
+    // in the body, never as an error that would invite sending again.
     let mut listed: Vec<Value> = Vec::with_capacity(receipts.len());
     for receipt in &receipts {
-        listed.push(receipt_json(&state, &chain, receipt, query.proof).await?);
+        listed.push(receipt_json(&state, &chain, receipt, query.proof).await);
     }
     let status = if written > 0 {
         StatusCode::CREATED
@@ -449,20 +469,31 @@ async fn append(
         && let (Some(last), Some(map)) =
             (receipts.iter().map(|r| r.seq).max(), body.as_object_mut())
     {
-        // The events are committed whatever happens now: a timeout is
-        // reported in the body, never as a failed append.
-        let patience = Duration::from_secs(query.timeout.unwrap_or(30)).min(
-            state
-                .limits
-                .request_timeout
-                .saturating_sub(Duration::from_secs(1)),
-        );
-        let anchor = wait_anchored(&state, &chain, last, patience).await?;
-        map.insert("anchored".into(), json!(anchor.is_some()));
-        map.insert("anchor".into(), anchor.unwrap_or(Value::Null));
+        // The wait ends early enough for the answer to beat the request
+        // timeout: a timeout would hide that the events were committed.
+        let left = state
+            .limits
+            .request_timeout
+            .saturating_sub(started.elapsed())
+            .saturating_sub(Duration::from_secs(2));
+        let patience = Duration::from_secs(query.timeout.unwrap_or(30)).min(left);
+        match wait_anchored(&state, &chain, last, patience).await {
+            Ok(anchor) => {
+                map.insert("anchored".into(), json!(anchor.is_some()));
+                map.insert("anchor".into(), anchor.unwrap_or(Value::Null));
+            }
+            Err(e) => {
+                map.insert("anchored".into(), json!(false));
+                map.insert("anchor".into(), Value::Null);
+                map.insert("anchor_error".into(), json!(e.message));
+            }
+        }
     }
     Ok((status, Json(body)).into_response())
 }
+
+/// Most events one append may ask proofs for (`?proof=true`).
+const MAX_PROOFS_PER_REQUEST: usize = 100;
 
 /// Waits until an anchor covering `seq` is in the anchor store (locked,
 /// for a WORM bucket), asking the anchorer for one if none covers it yet.
@@ -473,11 +504,7 @@ async fn wait_anchored(
     patience: Duration,
 ) -> Result<Option<Value>, ApiError> {
     let Some(anchoring) = &state.anchoring else {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "no_anchoring",
-            "this gateway does not anchor; the events were appended, but no anchor will cover them here",
-        ));
+        return Ok(None);
     };
     let deadline = Instant::now() + patience;
     let mut asked: Option<Instant> = None;
@@ -498,7 +525,7 @@ async fn wait_anchored(
         if Instant::now() >= deadline {
             return Ok(None);
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -521,29 +548,45 @@ fn anchor_json(r: &stele_store::AnchorRecord) -> Value {
     })
 }
 
+/// A receipt, with its proof when asked; a proof that cannot be made is
+/// said in the receipt (the event is committed all the same).
 async fn receipt_json(
     state: &AppState,
     chain: &ChainId,
     receipt: &Receipt,
     with_proof: bool,
-) -> Result<Value, ApiError> {
+) -> Value {
     let mut value = serde_json::to_value(receipt).unwrap_or(Value::Null);
     if with_proof && let Some(map) = value.as_object_mut() {
-        let (proof, size) = state.tlog_proof(chain, receipt.seq, None).await?;
-        map.insert("tree_size".into(), json!(size));
-        map.insert("tlog_proof".into(), json!(proof));
+        match state.tlog_proof(chain, receipt.seq, None).await {
+            Ok((proof, size)) => {
+                map.insert("tree_size".into(), json!(size));
+                map.insert("tlog_proof".into(), json!(proof));
+            }
+            Err(e) => {
+                map.insert("proof_error".into(), json!(e.message));
+            }
+        }
     }
-    Ok(value)
+    value
 }
 
 /// Reads the body, refusing it as soon as it passes `limit` bytes.
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("the request body is larger than {limit} bytes; nothing was appended"),
-        )
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large = std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
+            .any(|e| e.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the request body is larger than {limit} bytes; nothing was appended"),
+            )
+        } else {
+            ApiError::bad_request(format!(
+                "the request body could not be read ({e}); nothing was appended"
+            ))
+        }
     })
 }
 
@@ -742,13 +785,20 @@ async fn anchors(
             )));
         }
     };
+    // Anchoring's own state (errors, held-back chains, the bucket) is for
+    // tokens that may read every chain.
+    let sees_everything = chain.is_none() || state.authorize(&headers, Scope::Read, None).is_ok();
     let records = state.store.anchors(chain.as_ref(), status).await?;
     let backlog = records
         .iter()
         .filter(|r| r.status == AnchorStatus::Pending)
         .count();
     let listed: Vec<Value> = records.iter().map(anchor_json).collect();
-    let anchoring = state.anchoring.as_ref().map(|a| a.status());
+    let anchoring = state
+        .anchoring
+        .as_ref()
+        .filter(|_| sees_everything)
+        .map(|a| a.status());
     Ok(Json(
         json!({ "anchors": listed, "backlog": backlog, "anchoring": anchoring }),
     ))

@@ -371,10 +371,10 @@ impl Tokens {
             return;
         };
         state.checked = Instant::now();
+        // Read again whatever the modification time says: two writes within
+        // one tick of a coarse clock leave it unchanged, and a revocation
+        // must never be missed. The file is small.
         let now_modified = modified(self.file.path());
-        if now_modified == state.modified {
-            return;
-        }
         match self.file.list() {
             Ok(records) => {
                 state.records = records;

@@ -113,12 +113,15 @@ impl From<StoreError> for ApiError {
             StoreError::Input(_) => {
                 Self::new(StatusCode::BAD_REQUEST, "invalid_event", e.to_string())
             }
-            _ if e.is_retryable() => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage_unavailable",
-                e.to_string(),
-            )
-            .retry_after(1),
+            _ if e.is_retryable() => {
+                tracing::warn!(error = %e, "storage unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_unavailable",
+                    "the ledger's database is not available right now; try again shortly (an append answered with this was not written)",
+                )
+                .retry_after(1)
+            }
             _ => {
                 // The cause goes to the log; a client learns only that the
                 // server failed (the message never holds credentials, but

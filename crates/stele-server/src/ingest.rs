@@ -84,10 +84,13 @@ pub fn parse_events(
             ),
         )
     })?;
-    let (inputs, single) = match framing {
+    let inputs = match framing {
         Framing::Json => json_inputs(text)?,
-        Framing::JsonLines => (jsonl_inputs(text, limits.max_events)?, false),
+        Framing::JsonLines => jsonl_inputs(text, limits.max_events)?,
     };
+    // One event takes the header's key as it is, however it was framed, so
+    // a retry in another framing is still a retry.
+    let single = inputs.len() == 1;
     if inputs.is_empty() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -145,9 +148,8 @@ fn too_many(found: usize, limit: usize) -> ApiError {
     )
 }
 
-/// A JSON body: an object is one event, an array a batch. Returns the
-/// inputs and whether the body was a single object.
-fn json_inputs(text: &str) -> Result<(Vec<Result<EventInput, InputError>>, bool), ApiError> {
+/// A JSON body: an object is one event, an array a batch.
+fn json_inputs(text: &str) -> Result<Vec<Result<EventInput, InputError>>, ApiError> {
     let value = stele_ledger::canonical::parse_json_value(text).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -156,8 +158,8 @@ fn json_inputs(text: &str) -> Result<(Vec<Result<EventInput, InputError>>, bool)
         )
     })?;
     Ok(match value {
-        Value::Array(items) => (items.into_iter().map(from_value).collect(), false),
-        object @ Value::Object(_) => (vec![from_value(object)], true),
+        Value::Array(items) => items.into_iter().map(from_value).collect(),
+        object @ Value::Object(_) => vec![from_value(object)],
         _ => {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -232,6 +234,14 @@ mod tests {
         .unwrap();
         let keys: Vec<_> = many.iter().map(|e| e.idempotency_key.as_deref()).collect();
         assert_eq!(keys, [Some("k#0"), Some("own")]);
+        // One event is one event, whatever its framing: the header's key as is.
+        for (body, framing) in [
+            (&b"[{\"type\":\"a.b\"}]"[..], Framing::Json),
+            (&b"{\"type\":\"a.b\"}\n"[..], Framing::JsonLines),
+        ] {
+            let one = parse_events(body, framing, &limits(), Some("k")).unwrap();
+            assert_eq!(one[0].idempotency_key.as_deref(), Some("k"));
+        }
         let lines = parse_events(
             b"{\"type\":\"a.b\"}\n\n{\"type\":\"a.c\"}\n",
             Framing::JsonLines,

@@ -27,6 +27,9 @@ use thiserror::Error;
 pub use app::{ApiLimits, AppState, ROUTES};
 pub use auth::{Scope, TokenFile, Tokens};
 
+/// How long a client may take to send a request's head (HTTPS).
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How long a stopping HTTPS server lets requests in progress finish.
 const SHUTDOWN_REQUEST_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -197,8 +200,16 @@ pub async fn serve(
                 stopper.graceful_shutdown(Some(SHUTDOWN_REQUEST_PATIENCE));
             });
             let config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls));
-            axum_server::tls_rustls::from_tcp_rustls(listener, config)
-                .map_err(io)?
+            let mut server =
+                axum_server::tls_rustls::from_tcp_rustls(listener, config).map_err(io)?;
+            // A client must send its request head in time: a connection
+            // that trickles bytes cannot hold a slot for ever.
+            server
+                .http_builder()
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            server
                 .handle(handle)
                 .serve(router.into_make_service())
                 .await

@@ -75,7 +75,7 @@ fn operation(method: &str, path: &str) -> Value {
                 json!({"type": "string", "enum": ["anchored"]}),
             ));
             params.push(query("timeout", json!({"type": "integer", "minimum": 0})));
-            params.push(json!({"name": "Idempotency-Key", "in": "header", "required": false, "schema": {"type": "string", "maxLength": 128}}));
+            params.push(json!({"name": "Idempotency-Key", "in": "header", "required": false, "description": "the key of a single event; each event of a batch gets <key>#<index> (keep it under 120 characters)", "schema": {"type": "string", "maxLength": 128}}));
             body = Some(json!({"required": true, "content": {
                 "application/json": {"schema": {"oneOf": [
                     {"$ref": "#/components/schemas/EventInput"},

@@ -171,12 +171,28 @@ async fn report(job: &Verification, setup: &VerificationSetup, result: Verificat
         job.failed_runs.fetch_add(1, Ordering::Relaxed);
     }
     job.runs.fetch_add(1, Ordering::Relaxed);
-    if let (Some(webhook), Some(result)) = (&setup.webhook, webhook_body)
-        && let Err(e) = post(webhook, &result).await
-    {
-        tracing::warn!(error = %e, "the verification webhook was not delivered");
+    if let (Some(webhook), Some(result)) = (&setup.webhook, webhook_body) {
+        // On a task of its own and bounded as a whole: a receiver that
+        // answers slowly, or never stops answering, cannot hold up the
+        // next verification run.
+        let (url, secret) = (webhook.url.clone(), webhook.secret.clone());
+        tokio::spawn(async move {
+            let webhook = Webhook { url, secret };
+            match tokio::time::timeout(WEBHOOK_PATIENCE, post(&webhook, &result)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "the verification webhook was not delivered")
+                }
+                Err(_) => tracing::warn!(
+                    "the verification webhook did not answer within {WEBHOOK_PATIENCE:?}"
+                ),
+            }
+        });
     }
 }
+
+/// The longest one webhook delivery may take, answer included.
+const WEBHOOK_PATIENCE: Duration = Duration::from_secs(15);
 
 fn now_text() -> String {
     time::OffsetDateTime::now_utc()
@@ -299,10 +315,31 @@ async fn read_back(
         let Some(keys) = in_store.get(&result.chain_id) else {
             continue;
         };
-        let Some((key, anchor, bytes)) =
-            newest_signed(target, keys, &result.chain_id, &setup.verifier_key).await
-        else {
-            continue;
+        let newest = newest_signed(target, keys, &result.chain_id, setup).await;
+        let (key, anchor, bytes) = match newest {
+            Ok(Some(found)) => found,
+            // Objects under the chain's anchors, none of them one of ours: a
+            // store that cannot show its newest anchor cannot vouch for
+            // anything, and saying so is the only safe answer.
+            Ok(None) => {
+                result.ok = false;
+                result.total_findings += 1;
+                result.newest_anchor = Some(AnchorReadBack {
+                    anchor_seq: 0,
+                    object_key: String::new(),
+                    tree_size: 0,
+                    in_database: format!(
+                        "none of the newest {NEWEST_KEYS_TRIED} objects under this chain's anchors is an anchor of it signed by the verifier key at its own key"
+                    ),
+                });
+                continue;
+            }
+            Err(e) => {
+                return Err(format!(
+                    "reading the anchors of chain {} back: {e}",
+                    result.chain_id
+                ));
+            }
         };
         let db = setup.db.clone();
         let chain = result.chain_id.clone();
@@ -315,10 +352,6 @@ async fn read_back(
         if in_database != "matches" {
             result.ok = false;
             result.total_findings += 1;
-            result.first_bad_seq = result
-                .first_bad_seq
-                .or(Some(0))
-                .filter(|_| result.events_checked > 0);
         }
         result.newest_anchor = Some(AnchorReadBack {
             anchor_seq: anchor.anchor_seq,
@@ -341,25 +374,47 @@ async fn newest_signed(
     target: &ObjectStore,
     keys: &[String],
     chain: &str,
-    verifier_key: &str,
-) -> Option<(String, stele_anchor::Anchor, Vec<u8>)> {
+    setup: &VerificationSetup,
+) -> Result<Option<(String, stele_anchor::Anchor, Vec<u8>)>, stele_worm::WormError> {
+    let Ok(chain_id) = ChainId::new(chain) else {
+        return Ok(None);
+    };
     for key in keys.iter().rev().take(NEWEST_KEYS_TRIED) {
         let fetched = match target {
             ObjectStore::S3(s3) => {
                 s3.get_version_bounded(key, None, stele_verify::MAX_ANCHOR_BYTES)
-                    .await
+                    .await?
             }
-            ObjectStore::Local(_) => target.get(key).await.map(Some),
+            ObjectStore::Local(_) => Some(target.get(key).await?),
         };
-        let Ok(Some(bytes)) = fetched else { continue };
+        let Some(bytes) = fetched else { continue };
         let Ok(anchor) = stele_anchor::Anchor::from_bytes(&bytes) else {
             continue;
         };
-        if anchor.chain_id == chain && anchor.verify(verifier_key).is_ok() {
-            return Some((key.clone(), anchor, bytes));
+        // Ours, and where it belongs: a copy of an older anchor put at a
+        // key that sorts later is not the newest anchor.
+        let at_own_key = time::OffsetDateTime::parse(
+            &anchor.ts_utc,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .ok()
+        .and_then(|ts| {
+            stele_anchor::is_anchor_key(
+                setup.anchor_prefix.as_deref(),
+                &chain_id,
+                ts,
+                anchor.anchor_seq,
+                key,
+                &bytes,
+            )
+            .ok()
+        })
+        .unwrap_or(false);
+        if anchor.chain_id == chain && at_own_key && anchor.verify(&setup.verifier_key).is_ok() {
+            return Ok(Some((key.clone(), anchor, bytes)));
         }
     }
-    None
+    Ok(None)
 }
 
 /// What the database says of an anchor taken from the store.
@@ -439,12 +494,12 @@ async fn post(webhook: &Webhook, result: &VerificationResult) -> Result<(), Stri
         .header("x-stele-signature", signature(&webhook.secret, &body))
         .body(Full::new(bytes::Bytes::from(body)))
         .map_err(|e| e.to_string())?;
-    let response = tokio::time::timeout(Duration::from_secs(10), client.request(request))
-        .await
-        .map_err(|_| "no answer within 10 s".to_owned())?
-        .map_err(|e| e.to_string())?;
+    let response = client.request(request).await.map_err(|e| e.to_string())?;
     let status = response.status();
-    let _ = response.into_body().collect().await;
+    // The answer's body is not needed; at most a little of it is read.
+    let _ = http_body_util::Limited::new(response.into_body(), 64 * 1024)
+        .collect()
+        .await;
     if status.is_success() {
         Ok(())
     } else {

@@ -93,6 +93,18 @@ pub enum StoreError {
         /// Whether trying again may succeed.
         retryable: bool,
     },
+    /// The connection failed while the commit itself was under way: the
+    /// append may or may not have been committed. Not retryable as is: a
+    /// retry with the same idempotency keys is safe (it returns the
+    /// original receipts if the commit happened); one without could append
+    /// the events twice.
+    #[error(
+        "the outcome of the commit is unknown ({message}): read the chain, or send again with the same idempotency keys, before sending again"
+    )]
+    CommitOutcomeUnknown {
+        /// The database's error.
+        message: String,
+    },
     /// The store was shut down before this append could be committed;
     /// nothing of it was written.
     #[error("the ledger store is shutting down; nothing was written")]
@@ -192,6 +204,7 @@ impl StoreError {
             | Self::OutOfRange(_)
             | Self::IdempotencyConflict { .. }
             | Self::IdempotencyConflictInBatch { .. }
+            | Self::CommitOutcomeUnknown { .. }
             | Self::AnchorConflict { .. }
             | Self::Corrupt(_)
             | Self::SchemaTooNew { .. }

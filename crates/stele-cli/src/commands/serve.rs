@@ -273,9 +273,13 @@ fn server_config(
             .unwrap_or(defaults.max_in_flight_appends),
         ..defaults
     };
-    if limits.max_request_bytes == 0 || limits.max_events_per_request == 0 {
+    if limits.max_request_bytes == 0
+        || limits.max_events_per_request == 0
+        || limits.max_in_flight_appends == 0
+        || limits.request_timeout < Duration::from_secs(3)
+    {
         return Err(Failure::Input(anyhow!(
-            "[server] max_request_bytes and max_events_per_request must be above 0"
+            "[server] max_request_bytes, max_events_per_request and max_in_flight_appends must be above 0, and request_timeout_secs at least 3"
         )));
     }
     let tls = match (

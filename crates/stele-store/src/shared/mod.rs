@@ -188,6 +188,9 @@ fn same_error(e: &StoreError) -> StoreError {
             retryable: *retryable,
         },
         StoreError::Busy { queued } => StoreError::Busy { queued: *queued },
+        StoreError::CommitOutcomeUnknown { message } => StoreError::CommitOutcomeUnknown {
+            message: message.clone(),
+        },
         StoreError::Closed => StoreError::Closed,
         StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
         StoreError::Sqlite(rusqlite::Error::SqliteFailure(code, message)) => {

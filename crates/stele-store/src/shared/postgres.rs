@@ -269,7 +269,10 @@ async fn commit_group(pool: &Pool, group: Vec<Pending>, counters: &Counters) {
         }
         Err(GroupFailure::AtCommit(e)) => {
             counters.failed(requests.len() as u64);
-            super::fail_all(replies, &e);
+            let unknown = StoreError::CommitOutcomeUnknown {
+                message: e.to_string(),
+            };
+            super::fail_all(replies, &unknown);
         }
         Err(GroupFailure::BeforeCommit(e)) if requests.len() == 1 => {
             counters.failed(1);
@@ -283,7 +286,13 @@ async fn commit_group(pool: &Pool, group: Vec<Pending>, counters: &Counters) {
                         counters.committed(&results);
                         super::reply_all(vec![reply], results);
                     }
-                    Err(GroupFailure::AtCommit(e) | GroupFailure::BeforeCommit(e)) => {
+                    Err(GroupFailure::AtCommit(e)) => {
+                        counters.failed(1);
+                        let _ = reply.send(Err(StoreError::CommitOutcomeUnknown {
+                            message: e.to_string(),
+                        }));
+                    }
+                    Err(GroupFailure::BeforeCommit(e)) => {
                         counters.failed(1);
                         let _ = reply.send(Err(e));
                     }
