@@ -290,6 +290,13 @@ async fn healthz() -> Json<Value> {
 }
 
 async fn readyz(State(state): Shared) -> Result<Json<Value>, ApiError> {
+    if !state.store.is_accepting() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the ledger's committer is not running; appends cannot be taken",
+        ));
+    }
     state.store.chains().await.map_err(|e| {
         // The cause is for the operator's log, not for whoever asks.
         tracing::warn!(error = %e, "not ready: the database is not answering");

@@ -259,6 +259,7 @@ fn close_commits_everything_queued_and_refuses_what_comes_after(db: &Db) {
     let store = rt
         .block_on(Store::open(&db.location, StoreOptions::default()))
         .expect("open");
+    assert!(store.is_accepting());
     let key = keyring().active().clone();
     let acknowledged = rt.block_on(async {
         let tasks: Vec<_> = (0..32)
@@ -279,6 +280,7 @@ fn close_commits_everything_queued_and_refuses_what_comes_after(db: &Db) {
         }
         acknowledged
     });
+    assert!(!store.is_accepting());
     let after = rt.block_on(store.append(&chain(), vec![event(99)], &key));
     assert!(matches!(after, Err(StoreError::Closed)), "{after:?}");
     let size = rt

@@ -592,6 +592,17 @@ impl Store {
         &self.inner.durability
     }
 
+    /// Whether appends are taken: false after [`close`](Self::close), or
+    /// if the committer stopped (a SQLite writer thread that died).
+    pub fn is_accepting(&self) -> bool {
+        self.inner
+            .queue
+            .lock()
+            .ok()
+            .and_then(|q| q.as_ref().map(|q| !q.is_closed()))
+            .unwrap_or(false)
+    }
+
     /// What the committer did so far.
     pub fn stats(&self) -> StoreStats {
         self.inner.counters.snapshot()
