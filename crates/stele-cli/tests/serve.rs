@@ -1092,9 +1092,26 @@ fn webhook_listener() -> (String, std::sync::mpsc::Receiver<Delivery>) {
     (url, rx)
 }
 
-fn hmac_hex(secret: &[u8], body: &[u8]) -> String {
+/// The signature a receiver expects: HMAC-SHA256 over `<timestamp>.<body>`,
+/// with the timestamp from `X-Stele-Timestamp`, which must be recent.
+fn hmac_hex(secret: &[u8], headers: &[(String, String)], body: &[u8]) -> String {
     use hmac::Mac as _;
+    let timestamp = headers
+        .iter()
+        .find(|(n, _)| n == "x-stele-timestamp")
+        .map(|(_, v)| v.clone())
+        .expect("X-Stele-Timestamp");
+    let sent: i64 = timestamp.parse().expect("a Unix time");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    assert!(
+        (now - sent).abs() < 300,
+        "a fresh delivery: {sent} vs {now}"
+    );
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("hmac key");
+    mac.update(format!("{timestamp}.").as_bytes());
     mac.update(body);
     hex::encode(mac.finalize().into_bytes())
 }
@@ -1150,7 +1167,10 @@ fn scheduled_verification_reports_an_edit_behind_the_servers_back() {
             .map(|(_, v)| v.clone());
         assert_eq!(
             signature,
-            Some(format!("sha256={}", hmac_hex(secret.as_bytes(), &body)))
+            Some(format!(
+                "sha256={}",
+                hmac_hex(secret.as_bytes(), &headers, &body)
+            ))
         );
         assert_eq!(
             serde_json::from_slice::<Value>(&body).unwrap()["result"]["ok"],
@@ -1174,11 +1194,11 @@ fn scheduled_verification_reports_an_edit_behind_the_servers_back() {
             .expect("signed");
         assert_eq!(
             signature,
-            format!("sha256={}", hmac_hex(secret.as_bytes(), &body))
+            format!("sha256={}", hmac_hex(secret.as_bytes(), &headers, &body))
         );
         assert_ne!(
             signature,
-            format!("sha256={}", hmac_hex(b"another key", &body))
+            format!("sha256={}", hmac_hex(b"another key", &headers, &body))
         );
         let posted: Value = serde_json::from_slice(&body).expect("json");
         assert_eq!(posted["result"]["ok"], false);

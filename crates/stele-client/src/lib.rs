@@ -155,7 +155,11 @@ pub struct Client {
     base: String,
     authorization: String,
     http: HttpClient<Https, Full<Bytes>>,
+    timeout: std::time::Duration,
 }
+
+/// How long one call may take, answer included, unless set otherwise.
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -204,7 +208,18 @@ impl Client {
             base: url.as_str().trim_end_matches('/').to_owned(),
             authorization: format!("Bearer {token}"),
             http: HttpClient::builder(TokioExecutor::new()).build(https),
+            timeout: DEFAULT_TIMEOUT,
         })
+    }
+
+    /// Sets how long one call may take, answer included (default
+    /// [`DEFAULT_TIMEOUT`]). A call that runs out is a retryable
+    /// [`ClientError::Transport`]; an append may still have been committed,
+    /// so retry appends with idempotency keys.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// Appends events to `chain` in one request (validated whole by the
@@ -297,9 +312,25 @@ impl Client {
         body: Vec<u8>,
     ) -> Result<T, ClientError> {
         let url = format!("{}{path}", self.base);
+        match tokio::time::timeout(self.timeout, self.exchange(method, &url, headers, body)).await {
+            Ok(answer) => answer,
+            Err(_) => Err(ClientError::Transport {
+                url,
+                reason: format!("no complete answer within {:?}", self.timeout),
+            }),
+        }
+    }
+
+    async fn exchange<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        url: &str,
+        headers: Vec<(header::HeaderName, String)>,
+        body: Vec<u8>,
+    ) -> Result<T, ClientError> {
         let mut request = Request::builder()
             .method(method)
-            .uri(&url)
+            .uri(url)
             .header(header::AUTHORIZATION, &self.authorization)
             .header(header::ACCEPT, "application/json");
         for (name, value) in headers {
@@ -309,7 +340,7 @@ impl Client {
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| ClientError::InvalidUrl(e.to_string()))?;
         let transport = |reason: String| ClientError::Transport {
-            url: url.clone(),
+            url: url.to_owned(),
             reason,
         };
         let response = self
@@ -395,6 +426,26 @@ mod tests {
         let e = api_error(StatusCode::UNAUTHORIZED, b"not json", None);
         assert!(!e.is_retryable());
         assert!(matches!(&e, ClientError::Api { code, .. } if code == "http_error"));
+    }
+
+    #[tokio::test]
+    async fn a_gateway_that_never_answers_is_a_timeout() {
+        // Accepts the connection, then says nothing.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (_socket, _) = listener.accept().await.unwrap();
+            std::future::pending::<()>().await;
+        });
+        let client = Client::new(&format!("http://{addr}"), "stl_a_b")
+            .unwrap()
+            .with_timeout(std::time::Duration::from_millis(300));
+        let e = client.head("x").await.unwrap_err();
+        assert!(
+            matches!(&e, ClientError::Transport { reason, .. } if reason.contains("no complete answer")),
+            "{e:?}"
+        );
+        assert!(e.is_retryable());
     }
 
     #[tokio::test]

@@ -463,12 +463,16 @@ fn compare_with_database(
     })
 }
 
-/// The signature header's value for `body`.
-pub fn signature(secret: &[u8], body: &[u8]) -> String {
+/// The signature header's value for a delivery at `timestamp` (Unix
+/// seconds) of `body`: HMAC-SHA256 over `<timestamp>.<body>`, so a receiver
+/// that checks the timestamp is recent cannot be fed an old result again.
+pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
     // HMAC takes a key of any length: this never fails.
     let Ok(mut mac) = <Hmac<Sha256>>::new_from_slice(secret) else {
         return String::new();
     };
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
@@ -488,10 +492,15 @@ async fn post(webhook: &Webhook, result: &VerificationResult) -> Result<(), Stri
         .build();
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build::<_, Full<bytes::Bytes>>(https);
+    let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
     let request = axum::http::Request::post(&webhook.url)
         .header("content-type", "application/json")
         .header("x-stele-event", "verification.completed")
-        .header("x-stele-signature", signature(&webhook.secret, &body))
+        .header("x-stele-timestamp", timestamp.to_string())
+        .header(
+            "x-stele-signature",
+            signature(&webhook.secret, timestamp, &body),
+        )
         .body(Full::new(bytes::Bytes::from(body)))
         .map_err(|e| e.to_string())?;
     let response = client.request(request).await.map_err(|e| e.to_string())?;
