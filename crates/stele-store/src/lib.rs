@@ -84,15 +84,6 @@ pub enum StoreError {
         /// Appends waiting when this one was refused.
         queued: usize,
     },
-    /// The shared transaction this append was committed in failed at its
-    /// commit (each caller of the group gets this copy of the error).
-    #[error("the commit of this append failed: {message}")]
-    GroupFailed {
-        /// The database's error.
-        message: String,
-        /// Whether trying again may succeed.
-        retryable: bool,
-    },
     /// The connection failed while the commit itself was under way: the
     /// append may or may not have been committed. Not retryable as is: a
     /// retry with the same idempotency keys is safe (it returns the
@@ -194,9 +185,7 @@ impl StoreError {
     /// permission) need a change before a retry can help.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Postgres { retryable, .. }
-            | Self::Open { retryable, .. }
-            | Self::GroupFailed { retryable, .. } => *retryable,
+            Self::Postgres { retryable, .. } | Self::Open { retryable, .. } => *retryable,
             Self::Sqlite(e) => sqlite_retryable(e),
             Self::Busy { .. } | Self::Closed => true,
             Self::Input(_)

@@ -166,40 +166,13 @@ fn reply_all(replies: Vec<Reply>, results: RequestResults) {
     }
 }
 
-/// Answers every caller of a group with one error.
-fn fail_all(replies: Vec<Reply>, error: &StoreError) {
+/// Tells every caller of a group that its commit failed while under way:
+/// each append may or may not have been committed.
+fn commit_outcome_unknown(replies: Vec<Reply>, message: &str) {
     for reply in replies {
-        let _ = reply.send(Err(same_error(error)));
-    }
-}
-
-/// A copy of a group's error for each of its callers (`StoreError` holds
-/// driver errors that cannot be cloned; what a caller needs — message,
-/// SQLSTATE, whether to retry — is kept).
-fn same_error(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::Postgres {
-            message,
-            sqlstate,
-            retryable,
-        } => StoreError::Postgres {
-            message: message.clone(),
-            sqlstate: sqlstate.clone(),
-            retryable: *retryable,
-        },
-        StoreError::Busy { queued } => StoreError::Busy { queued: *queued },
-        StoreError::CommitOutcomeUnknown { message } => StoreError::CommitOutcomeUnknown {
-            message: message.clone(),
-        },
-        StoreError::Closed => StoreError::Closed,
-        StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
-        StoreError::Sqlite(rusqlite::Error::SqliteFailure(code, message)) => {
-            StoreError::Sqlite(rusqlite::Error::SqliteFailure(*code, message.clone()))
-        }
-        other => StoreError::GroupFailed {
-            message: other.to_string(),
-            retryable: other.is_retryable(),
-        },
+        let _ = reply.send(Err(StoreError::CommitOutcomeUnknown {
+            message: message.to_owned(),
+        }));
     }
 }
 

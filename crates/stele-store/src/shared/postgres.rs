@@ -269,10 +269,7 @@ async fn commit_group(pool: &Pool, group: Vec<Pending>, counters: &Counters) {
         }
         Err(GroupFailure::AtCommit(e)) => {
             counters.failed(requests.len() as u64);
-            let unknown = StoreError::CommitOutcomeUnknown {
-                message: e.to_string(),
-            };
-            super::fail_all(replies, &unknown);
+            super::commit_outcome_unknown(replies, &e.to_string());
         }
         Err(GroupFailure::BeforeCommit(e)) if requests.len() == 1 => {
             counters.failed(1);
