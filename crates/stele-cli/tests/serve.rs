@@ -39,6 +39,35 @@ fn volume_anchors(cmd: &mut std::process::Command) {
     cmd.env("AUDIT_ANCHOR_VOLUME", "100");
 }
 
+/// Starts a verification run and waits until it is the `runs`-th one
+/// finished; returns its result.
+fn run_verification(gw: &Gateway, admin: &str, runs: u64) -> Value {
+    let r = gw.request("POST", "/v1/verification/run", Some(admin), &[], b"");
+    assert_eq!(r.status, 202, "{}", r.text());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = gw.get("/v1/verification", admin).json();
+        if v["runs"].as_u64() == Some(runs) {
+            return v["latest"].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "verification run {runs} did not finish: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `n` events of `event_type` as one JSON array body.
+fn batch_of(n: usize, event_type: &str) -> String {
+    Value::Array(
+        (0..n)
+            .map(|i| json!({"type": event_type, "payload": {"i": i}}))
+            .collect(),
+    )
+    .to_string()
+}
+
 fn size_over_api(gw: &Gateway, token: &str, chain: &str) -> u64 {
     let r = gw.get(&format!("/v1/chains/{chain}"), token);
     match r.status {
@@ -161,17 +190,13 @@ fn the_gateway_appends_reads_and_proves_over_http() {
         assert_eq!(size_over_api(&gw, &t, "orders"), 10);
 
         // Proofs are answered for small requests only, refused before anything is appended.
-        let many = Value::Array(
-            (0..101)
-                .map(|i| json!({"type": "bulk.event", "payload": {"i": i}}))
-                .collect(),
-        );
+        let many = batch_of(101, "bulk.event");
         let r = gw.request(
             "POST",
             "/v1/chains/orders/events?proof=true",
             Some(&t),
             &[("Content-Type", "application/json")],
-            many.to_string().as_bytes(),
+            many.as_bytes(),
         );
         assert_eq!(
             (r.status, r.code().as_str()),
@@ -295,12 +320,7 @@ fn every_rejection_has_its_status_and_code_and_changes_nothing() {
             r#"{{"type":"big.event","payload":{{"blob":"{}"}}}}"#,
             "x".repeat(5_000)
         );
-        let too_many = Value::Array(
-            (0..11)
-                .map(|i| json!({"type": "a.b", "payload": {"i": i}}))
-                .collect(),
-        )
-        .to_string();
+        let too_many = batch_of(11, "a.b");
         let body_too_large = "y".repeat(70_000);
         let cases: Vec<RejectionCase<'_>> = vec![
             (
@@ -791,12 +811,8 @@ fn schemathesis_finds_no_server_error_and_no_response_outside_the_schema() {
     let admin = token(&ledger, "admin", "*");
     let gw = Gateway::start(&ledger);
     // Data for the generated requests to reach: chain "default", seqs 0..20.
-    let seed = Value::Array(
-        (0..20)
-            .map(|i| json!({"type": "seed.event", "payload": {"i": i}}))
-            .collect(),
-    );
-    assert_eq!(gw.append("default", &admin, &seed.to_string()).status, 201);
+    let seed = batch_of(20, "seed.event");
+    assert_eq!(gw.append("default", &admin, &seed).status, 201);
     // Its cache goes into a temporary directory, not the source tree.
     let work = tempfile::tempdir().expect("tempdir");
     let out = std::process::Command::new(schemathesis)
@@ -1132,30 +1148,10 @@ fn scheduled_verification_reports_an_edit_behind_the_servers_back() {
         let gw = Gateway::start_with(&ledger, |cmd| {
             cmd.env("STELE_WEBHOOK_SECRET", secret);
         });
-        let batch = Value::Array(
-            (0..10)
-                .map(|i| json!({"type": "ops.change", "payload": {"i": i}}))
-                .collect(),
-        );
-        assert_eq!(gw.append("ops", &admin, &batch.to_string()).status, 201);
+        let batch = batch_of(10, "ops.change");
+        assert_eq!(gw.append("ops", &admin, &batch).status, 201);
 
-        let run_and_wait = |runs: u64| -> Value {
-            let r = gw.request("POST", "/v1/verification/run", Some(&admin), &[], b"");
-            assert_eq!(r.status, 202, "{}", r.text());
-            let deadline = Instant::now() + Duration::from_secs(60);
-            loop {
-                let v = gw.get("/v1/verification", &admin).json();
-                if v["runs"].as_u64() == Some(runs) {
-                    return v["latest"].clone();
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "verification run {runs} did not finish: {v}"
-                );
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        };
-        let clean = run_and_wait(1);
+        let clean = run_verification(&gw, &admin, 1);
         assert_eq!(clean["ok"], true, "{clean:#}");
         assert_eq!(clean["chains"][0]["events_checked"], 10);
         let (headers, body) = received
@@ -1181,7 +1177,7 @@ fn scheduled_verification_reports_an_edit_behind_the_servers_back() {
         ledger.db.exec(
             "UPDATE audit_events SET payload = '{\"i\":999}' WHERE chain_id = 'ops' AND chain_index = 4",
         );
-        let found = run_and_wait(2);
+        let found = run_verification(&gw, &admin, 2);
         assert_eq!(found["ok"], false, "{found:#}");
         assert_eq!(found["chains"][0]["first_bad_seq"], 4, "{found:#}");
         let (headers, body) = received
@@ -1463,36 +1459,16 @@ fn scheduled_verification_catches_a_careful_truncation_by_the_store_s_anchor() {
         let ledger = Ledger::new(db);
         let admin = token(&ledger, "admin", "*");
         let gw = Gateway::start(&ledger);
-        let batch = Value::Array(
-            (0..10)
-                .map(|i| json!({"type": "ops.change", "payload": {"i": i}}))
-                .collect(),
-        );
+        let batch = batch_of(10, "ops.change");
         let r = gw.request(
             "POST",
             "/v1/chains/ops/events?wait=anchored&timeout=20",
             Some(&admin),
             &[("Content-Type", "application/json")],
-            batch.to_string().as_bytes(),
+            batch.as_bytes(),
         );
         assert_eq!(r.json()["anchored"], true, "{}", r.text());
-        let run = |runs: u64| -> Value {
-            assert_eq!(
-                gw.request("POST", "/v1/verification/run", Some(&admin), &[], b"")
-                    .status,
-                202
-            );
-            let deadline = Instant::now() + Duration::from_secs(60);
-            loop {
-                let v = gw.get("/v1/verification", &admin).json();
-                if v["runs"].as_u64() == Some(runs) {
-                    return v["latest"].clone();
-                }
-                assert!(Instant::now() < deadline, "run {runs} did not finish: {v}");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        };
-        let clean = run(1);
+        let clean = run_verification(&gw, &admin, 1);
         assert_eq!(clean["ok"], true, "{clean:#}");
         assert_eq!(
             clean["chains"][0]["newest_anchor"]["in_database"], "matches",
@@ -1517,7 +1493,7 @@ fn scheduled_verification_catches_a_careful_truncation_by_the_store_s_anchor() {
             "the database alone cannot see this: {}",
             stderr(&out)
         );
-        let found = run(2);
+        let found = run_verification(&gw, &admin, 2);
         assert_eq!(found["ok"], false, "{found:#}");
         let said = found["chains"][0]["newest_anchor"]["in_database"]
             .as_str()
