@@ -1574,6 +1574,30 @@ fn read_bounded(
     })
 }
 
+/// An outbox record as JSON, the one shape the CLI and the gateway show:
+/// every field, the SHA-256 of its bytes, and the key it was moved from if
+/// its intended key was taken.
+pub fn record_json(r: &AnchorRecord) -> serde_json::Value {
+    serde_json::json!({
+        "chain_id": r.chain_id,
+        "anchor_seq": r.anchor_seq,
+        "trigger": r.trigger,
+        "tree_size": r.tree_size,
+        "ts_utc": r.ts_utc,
+        "object_key": r.object_key,
+        "sha256": stele_worm::sha256_hex(&r.body),
+        "status": r.status.as_str(),
+        "attempts": r.attempts,
+        "last_error": r.last_error,
+        "location": r.location,
+        "version_id": r.version_id,
+        "lock_mode": r.lock_mode,
+        "retain_until": r.retain_until,
+        "uploaded_at": r.uploaded_at,
+        "squatted_key": stele_anchor::relocated_from(&r.object_key, &r.body),
+    })
+}
+
 #[cfg(test)]
 mod error_tests {
     use super::*;

@@ -519,7 +519,9 @@ async fn wait_anchored(
         let anchors = state.store.anchors(Some(chain), None).await?;
         let covering = anchors.iter().find(|a| a.tree_size > seq);
         match covering {
-            Some(a) if a.status != AnchorStatus::Pending => return Ok(Some(anchor_json(a))),
+            Some(a) if a.status != AnchorStatus::Pending => {
+                return Ok(Some(stele_anchorer::record_json(a)));
+            }
             Some(_) => {}
             // Asked again now and then: an anchorer restarting after an
             // error has forgotten what it was asked.
@@ -534,25 +536,6 @@ async fn wait_anchored(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-fn anchor_json(r: &stele_store::AnchorRecord) -> Value {
-    json!({
-        "chain_id": r.chain_id,
-        "anchor_seq": r.anchor_seq,
-        "trigger": r.trigger,
-        "tree_size": r.tree_size,
-        "ts_utc": r.ts_utc,
-        "object_key": r.object_key,
-        "status": r.status.as_str(),
-        "attempts": r.attempts,
-        "last_error": r.last_error,
-        "location": r.location,
-        "version_id": r.version_id,
-        "lock_mode": r.lock_mode,
-        "retain_until": r.retain_until,
-        "uploaded_at": r.uploaded_at,
-    })
 }
 
 /// A receipt, with its proof when asked; a proof that cannot be made is
@@ -800,7 +783,7 @@ async fn anchors(
         .iter()
         .filter(|r| r.status == AnchorStatus::Pending)
         .count();
-    let listed: Vec<Value> = records.iter().map(anchor_json).collect();
+    let listed: Vec<Value> = records.iter().map(stele_anchorer::record_json).collect();
     let anchoring = state
         .anchoring
         .as_ref()

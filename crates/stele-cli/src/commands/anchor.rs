@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::anyhow;
-use serde_json::{Value, json};
+use serde_json::json;
 use stele_anchor::{Anchor, Trigger};
 use stele_anchorer::{Anchorer, UploadReport};
 use stele_ledger::ChainId;
@@ -84,27 +84,6 @@ fn active_key_id(ctx: &Context) -> Result<String, Failure> {
     Ok(ctx.keys().keyring()?.active().id().to_string())
 }
 
-pub fn record_json(r: &AnchorRecord) -> Value {
-    json!({
-        "chain_id": r.chain_id,
-        "anchor_seq": r.anchor_seq,
-        "trigger": r.trigger,
-        "tree_size": r.tree_size,
-        "ts_utc": r.ts_utc,
-        "object_key": r.object_key,
-        "sha256": stele_worm::sha256_hex(&r.body),
-        "status": r.status.as_str(),
-        "attempts": r.attempts,
-        "last_error": r.last_error,
-        "location": r.location,
-        "version_id": r.version_id,
-        "lock_mode": r.lock_mode,
-        "retain_until": r.retain_until,
-        "uploaded_at": r.uploaded_at,
-        "squatted_key": stele_anchor::relocated_from(&r.object_key, &r.body),
-    })
-}
-
 pub fn describe_upload(r: &AnchorRecord) -> String {
     let lock = match (&r.lock_mode, &r.retain_until) {
         (Some(mode), Some(until)) => format!("{mode} until {until}"),
@@ -143,7 +122,9 @@ fn print_report(ctx: &Context, report: &UploadReport) -> Result<(), Failure> {
     }
     for r in &report.uploaded {
         if ctx.json {
-            output::print_json(&json!({"event": "anchor_stored", "anchor": record_json(r)}))?;
+            output::print_json(
+                &json!({"event": "anchor_stored", "anchor": stele_anchorer::record_json(r)}),
+            )?;
         } else {
             output::print(&describe_upload(r))?;
         }
@@ -151,7 +132,7 @@ fn print_report(ctx: &Context, report: &UploadReport) -> Result<(), Failure> {
     for (r, e) in &report.failed {
         if ctx.json {
             output::print_json(
-                &json!({"event": "anchor_upload_failed", "anchor": record_json(r), "error": e.to_string()}),
+                &json!({"event": "anchor_upload_failed", "anchor": stele_anchorer::record_json(r), "error": e.to_string()}),
             )?;
         } else {
             eprintln!(
@@ -424,7 +405,12 @@ fn list(ctx: &Context, args: &AnchorListArgs) -> Result<(), Failure> {
     });
     let records = store.anchors(chain.as_ref(), status)?;
     if ctx.json {
-        return output::print_json(&records.iter().map(record_json).collect::<Vec<_>>());
+        return output::print_json(
+            &records
+                .iter()
+                .map(stele_anchorer::record_json)
+                .collect::<Vec<_>>(),
+        );
     }
     if records.is_empty() {
         return output::print("no anchors\n");
@@ -489,7 +475,7 @@ fn show(ctx: &Context, args: &AnchorShowArgs) -> Result<(), Failure> {
             "`stele verify log` compares the recorded anchors with the events",
         ))
     })?;
-    let body = json!({"record": record_json(&record), "anchor": anchor});
+    let body = json!({"record": stele_anchorer::record_json(&record), "anchor": anchor});
     output::print(&format!(
         "{}\n",
         serde_json::to_string_pretty(&body).map_err(|e| Failure::Operational(e.into()))?

@@ -357,7 +357,7 @@ fn narrate(args: &DemoArgs) -> Result<Value, Failure> {
         "detected": true,
         "clean_report": clean,
         "tampered_report": tampered,
-        "anchor": anchor::record_json(&record),
+        "anchor": stele_anchorer::record_json(&record),
         "kept_in": args.keep,
     }))
 }
