@@ -198,7 +198,8 @@ impl From<StoreError> for Failure {
             | StoreError::IdempotencyConflict { .. }
             | StoreError::IdempotencyConflictInBatch { .. }
             | StoreError::SchemaTooNew { .. }
-            | StoreError::InvalidLocation { .. } => Self::Input(e.into()),
+            | StoreError::InvalidLocation { .. }
+            | StoreError::ReadOnly => Self::Input(e.into()),
             // The database or its files failed (an unknown database, a
             // permission, a full disk), or another writer got there first.
             _ => Self::Operational(e.into()),

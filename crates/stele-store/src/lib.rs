@@ -42,7 +42,7 @@ use thiserror::Error;
 use tlog_tiles::HashReader;
 
 pub use append::now;
-pub use shared::{Store, StoreOptions, StoreStats};
+pub use shared::{ReadSnapshot, Store, StoreOptions, StoreStats};
 
 /// A storage operation failed. Messages never include credentials.
 #[derive(Debug, Error)]
@@ -159,6 +159,10 @@ pub enum StoreError {
         "an append cannot run inside a consistent read (a read-only snapshot); append before or after it"
     )]
     AppendInReadSnapshot,
+
+    /// A write to a store opened read-only (verification, an auditor's role).
+    #[error("this ledger was opened read-only; nothing was written")]
+    ReadOnly,
     /// Could not open the database.
     #[error("cannot open database {location}: {reason}")]
     Open {
@@ -199,7 +203,8 @@ impl StoreError {
             | Self::SchemaTooNew { .. }
             | Self::Merkle(_)
             | Self::InvalidLocation { .. }
-            | Self::AppendInReadSnapshot => false,
+            | Self::AppendInReadSnapshot
+            | Self::ReadOnly => false,
         }
     }
 

@@ -3,7 +3,10 @@
 //! way the bytes are split. Everything here reads bytes from the server, so
 //! nothing may panic on them (a fuzz target feeds it arbitrary input).
 
-use crate::StoreError;
+use stele_ledger::ChainId;
+
+use crate::scan::{self, RowSink};
+use crate::{StoreError, to_i64};
 
 /// The scan's `COPY` columns: `chain_index`, then [`scan::FIELDS`] after `chain_id`.
 pub(crate) const COPY_COLUMN_LIST: &str = "chain_index, ts, event_type, actor, payload, idempotency_key, key_id, leaf_hash, event_hash, merkle_nodes";
@@ -158,6 +161,45 @@ fn parse_row(bytes: &[u8]) -> Result<Parsed<'_>, StoreError> {
 /// # Errors
 ///
 /// [`StoreError::Corrupt`] if it is NULL or not 8 bytes.
+/// The `COPY` that streams a chain's rows `from <= seq <= to` in seq order.
+///
+/// # Errors
+///
+/// A bound too large for the database.
+pub(crate) fn scan_sql(chain: &ChainId, from: u64, to: Option<u64>) -> Result<String, StoreError> {
+    let from = to_i64(from, "seq")?;
+    let to = to.map_or(Ok(i64::MAX), |t| to_i64(t, "seq"))?;
+    // COPY takes no bind parameters. A chain id is [a-z0-9._-] only (ChainId
+    // checks that), so quoting it cannot be escaped; the bounds are integers.
+    let chain_literal = format!("'{}'", chain.as_str().replace('\'', "''"));
+    Ok(format!(
+        "COPY (SELECT {COPY_COLUMN_LIST} FROM audit_events WHERE chain_id = {chain_literal} AND chain_index >= {from} AND chain_index <= {to} ORDER BY chain_index) TO STDOUT (FORMAT binary)"
+    ))
+}
+
+/// Hands one parsed `COPY` row of chain `chain_id` to `sink`; `false` once
+/// the sink wants no more.
+///
+/// `chain_id` is not read from the row: the scan's WHERE clause fixes it,
+/// so every row returned has the requested one. A row whose chain_id was
+/// rewritten is not returned at all, and the gap it leaves is reported by seq.
+pub(crate) fn push_row(
+    chain_id: &[u8],
+    fields: &CopyFields<'_>,
+    sink: &mut impl RowSink,
+) -> Result<bool, StoreError> {
+    let seq = row_seq(fields)?;
+    let mut event_fields = [None; scan::FIELDS.len()];
+    event_fields[0] = Some(chain_id);
+    event_fields[1..].copy_from_slice(&fields[1..]);
+    Ok(sink.push(seq, &event_fields))
+}
+
+/// A `COPY` whose output stopped before its end marker.
+pub(crate) fn truncated() -> StoreError {
+    StoreError::postgres_local("COPY output ended without its end-of-data marker")
+}
+
 pub(crate) fn row_seq(fields: &CopyFields<'_>) -> Result<i64, StoreError> {
     match fields[0] {
         Some(bytes) => Ok(i64::from_be_bytes(bytes.try_into().map_err(|_| {

@@ -17,7 +17,7 @@ use stele_ledger::{ChainId, Event, Hash, HmacKey};
 
 use crate::append::{AppendTx, append_locked, concat_nodes, empty_state, stored_hex};
 use crate::migrate::{self, Migration, MigrationTx, StoredRow};
-use crate::pg_copy::{COPY_COLUMN_LIST, CopyFields, CopyParser, Fed, row_seq};
+use crate::pg_copy::{CopyFields, CopyParser, Fed};
 use crate::pg_tls::{self, PgTarget};
 use crate::scan::{self, BatchSink};
 use crate::{
@@ -197,7 +197,7 @@ impl MigrationTx for PgMigration<'_, '_> {
 /// A migration refused for lack of privilege (`42501`, creating a table or
 /// altering one this role does not own) says what is going on: the role
 /// opening the ledger is not the one that writes it.
-fn with_privilege_hint(e: StoreError) -> StoreError {
+pub(crate) fn with_privilege_hint(e: StoreError) -> StoreError {
     match e {
         StoreError::Postgres {
             message,
@@ -279,27 +279,13 @@ fn read_rows(
     scan: &ScanConnection,
     snapshot: Option<&str>,
     chain: &ChainId,
-    from: i64,
-    to: i64,
+    from: u64,
+    to: Option<u64>,
     sink: &mut BatchSink,
 ) -> Result<(), StoreError> {
-    // COPY takes no bind parameters. A chain id is [a-z0-9._-] only (ChainId
-    // checks that), so quoting it cannot be escaped; the bounds are integers.
-    let chain_literal = format!("'{}'", chain.as_str().replace('\'', "''"));
-    let sql = format!(
-        "COPY (SELECT {COPY_COLUMN_LIST} FROM audit_events WHERE chain_id = {chain_literal} AND chain_index >= {from} AND chain_index <= {to} ORDER BY chain_index) TO STDOUT (FORMAT binary)"
-    );
-    // `chain_id` is not read: the WHERE clause fixes it, so every row
-    // returned has the requested one. A row whose chain_id was rewritten
-    // is not returned at all, and the gap it leaves is reported by seq.
+    let sql = crate::pg_copy::scan_sql(chain, from, to)?;
     let chain_id = chain.as_str().as_bytes();
-    let mut push_row = |fields: &CopyFields<'_>| {
-        let seq = row_seq(fields)?;
-        let mut event_fields = [None; scan::FIELDS.len()];
-        event_fields[0] = Some(chain_id);
-        event_fields[1..].copy_from_slice(&fields[1..]);
-        Ok(sink.push(seq, &event_fields))
-    };
+    let mut push_row = |fields: &CopyFields<'_>| crate::pg_copy::push_row(chain_id, fields, sink);
     let import = snapshot
         .map(|id| {
             check_snapshot_id(id).map(|()| {
@@ -333,7 +319,7 @@ fn read_rows(
                 }
             }
         }
-        Err(truncated())
+        Err(crate::pg_copy::truncated())
     })
 }
 
@@ -350,9 +336,6 @@ fn check_snapshot_id(id: &str) -> Result<(), StoreError> {
     )))
 }
 
-fn truncated() -> StoreError {
-    StoreError::postgres_local("COPY output ended without its end-of-data marker")
-}
 
 fn read_head(
     client: &mut impl GenericClient,
@@ -520,7 +503,7 @@ impl AppendTx for PgTx<'_> {
 /// with `fsync=off` can lose acknowledged events in a power failure or OS
 /// crash, and no session setting fixes that: refused for writing (reading
 /// and verifying still work).
-fn check_write_durability(synchronous_commit: &str, fsync: &str) -> Result<(), String> {
+pub(crate) fn check_write_durability(synchronous_commit: &str, fsync: &str) -> Result<(), String> {
     if fsync != "on" {
         return Err(format!(
             "the PostgreSQL server runs with fsync={fsync}: acknowledged events could be lost in a \
@@ -590,8 +573,6 @@ impl LedgerStore for PostgresStore {
         to: Option<u64>,
         visit: &mut StoredRowVisitor<'_>,
     ) -> Result<(), StoreError> {
-        let from = to_i64(from, "seq")?;
-        let to = to.map_or(Ok(i64::MAX), |t| to_i64(t, "seq"))?;
         let connection = match self.scan_connection.take() {
             Some(connection) if connection.is_alive() => connection,
             _ => ScanConnection::connect(&self.scan_target)?,

@@ -143,7 +143,10 @@ impl RowBatch {
     }
 
     /// Visits every row, in order.
-    fn visit(&self, visit: &mut StoredRowVisitor<'_>) -> Result<(), StoreError> {
+    fn visit<F>(&self, visit: &mut F) -> Result<(), StoreError>
+    where
+        F: FnMut(StoredEvent<'_>, &[u8]) -> Result<(), StoreError> + ?Sized,
+    {
         for row in &self.rows {
             // A negative seq can only come from tampering; map it far away so verification flags it.
             let seq = u64::try_from(row.seq).unwrap_or(u64::MAX);
@@ -170,6 +173,13 @@ fn not_null(seq: u64, field: usize) -> StoreError {
     StoreError::Corrupt(format!("seq {seq}: {} is NULL", FIELDS[field]))
 }
 
+/// Where a scan's reader puts the rows it decodes.
+pub(crate) trait RowSink {
+    /// Adds a row. Returns `false` once the visiting side has stopped (its
+    /// visitor failed): the reader should read no further.
+    fn push(&mut self, seq: i64, fields: &[Option<&[u8]>; FIELDS.len()]) -> bool;
+}
+
 /// The reader's end of a scan: collects rows into batches and hands each
 /// full one to the visiting thread.
 pub(crate) struct BatchSink {
@@ -178,10 +188,8 @@ pub(crate) struct BatchSink {
     emptied: mpsc::Receiver<RowBatch>,
 }
 
-impl BatchSink {
-    /// Adds a row. Returns `false` once the visiting side has stopped (its
-    /// visitor failed): the reader should read no further.
-    pub(crate) fn push(&mut self, seq: i64, fields: &[Option<&[u8]>; FIELDS.len()]) -> bool {
+impl RowSink for BatchSink {
+    fn push(&mut self, seq: i64, fields: &[Option<&[u8]>; FIELDS.len()]) -> bool {
         self.batch.push(seq, fields);
         if self.batch.len() < BATCH_ROWS {
             return true;
@@ -192,6 +200,9 @@ impl BatchSink {
             .is_ok()
     }
 
+}
+
+impl BatchSink {
     /// Hands over the last, partly filled batch.
     fn finish(self) {
         if self.batch.len() > 0 {
@@ -199,6 +210,123 @@ impl BatchSink {
             let _ = self.filled.send(self.batch);
         }
     }
+}
+
+/// A sink that visits each batch as soon as it is full, on the reader's
+/// own thread or task: the scan of an async connection, whose reader is
+/// the caller's task itself.
+pub(crate) struct VisitingSink<'v, F: ?Sized> {
+    batch: RowBatch,
+    visit: &'v mut F,
+    /// The visitor's first error; the scan stops there.
+    failed: Option<StoreError>,
+}
+
+impl<'v, F> VisitingSink<'v, F>
+where
+    F: FnMut(StoredEvent<'_>, &[u8]) -> Result<(), StoreError> + ?Sized,
+{
+    pub(crate) fn new(visit: &'v mut F) -> Self {
+        Self {
+            batch: RowBatch::default(),
+            visit,
+            failed: None,
+        }
+    }
+
+    fn flush(&mut self) -> bool {
+        if self.failed.is_some() {
+            return false;
+        }
+        let visited = self.batch.visit(self.visit);
+        self.batch.clear();
+        match visited {
+            Ok(()) => true,
+            Err(e) => {
+                self.failed = Some(e);
+                false
+            }
+        }
+    }
+
+    /// Visits the last rows; the visitor's error, if it failed, comes
+    /// before the reader's result.
+    pub(crate) fn finish(mut self, read: Result<(), StoreError>) -> Result<(), StoreError> {
+        if read.is_ok() {
+            self.flush();
+        }
+        match self.failed {
+            Some(e) => Err(e),
+            None => read,
+        }
+    }
+}
+
+impl<F> RowSink for VisitingSink<'_, F>
+where
+    F: FnMut(StoredEvent<'_>, &[u8]) -> Result<(), StoreError> + ?Sized,
+{
+    fn push(&mut self, seq: i64, fields: &[Option<&[u8]>; FIELDS.len()]) -> bool {
+        self.batch.push(seq, fields);
+        self.batch.len() < BATCH_ROWS || self.flush()
+    }
+}
+
+/// A sink on a blocking thread that hands full batches to an async
+/// visitor over a bounded channel (see [`visit_batches`]).
+pub(crate) struct ChannelSink {
+    batch: RowBatch,
+    filled: tokio::sync::mpsc::Sender<RowBatch>,
+}
+
+impl ChannelSink {
+    /// Hands over the last, partly filled batch.
+    pub(crate) fn finish(self) {
+        if self.batch.len() > 0 {
+            // If the visiting side has stopped, its error is the one reported.
+            let _ = self.filled.blocking_send(self.batch);
+        }
+    }
+}
+
+impl RowSink for ChannelSink {
+    fn push(&mut self, seq: i64, fields: &[Option<&[u8]>; FIELDS.len()]) -> bool {
+        self.batch.push(seq, fields);
+        if self.batch.len() < BATCH_ROWS {
+            return true;
+        }
+        self.filled
+            .blocking_send(std::mem::take(&mut self.batch))
+            .is_ok()
+    }
+}
+
+/// A [`ChannelSink`] for a reader on a blocking thread, and the receiving
+/// end for [`visit_batches`].
+pub(crate) fn channel() -> (ChannelSink, tokio::sync::mpsc::Receiver<RowBatch>) {
+    let (filled, receiver) = tokio::sync::mpsc::channel(BATCHES_IN_FLIGHT);
+    (
+        ChannelSink {
+            batch: RowBatch::default(),
+            filled,
+        },
+        receiver,
+    )
+}
+
+/// Visits the batches a [`ChannelSink`] sends, in order, until its reader
+/// is done or `visit` fails. Dropping the receiver on failure stops the reader.
+pub(crate) async fn visit_batches<F>(
+    mut batches: tokio::sync::mpsc::Receiver<RowBatch>,
+    visit: &mut F,
+) -> Result<(), StoreError>
+where
+    F: FnMut(StoredEvent<'_>, &[u8]) -> Result<(), StoreError> + ?Sized,
+{
+    while let Some(batch) = batches.recv().await {
+        batch.visit(visit)?;
+    }
+    Ok(())
 }
 
 /// Runs `read` on a thread of its own, feeding a [`BatchSink`], and calls

@@ -22,7 +22,7 @@ use crate::append::{
     empty_state, stored_hex,
 };
 use crate::migrate::{self, Migration, MigrationTx, StoredRow};
-use crate::scan::{self, BatchSink};
+use crate::scan::{self, RowSink};
 use crate::{
     AnchorRecord, AnchorStatus, AnchorUpload, ChainHead, LedgerStore, StoreError, StoredRowVisitor,
     hash_from_bytes, hashes_from_rows, seqs_for, state_of, to_i64,
@@ -255,7 +255,7 @@ fn read_rows(
     chain: &ChainId,
     from: i64,
     to: i64,
-    sink: &mut BatchSink,
+    sink: &mut impl RowSink,
 ) -> Result<(), StoreError> {
     // The scan reads the whole chain once: map the file (pages come straight
     // from the OS cache instead of being copied into SQLite's cache).
@@ -292,6 +292,26 @@ fn read_rows(
         }
     }
     Ok(())
+}
+
+impl SqliteStore {
+    /// Reads the rows `from <= seq <= to` into `sink` on this connection
+    /// (in its open read snapshot, if any).
+    ///
+    /// # Errors
+    ///
+    /// Database errors.
+    pub(crate) fn scan_into(
+        &mut self,
+        chain: &ChainId,
+        from: u64,
+        to: Option<u64>,
+        sink: &mut impl RowSink,
+    ) -> Result<(), StoreError> {
+        let from = to_i64(from, "seq")?;
+        let to = to.map_or(Ok(i64::MAX), |t| to_i64(t, "seq"))?;
+        read_rows(&mut self.conn, chain, from, to, sink)
+    }
 }
 
 /// Size of the memory map a scan reads through.

@@ -15,7 +15,10 @@
 //! being a task of the caller's runtime.
 
 mod postgres;
+mod reads;
 mod sqlite;
+
+pub use reads::ReadSnapshot;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -203,13 +206,10 @@ impl tlog_tiles::HashReader for FetchedHashes {
 /// are read in one query and the computation runs again. A proof needs
 /// O(log n) hashes, read in a few passes. Stored hashes never change once
 /// written, so passes need no shared snapshot.
-async fn with_fetched_hashes<T, Fut>(
+async fn with_fetched_hashes<T>(
     compute: impl Fn(&FetchedHashes) -> Result<T, MerkleError>,
-    mut fetch: impl FnMut(Vec<u64>) -> Fut,
-) -> Result<T, StoreError>
-where
-    Fut: std::future::Future<Output = Result<Vec<Hash>, StoreError>>,
-{
+    mut fetch: impl AsyncFnMut(Vec<u64>) -> Result<Vec<Hash>, StoreError>,
+) -> Result<T, StoreError> {
     let mut fetched = FetchedHashes {
         hashes: std::collections::HashMap::new(),
         missing: std::cell::RefCell::new(Vec::new()),
@@ -246,6 +246,8 @@ struct Inner {
     committer_done: Mutex<Option<oneshot::Receiver<()>>>,
     counters: Arc<Counters>,
     durability: Durability,
+    /// Opened with [`Store::open_read_only`]: appends are refused.
+    read_only: bool,
 }
 
 /// A ledger store many tasks share (clone it; clones share one queue, one
@@ -298,6 +300,46 @@ impl Store {
                 committer_done: Mutex::new(Some(done_rx)),
                 counters,
                 durability,
+                read_only: false,
+            }),
+        })
+    }
+
+    /// Opens an existing ledger for reading only, as verification and the
+    /// other read commands do: nothing is created or migrated, and every
+    /// write is refused by the database itself (SQLite opened read-only;
+    /// PostgreSQL sessions with `default_transaction_read_only`), so it works
+    /// with a role that may only `SELECT`. Appends and outbox writes get
+    /// [`StoreError::ReadOnly`].
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Open`] if there is no ledger there or its schema is
+    /// older than this stele reads; [`StoreError::SchemaTooNew`];
+    /// [`StoreError::InvalidLocation`].
+    pub async fn open_read_only(
+        location: &DbLocation,
+        options: StoreOptions,
+    ) -> Result<Self, StoreError> {
+        let (backend, durability) = match location {
+            DbLocation::Sqlite(path) => {
+                let readers = sqlite::start_read_only(path, &options).await?;
+                (Backend::Sqlite(readers), Vec::new())
+            }
+            DbLocation::Postgres(url) => {
+                let (pool, durability) = postgres::start_read_only(url, &options).await?;
+                (Backend::Postgres(pool), durability)
+            }
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                backend,
+                queue: Mutex::new(None),
+                queue_capacity: 0,
+                committer_done: Mutex::new(None),
+                counters: Arc::default(),
+                durability,
+                read_only: true,
             }),
         })
     }
@@ -329,6 +371,9 @@ impl Store {
         events: Vec<ValidEvent>,
         key: &HmacKey,
     ) -> Result<Vec<Receipt>, StoreError> {
+        if self.inner.read_only {
+            return Err(StoreError::ReadOnly);
+        }
         if events.is_empty() {
             return Ok(Vec::new());
         }

@@ -17,12 +17,14 @@ use crate::append::{
     plan_runs, run_idempotency_keys,
 };
 use crate::pg_tls;
+use crate::migrate;
 use crate::postgres::{
-    ANCHOR_COLUMNS, EVENT_COLUMNS, PostgresStore, anchor_from_row, event_from_row, head_from_row,
+    ANCHOR_COLUMNS, EVENT_COLUMNS, anchor_from_row, check_write_durability, event_from_row,
+    head_from_row, with_privilege_hint,
 };
 use crate::{
-    AnchorRecord, AnchorStatus, ChainHead, LedgerStore as _, StoreError, hashes_from_rows,
-    redact_url, seqs_for, state_of, to_i64, to_u64,
+    AnchorRecord, AnchorStatus, AnchorUpload, ChainHead, StoreError, hashes_from_rows, redact_url, seqs_for,
+    state_of, to_i64, to_u64,
 };
 
 /// The pool every read and the committer draw connections from.
@@ -40,16 +42,7 @@ impl Pool {
     }
 
     pub(super) async fn chains(&self) -> Result<Vec<ChainHead>, StoreError> {
-        self.client()
-            .await?
-            .query(
-                "SELECT chain_id, tree_size, head_hash, last_ts FROM stele_chains WHERE tree_size > 0 ORDER BY chain_id",
-                &[],
-            )
-            .await?
-            .iter()
-            .map(head_from_row)
-            .collect()
+        read_chains(&**self.client().await?).await
     }
 
     pub(super) async fn head(&self, chain: &ChainId) -> Result<Option<ChainHead>, StoreError> {
@@ -113,18 +106,7 @@ impl Pool {
         chain: Option<&ChainId>,
         status: Option<AnchorStatus>,
     ) -> Result<Vec<AnchorRecord>, StoreError> {
-        let chain = chain.map(ChainId::as_str);
-        let status = status.map(AnchorStatus::as_str);
-        self.client()
-            .await?
-            .query(
-                &format!("SELECT {ANCHOR_COLUMNS} FROM stele_anchors WHERE ($1::text IS NULL OR chain_id = $1) AND ($2::text IS NULL OR status = $2) ORDER BY chain_id, anchor_seq"),
-                &[&chain, &status],
-            )
-            .await?
-            .iter()
-            .map(anchor_from_row)
-            .collect()
+        read_anchors(&**self.client().await?, chain, status).await
     }
 
     /// `size`, or the head's size if `None`, checked to be within the chain.
@@ -155,9 +137,8 @@ impl Pool {
         compute: impl Fn(&super::FetchedHashes) -> Result<T, stele_ledger::merkle::MerkleError>,
     ) -> Result<T, StoreError> {
         let client = self.client().await?;
-        super::with_fetched_hashes(compute, |indexes| {
-            let client = &client;
-            async move { read_hashes(&***client, chain, &indexes).await }
+        super::with_fetched_hashes(compute, async |indexes| {
+            read_hashes(&**client, chain, &indexes).await
         })
         .await
     }
@@ -183,18 +164,65 @@ pub(super) async fn start(
     counters: Arc<Counters>,
     done: oneshot::Sender<()>,
 ) -> Result<(Pool, Durability), StoreError> {
+    let pool = build_pool(url, &options, false)?;
+    let durability = {
+        let mut client = pool
+            .client()
+            .await
+            .map_err(|e| StoreError::open_failed(&pool.location, e))?;
+        let durability = read_durability(&**client).await?;
+        let setting = |name: &str| {
+            durability
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or("", |(_, v)| v.as_str())
+        };
+        check_write_durability(setting("synchronous_commit"), setting("fsync"))
+            .map_err(|reason| StoreError::open_refused(&pool.location, reason))?;
+        migrate(&mut client).await?;
+        durability
+    };
+    let committer = Pool {
+        pool: pool.pool.clone(),
+        location: pool.location.clone(),
+    };
+    tokio::spawn(run_committer(committer, options, queue, counters, done));
+    Ok((pool, durability))
+}
+
+/// Builds the pool of a read-only store (every session refuses writes from
+/// its start; an auditor's role that may only `SELECT` works) and checks
+/// that the ledger's schema is the one this stele reads, migrating nothing.
+pub(super) async fn start_read_only(
+    url: &str,
+    options: &StoreOptions,
+) -> Result<(Pool, Durability), StoreError> {
+    let pool = build_pool(url, options, true)?;
+    let client = pool
+        .client()
+        .await
+        .map_err(|e| StoreError::open_failed(&pool.location, e))?;
+    migrate::check_read_only(&pool.location, applied_version(&**client).await?)?;
+    let durability = read_durability(&**client).await?;
+    drop(client);
+    Ok((pool, durability))
+}
+
+/// A pool whose every session commits durably, whatever the server's
+/// default, and with `read_only` refuses writes.
+fn build_pool(url: &str, options: &StoreOptions, read_only: bool) -> Result<Pool, StoreError> {
     let location = redact_url(url);
-    let durability = migrate_and_check(url).await?;
     let mut target = pg_tls::target(url).map_err(|reason| StoreError::InvalidLocation {
         location: location.clone(),
         reason,
     })?;
     target.config.application_name("stele");
-    // Every pooled session commits durably, whatever the server's default.
-    let options_text = target.config.get_options().unwrap_or_default();
-    target
-        .config
-        .options(format!("{options_text} -c synchronous_commit=on").trim_start());
+    let mut options_text = target.config.get_options().unwrap_or_default().to_owned();
+    options_text.push_str(" -c synchronous_commit=on");
+    if read_only {
+        options_text.push_str(" -c default_transaction_read_only=on");
+    }
+    target.config.options(options_text.trim_start());
     let manager = Manager::from_config(
         target.config,
         target.tls,
@@ -208,37 +236,73 @@ pub(super) async fn start(
         .map_err(|e| {
             StoreError::open_refused(&location, format!("cannot build the connection pool: {e}"))
         })?;
-    let pool = Pool { pool, location };
-    // Fail at open, not at the first append, if the pool cannot connect.
-    drop(
-        pool.client()
-            .await
-            .map_err(|e| StoreError::open_failed(&pool.location, e))?,
-    );
-    let committer = Pool {
-        pool: pool.pool.clone(),
-        location: pool.location.clone(),
-    };
-    tokio::spawn(run_committer(committer, options, queue, counters, done));
-    Ok((pool, durability))
+    Ok(Pool { pool, location })
 }
 
-/// Opens the ledger the way every writing command does — creating or
-/// migrating its schema, refusing a server whose commits are not durable —
-/// and reads the durability settings back.
-// The migration runner still speaks the synchronous client, so it runs on
-// a thread of its own rather than inside the caller's runtime.
-async fn migrate_and_check(url: &str) -> Result<Durability, StoreError> {
-    let (tx, rx) = oneshot::channel();
-    let url = url.to_owned();
-    std::thread::Builder::new()
-        .name("stele-pg-open".into())
-        .spawn(move || {
-            let opened = PostgresStore::connect(&url).and_then(|mut store| store.durability());
-            let _ = tx.send(opened);
-        })
-        .map_err(|e| StoreError::postgres_local(format!("cannot start the open thread: {e}")))?;
-    rx.await.map_err(|_| StoreError::Closed)?
+/// `synchronous_commit` and `fsync` as a session of this pool sees them.
+async fn read_durability(client: &impl GenericClient) -> Result<Durability, StoreError> {
+    let mut settings = Vec::new();
+    for name in ["synchronous_commit", "fsync"] {
+        let value: String = client
+            .query_one(&format!("SHOW {name}"), &[])
+            .await?
+            .try_get(0)?;
+        settings.push((name, value));
+    }
+    Ok(settings)
+}
+
+/// The highest schema version applied, read without writing; `None` if the
+/// database has no stele schema yet.
+async fn applied_version(client: &impl GenericClient) -> Result<Option<i64>, StoreError> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('stele_schema') IS NOT NULL", &[])
+        .await?
+        .try_get(0)?;
+    if !exists {
+        return Ok(None);
+    }
+    Ok(Some(
+        client
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM stele_schema", &[])
+            .await?
+            .try_get(0)?,
+    ))
+}
+
+/// Brings the schema up to date (see [`migrate`](crate::migrate)). A
+/// current schema needs no write; otherwise one transaction holding an
+/// advisory lock, which serializes concurrent first starts, re-reads the
+/// recorded version under the lock and applies what is still pending.
+async fn migrate(client: &mut deadpool_postgres::Client) -> Result<(), StoreError> {
+    if migrate::pending(applied_version(&***client).await?)?.is_empty() {
+        return Ok(());
+    }
+    let tx = client.transaction().await?;
+    let migrated = async {
+        // Released at commit or rollback.
+        tx.execute("SELECT pg_advisory_xact_lock(7374656865)", &[])
+            .await?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS stele_schema (version bigint PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await?;
+        let recorded: i64 = tx
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM stele_schema", &[])
+            .await?
+            .try_get(0)?;
+        for m in migrate::pending(Some(recorded))? {
+            tracing::info!(version = m.version, name = m.name, backend = "PostgreSQL", "applying schema migration");
+            tx.batch_execute(m.postgres).await?;
+            tx.execute("INSERT INTO stele_schema (version) VALUES ($1)", &[&m.version])
+                .await?;
+        }
+        Ok::<_, StoreError>(())
+    }
+    .await;
+    migrated.map_err(with_privilege_hint)?;
+    tx.commit().await?;
+    Ok(())
 }
 
 async fn run_committer(
@@ -427,6 +491,36 @@ async fn insert_rows(
     Ok(())
 }
 
+async fn read_chains(client: &impl GenericClient) -> Result<Vec<ChainHead>, StoreError> {
+    client
+        .query(
+            "SELECT chain_id, tree_size, head_hash, last_ts FROM stele_chains WHERE tree_size > 0 ORDER BY chain_id",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(head_from_row)
+        .collect()
+}
+
+async fn read_anchors(
+    client: &impl GenericClient,
+    chain: Option<&ChainId>,
+    status: Option<AnchorStatus>,
+) -> Result<Vec<AnchorRecord>, StoreError> {
+    let chain = chain.map(ChainId::as_str);
+    let status = status.map(AnchorStatus::as_str);
+    client
+        .query(
+            &format!("SELECT {ANCHOR_COLUMNS} FROM stele_anchors WHERE ($1::text IS NULL OR chain_id = $1) AND ($2::text IS NULL OR status = $2) ORDER BY chain_id, anchor_seq"),
+            &[&chain, &status],
+        )
+        .await?
+        .iter()
+        .map(anchor_from_row)
+        .collect()
+}
+
 async fn read_head(
     client: &impl GenericClient,
     chain: &ChainId,
@@ -468,4 +562,329 @@ async fn read_hashes(
         rows.insert(seq, (r.try_get::<_, Vec<u8>>(1)?, r.try_get::<_, Vec<u8>>(2)?));
     }
     hashes_from_rows(chain, indexes, &rows)
+}
+
+/// The anchor outbox and the reads the anchorer needs.
+impl Pool {
+    pub(super) async fn read_hashes(
+        &self,
+        chain: &ChainId,
+        indexes: &[u64],
+    ) -> Result<Vec<Hash>, StoreError> {
+        read_hashes(&**self.client().await?, chain, indexes).await
+    }
+
+    pub(super) async fn head_with_lsn(
+        &self,
+        chain: &ChainId,
+    ) -> Result<(Option<ChainHead>, Option<String>), StoreError> {
+        // One statement, one snapshot: the LSN and the head are read together.
+        let row = self
+            .client()
+            .await?
+            .query_one(
+                "SELECT pg_current_wal_lsn()::text, c.chain_id, c.tree_size, c.head_hash, c.last_ts
+                   FROM (SELECT 1) AS one LEFT JOIN stele_chains c ON c.chain_id = $1",
+                &[&chain.as_str()],
+            )
+            .await?;
+        let lsn: Option<String> = row.try_get(0)?;
+        let head = match row.try_get::<_, Option<String>>(1)? {
+            None => None,
+            Some(chain_id) => Some(ChainHead {
+                size: migrate::StoredRow::Head { chain: &chain_id }
+                    .unsigned("tree_size", row.try_get(2)?)?,
+                head_hash: crate::hash_from_bytes(row.try_get(3)?, "chain head hash")?,
+                last_ts: row.try_get(4)?,
+                chain_id,
+            }),
+        };
+        Ok((head.filter(|h| h.size > 0), lsn))
+    }
+
+    pub(super) async fn insert_anchor(&self, a: &AnchorRecord) -> Result<(), StoreError> {
+        let result = self
+            .client()
+            .await?
+            .execute(
+                "INSERT INTO stele_anchors (chain_id, anchor_seq, trigger, tree_size, ts_utc, object_key, body, status, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8)",
+                &[
+                    &a.chain_id,
+                    &to_i64(a.anchor_seq, "anchor seq")?,
+                    &a.trigger,
+                    &to_i64(a.tree_size, "tree size")?,
+                    &a.ts_utc,
+                    &a.object_key,
+                    &a.body,
+                    &crate::now().to_string(),
+                ],
+            )
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+                Err(StoreError::AnchorConflict {
+                    chain: a.chain_id.clone(),
+                    anchor_seq: a.anchor_seq,
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub(super) async fn last_anchor(
+        &self,
+        chain: &ChainId,
+    ) -> Result<Option<AnchorRecord>, StoreError> {
+        self.client()
+            .await?
+            .query_opt(
+                &format!("SELECT {ANCHOR_COLUMNS} FROM stele_anchors WHERE chain_id = $1 ORDER BY anchor_seq DESC LIMIT 1"),
+                &[&chain.as_str()],
+            )
+            .await?
+            .as_ref()
+            .map(anchor_from_row)
+            .transpose()
+    }
+
+    /// Runs one outbox `UPDATE` on the anchor `(chain, anchor_seq)`;
+    /// `params` follow those two. Returns whether it changed the row.
+    async fn update_anchor(
+        &self,
+        sql: &str,
+        chain: &ChainId,
+        anchor_seq: u64,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<bool, StoreError> {
+        let seq = to_i64(anchor_seq, "anchor seq")?;
+        let chain = chain.as_str();
+        let mut all: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&chain, &seq];
+        all.extend_from_slice(params);
+        let changed = self.client().await?.execute(sql, &all).await?;
+        Ok(changed == 1)
+    }
+
+    pub(super) async fn lease_anchor(
+        &self,
+        chain: &ChainId,
+        anchor_seq: u64,
+        owner: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        // One autocommit UPDATE: a concurrent claimer blocks on the row, then
+        // re-checks the lease and finds it taken. No transaction spans the upload.
+        // The holder may take its own lease again (after a failed outcome write).
+        self.update_anchor(
+            "UPDATE stele_anchors SET lease_owner = $3, lease_until = now() + make_interval(secs => $4), attempts = attempts + 1 \
+             WHERE chain_id = $1 AND anchor_seq = $2 AND status = 'pending' \
+             AND (lease_until IS NULL OR lease_until < now() OR lease_owner = $3) \
+             AND NOT EXISTS (SELECT 1 FROM stele_anchors e WHERE e.chain_id = $1 AND e.anchor_seq < $2 AND e.status = 'pending')",
+            chain,
+            anchor_seq,
+            &[&owner, &ttl.as_secs_f64()],
+        )
+        .await
+    }
+
+    pub(super) async fn mark_anchor_uploaded(
+        &self,
+        chain: &ChainId,
+        anchor_seq: u64,
+        owner: &str,
+        u: &AnchorUpload,
+    ) -> Result<bool, StoreError> {
+        self.update_anchor(
+            "UPDATE stele_anchors SET status = $4, location = $5, version_id = $6, lock_mode = $7, retain_until = $8, uploaded_at = $9, last_error = NULL, lease_owner = NULL, lease_until = NULL \
+             WHERE chain_id = $1 AND anchor_seq = $2 AND status = 'pending' AND lease_owner = $3",
+            chain,
+            anchor_seq,
+            &[
+                &owner,
+                &u.status.as_str(),
+                &u.location,
+                &u.version_id,
+                &u.lock_mode,
+                &u.retain_until,
+                &crate::now().to_string(),
+            ],
+        )
+        .await
+    }
+
+    pub(super) async fn record_anchor_failure(
+        &self,
+        chain: &ChainId,
+        anchor_seq: u64,
+        owner: &str,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        self.update_anchor(
+            "UPDATE stele_anchors SET last_error = $4, lease_owner = NULL, lease_until = NULL \
+             WHERE chain_id = $1 AND anchor_seq = $2 AND status = 'pending' AND lease_owner = $3",
+            chain,
+            anchor_seq,
+            &[&owner, &error],
+        )
+        .await
+    }
+
+    pub(super) async fn set_anchor_object_key(
+        &self,
+        chain: &ChainId,
+        anchor_seq: u64,
+        owner: &str,
+        object_key: &str,
+        note: &str,
+    ) -> Result<bool, StoreError> {
+        self.update_anchor(
+            "UPDATE stele_anchors SET object_key = $4, last_error = $5 \
+             WHERE chain_id = $1 AND anchor_seq = $2 AND status = 'pending' AND lease_owner = $3",
+            chain,
+            anchor_seq,
+            &[&owner, &object_key, &note],
+        )
+        .await
+    }
+
+    /// A connection in a `REPEATABLE READ, READ ONLY` transaction: every
+    /// read on it sees the state of its first statement.
+    pub(super) async fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let client = self.client().await?;
+        // The session idles in the transaction between the reader's calls:
+        // a server's idle_in_transaction_session_timeout must not end it.
+        client
+            .batch_execute(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; \
+                 SET LOCAL idle_in_transaction_session_timeout = 0",
+            )
+            .await?;
+        let snapshot = Snapshot {
+            client: Some(client),
+        };
+        // The first read fixes the snapshot: now, not at the caller's first read.
+        snapshot
+            .client()?
+            .query_one("SELECT 1", &[])
+            .await?;
+        Ok(snapshot)
+    }
+}
+
+/// One read snapshot on a connection of its own (see [`Pool::snapshot`]).
+pub(super) struct Snapshot {
+    /// `None` once ended.
+    client: Option<deadpool_postgres::Client>,
+}
+
+impl Snapshot {
+    fn client(&self) -> Result<&deadpool_postgres::Client, StoreError> {
+        self.client.as_ref().ok_or(StoreError::Closed)
+    }
+
+    pub(super) async fn chains(&self) -> Result<Vec<ChainHead>, StoreError> {
+        read_chains(&***self.client()?).await
+    }
+
+    pub(super) async fn head(&self, chain: &ChainId) -> Result<Option<ChainHead>, StoreError> {
+        Ok(read_head(&***self.client()?, chain, false)
+            .await?
+            .filter(|h| h.size > 0))
+    }
+
+    pub(super) async fn read_hashes(
+        &self,
+        chain: &ChainId,
+        indexes: &[u64],
+    ) -> Result<Vec<Hash>, StoreError> {
+        read_hashes(&***self.client()?, chain, indexes).await
+    }
+
+    pub(super) async fn anchors(
+        &self,
+        chain: Option<&ChainId>,
+        status: Option<AnchorStatus>,
+    ) -> Result<Vec<AnchorRecord>, StoreError> {
+        read_anchors(&***self.client()?, chain, status).await
+    }
+
+    /// Streams the rows through one binary `COPY` into `sink`, on this
+    /// snapshot's connection.
+    pub(super) async fn scan(
+        &mut self,
+        chain: &ChainId,
+        from: u64,
+        to: Option<u64>,
+        sink: &mut impl crate::scan::RowSink,
+    ) -> Result<(), StoreError> {
+        let sql = crate::pg_copy::scan_sql(chain, from, to)?;
+        let client = self.client()?;
+        let scanned = async {
+            let messages = client.copy_out(sql.as_str()).await?;
+            let mut messages = std::pin::pin!(messages);
+            let mut parser = crate::pg_copy::CopyParser::default();
+            let chain_id = chain.as_str().as_bytes();
+            let mut push = |fields: &crate::pg_copy::CopyFields<'_>| {
+                crate::pg_copy::push_row(chain_id, fields, sink)
+            };
+            while let Some(message) = futures_util::StreamExt::next(&mut messages).await {
+                match parser.feed(&message?, &mut push)? {
+                    crate::pg_copy::Fed::More => {}
+                    crate::pg_copy::Fed::Stopped => return Ok(true),
+                    crate::pg_copy::Fed::End => {
+                        // Read to the end, so a server error after the data shows.
+                        while let Some(message) =
+                            futures_util::StreamExt::next(&mut messages).await
+                        {
+                            message?;
+                        }
+                        return Ok(false);
+                    }
+                }
+            }
+            Err(crate::pg_copy::truncated())
+        }
+        .await;
+        match scanned {
+            Ok(false) => Ok(()),
+            // A scan that stopped early leaves the rest of its COPY on the
+            // connection: the snapshot cannot go on, and the connection is
+            // not given back to the pool.
+            Ok(true) => {
+                self.discard();
+                Ok(())
+            }
+            Err(e) => {
+                self.discard();
+                Err(e)
+            }
+        }
+    }
+
+    /// Ends the snapshot: nothing was written, so ending the transaction
+    /// only releases it, and the connection goes back to the pool.
+    pub(super) async fn end(mut self) -> Result<(), StoreError> {
+        if let Some(client) = &self.client
+            && let Err(e) = client.batch_execute("ROLLBACK").await
+        {
+            self.discard();
+            return Err(e.into());
+        }
+        self.client.take();
+        Ok(())
+    }
+
+    /// Closes the connection instead of giving it back to the pool in the
+    /// middle of a transaction or a `COPY`.
+    fn discard(&mut self) {
+        if let Some(client) = self.client.take() {
+            drop(deadpool_postgres::Object::take(client));
+        }
+    }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        self.discard();
+    }
 }

@@ -17,6 +17,9 @@ pub(super) struct Readers {
     path: PathBuf,
     idle: Arc<Mutex<Vec<SqliteStore>>>,
     keep: usize,
+    /// The side connection for outbox writes, opened at its first use;
+    /// `None` for a read-only store.
+    writer: Option<Arc<Mutex<Option<SqliteStore>>>>,
 }
 
 impl Readers {
@@ -42,11 +45,7 @@ impl Readers {
             }
             result
         });
-        match task.await {
-            Ok(result) => result,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => Err(StoreError::Closed),
-        }
+        join(task).await
     }
 }
 
@@ -97,6 +96,7 @@ pub(super) async fn start(
             path: path.to_owned(),
             idle: Arc::new(Mutex::new(Vec::new())),
             keep: readers,
+            writer: Some(Arc::new(Mutex::new(None))),
         },
         durability,
     ))
@@ -152,4 +152,73 @@ fn commit_group(store: &mut SqliteStore, group: Vec<Pending>, counters: &Counter
             }
         }
     }
+}
+
+impl Readers {
+    /// Runs `write` on the store's side connection for writes other than
+    /// appends (the anchor outbox), on a blocking thread. It is not the
+    /// append writer's connection: SQLite serializes the two with its write
+    /// lock (`BEGIN IMMEDIATE` and a busy timeout on both).
+    pub(super) async fn write<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&mut SqliteStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let Some(writer) = self.writer.clone() else {
+            return Err(StoreError::ReadOnly);
+        };
+        let path = self.path.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let mut writer = writer.lock().map_err(|_| StoreError::Closed)?;
+            let conn = match &mut *writer {
+                Some(conn) => conn,
+                empty => empty.insert(SqliteStore::open(&path)?),
+            };
+            write(conn)
+        });
+        join(task).await
+    }
+
+    /// A read-only connection of its own for a read snapshot.
+    pub(super) async fn connection(&self) -> Result<SqliteStore, StoreError> {
+        let idle = Arc::clone(&self.idle);
+        let path = self.path.clone();
+        join(tokio::task::spawn_blocking(move || {
+            match idle.lock().ok().and_then(|mut conns| conns.pop()) {
+                Some(conn) => Ok(conn),
+                None => SqliteStore::open_read_only(&path),
+            }
+        }))
+        .await
+    }
+
+    /// Takes a connection back after a read snapshot ended.
+    pub(super) fn give_back(&self, conn: SqliteStore) {
+        if let Ok(mut conns) = self.idle.lock()
+            && conns.len() < self.keep
+        {
+            conns.push(conn);
+        }
+    }
+}
+
+/// The result of a blocking task; its panic goes on in the caller.
+pub(super) async fn join<T>(task: tokio::task::JoinHandle<Result<T, StoreError>>) -> Result<T, StoreError> {
+    match task.await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(StoreError::Closed),
+    }
+}
+
+/// Opens the read connections of a read-only store: no writer thread, and
+/// the ledger must exist with the schema this stele reads.
+pub(super) async fn start_read_only(path: &Path, options: &StoreOptions) -> Result<Readers, StoreError> {
+    let owned = path.to_owned();
+    let first = join(tokio::task::spawn_blocking(move || SqliteStore::open_read_only(&owned))).await?;
+    Ok(Readers {
+        path: path.to_owned(),
+        idle: Arc::new(Mutex::new(vec![first])),
+        keep: options.readers,
+        writer: None,
+    })
 }
