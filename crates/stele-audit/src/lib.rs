@@ -6,12 +6,16 @@
 //! reported as one state of it — never a false alarm — while an edit is
 //! named by seq.
 
-use stele_ledger::verify::VerifyReport;
-use stele_ledger::{ChainId, Keyring};
-use stele_store::{LedgerStore, StoreError};
+use stele_ledger::verify::{ClaimedHead, LogVerifier, VerifyReport};
+use stele_ledger::{ChainId, Keyring, StoredEvent};
+use stele_store::{ReadSnapshot, Store, StoreError};
+
+/// Sees each row once it is checked (the CLI collects evidence records
+/// from the same read).
+pub type Observer<'a> = dyn FnMut(StoredEvent<'_>) + Send + 'a;
 
 /// How far a scan is; a terminal shows it as a progress bar.
-pub trait ScanProgress {
+pub trait ScanProgress: Send {
     /// The scan starts, with this many rows to read.
     fn start(&mut self, total: u64);
     /// This many rows were read.
@@ -79,41 +83,73 @@ fn recorded_finding(
     }
 }
 
+/// Recomputes `chain` from its stored rows and compares it with the stored
+/// head and every row's stored Merkle nodes, all read from `snapshot`, so
+/// verifying a ledger that others are appending to reports only what was
+/// really changed.
+///
+/// # Errors
+///
+/// [`StoreError::UnknownChain`] or storage errors; tampering is reported in
+/// the [`VerifyReport`].
+pub async fn verify_chain(
+    snapshot: &mut ReadSnapshot,
+    chain: &ChainId,
+    keys: Option<&Keyring>,
+    progress: &mut dyn ScanProgress,
+    observe: &mut Observer<'_>,
+) -> Result<VerifyReport, StoreError> {
+    let mut verifier = LogVerifier::new(chain.clone(), keys);
+    let (claimed, _) = scan_chain(
+        snapshot,
+        chain,
+        &mut |e, nodes| verifier.check(e, Some(nodes)),
+        progress,
+        observe,
+    )
+    .await?;
+    Ok(verifier.finish(Some(&claimed)))
+}
+
 /// Verifies one chain from the database, and compares it with the anchors
 /// the ledger recorded in `stele_anchors`: each one's tree size, root hash
 /// and last event hash recomputed from the rows. A database writer can
 /// delete those rows too, so this catches a careless truncation, not a
 /// careful one: the verdict says completeness was not checked.
 ///
+/// One snapshot for the recorded anchors, the head, the rows and the stored
+/// root: a ledger others append to is reported as one state.
+///
 /// # Errors
 ///
 /// Database errors (a finding is not an error: it is in the result).
-pub fn verify_db_chain(
-    store: &mut dyn LedgerStore,
+pub async fn verify_db_chain(
+    store: &Store,
     chain: &ChainId,
     keys: Option<&Keyring>,
     verifier: Option<&str>,
     progress: &mut dyn ScanProgress,
-    observe: &mut dyn FnMut(stele_ledger::StoredEvent<'_>),
+    observe: &mut Observer<'_>,
 ) -> Result<DbChain, StoreError> {
-    // One snapshot for the recorded anchors, the head, the rows and the
-    // stored root: a ledger others append to is reported as one state.
-    stele_store::read_consistent(store, |store| {
-        verify_db_chain_in_snapshot(store, chain, keys, verifier, progress, observe)
-    })
+    let mut snapshot = store.read_snapshot().await?;
+    let checked =
+        verify_db_chain_in_snapshot(&mut snapshot, chain, keys, verifier, progress, observe).await;
+    let ended = snapshot.end().await;
+    let checked = checked?;
+    ended?;
+    Ok(checked)
 }
 
-fn verify_db_chain_in_snapshot(
-    store: &mut dyn LedgerStore,
+async fn verify_db_chain_in_snapshot(
+    store: &mut ReadSnapshot,
     chain: &ChainId,
     keys: Option<&Keyring>,
     verifier: Option<&str>,
     progress: &mut dyn ScanProgress,
-    observe: &mut dyn FnMut(stele_ledger::StoredEvent<'_>),
+    observe: &mut Observer<'_>,
 ) -> Result<DbChain, StoreError> {
     use stele_verify::Aspect;
-    let records = store.anchors(Some(chain), None)?;
-    let mut findings = Vec::new();
+    let records = store.anchors(Some(chain), None).await?;    let mut findings = Vec::new();
     let mut anchors = Vec::new();
     let mut expected_seq = 0u64;
     for r in &records {
@@ -169,7 +205,7 @@ fn verify_db_chain_in_snapshot(
     let compared = anchors.len();
     let newest_tree_size = anchors.iter().map(|a| a.tree_size).max();
     let mut log = stele_verify::AnchoredLog::new(chain.clone(), keys, anchors);
-    let (claimed, _) = scan_db_chain(store, chain, &mut log, progress, observe)?;
+    let (claimed, _) = scan_db_chain(store, chain, &mut log, progress, observe).await?;
     let (report, mut all) = log.finish(Some(&claimed));
     // `finish` lists the row-level findings (one per report finding) first,
     // then those against the anchors.
@@ -192,42 +228,64 @@ fn verify_db_chain_in_snapshot(
 
 /// Streams every row of `chain` through `log` (and `observe`) with a
 /// progress bar, and reads the head and stored root the rows are checked
-/// against. Run inside one snapshot (`read_consistent`): rows appended
-/// meanwhile are neither scanned nor reported as inserted. Returns that
-/// claimed head and the number of rows read.
+/// against, all from `snapshot`: rows appended meanwhile are neither
+/// scanned nor reported as inserted. Returns that claimed head and the
+/// number of rows read.
 ///
 /// # Errors
 ///
 /// Database errors.
-pub fn scan_db_chain(
-    store: &mut dyn LedgerStore,
+pub async fn scan_db_chain(
+    snapshot: &mut ReadSnapshot,
     chain: &ChainId,
     log: &mut stele_verify::AnchoredLog<'_>,
     progress: &mut dyn ScanProgress,
-    observe: &mut dyn FnMut(stele_ledger::StoredEvent<'_>),
-) -> Result<(stele_ledger::verify::ClaimedHead, u64), StoreError> {
-    let head = store
-        .head(chain)?
-        .ok_or_else(|| stele_store::StoreError::UnknownChain(chain.to_string()))?;
+    observe: &mut Observer<'_>,
+) -> Result<(ClaimedHead, u64), StoreError> {
+    scan_chain(
+        snapshot,
+        chain,
+        &mut |e, nodes| log.check(e, Some(nodes)),
+        progress,
+        observe,
+    )
+    .await
+}
+
+/// The scan both verifications share: every row to `check` and `observe`,
+/// then the head and the stored root the rows are to match.
+async fn scan_chain(
+    snapshot: &mut ReadSnapshot,
+    chain: &ChainId,
+    check: &mut (dyn FnMut(StoredEvent<'_>, &[u8]) + Send),
+    progress: &mut dyn ScanProgress,
+    observe: &mut Observer<'_>,
+) -> Result<(ClaimedHead, u64), StoreError> {
+    let head = snapshot
+        .head(chain)
+        .await?
+        .ok_or_else(|| StoreError::UnknownChain(chain.to_string()))?;
     progress.start(head.size);
     let mut n = 0u64;
-    store.scan_stored(chain, 0, None, &mut |e, nodes| {
-        log.check(e, Some(nodes));
-        observe(e);
-        n += 1;
-        if n.is_multiple_of(16_384) {
-            progress.at(n);
-        }
-        Ok(())
-    })?;
+    snapshot
+        .scan(chain, 0, None, &mut |e, nodes| {
+            check(e, nodes);
+            observe(e);
+            n += 1;
+            if n.is_multiple_of(16_384) {
+                progress.at(n);
+            }
+            Ok(())
+        })
+        .await?;
     progress.finish();
-    let stored_root = match stele_store::tree_root(store, chain, Some(head.size)) {
-        Ok((_, root)) => Ok(root),
+    let stored_root = match snapshot.root_and_proof(chain, head.size, None).await {
+        Ok((root, _)) => Ok(root),
         // Missing stored hashes are themselves tampering: a finding.
-        Err(stele_store::StoreError::Corrupt(why)) => Err(why),
+        Err(StoreError::Corrupt(why)) => Err(why),
         Err(e) => return Err(e),
     };
-    let claimed = stele_ledger::verify::ClaimedHead {
+    let claimed = ClaimedHead {
         size: head.size,
         head_hash: head.head_hash,
         stored_root,

@@ -16,7 +16,7 @@ use sha2::{Digest as _, Sha256};
 use stele_ledger::append::Receipt;
 use stele_ledger::event::{EventInput, ValidEvent};
 use stele_ledger::{ChainId, Event, HmacKey, Limits};
-use stele_store::{LedgerStore, StoreError};
+use stele_store::{Store, StoreError};
 
 use crate::EvidenceError;
 
@@ -204,13 +204,13 @@ impl ExtensionRecord {
 /// # Errors
 ///
 /// [`EvidenceError::Ledger`].
-pub fn append(
-    store: &mut dyn LedgerStore,
+pub async fn append(
+    store: &Store,
     chain: &ChainId,
     event: ValidEvent,
     key: &HmacKey,
 ) -> Result<Receipt, EvidenceError> {
-    let mut receipts = store.append(chain, vec![event], key)?;
+    let mut receipts = store.append(chain, vec![event], key).await?;
     receipts.pop().ok_or_else(|| {
         EvidenceError::Ledger(StoreError::Corrupt("append returned no receipt".into()))
     })
@@ -223,11 +223,11 @@ pub fn append(
 ///
 /// [`EvidenceError::Ledger`]; [`EvidenceError::Invalid`] for an
 /// `evidence.uploaded` event whose payload is not a record (named by seq).
-pub fn uploads(
-    store: &mut dyn LedgerStore,
+pub async fn uploads(
+    store: &Store,
     chain: &ChainId,
 ) -> Result<Vec<Recorded<EvidenceRecord>>, EvidenceError> {
-    scan(store, chain, UPLOADED)
+    scan(store, chain, UPLOADED).await
 }
 
 /// Every `evidence.retention_extended` record in `chain`, in seq order.
@@ -235,11 +235,11 @@ pub fn uploads(
 /// # Errors
 ///
 /// As [`uploads`].
-pub fn extensions(
-    store: &mut dyn LedgerStore,
+pub async fn extensions(
+    store: &Store,
     chain: &ChainId,
 ) -> Result<Vec<Recorded<ExtensionRecord>>, EvidenceError> {
-    scan(store, chain, RETENTION_EXTENDED)
+    scan(store, chain, RETENTION_EXTENDED).await
 }
 
 /// The upload `e` records, if it is an `evidence.uploaded` event: for callers
@@ -267,26 +267,36 @@ fn recorded<T: for<'de> Deserialize<'de>>(
     })
 }
 
-fn scan<T: for<'de> Deserialize<'de>>(
-    store: &mut dyn LedgerStore,
+/// The records of one type in `chain`, read from one snapshot.
+async fn scan<T: for<'de> Deserialize<'de> + Send>(
+    store: &Store,
     chain: &ChainId,
     event_type: &str,
 ) -> Result<Vec<Recorded<T>>, EvidenceError> {
-    if store.head(chain)?.is_none() {
-        return Ok(Vec::new());
-    }
+    let mut snapshot = store.read_snapshot().await?;
     let mut found = Vec::new();
     let mut bad: Option<EvidenceError> = None;
-    store.scan(chain, 0, None, &mut |e: Event| {
-        if bad.is_none() {
-            match recorded(&e, event_type) {
-                Some(Ok(r)) => found.push(r),
-                Some(Err(err)) => bad = Some(err),
-                None => {}
-            }
+    let scanned = match snapshot.head(chain).await {
+        Ok(None) => Ok(()),
+        Ok(Some(_)) => {
+            snapshot
+                .scan(chain, 0, None, &mut |e, _| {
+                    if bad.is_none() && e.event_type == event_type {
+                        match recorded(&e.to_event(), event_type) {
+                            Some(Ok(r)) => found.push(r),
+                            Some(Err(err)) => bad = Some(err),
+                            None => {}
+                        }
+                    }
+                    Ok(())
+                })
+                .await
         }
-        Ok(())
-    })?;
+        Err(e) => Err(e),
+    };
+    let ended = snapshot.end().await;
+    scanned?;
+    ended?;
     match bad {
         Some(err) => Err(err),
         None => Ok(found),

@@ -13,7 +13,7 @@ use hmac::{Hmac, Mac as _};
 use serde::Serialize;
 use sha2::Sha256;
 use stele_ledger::ChainId;
-use stele_store::DbLocation;
+use stele_store::{DbLocation, ReadSnapshot, Store, StoreOptions};
 use stele_worm::ObjectStore;
 use tokio::sync::Notify;
 
@@ -207,18 +207,25 @@ fn now_text() -> String {
 
 async fn run_once(setup: &Arc<VerificationSetup>) -> VerificationResult {
     let started_at = now_text();
-    let db_setup = Arc::clone(setup);
-    let checked = tokio::task::spawn_blocking(move || verify_database(&db_setup)).await;
-    let (mut chains, mut error) = match checked {
-        Ok(Ok(chains)) => (chains, None),
-        Ok(Err(e)) => (Vec::new(), Some(e)),
-        Err(e) => (
-            Vec::new(),
-            Some(format!("the verification task failed: {e}")),
-        ),
+    // Read-only sessions of its own: the job can never change what it checks.
+    let opened = Store::open_read_only(
+        &setup.db,
+        StoreOptions {
+            readers: 1,
+            ..StoreOptions::default()
+        },
+    )
+    .await
+    .map_err(|e| e.to_string());
+    let (mut chains, mut error) = match &opened {
+        Ok(db) => match verify_database(setup, db).await {
+            Ok(chains) => (chains, None),
+            Err(e) => (Vec::new(), Some(e)),
+        },
+        Err(e) => (Vec::new(), Some(e.clone())),
     };
-    if let Some(store) = &setup.anchor_store {
-        match read_back(setup, store, &mut chains).await {
+    if let (Some(store), Ok(db)) = (&setup.anchor_store, &opened) {
+        match read_back(setup, db, store, &mut chains).await {
             Ok(()) => {}
             Err(e) => error = Some(e),
         }
@@ -233,22 +240,25 @@ async fn run_once(setup: &Arc<VerificationSetup>) -> VerificationResult {
     }
 }
 
-/// Every chain, from one read-only connection, each in one snapshot.
-fn verify_database(setup: &VerificationSetup) -> Result<Vec<ChainResult>, String> {
+/// Every chain, each in one snapshot.
+async fn verify_database(
+    setup: &VerificationSetup,
+    store: &Store,
+) -> Result<Vec<ChainResult>, String> {
     let keyring = (setup.keyring)()?;
-    let mut store = stele_store::open_read_only(&setup.db).map_err(|e| e.to_string())?;
-    let heads = store.chains().map_err(|e| e.to_string())?;
+    let heads = store.chains().await.map_err(|e| e.to_string())?;
     let mut results = Vec::with_capacity(heads.len());
     for head in heads {
         let chain = ChainId::new(&head.chain_id).map_err(|e| e.to_string())?;
         let checked = stele_audit::verify_db_chain(
-            store.as_mut(),
+            store,
             &chain,
             Some(&keyring),
             Some(&setup.verifier_key),
             &mut (),
             &mut |_| {},
         )
+        .await
         .map_err(|e| e.to_string())?;
         results.push(ChainResult {
             chain_id: chain.to_string(),
@@ -274,6 +284,7 @@ fn verify_database(setup: &VerificationSetup) -> Result<Vec<ChainResult>, String
 /// events in the database is a finding too.
 async fn read_back(
     setup: &VerificationSetup,
+    db: &Store,
     target: &ObjectStore,
     chains: &mut Vec<ChainResult>,
 ) -> Result<(), String> {
@@ -341,14 +352,7 @@ async fn read_back(
                 ));
             }
         };
-        let db = setup.db.clone();
-        let chain = result.chain_id.clone();
-        let anchor_for_db = anchor.clone();
-        let in_database = tokio::task::spawn_blocking(move || {
-            compare_with_database(&db, &chain, &anchor_for_db, &bytes)
-        })
-        .await
-        .map_err(|e| e.to_string())??;
+        let in_database = compare_with_database(db, &result.chain_id, &anchor, &bytes).await?;
         if in_database != "matches" {
             result.ok = false;
             result.total_findings += 1;
@@ -417,17 +421,32 @@ async fn newest_signed(
     Ok(None)
 }
 
-/// What the database says of an anchor taken from the store.
-fn compare_with_database(
-    db: &DbLocation,
+/// What the database says of an anchor taken from the store, all read from
+/// one snapshot.
+async fn compare_with_database(
+    db: &Store,
     chain: &str,
     anchor: &stele_anchor::Anchor,
     bytes: &[u8],
 ) -> Result<String, String> {
     let chain_id = ChainId::new(chain).map_err(|e| e.to_string())?;
-    let mut store = stele_store::open_read_only(db).map_err(|e| e.to_string())?;
+    let mut snapshot = db.read_snapshot().await.map_err(|e| e.to_string())?;
+    let compared = compare_in_snapshot(&mut snapshot, &chain_id, anchor, bytes).await;
+    let ended = snapshot.end().await.map_err(|e| e.to_string());
+    let compared = compared?;
+    ended?;
+    Ok(compared)
+}
+
+async fn compare_in_snapshot(
+    store: &mut ReadSnapshot,
+    chain_id: &ChainId,
+    anchor: &stele_anchor::Anchor,
+    bytes: &[u8],
+) -> Result<String, String> {
     let size = store
-        .head(&chain_id)
+        .head(chain_id)
+        .await
         .map_err(|e| e.to_string())?
         .map_or(0, |h| h.size);
     if size < anchor.tree_size {
@@ -436,8 +455,8 @@ fn compare_with_database(
             anchor.tree_size
         ));
     }
-    match stele_store::tree_root(store.as_mut(), &chain_id, Some(anchor.tree_size)) {
-        Ok((_, root)) if stele_ledger::hex_hash(&root) == anchor.root_hash => {}
+    match store.root_and_proof(chain_id, anchor.tree_size, None).await {
+        Ok((root, _)) if stele_ledger::hex_hash(&root) == anchor.root_hash => {}
         Ok(_) => {
             return Ok(format!(
                 "the database's tree of {} events has another root than the anchor signed: anchored events were changed",
@@ -452,7 +471,8 @@ fn compare_with_database(
         }
     }
     let recorded = store
-        .anchors(Some(&chain_id), None)
+        .anchors(Some(chain_id), None)
+        .await
         .map_err(|e| e.to_string())?
         .into_iter()
         .find(|r| r.anchor_seq == anchor.anchor_seq);

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::anyhow;
 use serde_json::{Value, json};
 use stele_ledger::event::EventInput;
-use stele_ledger::{ChainId, Limits};
+use stele_ledger::{ChainId, Keyring, Limits};
 use stele_store::DbLocation;
 
 use super::{anchor, init, proof, verify};
@@ -290,7 +290,7 @@ fn narrate(args: &DemoArgs) -> Result<Value, Failure> {
         5,
         "Verify the whole log: recompute canonical bytes, leaves, Merkle tree and HMAC chain",
     )?;
-    let clean = verify::verify_one(store.as_mut(), &chain, Some(&keyring), false)?;
+    let clean = verify_demo(&rt, &ctx, &chain, &keyring)?;
     output::print(&verify::describe(&clean))?;
     if !clean.is_clean() {
         return Err(Failure::Operational(anyhow!(
@@ -321,7 +321,7 @@ fn narrate(args: &DemoArgs) -> Result<Value, Failure> {
     }
 
     step(7, "Verify again")?;
-    let tampered = verify::verify_one(store.as_mut(), &chain, Some(&keyring), false)?;
+    let tampered = verify_demo(&rt, &ctx, &chain, &keyring)?;
     output::print(&verify::describe(&tampered))?;
     output::print(
         "\nThe proof handed out in step 4 still proves the original content; the database now disagrees with it:\n",
@@ -360,4 +360,17 @@ fn narrate(args: &DemoArgs) -> Result<Value, Failure> {
         "anchor": stele_anchorer::record_json(&record),
         "kept_in": args.keep,
     }))
+}
+
+/// Verifies the demo chain from a read-only store of its own.
+fn verify_demo(
+    rt: &tokio::runtime::Runtime,
+    ctx: &Context,
+    chain: &ChainId,
+    keyring: &Keyring,
+) -> Result<stele_ledger::verify::VerifyReport, Failure> {
+    rt.block_on(async {
+        let store = super::open_shared_read_only(ctx).await?;
+        verify::verify_one(&store, chain, Some(keyring), false).await
+    })
 }

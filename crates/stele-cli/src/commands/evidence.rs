@@ -31,13 +31,12 @@ use clap::{Args, Subcommand, ValueEnum};
 use stele_evidence::record::{self, DEFAULT_CHAIN, EvidenceRecord, Recorded};
 use stele_evidence::{EvidenceError, EvidenceKey, Vault};
 use stele_ledger::ChainId;
-use stele_store::LedgerStore;
 use stele_worm::{LockMode, Phase, Progress, RetryPolicy, S3Config, S3Worm, UploadTuning};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::runtime::Runtime;
 
-use super::{chain_id, open_store, runtime};
+use super::{chain_id, open_shared_read_only, runtime};
 use crate::config::Context;
 use crate::error::Failure;
 
@@ -290,15 +289,6 @@ fn open_vault(
     Ok(Vault::new(worm, tuning))
 }
 
-/// The ledger, if this data directory has one (readers work without it).
-fn open_ledger(ctx: &Context) -> Option<Box<dyn LedgerStore>> {
-    if ctx.config_path().exists() {
-        open_store(ctx).ok()
-    } else {
-        None
-    }
-}
-
 fn evidence_chain(args: &VaultArgs) -> Result<ChainId, Failure> {
     chain_id(&args.chain)
 }
@@ -382,14 +372,22 @@ fn resolve(
     })
 }
 
-/// Every upload recorded in the evidence chain (none without a ledger).
+/// Every upload recorded in the evidence chain, if this data directory has
+/// a ledger that opens (readers work without one), read without writing.
 fn recorded_uploads(
-    store: Option<&mut Box<dyn LedgerStore>>,
+    rt: &Runtime,
+    ctx: &Context,
     chain: &ChainId,
 ) -> Result<Option<Vec<Recorded<EvidenceRecord>>>, Failure> {
-    store
-        .map(|s| record::uploads(s.as_mut(), chain).map_err(Failure::from))
-        .transpose()
+    if !ctx.config_path().exists() {
+        return Ok(None);
+    }
+    rt.block_on(async {
+        let Ok(store) = open_shared_read_only(ctx).await else {
+            return Ok(None);
+        };
+        Ok(Some(record::uploads(&store, chain).await?))
+    })
 }
 
 /// Parses `YYYY-MM-DD` (midnight UTC) or RFC 3339.

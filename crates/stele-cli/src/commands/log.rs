@@ -3,16 +3,20 @@
 use anyhow::Context as _;
 use serde_json::json;
 
-use super::{chain_id, open_store_read_only};
+use super::{chain_id, open_shared_read_only};
 use crate::cli::{LogCommand, RangeArgs};
 use crate::config::Context;
 use crate::error::Failure;
 use crate::output;
 
 pub fn run(ctx: &Context, cmd: &LogCommand) -> Result<(), Failure> {
+    super::runtime()?.block_on(run_async(ctx, cmd))
+}
+
+async fn run_async(ctx: &Context, cmd: &LogCommand) -> Result<(), Failure> {
     match cmd {
-        LogCommand::Chains => chains(ctx),
-        LogCommand::Show(range) => show(ctx, range),
+        LogCommand::Chains => chains(ctx).await,
+        LogCommand::Show(range) => show(ctx, range).await,
         LogCommand::Export(args) => {
             let file = args
                 .output
@@ -24,19 +28,22 @@ pub fn run(ctx: &Context, cmd: &LogCommand) -> Result<(), Failure> {
                 .transpose()
                 .map_err(Failure::Operational)?;
             match file {
-                Some(f) => export(ctx, &args.range, std::io::BufWriter::new(f)),
-                None => export(
-                    ctx,
-                    &args.range,
-                    std::io::BufWriter::new(std::io::stdout().lock()),
-                ),
+                Some(f) => export(ctx, &args.range, std::io::BufWriter::new(f)).await,
+                None => {
+                    export(
+                        ctx,
+                        &args.range,
+                        std::io::BufWriter::new(std::io::stdout()),
+                    )
+                    .await
+                }
             }
         }
     }
 }
 
-fn chains(ctx: &Context) -> Result<(), Failure> {
-    let heads = open_store_read_only(ctx)?.chains()?;
+async fn chains(ctx: &Context) -> Result<(), Failure> {
+    let heads = open_shared_read_only(ctx).await?.chains().await?;
     if ctx.json {
         let list: Vec<_> = heads
             .iter()
@@ -67,19 +74,14 @@ fn chains(ctx: &Context) -> Result<(), Failure> {
     output::print_human(&text)
 }
 
-fn show(ctx: &Context, range: &RangeArgs) -> Result<(), Failure> {
+async fn show(ctx: &Context, range: &RangeArgs) -> Result<(), Failure> {
     let chain = chain_id(&range.chain)?;
-    let mut store = open_store_read_only(ctx)?;
-    let mut events = Vec::new();
-    stele_store::read_consistent(store.as_mut(), |store| {
-        if store.head(&chain)?.is_none() {
-            return Err(stele_store::StoreError::UnknownChain(chain.to_string()));
-        }
-        store.scan(&chain, range.from, range.to, &mut |e| {
-            events.push(e);
-            Ok(())
-        })
-    })?;
+    let store = open_shared_read_only(ctx).await?;
+    // One snapshot: the events shown are one state of the chain.
+    let mut snapshot = store.read_snapshot().await?;
+    snapshot.checked_size(&chain, None).await?;
+    let events = snapshot.events(&chain, range.from, range.to).await?;
+    snapshot.end().await?;
     if ctx.json {
         return output::print_json(&events);
     }
@@ -97,28 +99,34 @@ fn show(ctx: &Context, range: &RangeArgs) -> Result<(), Failure> {
     output::print_human(&text)
 }
 
-fn export(ctx: &Context, range: &RangeArgs, mut out: impl std::io::Write) -> Result<(), Failure> {
+async fn export(
+    ctx: &Context,
+    range: &RangeArgs,
+    mut out: impl std::io::Write + Send,
+) -> Result<(), Failure> {
     let chain = chain_id(&range.chain)?;
-    let mut store = open_store_read_only(ctx)?;
+    let store = open_shared_read_only(ctx).await?;
     let mut io_error = None;
     // One snapshot: the export is one state of the chain.
-    let scanned = stele_store::read_consistent(store.as_mut(), |store| {
-        if store.head(&chain)?.is_none() {
-            return Err(stele_store::StoreError::UnknownChain(chain.to_string()));
-        }
-        store.scan(&chain, range.from, range.to, &mut |e| {
-            let written = serde_json::to_writer(&mut out, &e)
-                .map_err(std::io::Error::from)
-                .and_then(|()| out.write_all(b"\n"));
-            if let Err(err) = written {
-                io_error = Some(err);
-                return Err(stele_store::StoreError::OutOfRange(
-                    "export interrupted".into(),
-                ));
-            }
-            Ok(())
-        })
-    });
+    let mut snapshot = store.read_snapshot().await?;
+    let mut scanned = snapshot.checked_size(&chain, None).await.map(drop);
+    if scanned.is_ok() {
+        scanned = snapshot
+            .scan(&chain, range.from, range.to, &mut |e, _| {
+                let written = serde_json::to_writer(&mut out, &e.to_event())
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| out.write_all(b"\n"));
+                if let Err(err) = written {
+                    io_error = Some(err);
+                    return Err(stele_store::StoreError::OutOfRange(
+                        "export interrupted".into(),
+                    ));
+                }
+                Ok(())
+            })
+            .await;
+    }
+    let ended = snapshot.end().await;
     if let Some(err) = io_error {
         if err.kind() == std::io::ErrorKind::BrokenPipe {
             return Ok(());
@@ -126,6 +134,7 @@ fn export(ctx: &Context, range: &RangeArgs, mut out: impl std::io::Write) -> Res
         return Err(err.into());
     }
     scanned?;
+    ended?;
     match out.flush() {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(()),

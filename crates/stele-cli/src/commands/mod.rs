@@ -13,7 +13,7 @@ pub mod serve;
 pub mod verify;
 
 use stele_ledger::ChainId;
-use stele_store::{DbLocation, LedgerStore};
+use stele_store::{DbLocation, LedgerStore, Store, StoreOptions};
 
 use crate::config::{Context, DbSource};
 use crate::error::Failure;
@@ -26,25 +26,30 @@ use crate::error::Failure;
 /// data directory's `ledger.db`) must be there, or a write would silently
 /// start a new, empty ledger beside the real one. A location given with
 /// `--db`/`STELE_DB` is what the user asked for and is opened as given.
-pub fn open_store(ctx: &Context) -> Result<Box<dyn LedgerStore>, Failure> {
-    check_writable(ctx)?;
-    Ok(stele_store::open(&ctx.db)?)
+pub async fn open_shared(ctx: &Context) -> Result<Store, Failure> {
+    ensure_writable(ctx).await?;
+    Ok(Store::open(&ctx.db, StoreOptions::default()).await?)
 }
 
-/// The checks before any writing open (see [`open_store`]).
-pub fn check_writable(ctx: &Context) -> Result<(), Failure> {
+/// The checks before any writing open (see [`open_shared`]).
+pub async fn ensure_writable(ctx: &Context) -> Result<(), Failure> {
     if !ctx.config_path().exists() {
         return Err(not_initialized(ctx));
     }
     if ctx.db_source != DbSource::Explicit {
-        check_ledger_present(ctx)?;
+        check_ledger_present(ctx).await?;
     }
     Ok(())
 }
 
+/// [`ensure_writable`] for a command that has not started its runtime yet.
+pub fn check_writable(ctx: &Context) -> Result<(), Failure> {
+    runtime()?.block_on(ensure_writable(ctx))
+}
+
 /// Refuses a write when the ledger the data directory was initialized for
 /// is missing (an empty database, a removed file).
-fn check_ledger_present(ctx: &Context) -> Result<(), Failure> {
+async fn check_ledger_present(ctx: &Context) -> Result<(), Failure> {
     let fix = match ctx.db_source {
         DbSource::Default => {
             "; if this directory was initialized with --db by an older stele (which did not \
@@ -72,8 +77,12 @@ fn check_ledger_present(ctx: &Context) -> Result<(), Failure> {
             // Reading only: a database without a stele schema is refused
             // here; any other outcome (an older schema to migrate, a
             // connection error) is left to the writing open that follows.
+            let probe = StoreOptions {
+                readers: 1,
+                ..StoreOptions::default()
+            };
             if let Err(stele_store::StoreError::Open { reason, .. }) =
-                stele_store::open_read_only(&ctx.db)
+                Store::open_read_only(&ctx.db, probe).await
                 && reason == NO_LEDGER_REASON
             {
                 return Err(missing(format!(
@@ -87,7 +96,7 @@ fn check_ledger_present(ctx: &Context) -> Result<(), Failure> {
     Ok(())
 }
 
-/// What `stele_store::open_read_only` says of a database without a stele schema.
+/// What `Store::open_read_only` says of a database without a stele schema.
 const NO_LEDGER_REASON: &str = "it holds no stele ledger";
 
 /// Opens the configured database for reading only: what verification and
@@ -95,12 +104,18 @@ const NO_LEDGER_REASON: &str = "it holds no stele ledger";
 /// and work on a file or with a role that may not write. A ledger named
 /// with `--db` (an existing file, a PostgreSQL server) needs no `stele
 /// init`; only the default ledger of an uninitialized directory is refused.
-pub fn open_store_read_only(ctx: &Context) -> Result<Box<dyn LedgerStore>, Failure> {
+pub async fn open_shared_read_only(ctx: &Context) -> Result<Store, Failure> {
     let missing_default = matches!(&ctx.db, DbLocation::Sqlite(path) if !path.exists());
     if missing_default && !ctx.config_path().exists() {
         return Err(not_initialized(ctx));
     }
-    Ok(stele_store::open_read_only(&ctx.db)?)
+    Ok(Store::open_read_only(&ctx.db, StoreOptions::default()).await?)
+}
+
+/// The synchronous store, for the commands not yet moved to [`Store`].
+pub fn open_store(ctx: &Context) -> Result<Box<dyn LedgerStore>, Failure> {
+    check_writable(ctx)?;
+    Ok(stele_store::open(&ctx.db)?)
 }
 
 fn not_initialized(ctx: &Context) -> Failure {

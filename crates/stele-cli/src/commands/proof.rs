@@ -6,9 +6,8 @@ use signed_note::Signer as _;
 use stele_ledger::canonical::event_canonical_bytes;
 use stele_ledger::checkpoint::{self, TlogProof};
 use stele_ledger::{ChainId, Hash, hex_hash};
-use stele_store::LedgerStore;
 
-use super::{chain_id, open_store_read_only};
+use super::{chain_id, open_shared_read_only};
 use crate::cli::{CheckpointArgs, ConsistencyArgs, InclusionArgs, ProofCommand, ProofFormat};
 use crate::config::Context;
 use crate::error::Failure;
@@ -37,11 +36,16 @@ pub fn signed_checkpoint(
 
 fn inclusion(ctx: &Context, args: &InclusionArgs) -> Result<(), Failure> {
     let chain = chain_id(&args.chain)?;
-    let mut store: Box<dyn LedgerStore> = open_store_read_only(ctx)?;
     // The proof and the event it proves, from one snapshot.
-    let ((size, root, proof), event) = stele_store::read_consistent(store.as_mut(), |store| {
-        let proof = stele_store::inclusion_proof(store, &chain, args.seq, args.tree_size)?;
-        Ok::<_, stele_store::StoreError>((proof, stele_store::event(store, &chain, args.seq)?))
+    let ((size, root, proof), event) = super::runtime()?.block_on(async {
+        let store = open_shared_read_only(ctx).await?;
+        let mut snapshot = store.read_snapshot().await?;
+        let proof = snapshot
+            .inclusion_proof(&chain, args.seq, args.tree_size)
+            .await?;
+        let event = snapshot.event(&chain, args.seq).await?;
+        snapshot.end().await?;
+        Ok::<_, Failure>((proof, event))
     })?;
     let canonical = event_canonical_bytes(&event)?;
     let checkpoint = signed_checkpoint(ctx, &chain, size, root)?;
@@ -81,9 +85,10 @@ fn inclusion(ctx: &Context, args: &InclusionArgs) -> Result<(), Failure> {
 
 fn consistency(ctx: &Context, args: &ConsistencyArgs) -> Result<(), Failure> {
     let chain = chain_id(&args.chain)?;
-    let mut store = open_store_read_only(ctx)?;
-    let (from_root, to_root, proof) =
-        stele_store::consistency_proof(store.as_mut(), &chain, args.from, args.to)?;
+    let (from_root, to_root, proof) = super::runtime()?.block_on(async {
+        let store = open_shared_read_only(ctx).await?;
+        Ok::<_, Failure>(store.consistency_proof(&chain, args.from, args.to).await?)
+    })?;
     let body = json!({
         "chain_id": chain.as_str(),
         "from_size": args.from,
@@ -101,8 +106,10 @@ fn consistency(ctx: &Context, args: &ConsistencyArgs) -> Result<(), Failure> {
 
 pub fn checkpoint(ctx: &Context, args: &CheckpointArgs) -> Result<(), Failure> {
     let chain = chain_id(&args.chain)?;
-    let mut store = open_store_read_only(ctx)?;
-    let (size, root) = stele_store::tree_root(store.as_mut(), &chain, args.tree_size)?;
+    let (size, root) = super::runtime()?.block_on(async {
+        let store = open_shared_read_only(ctx).await?;
+        Ok::<_, Failure>(store.tree_root(&chain, args.tree_size).await?)
+    })?;
     let note = signed_checkpoint(ctx, &chain, size, root)?;
     if ctx.json {
         let signer = ctx.keys().signer()?;

@@ -11,11 +11,10 @@ use stele_ledger::checkpoint::TlogProof;
 use stele_ledger::hashing::leaf_hash;
 use stele_ledger::verify::VerifyReport;
 use stele_ledger::{ChainId, Keyring};
-use stele_store::LedgerStore;
 
 use stele_audit::{DbChain, RecordedAnchors, scan_db_chain, verify_db_chain};
 
-use super::{chain_id, open_store_read_only};
+use super::{chain_id, open_shared_read_only};
 use crate::cli::{
     AnchorSourceArgs, VerifyAnchorsArgs, VerifyCommand, VerifyEventArgs, VerifyLogArgs,
 };
@@ -38,27 +37,26 @@ pub fn run(ctx: &Context, cmd: &VerifyCommand) -> Result<(), Failure> {
     }
 }
 
-/// Verifies one chain with a progress bar; shared with the demo.
-pub fn verify_one(
-    store: &mut dyn LedgerStore,
+/// Verifies one chain with a progress bar, in one snapshot; shared with the demo.
+pub async fn verify_one(
+    store: &stele_store::Store,
     chain: &ChainId,
     keys: Option<&Keyring>,
     json: bool,
 ) -> Result<VerifyReport, Failure> {
-    // One snapshot: the bar's total is the head the verification checks.
-    stele_store::read_consistent(store, |store| {
-        let total = store.head(chain)?.map_or(0, |h| h.size);
-        let bar = output::progress(json, total, &format!("verifying {chain}"));
-        let report = stele_store::verify_chain_observed(
-            store,
-            chain,
-            keys,
-            &mut |n| bar.set_position(n),
-            &mut |_| {},
-        )?;
-        bar.finish_and_clear();
-        Ok(report)
-    })
+    let mut snapshot = store.read_snapshot().await?;
+    let report = stele_audit::verify_chain(
+        &mut snapshot,
+        chain,
+        keys,
+        &mut ScanBar::new(json, chain),
+        &mut |_| {},
+    )
+    .await;
+    let ended = snapshot.end().await;
+    let report = report?;
+    ended?;
+    Ok(report)
 }
 
 /// Human summary of one report.
@@ -179,33 +177,12 @@ fn log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
     } else {
         Some(ctx.keys().keyring()?)
     };
-    let mut store = open_store_read_only(ctx)?;
-    let chains = match &args.chain {
-        Some(c) => vec![chain_id(c)?],
-        None => store
-            .chains()?
-            .iter()
-            .map(|h| chain_id(&h.chain_id))
-            .collect::<Result<_, _>>()?,
-    };
-    if chains.is_empty() {
-        return Err(Failure::Input(anyhow!(
-            "the database has no chains to verify"
-        )));
-    }
-    let mut results = Vec::new();
-    // Evidence records are collected from the same read that verifies the chain.
-    let mut recorded = evidence::RecordedUploads::default();
-    for chain in &chains {
-        results.push(verify_db_chain(
-            store.as_mut(),
-            chain,
-            keyring.as_ref(),
-            verifier.as_deref(),
-            &mut ScanBar::new(ctx.json, chain),
-            &mut |e| recorded.observe(e),
-        )?);
-    }
+    let (results, recorded) = super::runtime()?.block_on(verify_db_chains(
+        ctx,
+        args,
+        keyring.as_ref(),
+        verifier.as_deref(),
+    ))?;
     let mut evidence = evidence::check(
         ctx,
         recorded,
@@ -259,6 +236,48 @@ fn log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
         output::print_human(&text)
     };
     Failure::after_reports(verdict, html.into_iter().chain([printed]), ctx.json)
+}
+
+/// Every chain asked for, each from the database alone, and the evidence
+/// records collected from the same reads.
+async fn verify_db_chains(
+    ctx: &Context,
+    args: &VerifyLogArgs,
+    keyring: Option<&Keyring>,
+    verifier: Option<&str>,
+) -> Result<(Vec<DbChain>, evidence::RecordedUploads), Failure> {
+    let store = open_shared_read_only(ctx).await?;
+    let chains = match &args.chain {
+        Some(c) => vec![chain_id(c)?],
+        None => store
+            .chains()
+            .await?
+            .iter()
+            .map(|h| chain_id(&h.chain_id))
+            .collect::<Result<_, _>>()?,
+    };
+    if chains.is_empty() {
+        return Err(Failure::Input(anyhow!(
+            "the database has no chains to verify"
+        )));
+    }
+    let mut results = Vec::new();
+    // Evidence records are collected from the same read that verifies the chain.
+    let mut recorded = evidence::RecordedUploads::default();
+    for chain in &chains {
+        results.push(
+            verify_db_chain(
+                &store,
+                chain,
+                keyring,
+                verifier,
+                &mut ScanBar::new(ctx.json, chain),
+                &mut |e| recorded.observe(e),
+            )
+            .await?,
+        );
+    }
+    Ok((results, recorded))
 }
 
 /// The `--html` report of a database-only run: what was checked, every
@@ -966,15 +985,21 @@ fn anchored_log(ctx: &Context, args: &VerifyLogArgs) -> Result<(), Failure> {
         claimed = None;
         events = n;
     } else {
-        let mut store = open_store_read_only(ctx)?;
-        let (head, n) = stele_store::read_consistent(store.as_mut(), |store| {
-            scan_db_chain(
-                store,
+        let (head, n) = super::runtime()?.block_on(async {
+            let store = open_shared_read_only(ctx).await?;
+            let mut snapshot = store.read_snapshot().await?;
+            let scanned = scan_db_chain(
+                &mut snapshot,
                 &chain,
                 &mut log,
                 &mut ScanBar::new(ctx.json, &chain),
                 &mut |e| recorded.observe(e),
             )
+            .await;
+            let ended = snapshot.end().await;
+            let scanned = scanned?;
+            ended?;
+            Ok::<_, Failure>(scanned)
         })?;
         checked.push(format!(
             "database: {n} events recomputed (canonical bytes, leaves, Merkle nodes{}); {} events after the newest anchor are checked row by row and wait for the next anchor",

@@ -179,11 +179,52 @@ fn commit_outcome_unknown(replies: Vec<Reply>, message: &str) {
     }
 }
 
-/// Stored hashes fetched so far for a tlog computation, and the ones it
-/// asked for that were not there yet.
+/// Stored hashes fetched so far for a tlog computation (root, proof), and
+/// the ones it asked for that were not there yet. A computation runs over
+/// the hashes fetched so far; a pass that asks for hashes not fetched yet
+/// names them and fails; they are read in one query and it runs again. A
+/// proof needs O(log n) hashes, read in a few passes. Stored hashes never
+/// change once written, so passes need no shared snapshot.
+#[derive(Default)]
 struct FetchedHashes {
     hashes: std::collections::HashMap<u64, Hash>,
     missing: std::cell::RefCell<Vec<u64>>,
+    passes: u32,
+}
+
+/// One pass of a computation over [`FetchedHashes`].
+enum Pass<T> {
+    Done(T),
+    /// These stored hashes are needed first, sorted and without repeats.
+    Needs(Vec<u64>),
+}
+
+impl FetchedHashes {
+    fn run<T>(
+        &mut self,
+        compute: impl Fn(&Self) -> Result<T, MerkleError>,
+    ) -> Result<Pass<T>, StoreError> {
+        // Each pass fetches at least one new hash; a tree of 2^64 leaves
+        // needs far fewer passes than this.
+        self.passes += 1;
+        if self.passes > 256 {
+            return Err(StoreError::Corrupt(
+                "a Merkle computation kept asking for more stored hashes".into(),
+            ));
+        }
+        let result = compute(self);
+        let mut missing = self.missing.take();
+        if missing.is_empty() {
+            return Ok(Pass::Done(result?));
+        }
+        missing.sort_unstable();
+        missing.dedup();
+        Ok(Pass::Needs(missing))
+    }
+
+    fn add(&mut self, indexes: Vec<u64>, hashes: Vec<Hash>) {
+        self.hashes.extend(indexes.into_iter().zip(hashes));
+    }
 }
 
 impl tlog_tiles::HashReader for FetchedHashes {
@@ -199,37 +240,6 @@ impl tlog_tiles::HashReader for FetchedHashes {
             tlog_tiles::Error::IndexesNotInTree
         })
     }
-}
-
-/// Runs a tlog computation (root, proof) over stored hashes read on demand:
-/// a pass that asks for hashes not fetched yet names them and fails; they
-/// are read in one query and the computation runs again. A proof needs
-/// O(log n) hashes, read in a few passes. Stored hashes never change once
-/// written, so passes need no shared snapshot.
-async fn with_fetched_hashes<T>(
-    compute: impl Fn(&FetchedHashes) -> Result<T, MerkleError>,
-    mut fetch: impl AsyncFnMut(Vec<u64>) -> Result<Vec<Hash>, StoreError>,
-) -> Result<T, StoreError> {
-    let mut fetched = FetchedHashes {
-        hashes: std::collections::HashMap::new(),
-        missing: std::cell::RefCell::new(Vec::new()),
-    };
-    // Each pass fetches at least one new hash; a tree of 2^64 leaves
-    // needs far fewer passes than this.
-    for _ in 0..256 {
-        let result = compute(&fetched);
-        let mut missing = fetched.missing.take();
-        if missing.is_empty() {
-            return Ok(result?);
-        }
-        missing.sort_unstable();
-        missing.dedup();
-        let hashes = fetch(missing.clone()).await?;
-        fetched.hashes.extend(missing.into_iter().zip(hashes));
-    }
-    Err(StoreError::Corrupt(
-        "a Merkle computation kept asking for more stored hashes".into(),
-    ))
 }
 
 enum Backend {

@@ -130,17 +130,23 @@ impl Pool {
     }
 
     /// Runs a tlog computation over this chain's stored hashes (see
-    /// [`super::with_fetched_hashes`]).
+    /// [`super::FetchedHashes`]).
     pub(super) async fn with_hashes<T>(
         &self,
         chain: &ChainId,
         compute: impl Fn(&super::FetchedHashes) -> Result<T, stele_ledger::merkle::MerkleError>,
     ) -> Result<T, StoreError> {
         let client = self.client().await?;
-        super::with_fetched_hashes(compute, async |indexes| {
-            read_hashes(&**client, chain, &indexes).await
-        })
-        .await
+        let mut fetched = super::FetchedHashes::default();
+        loop {
+            match fetched.run(&compute)? {
+                super::Pass::Done(value) => return Ok(value),
+                super::Pass::Needs(indexes) => {
+                    let hashes = read_hashes(&**client, chain, &indexes).await?;
+                    fetched.add(indexes, hashes);
+                }
+            }
+        }
     }
 }
 

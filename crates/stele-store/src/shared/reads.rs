@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use stele_ledger::{ChainId, Hash, StoredEvent, merkle};
+use stele_ledger::{ChainId, Event, Hash, StoredEvent, merkle};
 
 use super::{Backend, Store, postgres, sqlite};
 use crate::{AnchorRecord, AnchorStatus, AnchorUpload, ChainHead, LedgerStore as _, StoreError};
@@ -302,6 +302,44 @@ impl ReadSnapshot {
         }
     }
 
+    /// Runs a tlog computation over this snapshot's stored hashes.
+    async fn tlog<T>(
+        &mut self,
+        chain: &ChainId,
+        compute: impl Fn(&super::FetchedHashes) -> Result<T, merkle::MerkleError>,
+    ) -> Result<T, StoreError> {
+        let mut fetched = super::FetchedHashes::default();
+        loop {
+            match fetched.run(&compute)? {
+                super::Pass::Done(value) => return Ok(value),
+                super::Pass::Needs(indexes) => {
+                    let hashes = self.read_hashes(chain, &indexes).await?;
+                    fetched.add(indexes, hashes);
+                }
+            }
+        }
+    }
+
+    /// `size`, or the head's size if `None`, checked to be within the chain.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::UnknownChain`], [`StoreError::OutOfRange`], database errors.
+    pub async fn checked_size(&mut self, chain: &ChainId, size: Option<u64>) -> Result<u64, StoreError> {
+        let head = self
+            .head(chain)
+            .await?
+            .ok_or_else(|| StoreError::UnknownChain(chain.to_string()))?;
+        let size = size.unwrap_or(head.size);
+        if size > head.size {
+            return Err(StoreError::OutOfRange(format!(
+                "tree size {size} is beyond chain {chain:?}, which has {} events",
+                head.size
+            )));
+        }
+        Ok(size)
+    }
+
     /// The Merkle root at tree size `size` and, if `from` is given, the
     /// consistency proof from tree size `from` to `size`: both computed
     /// from the stored hashes of this snapshot.
@@ -315,7 +353,7 @@ impl ReadSnapshot {
         size: u64,
         from: Option<u64>,
     ) -> Result<(Hash, Vec<Hash>), StoreError> {
-        let compute = |hashes: &super::FetchedHashes| {
+        self.tlog(chain, |hashes| {
             let root = merkle::root(size, hashes)?;
             let proof = match from {
                 Some(from) if from > 0 && from < size => {
@@ -324,11 +362,72 @@ impl ReadSnapshot {
                 _ => Vec::new(),
             };
             Ok((root, proof))
-        };
-        super::with_fetched_hashes(compute, async |indexes| {
-            self.read_hashes(chain, &indexes).await
         })
         .await
+    }
+
+    /// An RFC 6962 inclusion proof of `seq` in the tree of `size` (the
+    /// head's if `None`): the size, its root and the proof.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::UnknownChain`], [`StoreError::OutOfRange`], database errors.
+    pub async fn inclusion_proof(
+        &mut self,
+        chain: &ChainId,
+        seq: u64,
+        size: Option<u64>,
+    ) -> Result<(u64, Hash, Vec<Hash>), StoreError> {
+        let size = self.checked_size(chain, size).await?;
+        if seq >= size {
+            return Err(StoreError::OutOfRange(format!(
+                "seq {seq} is not in chain {chain:?} at tree size {size}"
+            )));
+        }
+        let (root, proof) = self
+            .tlog(chain, |hashes| {
+                Ok((
+                    merkle::root(size, hashes)?,
+                    merkle::inclusion_proof(size, seq, hashes)?,
+                ))
+            })
+            .await?;
+        Ok((size, root, proof))
+    }
+
+    /// The stored events with `from <= seq <= to`, in seq order.
+    ///
+    /// # Errors
+    ///
+    /// Database errors.
+    pub async fn events(
+        &mut self,
+        chain: &ChainId,
+        from: u64,
+        to: Option<u64>,
+    ) -> Result<Vec<Event>, StoreError> {
+        let mut events = Vec::new();
+        self.scan(chain, from, to, &mut |e, _| {
+            events.push(e.to_event());
+            Ok(())
+        })
+        .await?;
+        Ok(events)
+    }
+
+    /// The event at `seq`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::UnknownChain`], [`StoreError::OutOfRange`], database errors.
+    pub async fn event(&mut self, chain: &ChainId, seq: u64) -> Result<Event, StoreError> {
+        if let Some(event) = self.events(chain, seq, Some(seq)).await?.pop() {
+            return Ok(event);
+        }
+        let size = self.checked_size(chain, None).await?;
+        Err(StoreError::OutOfRange(format!(
+            "chain {chain:?} has no event with seq {seq} (it has {size} events)"
+        )))
     }
 
     /// Streams the stored rows with `from <= seq <= to` in seq order, each

@@ -14,7 +14,7 @@ use stele_worm::{FileDigest, ObjectFacts, UploadTuning};
 use tokio::runtime::Runtime;
 
 use super::{
-    BarProgress, CheckArgs, GetArgs, Resolved, evidence_chain, open_ledger, open_vault,
+    BarProgress, CheckArgs, GetArgs, Resolved, evidence_chain, open_vault,
     recorded_uploads, resolve, runtime,
 };
 use crate::config::Context;
@@ -36,12 +36,11 @@ struct Expectations {
 
 pub fn get(ctx: &Context, args: &GetArgs) -> Result<(), Failure> {
     let chain = evidence_chain(&args.vault)?;
-    let mut ledger = open_ledger(ctx);
-    let records = recorded_uploads(ledger.as_mut(), &chain)?;
+    let rt = runtime()?;
+    let records = recorded_uploads(&rt, ctx, &chain)?;
     let resolved = resolve(&args.target, records.as_deref())?;
     let vkey = verifier_key(ctx, args.verifier_key.as_deref())?;
     let destination = destination(args, &resolved.key)?;
-    let rt = runtime()?;
     let vault = open_vault(&rt, ctx, &args.vault, UploadTuning::default())?;
     let expect = expectations(&rt, &vault, resolved, &vkey)?;
     let version = expect.facts.version_id.clone();
@@ -152,13 +151,12 @@ pub fn get(ctx: &Context, args: &GetArgs) -> Result<(), Failure> {
 
 pub fn check(ctx: &Context, args: &CheckArgs) -> Result<(), Failure> {
     let chain = evidence_chain(&args.vault)?;
-    let mut ledger = open_ledger(ctx);
-    let records = recorded_uploads(ledger.as_mut(), &chain)?;
+    let rt = runtime()?;
+    let records = recorded_uploads(&rt, ctx, &chain)?;
     let resolved = resolve(&args.target, records.as_deref())?;
     let vkey = verifier_key(ctx, args.verifier_key.as_deref())?;
     let digest = FileDigest::of_file(&args.file)
         .map_err(|e| Failure::Input(anyhow!("cannot read {}: {e}", args.file.display())))?;
-    let rt = runtime()?;
     let vault = open_vault(&rt, ctx, &args.vault, UploadTuning::default())?;
     let expect = expectations(&rt, &vault, resolved, &vkey)?;
     let differences = differences(&expect, digest.size, &digest.sha256);

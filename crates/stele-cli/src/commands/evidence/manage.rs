@@ -15,9 +15,9 @@ use time::{Date, OffsetDateTime};
 
 use super::{
     ExtendArgs, HoldArgs, HoldState, ListArgs, StatusArgs, evidence_chain, find_record,
-    open_ledger, open_vault, parse_date, recorded_uploads, runtime,
+    open_vault, parse_date, recorded_uploads, runtime,
 };
-use crate::commands::open_store;
+use crate::commands::open_shared;
 use crate::config::Context;
 use crate::error::Failure;
 use crate::output;
@@ -32,14 +32,13 @@ pub fn list(ctx: &Context, args: &ListArgs) -> Result<(), Failure> {
         return Err(Failure::Input(anyhow!("--from is after --to")));
     }
     let chain = evidence_chain(&args.vault)?;
-    let mut ledger = open_ledger(ctx);
-    let records = recorded_uploads(ledger.as_mut(), &chain)?;
+    let rt = runtime()?;
+    let records = recorded_uploads(&rt, ctx, &chain)?;
     let recorded: HashMap<&str, u64> = records
         .iter()
         .flatten()
         .map(|r| (r.record.key.as_str(), r.seq))
         .collect();
-    let rt = runtime()?;
     let vault = open_vault(&rt, ctx, &args.vault, UploadTuning::default())?;
     let objects = rt
         .block_on(vault.worm().list_detailed(&client.prefix()))
@@ -127,9 +126,8 @@ fn period(s: &str, end: bool) -> Result<Date, Failure> {
 pub fn status(ctx: &Context, args: &StatusArgs) -> Result<(), Failure> {
     let key = EvidenceKey::parse(&args.key)?.key();
     let chain = evidence_chain(&args.vault)?;
-    let mut ledger = open_ledger(ctx);
-    let records = recorded_uploads(ledger.as_mut(), &chain)?;
     let rt = runtime()?;
+    let records = recorded_uploads(&rt, ctx, &chain)?;
     let vault = open_vault(&rt, ctx, &args.vault, UploadTuning::default())?;
     let worm = vault.worm();
     let version = args.version_id.as_deref();
@@ -226,15 +224,15 @@ pub fn status(ctx: &Context, args: &StatusArgs) -> Result<(), Failure> {
 pub fn hold(ctx: &Context, args: &HoldArgs) -> Result<(), Failure> {
     let key = EvidenceKey::parse(&args.key)?.key();
     let chain = evidence_chain(&args.vault)?;
-    let mut store = open_store(ctx)?;
+    let rt = runtime()?;
+    let store = rt.block_on(open_shared(ctx))?;
     let keyring = ctx.keys().keyring()?;
-    let records = record::uploads(store.as_mut(), &chain)?;
+    let records = rt.block_on(record::uploads(&store, &chain))?;
     let version = args
         .version_id
         .clone()
         .or_else(|| find_record(&records, &key, None).and_then(|r| r.record.version_id.clone()));
     let on = matches!(args.state, HoldState::On);
-    let rt = runtime()?;
     let vault = open_vault(&rt, ctx, &args.vault, UploadTuning::default())?;
     rt.block_on(vault.worm().set_legal_hold(&key, version.as_deref(), on))
         .map_err(EvidenceError::from)?;
@@ -246,7 +244,7 @@ pub fn hold(ctx: &Context, args: &HoldArgs) -> Result<(), Failure> {
         status: status.into(),
     };
     let event = hold.to_event(&rfc3339(OffsetDateTime::now_utc()))?;
-    let receipt = record::append(store.as_mut(), &chain, event, keyring.active())?;
+    let receipt = rt.block_on(record::append(&store, &chain, event, keyring.active()))?;
     if ctx.json {
         return output::print_json(&json!({
             "key": key, "version_id": version, "legal_hold": on,
@@ -264,9 +262,10 @@ pub fn extend(ctx: &Context, args: &ExtendArgs) -> Result<(), Failure> {
     let key = EvidenceKey::parse(&args.key)?.key();
     let until = parse_date(&args.until)?;
     let chain = evidence_chain(&args.vault)?;
-    let mut store = open_store(ctx)?;
+    let rt = runtime()?;
+    let store = rt.block_on(open_shared(ctx))?;
     let keyring = ctx.keys().keyring()?;
-    let records = record::uploads(store.as_mut(), &chain)?;
+    let records = rt.block_on(record::uploads(&store, &chain))?;
     let record = find_record(&records, &key, args.version_id.as_deref());
     let version = args
         .version_id
@@ -276,7 +275,7 @@ pub fn extend(ctx: &Context, args: &ExtendArgs) -> Result<(), Failure> {
     // before the store is contacted at all.
     let recorded = match record {
         Some(r) => {
-            let extensions = record::extensions(store.as_mut(), &chain)?;
+            let extensions = rt.block_on(record::extensions(&store, &chain))?;
             recorded_lock(
                 &r.record.retain_until,
                 &r.record.mode,
@@ -287,7 +286,6 @@ pub fn extend(ctx: &Context, args: &ExtendArgs) -> Result<(), Failure> {
         }
         None => None,
     };
-    let rt = runtime()?;
     let vault = open_vault(&rt, ctx, &args.vault, UploadTuning::default())?;
     let (previous, mode) = rt.block_on(vault.extend(
         &key,
@@ -310,12 +308,12 @@ pub fn extend(ctx: &Context, args: &ExtendArgs) -> Result<(), Failure> {
         previous_retain_until: rfc3339(previous),
         retain_until: rfc3339(until),
     };
-    let receipt = record::append(
-        store.as_mut(),
+    let receipt = rt.block_on(record::append(
+        &store,
         &chain,
         extension.to_event()?,
         keyring.active(),
-    )?;
+    ))?;
     if ctx.json {
         return output::print_json(&json!({
             "extension": extension,

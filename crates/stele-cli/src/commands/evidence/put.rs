@@ -12,7 +12,7 @@ use stele_worm::{MIB, UploadTuning};
 use time::OffsetDateTime;
 
 use super::{BarProgress, PutArgs, evidence_chain, find_record, open_vault, runtime};
-use crate::commands::open_store;
+use crate::commands::open_shared;
 use crate::config::Context;
 use crate::error::Failure;
 use crate::output;
@@ -42,10 +42,10 @@ pub fn run(ctx: &Context, args: &PutArgs) -> Result<(), Failure> {
 
     // Stage 2: the ledger and keys must be usable before anything is uploaded,
     // so that a stored object is never left unrecorded for a local reason.
-    let mut store = open_store(ctx)?;
+    let rt = runtime()?;
+    let store = rt.block_on(open_shared(ctx))?;
     let signer = ctx.keys().signer()?;
     let keyring = ctx.keys().keyring()?;
-    let rt = runtime()?;
     let vault = open_vault(&rt, ctx, &args.vault, tuning)?;
     rt.block_on(vault.check_bucket())?;
 
@@ -95,7 +95,7 @@ pub fn run(ctx: &Context, args: &PutArgs) -> Result<(), Failure> {
         })?;
         // A retried upload of an object already recorded appends nothing new.
         let existing = if uploaded.already_present {
-            let records = record::uploads(store.as_mut(), &chain)?;
+            let records = rt.block_on(record::uploads(&store, &chain))?;
             find_record(
                 &records,
                 &uploaded.record.key,
@@ -109,7 +109,8 @@ pub fn run(ctx: &Context, args: &PutArgs) -> Result<(), Failure> {
             Some(seq) => (seq, false),
             None => {
                 let event = uploaded.record.to_event()?;
-                let receipt = record::append(store.as_mut(), &chain, event, keyring.active())
+                let receipt = rt
+                    .block_on(record::append(&store, &chain, event, keyring.active()))
                     .map_err(|e| {
                         Failure::from(e).context(format!(
                             "{} is stored and verified, but recording it in the ledger failed; run the same put again to record it",

@@ -1,0 +1,218 @@
+//! The shared store beside appends: a read snapshot sees one state while
+//! appends go on, the anchor outbox is leased so that one process uploads
+//! an anchor at a time, and a read-only store refuses every write. On
+//! SQLite and the real PostgreSQL.
+
+#[macro_use]
+mod common;
+
+use std::time::Duration;
+
+use common::{Db, event, keyring};
+use stele_ledger::{ChainId, merkle};
+use stele_store::{AnchorRecord, AnchorStatus, AnchorUpload, Store, StoreError, StoreOptions};
+
+on_every_backend!(
+    a_read_snapshot_sees_one_state_while_appends_go_on,
+    the_outbox_leases_each_anchor_to_one_holder_and_counts_every_try,
+    a_read_only_store_refuses_every_write_and_changes_nothing,
+);
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn chain() -> ChainId {
+    ChainId::new("production").expect("chain id")
+}
+
+async fn append(store: &Store, from: usize, n: usize) {
+    let events = (from..from + n).map(event).collect();
+    store
+        .append(&chain(), events, keyring().active())
+        .await
+        .expect("append");
+}
+
+fn a_read_snapshot_sees_one_state_while_appends_go_on(db: &Db) {
+    runtime().block_on(async {
+        let store = Store::open(&db.location, StoreOptions::default())
+            .await
+            .expect("open");
+        append(&store, 0, 700).await;
+        let (_, root_700) = store.tree_root(&chain(), None).await.expect("root");
+        let mut snapshot = store.read_snapshot().await.expect("snapshot");
+        // Appends beside the open snapshot commit (nothing waits for it)…
+        append(&store, 700, 300).await;
+        assert_eq!(store.head(&chain()).await.unwrap().unwrap().size, 1000);
+        // …and the snapshot does not see them: head, rows, hashes and
+        // anchors all describe the ledger as it was when it opened.
+        let head = snapshot.head(&chain()).await.unwrap().unwrap();
+        assert_eq!(head.size, 700);
+        let mut seqs = Vec::new();
+        snapshot
+            .scan(&chain(), 0, None, &mut |e, nodes| {
+                assert!(!nodes.is_empty(), "every row carries its Merkle nodes");
+                seqs.push(e.seq);
+                Ok(())
+            })
+            .await
+            .unwrap();
+        assert_eq!(seqs, (0..700).collect::<Vec<u64>>(), "rows in order, no row past the head");
+        let (root, proof) = snapshot
+            .root_and_proof(&chain(), 700, Some(300))
+            .await
+            .unwrap();
+        assert_eq!(root, root_700);
+        let (_, root_300) = store.tree_root(&chain(), Some(300)).await.unwrap();
+        assert!(merkle::verify_consistency(&proof, 300, root_300, 700, root).is_ok());
+        let (size, root, proof) = snapshot.inclusion_proof(&chain(), 650, None).await.unwrap();
+        assert_eq!((size, root), (700, root_700));
+        let event = snapshot.event(&chain(), 650).await.unwrap();
+        let leaf = stele_ledger::parse_hex_hash(&event.leaf_hash).expect("a stored leaf hash");
+        assert!(merkle::verify_inclusion(&proof, 700, root, 650, leaf).is_ok());
+        assert!(matches!(
+            snapshot.event(&chain(), 800).await,
+            Err(StoreError::OutOfRange(_))
+        ));
+        // A visitor's error stops the scan and is the one reported.
+        let stopped = snapshot
+            .scan(&chain(), 0, None, &mut |e, _| {
+                if e.seq == 600 {
+                    return Err(StoreError::Corrupt("stop at 600".into()));
+                }
+                Ok(())
+            })
+            .await;
+        assert!(matches!(stopped, Err(StoreError::Corrupt(m)) if m == "stop at 600"));
+        drop(snapshot);
+        // A new snapshot sees everything committed.
+        let mut snapshot = store.read_snapshot().await.unwrap();
+        assert_eq!(snapshot.head(&chain()).await.unwrap().unwrap().size, 1000);
+        assert_eq!(snapshot.events(&chain(), 990, None).await.unwrap().len(), 10);
+        snapshot.end().await.unwrap();
+        store.close().await;
+    });
+}
+
+fn record(seq: u64) -> AnchorRecord {
+    AnchorRecord {
+        chain_id: "production".into(),
+        anchor_seq: seq,
+        trigger: "manual".into(),
+        tree_size: 3,
+        ts_utc: "2026-01-15T14:00:00Z".into(),
+        object_key: format!("anchors/production/{seq}.json"),
+        body: format!("{{\"anchor_seq\":{seq}}}").into_bytes(),
+        status: AnchorStatus::Pending,
+        attempts: 0,
+        last_error: None,
+        location: None,
+        version_id: None,
+        lock_mode: None,
+        retain_until: None,
+        uploaded_at: None,
+    }
+}
+
+fn the_outbox_leases_each_anchor_to_one_holder_and_counts_every_try(db: &Db) {
+    runtime().block_on(async {
+        let store = Store::open(&db.location, StoreOptions::default())
+            .await
+            .expect("open");
+        let c = chain();
+        append(&store, 0, 3).await;
+        let (head, lsn) = store.head_with_lsn(&c).await.unwrap();
+        assert_eq!(head.unwrap().size, 3);
+        assert_eq!(lsn.is_some(), store.backend() == "postgres");
+        store.insert_anchor(&record(0)).await.unwrap();
+        store.insert_anchor(&record(1)).await.unwrap();
+        assert!(matches!(
+            store.insert_anchor(&record(1)).await,
+            Err(StoreError::AnchorConflict { anchor_seq: 1, .. })
+        ));
+        let ttl = Duration::from_secs(600);
+        // Anchors lease in order: not the second while the first is pending.
+        assert!(!store.lease_anchor(&c, 1, "a", ttl).await.unwrap());
+        assert!(store.lease_anchor(&c, 0, "a", ttl).await.unwrap());
+        assert!(!store.lease_anchor(&c, 0, "b", ttl).await.unwrap(), "one holder");
+        // Only the holder records an outcome or moves the key.
+        assert!(!store.record_anchor_failure(&c, 0, "b", "not mine").await.unwrap());
+        assert!(!store.set_anchor_object_key(&c, 0, "b", "elsewhere", "n").await.unwrap());
+        assert!(store.set_anchor_object_key(&c, 0, "a", "anchors/production/0b.json", "squatted").await.unwrap());
+        assert!(store.record_anchor_failure(&c, 0, "a", "S3 unreachable").await.unwrap());
+        let pending = store.anchors(None, Some(AnchorStatus::Pending)).await.unwrap();
+        assert_eq!(pending.iter().map(|a| a.anchor_seq).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(
+            (pending[0].attempts, pending[0].last_error.as_deref(), pending[0].object_key.as_str()),
+            (1, Some("S3 unreachable"), "anchors/production/0b.json")
+        );
+        assert_eq!(pending[0].body, record(0).body, "the body never changes");
+        let upload = AnchorUpload {
+            status: AnchorStatus::Verified,
+            location: "s3://b".into(),
+            version_id: Some("v1".into()),
+            lock_mode: Some("COMPLIANCE".into()),
+            retain_until: Some("2027-02-19T14:00:00Z".into()),
+        };
+        // The failure ended the lease; another process takes the next try.
+        assert!(store.lease_anchor(&c, 0, "b", ttl).await.unwrap());
+        assert!(!store.mark_anchor_uploaded(&c, 0, "a", &upload).await.unwrap());
+        assert!(store.mark_anchor_uploaded(&c, 0, "b", &upload).await.unwrap());
+        assert!(!store.lease_anchor(&c, 0, "a", ttl).await.unwrap(), "no longer pending");
+        // An expired lease (a killed holder) is taken over.
+        assert!(store.lease_anchor(&c, 1, "dead", Duration::ZERO).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(store.lease_anchor(&c, 1, "c", ttl).await.unwrap());
+        assert!(!store.mark_anchor_uploaded(&c, 1, "dead", &upload).await.unwrap());
+        let last = store.last_anchor(&c).await.unwrap().unwrap();
+        assert_eq!((last.anchor_seq, last.status), (1, AnchorStatus::Pending));
+        let all = store.anchors(Some(&c), None).await.unwrap();
+        assert_eq!(
+            (all[0].status, all[0].version_id.as_deref(), all[0].last_error.as_deref()),
+            (AnchorStatus::Verified, Some("v1"), None)
+        );
+        // Attempts count leases granted: one per try, whoever made it.
+        assert_eq!((all[0].attempts, all[1].attempts), (2, 2));
+        let other = ChainId::new("other").unwrap();
+        assert!(store.last_anchor(&other).await.unwrap().is_none());
+        store.close().await;
+    });
+}
+
+fn a_read_only_store_refuses_every_write_and_changes_nothing(db: &Db) {
+    runtime().block_on(async {
+        let writer = Store::open(&db.location, StoreOptions::default())
+            .await
+            .expect("open");
+        append(&writer, 0, 5).await;
+        writer.insert_anchor(&record(0)).await.unwrap();
+        writer.close().await;
+        let reader = Store::open_read_only(&db.location, StoreOptions::default())
+            .await
+            .expect("open read-only");
+        let c = chain();
+        let refused = reader.append(&c, vec![event(9)], keyring().active()).await;
+        assert!(matches!(refused, Err(StoreError::ReadOnly)), "{refused:?}");
+        let ttl = Duration::from_secs(60);
+        match reader.lease_anchor(&c, 0, "r", ttl).await {
+            // SQLite: refused before the database; PostgreSQL: by the session.
+            Err(StoreError::ReadOnly) => {}
+            Err(e) => assert_eq!(e.sqlstate(), Some("25006"), "{e}"),
+            Ok(granted) => panic!("a read-only store leased an anchor ({granted})"),
+        }
+        let mut snapshot = reader.read_snapshot().await.unwrap();
+        assert_eq!(snapshot.head(&c).await.unwrap().unwrap().size, 5);
+        let anchors = snapshot.anchors(Some(&c), None).await.unwrap();
+        assert_eq!((anchors.len(), anchors[0].attempts), (1, 0), "nothing changed");
+        snapshot.end().await.unwrap();
+    });
+    // A read-only open of a database without a ledger creates nothing.
+    let empty = Db::sqlite();
+    let opened = runtime().block_on(Store::open_read_only(&empty.location, StoreOptions::default()));
+    assert!(matches!(opened, Err(StoreError::Open { .. })), "{opened:?}");
+}
