@@ -804,6 +804,65 @@ fn sigterm_answers_appends_in_progress_and_exits_cleanly() {
 }
 
 #[test]
+fn a_connection_stalled_in_its_request_head_is_closed_and_crowds_out_no_one() {
+    use std::io::{Read as _, Write as _};
+    let ledger = Ledger::new(TestDb::sqlite());
+    let t = token(&ledger, "append,read", "*");
+    let gw = Gateway::start(&ledger);
+    // Slowloris: many connections that send part of a request head, or
+    // nothing at all, and then wait.
+    let stalled: Vec<std::net::TcpStream> = (0..300)
+        .map(|i| {
+            let mut stream = std::net::TcpStream::connect(&gw.addr).expect("connect");
+            if i % 3 != 0 {
+                stream
+                    .write_all(b"POST /v1/chains/slow/events HTTP/1.1\r\nHost: x\r\nContent-Le")
+                    .expect("a partial head");
+            }
+            stream
+        })
+        .collect();
+    let started = Instant::now();
+    // Meanwhile everyone else is served at once.
+    assert_eq!(gw.append("fast", &t, r#"{"type":"a.b"}"#).status, 201);
+    assert_eq!(gw.request("GET", "/healthz", None, &[], b"").status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a request waited {:?} behind stalled connections",
+        started.elapsed()
+    );
+    // The gateway closes each stalled connection once the head timeout
+    // (10 s) has passed.
+    let patience = Duration::from_secs(25);
+    for (i, mut stream) in stalled.into_iter().enumerate() {
+        let left = patience
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(10));
+        stream.set_read_timeout(Some(left)).expect("read timeout");
+        let mut answer = Vec::new();
+        match stream.read_to_end(&mut answer) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!(
+                "stalled connection {i} was still open after {:?} ({e})",
+                started.elapsed()
+            ),
+        }
+    }
+    assert_eq!(gw.append("fast", &t, r#"{"type":"a.b"}"#).status, 201);
+    // A connection stalled in its head does not hold up a shutdown.
+    let _stalled = std::net::TcpStream::connect(&gw.addr)
+        .and_then(|mut s| s.write_all(b"GET /healthz HTTP/1.1\r\n").map(|()| s))
+        .expect("a stalled connection");
+    std::thread::sleep(Duration::from_millis(200));
+    let status = gw
+        .terminate_within(Duration::from_secs(20))
+        .expect("stele serve did not stop within 20 s of SIGTERM");
+    assert!(status.success(), "stele serve exited with {status}");
+    assert_eq!(ledger.size("fast"), 2);
+}
+
+#[test]
 fn schemathesis_finds_no_server_error_and_no_response_outside_the_schema() {
     stele_store::testkit::live_or_skip!(Schemathesis);
     let schemathesis = std::env::var("STELE_TEST_SCHEMATHESIS").expect("set by live_or_skip");

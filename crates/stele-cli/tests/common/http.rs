@@ -207,11 +207,29 @@ impl Gateway {
 
     /// SIGTERM, and the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
+        self.send_sigterm();
+        self.child.wait().expect("wait for stele serve")
+    }
+
+    /// SIGTERM, and the exit status if the process exits within `patience`
+    /// (else it is killed when dropped).
+    pub fn terminate_within(mut self, patience: Duration) -> Option<std::process::ExitStatus> {
+        self.send_sigterm();
+        let deadline = std::time::Instant::now() + patience;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("wait for stele serve") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    fn send_sigterm(&self) {
         let pid = self.child.id().to_string();
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &pid])
             .status();
-        self.child.wait().expect("wait for stele serve")
     }
 }
 
