@@ -140,6 +140,7 @@ pub fn state(ledger: Ledger, limits: ApiLimits, runtime: tokio::runtime::Handle)
             .map(|setup| anchoring::Anchoring::start(setup, runtime)),
         verification: ledger.verification.map(verification::start),
         appends: tokio::sync::Semaphore::new(limits.max_in_flight_appends.max(1)),
+        bodies: app::BodyBudget::new(limits.max_in_flight_body_bytes),
         store: ledger.store,
         keyring: ledger.keyring,
         signer: ledger.signer,
