@@ -56,8 +56,12 @@ pub struct ServerFile {
     pub max_events_per_request: Option<usize>,
     /// Longest a request may take, in seconds (default 30).
     pub request_timeout_secs: Option<u64>,
-    /// Append requests in progress at once; more get 429 (default 1024).
+    /// Append requests in progress at once; more get 429 (default 256).
     pub max_in_flight_appends: Option<usize>,
+    /// Bytes of append bodies in progress at once (a body without
+    /// Content-Length counts as `max_request_bytes`); more get 429 (default
+    /// 256 MiB).
+    pub max_in_flight_body_bytes: Option<usize>,
     /// Appends waiting for a commit; more get 503 (default 4096).
     pub commit_queue: Option<usize>,
     /// Seconds between scheduled verifications (default 3600).

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::http::{Gateway, request, token};
+use common::http::{Gateway, HeldRequest, request, token};
 use common::{Ledger, code, stderr};
 use serde_json::{Value, json};
 use stele_store::testkit::TestDb;
@@ -66,6 +66,15 @@ fn batch_of(n: usize, event_type: &str) -> String {
             .collect(),
     )
     .to_string()
+}
+
+/// Adds a `[server]` section with `settings` (TOML lines) to the ledger's
+/// `stele.toml`.
+fn server_settings(ledger: &Ledger, settings: &str) {
+    let config = ledger.data_dir().join("stele.toml");
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str(&format!("\n[server]\n{settings}\n"));
+    std::fs::write(&config, text).expect("config");
 }
 
 fn size_over_api(gw: &Gateway, token: &str, chain: &str) -> u64 {
@@ -292,7 +301,7 @@ fn every_rejection_has_its_status_and_code_and_changes_nothing() {
         // Small limits, so "too large" is cheap to reach.
         let config = ledger.data_dir().join("stele.toml");
         let text = std::fs::read_to_string(&config).expect("config");
-        let mut text: String = text
+        let text: String = text
             .lines()
             .map(|l| {
                 if l.starts_with("max_payload_bytes") {
@@ -303,8 +312,11 @@ fn every_rejection_has_its_status_and_code_and_changes_nothing() {
             })
             .collect::<Vec<_>>()
             .join("\n");
-        text.push_str("\n[server]\nmax_request_bytes = 65536\nmax_events_per_request = 10\n");
         std::fs::write(&config, text).expect("config");
+        server_settings(
+            &ledger,
+            "max_request_bytes = 65536\nmax_events_per_request = 10",
+        );
         let appender = token(&ledger, "append", "orders");
         let reader = token(&ledger, "read", "*");
         let gw = Gateway::start(&ledger);
@@ -804,6 +816,134 @@ fn sigterm_answers_appends_in_progress_and_exits_cleanly() {
 }
 
 #[test]
+fn a_connection_stalled_in_its_request_head_is_closed_and_crowds_out_no_one() {
+    use std::io::{Read as _, Write as _};
+    let ledger = Ledger::new(TestDb::sqlite());
+    let t = token(&ledger, "append,read", "*");
+    let gw = Gateway::start(&ledger);
+    // Slowloris: many connections that send part of a request head, or
+    // nothing at all, and then wait.
+    let stalled: Vec<std::net::TcpStream> = (0..300)
+        .map(|i| {
+            let mut stream = std::net::TcpStream::connect(&gw.addr).expect("connect");
+            if i % 3 != 0 {
+                stream
+                    .write_all(b"POST /v1/chains/slow/events HTTP/1.1\r\nHost: x\r\nContent-Le")
+                    .expect("a partial head");
+            }
+            stream
+        })
+        .collect();
+    let started = Instant::now();
+    // Meanwhile everyone else is served at once.
+    assert_eq!(gw.append("fast", &t, r#"{"type":"a.b"}"#).status, 201);
+    assert_eq!(gw.request("GET", "/healthz", None, &[], b"").status, 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a request waited {:?} behind stalled connections",
+        started.elapsed()
+    );
+    // The gateway closes each stalled connection once the head timeout
+    // (10 s) has passed.
+    let patience = Duration::from_secs(25);
+    for (i, mut stream) in stalled.into_iter().enumerate() {
+        let left = patience
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(10));
+        stream.set_read_timeout(Some(left)).expect("read timeout");
+        let mut answer = Vec::new();
+        match stream.read_to_end(&mut answer) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!(
+                "stalled connection {i} was still open after {:?} ({e})",
+                started.elapsed()
+            ),
+        }
+    }
+    assert_eq!(gw.append("fast", &t, r#"{"type":"a.b"}"#).status, 201);
+    // A connection stalled in its head does not hold up a shutdown.
+    let _stalled = std::net::TcpStream::connect(&gw.addr)
+        .and_then(|mut s| s.write_all(b"GET /healthz HTTP/1.1\r\n").map(|()| s))
+        .expect("a stalled connection");
+    std::thread::sleep(Duration::from_millis(200));
+    let status = gw
+        .terminate_within(Duration::from_secs(20))
+        .expect("stele serve did not stop within 20 s of SIGTERM");
+    assert!(status.success(), "stele serve exited with {status}");
+    assert_eq!(ledger.size("fast"), 2);
+}
+
+#[test]
+fn bodies_in_flight_are_bounded_in_bytes_and_those_refused_append_nothing() {
+    for db in
+        both_backends("bodies_in_flight_are_bounded_in_bytes_and_those_refused_append_nothing")
+    {
+        let ledger = Ledger::new(db);
+        const MAX_BODY: usize = 512 * 1024;
+        server_settings(
+            &ledger,
+            &format!(
+                "max_request_bytes = {MAX_BODY}\nmax_in_flight_body_bytes = {}",
+                2 * MAX_BODY
+            ),
+        );
+        let t = token(&ledger, "append,read", "*");
+        let gw = Gateway::start(&ledger);
+        assert_eq!(
+            gw.append("held", &t, r#"{"type":"seed.event"}"#).status,
+            201
+        );
+
+        // Slow senders fill the budget: a chunked body (which counts as the
+        // largest allowed), then two whose Content-Length is half of that.
+        let headers = [
+            ("Authorization", format!("Bearer {t}")),
+            ("Content-Type", "application/json".to_owned()),
+        ];
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let path = "/v1/chains/held/events";
+        let chunked = batch_of(10, "held.chunked").into_bytes();
+        let mut held = vec![(
+            chunked,
+            HeldRequest::start(&gw.addr, "POST", path, &headers, None).expect("chunked"),
+        )];
+        for name in ["held.first", "held.second"] {
+            let mut body = batch_of(10, name).into_bytes();
+            body.resize(MAX_BODY / 2, b' ');
+            // Let in only if its Content-Length, not the largest body, is counted.
+            let request = HeldRequest::start(&gw.addr, "POST", path, &headers, Some(body.len()))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            held.push((body, request));
+        }
+        for (body, request) in &mut held {
+            request.send(&body[..100]).expect("part of a body");
+        }
+
+        // A further append, however small, is refused, and says when to retry.
+        let refused = gw.append("held", &t, r#"{"type":"refused.event"}"#);
+        assert_eq!(refused.status, 429, "{}", refused.text());
+        assert_eq!(refused.code(), "too_many_requests");
+        assert_eq!(refused.header("retry-after"), Some("1"));
+        // Reads take no body and are served.
+        assert_eq!(size_over_api(&gw, &t, "held"), 1);
+
+        // Once the slow bodies arrive they are appended, and the budget is
+        // free again.
+        for (body, mut request) in held {
+            request.send(&body[100..]).expect("the rest of a body");
+            let r = request.finish().expect("the answer");
+            assert_eq!(r.status, 201, "{}", r.text());
+            assert_eq!(r.json()["appended"], 10, "{}", r.text());
+        }
+        let r = gw.append("held", &t, r#"{"type":"after.event"}"#);
+        assert_eq!(r.status, 201, "{}", r.text());
+        assert_eq!(size_over_api(&gw, &t, "held"), 32);
+        assert_eq!(ledger.size("held"), 32, "the refused append wrote nothing");
+    }
+}
+
+#[test]
 fn schemathesis_finds_no_server_error_and_no_response_outside_the_schema() {
     stele_store::testkit::live_or_skip!(Schemathesis);
     let schemathesis = std::env::var("STELE_TEST_SCHEMATHESIS").expect("set by live_or_skip");
@@ -1137,12 +1277,10 @@ fn scheduled_verification_reports_an_edit_behind_the_servers_back() {
     for db in both_backends("scheduled_verification_reports_an_edit_behind_the_servers_back") {
         let ledger = Ledger::new(db);
         let (hook, received) = webhook_listener();
-        let config = ledger.data_dir().join("stele.toml");
-        let mut text = std::fs::read_to_string(&config).expect("config");
-        text.push_str(&format!(
-            "\n[server]\nverify_interval_secs = 3600\nwebhook_url = \"{hook}\"\n"
-        ));
-        std::fs::write(&config, text).expect("config");
+        server_settings(
+            &ledger,
+            &format!("verify_interval_secs = 3600\nwebhook_url = \"{hook}\""),
+        );
         let secret = "whsec-test-0123456789";
         let admin = token(&ledger, "admin", "*");
         let gw = Gateway::start_with(&ledger, |cmd| {
@@ -1215,10 +1353,7 @@ fn scheduled_verification_reports_an_edit_behind_the_servers_back() {
 #[test]
 fn a_webhook_without_a_signing_key_is_refused_at_start() {
     let ledger = Ledger::new(TestDb::sqlite());
-    let config = ledger.data_dir().join("stele.toml");
-    let mut text = std::fs::read_to_string(&config).expect("config");
-    text.push_str("\n[server]\nwebhook_url = \"http://127.0.0.1:9/hook\"\n");
-    std::fs::write(&config, text).expect("config");
+    server_settings(&ledger, "webhook_url = \"http://127.0.0.1:9/hook\"");
     let out = ledger
         .command()
         .env_remove("STELE_WEBHOOK_SECRET")

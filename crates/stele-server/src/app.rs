@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::body::{Body, Bytes};
+use axum::body::{Body, Bytes, HttpBody as _};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -18,7 +18,7 @@ use stele_ledger::canonical::event_canonical_bytes;
 use stele_ledger::checkpoint::{self, TlogProof};
 use stele_ledger::{ChainId, Hash, Keyring, hex_hash};
 use stele_store::{AnchorStatus, Store};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::auth::{Denied, Scope, Tokens};
 use crate::error::{ApiError, ErrorCode, REQUEST_ID};
@@ -40,6 +40,9 @@ pub struct ApiLimits {
     pub request_timeout: Duration,
     /// Append requests being processed at once; more get 429.
     pub max_in_flight_appends: usize,
+    /// Bytes of append bodies being read or processed at once; a request
+    /// that would pass it gets 429 (see [`BodyBudget`]).
+    pub max_in_flight_body_bytes: usize,
     /// Pending anchors above which `/readyz` reports not ready.
     pub max_anchor_backlog: usize,
 }
@@ -52,9 +55,9 @@ impl Default for ApiLimits {
             event: stele_ledger::Limits::default(),
             max_page: 1000,
             request_timeout: Duration::from_secs(30),
-            // With max_request_bytes, bounds the memory bodies in flight
-            // take (256 x 8 MiB = 2 GiB at most, raw).
             max_in_flight_appends: 256,
+            // The count alone would let 256 x 8 MiB = 2 GiB of bodies in.
+            max_in_flight_body_bytes: 256 * 1024 * 1024,
             max_anchor_backlog: 100,
         }
     }
@@ -69,6 +72,7 @@ pub struct AppState {
     pub(crate) limits: ApiLimits,
     pub(crate) metrics: Metrics,
     pub(crate) appends: Semaphore,
+    pub(crate) bodies: BodyBudget,
     pub(crate) anchoring: Option<crate::anchoring::Anchoring>,
     pub(crate) verification: Option<Arc<crate::verification::Verification>>,
 }
@@ -409,13 +413,21 @@ async fn append(
     let started = Instant::now();
     let chain = state.authorize_chain(&headers, Scope::Append, &chain)?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let _permit = state.appends.try_acquire().map_err(|_| {
-        ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_requests",
-            "too many appends are in progress; retry shortly",
+    let _permit = state
+        .appends
+        .try_acquire()
+        .map_err(|_| too_many_requests("too many appends are in progress"))?;
+    // Reserved before a byte is read: what a body may take is known from
+    // its Content-Length, or is the largest body allowed without one.
+    let body_bytes = body
+        .size_hint()
+        .exact()
+        .unwrap_or(u64::MAX)
+        .min(u64::try_from(state.limits.max_request_bytes).unwrap_or(u64::MAX));
+    let _reserved = state.bodies.try_reserve(body_bytes).ok_or_else(|| {
+        too_many_requests(
+            "the request bodies in progress fill this gateway's memory budget for them",
         )
-        .retry_after(1)
     })?;
     let framing = Framing::from_content_type(
         headers
@@ -497,6 +509,47 @@ async fn append(
         }
     }
     Ok((status, Json(body)).into_response())
+}
+
+/// 429 `too_many_requests`: `why`, and that nothing was appended.
+fn too_many_requests(why: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_requests",
+        format!("{why}; nothing was appended — retry shortly"),
+    )
+    .retry_after(1)
+}
+
+/// The memory append bodies may hold at once, in KiB (one reservation is
+/// at most `u32::MAX` permits, so bytes would cap a body at 4 GiB). A
+/// request reserves its body's size before reading it and keeps it until
+/// answered, parsing and committing included.
+pub(crate) struct BodyBudget {
+    kib: Semaphore,
+    capacity_kib: usize,
+}
+
+impl BodyBudget {
+    pub(crate) fn new(bytes: usize) -> Self {
+        let capacity_kib = bytes.div_ceil(1024).clamp(1, Semaphore::MAX_PERMITS);
+        Self {
+            kib: Semaphore::new(capacity_kib),
+            capacity_kib,
+        }
+    }
+
+    /// Reserves `bytes`, or `None` if the budget has not that much left. A
+    /// body larger than the whole budget reserves all of it: it is served
+    /// when nothing else is in flight, never refused for ever.
+    fn try_reserve(&self, bytes: u64) -> Option<SemaphorePermit<'_>> {
+        let kib = usize::try_from(bytes.div_ceil(1024))
+            .unwrap_or(usize::MAX)
+            .min(self.capacity_kib);
+        self.kib
+            .try_acquire_many(u32::try_from(kib).unwrap_or(u32::MAX))
+            .ok()
+    }
 }
 
 /// Most events one append may ask proofs for (`?proof=true`).
@@ -822,4 +875,30 @@ async fn verification_run(State(state): Shared, headers: HeaderMap) -> Result<Re
     state.authorize(&headers, Scope::Admin, None)?;
     verification_job(&state)?.run_now();
     Ok((StatusCode::ACCEPTED, Json(json!({ "started": true }))).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BodyBudget;
+
+    #[test]
+    fn the_body_budget_refuses_what_it_has_not_left_and_frees_on_drop() {
+        let budget = BodyBudget::new(1024 * 1024);
+        let first = budget.try_reserve(512 * 1024).expect("half");
+        let second = budget
+            .try_reserve(512 * 1024 - 100)
+            .expect("the other half");
+        // Counted in whole KiB: even one byte needs one that is not left.
+        assert!(budget.try_reserve(1).is_none());
+        drop(first);
+        assert!(budget.try_reserve(512 * 1024 + 1).is_none());
+        let third = budget.try_reserve(512 * 1024).expect("freed");
+        drop((second, third));
+        // Larger than the whole budget: it all, when nothing else holds any.
+        let all = budget.try_reserve(u64::MAX).expect("the whole budget");
+        assert!(budget.try_reserve(0).is_some());
+        assert!(budget.try_reserve(1).is_none());
+        drop(all);
+        assert!(budget.try_reserve(1).is_some());
+    }
 }

@@ -27,11 +27,9 @@ use thiserror::Error;
 pub use app::{ApiLimits, AppState, ROUTES};
 pub use auth::{Scope, TokenFile, Tokens};
 
-/// How long a client may take to send a request's head (HTTPS).
+/// How long a client may take to send a request's head, the first on a
+/// connection or the next one on a kept-alive connection.
 const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// How long a stopping HTTPS server lets requests in progress finish.
-const SHUTDOWN_REQUEST_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How long a stopping server waits for its shutdown anchors to upload.
 const SHUTDOWN_ANCHOR_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
@@ -142,6 +140,7 @@ pub fn state(ledger: Ledger, limits: ApiLimits, runtime: tokio::runtime::Handle)
             .map(|setup| anchoring::Anchoring::start(setup, runtime)),
         verification: ledger.verification.map(verification::start),
         appends: tokio::sync::Semaphore::new(limits.max_in_flight_appends.max(1)),
+        bodies: app::BodyBudget::new(limits.max_in_flight_body_bytes),
         store: ledger.store,
         keyring: ledger.keyring,
         signer: ledger.signer,
@@ -149,6 +148,23 @@ pub fn state(ledger: Ledger, limits: ApiLimits, runtime: tokio::runtime::Handle)
         metrics: metrics::Metrics::default(),
         limits,
     })
+}
+
+/// How plain HTTP and HTTPS are both served: HTTP/1.1 only (no protocol
+/// sniffing, which no timeout covers), each request head within
+/// [`HEADER_READ_TIMEOUT`], so a connection that trickles bytes, or sends
+/// none, cannot hold its slot for ever.
+fn bounded<A>(
+    server: axum_server::Server<SocketAddr, A>,
+    handle: axum_server::Handle<SocketAddr>,
+) -> axum_server::Server<SocketAddr, A> {
+    let mut server = server.http1_only().handle(handle);
+    server
+        .http_builder()
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    server
 }
 
 /// Serves until `shutdown` resolves, then stops accepting, lets requests in
@@ -182,37 +198,28 @@ pub async fn serve(
     listener.set_nonblocking(true).map_err(io)?;
     let addr = listener.local_addr().map_err(io)?;
     let store = ledger.store.clone();
+    // A request in progress when the signal comes is answered: its head
+    // arrives within HEADER_READ_TIMEOUT, its answer within the request
+    // timeout. A connection still open after that is closed.
+    let shutdown_patience = HEADER_READ_TIMEOUT + config.limits.request_timeout;
     let state = state(ledger, config.limits, tokio::runtime::Handle::current());
-    let router = app::router(Arc::clone(&state));
+    let router = app::router(Arc::clone(&state)).into_make_service();
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.graceful_shutdown(Some(shutdown_patience));
+    });
     ready(addr);
     let served = match tls {
         None => {
-            let listener = tokio::net::TcpListener::from_std(listener).map_err(io)?;
-            axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await
+            let server = axum_server::from_tcp(listener).map_err(io)?;
+            bounded(server, handle).serve(router).await
         }
         Some(tls) => {
-            let handle = axum_server::Handle::new();
-            let stopper = handle.clone();
-            tokio::spawn(async move {
-                shutdown.await;
-                stopper.graceful_shutdown(Some(SHUTDOWN_REQUEST_PATIENCE));
-            });
             let config = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(tls));
-            let mut server =
-                axum_server::tls_rustls::from_tcp_rustls(listener, config).map_err(io)?;
-            // A client must send its request head in time: a connection
-            // that trickles bytes cannot hold a slot for ever.
-            server
-                .http_builder()
-                .http1()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT);
-            server
-                .handle(handle)
-                .serve(router.into_make_service())
-                .await
+            let server = axum_server::tls_rustls::from_tcp_rustls(listener, config).map_err(io)?;
+            bounded(server, handle).serve(router).await
         }
     };
     // Every request has been answered; commit whatever is still queued,

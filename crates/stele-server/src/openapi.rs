@@ -98,7 +98,12 @@ fn operation(method: &str, path: &str) -> Value {
                 "422".into(),
                 error_response("invalid events, each named by index; nothing appended"),
             );
-            responses.insert("429".into(), error_response("too many appends in progress"));
+            responses.insert(
+                "429".into(),
+                error_response(
+                    "too many appends, or too many body bytes, in progress; nothing appended",
+                ),
+            );
         }
         (_, "/metrics") => {
             responses.insert("200".into(), json!({"description": "Prometheus text", "content": {"text/plain": {"schema": {"type": "string"}}}}));

@@ -271,6 +271,9 @@ fn server_config(
         max_in_flight_appends: file
             .max_in_flight_appends
             .unwrap_or(defaults.max_in_flight_appends),
+        max_in_flight_body_bytes: file
+            .max_in_flight_body_bytes
+            .unwrap_or(defaults.max_in_flight_body_bytes),
         ..defaults
     };
     if limits.max_request_bytes == 0
@@ -280,6 +283,14 @@ fn server_config(
     {
         return Err(Failure::Input(anyhow!(
             "[server] max_request_bytes, max_events_per_request and max_in_flight_appends must be above 0, and request_timeout_secs at least 3"
+        )));
+    }
+    // Else the largest body allowed could only be served alone.
+    if limits.max_in_flight_body_bytes < limits.max_request_bytes {
+        return Err(Failure::Input(anyhow!(
+            "[server] max_in_flight_body_bytes ({}) is below max_request_bytes ({}): raise it, or lower max_request_bytes",
+            limits.max_in_flight_body_bytes,
+            limits.max_request_bytes
         )));
     }
     let tls = match (

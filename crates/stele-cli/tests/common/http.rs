@@ -57,20 +57,39 @@ pub fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<Response> {
-    let mut stream = TcpStream::connect(addr)?;
+    let mut stream = connect(addr)?;
+    let length = body.len().to_string();
+    let mut all = vec![("Content-Length", length.as_str())];
+    all.extend_from_slice(headers);
+    write_head(&mut stream, addr, method, path, &all)?;
+    // A server may answer (413) and close before reading a large body.
+    let _ = stream.write_all(body);
+    read_response(&mut BufReader::new(stream))
+}
+
+fn connect(addr: &str) -> std::io::Result<TcpStream> {
+    let stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
+    Ok(stream)
+}
+
+fn write_head(
+    stream: &mut TcpStream,
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<()> {
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
     head.push_str("\r\n");
-    stream.write_all(head.as_bytes())?;
-    // A server may answer (413) and close before reading a large body.
-    let _ = stream.write_all(body);
-    let mut reader = BufReader::new(stream);
+    stream.write_all(head.as_bytes())
+}
+
+/// A response's status line and headers.
+fn read_head(reader: &mut BufReader<TcpStream>) -> std::io::Result<(u16, Vec<(String, String)>)> {
     let mut status_line = String::new();
     reader.read_line(&mut status_line)?;
     let status = status_line
@@ -90,6 +109,12 @@ pub fn request(
             headers.push((n.trim().to_owned(), v.trim().to_owned()));
         }
     }
+    Ok((status, headers))
+}
+
+/// A whole response on a connection the server closes after it.
+fn read_response(reader: &mut BufReader<TcpStream>) -> std::io::Result<Response> {
+    let (status, headers) = read_head(reader)?;
     let chunked = headers
         .iter()
         .any(|(n, v)| n.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
@@ -114,6 +139,68 @@ pub fn request(
         headers,
         body,
     })
+}
+
+/// A request whose body the test sends when it chooses. The head goes out
+/// with `Expect: 100-continue`, and [`start`](Self::start) returns once the
+/// server has asked for the body: its handler is running.
+pub struct HeldRequest {
+    reader: BufReader<TcpStream>,
+    chunked: bool,
+}
+
+impl HeldRequest {
+    /// `content_length: None` sends the body chunked.
+    pub fn start(
+        addr: &str,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        content_length: Option<usize>,
+    ) -> std::io::Result<Self> {
+        let mut stream = connect(addr)?;
+        let length = content_length.map(|n| n.to_string());
+        let mut all = vec![
+            ("Expect", "100-continue"),
+            match &length {
+                Some(n) => ("Content-Length", n.as_str()),
+                None => ("Transfer-Encoding", "chunked"),
+            },
+        ];
+        all.extend_from_slice(headers);
+        write_head(&mut stream, addr, method, path, &all)?;
+        let mut reader = BufReader::new(stream);
+        let (status, _) = read_head(&mut reader)?;
+        if status != 100 {
+            return Err(std::io::Error::other(format!(
+                "the server answered {status} instead of asking for the body"
+            )));
+        }
+        Ok(Self {
+            reader,
+            chunked: content_length.is_none(),
+        })
+    }
+
+    /// Sends `bytes` of the body (one chunk, if chunked).
+    pub fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let stream = self.reader.get_mut();
+        if self.chunked {
+            stream.write_all(format!("{:x}\r\n", bytes.len()).as_bytes())?;
+            stream.write_all(bytes)?;
+            stream.write_all(b"\r\n")
+        } else {
+            stream.write_all(bytes)
+        }
+    }
+
+    /// Ends the body and reads the response.
+    pub fn finish(mut self) -> std::io::Result<Response> {
+        if self.chunked {
+            self.reader.get_mut().write_all(b"0\r\n\r\n")?;
+        }
+        read_response(&mut self.reader)
+    }
 }
 
 /// A `stele serve` process on a free loopback port.
@@ -207,11 +294,29 @@ impl Gateway {
 
     /// SIGTERM, and the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
+        self.send_sigterm();
+        self.child.wait().expect("wait for stele serve")
+    }
+
+    /// SIGTERM, and the exit status if the process exits within `patience`
+    /// (else it is killed when dropped).
+    pub fn terminate_within(mut self, patience: Duration) -> Option<std::process::ExitStatus> {
+        self.send_sigterm();
+        let deadline = std::time::Instant::now() + patience;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("wait for stele serve") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    fn send_sigterm(&self) {
         let pid = self.child.id().to_string();
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &pid])
             .status();
-        self.child.wait().expect("wait for stele serve")
     }
 }
 
