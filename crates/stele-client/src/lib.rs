@@ -207,7 +207,13 @@ impl Client {
         Ok(Self {
             base: url.as_str().trim_end_matches('/').to_owned(),
             authorization: format!("Bearer {token}"),
-            http: HttpClient::builder(TokioExecutor::new()).build(https),
+            // The gateway closes a connection idle for 10 s (its request-head
+            // timeout); dropping ours sooner means a request is never sent
+            // on a connection the gateway is closing at that moment.
+            http: HttpClient::builder(TokioExecutor::new())
+                .pool_idle_timeout(std::time::Duration::from_secs(5))
+                .pool_timer(hyper_util::rt::TokioTimer::new())
+                .build(https),
             timeout: DEFAULT_TIMEOUT,
         })
     }
