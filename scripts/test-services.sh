@@ -59,7 +59,12 @@ KMS_KEY1=QaYzBrkWYQaWqzmcz2VILbaNLPw0J3CkfEIzJuComLo=
 KMS_KEY2=Lll73ETYJrNf8FdIkxROlt/e476TB4TnCeVb8JiNXaI=
 
 # chromium: the HTML verification report is checked in a real headless browser.
-APT_PACKAGES=(ceph-mon ceph-osd radosgw ceph-common uuid-runtime curl openssl chromium)
+# golang-go, golang-golang-x-mod-dev: receipts' proofs are checked with Go's
+# golang.org/x/mod/sumdb (note, tlog), built offline in GOPATH mode.
+APT_PACKAGES=(ceph-mon ceph-osd radosgw ceph-common uuid-runtime curl openssl chromium
+    golang-go golang-golang-x-mod-dev)
+# Where Debian's golang-*-dev packages put their sources (a GOPATH).
+DEBIAN_GOPATH=/usr/share/gocode
 
 export CEPH_CONF=$CEPH_CONF_FILE
 
@@ -560,6 +565,11 @@ export STELE_TEST_MINISTACK_ENDPOINT='http://$HOST:$MS_PORT'
 export STELE_TEST_SCHEMATHESIS='$VENV/bin/schemathesis'
 export AWS_REGION='us-east-1'
 EOF
+    local go
+    go=$(command -v go || true)
+    if [[ -n $go && -d $DEBIAN_GOPATH/src/golang.org/x/mod/sumdb/note ]]; then
+        printf "export STELE_TEST_GO='%s'\nexport STELE_TEST_GOPATH='%s'\n" "$go" "$DEBIAN_GOPATH" >>"$tmp"
+    fi
     mv "$tmp" "$ENV_FILE"
 }
 

@@ -34,6 +34,9 @@ pub enum Service {
     Chromium,
     /// The `schemathesis` API tester (`STELE_TEST_SCHEMATHESIS`, its path).
     Schemathesis,
+    /// Go with `golang.org/x/mod` in a GOPATH (`STELE_TEST_GO`, the `go`
+    /// binary; `STELE_TEST_GOPATH`): proofs checked by Go's sumdb packages.
+    Go,
 }
 
 /// Set by `scripts/test.sh`: every live service must be there, and a missing
@@ -49,6 +52,7 @@ impl Service {
             Self::Postgres => "PostgreSQL",
             Self::Chromium => "Chromium",
             Self::Schemathesis => "schemathesis",
+            Self::Go => "Go with golang.org/x/mod",
         }
     }
 
@@ -71,6 +75,7 @@ impl Service {
             Self::Ministack => unset(&["STELE_TEST_MINISTACK_ENDPOINT"]),
             Self::Postgres => unset(&["STELE_TEST_PG_URL"]),
             Self::Schemathesis => unset(&["STELE_TEST_SCHEMATHESIS"]),
+            Self::Go => unset(&["STELE_TEST_GO", "STELE_TEST_GOPATH"]),
             Self::Chromium => {
                 let on_path = std::env::var_os("PATH").is_some_and(|path| {
                     std::env::split_paths(&path).any(|dir| dir.join("chromium").is_file())
