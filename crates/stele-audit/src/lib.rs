@@ -149,7 +149,8 @@ async fn verify_db_chain_in_snapshot(
     observe: &mut Observer<'_>,
 ) -> Result<DbChain, StoreError> {
     use stele_verify::Aspect;
-    let records = store.anchors(Some(chain), None).await?;    let mut findings = Vec::new();
+    let records = store.anchors(Some(chain), None).await?;
+    let mut findings = Vec::new();
     let mut anchors = Vec::new();
     let mut expected_seq = 0u64;
     for r in &records {

@@ -55,7 +55,7 @@ fn main() {
 
     let locked = rt.block_on(create_bucket(rgw(&unique_bucket("bench-ev")), true));
     let plain = rt.block_on(create_bucket(rgw(&unique_bucket("bench-cp")), false));
-    let ledger = Ledger::new(dir.path());
+    let ledger = Ledger::new(&rt, dir.path());
 
     let mut stele_times = Vec::new();
     let mut aws_times = Vec::new();
@@ -130,18 +130,22 @@ fn env_num(name: &str, default: u64) -> u64 {
 
 /// A throwaway SQLite ledger with an HMAC key and a signing key.
 struct Ledger {
-    store: Mutex<Box<dyn stele_store::LedgerStore>>,
+    store: stele_store::Store,
     hmac: HmacKey,
     signer: signed_note::StandardSigner,
 }
 
 impl Ledger {
-    fn new(dir: &Path) -> Self {
-        let store = stele_store::open(&stele_store::DbLocation::Sqlite(dir.join("ledger.db")))
+    fn new(rt: &tokio::runtime::Runtime, dir: &Path) -> Self {
+        let store = rt
+            .block_on(stele_store::Store::open(
+                &stele_store::DbLocation::Sqlite(dir.join("ledger.db")),
+                stele_store::StoreOptions::default(),
+            ))
             .expect("ledger");
         let (skey, _) = signed_note::generate_key(&mut rand::rngs::OsRng, "stele.bench");
         Self {
-            store: Mutex::new(store),
+            store,
             hmac: HmacKey::new(KeyId::new("bench").expect("key id"), &[7u8; 32]),
             signer: signed_note::StandardSigner::new(&skey).expect("signer"),
         }
@@ -219,13 +223,12 @@ fn stele_put(
         .expect("evidence put");
     let stored_at = clock.start.elapsed();
     let chain = ChainId::new("evidence").expect("chain");
-    let mut store = ledger.store.lock().unwrap_or_else(|e| e.into_inner());
-    record::append(
-        store.as_mut(),
+    rt.block_on(record::append(
+        &ledger.store,
         &chain,
         uploaded.record.to_event().expect("event"),
         &ledger.hmac,
-    )
+    ))
     .expect("ledger append");
     let total = clock.start.elapsed();
     let (first, last) = *clock.upload.lock().unwrap_or_else(|e| e.into_inner());

@@ -336,7 +336,6 @@ fn check_snapshot_id(id: &str) -> Result<(), StoreError> {
     )))
 }
 
-
 fn read_head(
     client: &mut impl GenericClient,
     chain: &str,

@@ -199,7 +199,6 @@ impl RowSink for BatchSink {
             .send(std::mem::replace(&mut self.batch, next))
             .is_ok()
     }
-
 }
 
 impl BatchSink {

@@ -63,7 +63,11 @@ fn a_read_snapshot_sees_one_state_while_appends_go_on(db: &Db) {
             })
             .await
             .unwrap();
-        assert_eq!(seqs, (0..700).collect::<Vec<u64>>(), "rows in order, no row past the head");
+        assert_eq!(
+            seqs,
+            (0..700).collect::<Vec<u64>>(),
+            "rows in order, no row past the head"
+        );
         let (root, proof) = snapshot
             .root_and_proof(&chain(), 700, Some(300))
             .await
@@ -94,7 +98,10 @@ fn a_read_snapshot_sees_one_state_while_appends_go_on(db: &Db) {
         // A new snapshot sees everything committed.
         let mut snapshot = store.read_snapshot().await.unwrap();
         assert_eq!(snapshot.head(&chain()).await.unwrap().unwrap().size, 1000);
-        assert_eq!(snapshot.events(&chain(), 990, None).await.unwrap().len(), 10);
+        assert_eq!(
+            snapshot.events(&chain(), 990, None).await.unwrap().len(),
+            10
+        );
         snapshot.end().await.unwrap();
         store.close().await;
     });
@@ -140,16 +147,49 @@ fn the_outbox_leases_each_anchor_to_one_holder_and_counts_every_try(db: &Db) {
         // Anchors lease in order: not the second while the first is pending.
         assert!(!store.lease_anchor(&c, 1, "a", ttl).await.unwrap());
         assert!(store.lease_anchor(&c, 0, "a", ttl).await.unwrap());
-        assert!(!store.lease_anchor(&c, 0, "b", ttl).await.unwrap(), "one holder");
+        assert!(
+            !store.lease_anchor(&c, 0, "b", ttl).await.unwrap(),
+            "one holder"
+        );
         // Only the holder records an outcome or moves the key.
-        assert!(!store.record_anchor_failure(&c, 0, "b", "not mine").await.unwrap());
-        assert!(!store.set_anchor_object_key(&c, 0, "b", "elsewhere", "n").await.unwrap());
-        assert!(store.set_anchor_object_key(&c, 0, "a", "anchors/production/0b.json", "squatted").await.unwrap());
-        assert!(store.record_anchor_failure(&c, 0, "a", "S3 unreachable").await.unwrap());
-        let pending = store.anchors(None, Some(AnchorStatus::Pending)).await.unwrap();
-        assert_eq!(pending.iter().map(|a| a.anchor_seq).collect::<Vec<_>>(), [0, 1]);
+        assert!(
+            !store
+                .record_anchor_failure(&c, 0, "b", "not mine")
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .set_anchor_object_key(&c, 0, "b", "elsewhere", "n")
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .set_anchor_object_key(&c, 0, "a", "anchors/production/0b.json", "squatted")
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .record_anchor_failure(&c, 0, "a", "S3 unreachable")
+                .await
+                .unwrap()
+        );
+        let pending = store
+            .anchors(None, Some(AnchorStatus::Pending))
+            .await
+            .unwrap();
         assert_eq!(
-            (pending[0].attempts, pending[0].last_error.as_deref(), pending[0].object_key.as_str()),
+            pending.iter().map(|a| a.anchor_seq).collect::<Vec<_>>(),
+            [0, 1]
+        );
+        assert_eq!(
+            (
+                pending[0].attempts,
+                pending[0].last_error.as_deref(),
+                pending[0].object_key.as_str()
+            ),
             (1, Some("S3 unreachable"), "anchors/production/0b.json")
         );
         assert_eq!(pending[0].body, record(0).body, "the body never changes");
@@ -162,19 +202,46 @@ fn the_outbox_leases_each_anchor_to_one_holder_and_counts_every_try(db: &Db) {
         };
         // The failure ended the lease; another process takes the next try.
         assert!(store.lease_anchor(&c, 0, "b", ttl).await.unwrap());
-        assert!(!store.mark_anchor_uploaded(&c, 0, "a", &upload).await.unwrap());
-        assert!(store.mark_anchor_uploaded(&c, 0, "b", &upload).await.unwrap());
-        assert!(!store.lease_anchor(&c, 0, "a", ttl).await.unwrap(), "no longer pending");
+        assert!(
+            !store
+                .mark_anchor_uploaded(&c, 0, "a", &upload)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .mark_anchor_uploaded(&c, 0, "b", &upload)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store.lease_anchor(&c, 0, "a", ttl).await.unwrap(),
+            "no longer pending"
+        );
         // An expired lease (a killed holder) is taken over.
-        assert!(store.lease_anchor(&c, 1, "dead", Duration::ZERO).await.unwrap());
+        assert!(
+            store
+                .lease_anchor(&c, 1, "dead", Duration::ZERO)
+                .await
+                .unwrap()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(store.lease_anchor(&c, 1, "c", ttl).await.unwrap());
-        assert!(!store.mark_anchor_uploaded(&c, 1, "dead", &upload).await.unwrap());
+        assert!(
+            !store
+                .mark_anchor_uploaded(&c, 1, "dead", &upload)
+                .await
+                .unwrap()
+        );
         let last = store.last_anchor(&c).await.unwrap().unwrap();
         assert_eq!((last.anchor_seq, last.status), (1, AnchorStatus::Pending));
         let all = store.anchors(Some(&c), None).await.unwrap();
         assert_eq!(
-            (all[0].status, all[0].version_id.as_deref(), all[0].last_error.as_deref()),
+            (
+                all[0].status,
+                all[0].version_id.as_deref(),
+                all[0].last_error.as_deref()
+            ),
             (AnchorStatus::Verified, Some("v1"), None)
         );
         // Attempts count leases granted: one per try, whoever made it.
@@ -209,11 +276,18 @@ fn a_read_only_store_refuses_every_write_and_changes_nothing(db: &Db) {
         let mut snapshot = reader.read_snapshot().await.unwrap();
         assert_eq!(snapshot.head(&c).await.unwrap().unwrap().size, 5);
         let anchors = snapshot.anchors(Some(&c), None).await.unwrap();
-        assert_eq!((anchors.len(), anchors[0].attempts), (1, 0), "nothing changed");
+        assert_eq!(
+            (anchors.len(), anchors[0].attempts),
+            (1, 0),
+            "nothing changed"
+        );
         snapshot.end().await.unwrap();
     });
     // A read-only open of a database without a ledger creates nothing.
     let empty = Db::sqlite();
-    let opened = runtime().block_on(Store::open_read_only(&empty.location, StoreOptions::default()));
+    let opened = runtime().block_on(Store::open_read_only(
+        &empty.location,
+        StoreOptions::default(),
+    ));
     assert!(matches!(opened, Err(StoreError::Open { .. })), "{opened:?}");
 }

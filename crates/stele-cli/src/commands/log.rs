@@ -29,14 +29,7 @@ async fn run_async(ctx: &Context, cmd: &LogCommand) -> Result<(), Failure> {
                 .map_err(Failure::Operational)?;
             match file {
                 Some(f) => export(ctx, &args.range, std::io::BufWriter::new(f)).await,
-                None => {
-                    export(
-                        ctx,
-                        &args.range,
-                        std::io::BufWriter::new(std::io::stdout()),
-                    )
-                    .await
-                }
+                None => export(ctx, &args.range, std::io::BufWriter::new(std::io::stdout())).await,
             }
         }
     }

@@ -16,15 +16,15 @@ use crate::append::{
     AppendRequest, RequestResults, build_run, collect_results, concat_nodes, empty_state,
     plan_runs, run_idempotency_keys,
 };
-use crate::pg_tls;
 use crate::migrate;
+use crate::pg_tls;
 use crate::postgres::{
     ANCHOR_COLUMNS, EVENT_COLUMNS, anchor_from_row, check_write_durability, event_from_row,
     head_from_row, with_privilege_hint,
 };
 use crate::{
-    AnchorRecord, AnchorStatus, AnchorUpload, ChainHead, StoreError, hashes_from_rows, redact_url, seqs_for,
-    state_of, to_i64, to_u64,
+    AnchorRecord, AnchorStatus, AnchorUpload, ChainHead, StoreError, hashes_from_rows, redact_url,
+    seqs_for, state_of, to_i64, to_u64,
 };
 
 /// The pool every read and the committer draw connections from.
@@ -769,10 +769,7 @@ impl Pool {
             client: Some(client),
         };
         // The first read fixes the snapshot: now, not at the caller's first read.
-        snapshot
-            .client()?
-            .query_one("SELECT 1", &[])
-            .await?;
+        snapshot.client()?.query_one("SELECT 1", &[]).await?;
         Ok(snapshot)
     }
 }
@@ -839,8 +836,7 @@ impl Snapshot {
                     crate::pg_copy::Fed::Stopped => return Ok(true),
                     crate::pg_copy::Fed::End => {
                         // Read to the end, so a server error after the data shows.
-                        while let Some(message) =
-                            futures_util::StreamExt::next(&mut messages).await
+                        while let Some(message) = futures_util::StreamExt::next(&mut messages).await
                         {
                             message?;
                         }

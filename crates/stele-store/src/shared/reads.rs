@@ -33,7 +33,11 @@ impl Store {
     /// # Errors
     ///
     /// [`StoreError::Corrupt`] if one is missing; database errors.
-    pub async fn read_hashes(&self, chain: &ChainId, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
+    pub async fn read_hashes(
+        &self,
+        chain: &ChainId,
+        indexes: &[u64],
+    ) -> Result<Vec<Hash>, StoreError> {
         match &self.inner.backend {
             Backend::Sqlite(r) => {
                 let (chain, indexes) = (chain.clone(), indexes.to_vec());
@@ -118,7 +122,10 @@ impl Store {
                 r.write(move |s| s.mark_anchor_uploaded(&chain, anchor_seq, &owner, &upload))
                     .await
             }
-            Backend::Postgres(p) => p.mark_anchor_uploaded(chain, anchor_seq, owner, upload).await,
+            Backend::Postgres(p) => {
+                p.mark_anchor_uploaded(chain, anchor_seq, owner, upload)
+                    .await
+            }
         }
     }
 
@@ -141,7 +148,10 @@ impl Store {
                 r.write(move |s| s.record_anchor_failure(&chain, anchor_seq, &owner, &error))
                     .await
             }
-            Backend::Postgres(p) => p.record_anchor_failure(chain, anchor_seq, owner, error).await,
+            Backend::Postgres(p) => {
+                p.record_anchor_failure(chain, anchor_seq, owner, error)
+                    .await
+            }
         }
     }
 
@@ -164,8 +174,10 @@ impl Store {
             Backend::Sqlite(r) => {
                 let (chain, owner) = (chain.clone(), owner.to_owned());
                 let (object_key, note) = (object_key.to_owned(), note.to_owned());
-                r.write(move |s| s.set_anchor_object_key(&chain, anchor_seq, &owner, &object_key, &note))
-                    .await
+                r.write(move |s| {
+                    s.set_anchor_object_key(&chain, anchor_seq, &owner, &object_key, &note)
+                })
+                .await
             }
             Backend::Postgres(p) => {
                 p.set_anchor_object_key(chain, anchor_seq, owner, object_key, note)
@@ -273,7 +285,11 @@ impl ReadSnapshot {
     /// # Errors
     ///
     /// [`StoreError::Corrupt`] if one is missing; database errors.
-    pub async fn read_hashes(&mut self, chain: &ChainId, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
+    pub async fn read_hashes(
+        &mut self,
+        chain: &ChainId,
+        indexes: &[u64],
+    ) -> Result<Vec<Hash>, StoreError> {
         match &mut self.conn {
             SnapshotConn::Sqlite(c) => {
                 let (chain, indexes) = (chain.clone(), indexes.to_vec());
@@ -325,7 +341,11 @@ impl ReadSnapshot {
     /// # Errors
     ///
     /// [`StoreError::UnknownChain`], [`StoreError::OutOfRange`], database errors.
-    pub async fn checked_size(&mut self, chain: &ChainId, size: Option<u64>) -> Result<u64, StoreError> {
+    pub async fn checked_size(
+        &mut self,
+        chain: &ChainId,
+        size: Option<u64>,
+    ) -> Result<u64, StoreError> {
         let head = self
             .head(chain)
             .await?

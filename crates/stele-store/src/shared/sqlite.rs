@@ -202,7 +202,9 @@ impl Readers {
 }
 
 /// The result of a blocking task; its panic goes on in the caller.
-pub(super) async fn join<T>(task: tokio::task::JoinHandle<Result<T, StoreError>>) -> Result<T, StoreError> {
+pub(super) async fn join<T>(
+    task: tokio::task::JoinHandle<Result<T, StoreError>>,
+) -> Result<T, StoreError> {
     match task.await {
         Ok(result) => result,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
@@ -212,9 +214,15 @@ pub(super) async fn join<T>(task: tokio::task::JoinHandle<Result<T, StoreError>>
 
 /// Opens the read connections of a read-only store: no writer thread, and
 /// the ledger must exist with the schema this stele reads.
-pub(super) async fn start_read_only(path: &Path, options: &StoreOptions) -> Result<Readers, StoreError> {
+pub(super) async fn start_read_only(
+    path: &Path,
+    options: &StoreOptions,
+) -> Result<Readers, StoreError> {
     let owned = path.to_owned();
-    let first = join(tokio::task::spawn_blocking(move || SqliteStore::open_read_only(&owned))).await?;
+    let first = join(tokio::task::spawn_blocking(move || {
+        SqliteStore::open_read_only(&owned)
+    }))
+    .await?;
     Ok(Readers {
         path: path.to_owned(),
         idle: Arc::new(Mutex::new(vec![first])),

@@ -14,8 +14,8 @@ use stele_worm::{FileDigest, ObjectFacts, UploadTuning};
 use tokio::runtime::Runtime;
 
 use super::{
-    BarProgress, CheckArgs, GetArgs, Resolved, evidence_chain, open_vault,
-    recorded_uploads, resolve, runtime,
+    BarProgress, CheckArgs, GetArgs, Resolved, evidence_chain, open_vault, recorded_uploads,
+    resolve, runtime,
 };
 use crate::config::Context;
 use crate::error::Failure;

@@ -14,8 +14,8 @@ use time::format_description::well_known::Rfc3339;
 use time::{Date, OffsetDateTime};
 
 use super::{
-    ExtendArgs, HoldArgs, HoldState, ListArgs, StatusArgs, evidence_chain, find_record,
-    open_vault, parse_date, recorded_uploads, runtime,
+    ExtendArgs, HoldArgs, HoldState, ListArgs, StatusArgs, evidence_chain, find_record, open_vault,
+    parse_date, recorded_uploads, runtime,
 };
 use crate::commands::open_shared;
 use crate::config::Context;
