@@ -184,8 +184,8 @@ impl TlogProof {
         }
         let index = line
             .strip_prefix("index ")
-            .and_then(|n| n.parse::<u64>().ok())
-            .ok_or_else(|| bad("expected `index N`"))?;
+            .and_then(canonical_decimal)
+            .ok_or_else(|| bad("expected `index N` (decimal, no sign or leading zero)"))?;
         let hashes = lines
             .map(|l| Hash::parse_hash(l).map_err(|_| bad(&format!("not a base64 hash: {l:?}"))))
             .collect::<Result<Vec<_>, _>>()?;
@@ -211,6 +211,17 @@ impl TlogProof {
         merkle::verify_inclusion(&self.hashes, cp.size, cp.root, self.index, leaf)?;
         Ok(cp)
     }
+}
+
+/// A number written as the spec writes it: ASCII digits, no sign, no
+/// leading zero (`0` itself aside). `u64::from_str` also takes `+6` and
+/// `06`; a verifier that accepts spellings other verifiers refuse can be
+/// shown a proof that is "valid" to it alone.
+fn canonical_decimal(n: &str) -> Option<u64> {
+    let digits = !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit());
+    (digits && (n == "0" || !n.starts_with('0')))
+        .then(|| n.parse().ok())
+        .flatten()
 }
 
 #[cfg(test)]
@@ -291,5 +302,17 @@ mod tests {
         parsed.verify(leaves[4], &vkey).unwrap();
         assert!(parsed.verify(leaves[5], &vkey).is_err());
         assert!(TlogProof::parse("c2sp.org/tlog-proof@v1\nindex x\n\n").is_err());
+        // Only the spec's spelling of a number: no leading zero, no sign, no space.
+        for index in ["06", "+6", "00", " 6", "6 ", "", "18446744073709551616"] {
+            let text = format!("c2sp.org/tlog-proof@v1\nindex {index}\n\n");
+            assert!(
+                TlogProof::parse(&text).is_err(),
+                "index {index:?} was accepted"
+            );
+        }
+        for (index, n) in [("0", 0), ("6", 6), ("18446744073709551615", u64::MAX)] {
+            let text = format!("c2sp.org/tlog-proof@v1\nindex {index}\n\n");
+            assert_eq!(TlogProof::parse(&text).map(|p| p.index).ok(), Some(n));
+        }
     }
 }
