@@ -13,6 +13,7 @@ use stele_anchorer::{AnchorPolicy, Anchorer};
 use stele_ledger::event::{EventInput, Limits};
 use stele_ledger::{ChainId, HmacKey, KeyId};
 use stele_store::testkit::TestDb;
+use stele_store::{Store, StoreOptions};
 use stele_worm::testkit::{create_bucket, rgw, unique_bucket};
 use stele_worm::{ObjectStore, S3Worm};
 use time::OffsetDateTime;
@@ -41,7 +42,9 @@ fn main() {
     let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("bench-anchor")), true));
     let target = ObjectStore::S3(rt.block_on(S3Worm::connect(rgw(s3.bucket()))).unwrap());
     let db = TestDb::sqlite();
-    let mut store = db.open();
+    let store = rt
+        .block_on(Store::open(&db.location, StoreOptions::default()))
+        .unwrap();
     let (skey, _) = signed_note::generate_key(&mut rand::rngs::OsRng, "stele.bench");
     let signer = StandardSigner::new(&skey).unwrap();
     let policy = AnchorPolicy::default();
@@ -61,21 +64,22 @@ fn main() {
         })
         .collect();
 
-    let mut anchorer = Anchorer::new(store.as_mut(), &signer, &ring, &policy).unwrap();
+    let mut anchorer = Anchorer::new(store.clone(), &signer, &ring, &policy).unwrap();
     let mut stele = Vec::new();
     let mut baseline = Vec::new();
     let mut size = 0;
     for round in 0..rounds {
-        anchorer
-            .store()
-            .append(&chain, batch.clone(), &key)
+        rt.block_on(store.append(&chain, batch.clone(), &key))
             .unwrap();
         size += 1000;
         let start = Instant::now();
-        let record = anchorer
-            .build(&chain, Trigger::Manual, "k1", OffsetDateTime::now_utc())
-            .unwrap();
-        let report = anchorer.upload_pending(&target, rt.handle()).unwrap();
+        let (record, report) = rt.block_on(async {
+            let record = anchorer
+                .build(&chain, Trigger::Manual, "k1", OffsetDateTime::now_utc())
+                .await
+                .unwrap();
+            (record, anchorer.upload_pending(&target).await.unwrap())
+        });
         stele.push(start.elapsed());
         assert_eq!(report.uploaded.len(), 1, "{:?}", report.failed);
 

@@ -25,7 +25,7 @@ use stele_anchorer::{AnchorPolicy, Anchorer};
 use stele_ledger::event::{EventInput, Limits, ValidEvent};
 use stele_ledger::{ChainId, HmacKey, KeyId, Keyring};
 use stele_store::testkit::TestDb;
-use stele_store::{DbLocation, LedgerStore, verify_chain};
+use stele_store::{DbLocation, LedgerStore, Store, StoreOptions, verify_chain};
 use stele_verify::{AnchoredLog, AuditPolicy, StoredAnchor, audit_anchors};
 use stele_worm::{LocalDir, ObjectStore};
 use time::OffsetDateTime;
@@ -141,36 +141,44 @@ fn run(name: &str, db: &TestDb, total: usize, per_anchor: usize, rounds: usize) 
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let target = ObjectStore::Local(LocalDir::new(dir.path()));
-    let mut store = db.open();
+    let store = rt
+        .block_on(Store::open(&db.location, StoreOptions::default()))
+        .unwrap();
     let (skey, vkey) = signed_note::generate_key(&mut rand::rngs::OsRng, "stele.bench");
     let signer = StandardSigner::new(&skey).unwrap();
     let key = HmacKey::new(KeyId::new("k1").unwrap(), &[1; 32]);
     let ring = Keyring::new(KeyId::new("k1").unwrap(), [key.clone()]).unwrap();
     let chain = ChainId::new("bench").unwrap();
     let policy = AnchorPolicy::default();
-    let mut anchorer = Anchorer::new(store.as_mut(), &signer, &ring, &policy).unwrap();
+    let mut anchorer = Anchorer::new(store.clone(), &signer, &ring, &policy).unwrap();
     let build = Instant::now();
-    let mut n = 0;
-    while n < total {
-        for b in (0..per_anchor.min(total - n)).step_by(1000) {
-            let count = 1000.min(per_anchor - b).min(total - n - b);
+    let uploaded = rt.block_on(async {
+        let mut n = 0;
+        while n < total {
+            for b in (0..per_anchor.min(total - n)).step_by(1000) {
+                let count = 1000.min(per_anchor - b).min(total - n - b);
+                store
+                    .append(&chain, events(n + b, count), &key)
+                    .await
+                    .unwrap();
+            }
+            n += per_anchor.min(total - n);
             anchorer
-                .store()
-                .append(&chain, events(n + b, count), &key)
+                .build(&chain, Trigger::Volume, "k1", OffsetDateTime::now_utc())
+                .await
                 .unwrap();
         }
-        n += per_anchor.min(total - n);
-        anchorer
-            .build(&chain, Trigger::Volume, "k1", OffsetDateTime::now_utc())
-            .unwrap();
-    }
-    let uploaded = anchorer.upload_pending(&target, rt.handle()).unwrap();
+        let uploaded = anchorer.upload_pending(&target).await.unwrap();
+        store.close().await;
+        uploaded
+    });
     assert!(uploaded.failed.is_empty());
     println!(
         "{name}: built {total} events and {} anchors in {:.1}s",
         uploaded.uploaded.len(),
         build.elapsed().as_secs_f64()
     );
+    drop(anchorer);
     drop(store);
     if let DbLocation::Postgres(_) = &db.location {
         // A production server's autovacuum has long since visited a ledger's

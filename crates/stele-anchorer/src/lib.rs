@@ -7,8 +7,9 @@
 //! re-signed with different content. [`Anchorer::run`] drives the cadence
 //! (time, volume, key rotation, shutdown) for every chain.
 //!
-//! The store is synchronous; object-store calls run on a Tokio runtime
-//! handle given by the caller, so this works from a plain thread.
+//! Every step is async over the shared [`Store`] and the object store, and
+//! an [`Anchorer`]'s futures are `Send`: it runs as a task of a server's
+//! runtime, or under one `block_on` in a command.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -24,11 +25,12 @@ use stele_anchor::{
 use stele_ledger::checkpoint::{key_label, signature_keys};
 use stele_ledger::hashing::{GENESIS_HASH, leaf_hash};
 use stele_ledger::{ChainId, Hash, Keyring, hex_hash, merkle, parse_hex_hash};
-use stele_store::{AnchorRecord, AnchorStatus, AnchorUpload, ChainHead, LedgerStore, StoreError};
+use stele_store::{
+    AnchorRecord, AnchorStatus, AnchorUpload, ChainHead, ReadSnapshot, Store, StoreError,
+};
 use stele_worm::{LockMode, ObjectStore, Retention, WormError};
 use thiserror::Error;
 use time::OffsetDateTime;
-use tokio::runtime::Handle;
 
 /// Anchoring failed.
 #[derive(Debug, Error)]
@@ -280,6 +282,29 @@ pub enum Wake {
     AnchorNow(Vec<ChainId>),
 }
 
+/// What [`Anchorer::run_until`] waits on between rounds: the pause, and
+/// whatever may end it early (a shutdown, a client waiting for an anchor).
+/// A trait rather than an async closure, so that the run's future is `Send`
+/// with a waiter that borrows its state (a command inbox) mutably.
+pub trait Waiter: Send {
+    /// Waits up to `pause`, then says what comes next.
+    fn wait(&mut self, pause: Duration) -> impl Future<Output = Wake> + Send;
+}
+
+/// Pauses until `stop` completes (see [`Anchorer::run`]).
+struct UntilStop<F> {
+    stop: std::pin::Pin<Box<F>>,
+}
+
+impl<F: Future<Output = ()> + Send> Waiter for UntilStop<F> {
+    async fn wait(&mut self, pause: Duration) -> Wake {
+        tokio::select! {
+            () = tokio::time::sleep(pause) => Wake::Elapsed,
+            () = &mut self.stop => Wake::Stop,
+        }
+    }
+}
+
 /// The result of one upload pass.
 #[derive(Debug, Default)]
 pub struct UploadReport {
@@ -332,7 +357,7 @@ pub struct Squatted {
 
 /// Builds and uploads anchors for one database.
 pub struct Anchorer<'a> {
-    store: &'a mut dyn LedgerStore,
+    store: Store,
     signer: &'a StandardSigner,
     keys: &'a Keyring,
     policy: &'a AnchorPolicy,
@@ -367,6 +392,26 @@ fn new_lease_owner() -> String {
     format!("pid{}-{:016x}", std::process::id(), rand::random::<u64>())
 }
 
+/// What a build reads from one snapshot of its chain.
+enum Snapshotted<'r> {
+    /// The pending anchor already covers the tree: nothing new to build.
+    Covered(&'r AnchorRecord),
+    /// The tree to sign, checked.
+    Checked(CheckedTree),
+}
+
+/// A chain's tree as one snapshot holds it, every event since the previous
+/// anchor checked.
+struct CheckedTree {
+    size: u64,
+    /// Computed from the events, not read from storage.
+    root: Hash,
+    last_hash: Option<Hash>,
+    /// From the previous anchor's tree, as storage serves it.
+    proof: Vec<Hash>,
+    lsn: Option<String>,
+}
+
 /// Parses a stored anchor.
 fn parse_record(record: &AnchorRecord) -> Result<Anchor, AnchorerError> {
     Anchor::from_bytes(&record.body).map_err(|e| AnchorerError::CorruptOutbox {
@@ -382,15 +427,16 @@ fn whole_seconds(t: OffsetDateTime) -> OffsetDateTime {
 }
 
 impl<'a> Anchorer<'a> {
-    /// An anchorer over `store`, signing with `signer` (the checkpoint key).
-    /// `keys` (every HMAC key the chain was written with) lets it check the
-    /// HMAC links of the events since the last anchor before it signs them.
+    /// An anchorer over `store` (a clone of the shared store), signing with
+    /// `signer` (the checkpoint key). `keys` (every HMAC key the chain was
+    /// written with) lets it check the HMAC links of the events since the
+    /// last anchor before it signs them.
     ///
     /// # Errors
     ///
     /// The policy's validation errors.
     pub fn new(
-        store: &'a mut dyn LedgerStore,
+        store: Store,
         signer: &'a StandardSigner,
         keys: &'a Keyring,
         policy: &'a AnchorPolicy,
@@ -431,8 +477,8 @@ impl<'a> Anchorer<'a> {
     }
 
     /// The store, for callers that need it between anchoring steps.
-    pub fn store(&mut self) -> &mut dyn LedgerStore {
-        self.store
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// Builds, signs and stores (pending) the next anchor of `chain`.
@@ -441,7 +487,7 @@ impl<'a> Anchorer<'a> {
     ///
     /// [`AnchorerError::ChainShrank`] if the chain lost events since its last
     /// anchor; store and signing errors.
-    pub fn build(
+    pub async fn build(
         &mut self,
         chain: &ChainId,
         trigger: Trigger,
@@ -451,7 +497,7 @@ impl<'a> Anchorer<'a> {
         // Another process may anchor the same chain at the same moment; the
         // outbox's primary key decides, and the loser rebuilds from the new state.
         for _ in 0..5 {
-            match self.try_build(chain, trigger, key_id, now) {
+            match self.try_build(chain, trigger, key_id, now).await {
                 Err(AnchorerError::Store(StoreError::AnchorConflict { .. })) => continue,
                 other => return other,
             }
@@ -461,67 +507,53 @@ impl<'a> Anchorer<'a> {
         })
     }
 
-    fn try_build(
+    async fn try_build(
         &mut self,
         chain: &ChainId,
         trigger: Trigger,
         key_id: &str,
         now: OffsetDateTime,
     ) -> Result<AnchorRecord, AnchorerError> {
-        let last = self.store.last_anchor(chain)?;
+        let last = self.store.last_anchor(chain).await?;
         let prev = match &last {
             Some(r) => Some((r, self.check_latest_anchor(r, now)?)),
             None => None,
         };
-        let (head, lsn) = self.store.head_with_lsn(chain)?;
-        let size = head.as_ref().map_or(0, |h| h.size);
         let mut ts = whole_seconds(now);
-        let mut proof = Vec::new();
-        if let Some((_, prev)) = &prev {
-            if size < prev.tree_size {
-                return Err(AnchorerError::ChainShrank {
-                    chain: chain.to_string(),
-                    size,
-                    anchored: prev.tree_size,
-                    anchor_seq: prev.anchor_seq,
-                });
-            }
-            // Anchor times never go backwards, so key order stays anchor order.
-            if let Ok(prev_ts) = prev.time() {
-                ts = ts.max(prev_ts);
-            }
-        }
-        // An anchor asked for while the last one still waits for the bucket,
-        // over the same tree and key, would only add another object locked for
-        // years saying the same thing: the pending one stands for it.
-        if let Some((r, prev)) = &prev
-            && trigger == Trigger::Manual
-            && r.status == AnchorStatus::Pending
-            && prev.tree_size == size
-            && prev.key_id == key_id
-        {
-            tracing::info!(chain = %chain, anchor_seq = prev.anchor_seq, tree_size = size, "the pending anchor already covers this tree; not building another");
-            return Ok((*r).clone());
-        }
-        // Nothing is signed that was not checked first: an attacker with the
-        // database but no keys could otherwise rewrite an unanchored event
-        // (and its leaf and Merkle nodes) and have the next anchor vouch for it.
-        let (root, last_hash) = match &head {
-            Some(h) => {
-                let checked = self
-                    .verify_unanchored(chain, prev.as_ref().map(|(_, a)| a), h)
-                    .inspect_err(|e| {
-                        tracing::error!(chain = %chain, error = %e, "ANCHORING REFUSED: the unanchored events do not check");
-                    })?;
-                (checked, Some(h.head_hash))
-            }
-            None => (tlog_empty_root(), None),
-        };
         if let Some((_, prev)) = &prev
-            && prev.tree_size > 0
+            && let Ok(prev_ts) = prev.time()
         {
-            proof = stele_store::consistency_proof(self.store, chain, prev.tree_size, size)?.2;
+            // Anchor times never go backwards, so key order stays anchor order.
+            ts = ts.max(prev_ts);
         }
+        // The head, the rows, the stored hashes and the consistency proof
+        // are read from one state of the ledger, whatever is appended
+        // meanwhile; the snapshot ends before anything is signed or written.
+        let mut snapshot = self.store.read_snapshot().await?;
+        let read = self
+            .read_checked(
+                &mut snapshot,
+                chain,
+                trigger,
+                key_id,
+                prev.as_ref().map(|(r, a)| (*r, a)),
+            )
+            .await;
+        let ended = snapshot.end().await;
+        // A read's error says more than the end's that follows it.
+        let read = read?;
+        ended?;
+        let checked = match read {
+            Snapshotted::Covered(record) => return Ok(record.clone()),
+            Snapshotted::Checked(checked) => checked,
+        };
+        let CheckedTree {
+            size,
+            root,
+            last_hash,
+            proof,
+            lsn,
+        } = checked;
         let anchor_seq = match &prev {
             None => 0,
             Some((_, a)) => a.anchor_seq.checked_add(1).ok_or_else(|| {
@@ -576,9 +608,83 @@ impl<'a> Anchorer<'a> {
             retain_until: None,
             uploaded_at: None,
         };
-        self.store.insert_anchor(&record)?;
+        self.store.insert_anchor(&record).await?;
         tracing::info!(chain = %chain, anchor_seq, trigger = %trigger, tree_size = size, "anchor built");
         Ok(record)
+    }
+
+    /// Reads `chain` as of `snapshot` and checks all a build signs: the
+    /// head (never smaller than the previous anchor `prev`), every event
+    /// since `prev` ([`verify_unanchored`](Self::verify_unanchored)), and the
+    /// consistency proof from `prev`'s tree, all from that one state.
+    async fn read_checked<'r>(
+        &self,
+        snapshot: &mut ReadSnapshot,
+        chain: &ChainId,
+        trigger: Trigger,
+        key_id: &str,
+        prev: Option<(&'r AnchorRecord, &Anchor)>,
+    ) -> Result<Snapshotted<'r>, AnchorerError> {
+        let head = snapshot.head(chain).await?;
+        let size = head.as_ref().map_or(0, |h| h.size);
+        if let Some((_, prev)) = prev
+            && size < prev.tree_size
+        {
+            return Err(AnchorerError::ChainShrank {
+                chain: chain.to_string(),
+                size,
+                anchored: prev.tree_size,
+                anchor_seq: prev.anchor_seq,
+            });
+        }
+        // An anchor asked for while the last one still waits for the bucket,
+        // over the same tree and key, would only add another object locked for
+        // years saying the same thing: the pending one stands for it.
+        if let Some((r, prev)) = prev
+            && trigger == Trigger::Manual
+            && r.status == AnchorStatus::Pending
+            && prev.tree_size == size
+            && prev.key_id == key_id
+        {
+            tracing::info!(chain = %chain, anchor_seq = prev.anchor_seq, tree_size = size, "the pending anchor already covers this tree; not building another");
+            return Ok(Snapshotted::Covered(r));
+        }
+        // The database's position now, after the snapshot was taken: a
+        // restore to it holds every event the anchor covers.
+        let (_, lsn) = self.store.head_with_lsn(chain).await?;
+        // Nothing is signed that was not checked first: an attacker with the
+        // database but no keys could otherwise rewrite an unanchored event
+        // (and its leaf and Merkle nodes) and have the next anchor vouch for it.
+        let (root, last_hash) = match &head {
+            Some(h) => {
+                let checked = self
+                    .verify_unanchored(snapshot, chain, prev.map(|(_, a)| a), h)
+                    .await
+                    .inspect_err(|e| {
+                        tracing::error!(chain = %chain, error = %e, "ANCHORING REFUSED: the unanchored events do not check");
+                    })?;
+                (checked, Some(h.head_hash))
+            }
+            None => (tlog_empty_root(), None),
+        };
+        let mut proof = Vec::new();
+        if let Some((_, prev)) = prev
+            && prev.tree_size > 0
+        {
+            // The root signed is the one computed from the events above; the
+            // proof read here is checked against it when the anchor is linked.
+            proof = snapshot
+                .root_and_proof(chain, size, Some(prev.tree_size))
+                .await?
+                .1;
+        }
+        Ok(Snapshotted::Checked(CheckedTree {
+            size,
+            root,
+            last_hash,
+            proof,
+            lsn,
+        }))
     }
 
     /// Checks that an outbox row holds an anchor this anchorer signed, as
@@ -752,8 +858,9 @@ impl<'a> Anchorer<'a> {
     /// stored frontier of the anchored tree must reproduce the anchor's root,
     /// and the tree it extends to must be the one storage serves. Reads the
     /// rows since the anchor and O(log n) stored hashes. Returns the root to sign.
-    fn verify_unanchored(
-        &mut self,
+    async fn verify_unanchored(
+        &self,
+        snapshot: &mut ReadSnapshot,
         chain: &ChainId,
         prev: Option<&Anchor>,
         head: &ChainHead,
@@ -777,9 +884,9 @@ impl<'a> Anchorer<'a> {
                     .ok_or_else(|| {
                         refuse(None, format!("anchor {} has no last_hash", a.anchor_seq))
                     })?;
-                let frontier = match self
-                    .store
+                let frontier = match snapshot
                     .read_hashes(chain, &merkle::frontier_indexes(from))
+                    .await
                 {
                     Ok(f) => f,
                     Err(StoreError::Corrupt(what)) => return Err(refuse(None, what)),
@@ -808,9 +915,8 @@ impl<'a> Anchorer<'a> {
         let mut canonical = Vec::new();
         let mut nodes = Vec::new();
         if head.size > from {
-            let scanned = self
-                .store
-                .scan_stored(chain, from, Some(head.size - 1), &mut |e, stored_nodes| {
+            let scanned = snapshot
+                .scan(chain, from, Some(head.size - 1), &mut |e, stored_nodes| {
                     let seq = e.seq;
                     let what = (|| {
                         if seq != next {
@@ -863,7 +969,8 @@ impl<'a> Anchorer<'a> {
                             Err(StoreError::Corrupt(format!("seq {seq} does not check")))
                         }
                     }
-                });
+                })
+                .await;
             if let Some(e) = found {
                 return Err(e);
             }
@@ -899,7 +1006,7 @@ impl<'a> Anchorer<'a> {
     /// its first failure so anchors land in order.
     ///
     /// Each anchor is leased in the outbox before it is uploaded
-    /// ([`LedgerStore::lease_anchor`], which counts the attempt), so of
+    /// ([`Store::lease_anchor`], which counts the attempt), so of
     /// several anchorer processes on one database exactly one uploads a given
     /// anchor at a time. A chain whose next anchor is leased by another
     /// process is skipped this pass (counted in `still_pending` and
@@ -918,22 +1025,33 @@ impl<'a> Anchorer<'a> {
     ///
     /// Store errors (upload failures and refused chains are reported in the
     /// [`UploadReport`]).
-    pub fn upload_pending(
+    pub async fn upload_pending(
         &mut self,
         target: &ObjectStore,
-        rt: &Handle,
     ) -> Result<UploadReport, AnchorerError> {
-        self.upload_pass(target, rt, &[])
+        self.upload_pass(target, &[]).await
     }
 
     /// [`upload_pending`](Self::upload_pending), leaving the chains in `skip` alone.
-    fn upload_pass(
+    async fn upload_pass(
         &mut self,
         target: &ObjectStore,
-        rt: &Handle,
         skip: &[String],
     ) -> Result<UploadReport, AnchorerError> {
-        let pending = self.store.anchors(None, Some(AnchorStatus::Pending))?;
+        // Boxed: the S3 client's futures nest deep, too deep for the compiler
+        // to lay out inline in a caller's task (a gateway's).
+        Box::pin(self.upload_each(target, skip)).await
+    }
+
+    async fn upload_each(
+        &mut self,
+        target: &ObjectStore,
+        skip: &[String],
+    ) -> Result<UploadReport, AnchorerError> {
+        let pending = self
+            .store
+            .anchors(None, Some(AnchorStatus::Pending))
+            .await?;
         let mut report = UploadReport::default();
         let mut blocked: Vec<String> = skip.to_vec();
         let mut history_checked: Vec<String> = Vec::new();
@@ -958,12 +1076,11 @@ impl<'a> Anchorer<'a> {
             let chain =
                 ChainId::new(&record.chain_id).map_err(|e| AnchorerError::Config(e.to_string()))?;
             let retention = self.policy.retention_for(anchor.time()?)?;
-            if !self.store.lease_anchor(
-                &chain,
-                record.anchor_seq,
-                &self.lease_owner,
-                self.lease_ttl,
-            )? {
+            if !self
+                .store
+                .lease_anchor(&chain, record.anchor_seq, &self.lease_owner, self.lease_ttl)
+                .await?
+            {
                 // Another process is uploading it (or uploaded it since we
                 // listed it): leave the chain to it this pass, keeping order.
                 tracing::debug!(chain = %chain, anchor_seq = record.anchor_seq, "anchor leased by another process; skipping its chain this pass");
@@ -977,11 +1094,12 @@ impl<'a> Anchorer<'a> {
             // cannot be read now fails the try like an upload would.
             if !history_checked.contains(&record.chain_id) {
                 history_checked.push(record.chain_id.clone());
-                match self.check_bucket(target, rt, &chain) {
+                match self.check_bucket(target, &chain).await {
                     Ok(()) => {}
                     Err(AnchorerError::Worm(e)) => {
                         tracing::warn!(chain = %chain, error = %e, "cannot read the chain's anchors in the bucket to check they are this ledger's; nothing uploaded unchecked");
-                        self.upload_failed(&chain, record, e, &mut report, &mut blocked)?;
+                        self.upload_failed(&chain, record, e, &mut report, &mut blocked)
+                            .await?;
                         continue;
                     }
                     Err(
@@ -989,36 +1107,45 @@ impl<'a> Anchorer<'a> {
                         | AnchorerError::UnknownOwnAnchor { .. }),
                     ) => {
                         // Ends our lease; `last_error` says why the anchor waits.
-                        self.store.record_anchor_failure(
-                            &chain,
-                            record.anchor_seq,
-                            &self.lease_owner,
-                            &e.to_string(),
-                        )?;
+                        self.store
+                            .record_anchor_failure(
+                                &chain,
+                                record.anchor_seq,
+                                &self.lease_owner,
+                                &e.to_string(),
+                            )
+                            .await?;
                         refuse(&mut report, &mut blocked, &record.chain_id, e);
                         continue;
                     }
                     Err(e) => return Err(e),
                 }
             }
-            let mut result =
-                rt.block_on(target.put_locked(&record.object_key, &record.body, retention));
-            if let Err(e) = &result
-                && let Some(existing) = squatter(target, rt, &record, e)
-            {
+            let mut result = target
+                .put_locked(&record.object_key, &record.body, retention)
+                .await;
+            let squatted = match &result {
+                Err(e) => squatter(target, &record, e).await,
+                Ok(_) => None,
+            };
+            if let Some(existing) = squatted {
                 let moved_to = alternate_object_key(&record.object_key, &record.body);
                 let note = format!(
                     "the intended key {} is held by another object (sha256 {existing}) that stele did not write: someone who may write to the bucket created it first; the anchor goes to {moved_to} instead",
                     record.object_key
                 );
                 tracing::warn!(chain = %chain, anchor_seq = record.anchor_seq, key = %record.object_key, existing_sha256 = %existing, moved_to = %moved_to, "anchor key squatted: another object holds it; writing the anchor at its alternate key");
-                if !self.store.set_anchor_object_key(
-                    &chain,
-                    record.anchor_seq,
-                    &self.lease_owner,
-                    &moved_to,
-                    &note,
-                )? {
+                if !self
+                    .store
+                    .set_anchor_object_key(
+                        &chain,
+                        record.anchor_seq,
+                        &self.lease_owner,
+                        &moved_to,
+                        &note,
+                    )
+                    .await?
+                {
                     self.lease_lost(&chain, &record, &mut report);
                     blocked.push(record.chain_id.clone());
                     continue;
@@ -1032,8 +1159,9 @@ impl<'a> Anchorer<'a> {
                 });
                 record.object_key = moved_to;
                 record.last_error = Some(note);
-                result =
-                    rt.block_on(target.put_locked(&record.object_key, &record.body, retention));
+                result = target
+                    .put_locked(&record.object_key, &record.body, retention)
+                    .await;
             }
             match result {
                 Ok(stored) => {
@@ -1048,12 +1176,11 @@ impl<'a> Anchorer<'a> {
                         lock_mode: stored.lock_mode.map(|m| m.as_str().to_owned()),
                         retain_until: stored.retain_until.map(stele_anchor_ts),
                     };
-                    if !self.store.mark_anchor_uploaded(
-                        &chain,
-                        record.anchor_seq,
-                        &self.lease_owner,
-                        &upload,
-                    )? {
+                    if !self
+                        .store
+                        .mark_anchor_uploaded(&chain, record.anchor_seq, &self.lease_owner, &upload)
+                        .await?
+                    {
                         // The new holder records the outcome of its own try
                         // (identical bytes at the same key count as success).
                         self.lease_lost(&chain, &record, &mut report);
@@ -1072,7 +1199,8 @@ impl<'a> Anchorer<'a> {
                 }
                 Err(e) => {
                     tracing::warn!(chain = %chain, anchor_seq = record.anchor_seq, error = %e, "anchor upload failed; it stays pending");
-                    self.upload_failed(&chain, record, e, &mut report, &mut blocked)?;
+                    self.upload_failed(&chain, record, e, &mut report, &mut blocked)
+                        .await?;
                 }
             }
         }
@@ -1080,7 +1208,7 @@ impl<'a> Anchorer<'a> {
     }
 
     /// Records a failed try of `record` (ending our lease) and stops its chain for this pass.
-    fn upload_failed(
+    async fn upload_failed(
         &mut self,
         chain: &ChainId,
         record: AnchorRecord,
@@ -1089,12 +1217,11 @@ impl<'a> Anchorer<'a> {
         blocked: &mut Vec<String>,
     ) -> Result<(), AnchorerError> {
         blocked.push(record.chain_id.clone());
-        if self.store.record_anchor_failure(
-            chain,
-            record.anchor_seq,
-            &self.lease_owner,
-            &e.to_string(),
-        )? {
+        if self
+            .store
+            .record_anchor_failure(chain, record.anchor_seq, &self.lease_owner, &e.to_string())
+            .await?
+        {
             report.still_pending += 1;
             report.failed.push((record, e));
         } else {
@@ -1116,7 +1243,7 @@ impl<'a> Anchorer<'a> {
     /// # Errors
     ///
     /// Store errors.
-    pub fn due(
+    pub async fn due(
         &mut self,
         chains: &[ChainId],
         key_id: &str,
@@ -1124,7 +1251,7 @@ impl<'a> Anchorer<'a> {
     ) -> Result<Vec<(ChainId, Trigger)>, AnchorerError> {
         let mut due = Vec::new();
         for chain in chains {
-            let progress = self.progress(chain, key_id, now)?;
+            let progress = self.progress(chain, key_id, now).await?;
             if let Some(trigger) = self.policy.cadence.due(&progress, now) {
                 due.push((chain.clone(), trigger));
             }
@@ -1132,7 +1259,7 @@ impl<'a> Anchorer<'a> {
         Ok(due)
     }
 
-    fn progress(
+    async fn progress(
         &mut self,
         chain: &ChainId,
         key_id: &str,
@@ -1141,10 +1268,11 @@ impl<'a> Anchorer<'a> {
         // The cadence computes with the last anchor's time: only an authentic, sane one.
         let last = self
             .store
-            .last_anchor(chain)?
+            .last_anchor(chain)
+            .await?
             .map(|r| self.check_latest_anchor(&r, now))
             .transpose()?;
-        let size = self.store.head(chain)?.map_or(0, |h| h.size);
+        let size = self.store.head(chain).await?.map_or(0, |h| h.size);
         Ok(ChainProgress {
             last_anchor_ts: last.as_ref().and_then(|a| a.time().ok()),
             last_anchor_size: last.as_ref().map_or(0, |a| a.tree_size),
@@ -1160,24 +1288,28 @@ impl<'a> Anchorer<'a> {
     /// # Errors
     ///
     /// Store and build errors.
-    pub fn anchor_if_volume_due(
+    pub async fn anchor_if_volume_due(
         &mut self,
         chain: &ChainId,
         key_id: &str,
         now: OffsetDateTime,
     ) -> Result<Option<AnchorRecord>, AnchorerError> {
-        let p = self.progress(chain, key_id, now)?;
+        let p = self.progress(chain, key_id, now).await?;
         let volume = self.policy.cadence.volume;
         if volume > 0 && p.size.saturating_sub(p.last_anchor_size) >= volume {
-            return self.build(chain, Trigger::Volume, key_id, now).map(Some);
+            return self
+                .build(chain, Trigger::Volume, key_id, now)
+                .await
+                .map(Some);
         }
         Ok(None)
     }
 
-    /// Runs the cadence until `wait` reports shutdown: each round builds due
-    /// anchors, uploads pending ones (backing off while the store is down), then
-    /// calls `wait(d)` which sleeps up to `d` and returns true to stop. On stop,
-    /// every chain gets a `shutdown` anchor and one last upload pass.
+    /// Runs the cadence until `stop` completes: each round builds due
+    /// anchors, uploads pending ones (backing off while the store is down),
+    /// then pauses (one second, longer while uploads fail) unless `stop`
+    /// completes first. On stop, every chain gets a `shutdown` anchor and one
+    /// last upload pass.
     ///
     /// `chains` lists the chains to anchor (`None`: every chain in the database);
     /// `key_id` returns the active HMAC key id each round, so rotations by other
@@ -1190,25 +1322,22 @@ impl<'a> Anchorer<'a> {
     /// # Errors
     ///
     /// Store, build and configuration errors; upload failures are retried, not returned.
-    pub fn run(
+    pub async fn run(
         &mut self,
         target: &ObjectStore,
-        rt: &Handle,
         chains: Option<&[ChainId]>,
-        key_id: &mut dyn FnMut() -> Result<String, AnchorerError>,
-        on_round: &mut dyn FnMut(&UploadReport),
-        wait: &mut dyn FnMut(Duration) -> bool,
+        key_id: &mut impl FnMut() -> Result<String, AnchorerError>,
+        on_round: &mut impl FnMut(&UploadReport),
+        stop: impl Future<Output = ()> + Send,
     ) -> Result<UploadReport, AnchorerError> {
-        self.run_until(target, rt, chains, key_id, on_round, &mut |pause| {
-            if wait(pause) {
-                Wake::Stop
-            } else {
-                Wake::Elapsed
-            }
-        })
+        let mut waiter = UntilStop {
+            stop: Box::pin(stop),
+        };
+        self.run_until(target, chains, key_id, on_round, &mut waiter)
+            .await
     }
 
-    /// [`run`](Self::run), with a `wait` that can also ask for anchors now
+    /// [`run`](Self::run), with a [`Waiter`] that can also ask for anchors now
     /// ([`Wake::AnchorNow`]: a `manual` anchor of each named chain whose
     /// newest anchor does not cover its head yet, then an upload pass) —
     /// how a gateway serves a client waiting for its event to be anchored.
@@ -1216,14 +1345,13 @@ impl<'a> Anchorer<'a> {
     /// # Errors
     ///
     /// As [`run`](Self::run).
-    pub fn run_until(
+    pub async fn run_until(
         &mut self,
         target: &ObjectStore,
-        rt: &Handle,
         chains: Option<&[ChainId]>,
-        key_id: &mut dyn FnMut() -> Result<String, AnchorerError>,
-        on_round: &mut dyn FnMut(&UploadReport),
-        wait: &mut dyn FnMut(Duration) -> Wake,
+        key_id: &mut impl FnMut() -> Result<String, AnchorerError>,
+        on_round: &mut impl FnMut(&UploadReport),
+        waiter: &mut impl Waiter,
     ) -> Result<UploadReport, AnchorerError> {
         let backoff = stele_worm::RetryPolicy {
             attempts: u32::MAX,
@@ -1241,10 +1369,12 @@ impl<'a> Anchorer<'a> {
             let now = OffsetDateTime::now_utc();
             for chain in wanted.drain(..) {
                 if !skip.contains(&chain.to_string()) {
-                    self.anchor_head(&chain, &key, now)?;
+                    self.anchor_head(&chain, &key, now).await?;
                 }
             }
-            let mut report = self.round_skipping(target, rt, chains, &key, now, &skip)?;
+            let mut report = self
+                .round_skipping(target, chains, &key, now, &skip)
+                .await?;
             on_round(&report);
             refused.append(&mut report.refused);
             failures = if report.failed.is_empty() {
@@ -1260,7 +1390,7 @@ impl<'a> Anchorer<'a> {
                     .delay(failures.saturating_add(1).min(8))
                     .max(Duration::from_millis(500))
             };
-            match wait(pause) {
+            match waiter.wait(pause).await {
                 Wake::Stop => break,
                 Wake::Elapsed => {}
                 Wake::AnchorNow(chains) => wanted = chains,
@@ -1269,12 +1399,12 @@ impl<'a> Anchorer<'a> {
         let key = key_id()?;
         let now = OffsetDateTime::now_utc();
         let skip: Vec<String> = refused.iter().map(|r| r.chain_id.clone()).collect();
-        for chain in self.chain_list(chains)? {
+        for chain in self.chain_list(chains).await? {
             if !skip.contains(&chain.to_string()) {
-                self.build(&chain, Trigger::Shutdown, &key, now)?;
+                self.build(&chain, Trigger::Shutdown, &key, now).await?;
             }
         }
-        let mut report = self.upload_pass(target, rt, &skip)?;
+        let mut report = self.upload_pass(target, &skip).await?;
         on_round(&report);
         refused.append(&mut report.refused);
         report.refused = refused;
@@ -1283,16 +1413,20 @@ impl<'a> Anchorer<'a> {
 
     /// A `manual` anchor of `chain` unless its newest anchor already covers
     /// its head (or it has no events).
-    fn anchor_head(
+    async fn anchor_head(
         &mut self,
         chain: &ChainId,
         key_id: &str,
         now: OffsetDateTime,
     ) -> Result<(), AnchorerError> {
-        let size = self.store.head(chain)?.map_or(0, |h| h.size);
-        let covered = self.store.last_anchor(chain)?.map_or(0, |a| a.tree_size);
+        let size = self.store.head(chain).await?.map_or(0, |h| h.size);
+        let covered = self
+            .store
+            .last_anchor(chain)
+            .await?
+            .map_or(0, |a| a.tree_size);
         if size > covered {
-            self.build(chain, Trigger::Manual, key_id, now)?;
+            self.build(chain, Trigger::Manual, key_id, now).await?;
         }
         Ok(())
     }
@@ -1302,41 +1436,40 @@ impl<'a> Anchorer<'a> {
     /// # Errors
     ///
     /// Store and build errors; upload failures are in the report.
-    pub fn round(
+    pub async fn round(
         &mut self,
         target: &ObjectStore,
-        rt: &Handle,
         chains: Option<&[ChainId]>,
         key_id: &str,
         now: OffsetDateTime,
     ) -> Result<UploadReport, AnchorerError> {
-        self.round_skipping(target, rt, chains, key_id, now, &[])
+        self.round_skipping(target, chains, key_id, now, &[]).await
     }
 
     /// [`round`](Self::round), leaving the chains in `skip` alone.
-    fn round_skipping(
+    async fn round_skipping(
         &mut self,
         target: &ObjectStore,
-        rt: &Handle,
         chains: Option<&[ChainId]>,
         key_id: &str,
         now: OffsetDateTime,
         skip: &[String],
     ) -> Result<UploadReport, AnchorerError> {
-        let mut all = self.chain_list(chains)?;
+        let mut all = self.chain_list(chains).await?;
         all.retain(|c| !skip.contains(&c.to_string()));
-        for (chain, trigger) in self.due(&all, key_id, now)? {
-            self.build(&chain, trigger, key_id, now)?;
+        for (chain, trigger) in self.due(&all, key_id, now).await? {
+            self.build(&chain, trigger, key_id, now).await?;
         }
-        self.upload_pass(target, rt, skip)
+        self.upload_pass(target, skip).await
     }
 
-    fn chain_list(&mut self, chains: Option<&[ChainId]>) -> Result<Vec<ChainId>, AnchorerError> {
+    async fn chain_list(&self, chains: Option<&[ChainId]>) -> Result<Vec<ChainId>, AnchorerError> {
         match chains {
             Some(c) => Ok(c.to_vec()),
             None => self
                 .store
-                .chains()?
+                .chains()
+                .await?
                 .iter()
                 .map(|h| {
                     ChainId::new(&h.chain_id).map_err(|e| AnchorerError::Config(e.to_string()))
@@ -1365,9 +1498,8 @@ fn refuse(
 /// If the upload of `record` failed because its key holds an object with
 /// other bytes, that object's SHA-256 (as far as the store says). An anchor
 /// already at its alternate key is not moved again.
-fn squatter(
+async fn squatter(
     target: &ObjectStore,
-    rt: &Handle,
     record: &AnchorRecord,
     error: &WormError,
 ) -> Option<String> {
@@ -1384,7 +1516,7 @@ fn squatter(
         // Same size, and the store keeps no checksum for it: compare the bytes
         // (no more than the anchor's own size, or the store said Conflict).
         WormError::Verification { .. } => {
-            match read_bounded(target, rt, &record.object_key, record.body.len()) {
+            match read_bounded(target, &record.object_key, record.body.len()).await {
                 Ok(Some(bytes)) if bytes != record.body => Some(stele_anchor::object_hash(&bytes)),
                 // Larger than the anchor: not its bytes.
                 Ok(None) => Some("unknown (larger than the anchor)".to_owned()),
@@ -1431,10 +1563,9 @@ impl Anchorer<'_> {
     /// [`AnchorerError::UnknownOwnAnchor`] when our key signed one our
     /// outbox does not have; [`AnchorerError::Config`] when `verifier_key`
     /// is not the signing key's; object store and database errors.
-    pub fn check_bucket_history(
+    pub async fn check_bucket_history(
         &mut self,
         target: &ObjectStore,
-        rt: &Handle,
         chain: &ChainId,
         verifier_key: &str,
     ) -> Result<(), AnchorerError> {
@@ -1447,15 +1578,14 @@ impl Anchorer<'_> {
                 self.key_label()
             )));
         }
-        self.check_bucket(target, rt, chain)
+        self.check_bucket(target, chain).await
     }
 
     /// [`check_bucket_history`](Self::check_bucket_history) from what this
     /// anchorer already knows of the chain in the bucket.
-    fn check_bucket(
+    async fn check_bucket(
         &mut self,
         target: &ObjectStore,
-        rt: &Handle,
         chain: &ChainId,
     ) -> Result<(), AnchorerError> {
         let prefix = stele_anchor::chain_prefix(self.policy.prefix.as_deref(), chain)
@@ -1464,20 +1594,21 @@ impl Anchorer<'_> {
             .bucket_cursors
             .remove(chain.as_str())
             .unwrap_or_default();
-        let result = self.check_bucket_since(target, rt, chain, &prefix, &mut cursor);
+        let result = self
+            .check_bucket_since(target, chain, &prefix, &mut cursor)
+            .await;
         self.bucket_cursors.insert(chain.to_string(), cursor);
         result
     }
 
-    fn check_bucket_since(
-        &mut self,
+    async fn check_bucket_since(
+        &self,
         target: &ObjectStore,
-        rt: &Handle,
         chain: &ChainId,
         prefix: &str,
         cursor: &mut BucketCursor,
     ) -> Result<(), AnchorerError> {
-        let keys = rt.block_on(target.list_after(prefix, cursor.after.as_deref()))?;
+        let keys = target.list_after(prefix, cursor.after.as_deref()).await?;
         let fresh: Vec<&String> = keys
             .iter()
             .filter(|k| !cursor.passed.contains(*k))
@@ -1485,7 +1616,7 @@ impl Anchorer<'_> {
         if fresh.is_empty() {
             return Ok(());
         }
-        let outbox = self.store.anchors(Some(chain), None)?;
+        let outbox = self.store.anchors(Some(chain), None).await?;
         let ours: HashSet<String> = outbox.iter().map(|r| object_hash(&r.body)).collect();
         // Once this ledger's anchors of the chain are in the store, an anchor
         // signed by another key there is not another ledger's history but a
@@ -1499,7 +1630,7 @@ impl Anchorer<'_> {
         let our_keys: HashSet<&str> = outbox.iter().map(|r| r.object_key.as_str()).collect();
         // Keys sort by anchor time, then seq: the newest are last.
         for &key in fresh.iter().rev().take(BUCKET_CHECK_OBJECTS) {
-            let read = read_bounded(target, rt, key, BUCKET_CHECK_MAX_BYTES)?;
+            let read = read_bounded(target, key, BUCKET_CHECK_MAX_BYTES).await?;
             let Some((bytes, anchor)) = read.and_then(|bytes| {
                 let anchor = Anchor::from_bytes(&bytes)
                     .ok()
@@ -1562,15 +1693,14 @@ impl Anchorer<'_> {
 }
 
 /// An object's bytes, or `None` if it is larger than [`BUCKET_CHECK_MAX_BYTES`].
-fn read_bounded(
+async fn read_bounded(
     target: &ObjectStore,
-    rt: &Handle,
     key: &str,
     limit: usize,
 ) -> Result<Option<Vec<u8>>, AnchorerError> {
     Ok(match target {
-        ObjectStore::S3(s3) => rt.block_on(s3.get_version_bounded(key, None, limit))?,
-        ObjectStore::Local(_) => Some(rt.block_on(target.get(key))?).filter(|b| b.len() <= limit),
+        ObjectStore::S3(s3) => s3.get_version_bounded(key, None, limit).await?,
+        ObjectStore::Local(_) => Some(target.get(key).await?).filter(|b| b.len() <= limit),
     })
 }
 
@@ -1633,5 +1763,58 @@ mod error_tests {
                 assert!(!text.contains(word), "{word:?} in {text}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod send_tests {
+    use super::*;
+
+    /// A gateway runs the anchorer as a task of its runtime, held across
+    /// awaits: every future it makes must be `Send`. This holds when it
+    /// compiles; nothing runs.
+    #[test]
+    fn anchoring_futures_are_send() {
+        fn send<T: Send>(_: T) {}
+        fn every_step(
+            anchorer: &mut Anchorer<'_>,
+            target: &ObjectStore,
+            chain: &ChainId,
+            now: OffsetDateTime,
+            inbox: &mut tokio::sync::mpsc::UnboundedReceiver<Wake>,
+        ) {
+            send(anchorer.build(chain, Trigger::Manual, "k1", now));
+            send(anchorer.anchor_if_volume_due(chain, "k1", now));
+            send(anchorer.due(std::slice::from_ref(chain), "k1", now));
+            send(anchorer.upload_pending(target));
+            send(anchorer.round(target, None, "k1", now));
+            send(anchorer.check_bucket_history(target, chain, "vkey"));
+            send(anchorer.run(
+                target,
+                None,
+                &mut || Ok("k1".to_owned()),
+                &mut |_| {},
+                std::future::pending(),
+            ));
+            send(anchorer.run_until(
+                target,
+                None,
+                &mut || Ok("k1".to_owned()),
+                &mut |_| {},
+                &mut Inbox(inbox),
+            ));
+        }
+        /// A waiter borrowing its state mutably, as a gateway's does.
+        struct Inbox<'a>(&'a mut tokio::sync::mpsc::UnboundedReceiver<Wake>);
+        impl Waiter for Inbox<'_> {
+            async fn wait(&mut self, pause: Duration) -> Wake {
+                match tokio::time::timeout(pause, self.0.recv()).await {
+                    Ok(Some(wake)) => wake,
+                    Ok(None) => Wake::Stop,
+                    Err(_) => Wake::Elapsed,
+                }
+            }
+        }
+        let _ = every_step;
     }
 }

@@ -6,7 +6,7 @@
 mod common;
 
 use aws_sdk_s3::error::ProvideErrorMetadata as _;
-use common::runtime;
+use common::{open, runtime};
 use signed_note::StandardSigner;
 use stele_anchor::{Anchor, Trigger, check_link};
 use stele_anchorer::{AnchorPolicy, Anchorer, AnchorerError};
@@ -82,45 +82,40 @@ fn rgw_anchors_land_locked_in_order_and_check_end_to_end() {
     let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("anchors")), true));
     let target = ObjectStore::S3(rt.block_on(S3Worm::connect(rgw(s3.bucket()))).unwrap());
     let db = TestDb::sqlite();
-    let mut store = db.open();
+    let store = open(&rt, &db);
     let (signer, vkey) = signer();
     let policy = AnchorPolicy::default();
     let chain = ChainId::new("production").unwrap();
     let now = OffsetDateTime::now_utc();
 
-    let mut anchorer = Anchorer::new(store.as_mut(), &signer, ring(), &policy).unwrap();
+    let mut anchorer = Anchorer::new(store.clone(), &signer, ring(), &policy).unwrap();
     // An empty chain still anchors: silence is evidence too.
-    anchorer.build(&chain, Trigger::Time, "k1", now).unwrap();
-    anchorer
-        .store()
-        .append(&chain, events(25), &key("k1"))
+    rt.block_on(anchorer.build(&chain, Trigger::Time, "k1", now))
         .unwrap();
-    anchorer.build(&chain, Trigger::Manual, "k1", now).unwrap();
-    anchorer
-        .store()
-        .append(&chain, events(10), &key("k1"))
+    rt.block_on(store.append(&chain, events(25), &key("k1")))
         .unwrap();
-    anchorer.build(&chain, Trigger::Volume, "k1", now).unwrap();
-    anchorer
-        .build(&chain, Trigger::Time, "k1", now + time::Duration::hours(1))
+    rt.block_on(anchorer.build(&chain, Trigger::Manual, "k1", now))
         .unwrap();
-    anchorer
-        .store()
-        .append(&chain, events(3), &key("k2"))
+    rt.block_on(store.append(&chain, events(10), &key("k1")))
         .unwrap();
-    anchorer
-        .build(
-            &chain,
-            Trigger::KeyRotation,
-            "k2",
-            now + time::Duration::hours(1),
-        )
+    rt.block_on(anchorer.build(&chain, Trigger::Volume, "k1", now))
         .unwrap();
-    let report = anchorer.upload_pending(&target, rt.handle()).unwrap();
+    rt.block_on(anchorer.build(&chain, Trigger::Time, "k1", now + time::Duration::hours(1)))
+        .unwrap();
+    rt.block_on(store.append(&chain, events(3), &key("k2")))
+        .unwrap();
+    rt.block_on(anchorer.build(
+        &chain,
+        Trigger::KeyRotation,
+        "k2",
+        now + time::Duration::hours(1),
+    ))
+    .unwrap();
+    let report = rt.block_on(anchorer.upload_pending(&target)).unwrap();
     assert_eq!(report.uploaded.len(), 5, "{:?}", report.failed);
     assert!(report.failed.is_empty());
 
-    let records = store.anchors(Some(&chain), None).unwrap();
+    let records = rt.block_on(store.anchors(Some(&chain), None)).unwrap();
     assert!(records.iter().all(
         |r| r.status == AnchorStatus::Verified && r.lock_mode.as_deref() == Some("COMPLIANCE")
     ));
@@ -182,10 +177,9 @@ fn rgw_anchors_land_locked_in_order_and_check_end_to_end() {
         .unwrap_err();
     assert!(matches!(err, WormError::Conflict { .. }), "{err}");
     // Uploading again is idempotent: nothing pending, nothing duplicated.
-    let mut anchorer = Anchorer::new(store.as_mut(), &signer, ring(), &policy).unwrap();
+    let mut anchorer = Anchorer::new(store.clone(), &signer, ring(), &policy).unwrap();
     assert!(
-        anchorer
-            .upload_pending(&target, rt.handle())
+        rt.block_on(anchorer.upload_pending(&target))
             .unwrap()
             .uploaded
             .is_empty()
@@ -211,19 +205,17 @@ fn ministack_checksum_is_the_sha256_of_the_anchor_and_sse_kms_applies() {
         .unwrap(),
     );
     let db = TestDb::sqlite();
-    let mut store = db.open();
+    let store = open(&rt, &db);
     let (signer, vkey) = signer();
     let policy = AnchorPolicy::default();
     let chain = ChainId::new("production").unwrap();
-    let mut anchorer = Anchorer::new(store.as_mut(), &signer, ring(), &policy).unwrap();
-    anchorer
-        .store()
-        .append(&chain, events(7), &key("k1"))
+    let mut anchorer = Anchorer::new(store.clone(), &signer, ring(), &policy).unwrap();
+    rt.block_on(store.append(&chain, events(7), &key("k1")))
         .unwrap();
-    let record = anchorer
-        .build(&chain, Trigger::Manual, "k1", OffsetDateTime::now_utc())
+    let record = rt
+        .block_on(anchorer.build(&chain, Trigger::Manual, "k1", OffsetDateTime::now_utc()))
         .unwrap();
-    let report = anchorer.upload_pending(&target, rt.handle()).unwrap();
+    let report = rt.block_on(anchorer.upload_pending(&target)).unwrap();
     assert_eq!(report.uploaded.len(), 1, "{:?}", report.failed);
 
     let got = rt
@@ -261,23 +253,19 @@ fn postgres_plain_sql_agrees_with_every_anchor() {
     let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("anchors-pg")), true));
     let target = ObjectStore::S3(rt.block_on(S3Worm::connect(rgw(s3.bucket()))).unwrap());
     let db = TestDb::postgres();
-    let mut store = db.open();
+    let store = open(&rt, &db);
     let (signer, vkey) = signer();
     let policy = AnchorPolicy::default();
     let chain = ChainId::new("production").unwrap();
-    let mut anchorer = Anchorer::new(store.as_mut(), &signer, ring(), &policy).unwrap();
+    let mut anchorer = Anchorer::new(store.clone(), &signer, ring(), &policy).unwrap();
     for n in [5, 1, 17, 40] {
-        anchorer
-            .store()
-            .append(&chain, events(n), &key("k1"))
+        rt.block_on(store.append(&chain, events(n), &key("k1")))
             .unwrap();
-        anchorer
-            .build(&chain, Trigger::Volume, "k1", OffsetDateTime::now_utc())
+        rt.block_on(anchorer.build(&chain, Trigger::Volume, "k1", OffsetDateTime::now_utc()))
             .unwrap();
     }
     assert_eq!(
-        anchorer
-            .upload_pending(&target, rt.handle())
+        rt.block_on(anchorer.upload_pending(&target))
             .unwrap()
             .uploaded
             .len(),
@@ -312,17 +300,18 @@ fn postgres_plain_sql_agrees_with_every_anchor() {
 fn bad_settings_are_refused_with_nothing_half_written() {
     let rt = runtime();
     let db = TestDb::sqlite();
-    let mut store = db.open();
+    let store = open(&rt, &db);
     let (signer, _) = signer();
     let chain = ChainId::new("production").unwrap();
-    store.append(&chain, events(3), &key("k1")).unwrap();
+    rt.block_on(store.append(&chain, events(3), &key("k1")))
+        .unwrap();
 
     // Retention below the floor: refused before anything is built.
     let short = AnchorPolicy {
         retention_days: 30,
         ..AnchorPolicy::default()
     };
-    let err = Anchorer::new(store.as_mut(), &signer, ring(), &short)
+    let err = Anchorer::new(store.clone(), &signer, ring(), &short)
         .err()
         .unwrap();
     assert!(
@@ -335,7 +324,7 @@ fn bad_settings_are_refused_with_nothing_half_written() {
         ),
         "{err}"
     );
-    assert!(store.anchors(None, None).unwrap().is_empty());
+    assert!(rt.block_on(store.anchors(None, None)).unwrap().is_empty());
 
     // The cases below need a real bucket.
     stele_worm::live_or_skip!(Rgw);
@@ -365,13 +354,12 @@ fn bad_settings_are_refused_with_nothing_half_written() {
             |e| matches!(e, WormError::KmsKey { .. }),
         ),
     ];
-    let mut anchorer = Anchorer::new(store.as_mut(), &signer, ring(), &policy).unwrap();
-    anchorer
-        .build(&chain, Trigger::Manual, "k1", OffsetDateTime::now_utc())
+    let mut anchorer = Anchorer::new(store.clone(), &signer, ring(), &policy).unwrap();
+    rt.block_on(anchorer.build(&chain, Trigger::Manual, "k1", OffsetDateTime::now_utc()))
         .unwrap();
     for (cfg, expected) in cases {
         let target = ObjectStore::S3(rt.block_on(S3Worm::connect(cfg)).unwrap());
-        let report = anchorer.upload_pending(&target, rt.handle()).unwrap();
+        let report = rt.block_on(anchorer.upload_pending(&target)).unwrap();
         assert!(report.uploaded.is_empty());
         let (_, err) = &report.failed[0];
         assert!(expected(err), "{err}");
@@ -381,7 +369,9 @@ fn bad_settings_are_refused_with_nothing_half_written() {
         rt.block_on(locked.list("")).unwrap().is_empty(),
         "nothing half-written"
     );
-    let pending = store.anchors(None, Some(AnchorStatus::Pending)).unwrap();
+    let pending = rt
+        .block_on(store.anchors(None, Some(AnchorStatus::Pending)))
+        .unwrap();
     assert_eq!(pending.len(), 1, "the anchor waits in the outbox");
     assert_eq!(pending[0].attempts, 3);
     assert!(pending[0].last_error.as_deref().unwrap().contains("KMS"));
@@ -401,22 +391,21 @@ fn anchors_built_during_an_outage_wait_and_land_in_order() {
         .unwrap(),
     );
     let db = TestDb::sqlite();
-    let mut store = db.open();
+    let store = open(&rt, &db);
     let (signer, vkey) = signer();
     let policy = AnchorPolicy::default();
     let chain = ChainId::new("production").unwrap();
-    let mut anchorer = Anchorer::new(store.as_mut(), &signer, ring(), &policy).unwrap();
+    let mut anchorer = Anchorer::new(store.clone(), &signer, ring(), &policy).unwrap();
+    let append_and_build = |anchorer: &mut Anchorer<'_>| {
+        rt.block_on(store.append(&chain, events(10), &key("k1")))
+            .unwrap();
+        rt.block_on(anchorer.build(&chain, Trigger::Volume, "k1", OffsetDateTime::now_utc()))
+            .unwrap();
+    };
 
-    anchorer
-        .store()
-        .append(&chain, events(10), &key("k1"))
-        .unwrap();
-    anchorer
-        .build(&chain, Trigger::Volume, "k1", OffsetDateTime::now_utc())
-        .unwrap();
+    append_and_build(&mut anchorer);
     assert_eq!(
-        anchorer
-            .upload_pending(&target, rt.handle())
+        rt.block_on(anchorer.upload_pending(&target))
             .unwrap()
             .uploaded
             .len(),
@@ -425,28 +414,20 @@ fn anchors_built_during_an_outage_wait_and_land_in_order() {
 
     proxy.set_down(true);
     for _ in 0..4 {
-        anchorer
-            .store()
-            .append(&chain, events(10), &key("k1"))
-            .unwrap();
-        anchorer
-            .build(&chain, Trigger::Volume, "k1", OffsetDateTime::now_utc())
-            .unwrap();
-        let report = anchorer.upload_pending(&target, rt.handle()).unwrap();
+        append_and_build(&mut anchorer);
+        let report = rt.block_on(anchorer.upload_pending(&target)).unwrap();
         assert!(report.uploaded.is_empty());
         assert!(report.failed[0].1.is_transient(), "{}", report.failed[0].1);
     }
     assert_eq!(
-        anchorer
-            .store()
-            .anchors(None, Some(AnchorStatus::Pending))
+        rt.block_on(anchorer.store().anchors(None, Some(AnchorStatus::Pending)))
             .unwrap()
             .len(),
         4
     );
 
     proxy.set_down(false);
-    let report = anchorer.upload_pending(&target, rt.handle()).unwrap();
+    let report = rt.block_on(anchorer.upload_pending(&target)).unwrap();
     assert_eq!(
         report
             .uploaded

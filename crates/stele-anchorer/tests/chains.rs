@@ -3,22 +3,19 @@
 //! of one chain refuses that chain while another chain's anchors upload; an
 //! anchor that a second copy of the ledger writes to the bucket while the
 //! anchorer runs stops that chain's next upload; an anchor signed with
-//! another (rotated) signing key is named as such, not as tampering; and a
-//! build asks storage for the new tree's root at most once.
+//! another (rotated) signing key is named as such, not as tampering; and an
+//! anchorer running as a task beside appends signs only trees it checked
+//! whole, each linking to the one before.
 
 mod common;
 
-use common::{blob, events, key, ring, runtime, signer};
+use common::{blob, events, key, open, ring, runtime, signer};
 use signed_note::StandardSigner;
-use stele_anchor::Trigger;
-use stele_anchorer::{AnchorPolicy, Anchorer, AnchorerError, RefusedChain};
-use stele_ledger::append::Receipt;
-use stele_ledger::{ChainId, Hash};
+use stele_anchor::{Anchor, Trigger, check_link};
+use stele_anchorer::{AnchorPolicy, Anchorer, AnchorerError, RefusedChain, Waiter, Wake};
+use stele_ledger::ChainId;
 use stele_store::testkit::TestDb;
-use stele_store::{
-    AnchorRecord, AnchorStatus, AnchorUpload, ChainHead, LedgerStore, RowVisitor, StoreError,
-    StoredRowVisitor,
-};
+use stele_store::{AnchorStatus, Store};
 use stele_worm::testkit::{create_bucket, rgw, unique_bucket};
 use stele_worm::{ObjectStore, S3Worm};
 use time::OffsetDateTime;
@@ -35,18 +32,15 @@ fn refused_chains(refused: &[RefusedChain]) -> Vec<&str> {
 
 /// Alters the signed root in the body of `chain`'s anchor `seq`, as an
 /// attacker with the database would.
-fn alter_root(db: &TestDb, chain: &str, seq: u64) {
-    let record = db
-        .open()
-        .anchors(Some(&ChainId::new(chain).unwrap()), None)
+fn alter_root(rt: &tokio::runtime::Runtime, store: &Store, db: &TestDb, chain: &str, seq: u64) {
+    let record = rt
+        .block_on(store.anchors(Some(&ChainId::new(chain).unwrap()), None))
         .unwrap()
         .into_iter()
         .find(|r| r.anchor_seq == seq)
         .unwrap();
     let body = String::from_utf8(record.body).unwrap();
-    let root = stele_anchor::Anchor::from_bytes(body.as_bytes())
-        .unwrap()
-        .root_hash;
+    let root = Anchor::from_bytes(body.as_bytes()).unwrap().root_hash;
     let forged = body.replace(&root, &"ab".repeat(32));
     assert_ne!(forged, body);
     db.exec(&format!(
@@ -61,6 +55,7 @@ fn rgw_a_tampered_outbox_row_refuses_its_chain_only() {
     let rt = runtime();
     let (s3, target) = rgw_target(&rt, "refuse-one");
     let db = TestDb::sqlite();
+    let store = open(&rt, &db);
     let signer = signer();
     let keys = ring();
     let policy = AnchorPolicy::default();
@@ -70,22 +65,19 @@ fn rgw_a_tampered_outbox_row_refuses_its_chain_only() {
     );
     let now = OffsetDateTime::now_utc();
     {
-        let mut store = db.open();
-        let mut anchorer = Anchorer::new(store.as_mut(), &signer, &keys, &policy).unwrap();
+        let mut anchorer = Anchorer::new(store.clone(), &signer, &keys, &policy).unwrap();
         for chain in [&alpha, &beta] {
-            anchorer
-                .store()
-                .append(chain, events(0, 4), &key())
+            rt.block_on(store.append(chain, events(0, 4), &key()))
                 .unwrap();
-            anchorer.build(chain, Trigger::Manual, "k1", now).unwrap();
+            rt.block_on(anchorer.build(chain, Trigger::Manual, "k1", now))
+                .unwrap();
         }
     }
     // Both wait in the outbox; alpha's, listed first, is altered.
-    alter_root(&db, "alpha", 0);
+    alter_root(&rt, &store, &db, "alpha", 0);
 
-    let mut store = db.open();
-    let mut anchorer = Anchorer::new(store.as_mut(), &signer, &keys, &policy).unwrap();
-    let report = anchorer.upload_pending(&target, rt.handle()).unwrap();
+    let mut anchorer = Anchorer::new(store.clone(), &signer, &keys, &policy).unwrap();
+    let report = rt.block_on(anchorer.upload_pending(&target)).unwrap();
     assert_eq!(refused_chains(&report.refused), ["alpha"], "{report:?}");
     let err = &report.refused[0].error;
     assert!(
@@ -103,15 +95,14 @@ fn rgw_a_tampered_outbox_row_refuses_its_chain_only() {
     // A long run goes on with beta (and its shutdown anchor) and ends
     // reporting alpha's refusal once; alpha's anchor stays pending, unattempted.
     let mut rounds = Vec::new();
-    let report = anchorer
-        .run(
+    let report = rt
+        .block_on(anchorer.run(
             &target,
-            rt.handle(),
             Some(std::slice::from_ref(&beta)),
             &mut || Ok("k1".to_owned()),
             &mut |r| rounds.push(refused_chains(&r.refused).join(",")),
-            &mut |_| true,
-        )
+            std::future::ready(()),
+        ))
         .unwrap();
     assert_eq!(
         rounds,
@@ -126,7 +117,7 @@ fn rgw_a_tampered_outbox_row_refuses_its_chain_only() {
     );
     assert_eq!(rt.block_on(s3.list("anchors/beta/")).unwrap().len(), 2);
     assert!(rt.block_on(s3.list("anchors/alpha/")).unwrap().is_empty());
-    let alpha_rows = store.anchors(Some(&alpha), None).unwrap();
+    let alpha_rows = rt.block_on(store.anchors(Some(&alpha), None)).unwrap();
     assert_eq!(alpha_rows.len(), 1);
     assert_eq!(alpha_rows[0].status, AnchorStatus::Pending);
     assert_eq!(alpha_rows[0].attempts, 0, "a refused row is never tried");
@@ -147,43 +138,37 @@ fn rgw_a_running_anchorer_notices_another_copy_writing_the_chain() {
     let now = OffsetDateTime::now_utc();
 
     let db = TestDb::sqlite();
-    let mut store = db.open();
-    let mut anchorer = Anchorer::new(store.as_mut(), &signer, &keys, &policy).unwrap();
-    anchorer
-        .store()
-        .append(&chain, events(0, 5), &key())
+    let store = open(&rt, &db);
+    let mut anchorer = Anchorer::new(store.clone(), &signer, &keys, &policy).unwrap();
+    rt.block_on(store.append(&chain, events(0, 5), &key()))
         .unwrap();
-    anchorer.build(&chain, Trigger::Manual, "k1", now).unwrap();
-    let report = anchorer.upload_pending(&target, rt.handle()).unwrap();
+    rt.block_on(anchorer.build(&chain, Trigger::Manual, "k1", now))
+        .unwrap();
+    let report = rt.block_on(anchorer.upload_pending(&target)).unwrap();
     assert_eq!(report.uploaded.len(), 1, "{report:?}");
-    anchorer
-        .store()
-        .append(&chain, events(5, 5), &key())
+    rt.block_on(store.append(&chain, events(5, 5), &key()))
         .unwrap();
-    anchorer
-        .build(
-            &chain,
-            Trigger::Time,
-            "k1",
-            now + time::Duration::minutes(2),
-        )
-        .unwrap();
+    rt.block_on(anchorer.build(
+        &chain,
+        Trigger::Time,
+        "k1",
+        now + time::Duration::minutes(2),
+    ))
+    .unwrap();
 
     // The other copy: same signing key, other events, its own anchor 0.
     let other_db = TestDb::sqlite();
-    let mut other_store = other_db.open();
-    let mut other = Anchorer::new(other_store.as_mut(), &signer, &keys, &policy).unwrap();
-    other
-        .store()
-        .append(&chain, events(100, 3), &key())
+    let other_store = open(&rt, &other_db);
+    let mut other = Anchorer::new(other_store.clone(), &signer, &keys, &policy).unwrap();
+    rt.block_on(other_store.append(&chain, events(100, 3), &key()))
         .unwrap();
-    let theirs = other
-        .build(
+    let theirs = rt
+        .block_on(other.build(
             &chain,
             Trigger::Manual,
             "k1",
             now + time::Duration::minutes(1),
-        )
+        ))
         .unwrap();
     let retention = stele_worm::Retention {
         mode: stele_worm::LockMode::Compliance,
@@ -192,7 +177,7 @@ fn rgw_a_running_anchorer_notices_another_copy_writing_the_chain() {
     rt.block_on(target.put_locked(&theirs.object_key, &theirs.body, retention))
         .unwrap();
 
-    let report = anchorer.upload_pending(&target, rt.handle()).unwrap();
+    let report = rt.block_on(anchorer.upload_pending(&target)).unwrap();
     assert!(report.uploaded.is_empty(), "{report:?}");
     assert_eq!(refused_chains(&report.refused), ["shared"], "{report:?}");
     assert!(
@@ -209,8 +194,8 @@ fn rgw_a_running_anchorer_notices_another_copy_writing_the_chain() {
         2,
         "ours #0 and theirs, nothing more: {keys_there:?}"
     );
-    let pending = store
-        .anchors(Some(&chain), Some(AnchorStatus::Pending))
+    let pending = rt
+        .block_on(store.anchors(Some(&chain), Some(AnchorStatus::Pending)))
         .unwrap();
     assert_eq!(pending.len(), 1);
     assert!(
@@ -227,20 +212,20 @@ fn rgw_a_running_anchorer_notices_another_copy_writing_the_chain() {
 /// on it names both keys instead of calling the row tampered.
 #[test]
 fn an_anchor_signed_by_another_key_is_named_not_called_tampering() {
+    let rt = runtime();
     let db = TestDb::sqlite();
+    let store = open(&rt, &db);
     let old: StandardSigner = signer();
     let new: StandardSigner = signer();
     let keys = ring();
     let policy = AnchorPolicy::default();
     let chain = ChainId::new("payments").unwrap();
     let now = OffsetDateTime::now_utc();
-    let mut store = db.open();
-    let mut anchorer = Anchorer::new(store.as_mut(), &old, &keys, &policy).unwrap();
-    anchorer
-        .store()
-        .append(&chain, events(0, 3), &key())
+    let mut anchorer = Anchorer::new(store.clone(), &old, &keys, &policy).unwrap();
+    rt.block_on(store.append(&chain, events(0, 3), &key()))
         .unwrap();
-    anchorer.build(&chain, Trigger::Manual, "k1", now).unwrap();
+    rt.block_on(anchorer.build(&chain, Trigger::Manual, "k1", now))
+        .unwrap();
     drop(anchorer);
 
     let label = |s: &StandardSigner| {
@@ -249,9 +234,9 @@ fn an_anchor_signed_by_another_key_is_named_not_called_tampering() {
             signed_note::Signer::key_id(s),
         )
     };
-    let mut anchorer = Anchorer::new(store.as_mut(), &new, &keys, &policy).unwrap();
-    let err = anchorer
-        .build(&chain, Trigger::Manual, "k1", now)
+    let mut anchorer = Anchorer::new(store.clone(), &new, &keys, &policy).unwrap();
+    let err = rt
+        .block_on(anchorer.build(&chain, Trigger::Manual, "k1", now))
         .unwrap_err();
     match &err {
         AnchorerError::SignedByOtherKey {
@@ -274,11 +259,10 @@ fn an_anchor_signed_by_another_key_is_named_not_called_tampering() {
     drop(anchorer);
 
     // Bytes really altered under the same key are still called that.
-    alter_root(&db, "payments", 0);
-    let mut store = db.open();
-    let mut anchorer = Anchorer::new(store.as_mut(), &old, &keys, &policy).unwrap();
-    let err = anchorer
-        .build(&chain, Trigger::Manual, "k1", now)
+    alter_root(&rt, &store, &db, "payments", 0);
+    let mut anchorer = Anchorer::new(store.clone(), &old, &keys, &policy).unwrap();
+    let err = rt
+        .block_on(anchorer.build(&chain, Trigger::Manual, "k1", now))
         .unwrap_err();
     assert!(
         matches!(err, AnchorerError::CorruptOutbox { anchor_seq: 0, .. }),
@@ -290,19 +274,18 @@ fn an_anchor_signed_by_another_key_is_named_not_called_tampering() {
 /// The verifier key given for the bucket check must be the signing key's.
 #[test]
 fn the_bucket_check_refuses_a_verifier_key_of_another_key_pair() {
+    let rt = runtime();
     let db = TestDb::sqlite();
     let signer = signer();
     let (_, other_vkey) = signed_note::generate_key(&mut rand::rngs::OsRng, "stele.test");
     let keys = ring();
     let policy = AnchorPolicy::default();
-    let mut store = db.open();
-    let mut anchorer = Anchorer::new(store.as_mut(), &signer, &keys, &policy).unwrap();
+    let mut anchorer = Anchorer::new(open(&rt, &db), &signer, &keys, &policy).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let target = ObjectStore::Local(stele_worm::LocalDir::new(dir.path()));
-    let rt = runtime();
     let chain = ChainId::new("payments").unwrap();
-    let err = anchorer
-        .check_bucket_history(&target, rt.handle(), &chain, &other_vkey)
+    let err = rt
+        .block_on(anchorer.check_bucket_history(&target, &chain, &other_vkey))
         .unwrap_err();
     assert!(
         matches!(&err, AnchorerError::Config(m) if m.contains("not one key pair")),
@@ -310,154 +293,110 @@ fn the_bucket_check_refuses_a_verifier_key_of_another_key_pair() {
     );
 }
 
-/// Counts how often storage is asked for the frontier of one tree size:
-/// exactly what computing that tree's root from storage reads.
-struct CountingStore<'a> {
-    inner: &'a mut dyn LedgerStore,
-    frontier: Vec<u64>,
-    frontier_reads: usize,
+/// Anchors `chain`'s head on every `true` received, stops on `false`.
+struct Asks {
+    inbox: tokio::sync::mpsc::UnboundedReceiver<bool>,
+    chain: ChainId,
 }
 
-impl LedgerStore for CountingStore<'_> {
-    fn backend(&self) -> &'static str {
-        self.inner.backend()
-    }
-    fn append(
-        &mut self,
-        chain: &ChainId,
-        events: Vec<stele_ledger::event::ValidEvent>,
-        key: &stele_ledger::HmacKey,
-    ) -> Result<Vec<Receipt>, StoreError> {
-        self.inner.append(chain, events, key)
-    }
-    fn chains(&mut self) -> Result<Vec<ChainHead>, StoreError> {
-        self.inner.chains()
-    }
-    fn head(&mut self, chain: &ChainId) -> Result<Option<ChainHead>, StoreError> {
-        self.inner.head(chain)
-    }
-    fn scan_stored(
-        &mut self,
-        chain: &ChainId,
-        from: u64,
-        to: Option<u64>,
-        visit: &mut StoredRowVisitor<'_>,
-    ) -> Result<(), StoreError> {
-        self.inner.scan_stored(chain, from, to, visit)
-    }
-    fn scan_rows(
-        &mut self,
-        chain: &ChainId,
-        from: u64,
-        to: Option<u64>,
-        visit: &mut RowVisitor<'_>,
-    ) -> Result<(), StoreError> {
-        self.inner.scan_rows(chain, from, to, visit)
-    }
-    fn read_hashes(&mut self, chain: &ChainId, indexes: &[u64]) -> Result<Vec<Hash>, StoreError> {
-        if indexes == self.frontier.as_slice() {
-            self.frontier_reads += 1;
+impl Waiter for Asks {
+    async fn wait(&mut self, _: std::time::Duration) -> Wake {
+        match self.inbox.recv().await {
+            Some(true) => Wake::AnchorNow(vec![self.chain.clone()]),
+            Some(false) | None => Wake::Stop,
         }
-        self.inner.read_hashes(chain, indexes)
-    }
-    fn begin_read_snapshot(&mut self) -> Result<bool, StoreError> {
-        self.inner.begin_read_snapshot()
-    }
-    fn end_read_snapshot(&mut self) -> Result<(), StoreError> {
-        self.inner.end_read_snapshot()
-    }
-    fn head_with_lsn(
-        &mut self,
-        chain: &ChainId,
-    ) -> Result<(Option<ChainHead>, Option<String>), StoreError> {
-        self.inner.head_with_lsn(chain)
-    }
-    fn insert_anchor(&mut self, anchor: &AnchorRecord) -> Result<(), StoreError> {
-        self.inner.insert_anchor(anchor)
-    }
-    fn anchors(
-        &mut self,
-        chain: Option<&ChainId>,
-        status: Option<AnchorStatus>,
-    ) -> Result<Vec<AnchorRecord>, StoreError> {
-        self.inner.anchors(chain, status)
-    }
-    fn last_anchor(&mut self, chain: &ChainId) -> Result<Option<AnchorRecord>, StoreError> {
-        self.inner.last_anchor(chain)
-    }
-    fn lease_anchor(
-        &mut self,
-        chain: &ChainId,
-        anchor_seq: u64,
-        owner: &str,
-        ttl: std::time::Duration,
-    ) -> Result<bool, StoreError> {
-        self.inner.lease_anchor(chain, anchor_seq, owner, ttl)
-    }
-    fn mark_anchor_uploaded(
-        &mut self,
-        chain: &ChainId,
-        anchor_seq: u64,
-        owner: &str,
-        upload: &AnchorUpload,
-    ) -> Result<bool, StoreError> {
-        self.inner
-            .mark_anchor_uploaded(chain, anchor_seq, owner, upload)
-    }
-    fn record_anchor_failure(
-        &mut self,
-        chain: &ChainId,
-        anchor_seq: u64,
-        owner: &str,
-        error: &str,
-    ) -> Result<bool, StoreError> {
-        self.inner
-            .record_anchor_failure(chain, anchor_seq, owner, error)
-    }
-    fn durability(&mut self) -> Result<Vec<(&'static str, String)>, StoreError> {
-        self.inner.durability()
-    }
-    fn set_anchor_object_key(
-        &mut self,
-        chain: &ChainId,
-        anchor_seq: u64,
-        owner: &str,
-        object_key: &str,
-        note: &str,
-    ) -> Result<bool, StoreError> {
-        self.inner
-            .set_anchor_object_key(chain, anchor_seq, owner, object_key, note)
     }
 }
 
+/// As in a gateway: the anchorer runs as a task of the runtime, sharing the
+/// store with appends that go on while it builds (asked for anchors on
+/// demand, as for `?wait=anchored`). Every anchor it signs covers a tree it
+/// checked whole from one snapshot — head, rows and proof agreeing — and
+/// links to the one before, on every backend.
 #[test]
-fn a_build_asks_storage_for_the_new_root_at_most_once() {
-    let db = TestDb::sqlite();
-    let signer = signer();
-    let keys = ring();
-    let policy = AnchorPolicy::default();
-    let chain = ChainId::new("payments").unwrap();
-    let now = OffsetDateTime::now_utc();
-    let mut inner = db.open();
-    inner.append(&chain, events(0, 10), &key()).unwrap();
-    let mut store = CountingStore {
-        inner: inner.as_mut(),
-        frontier: stele_ledger::merkle::frontier_indexes(10),
-        frontier_reads: 0,
-    };
-    {
-        let mut anchorer = Anchorer::new(&mut store, &signer, &keys, &policy).unwrap();
-        anchorer.build(&chain, Trigger::Manual, "k1", now).unwrap();
+fn an_anchorer_task_beside_appends_signs_only_whole_checked_trees() {
+    for db in stele_store::testkit::every_backend("an_anchorer_task_beside_appends") {
+        let rt = runtime();
+        let store = open(&rt, &db);
+        let chain = ChainId::new("payments").unwrap();
+        let (signer, keys) = (std::sync::Arc::new(signer()), std::sync::Arc::new(ring()));
+        let dir = tempfile::tempdir().unwrap();
+        let target = ObjectStore::Local(stele_worm::LocalDir::new(dir.path()));
+        let (asks, inbox) = tokio::sync::mpsc::unbounded_channel::<bool>();
+        let anchoring = rt.spawn({
+            let (store, chain) = (store.clone(), chain.clone());
+            let (signer, keys) = (signer.clone(), keys.clone());
+            async move {
+                let policy = AnchorPolicy::default();
+                let mut anchorer = Anchorer::new(store, &signer, &keys, &policy).unwrap();
+                let chains = [chain.clone()];
+                anchorer
+                    .run_until(
+                        &target,
+                        Some(&chains),
+                        &mut || Ok("k1".to_owned()),
+                        &mut |report| assert!(report.refused.is_empty(), "{report:?}"),
+                        &mut Asks { inbox, chain },
+                    )
+                    .await
+            }
+        });
+        let appending = rt.spawn({
+            let (store, chain) = (store.clone(), chain.clone());
+            async move {
+                for batch in 0..60 {
+                    store
+                        .append(&chain, events(batch * 7, 7), &key())
+                        .await
+                        .unwrap();
+                    // An anchorer that stopped says why below.
+                    if batch % 3 == 0 && asks.send(true).is_err() {
+                        return;
+                    }
+                }
+                let _ = asks.send(false);
+            }
+        });
+        rt.block_on(appending).unwrap();
+        let report = rt.block_on(anchoring).unwrap().unwrap();
+        assert!(
+            report.failed.is_empty() && report.refused.is_empty(),
+            "{report:?}"
+        );
+
+        let records = rt.block_on(store.anchors(Some(&chain), None)).unwrap();
+        assert!(records.len() > 2, "{records:?}");
+        assert!(
+            records.iter().all(|r| r.status == AnchorStatus::Uploaded),
+            "{records:?}"
+        );
+        let last = records.last().unwrap();
+        assert_eq!(
+            last.tree_size, 420,
+            "the shutdown anchor covers every event"
+        );
+        let mut prev: Option<(Anchor, &[u8])> = None;
+        for r in &records {
+            let anchor = Anchor::from_bytes(&r.body).unwrap();
+            // The root and head it signed are the stored tree's and its last row's.
+            let (_, root) = rt
+                .block_on(store.tree_root(&chain, Some(anchor.tree_size)))
+                .unwrap();
+            assert_eq!(anchor.root_hash, stele_ledger::hex_hash(&root), "{r:?}");
+            if anchor.tree_size > 0 {
+                let last_event = rt
+                    .block_on(store.event(&chain, anchor.tree_size - 1))
+                    .unwrap();
+                assert_eq!(
+                    anchor.last_hash.as_deref(),
+                    Some(last_event.event_hash.as_str())
+                );
+            }
+            if let Some((prev, prev_bytes)) = &prev {
+                check_link(prev, prev_bytes, &anchor).unwrap();
+            }
+            prev = Some((anchor, r.body.as_slice()));
+        }
+        drop(store);
     }
-    // The first anchor has no proof to read: the root comes from the events alone.
-    assert_eq!(store.frontier_reads, 0, "first anchor");
-    store.append(&chain, events(10, 7), &key()).unwrap();
-    store.frontier = stele_ledger::merkle::frontier_indexes(17);
-    store.frontier_reads = 0;
-    {
-        let mut anchorer = Anchorer::new(&mut store, &signer, &keys, &policy).unwrap();
-        anchorer.build(&chain, Trigger::Manual, "k1", now).unwrap();
-    }
-    // Once, inside the consistency proof read; the anchorer adds no read of its own.
-    assert_eq!(store.frontier_reads, 1, "second anchor");
 }

@@ -6,32 +6,43 @@
 
 mod common;
 
-use common::{blob, events, key, ring, signer};
+use common::{blob, events, key, open, ring, runtime, signer};
 use stele_anchor::{Anchor, Trigger, is_anchor_key, object_key};
 use stele_anchorer::{AnchorPolicy, Anchorer, AnchorerError};
 use stele_ledger::hashing::leaf_hash;
 use stele_ledger::merkle::TreeAppender;
 use stele_ledger::{ChainId, Event, Hash, HmacKey, KeyId, StoredEvent};
-use stele_store::AnchorStatus;
 use stele_store::testkit::TestDb;
+use stele_store::{AnchorStatus, Store};
 use stele_worm::testkit::{create_bucket, rgw, unique_bucket};
 use stele_worm::{ObjectStore, S3Worm};
 use time::OffsetDateTime;
+use tokio::runtime::Runtime;
 
 /// What an attacker with the database and no keys does to hide an edit of
 /// `seq`: rewrite its payload, store the leaf hash of the new content, and
 /// recompute every stored Merkle node from the leaves, leaving `event_hash`
 /// (which needs the HMAC key) alone.
-fn rewrite_event(db: &TestDb, chain: &ChainId, seq: u64, payload: &str) {
-    let mut store = db.open();
+fn rewrite_event(
+    rt: &Runtime,
+    store: &Store,
+    db: &TestDb,
+    chain: &ChainId,
+    seq: u64,
+    payload: &str,
+) {
     let mut rows: Vec<(Event, Vec<u8>)> = Vec::new();
-    store
-        .scan_rows(chain, 0, None, &mut |e, nodes| {
-            rows.push((e, nodes.to_vec()));
-            Ok(())
-        })
-        .unwrap();
-    drop(store);
+    rt.block_on(async {
+        let mut snapshot = store.read_snapshot().await?;
+        snapshot
+            .scan(chain, 0, None, &mut |e: StoredEvent<'_>, nodes: &[u8]| {
+                rows.push((e.to_event(), nodes.to_vec()));
+                Ok(())
+            })
+            .await?;
+        snapshot.end().await
+    })
+    .unwrap();
     let mut sql = String::new();
     let mut tree = TreeAppender::empty();
     for (e, stored_nodes) in &mut rows {
@@ -59,8 +70,7 @@ fn rewrite_event(db: &TestDb, chain: &ChainId, seq: u64, payload: &str) {
     }
     db.exec(&sql);
     // The stored tree now serves the tampered root: proofs agree with the edit.
-    let mut store = db.open();
-    let (_, root) = stele_store::tree_root(store.as_mut(), chain, None).unwrap();
+    let (_, root) = rt.block_on(store.tree_root(chain, None)).unwrap();
     assert_eq!(
         root,
         tree.root(),
@@ -68,35 +78,37 @@ fn rewrite_event(db: &TestDb, chain: &ChainId, seq: u64, payload: &str) {
     );
 }
 
-fn outbox_len(db: &TestDb, chain: &ChainId) -> usize {
-    db.open().anchors(Some(chain), None).unwrap().len()
+fn outbox_len(rt: &Runtime, store: &Store, chain: &ChainId) -> usize {
+    rt.block_on(store.anchors(Some(chain), None)).unwrap().len()
 }
 
 fn unanchored_edit_is_refused(db: &TestDb) {
-    let mut store = db.open();
+    let rt = runtime();
+    let store = open(&rt, db);
     let signer = signer();
     let keys = ring();
     let policy = AnchorPolicy::default();
     let chain = ChainId::new("payments").unwrap();
     let now = OffsetDateTime::now_utc();
-    let mut anchorer = Anchorer::new(store.as_mut(), &signer, &keys, &policy).unwrap();
-    anchorer
-        .store()
-        .append(&chain, events(0, 10), &key())
+    let mut anchorer = Anchorer::new(store.clone(), &signer, &keys, &policy).unwrap();
+    rt.block_on(store.append(&chain, events(0, 10), &key()))
         .unwrap();
-    anchorer.build(&chain, Trigger::Manual, "k1", now).unwrap();
-    anchorer
-        .store()
-        .append(&chain, events(10, 10), &key())
+    rt.block_on(anchorer.build(&chain, Trigger::Manual, "k1", now))
         .unwrap();
-    drop(store);
+    rt.block_on(store.append(&chain, events(10, 10), &key()))
+        .unwrap();
 
-    rewrite_event(db, &chain, 12, r#"{"amount":1000000,"to":"acct-666"}"#);
+    rewrite_event(
+        &rt,
+        &store,
+        db,
+        &chain,
+        12,
+        r#"{"amount":1000000,"to":"acct-666"}"#,
+    );
 
-    let mut store = db.open();
-    let mut anchorer = Anchorer::new(store.as_mut(), &signer, &keys, &policy).unwrap();
-    let err = anchorer
-        .build(&chain, Trigger::Manual, "k1", now)
+    let err = rt
+        .block_on(anchorer.build(&chain, Trigger::Manual, "k1", now))
         .expect_err("an anchor was signed over the tampered event");
     match &err {
         AnchorerError::UnanchoredTampering { seq, what, .. } => {
@@ -106,8 +118,11 @@ fn unanchored_edit_is_refused(db: &TestDb) {
         other => panic!("expected UnanchoredTampering, got {other}"),
     }
     assert!(err.to_string().contains("nothing was signed"), "{err}");
-    drop(store);
-    assert_eq!(outbox_len(db, &chain), 1, "nothing stored in the outbox");
+    assert_eq!(
+        outbox_len(&rt, &store, &chain),
+        1,
+        "nothing stored in the outbox"
+    );
 }
 
 #[test]
@@ -126,54 +141,58 @@ fn postgres_unanchored_edit_is_not_signed() {
 #[test]
 fn rewritten_anchored_tree_is_not_extended() {
     for db in stele_store::testkit::every_backend("rewritten_anchored_tree_is_not_extended") {
-        let mut store = db.open();
+        let rt = runtime();
+        let store = open(&rt, &db);
         let signer = signer();
         let keys = ring();
         let policy = AnchorPolicy::default();
         let chain = ChainId::new("payments").unwrap();
         let now = OffsetDateTime::now_utc();
-        let mut anchorer = Anchorer::new(store.as_mut(), &signer, &keys, &policy).unwrap();
-        anchorer
-            .store()
-            .append(&chain, events(0, 13), &key())
+        let mut anchorer = Anchorer::new(store.clone(), &signer, &keys, &policy).unwrap();
+        rt.block_on(store.append(&chain, events(0, 13), &key()))
             .unwrap();
-        anchorer.build(&chain, Trigger::Manual, "k1", now).unwrap();
-        anchorer
-            .store()
-            .append(&chain, events(13, 4), &key())
+        rt.block_on(anchorer.build(&chain, Trigger::Manual, "k1", now))
             .unwrap();
-        drop(store);
-        rewrite_event(&db, &chain, 5, r#"{"amount":5,"to":"acct-666"}"#);
-        let mut store = db.open();
-        let mut anchorer = Anchorer::new(store.as_mut(), &signer, &keys, &policy).unwrap();
-        let err = anchorer
-            .build(&chain, Trigger::Manual, "k1", now)
+        rt.block_on(store.append(&chain, events(13, 4), &key()))
+            .unwrap();
+        rewrite_event(
+            &rt,
+            &store,
+            &db,
+            &chain,
+            5,
+            r#"{"amount":5,"to":"acct-666"}"#,
+        );
+        let err = rt
+            .block_on(anchorer.build(&chain, Trigger::Manual, "k1", now))
             .unwrap_err();
         assert!(
             matches!(&err, AnchorerError::UnanchoredTampering { seq: None, what, .. }
                 if what.contains("anchor 0 signed root")),
             "{err}"
         );
-        drop(store);
-        assert_eq!(outbox_len(&db, &chain), 1);
+        assert_eq!(outbox_len(&rt, &store, &chain), 1);
     }
 }
 
 /// An event appended without the key (a forged row and head) is refused too.
 #[test]
 fn a_row_without_its_key_is_not_signed() {
+    let rt = runtime();
     let db = TestDb::sqlite();
-    let mut store = db.open();
+    let store = open(&rt, &db);
     let signer = signer();
     let policy = AnchorPolicy::default();
     let chain = ChainId::new("payments").unwrap();
     let attacker_key = HmacKey::new(KeyId::new("k1").unwrap(), &[9; 32]);
-    store.append(&chain, events(0, 3), &key()).unwrap();
-    store.append(&chain, events(3, 1), &attacker_key).unwrap();
+    rt.block_on(store.append(&chain, events(0, 3), &key()))
+        .unwrap();
+    rt.block_on(store.append(&chain, events(3, 1), &attacker_key))
+        .unwrap();
     let keys = ring();
-    let mut anchorer = Anchorer::new(store.as_mut(), &signer, &keys, &policy).unwrap();
-    let err = anchorer
-        .build(&chain, Trigger::Manual, "k1", OffsetDateTime::now_utc())
+    let mut anchorer = Anchorer::new(store.clone(), &signer, &keys, &policy).unwrap();
+    let err = rt
+        .block_on(anchorer.build(&chain, Trigger::Manual, "k1", OffsetDateTime::now_utc()))
         .unwrap_err();
     assert!(
         matches!(err, AnchorerError::UnanchoredTampering { seq: Some(3), .. }),
@@ -187,19 +206,19 @@ fn a_row_without_its_key_is_not_signed() {
 fn edited_outbox_anchor_is_refused_not_built_upon() {
     for db in stele_store::testkit::every_backend("edited_outbox_anchor_is_refused_not_built_upon")
     {
-        let mut store = db.open();
+        let rt = runtime();
+        let store = open(&rt, &db);
         let signer = signer();
         let keys = ring();
         let policy = AnchorPolicy::default();
         let chain = ChainId::new("payments").unwrap();
         let now = OffsetDateTime::now_utc();
-        let mut anchorer = Anchorer::new(store.as_mut(), &signer, &keys, &policy).unwrap();
-        anchorer
-            .store()
-            .append(&chain, events(0, 3), &key())
+        let mut anchorer = Anchorer::new(store.clone(), &signer, &keys, &policy).unwrap();
+        rt.block_on(store.append(&chain, events(0, 3), &key()))
             .unwrap();
-        let record = anchorer.build(&chain, Trigger::Manual, "k1", now).unwrap();
-        drop(store);
+        let record = rt
+            .block_on(anchorer.build(&chain, Trigger::Manual, "k1", now))
+            .unwrap();
         let body = String::from_utf8(record.body.clone()).unwrap();
         let forged = body.replace(&record.ts_utc, "9999-12-31T23:30:00Z");
         assert_ne!(forged, body);
@@ -207,10 +226,8 @@ fn edited_outbox_anchor_is_refused_not_built_upon() {
             "UPDATE stele_anchors SET body = {}, ts_utc = '9999-12-31T23:30:00Z' WHERE chain_id = 'payments' AND anchor_seq = 0",
             blob(&db, forged.as_bytes())
         ));
-        let mut store = db.open();
-        let mut anchorer = Anchorer::new(store.as_mut(), &signer, &keys, &policy).unwrap();
-        let err = anchorer
-            .build(&chain, Trigger::Manual, "k1", now)
+        let err = rt
+            .block_on(anchorer.build(&chain, Trigger::Manual, "k1", now))
             .unwrap_err();
         assert!(
             matches!(err, AnchorerError::CorruptOutbox { anchor_seq: 0, .. }),
@@ -223,14 +240,13 @@ fn edited_outbox_anchor_is_refused_not_built_upon() {
         );
         // The cadence refuses it too instead of computing with its date.
         assert!(matches!(
-            anchorer.due(std::slice::from_ref(&chain), "k1", now),
+            rt.block_on(anchorer.due(std::slice::from_ref(&chain), "k1", now)),
             Err(AnchorerError::CorruptOutbox { .. })
         ));
         // And it is never uploaded.
         let dir = tempfile::tempdir().unwrap();
-        let rt = tokio::runtime::Runtime::new().unwrap();
         let target = ObjectStore::Local(stele_worm::LocalDir::new(dir.path()));
-        let report = anchorer.upload_pending(&target, rt.handle()).unwrap();
+        let report = rt.block_on(anchorer.upload_pending(&target)).unwrap();
         assert!(report.uploaded.is_empty() && report.failed.is_empty());
         assert_eq!(report.refused.len(), 1, "{report:?}");
         assert!(matches!(
@@ -238,8 +254,7 @@ fn edited_outbox_anchor_is_refused_not_built_upon() {
             AnchorerError::CorruptOutbox { anchor_seq: 0, .. }
         ));
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-        drop(store);
-        assert_eq!(outbox_len(&db, &chain), 1);
+        assert_eq!(outbox_len(&rt, &store, &chain), 1);
     }
 }
 
@@ -248,30 +263,30 @@ fn edited_outbox_anchor_is_refused_not_built_upon() {
 /// a future date. No panic anywhere.
 #[test]
 fn far_future_anchor_dates_are_errors_not_panics() {
+    let rt = runtime();
     let db = TestDb::sqlite();
-    let mut store = db.open();
+    let store = open(&rt, &db);
     let signer = signer();
     let keys = ring();
     let policy = AnchorPolicy::default();
     let chain = ChainId::new("payments").unwrap();
-    let mut anchorer = Anchorer::new(store.as_mut(), &signer, &keys, &policy).unwrap();
-    anchorer
-        .store()
-        .append(&chain, events(0, 2), &key())
+    let mut anchorer = Anchorer::new(store.clone(), &signer, &keys, &policy).unwrap();
+    rt.block_on(store.append(&chain, events(0, 2), &key()))
         .unwrap();
     let far = time::macros::datetime!(9999-12-31 23:30:00 UTC);
-    let record = anchorer.build(&chain, Trigger::Manual, "k1", far).unwrap();
+    let record = rt
+        .block_on(anchorer.build(&chain, Trigger::Manual, "k1", far))
+        .unwrap();
     assert_eq!(record.ts_utc, "9999-12-31T23:30:00Z");
     let dir = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
     let target = ObjectStore::Local(stele_worm::LocalDir::new(dir.path()));
-    let err = anchorer.upload_pending(&target, rt.handle()).unwrap_err();
+    let err = rt.block_on(anchorer.upload_pending(&target)).unwrap_err();
     assert!(
         matches!(&err, AnchorerError::Config(m) if m.contains("out of range")),
         "{err}"
     );
-    let err = anchorer
-        .build(&chain, Trigger::Manual, "k1", OffsetDateTime::now_utc())
+    let err = rt
+        .block_on(anchorer.build(&chain, Trigger::Manual, "k1", OffsetDateTime::now_utc()))
         .unwrap_err();
     assert!(
         matches!(err, AnchorerError::AnchorInFuture { anchor_seq: 0, .. }),
@@ -286,23 +301,17 @@ fn far_future_anchor_dates_are_errors_not_panics() {
 #[test]
 fn rgw_squatted_anchor_keys_do_not_block_the_chain() {
     stele_store::testkit::live_or_skip!(Rgw);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("squat")), true));
     let target = ObjectStore::S3(rt.block_on(S3Worm::connect(rgw(s3.bucket()))).unwrap());
     let db = TestDb::sqlite();
-    let mut store = db.open();
+    let store = open(&rt, &db);
     let signer = signer();
     let keys = ring();
     let policy = AnchorPolicy::default();
     let chain = ChainId::new("payments").unwrap();
-    let mut anchorer = Anchorer::new(store.as_mut(), &signer, &keys, &policy).unwrap();
-    anchorer
-        .store()
-        .append(&chain, events(0, 3), &key())
+    let mut anchorer = Anchorer::new(store.clone(), &signer, &keys, &policy).unwrap();
+    rt.block_on(store.append(&chain, events(0, 3), &key()))
         .unwrap();
 
     let squat = |key: &str, bytes: Vec<u8>| {
@@ -317,9 +326,11 @@ fn rgw_squatted_anchor_keys_do_not_block_the_chain() {
         .unwrap();
     };
     let now = OffsetDateTime::now_utc();
-    let first = anchorer.build(&chain, Trigger::Manual, "k1", now).unwrap();
+    let first = rt
+        .block_on(anchorer.build(&chain, Trigger::Manual, "k1", now))
+        .unwrap();
     squat(&first.object_key, b"{\"squatted\":true}".to_vec());
-    let report = anchorer.upload_pending(&target, rt.handle()).unwrap();
+    let report = rt.block_on(anchorer.upload_pending(&target)).unwrap();
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     assert_eq!(report.uploaded.len(), 1);
     assert_eq!(report.squatted.len(), 1);
@@ -329,28 +340,28 @@ fn rgw_squatted_anchor_keys_do_not_block_the_chain() {
     assert_eq!(report.uploaded[0].object_key, moved.moved_to);
 
     // The same size as the real anchor, no checksum: found by its bytes.
-    anchorer
-        .store()
-        .append(&chain, events(3, 2), &key())
+    rt.block_on(store.append(&chain, events(3, 2), &key()))
         .unwrap();
-    let second = anchorer.build(&chain, Trigger::Manual, "k1", now).unwrap();
+    let second = rt
+        .block_on(anchorer.build(&chain, Trigger::Manual, "k1", now))
+        .unwrap();
     squat(&second.object_key, vec![b' '; second.body.len()]);
-    let report = anchorer.upload_pending(&target, rt.handle()).unwrap();
+    let report = rt.block_on(anchorer.upload_pending(&target)).unwrap();
     assert!(report.failed.is_empty(), "{:?}", report.failed);
     assert_eq!(report.squatted.len(), 1, "{report:?}");
 
     // Not blocked: the next anchor lands at its own key.
-    anchorer
-        .store()
-        .append(&chain, events(5, 1), &key())
+    rt.block_on(store.append(&chain, events(5, 1), &key()))
         .unwrap();
-    let third = anchorer.build(&chain, Trigger::Manual, "k1", now).unwrap();
-    let report = anchorer.upload_pending(&target, rt.handle()).unwrap();
+    let third = rt
+        .block_on(anchorer.build(&chain, Trigger::Manual, "k1", now))
+        .unwrap();
+    let report = rt.block_on(anchorer.upload_pending(&target)).unwrap();
     assert!(report.squatted.is_empty() && report.failed.is_empty());
     assert_eq!(report.uploaded[0].object_key, third.object_key);
 
     // The outbox records where each anchor is, and that its key was taken.
-    let records = store.anchors(Some(&chain), None).unwrap();
+    let records = rt.block_on(store.anchors(Some(&chain), None)).unwrap();
     assert!(records.iter().all(|r| r.status == AnchorStatus::Verified));
     for (r, intended) in records.iter().zip([&first, &second]) {
         assert_eq!(

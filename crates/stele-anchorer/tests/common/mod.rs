@@ -4,8 +4,8 @@
 use signed_note::StandardSigner;
 use stele_ledger::event::{EventInput, Limits, ValidEvent};
 use stele_ledger::{HmacKey, KeyId, Keyring};
-use stele_store::DbLocation;
 use stele_store::testkit::TestDb;
+use stele_store::{DbLocation, Store, StoreOptions};
 
 /// A fresh checkpoint signing key.
 pub fn signer() -> StandardSigner {
@@ -47,7 +47,13 @@ pub fn blob(db: &TestDb, bytes: &[u8]) -> String {
     }
 }
 
-/// A small runtime for the object store calls.
+/// The shared store over `db`, opened on `rt` (which runs its committer).
+pub fn open(rt: &tokio::runtime::Runtime, db: &TestDb) -> Store {
+    rt.block_on(Store::open(&db.location, StoreOptions::default()))
+        .unwrap()
+}
+
+/// A small runtime for the store and the object store.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
