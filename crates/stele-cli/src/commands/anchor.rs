@@ -1,17 +1,15 @@
 //! `stele anchor now|run|list|show`.
 
-use std::time::Duration;
-
 use anyhow::anyhow;
 use serde_json::json;
 use stele_anchor::{Anchor, Trigger};
 use stele_anchorer::{Anchorer, UploadReport};
 use stele_ledger::ChainId;
-use stele_store::{AnchorRecord, AnchorStatus, LedgerStore};
+use stele_store::{AnchorRecord, AnchorStatus, Store};
 use stele_worm::{LocalDir, ObjectStore, S3Worm, WormError};
 use tokio::runtime::Runtime;
 
-use super::{chain_id, open_store, runtime};
+use super::{chain_id, open_shared, runtime};
 use crate::cli::{
     AnchorCommand, AnchorListArgs, AnchorRunArgs, AnchorShowArgs, AnchorStatusArg, AnchorTargetArgs,
 };
@@ -62,8 +60,8 @@ pub fn open_target(rt: &Runtime, setup: &AnchorSetup) -> Result<ObjectStore, Fai
 }
 
 /// The chains to anchor: `--chain`, else AUDIT_ANCHOR_CHAIN_ID, else every chain in the database.
-fn chains(
-    store: &mut dyn LedgerStore,
+async fn chains(
+    store: &Store,
     arg: Option<&str>,
     setup: &AnchorSetup,
 ) -> Result<Vec<ChainId>, Failure> {
@@ -73,8 +71,14 @@ fn chains(
     if let Some(c) = &setup.chain {
         return Ok(vec![c.clone()]);
     }
+    every_chain(store).await
+}
+
+/// Every chain in the database.
+async fn every_chain(store: &Store) -> Result<Vec<ChainId>, Failure> {
     store
-        .chains()?
+        .chains()
+        .await?
         .iter()
         .map(|h| chain_id(&h.chain_id))
         .collect()
@@ -177,11 +181,20 @@ fn now(ctx: &Context, chain: Option<&str>, target_args: &AnchorTargetArgs) -> Re
     )?;
     let rt = runtime()?;
     let target = open_target(&rt, &setup)?;
-    let mut store = open_store(ctx)?;
+    rt.block_on(anchor_now(ctx, &target, &setup, chain))
+}
+
+async fn anchor_now(
+    ctx: &Context,
+    target: &ObjectStore,
+    setup: &AnchorSetup,
+    chain: Option<&str>,
+) -> Result<(), Failure> {
+    let store = &open_shared(ctx).await?;
     let signer = ctx.keys().signer()?;
     let keyring = ctx.keys().keyring()?;
     let key_id = keyring.active().id().to_string();
-    let chains = chains(store.as_mut(), chain, &setup)?;
+    let chains = chains(store, chain, setup).await?;
     if chains.is_empty() {
         return Err(Failure::Input(anyhow!(
             "there are no chains to anchor yet (append an event first, or pass --chain)"
@@ -189,7 +202,7 @@ fn now(ctx: &Context, chain: Option<&str>, target_args: &AnchorTargetArgs) -> Re
     }
     // Anchors cannot be removed: never write one for a chain that does not exist.
     for chain in &chains {
-        if store.head(chain)?.is_none() && store.last_anchor(chain)?.is_none() {
+        if store.head(chain).await?.is_none() && store.last_anchor(chain).await?.is_none() {
             return Err(Failure::Input(anyhow!(
                 "chain {chain} has no events and no anchors: nothing to anchor, nothing written (check the name with `stele log chains`)"
             )));
@@ -199,19 +212,25 @@ fn now(ctx: &Context, chain: Option<&str>, target_args: &AnchorTargetArgs) -> Re
     // Never fork a WORM history: the bucket's anchors of each chain written
     // now (built here or waiting in the outbox) must be ours.
     let mut checked = chains.clone();
-    for r in store.anchors(None, Some(stele_store::AnchorStatus::Pending))? {
+    for r in store
+        .anchors(None, Some(stele_store::AnchorStatus::Pending))
+        .await?
+    {
         let chain = chain_id(&r.chain_id)?;
         if !checked.contains(&chain) {
             checked.push(chain);
         }
     }
     let chains_written = checked;
-    let mut anchorer = Anchorer::new(store.as_mut(), &signer, &keyring, &setup.policy)?;
+    let mut anchorer = Anchorer::new(store.clone(), &signer, &keyring, &setup.policy)?;
     // A bucket that cannot be read now: anchors are still built (they wait
     // in the outbox, as in any outage) but none is uploaded unchecked.
     let mut unchecked = None;
     for chain in &chains_written {
-        match anchorer.check_bucket_history(&target, rt.handle(), chain, &verifier_key) {
+        match anchorer
+            .check_bucket_history(target, chain, &verifier_key)
+            .await
+        {
             Ok(()) => {}
             Err(stele_anchorer::AnchorerError::Worm(e)) => {
                 unchecked.get_or_insert(e);
@@ -221,7 +240,9 @@ fn now(ctx: &Context, chain: Option<&str>, target_args: &AnchorTargetArgs) -> Re
     }
     let when = time::OffsetDateTime::now_utc();
     for chain in &chains {
-        anchorer.build(chain, Trigger::Manual, &key_id, when)?;
+        anchorer
+            .build(chain, Trigger::Manual, &key_id, when)
+            .await?;
     }
     // From here on the anchors are signed and stored in the outbox: a
     // failure is never "refused, nothing written" (2), whatever the error
@@ -231,9 +252,9 @@ fn now(ctx: &Context, chain: Option<&str>, target_args: &AnchorTargetArgs) -> Re
         other => other,
     };
     if let Some(e) = unchecked {
-        let kept = anchorer
-            .store()
-            .anchors(None, Some(stele_store::AnchorStatus::Pending))?
+        let kept = store
+            .anchors(None, Some(stele_store::AnchorStatus::Pending))
+            .await?
             .len();
         return Err(kept_pending(worm_failure(e).context(format!(
             "cannot read the chain's anchors in {} (so none was uploaded unchecked); {kept} anchor(s) are kept pending in the database and will be uploaded by `stele anchor run` or the next `stele anchor now`",
@@ -241,7 +262,8 @@ fn now(ctx: &Context, chain: Option<&str>, target_args: &AnchorTargetArgs) -> Re
         ))));
     }
     let mut report = anchorer
-        .upload_pending(&target, rt.handle())
+        .upload_pending(target)
+        .await
         .map_err(|e| kept_pending(e.into()))?;
     print_report(ctx, &report)?;
     refusal(&mut report)?;
@@ -273,7 +295,16 @@ fn run_cadence(ctx: &Context, args: &AnchorRunArgs) -> Result<(), Failure> {
     )?;
     let rt = runtime()?;
     let target = open_target(&rt, &setup)?;
-    let mut store = open_store(ctx)?;
+    rt.block_on(run_anchorer(ctx, args, &target, &setup))
+}
+
+async fn run_anchorer(
+    ctx: &Context,
+    args: &AnchorRunArgs,
+    target: &ObjectStore,
+    setup: &AnchorSetup,
+) -> Result<(), Failure> {
+    let store = &open_shared(ctx).await?;
     let signer = ctx.keys().signer()?;
     // Read once: the pre-sign check needs every key the chain was written
     // with, and a key rotated in while this runs is added here on restart.
@@ -285,19 +316,18 @@ fn run_cadence(ctx: &Context, args: &AnchorRunArgs) -> Result<(), Failure> {
     let verifier_key = ctx.keys().verifier_key()?;
     let known_chains = match &fixed_chains {
         Some(c) => c.clone(),
-        None => store
-            .chains()?
-            .iter()
-            .map(|h| chain_id(&h.chain_id))
-            .collect::<Result<Vec<_>, _>>()?,
+        None => every_chain(store).await?,
     };
-    let mut anchorer = Anchorer::new(store.as_mut(), &signer, &keyring, &setup.policy)?;
+    let mut anchorer = Anchorer::new(store.clone(), &signer, &keyring, &setup.policy)?;
     // Never fork a WORM history: checked once at start for the chains known
     // now (a chain first seen later is not checked until the next start).
     // A bucket unreachable at start does not stop the runner, which keeps
     // building anchors through an outage; `anchor now` checks before uploading.
     for chain in &known_chains {
-        match anchorer.check_bucket_history(&target, rt.handle(), chain, &verifier_key) {
+        match anchorer
+            .check_bucket_history(target, chain, &verifier_key)
+            .await
+        {
             Ok(()) => {}
             Err(stele_anchorer::AnchorerError::Worm(e)) if e.is_retryable() => {
                 eprintln!(
@@ -309,13 +339,14 @@ fn run_cadence(ctx: &Context, args: &AnchorRunArgs) -> Result<(), Failure> {
         }
     }
     if args.once {
-        let mut report = anchorer.round(
-            &target,
-            rt.handle(),
-            fixed_chains.as_deref(),
-            &active_key_id(ctx)?,
-            time::OffsetDateTime::now_utc(),
-        )?;
+        let mut report = anchorer
+            .round(
+                target,
+                fixed_chains.as_deref(),
+                &active_key_id(ctx)?,
+                time::OffsetDateTime::now_utc(),
+            )
+            .await?;
         print_report(ctx, &report)?;
         refusal(&mut report)?;
         return if report.failed.is_empty() {
@@ -328,14 +359,10 @@ fn run_cadence(ctx: &Context, args: &AnchorRunArgs) -> Result<(), Failure> {
         };
     }
 
-    let (mut interrupt, mut terminate) = rt
-        .block_on(async {
-            use tokio::signal::unix::{SignalKind, signal};
-            Ok::<_, std::io::Error>((
-                signal(SignalKind::interrupt())?,
-                signal(SignalKind::terminate())?,
-            ))
-        })
+    use tokio::signal::unix::{SignalKind, signal};
+    let signals = signal(SignalKind::interrupt())
+        .and_then(|interrupt| Ok((interrupt, signal(SignalKind::terminate())?)));
+    let (mut interrupt, mut terminate) = signals
         .map_err(|e| Failure::Operational(anyhow!("cannot install signal handlers: {e}")))?;
     if !ctx.json {
         eprintln!(
@@ -353,33 +380,31 @@ fn run_cadence(ctx: &Context, args: &AnchorRunArgs) -> Result<(), Failure> {
             target.describe()
         );
     }
-    let handle = rt.handle().clone();
     let mut print_error = None;
-    let result = anchorer.run(
-        &target,
-        &handle,
-        fixed_chains.as_deref(),
-        &mut || {
-            ctx.keys()
-                .keyring()
-                .map(|k| k.active().id().to_string())
-                .map_err(|e| stele_anchorer::AnchorerError::Config(e.to_string()))
-        },
-        &mut |report| {
-            if let Err(e) = print_report(ctx, report) {
-                print_error = Some(e);
-            }
-        },
-        &mut |pause: Duration| {
-            handle.block_on(async {
-                tokio::select! {
-                    () = tokio::time::sleep(pause) => false,
-                    _ = interrupt.recv() => true,
-                    _ = terminate.recv() => true,
+    let stopped = async {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    };
+    let result = anchorer
+        .run(
+            target,
+            fixed_chains.as_deref(),
+            &mut || {
+                ctx.keys()
+                    .keyring()
+                    .map(|k| k.active().id().to_string())
+                    .map_err(|e| stele_anchorer::AnchorerError::Config(e.to_string()))
+            },
+            &mut |report| {
+                if let Err(e) = print_report(ctx, report) {
+                    print_error = Some(e);
                 }
-            })
-        },
-    );
+            },
+            stopped,
+        )
+        .await;
     let mut report = result?;
     if let Some(e) = print_error {
         return Err(e);
@@ -396,14 +421,19 @@ fn run_cadence(ctx: &Context, args: &AnchorRunArgs) -> Result<(), Failure> {
 }
 
 fn list(ctx: &Context, args: &AnchorListArgs) -> Result<(), Failure> {
-    let mut store = open_store(ctx)?;
     let chain = args.chain.as_deref().map(chain_id).transpose()?;
     let status = args.status.map(|s| match s {
         AnchorStatusArg::Pending => AnchorStatus::Pending,
         AnchorStatusArg::Uploaded => AnchorStatus::Uploaded,
         AnchorStatusArg::Verified => AnchorStatus::Verified,
     });
-    let records = store.anchors(chain.as_ref(), status)?;
+    let records = runtime()?.block_on(async {
+        open_shared(ctx)
+            .await?
+            .anchors(chain.as_ref(), status)
+            .await
+            .map_err(Failure::from)
+    })?;
     if ctx.json {
         return output::print_json(
             &records
@@ -459,9 +489,14 @@ fn list(ctx: &Context, args: &AnchorListArgs) -> Result<(), Failure> {
 
 fn show(ctx: &Context, args: &AnchorShowArgs) -> Result<(), Failure> {
     let chain = chain_id(&args.chain)?;
-    let mut store = open_store(ctx)?;
-    let record = store
-        .anchors(Some(&chain), None)?
+    let record = runtime()?
+        .block_on(async {
+            open_shared(ctx)
+                .await?
+                .anchors(Some(&chain), None)
+                .await
+                .map_err(Failure::from)
+        })?
         .into_iter()
         .find(|r| r.anchor_seq == args.seq)
         .ok_or_else(|| Failure::Input(anyhow!("chain {chain} has no anchor {}", args.seq)))?;

@@ -4,8 +4,8 @@ use anyhow::anyhow;
 use serde_json::json;
 use stele_ledger::event::{EventInput, InputError, ValidEvent};
 
+use super::chain_id;
 use super::verify::bounded::{BoundedLines, Line, max_event_line};
-use super::{chain_id, open_store};
 use crate::cli::AppendArgs;
 use crate::config::Context;
 use crate::error::Failure;
@@ -43,24 +43,25 @@ pub fn run(ctx: &Context, args: &AppendArgs) -> Result<(), Failure> {
     // refuses the append instead of surfacing after the events are committed.
     let anchoring = ctx.anchor_setup(None, None)?;
     // The same store and append path the gateway uses.
-    let receipts = super::runtime()?.block_on(async {
+    let (receipts, volume_anchor) = super::runtime()?.block_on(async {
         let store = stele_store::Store::open(&ctx.db, stele_store::StoreOptions::default()).await?;
         let appended = store.append(&chain, events, keyring.active()).await;
+        let volume_anchor = match &appended {
+            Ok(_) => {
+                queue_volume_anchor(
+                    ctx,
+                    &store,
+                    &anchoring,
+                    &chain,
+                    keyring.active().id().as_str(),
+                )
+                .await
+            }
+            Err(_) => None,
+        };
         store.close().await;
-        appended
+        appended.map(|receipts| (receipts, volume_anchor))
     })?;
-    let volume_anchor = if anchoring.target.is_some() {
-        let mut store = open_store(ctx)?;
-        queue_volume_anchor(
-            ctx,
-            store.as_mut(),
-            &anchoring,
-            &chain,
-            keyring.active().id().as_str(),
-        )
-    } else {
-        None
-    };
 
     let receipts: Vec<ReceiptLine> = receipts
         .iter()
@@ -130,9 +131,9 @@ fn print_receipts(
 /// outbox now (the anchoring process uploads it). The events are already
 /// acknowledged, so a failure here is a warning: the next anchoring round
 /// builds the anchor instead.
-fn queue_volume_anchor(
+async fn queue_volume_anchor(
     ctx: &Context,
-    store: &mut dyn stele_store::LedgerStore,
+    store: &stele_store::Store,
     anchoring: &crate::config::AnchorSetup,
     chain: &stele_ledger::ChainId,
     key_id: &str,
@@ -140,19 +141,18 @@ fn queue_volume_anchor(
     if anchoring.target.is_none() || anchoring.chain.as_ref().is_some_and(|c| c != chain) {
         return None;
     }
-    let built = ctx
-        .keys()
-        .signer()
-        .map_err(|e| e.to_string())
-        .and_then(|signer| {
-            let keyring = ctx.keys().keyring().map_err(|e| e.to_string())?;
-            let mut anchorer =
-                stele_anchorer::Anchorer::new(store, &signer, &keyring, &anchoring.policy)
-                    .map_err(|e| e.to_string())?;
-            anchorer
-                .anchor_if_volume_due(chain, key_id, time::OffsetDateTime::now_utc())
-                .map_err(|e| e.to_string())
-        });
+    let built = async {
+        let signer = ctx.keys().signer().map_err(|e| e.to_string())?;
+        let keyring = ctx.keys().keyring().map_err(|e| e.to_string())?;
+        let mut anchorer =
+            stele_anchorer::Anchorer::new(store.clone(), &signer, &keyring, &anchoring.policy)
+                .map_err(|e| e.to_string())?;
+        anchorer
+            .anchor_if_volume_due(chain, key_id, time::OffsetDateTime::now_utc())
+            .await
+            .map_err(|e| e.to_string())
+    }
+    .await;
     match built {
         Ok(record) => record.map(|r| r.anchor_seq),
         Err(e) => {

@@ -201,9 +201,12 @@ fn narrate(args: &DemoArgs) -> Result<Value, Failure> {
     let inputs: Vec<EventInput> = (0..args.events).map(demo_event).collect();
     let rt = super::runtime()?;
     let (gateway, elapsed) = rt.block_on(append_over_http(&ctx, &dir, &keyring, &inputs))?;
-    let mut store = stele_store::open(&ctx.db)?;
-    let head = store
-        .head(&chain)?
+    let store = rt.block_on(stele_store::Store::open(
+        &ctx.db,
+        stele_store::StoreOptions::default(),
+    ))?;
+    let head = rt
+        .block_on(store.head(&chain))?
         .ok_or_else(|| Failure::Operational(anyhow!("chain vanished")))?;
     output::print(&format!(
         "appended {} events through the gateway at {gateway} in {:.0} ms, each acknowledged after a durable commit; head event_hash {}\n",
@@ -225,18 +228,23 @@ fn narrate(args: &DemoArgs) -> Result<Value, Failure> {
     let target = stele_worm::ObjectStore::Local(stele_worm::LocalDir::new(&anchor_dir));
     // The demo makes all its own input and settings: whatever fails from
     // here on is the machine's or a bug, never the user's to fix (3).
-    let mut anchorer = stele_anchorer::Anchorer::new(store.as_mut(), &signer, &keyring, &policy)
+    let mut anchorer = stele_anchorer::Anchorer::new(store, &signer, &keyring, &policy)
         .map_err(|e| Failure::Operational(e.into()))?;
-    let record = anchorer
-        .build(
-            &chain,
-            stele_anchor::Trigger::Manual,
-            keyring.active().id().as_str(),
-            time::OffsetDateTime::now_utc(),
-        )
-        .map_err(|e| Failure::Operational(e.into()))?;
-    let report = anchorer
-        .upload_pending(&target, rt.handle())
+    let (record, report) = rt
+        .block_on(async {
+            let record = anchorer
+                .build(
+                    &chain,
+                    stele_anchor::Trigger::Manual,
+                    keyring.active().id().as_str(),
+                    time::OffsetDateTime::now_utc(),
+                )
+                .await?;
+            Ok::<_, stele_anchorer::AnchorerError>((
+                record,
+                anchorer.upload_pending(&target).await?,
+            ))
+        })
         .map_err(|e| Failure::Operational(e.into()))?;
     for r in &report.uploaded {
         output::print(&anchor::describe_upload(r))?;

@@ -132,7 +132,6 @@ fn anchoring_setup(
 ) -> Result<stele_server::anchoring::AnchoringSetup, Failure> {
     let target = super::anchor::open_target(runtime, setup)?;
     Ok(stele_server::anchoring::AnchoringSetup {
-        db: ctx.db.clone(),
         target,
         policy: setup.policy.clone(),
         chains: setup.chain.clone().map(|c| vec![c]),
