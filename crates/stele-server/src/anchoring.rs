@@ -1,27 +1,25 @@
 //! Anchoring inside the gateway: the cadence (every interval, every N
 //! events, on key rotation), the outbox uploads with retries, anchors on
 //! demand for clients waiting on `?wait=anchored`, and a `shutdown` anchor
-//! when the server stops — all through [`stele_anchorer::Anchorer`], on a
-//! thread of its own with a connection of its own.
+//! when the server stops — all through [`stele_anchorer::Anchorer`], as a
+//! task on the server's runtime over the server's own [`Store`].
 
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
-use stele_anchorer::{AnchorPolicy, Anchorer, UploadReport, Wake};
+use stele_anchorer::{AnchorPolicy, Anchorer, UploadReport, Waiter, Wake};
 use stele_ledger::{ChainId, Keyring};
-use stele_store::DbLocation;
+use stele_store::Store;
 use stele_worm::ObjectStore;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 /// Loads the HMAC keyring (re-read each round, so a rotation made by
 /// `stele keys rotate` is noticed).
 pub type KeyringSource = Arc<dyn Fn() -> Result<Keyring, String> + Send + Sync>;
 
-/// What anchoring needs.
+/// What anchoring needs besides the store.
 pub struct AnchoringSetup {
-    /// The ledger (the anchorer opens its own connection).
-    pub db: DbLocation,
     /// Where anchors go.
     pub target: ObjectStore,
     /// Lock mode, retention, cadence, prefix.
@@ -64,45 +62,38 @@ enum Command {
 
 /// The running anchorer.
 pub struct Anchoring {
-    commands: Mutex<Sender<Command>>,
+    commands: UnboundedSender<Command>,
     status: Arc<Mutex<AnchoringStatus>>,
-    done: Mutex<Option<Receiver<()>>>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Anchoring {
-    /// Starts anchoring on a thread of its own; S3 calls run on `runtime`.
-    pub fn start(setup: AnchoringSetup, runtime: tokio::runtime::Handle) -> Self {
-        let (commands, inbox) = std::sync::mpsc::channel();
-        let (done_tx, done) = std::sync::mpsc::channel();
+    /// Starts anchoring as a task on `runtime`, over `store` (a clone of
+    /// the server's).
+    pub fn start(setup: AnchoringSetup, store: Store, runtime: &tokio::runtime::Handle) -> Self {
+        let (commands, inbox) = tokio::sync::mpsc::unbounded_channel();
         let status = Arc::new(Mutex::new(AnchoringStatus {
             target: setup.target.describe(),
             ..AnchoringStatus::default()
         }));
-        let thread_status = Arc::clone(&status);
-        let spawned = std::thread::Builder::new()
-            .name("stele-anchoring".into())
-            .spawn(move || {
-                run(&setup, &runtime, &inbox, &thread_status);
-                let _ = done_tx.send(());
-            });
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "cannot start the anchoring thread; anchors wait in the outbox");
-            if let Ok(mut s) = status.lock() {
-                s.last_error = Some(format!("anchoring did not start: {e}"));
-            }
-        }
+        let task_status = Arc::clone(&status);
+        let task = runtime.spawn(async move {
+            let mut inbox = Inbox {
+                commands: inbox,
+                stopping: false,
+            };
+            run(&setup, &store, &mut inbox, &task_status).await;
+        });
         Self {
-            commands: Mutex::new(commands),
+            commands,
             status,
-            done: Mutex::new(Some(done)),
+            task: Mutex::new(Some(task)),
         }
     }
 
     /// Asks for an anchor of `chain`'s head now (coalesced with other asks).
     pub fn anchor_now(&self, chain: &ChainId) {
-        if let Ok(commands) = self.commands.lock() {
-            let _ = commands.send(Command::AnchorNow(chain.clone()));
-        }
+        let _ = self.commands.send(Command::AnchorNow(chain.clone()));
     }
 
     /// What anchoring did lately.
@@ -113,14 +104,49 @@ impl Anchoring {
     /// Writes the `shutdown` anchors and uploads them, waiting at most
     /// `patience`; what could not be uploaded by then stays in the outbox
     /// for the next start. Returns whether anchoring finished in time.
-    pub fn stop(&self, patience: Duration) -> bool {
-        if let Ok(commands) = self.commands.lock() {
-            let _ = commands.send(Command::Stop);
-        }
-        let done = self.done.lock().ok().and_then(|mut d| d.take());
-        match done {
-            Some(done) => !matches!(done.recv_timeout(patience), Err(RecvTimeoutError::Timeout)),
+    pub async fn stop(&self, patience: Duration) -> bool {
+        let _ = self.commands.send(Command::Stop);
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        match task {
+            // A task that ended in a panic has finished too: nothing more comes.
+            Some(task) => tokio::time::timeout(patience, task).await.is_ok(),
             None => true,
+        }
+    }
+}
+
+/// What the anchorer waits on between rounds: the pause, or the commands
+/// that end it early (anchors asked for now are gathered; a stop wins).
+struct Inbox {
+    commands: UnboundedReceiver<Command>,
+    /// Set once a stop was asked for (or every sender is gone).
+    stopping: bool,
+}
+
+impl Waiter for Inbox {
+    async fn wait(&mut self, pause: Duration) -> Wake {
+        let first = match tokio::time::timeout(pause, self.commands.recv()).await {
+            Ok(Some(command)) => command,
+            Err(_) => return Wake::Elapsed,
+            Ok(None) => {
+                self.stopping = true;
+                return Wake::Stop;
+            }
+        };
+        let mut wanted = Vec::new();
+        let mut next = Some(first);
+        while let Some(command) = next {
+            match command {
+                Command::Stop => self.stopping = true,
+                Command::AnchorNow(chain) if !wanted.contains(&chain) => wanted.push(chain),
+                Command::AnchorNow(_) => {}
+            }
+            next = self.commands.try_recv().ok();
+        }
+        if self.stopping {
+            Wake::Stop
+        } else {
+            Wake::AnchorNow(wanted)
         }
     }
 }
@@ -128,39 +154,15 @@ impl Anchoring {
 /// The anchoring loop: [`Anchorer::run_until`] until asked to stop, started
 /// again (after a pause) whenever it stops on an error — a lost database
 /// connection, a refused build — so anchoring never silently ends.
-fn run(
+async fn run(
     setup: &AnchoringSetup,
-    runtime: &tokio::runtime::Handle,
-    inbox: &Receiver<Command>,
+    store: &Store,
+    inbox: &mut Inbox,
     status: &Mutex<AnchoringStatus>,
 ) {
-    let mut stopping = false;
     let mut pause = Duration::from_secs(1);
-    while !stopping {
-        let mut wait = |pause: Duration| -> Wake {
-            let first = match inbox.recv_timeout(pause) {
-                Ok(command) => command,
-                Err(RecvTimeoutError::Timeout) => return Wake::Elapsed,
-                Err(RecvTimeoutError::Disconnected) => {
-                    stopping = true;
-                    return Wake::Stop;
-                }
-            };
-            let mut wanted = Vec::new();
-            for command in std::iter::once(first).chain(inbox.try_iter()) {
-                match command {
-                    Command::Stop => stopping = true,
-                    Command::AnchorNow(chain) if !wanted.contains(&chain) => wanted.push(chain),
-                    Command::AnchorNow(_) => {}
-                }
-            }
-            if stopping {
-                Wake::Stop
-            } else {
-                Wake::AnchorNow(wanted)
-            }
-        };
-        let outcome = run_once(setup, runtime, status, &mut wait);
+    while !inbox.stopping {
+        let outcome = run_once(setup, store, status, inbox).await;
         match outcome {
             Ok(report) => {
                 record(status, &report);
@@ -175,12 +177,12 @@ fn run(
                 if let Ok(mut s) = status.lock() {
                     s.last_error = Some(e);
                 }
-                if stopping {
+                if inbox.stopping {
                     return;
                 }
-                match inbox.recv_timeout(pause) {
-                    Ok(Command::Stop) | Err(RecvTimeoutError::Disconnected) => return,
-                    Ok(Command::AnchorNow(_)) | Err(RecvTimeoutError::Timeout) => {}
+                match tokio::time::timeout(pause, inbox.commands.recv()).await {
+                    Ok(Some(Command::Stop) | None) => return,
+                    Ok(Some(Command::AnchorNow(_))) | Err(_) => {}
                 }
                 pause = (pause * 2).min(Duration::from_secs(30));
             }
@@ -188,16 +190,15 @@ fn run(
     }
 }
 
-fn run_once(
+async fn run_once(
     setup: &AnchoringSetup,
-    runtime: &tokio::runtime::Handle,
+    store: &Store,
     status: &Mutex<AnchoringStatus>,
-    wait: &mut dyn FnMut(Duration) -> Wake,
+    inbox: &mut Inbox,
 ) -> Result<UploadReport, String> {
     let keyring = (setup.keyring)()?;
-    let mut store = stele_store::open(&setup.db).map_err(|e| e.to_string())?;
-    remember_newest(store.as_mut(), status);
-    let mut anchorer = Anchorer::new(store.as_mut(), &setup.signer, &keyring, &setup.policy)
+    remember_newest(store, status).await;
+    let mut anchorer = Anchorer::new(store.clone(), &setup.signer, &keyring, &setup.policy)
         .map_err(|e| e.to_string())?;
     if let Some(owner) = &setup.lease_owner {
         anchorer = anchorer.with_lease_owner(owner.clone());
@@ -210,24 +211,26 @@ fn run_once(
     anchorer
         .run_until(
             &setup.target,
-            runtime,
             setup.chains.as_deref(),
             &mut key_id,
             &mut |report| record(status, report),
-            wait,
+            inbox,
         )
+        .await
         .map_err(|e| e.to_string())
 }
 
 /// Each chain's newest written anchor, as the database recorded it (one
 /// query per chain), so the age metric is there from the start.
-fn remember_newest(store: &mut dyn stele_store::LedgerStore, status: &Mutex<AnchoringStatus>) {
-    let Ok(heads) = store.chains() else { return };
+async fn remember_newest(store: &Store, status: &Mutex<AnchoringStatus>) {
+    let Ok(heads) = store.chains().await else {
+        return;
+    };
     for head in heads {
         let Ok(chain) = ChainId::new(&head.chain_id) else {
             continue;
         };
-        if let Ok(Some(last)) = store.last_anchor(&chain)
+        if let Ok(Some(last)) = store.last_anchor(&chain).await
             && let Some(at) = last.uploaded_at
             && let Ok(mut s) = status.lock()
         {

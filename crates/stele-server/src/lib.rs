@@ -137,7 +137,7 @@ pub fn state(ledger: Ledger, limits: ApiLimits, runtime: tokio::runtime::Handle)
     Arc::new(AppState {
         anchoring: ledger
             .anchoring
-            .map(|setup| anchoring::Anchoring::start(setup, runtime)),
+            .map(|setup| anchoring::Anchoring::start(setup, ledger.store.clone(), &runtime)),
         verification: ledger.verification.map(verification::start),
         appends: tokio::sync::Semaphore::new(limits.max_in_flight_appends.max(1)),
         bodies: app::BodyBudget::new(limits.max_in_flight_body_bytes),
@@ -226,16 +226,8 @@ pub async fn serve(
     // then anchor it: the shutdown anchors, uploaded if the store answers
     // in time, else left in the outbox for the next start.
     store.close().await;
-    if state.anchoring.is_some() {
-        let anchoring_state = Arc::clone(&state);
-        let finished = tokio::task::spawn_blocking(move || {
-            anchoring_state
-                .anchoring
-                .as_ref()
-                .is_none_or(|a| a.stop(SHUTDOWN_ANCHOR_PATIENCE))
-        })
-        .await
-        .unwrap_or(false);
+    if let Some(anchoring) = &state.anchoring {
+        let finished = anchoring.stop(SHUTDOWN_ANCHOR_PATIENCE).await;
         if !finished {
             tracing::warn!(
                 "the shutdown anchors were not uploaded in time; they wait in the outbox for the next start"
