@@ -13,7 +13,7 @@ pub mod serve;
 pub mod verify;
 
 use stele_ledger::ChainId;
-use stele_store::{DbLocation, LedgerStore, Store, StoreOptions};
+use stele_store::{DbLocation, Store, StoreOptions};
 
 use crate::config::{Context, DbSource};
 use crate::error::Failure;
@@ -110,12 +110,6 @@ pub async fn open_shared_read_only(ctx: &Context) -> Result<Store, Failure> {
         return Err(not_initialized(ctx));
     }
     Ok(Store::open_read_only(&ctx.db, StoreOptions::default()).await?)
-}
-
-/// The synchronous store, for the commands not yet moved to [`Store`].
-pub fn open_store(ctx: &Context) -> Result<Box<dyn LedgerStore>, Failure> {
-    check_writable(ctx)?;
-    Ok(stele_store::open(&ctx.db)?)
 }
 
 fn not_initialized(ctx: &Context) -> Failure {
