@@ -33,15 +33,20 @@ fn blob(db: &TestDb, bytes: &[u8]) -> String {
 /// would: new leaf hash, every stored Merkle node recomputed, `event_hash` kept.
 fn rewrite_event(db: &TestDb, chain: &str, seq: u64, payload: &str) {
     let chain_id = ChainId::new(chain).unwrap();
-    let mut store = db.open();
     let mut rows: Vec<(Event, Vec<u8>)> = Vec::new();
-    store
-        .scan_rows(&chain_id, 0, None, &mut |e, nodes| {
-            rows.push((e, nodes.to_vec()));
-            Ok(())
-        })
-        .unwrap();
-    drop(store);
+    runtime().block_on(async {
+        let store = db.open().await;
+        let mut snapshot = store.read_snapshot().await.unwrap();
+        snapshot
+            .scan(&chain_id, 0, None, &mut |e, nodes| {
+                rows.push((e.to_event(), nodes.to_vec()));
+                Ok(())
+            })
+            .await
+            .unwrap();
+        snapshot.end().await.unwrap();
+        store.close().await;
+    });
     let mut sql = String::new();
     let mut tree = TreeAppender::empty();
     for (e, stored_nodes) in &mut rows {

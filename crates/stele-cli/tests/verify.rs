@@ -927,18 +927,19 @@ fn a_replacement_anchor_for_another_history_is_not_an_extension() {
             .signer()
             .unwrap();
         let chain = stele_ledger::ChainId::new("prod").unwrap();
-        let mut store = copy.db.open();
-        let prev = store.last_anchor(&chain).unwrap().unwrap();
-        let prev_anchor = stele_anchor::Anchor::from_bytes(&prev.body).unwrap();
-        let head = store.head(&chain).unwrap().unwrap();
-        let (_, root) = stele_store::tree_root(store.as_mut(), &chain, None).unwrap();
-        let (_, _, proof) = stele_store::consistency_proof(
-            store.as_mut(),
-            &chain,
-            prev_anchor.tree_size,
-            head.size,
-        )
-        .unwrap();
+        let (prev, prev_anchor, head, root, proof) = rt.block_on(async {
+            let store = copy.db.open().await;
+            let prev = store.last_anchor(&chain).await.unwrap().unwrap();
+            let prev_anchor = stele_anchor::Anchor::from_bytes(&prev.body).unwrap();
+            let head = store.head(&chain).await.unwrap().unwrap();
+            let (_, root) = store.tree_root(&chain, None).await.unwrap();
+            let (_, _, proof) = store
+                .consistency_proof(&chain, prev_anchor.tree_size, head.size)
+                .await
+                .unwrap();
+            store.close().await;
+            (prev, prev_anchor, head, root, proof)
+        });
         let ts = time::OffsetDateTime::now_utc()
             .replace_nanosecond(0)
             .unwrap()

@@ -981,10 +981,15 @@ fn evidence_records_naming_other_buckets_are_findings_not_requests() {
     let keyring = stele_keys::KeyDir::new(l.data_dir().join("keys"))
         .keyring()
         .unwrap();
-    let mut store = stele_store::open(&l.db.location).unwrap();
     let chain = stele_ledger::ChainId::new("evidence").unwrap();
-    store.append(&chain, vec![input], keyring.active()).unwrap();
-    drop(store);
+    runtime().block_on(async {
+        let store = l.db.open().await;
+        store
+            .append(&chain, vec![input], keyring.active())
+            .await
+            .unwrap();
+        store.close().await;
+    });
     let dir = tempfile::tempdir().unwrap();
     let export = dir.path().join("evidence.jsonl");
     assert!(

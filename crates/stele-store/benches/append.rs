@@ -47,28 +47,43 @@ fn events(n: usize, offset: usize) -> Vec<ValidEvent> {
         .collect()
 }
 
-/// Events per second appending `batches` batches through stele.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// The database `db` is in, PostgreSQL in clear, as the baseline's
+/// connection is: the ratio is the ledger's work, not TLS's.
+fn in_clear(db: &TestDb) -> DbLocation {
+    match &db.location {
+        DbLocation::Postgres(url) => {
+            let joiner = if url.contains('?') { '&' } else { '?' };
+            DbLocation::Postgres(format!("{url}{joiner}sslmode=disable"))
+        }
+        other => other.clone(),
+    }
+}
+
+/// Events per second appending `batches` batches through stele, one after
+/// the other.
 fn stele_run(db: &TestDb, batches: usize) -> f64 {
     let key = HmacKey::new(KeyId::new("k1").unwrap(), &[7; 32]);
     let chain = ChainId::new("bench").unwrap();
-    let mut store = match &db.location {
-        // In clear, as the baseline's connection is: the ratio is the
-        // ledger's work, not TLS's.
-        DbLocation::Postgres(url) => {
-            let joiner = if url.contains('?') { '&' } else { '?' };
-            stele_store::open(&DbLocation::Postgres(format!(
-                "{url}{joiner}sslmode=disable"
-            )))
-            .expect("open store")
-        }
-        DbLocation::Sqlite(_) => db.open(),
-    };
     let prepared: Vec<Vec<ValidEvent>> = (0..batches).map(|b| events(BATCH, b * BATCH)).collect();
-    let start = Instant::now();
-    for batch in prepared {
-        store.append(&chain, batch, &key).expect("append");
-    }
-    rate(batches, start.elapsed())
+    runtime().block_on(async {
+        let store = stele_store::Store::open(&in_clear(db), stele_store::StoreOptions::default())
+            .await
+            .expect("open store");
+        let start = Instant::now();
+        for batch in prepared {
+            store.append(&chain, batch, &key).await.expect("append");
+        }
+        let elapsed = start.elapsed();
+        store.close().await;
+        rate(batches, elapsed)
+    })
 }
 
 /// Events per second inserting the same rows without any hashing.
@@ -119,10 +134,13 @@ fn baseline_run(db: &TestDb, batches: usize) -> f64 {
             }
             rate(batches, start.elapsed())
         }
-        DbLocation::Postgres(url) => {
-            use postgres::binary_copy::BinaryCopyInWriter;
-            use postgres::types::{ToSql, Type};
-            let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+        DbLocation::Postgres(url) => runtime().block_on(async {
+            use tokio_postgres::binary_copy::BinaryCopyInWriter;
+            use tokio_postgres::types::{ToSql, Type};
+            let (mut client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
             client
                 .batch_execute(
                     "SET synchronous_commit = on;
@@ -130,6 +148,7 @@ fn baseline_run(db: &TestDb, batches: usize) -> f64 {
                        event_type text NOT NULL, actor text, payload text, idempotency_key text, key_id text NOT NULL,
                        leaf_hash bytea NOT NULL, event_hash bytea NOT NULL, PRIMARY KEY (chain_id, chain_index));",
                 )
+                .await
                 .unwrap();
             let types = [
                 Type::TEXT,
@@ -146,9 +165,13 @@ fn baseline_run(db: &TestDb, batches: usize) -> f64 {
             let start = Instant::now();
             let mut seq = 0i64;
             for batch in rows {
-                let mut tx = client.transaction().unwrap();
-                let sink = tx.copy_in("COPY plain_events FROM STDIN BINARY").unwrap();
-                let mut w = BinaryCopyInWriter::new(sink, &types);
+                let tx = client.transaction().await.unwrap();
+                let sink = tx
+                    .copy_in("COPY plain_events FROM STDIN BINARY")
+                    .await
+                    .unwrap();
+                let w = BinaryCopyInWriter::new(sink, &types);
+                let mut w = std::pin::pin!(w);
                 for e in &batch {
                     let values: [&(dyn ToSql + Sync); 10] = [
                         &"bench",
@@ -162,14 +185,14 @@ fn baseline_run(db: &TestDb, batches: usize) -> f64 {
                         &&zero[..],
                         &&zero[..],
                     ];
-                    w.write(&values).unwrap();
+                    w.as_mut().write(&values).await.unwrap();
                     seq += 1;
                 }
-                w.finish().unwrap();
-                tx.commit().unwrap();
+                w.finish().await.unwrap();
+                tx.commit().await.unwrap();
             }
             rate(batches, start.elapsed())
-        }
+        }),
     }
 }
 
@@ -210,19 +233,9 @@ struct ConcurrentRun {
 }
 
 fn concurrent_run(db: &TestDb, appenders: usize, duration: Duration) -> ConcurrentRun {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let location = match &db.location {
-        // In clear, like the batch figures above.
-        DbLocation::Postgres(url) => {
-            let joiner = if url.contains('?') { '&' } else { '?' };
-            DbLocation::Postgres(format!("{url}{joiner}sslmode=disable"))
-        }
-        other => other.clone(),
-    };
-    rt.block_on(async {
+    // In clear, like the batch figures above.
+    let location = in_clear(db);
+    runtime().block_on(async {
         let store = stele_store::Store::open(&location, stele_store::StoreOptions::default())
             .await
             .expect("open shared store");
@@ -328,7 +341,7 @@ fn main() {
             std::env::set_var("STELE_TEST_PG_URL", url)
         };
     }
-    if postgres::Client::connect(&stele_store::testkit::pg_admin_url(), postgres::NoTls).is_ok() {
+    if stele_store::testkit::pg_answers(&stele_store::testkit::pg_admin_url()) {
         measure("postgres", &TestDb::postgres, rounds, batches);
         print_concurrent_header();
         measure_concurrent("sqlite", &TestDb::sqlite, concurrent_rounds, duration);

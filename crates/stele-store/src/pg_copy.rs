@@ -238,3 +238,126 @@ pub fn parse_copy_output(chunks: &[&[u8]]) -> Result<Vec<OwnedCopyRow>, StoreErr
         "COPY output ended without its end-of-data marker",
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Binary COPY output: the header, one row per entry (`None` is NULL), the trailer.
+    fn copy_output(rows: &[[Option<&[u8]>; COPY_COLUMNS]]) -> Vec<u8> {
+        let mut out = b"PGCOPY\n\xff\r\n\0".to_vec();
+        out.extend_from_slice(&[0; 8]);
+        for row in rows {
+            out.extend_from_slice(&10i16.to_be_bytes());
+            for field in row {
+                match field {
+                    Some(bytes) => {
+                        out.extend_from_slice(&i32::try_from(bytes.len()).unwrap().to_be_bytes());
+                        out.extend_from_slice(bytes);
+                    }
+                    None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+                }
+            }
+        }
+        out.extend_from_slice(&(-1i16).to_be_bytes());
+        out
+    }
+
+    /// Feeds `input` to a parser `chunk` bytes at a time and collects its rows.
+    fn parse_in_chunks(input: &[u8], chunk: usize) -> (Vec<Vec<Option<Vec<u8>>>>, Fed) {
+        let mut parser = CopyParser::default();
+        let mut rows = Vec::new();
+        let mut fed = Fed::More;
+        for piece in input.chunks(chunk) {
+            fed = parser
+                .feed(piece, &mut |fields| {
+                    rows.push(fields.iter().map(|f| f.map(<[u8]>::to_vec)).collect());
+                    Ok(true)
+                })
+                .unwrap();
+            if fed != Fed::More {
+                break;
+            }
+        }
+        (rows, fed)
+    }
+
+    #[test]
+    fn rows_split_across_messages_parse_the_same() {
+        let seqs: Vec<[u8; 8]> = (0..3i64).map(i64::to_be_bytes).collect();
+        let rows: Vec<[Option<&[u8]>; COPY_COLUMNS]> = seqs
+            .iter()
+            .map(|seq| {
+                [
+                    Some(&seq[..]),
+                    Some(b"2026-01-01T00:00:00.000000Z"),
+                    Some(b"t"),
+                    None,
+                    Some(br#"{"a":1}"#),
+                    None,
+                    Some(b"k1"),
+                    Some(&[1; 32][..]),
+                    Some(&[2; 32][..]),
+                    Some(&[]),
+                ]
+            })
+            .collect();
+        let bytes = copy_output(&rows);
+        let expected: Vec<Vec<Option<Vec<u8>>>> = rows
+            .iter()
+            .map(|row| row.iter().map(|f| f.map(<[u8]>::to_vec)).collect())
+            .collect();
+        // All in one message, and a few bytes per message.
+        for chunk in [bytes.len(), 1, 3, 7, 40] {
+            assert_eq!(
+                parse_in_chunks(&bytes, chunk),
+                (expected.clone(), Fed::End),
+                "{chunk} bytes per message"
+            );
+        }
+    }
+
+    #[test]
+    fn emit_can_stop_the_parse() {
+        let seq = 5i64.to_be_bytes();
+        let row = [
+            Some(&seq[..]),
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        ];
+        let bytes = copy_output(&[row, row]);
+        let mut seen = 0;
+        let fed = CopyParser::default()
+            .feed(&bytes, &mut |_| {
+                seen += 1;
+                Ok(false)
+            })
+            .unwrap();
+        assert_eq!((fed, seen), (Fed::Stopped, 1));
+    }
+
+    #[test]
+    fn truncated_or_foreign_copy_output_is_an_error() {
+        let bytes = copy_output(&[]);
+        // Without its end marker the data is incomplete; the stream ending
+        // there is reported as truncated by `read_rows`.
+        assert_eq!(parse_in_chunks(&bytes[..bytes.len() - 2], 4).1, Fed::More);
+        assert!(
+            CopyParser::default()
+                .feed(b"chain_id\tchain_index\n", &mut |_| Ok(true))
+                .is_err()
+        );
+        assert!(
+            CopyParser::default()
+                .feed(&bytes[..bytes.len() - 2], &mut |_| Ok(true))
+                .is_ok_and(|fed| fed == Fed::More)
+        );
+    }
+}

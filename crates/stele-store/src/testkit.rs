@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::{DbLocation, LedgerStore};
+use crate::{DbLocation, Store, StoreOptions};
 
 /// A fresh, empty database on one backend, dropped with the fixture.
 pub struct TestDb {
@@ -24,6 +24,11 @@ pub fn pg_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
+/// Whether a PostgreSQL server answers at `url` (benchmarks measure it only then).
+pub fn pg_answers(url: &str) -> bool {
+    on_postgres(url, PgWork::Batch("")).is_ok()
+}
+
 /// SQLite, and PostgreSQL when it is available: for tests that run one case
 /// per backend in a loop. Without PostgreSQL the SQLite half still runs and
 /// the PostgreSQL half is skipped (or fails under `STELE_TEST_REQUIRE_LIVE=1`).
@@ -33,6 +38,50 @@ pub fn every_backend(test: &str) -> Vec<TestDb> {
         dbs.push(TestDb::postgres());
     }
     dbs
+}
+
+/// What [`on_postgres`] runs.
+enum PgWork<'a> {
+    /// Statements, as one batch.
+    Batch(&'a str),
+    /// One query, its rows returned.
+    Query(&'a str),
+}
+
+/// Runs `work` on a new connection to `url`, in clear (as an attacker or an
+/// administrator with a direct connection would), on a thread and a
+/// runtime of its own: callable from a plain test and from inside a test's
+/// own runtime alike.
+fn on_postgres(url: &str, work: PgWork<'_>) -> Result<Vec<tokio_postgres::Row>, String> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("cannot start a runtime: {e}"))?;
+                runtime.block_on(async {
+                    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                        .await
+                        .map_err(|e| format!("cannot connect: {e}"))?;
+                    let connection = tokio::spawn(connection);
+                    let done = match work {
+                        PgWork::Batch(sql) => client.batch_execute(sql).await.map(|()| Vec::new()),
+                        PgWork::Query(sql) => client.query(sql, &[]).await,
+                    };
+                    // The session ends before this returns: a test that
+                    // counts sessions next does not see this one.
+                    drop(client);
+                    let _ = connection.await;
+                    done.map_err(|e| match e.as_db_error() {
+                        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+                        None => e.to_string(),
+                    })
+                })
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 impl TestDb {
@@ -62,12 +111,13 @@ impl TestDb {
                 .map(|d| d.subsec_nanos())
                 .unwrap_or(0)
         );
-        let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap_or_else(|e| {
-            panic!("PostgreSQL at {admin} is not reachable ({e}); run scripts/test.sh, which starts one")
-        });
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .expect("create test database");
+        on_postgres(&admin, PgWork::Batch(&format!("CREATE DATABASE {name}"))).unwrap_or_else(
+            |e| {
+                panic!(
+                    "cannot create a test database on the PostgreSQL at {admin} ({e}); run scripts/test.sh, which starts one"
+                )
+            },
+        );
         let url = replace_db(&admin, &name);
         Self {
             location: DbLocation::Postgres(url),
@@ -76,9 +126,13 @@ impl TestDb {
         }
     }
 
-    /// Opens the store (panics on failure: this is a test fixture).
-    pub fn open(&self) -> Box<dyn LedgerStore> {
-        crate::open(&self.location).expect("open store")
+    /// Opens the shared store for reading and writing, with the default
+    /// options (panics on failure: this is a test fixture). Call it inside
+    /// a Tokio runtime, which runs the PostgreSQL committer.
+    pub async fn open(&self) -> Store {
+        Store::open(&self.location, StoreOptions::default())
+            .await
+            .expect("open store")
     }
 
     /// Runs raw SQL against the database, as an attacker with database access would.
@@ -86,41 +140,55 @@ impl TestDb {
         match &self.location {
             DbLocation::Sqlite(p) => {
                 rusqlite::Connection::open(p)
-                    .unwrap()
-                    .execute_batch(sql)
-                    .unwrap();
+                    .and_then(|c| c.execute_batch(sql))
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
             }
             DbLocation::Postgres(url) => {
-                postgres::Client::connect(url, postgres::NoTls)
-                    .unwrap()
-                    .batch_execute(sql)
-                    .unwrap();
+                on_postgres(url, PgWork::Batch(sql)).unwrap_or_else(|e| panic!("{sql}: {e}"));
             }
         }
     }
 
-    /// One text value from a query.
+    /// One text value from a query: `None` if it returns no row (or, on
+    /// SQLite, a value that is not text).
     pub fn query_text(&self, sql: &str) -> Option<String> {
         match &self.location {
             DbLocation::Sqlite(p) => rusqlite::Connection::open(p)
-                .unwrap()
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
                 .query_row(sql, [], |r| r.get(0))
                 .ok(),
-            DbLocation::Postgres(url) => postgres::Client::connect(url, postgres::NoTls)
-                .unwrap()
-                .query_opt(sql, &[])
-                .unwrap()
-                .map(|r| r.get(0)),
+            DbLocation::Postgres(_) => {
+                let rows = self.pg_rows(sql);
+                assert!(rows.len() <= 1, "{sql}: {} rows, expected one", rows.len());
+                rows.first().map(|r| r.get(0))
+            }
         }
+    }
+
+    /// Every row of a query on this PostgreSQL database, for tests that read
+    /// typed values.
+    ///
+    /// # Panics
+    ///
+    /// On SQLite, and when the query fails.
+    pub fn pg_rows(&self, sql: &str) -> Vec<tokio_postgres::Row> {
+        let DbLocation::Postgres(url) = &self.location else {
+            panic!(
+                "pg_rows needs a PostgreSQL test database, not {}",
+                self.location
+            )
+        };
+        on_postgres(url, PgWork::Query(sql)).unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        if let Some((admin, name)) = &self.pg_admin
-            && let Ok(mut c) = postgres::Client::connect(admin, postgres::NoTls)
-        {
-            let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        if let Some((admin, name)) = &self.pg_admin {
+            let _ = on_postgres(
+                admin,
+                PgWork::Batch(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")),
+            );
         }
     }
 }

@@ -14,11 +14,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 
-use common::{Db, keyed, keyring};
+use common::{Db, keyed, keyring, runtime, verify};
 use stele_ledger::ChainId;
 use stele_ledger::append::Receipt;
 use stele_ledger::event::ValidEvent;
-use stele_store::{DbLocation, Store, StoreError, StoreOptions, verify_chain};
+use stele_store::{DbLocation, Store, StoreError, StoreOptions};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -282,14 +282,6 @@ async fn read_message(
     Ok(Some(message))
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
 /// The test server's address, from its URL.
 fn server_of(url: &str) -> SocketAddr {
     let url = url::Url::parse(url).expect("the test database URL parses");
@@ -336,17 +328,10 @@ async fn spawn_queued(
 /// The transaction (`xmin`) that wrote each idempotency key's row, and how
 /// many rows each key has, read directly from the server.
 fn rows_by_key(db: &Db) -> HashMap<String, (String, u64)> {
-    let DbLocation::Postgres(url) = &db.location else {
-        unreachable!("a PostgreSQL test")
-    };
-    let mut client = postgres::Client::connect(url, postgres::NoTls).expect("connect directly");
-    client
-        .query(
-            "SELECT idempotency_key, min(xmin::text), count(*) FROM audit_events GROUP BY idempotency_key",
-            &[],
-        )
-        .expect("read the rows")
-        .iter()
+    db.pg_rows(
+        "SELECT idempotency_key, min(xmin::text), count(*) FROM audit_events GROUP BY idempotency_key",
+    )
+    .iter()
         .map(|r| {
             let count: i64 = r.get(2);
             (
@@ -487,9 +472,12 @@ fn a_connection_lost_during_commit_is_an_unknown_outcome_and_a_keyed_retry_finds
     assert_eq!(size(&store), expected_size, "the retries appended nothing");
     rt.block_on(store.close());
 
-    let mut reader = db.open();
-    let report =
-        verify_chain(reader.as_mut(), &chain, Some(&keyring()), &mut |_| {}).expect("verify");
+    let report = rt
+        .block_on(async {
+            let reader = db.open().await;
+            verify(&reader, &chain, Some(&keyring())).await
+        })
+        .expect("verify");
     assert_eq!(report.events_checked, expected_size);
     assert!(report.is_clean(), "{report:?}");
 }

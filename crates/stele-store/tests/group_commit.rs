@@ -9,10 +9,10 @@ mod common;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use common::{Db, event, keyed, keyring};
+use common::{Db, event, keyed, keyring, rfc6962, runtime, verify};
 use stele_ledger::ChainId;
 use stele_ledger::event::ValidEvent;
-use stele_store::{Store, StoreError, StoreOptions, verify_chain};
+use stele_store::{Store, StoreError, StoreOptions};
 use tokio::sync::Barrier;
 
 on_every_backend!(
@@ -25,14 +25,6 @@ on_every_backend!(
 );
 
 const APPENDERS: usize = 64;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 fn chain() -> ChainId {
     ChainId::new("orders").expect("chain id")
@@ -119,9 +111,9 @@ fn concurrent_single_event_appends_share_commits_and_make_one_gap_free_chain(db:
     );
 
     // The chain the shared store wrote verifies like any other.
-    let mut reader = db.open();
-    let report =
-        verify_chain(reader.as_mut(), &chain(), Some(&keyring()), &mut |_| {}).expect("verify");
+    let report = rt
+        .block_on(verify(&store, &chain(), Some(&keyring())))
+        .expect("verify");
     assert_eq!(report.events_checked, APPENDERS as u64);
     assert!(report.is_clean(), "{report:?}");
     let head = rt
@@ -195,17 +187,21 @@ fn a_conflicting_append_fails_alone_among_its_neighbours(db: &Db) {
         .expect("head")
         .expect("chain");
     assert_eq!(head.size, 1 + APPENDERS as u64 - 3);
-    let mut reader = db.open();
-    let report =
-        verify_chain(reader.as_mut(), &chain(), Some(&keyring()), &mut |_| {}).expect("verify");
+    let report = rt
+        .block_on(verify(&store, &chain(), Some(&keyring())))
+        .expect("verify");
     assert!(report.is_clean(), "{report:?}");
-    let mut types = Vec::new();
-    reader
-        .scan(&chain(), 0, None, &mut |e| {
-            types.push((e.idempotency_key, e.payload));
-            Ok(())
+    let types: Vec<_> = rt
+        .block_on(async {
+            let mut snapshot = store.read_snapshot().await?;
+            let events = snapshot.events(&chain(), 0, None).await?;
+            snapshot.end().await?;
+            Ok::<_, StoreError>(events)
         })
-        .expect("scan");
+        .expect("events")
+        .into_iter()
+        .map(|e| (e.idempotency_key, e.payload))
+        .collect();
     assert!(
         !types.iter().any(|(k, _)| k.as_deref() == Some("dup")),
         "the refused batch wrote nothing"
@@ -321,37 +317,50 @@ fn the_shared_store_reads_pages_roots_and_proofs_of_what_it_wrote(db: &Db) {
             .expect("append");
     }
     let size = 70;
-    let mut direct = db.open();
+    // What the store's reads are checked against: every row as a read
+    // snapshot scans it, and roots of their leaves by an independent RFC
+    // 6962 implementation.
+    let rows = rt
+        .block_on(async {
+            let mut snapshot = store.read_snapshot().await?;
+            let rows = snapshot.events(&chain(), 0, None).await?;
+            snapshot.end().await?;
+            Ok::<_, StoreError>(rows)
+        })
+        .expect("rows");
+    assert_eq!(rows.len(), size as usize);
+    let leaves: Vec<[u8; 32]> = rows
+        .iter()
+        .map(|e| {
+            stele_ledger::parse_hex_hash(&e.leaf_hash)
+                .expect("a leaf hash")
+                .0
+        })
+        .collect();
 
     let page = rt.block_on(store.events(&chain(), 65, 100)).expect("page");
     assert_eq!(
         page.iter().map(|e| e.seq).collect::<Vec<_>>(),
         (65..70).collect::<Vec<_>>()
     );
+    assert_eq!(page[..], rows[65..]);
     assert_eq!(
-        page[0],
-        stele_store::event(direct.as_mut(), &chain(), 65).expect("event")
+        rt.block_on(store.event(&chain(), 65)).expect("event"),
+        rows[65]
     );
 
     for at in [1, 2, 3, 7, 8, 33, 64, 69, 70] {
         let (got_size, root) = rt
             .block_on(store.tree_root(&chain(), Some(at)))
             .expect("root");
-        let (_, expected) =
-            stele_store::tree_root(direct.as_mut(), &chain(), Some(at)).expect("direct root");
+        let expected = stele_ledger::Hash(rfc6962::mth(&leaves[..at as usize]));
         assert_eq!((got_size, root), (at, expected), "root at {at}");
         for seq in [0, at / 2, at - 1] {
             let (s, r, proof) = rt
                 .block_on(store.inclusion_proof(&chain(), seq, Some(at)))
                 .expect("inclusion proof");
             assert_eq!((s, r), (at, expected));
-            let leaf = stele_store::event(direct.as_mut(), &chain(), seq).expect("event");
-            let leaf = stele_ledger::Hash(
-                hex::decode(&leaf.leaf_hash)
-                    .expect("hex")
-                    .try_into()
-                    .expect("32 bytes"),
-            );
+            let leaf = stele_ledger::Hash(leaves[seq as usize]);
             stele_ledger::merkle::verify_inclusion(&proof, at, r, seq, leaf)
                 .unwrap_or_else(|e| panic!("seq {seq} in {at}: {e}"));
         }

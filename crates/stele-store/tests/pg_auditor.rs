@@ -3,9 +3,9 @@
 
 mod common;
 
-use common::{Db, event, keyring};
+use common::{Db, event, keyring, runtime, verify};
 use stele_ledger::ChainId;
-use stele_store::{DbLocation, StoreError, verify_chain};
+use stele_store::{DbLocation, Store, StoreError, StoreOptions};
 
 /// A login role granted SELECT on the ledger's tables and nothing else;
 /// dropped with the guard.
@@ -51,11 +51,15 @@ fn a_read_only_role_opens_reads_and_verifies_but_cannot_write() {
     let db = Db::postgres();
     let keys = keyring();
     let chain = ChainId::new("audited").unwrap();
-    let mut writer = db.open();
-    writer
-        .append(&chain, (0..30).map(event).collect(), keys.active())
-        .unwrap();
-    drop(writer);
+    let rt = runtime();
+    rt.block_on(async {
+        let writer = db.open().await;
+        writer
+            .append(&chain, (0..30).map(event).collect(), keys.active())
+            .await
+            .unwrap();
+        writer.close().await;
+    });
 
     let role = ReadOnlyRole::create(&db);
     assert!(
@@ -63,16 +67,21 @@ fn a_read_only_role_opens_reads_and_verifies_but_cannot_write() {
         "the fixture URL logs in as postgres: {}",
         role.url()
     );
-    let mut auditor = stele_store::open(&DbLocation::Postgres(role.url()))
-        .unwrap_or_else(|e| panic!("a read-only role must be able to open the ledger: {e}"));
-    assert_eq!(auditor.chains().unwrap().len(), 1);
-    let report = verify_chain(auditor.as_mut(), &chain, Some(&keys), &mut |_| {}).unwrap();
-    assert!(report.findings.is_empty(), "{:?}", report.findings);
-    assert_eq!(report.events_checked, 30);
+    let err = rt.block_on(async {
+        // A writing open: the schema is current, so opening writes nothing.
+        let auditor = Store::open(&DbLocation::Postgres(role.url()), StoreOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("a read-only role must be able to open the ledger: {e}"));
+        assert_eq!(auditor.chains().await.unwrap().len(), 1);
+        let report = verify(&auditor, &chain, Some(&keys)).await.unwrap();
+        assert!(report.findings.is_empty(), "{:?}", report.findings);
+        assert_eq!(report.events_checked, 30);
 
-    let err = auditor
-        .append(&chain, vec![event(30)], keys.active())
-        .unwrap_err();
+        auditor
+            .append(&chain, vec![event(30)], keys.active())
+            .await
+            .unwrap_err()
+    });
     assert!(matches!(err, StoreError::Postgres { .. }), "{err}");
     assert!(err.to_string().contains("permission denied"), "{err}");
     // Configuration, not a passing fault: the SQLSTATE says so, kept.
@@ -90,9 +99,12 @@ fn a_read_only_role_cannot_create_the_schema_and_says_so() {
     stele_store::testkit::live_or_skip!(Postgres);
     let db = Db::postgres();
     let role = ReadOnlyRole::create(&db);
-    let err = stele_store::open(&DbLocation::Postgres(role.url()))
-        .err()
-        .expect("a role that cannot create tables cannot set the ledger up");
+    let err = runtime()
+        .block_on(Store::open(
+            &DbLocation::Postgres(role.url()),
+            StoreOptions::default(),
+        ))
+        .expect_err("a role that cannot create tables cannot set the ledger up");
     assert!(err.to_string().contains("permission denied"), "{err}");
     assert_eq!(err.sqlstate(), Some("42501"), "{err:?}");
     assert!(!err.is_retryable(), "{err:?}");

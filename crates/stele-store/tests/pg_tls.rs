@@ -4,9 +4,10 @@
 
 mod common;
 
-use common::{Db, event, keyring};
+use common::{Db, event, keyring, runtime, verify};
 use stele_ledger::ChainId;
-use stele_store::{DbLocation, StoreError, verify_chain};
+use stele_store::{DbLocation, Store, StoreError, StoreOptions};
+use tokio::runtime::Runtime;
 
 /// The test database's URL with `params` appended.
 fn url_with(db: &Db, params: &str) -> String {
@@ -35,7 +36,8 @@ fn stele_sessions_encrypted(db: &Db) -> Vec<bool> {
 }
 
 /// Closes the store and waits until the server has ended its sessions.
-fn close(db: &Db, store: Box<dyn stele_store::LedgerStore>) {
+fn close(rt: &Runtime, db: &Db, store: Store) {
+    rt.block_on(store.close());
     drop(store);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !stele_sessions_encrypted(db).is_empty() {
@@ -76,19 +78,30 @@ fn name_in_certificate(path: &str) -> String {
         .to_owned()
 }
 
-/// Appends to a new chain, then verifies it (which opens the scan
-/// connection): both of the store's connections are up when this returns.
-fn append_and_verify(url: &str) -> Result<Box<dyn stele_store::LedgerStore>, StoreError> {
+/// Appends to a new chain, then verifies it while another read snapshot
+/// holds a connection: the store has two connections up (its pool makes
+/// each one the same way), both idle in its pool when this returns.
+fn append_and_verify(rt: &Runtime, url: &str) -> Result<Store, StoreError> {
     static CHAINS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let mut store = stele_store::open(&DbLocation::Postgres(url.to_owned()))?;
-    let keys = keyring();
-    let n = CHAINS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    let chain = ChainId::new(&format!("tls-{n}")).unwrap();
-    store.append(&chain, (0..20).map(event).collect(), keys.active())?;
-    let report = verify_chain(store.as_mut(), &chain, Some(&keys), &mut |_| {})?;
-    assert!(report.findings.is_empty(), "{:?}", report.findings);
-    assert_eq!(report.events_checked, 20);
-    Ok(store)
+    rt.block_on(async {
+        let store = Store::open(
+            &DbLocation::Postgres(url.to_owned()),
+            StoreOptions::default(),
+        )
+        .await?;
+        let keys = keyring();
+        let n = CHAINS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let chain = ChainId::new(&format!("tls-{n}")).unwrap();
+        store
+            .append(&chain, (0..20).map(event).collect(), keys.active())
+            .await?;
+        let held = store.read_snapshot().await?;
+        let report = verify(&store, &chain, Some(&keys)).await?;
+        held.end().await?;
+        assert!(report.findings.is_empty(), "{:?}", report.findings);
+        assert_eq!(report.events_checked, 20);
+        Ok(store)
+    })
 }
 
 #[test]
@@ -96,26 +109,27 @@ fn require_encrypts_every_connection_and_disable_none() {
     stele_store::testkit::live_or_skip!(Postgres);
     let db = Db::postgres();
     server_certificate(&db);
+    let rt = runtime();
 
-    let store = append_and_verify(&url_with(&db, "sslmode=require")).unwrap();
+    let store = append_and_verify(&rt, &url_with(&db, "sslmode=require")).unwrap();
     assert_eq!(
         stele_sessions_encrypted(&db),
         [true, true],
-        "writer and scan connections"
+        "both pooled connections"
     );
-    close(&db, store);
+    close(&rt, &db, store);
 
     // prefer, the default, takes TLS when the server offers it.
-    let store = append_and_verify(&url_with(&db, "sslmode=prefer")).unwrap();
+    let store = append_and_verify(&rt, &url_with(&db, "sslmode=prefer")).unwrap();
     assert_eq!(stele_sessions_encrypted(&db), [true, true]);
-    close(&db, store);
+    close(&rt, &db, store);
 
-    let store = append_and_verify(&url_with(&db, "sslmode=disable")).unwrap();
+    let store = append_and_verify(&rt, &url_with(&db, "sslmode=disable")).unwrap();
     assert_eq!(stele_sessions_encrypted(&db), [false, false]);
-    close(&db, store);
+    close(&rt, &db, store);
 
     // A mode libpq does not know is refused before anything is attempted.
-    let err = append_and_verify(&url_with(&db, "sslmode=always"))
+    let err = append_and_verify(&rt, &url_with(&db, "sslmode=always"))
         .err()
         .unwrap();
     assert!(matches!(err, StoreError::InvalidLocation { .. }), "{err}");
@@ -127,6 +141,7 @@ fn verify_full_checks_the_certificate_chain_and_the_host_name() {
     stele_store::testkit::live_or_skip!(Postgres);
     let db = Db::postgres();
     let cert = server_certificate(&db);
+    let rt = runtime();
     let DbLocation::Postgres(url) = &db.location else {
         unreachable!()
     };
@@ -140,20 +155,20 @@ fn verify_full_checks_the_certificate_chain_and_the_host_name() {
     );
     let joiner = if by_name.contains('?') { '&' } else { '?' };
 
-    let store = append_and_verify(&format!(
-        "{by_name}{joiner}sslmode=verify-full&sslrootcert={cert}"
-    ))
+    let store = append_and_verify(
+        &rt,
+        &format!("{by_name}{joiner}sslmode=verify-full&sslrootcert={cert}"),
+    )
     .unwrap_or_else(|e| panic!("verify-full to localhost with the server's own certificate: {e}"));
     assert_eq!(stele_sessions_encrypted(&db), [true, true]);
-    close(&db, store);
+    close(&rt, &db, store);
 
     // The certificate does not name the address: refused, with the reason.
-    let err = append_and_verify(&url_with(
-        &db,
-        &format!("sslmode=verify-full&sslrootcert={cert}"),
-    ))
-    .err()
-    .expect("a host name the certificate does not hold is refused");
+    let err = append_and_verify(
+        &rt,
+        &url_with(&db, &format!("sslmode=verify-full&sslrootcert={cert}")),
+    )
+    .expect_err("a host name the certificate does not hold is refused");
     assert!(matches!(err, StoreError::Open { .. }), "{err}");
     assert!(err.to_string().contains("not valid for name"), "{err}");
     // A certificate that does not fit is configuration: retrying the same
@@ -161,31 +176,33 @@ fn verify_full_checks_the_certificate_chain_and_the_host_name() {
     assert!(!err.is_retryable(), "{err:?}");
 
     // verify-ca checks the chain only, so the address is accepted.
-    let store = append_and_verify(&url_with(
-        &db,
-        &format!("sslmode=verify-ca&sslrootcert={cert}"),
-    ))
+    let store = append_and_verify(
+        &rt,
+        &url_with(&db, &format!("sslmode=verify-ca&sslrootcert={cert}")),
+    )
     .unwrap();
-    close(&db, store);
+    close(&rt, &db, store);
 
     // A certificate from a CA the client does not trust is refused, by chain.
     let unrelated_ca = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/unrelated-ca.pem"
     );
-    let err = append_and_verify(&format!(
-        "{by_name}{joiner}sslmode=verify-full&sslrootcert={unrelated_ca}"
-    ))
-    .err()
-    .expect("a certificate that does not chain to the given root is refused");
+    let err = append_and_verify(
+        &rt,
+        &format!("{by_name}{joiner}sslmode=verify-full&sslrootcert={unrelated_ca}"),
+    )
+    .expect_err("a certificate that does not chain to the given root is refused");
     assert!(err.to_string().contains("UnknownIssuer"), "{err}");
 
     // verify-ca checks the chain too: the same unrelated CA is refused.
-    let err = append_and_verify(&url_with(
-        &db,
-        &format!("sslmode=verify-ca&sslrootcert={unrelated_ca}"),
-    ))
-    .err()
-    .expect("verify-ca refuses a certificate that does not chain to the given root");
+    let err = append_and_verify(
+        &rt,
+        &url_with(
+            &db,
+            &format!("sslmode=verify-ca&sslrootcert={unrelated_ca}"),
+        ),
+    )
+    .expect_err("verify-ca refuses a certificate that does not chain to the given root");
     assert!(err.to_string().contains("UnknownIssuer"), "{err}");
 }

@@ -5,52 +5,86 @@
 #[macro_use]
 mod common;
 
-use common::{Db, event, keyring};
+use common::{Db, event, keyring, open_reader, runtime, verify};
 use stele_ledger::ChainId;
-use stele_store::{DbLocation, StoreError, open_read_only, verify_chain};
+use stele_store::{AnchorRecord, AnchorStatus, DbLocation, StoreError};
 
-on_every_backend!(
+on_every_backend_async!(
     reads_and_verifies_but_refuses_writes,
     a_database_without_a_ledger_is_refused_and_left_alone,
 );
 
-fn reads_and_verifies_but_refuses_writes(db: &Db) {
+async fn reads_and_verifies_but_refuses_writes(db: &Db) {
     let keys = keyring();
     let chain = ChainId::new("audited").unwrap();
-    let mut writer = db.open();
+    let writer = db.open().await;
     writer
         .append(&chain, (0..25).map(event).collect(), keys.active())
+        .await
         .unwrap();
-    drop(writer);
+    writer.close().await;
 
-    let mut reader = open_read_only(&db.location).unwrap();
-    assert_eq!(reader.chains().unwrap().len(), 1);
-    let report = verify_chain(reader.as_mut(), &chain, Some(&keys), &mut |_| {}).unwrap();
+    let reader = open_reader(&db.location).await.unwrap();
+    assert_eq!(reader.chains().await.unwrap().len(), 1);
+    let report = verify(&reader, &chain, Some(&keys)).await.unwrap();
     assert!(report.findings.is_empty(), "{:?}", report.findings);
     assert_eq!(report.events_checked, 25);
 
+    // An append is refused before it is queued.
     let err = reader
         .append(&chain, vec![event(25)], keys.active())
+        .await
         .unwrap_err();
+    assert!(matches!(err, StoreError::ReadOnly), "{err:?}");
     let text = err.to_string();
     assert!(
-        text.contains("readonly") || text.contains("read-only"),
-        "a write through a read-only store is refused by the database: {text}"
+        text.contains("read-only"),
+        "a write through a read-only store is refused: {text}"
     );
-    drop(reader);
-    let mut writer = db.open();
+    // A write the store sends on (PostgreSQL's outbox writes) is refused by
+    // the database itself: the session is read-only from its start.
+    match reader.insert_anchor(&anchor()).await {
+        Err(StoreError::ReadOnly) => assert_eq!(reader.backend(), "sqlite"),
+        Err(e) => {
+            assert_eq!(e.sqlstate(), Some("25006"), "{e:?}");
+            assert!(e.to_string().contains("read-only transaction"), "{e}");
+        }
+        Ok(()) => panic!("a read-only store stored an anchor"),
+    }
+    let writer = db.open().await;
     assert_eq!(
-        writer.head(&chain).unwrap().unwrap().size,
+        writer.head(&chain).await.unwrap().unwrap().size,
         25,
         "nothing was written"
     );
+    assert!(writer.anchors(None, None).await.unwrap().is_empty());
 }
 
-fn a_database_without_a_ledger_is_refused_and_left_alone(db: &Db) {
+fn anchor() -> AnchorRecord {
+    AnchorRecord {
+        chain_id: "audited".into(),
+        anchor_seq: 0,
+        trigger: "manual".into(),
+        tree_size: 25,
+        ts_utc: "2026-01-15T14:00:00Z".into(),
+        object_key: "anchors/audited/0.json".into(),
+        body: b"{}".to_vec(),
+        status: AnchorStatus::Pending,
+        attempts: 0,
+        last_error: None,
+        location: None,
+        version_id: None,
+        lock_mode: None,
+        retain_until: None,
+        uploaded_at: None,
+    }
+}
+
+async fn a_database_without_a_ledger_is_refused_and_left_alone(db: &Db) {
     match &db.location {
         DbLocation::Sqlite(path) => {
             // No file: refused, and none is created.
-            let err = open_read_only(&db.location).err().unwrap();
+            let err = open_reader(&db.location).await.err().unwrap();
             assert!(matches!(err, StoreError::Open { .. }), "{err}");
             assert!(err.to_string().contains("no ledger file"), "{err}");
             assert!(!path.exists());
@@ -62,7 +96,7 @@ fn a_database_without_a_ledger_is_refused_and_left_alone(db: &Db) {
         }
         DbLocation::Postgres(_) => {}
     }
-    let err = open_read_only(&db.location).err().unwrap();
+    let err = open_reader(&db.location).await.err().unwrap();
     assert!(matches!(err, StoreError::Open { .. }), "{err}");
     assert!(err.to_string().contains("holds no stele ledger"), "{err}");
     // Nothing was created.
@@ -78,10 +112,24 @@ fn a_database_without_a_ledger_is_refused_and_left_alone(db: &Db) {
 /// Opens a SQLite copy read-only and verifies `chain` with the test
 /// keyring: it must verify clean; returns how many events it checked.
 fn verify_copy(copy: std::path::PathBuf, chain: &ChainId) -> u64 {
-    let mut reader = open_read_only(&DbLocation::Sqlite(copy)).unwrap();
-    let report = verify_chain(reader.as_mut(), chain, Some(&keyring()), &mut |_| {}).unwrap();
-    assert!(report.findings.is_empty(), "{:?}", report.findings);
-    report.events_checked
+    runtime().block_on(async {
+        let reader = open_reader(&DbLocation::Sqlite(copy)).await.unwrap();
+        let report = verify(&reader, chain, Some(&keyring())).await.unwrap();
+        assert!(report.findings.is_empty(), "{:?}", report.findings);
+        report.events_checked
+    })
+}
+
+/// Appends `n` events to `chain` and returns with the store closed.
+fn write(db: &Db, chain: &ChainId, n: usize) {
+    runtime().block_on(async {
+        let writer = db.open().await;
+        writer
+            .append(chain, (0..n).map(event).collect(), keyring().active())
+            .await
+            .unwrap();
+        writer.close().await;
+    });
 }
 
 /// A copy SQLite cannot keep its shared-memory index beside (a read-only
@@ -97,20 +145,23 @@ fn a_copy_without_room_for_sqlite_shared_memory_reads_complete() {
     };
     // Copy the file while a writer holds its latest events in the log (it
     // checkpoints them into the file only when it closes).
-    let mut writer = db.open();
-    writer
-        .append(&chain, (0..9).map(event).collect(), keys.active())
-        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("copy.db");
-    std::fs::copy(path, &copy).unwrap();
     let wal = format!("{}-wal", path.display());
-    assert!(
-        std::fs::metadata(&wal).unwrap().len() > 0,
-        "the log holds frames"
-    );
-    std::fs::copy(&wal, dir.path().join("copy.db-wal")).unwrap();
-    drop(writer);
+    runtime().block_on(async {
+        let writer = db.open().await;
+        writer
+            .append(&chain, (0..9).map(event).collect(), keys.active())
+            .await
+            .unwrap();
+        std::fs::copy(path, &copy).unwrap();
+        assert!(
+            std::fs::metadata(&wal).unwrap().len() > 0,
+            "the log holds frames"
+        );
+        std::fs::copy(&wal, dir.path().join("copy.db-wal")).unwrap();
+        writer.close().await;
+    });
     std::fs::create_dir(dir.path().join("copy.db-shm")).unwrap();
 
     assert_eq!(verify_copy(copy, &chain), 9);
@@ -122,17 +173,22 @@ fn a_copy_without_room_for_sqlite_shared_memory_reads_complete() {
 /// The path needs URI escaping on the way.
 #[test]
 fn a_lone_copy_where_no_log_can_be_made_is_read_as_immutable() {
-    let keys = keyring();
     let chain = ChainId::new("copied").unwrap();
     let db = Db::sqlite();
     let DbLocation::Sqlite(path) = &db.location else {
         unreachable!()
     };
-    let mut writer = db.open();
-    writer
-        .append(&chain, (0..7).map(event).collect(), keys.active())
+    write(&db, &chain, 7);
+    // Everything into the file, as the last connection to close a ledger
+    // does (the store's read-only connections cannot, if they close last).
+    let (busy, log, checkpointed): (i64, i64, i64) = rusqlite::Connection::open(path)
+        .unwrap()
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
         .unwrap();
-    drop(writer); // the last connection checkpoints the log into the file
+    assert_eq!(busy, 0, "checkpoint blocked");
+    assert_eq!(log, checkpointed, "every frame of the log is in the file");
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("evidence #3 100%?.db");
     std::fs::copy(path, &copy).unwrap();
@@ -149,7 +205,7 @@ fn a_lone_copy_beside_a_rollback_journal_is_refused() {
     let DbLocation::Sqlite(path) = &db.location else {
         unreachable!()
     };
-    drop(db.open());
+    write(&db, &ChainId::new("copied").unwrap(), 1);
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("copy.db");
     std::fs::copy(path, &copy).unwrap();
@@ -159,7 +215,10 @@ fn a_lone_copy_beside_a_rollback_journal_is_refused() {
         b"pages of an interrupted write",
     )
     .unwrap();
-    let err = open_read_only(&DbLocation::Sqlite(copy)).err().unwrap();
+    let err = runtime()
+        .block_on(open_reader(&DbLocation::Sqlite(copy)))
+        .err()
+        .unwrap();
     assert!(matches!(err, StoreError::Open { .. }), "{err}");
     assert!(err.to_string().contains("rollback journal"), "{err}");
 }

@@ -4,9 +4,17 @@
 
 mod common;
 
-use common::{Db, event, keyring};
+use common::{Db, event, keyring, runtime};
 use stele_ledger::ChainId;
-use stele_store::{DbLocation, StoreError};
+use stele_store::{DbLocation, Store, StoreError, StoreOptions};
+
+/// The error of opening the shared store at `location`, as a writer does;
+/// `why` says why it must fail.
+fn failed_open(location: &DbLocation, why: &str) -> StoreError {
+    runtime()
+        .block_on(Store::open(location, StoreOptions::default()))
+        .expect_err(why)
+}
 
 fn pg_url(db: &Db) -> &str {
     let DbLocation::Postgres(url) = &db.location else {
@@ -22,35 +30,47 @@ fn a_serialization_failure_is_retryable_and_keeps_its_sqlstate() {
     stele_store::testkit::live_or_skip!(Postgres);
     let db = Db::postgres();
     db.exec("CREATE TABLE t (k int PRIMARY KEY, v int); INSERT INTO t VALUES (1, 0), (2, 0);");
-    let mut a = postgres::Client::connect(pg_url(&db), postgres::NoTls).unwrap();
-    let mut b = postgres::Client::connect(pg_url(&db), postgres::NoTls).unwrap();
-    a.batch_execute("BEGIN ISOLATION LEVEL SERIALIZABLE; SELECT sum(v) FROM t;")
-        .unwrap();
-    b.batch_execute("BEGIN ISOLATION LEVEL SERIALIZABLE; SELECT sum(v) FROM t;")
-        .unwrap();
-    a.batch_execute("UPDATE t SET v = 1 WHERE k = 1").unwrap();
-    b.batch_execute("UPDATE t SET v = 1 WHERE k = 2").unwrap();
-    a.batch_execute("COMMIT").unwrap();
-    let failure = b
-        .batch_execute("COMMIT")
-        .expect_err("write skew between SERIALIZABLE transactions must fail one of them");
+    let failure = runtime().block_on(async {
+        let connect = || async {
+            let (client, connection) = tokio_postgres::connect(pg_url(&db), tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            client
+        };
+        let (a, b) = (connect().await, connect().await);
+        a.batch_execute("BEGIN ISOLATION LEVEL SERIALIZABLE; SELECT sum(v) FROM t;")
+            .await
+            .unwrap();
+        b.batch_execute("BEGIN ISOLATION LEVEL SERIALIZABLE; SELECT sum(v) FROM t;")
+            .await
+            .unwrap();
+        a.batch_execute("UPDATE t SET v = 1 WHERE k = 1")
+            .await
+            .unwrap();
+        b.batch_execute("UPDATE t SET v = 1 WHERE k = 2")
+            .await
+            .unwrap();
+        a.batch_execute("COMMIT").await.unwrap();
+        b.batch_execute("COMMIT")
+            .await
+            .expect_err("write skew between SERIALIZABLE transactions must fail one of them")
+    });
     let err = StoreError::from(failure);
     assert_eq!(err.sqlstate(), Some("40001"), "{err}");
     assert!(err.is_retryable(), "{err}");
     assert!(err.to_string().contains("40001"), "{err}");
 }
 
-/// The store's own session is terminated by an administrator (57P01, or
-/// the closed connection after it): the store's next call fails, and says
-/// a retry may succeed.
+/// The session of an open read snapshot is terminated by an administrator
+/// (57P01, or the closed connection after it): the snapshot's next read
+/// fails and says a retry may succeed — and one does, on a new connection.
 #[test]
 fn a_terminated_store_session_is_retryable() {
     stele_store::testkit::live_or_skip!(Postgres);
     let db = Db::postgres();
     let keys = keyring();
     let chain = ChainId::new("terminated").unwrap();
-    let mut store = db.open();
-    store.append(&chain, vec![event(0)], keys.active()).unwrap();
     let name = pg_url(&db)
         .rsplit('/')
         .next()
@@ -59,24 +79,51 @@ fn a_terminated_store_session_is_retryable() {
         .next()
         .unwrap()
         .to_owned();
-    let killed = db.query_text(&format!(
-        "SELECT count(pg_terminate_backend(pid))::text FROM pg_stat_activity \
-             WHERE datname = '{name}' AND application_name = 'stele'"
-    ));
-    assert_ne!(
-        killed.as_deref(),
-        Some("0"),
-        "the store's session was found"
-    );
-    let err = store
-        .head(&chain)
-        .expect_err("a terminated session cannot answer");
-    assert!(matches!(err, StoreError::Postgres { .. }), "{err:?}");
-    assert!(err.is_retryable(), "{err:?}");
-    assert!(
-        matches!(err.sqlstate(), None | Some("57P01")),
-        "SQLSTATE of a terminated session: {err:?}"
-    );
+    runtime().block_on(async {
+        let store = db.open().await;
+        store
+            .append(&chain, vec![event(0)], keys.active())
+            .await
+            .unwrap();
+        let mut snapshot = store.read_snapshot().await.unwrap();
+        let killed = db.query_text(&format!(
+            "SELECT count(pg_terminate_backend(pid))::text FROM pg_stat_activity \
+                 WHERE datname = '{name}' AND application_name = 'stele'"
+        ));
+        assert_ne!(
+            killed.as_deref(),
+            Some("0"),
+            "the store's sessions were found"
+        );
+        let err = snapshot
+            .head(&chain)
+            .await
+            .expect_err("a terminated session cannot answer");
+        assert!(matches!(err, StoreError::Postgres { .. }), "{err:?}");
+        assert!(err.is_retryable(), "{err:?}");
+        assert!(
+            matches!(err.sqlstate(), None | Some("57P01")),
+            "SQLSTATE of a terminated session: {err:?}"
+        );
+        drop(snapshot);
+        // Every pooled session was terminated: each may fail one read
+        // before the pool has replaced it, none more.
+        let mut failures = Vec::new();
+        let head = loop {
+            match store.head(&chain).await {
+                Ok(head) => break head,
+                Err(e) => {
+                    assert!(e.is_retryable(), "{e:?}");
+                    failures.push(e);
+                    assert!(
+                        failures.len() <= StoreOptions::default().readers + 1,
+                        "a retry keeps failing: {failures:?}"
+                    );
+                }
+            }
+        };
+        assert_eq!(head.map(|h| h.size), Some(1));
+    });
 }
 
 /// A database that does not exist is configuration: not retryable, and the
@@ -86,9 +133,7 @@ fn an_unknown_database_is_not_retryable_and_keeps_its_sqlstate() {
     stele_store::testkit::live_or_skip!(Postgres);
     let db = Db::postgres();
     let url = pg_url(&db).replacen("stele_test_", "stele_missing_", 1);
-    let err = stele_store::open(&DbLocation::Postgres(url))
-        .err()
-        .expect("there is no such database");
+    let err = failed_open(&DbLocation::Postgres(url), "there is no such database");
     assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
     assert_eq!(err.sqlstate(), Some("3D000"), "{err:?}");
     assert!(!err.is_retryable(), "{err:?}");
@@ -98,11 +143,10 @@ fn an_unknown_database_is_not_retryable_and_keeps_its_sqlstate() {
 /// and there is no SQLSTATE because no server answered.
 #[test]
 fn a_refused_connection_is_retryable() {
-    let err = stele_store::open(&DbLocation::Postgres(
-        "postgres://postgres@127.0.0.1:1/stele?connect_timeout=5".into(),
-    ))
-    .err()
-    .expect("nothing listens on port 1");
+    let err = failed_open(
+        &DbLocation::Postgres("postgres://postgres@127.0.0.1:1/stele?connect_timeout=5".into()),
+        "nothing listens on port 1",
+    );
     assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
     assert_eq!(err.sqlstate(), None, "{err:?}");
     assert!(err.is_retryable(), "{err:?}");
@@ -129,9 +173,7 @@ fn sqlite_busy_is_retryable_and_a_bad_file_is_not() {
 
     let junk = dir.path().join("junk.db");
     std::fs::write(&junk, vec![0x5a_u8; 8192]).unwrap();
-    let err = stele_store::open(&DbLocation::Sqlite(junk))
-        .err()
-        .expect("not a database");
+    let err = failed_open(&DbLocation::Sqlite(junk), "not a database");
     assert!(!err.is_retryable(), "{err:?}");
 }
 
@@ -139,8 +181,11 @@ fn sqlite_busy_is_retryable_and_a_bad_file_is_not() {
 #[test]
 fn refusals_and_corruption_are_not_retryable() {
     let db = Db::sqlite();
-    let mut store = db.open();
-    let err = stele_store::tree_root(store.as_mut(), &ChainId::new("nope").unwrap(), None)
+    let err = runtime()
+        .block_on(async {
+            let store = db.open().await;
+            store.tree_root(&ChainId::new("nope").unwrap(), None).await
+        })
         .expect_err("unknown chain");
     assert!(matches!(err, StoreError::UnknownChain(_)), "{err:?}");
     assert!(!err.is_retryable());

@@ -9,14 +9,12 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{Db, event, keyed, keyring};
+use common::{Db, event, keyed, keyring, open_reader, runtime, verify};
 use stele_ledger::ChainId;
 use stele_store::testkit::every_backend;
-use stele_store::{
-    AnchorRecord, AnchorStatus, DbLocation, StoreError, open_read_only, verify_chain,
-};
+use stele_store::{AnchorRecord, AnchorStatus, DbLocation, Store, StoreError, StoreOptions};
 
-on_every_backend!(
+on_every_backend_async!(
     concurrent_first_opens_migrate_once,
     an_older_ledger_gets_only_the_missing_migrations,
     a_negative_attempt_count_is_corruption_named_by_its_anchor,
@@ -143,17 +141,12 @@ fn differences(pg: &Schema, sqlite: &Schema) -> Vec<String> {
 }
 
 /// The schema as `information_schema` and `pg_index` describe it.
-fn pg_schema(url: &str) -> Schema {
-    let mut client = ::postgres::Client::connect(url, ::postgres::NoTls).unwrap();
+fn pg_schema(db: &Db) -> Schema {
     let mut schema = Schema::new();
-    for r in client
-        .query(
-            "SELECT table_name::text, column_name::text, data_type::text, is_nullable = 'NO'
-               FROM information_schema.columns WHERE table_schema = current_schema()",
-            &[],
-        )
-        .unwrap()
-    {
+    for r in db.pg_rows(
+        "SELECT table_name::text, column_name::text, data_type::text, is_nullable = 'NO'
+           FROM information_schema.columns WHERE table_schema = current_schema()",
+    ) {
         schema.entry(r.get(0)).or_default().columns.insert(
             r.get(1),
             Column {
@@ -162,22 +155,18 @@ fn pg_schema(url: &str) -> Schema {
             },
         );
     }
-    for r in client
-        .query(
-            "SELECT t.relname::text, i.relname::text, x.indisprimary, x.indisunique,
-                    x.indpred IS NOT NULL,
-                    array(SELECT a.attname::text
-                            FROM unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, n)
-                            JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum
-                           ORDER BY k.n)
-               FROM pg_index x
-               JOIN pg_class i ON i.oid = x.indexrelid
-               JOIN pg_class t ON t.oid = x.indrelid
-              WHERE t.relnamespace = current_schema()::regnamespace",
-            &[],
-        )
-        .unwrap()
-    {
+    for r in db.pg_rows(
+        "SELECT t.relname::text, i.relname::text, x.indisprimary, x.indisunique,
+                x.indpred IS NOT NULL,
+                array(SELECT a.attname::text
+                        FROM unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, n)
+                        JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum
+                       ORDER BY k.n)
+           FROM pg_index x
+           JOIN pg_class i ON i.oid = x.indexrelid
+           JOIN pg_class t ON t.oid = x.indrelid
+          WHERE t.relnamespace = current_schema()::regnamespace",
+    ) {
         let table = schema.entry(r.get(0)).or_default();
         let columns: Vec<String> = r.get(5);
         if r.get::<_, bool>(2) {
@@ -278,7 +267,7 @@ fn sqlite_schema(path: &Path) -> Schema {
 fn schema_of(db: &Db) -> Schema {
     match &db.location {
         DbLocation::Sqlite(path) => sqlite_schema(path),
-        DbLocation::Postgres(url) => pg_schema(url),
+        DbLocation::Postgres(_) => pg_schema(db),
     }
 }
 
@@ -286,9 +275,11 @@ fn schema_of(db: &Db) -> Schema {
 /// where PostgreSQL is not available (the test skips).
 fn migrated_pair(test: &str) -> Option<(Db, Db)> {
     let mut dbs = every_backend(test);
-    for db in &dbs {
-        drop(db.open());
-    }
+    runtime().block_on(async {
+        for db in &dbs {
+            db.open().await.close().await;
+        }
+    });
     let pg = dbs
         .pop()
         .filter(|db| matches!(db.location, DbLocation::Postgres(_)))?;
@@ -385,26 +376,32 @@ fn a_ledger_from_before_is_not_migrated_again_and_matches_a_new_one() {
 
     let location = DbLocation::Sqlite(old.clone());
     let chain = ChainId::new("baseline").unwrap();
-    let mut store = stele_store::open(&location).unwrap();
-    let report = verify_chain(store.as_mut(), &chain, Some(&keyring()), &mut |_| {}).unwrap();
-    assert!(report.is_clean(), "{:?}", report.findings);
-    assert_eq!(report.events_checked, 12);
-    assert_eq!(store.anchors(None, None).unwrap().len(), 1);
-    store
-        .append(&chain, vec![event(12)], keyring().active())
-        .unwrap();
-    drop(store);
+    let rt = runtime();
+    rt.block_on(async {
+        let store = Store::open(&location, StoreOptions::default())
+            .await
+            .unwrap();
+        let report = verify(&store, &chain, Some(&keyring())).await.unwrap();
+        assert!(report.is_clean(), "{:?}", report.findings);
+        assert_eq!(report.events_checked, 12);
+        assert_eq!(store.anchors(None, None).await.unwrap().len(), 1);
+        store
+            .append(&chain, vec![event(12)], keyring().active())
+            .await
+            .unwrap();
+        store.close().await;
+    });
     assert_eq!(
         sqlite_rows(&old, SCHEMA_ROWS),
         recorded,
         "no version applied again"
     );
-    drop(open_read_only(&location).unwrap());
+    drop(rt.block_on(open_reader(&location)).unwrap());
 
     // A new ledger's schema is the old one to the letter (SQLite keeps
     // each CREATE statement's text).
     let new = Db::sqlite();
-    drop(new.open());
+    rt.block_on(async { new.open().await.close().await });
     let DbLocation::Sqlite(new) = &new.location else {
         unreachable!()
     };
@@ -417,14 +414,19 @@ fn a_ledger_from_before_is_not_migrated_again_and_matches_a_new_one() {
 
 /// Several processes starting on one new ledger at once: each opens it,
 /// and every migration is applied once.
-fn concurrent_first_opens_migrate_once(db: &Db) {
+async fn concurrent_first_opens_migrate_once(db: &Db) {
     let start = std::sync::Barrier::new(6);
+    // Each on a thread and a runtime of its own, as processes would.
     std::thread::scope(|s| {
         let opens: Vec<_> = (0..6)
             .map(|_| {
                 s.spawn(|| {
-                    start.wait();
-                    stele_store::open(&db.location).map(drop)
+                    runtime().block_on(async {
+                        start.wait();
+                        let store = Store::open(&db.location, StoreOptions::default()).await?;
+                        store.close().await;
+                        Ok::<_, StoreError>(())
+                    })
                 })
             })
             .collect();
@@ -451,8 +453,8 @@ fn concurrent_first_opens_migrate_once(db: &Db) {
 /// gets only the migrations it lacks, each recorded once; until then a
 /// read-only open refuses it, and (PostgreSQL) a role that may only read
 /// cannot migrate it and is told why, with nothing changed.
-fn an_older_ledger_gets_only_the_missing_migrations(db: &Db) {
-    ledger_with_an_anchor(db);
+async fn an_older_ledger_gets_only_the_missing_migrations(db: &Db) {
+    ledger_with_an_anchor(db).await;
     db.exec(
         "ALTER TABLE stele_anchors DROP COLUMN lease_owner; \
          ALTER TABLE stele_anchors DROP COLUMN lease_until; \
@@ -472,7 +474,7 @@ fn an_older_ledger_gets_only_the_missing_migrations(db: &Db) {
         "{before}"
     );
 
-    let err = open_read_only(&db.location).err().unwrap();
+    let err = open_reader(&db.location).await.err().unwrap();
     assert!(
         err.to_string()
             .contains("(version 2) is older than this stele reads"),
@@ -480,9 +482,13 @@ fn an_older_ledger_gets_only_the_missing_migrations(db: &Db) {
     );
     if let DbLocation::Postgres(url) = &db.location {
         let reader = SelectOnlyRole::create(db);
-        let err = stele_store::open(&DbLocation::Postgres(reader.url(url)))
-            .err()
-            .unwrap();
+        let err = Store::open(
+            &DbLocation::Postgres(reader.url(url)),
+            StoreOptions::default(),
+        )
+        .await
+        .err()
+        .unwrap();
         assert_eq!(err.sqlstate(), Some("42501"), "{err}");
         assert!(
             err.to_string().contains(
@@ -493,7 +499,7 @@ fn an_older_ledger_gets_only_the_missing_migrations(db: &Db) {
     }
     assert_eq!(db.query_text(rows).unwrap(), before, "nothing was changed");
 
-    let mut store = db.open();
+    let store = db.open().await;
     let after = db.query_text(rows).unwrap();
     assert!(
         after.starts_with(&format!("{before}, 3 ")),
@@ -503,10 +509,11 @@ fn an_older_ledger_gets_only_the_missing_migrations(db: &Db) {
     assert!(
         store
             .lease_anchor(&outbox(), 1, "me", std::time::Duration::from_secs(60))
+            .await
             .unwrap()
     );
-    assert_eq!(store.anchors(None, None).unwrap()[0].attempts, 1);
-    drop(open_read_only(&db.location).unwrap());
+    assert_eq!(store.anchors(None, None).await.unwrap()[0].attempts, 1);
+    drop(open_reader(&db.location).await.unwrap());
 }
 
 /// A PostgreSQL login role granted SELECT on the ledger's tables and
@@ -551,14 +558,15 @@ fn outbox() -> ChainId {
 }
 
 /// A ledger with two events and anchor 1 of chain `outbox` pending.
-fn ledger_with_an_anchor(db: &Db) {
-    let mut store = db.open();
+async fn ledger_with_an_anchor(db: &Db) {
+    let store = db.open().await;
     store
         .append(
             &outbox(),
             vec![keyed(0, "k0"), event(1)],
             keyring().active(),
         )
+        .await
         .unwrap();
     store
         .insert_anchor(&AnchorRecord {
@@ -578,7 +586,9 @@ fn ledger_with_an_anchor(db: &Db) {
             retain_until: None,
             uploaded_at: None,
         })
+        .await
         .unwrap();
+    store.close().await;
 }
 
 /// The message of a [`StoreError::Corrupt`]; anything else fails.
@@ -589,49 +599,58 @@ fn corrupt<T: std::fmt::Debug>(result: Result<T, StoreError>) -> String {
     }
 }
 
-/// Both ways of reading the outbox report the same corrupt row.
-fn outbox_reads_as_corrupt(db: &Db, expected: &str) {
-    let mut store = db.open();
-    assert_eq!(corrupt(store.anchors(None, None)), expected);
-    assert_eq!(corrupt(store.last_anchor(&outbox())), expected);
+/// Every way of reading the outbox reports the same corrupt row.
+async fn outbox_reads_as_corrupt(db: &Db, expected: &str) {
+    let store = db.open().await;
+    assert_eq!(corrupt(store.anchors(None, None).await), expected);
+    assert_eq!(corrupt(store.last_anchor(&outbox()).await), expected);
+    let mut snapshot = store.read_snapshot().await.unwrap();
+    assert_eq!(corrupt(snapshot.anchors(None, None).await), expected);
 }
 
-fn a_negative_attempt_count_is_corruption_named_by_its_anchor(db: &Db) {
-    ledger_with_an_anchor(db);
+async fn a_negative_attempt_count_is_corruption_named_by_its_anchor(db: &Db) {
+    ledger_with_an_anchor(db).await;
     db.exec("UPDATE stele_anchors SET attempts = -1");
     outbox_reads_as_corrupt(
         db,
         "anchor 1 of chain \"outbox\": attempts is -1, which stele never writes",
-    );
+    )
+    .await
 }
 
-fn an_attempt_count_past_u32_is_corruption_named_by_its_anchor(db: &Db) {
-    ledger_with_an_anchor(db);
+async fn an_attempt_count_past_u32_is_corruption_named_by_its_anchor(db: &Db) {
+    ledger_with_an_anchor(db).await;
     db.exec("UPDATE stele_anchors SET attempts = 4294967296");
     outbox_reads_as_corrupt(
         db,
         "anchor 1 of chain \"outbox\": attempts is 4294967296, which stele never writes",
-    );
+    )
+    .await
 }
 
-fn a_negative_anchor_seq_is_corruption_named_by_its_anchor(db: &Db) {
-    ledger_with_an_anchor(db);
+async fn a_negative_anchor_seq_is_corruption_named_by_its_anchor(db: &Db) {
+    ledger_with_an_anchor(db).await;
     db.exec("UPDATE stele_anchors SET anchor_seq = -2");
     outbox_reads_as_corrupt(
         db,
         "anchor -2 of chain \"outbox\": anchor_seq is -2, which stele never writes",
-    );
+    )
+    .await
 }
 
 /// The idempotency lookup of an append reads the stored event back: a
 /// corrupt one stops the append, and nothing is written.
-fn a_negative_chain_index_is_corruption_named_by_its_event(db: &Db) {
-    ledger_with_an_anchor(db);
+async fn a_negative_chain_index_is_corruption_named_by_its_event(db: &Db) {
+    ledger_with_an_anchor(db).await;
     // Row 0: the append's Merkle frontier (in row 1) is still there to read.
     db.exec("UPDATE audit_events SET chain_index = -1 WHERE idempotency_key = 'k0'");
-    let mut store = db.open();
+    let store = db.open().await;
     assert_eq!(
-        corrupt(store.append(&outbox(), vec![keyed(0, "k0")], keyring().active())),
+        corrupt(
+            store
+                .append(&outbox(), vec![keyed(0, "k0")], keyring().active())
+                .await
+        ),
         "event seq -1 of chain \"outbox\": chain_index is -1, which stele never writes"
     );
     assert_eq!(
@@ -642,12 +661,12 @@ fn a_negative_chain_index_is_corruption_named_by_its_event(db: &Db) {
     );
 }
 
-fn a_negative_tree_size_is_corruption_named_by_its_chain(db: &Db) {
-    ledger_with_an_anchor(db);
+async fn a_negative_tree_size_is_corruption_named_by_its_chain(db: &Db) {
+    ledger_with_an_anchor(db).await;
     db.exec("UPDATE stele_chains SET tree_size = -5");
-    let mut store = db.open();
-    assert_eq!(
-        corrupt(store.head(&outbox())),
-        "the head of chain \"outbox\": tree_size is -5, which stele never writes"
-    );
+    let store = db.open().await;
+    let expected = "the head of chain \"outbox\": tree_size is -5, which stele never writes";
+    assert_eq!(corrupt(store.head(&outbox()).await), expected);
+    let mut snapshot = store.read_snapshot().await.unwrap();
+    assert_eq!(corrupt(snapshot.head(&outbox()).await), expected);
 }

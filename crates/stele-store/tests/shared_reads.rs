@@ -23,10 +23,10 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use common::{Db, event, keyring};
+use common::{Db, event, keyring, runtime, verify};
 use stele_ledger::merkle::{verify_consistency, verify_inclusion};
 use stele_ledger::{ChainId, Event, Hash};
-use stele_store::{Store, StoreOptions, verify_chain};
+use stele_store::{Store, StoreOptions};
 
 on_every_backend!(reads_beside_continuous_appends_are_each_self_consistent);
 
@@ -38,14 +38,6 @@ const READERS: u64 = 4;
 /// acknowledged [`APPENDERS`] batches since they began, however slow the
 /// disk, so every round reads beside commits.
 const PASSES: u64 = 6;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 fn chains() -> Vec<ChainId> {
     ["orders", "refunds"]
@@ -332,10 +324,10 @@ fn reads_beside_continuous_appends_are_each_self_consistent(db: &Db) {
         }
     }
 
-    let mut reader = db.open();
     for chain in &chains {
-        let report =
-            verify_chain(reader.as_mut(), chain, Some(&keyring()), &mut |_| {}).expect("verify");
+        let report = rt
+            .block_on(verify(&store, chain, Some(&keyring())))
+            .expect("verify");
         assert!(report.is_clean(), "{chain}: {report:?}");
     }
     eprintln!(

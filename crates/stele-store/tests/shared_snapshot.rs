@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Db, event, keyring};
+use common::{Db, event, keyring, runtime};
 use stele_ledger::{ChainId, merkle};
 use stele_store::{AnchorRecord, AnchorStatus, AnchorUpload, Store, StoreError, StoreOptions};
 
@@ -17,14 +17,6 @@ on_every_backend!(
     the_outbox_leases_each_anchor_to_one_holder_and_counts_every_try,
     a_read_only_store_refuses_every_write_and_changes_nothing,
 );
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 fn chain() -> ChainId {
     ChainId::new("production").expect("chain id")

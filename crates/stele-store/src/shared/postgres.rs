@@ -890,3 +890,18 @@ impl Drop for Snapshot {
         self.discard();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_without_fsync_is_refused_for_writing() {
+        assert!(check_write_durability("on", "on").is_ok());
+        let err = check_write_durability("on", "off").unwrap_err();
+        assert!(err.contains("fsync=off"), "{err}");
+        let err = check_write_durability("off", "on").unwrap_err();
+        assert!(err.contains("synchronous_commit is off"), "{err}");
+        assert!(check_write_durability("local", "on").is_err());
+    }
+}

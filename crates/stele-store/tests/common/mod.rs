@@ -1,12 +1,31 @@
 //! Test fixtures: one suite, run against every backend.
 
-#![allow(dead_code)]
+// Each test crate uses some of these.
+#![allow(dead_code, unused_macros)]
 
 pub mod rfc6962;
 
+/// Runs each case, an `async fn(&Db)`, on [`runtime`] once on SQLite and
+/// once on the real PostgreSQL, as tests named `sqlite::case` and
+/// `postgres::case`.
+macro_rules! on_every_backend_async {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $case() {
+                crate::common::runtime().block_on(super::$case(&super::Db::sqlite()));
+            })*
+        }
+        mod postgres {
+            $(#[test] fn $case() {
+                stele_store::testkit::live_or_skip!(Postgres);
+                crate::common::runtime().block_on(super::$case(&super::Db::postgres()));
+            })*
+        }
+    };
+}
+
 /// Runs each case, a `fn(&Db)`, once on SQLite and once on the real
 /// PostgreSQL, as tests named `sqlite::case` and `postgres::case`.
-#[allow(unused_macros)]
 macro_rules! on_every_backend {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -22,8 +41,39 @@ macro_rules! on_every_backend {
 }
 
 use stele_ledger::event::{EventInput, Limits, ValidEvent};
-use stele_ledger::{HmacKey, KeyId, Keyring};
+use stele_ledger::verify::VerifyReport;
+use stele_ledger::{ChainId, HmacKey, KeyId, Keyring};
 pub use stele_store::testkit::TestDb as Db;
+use stele_store::{DbLocation, Store, StoreError, StoreOptions};
+
+/// The runtime a test's stores run on.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Opens `location` read-only, as verification does.
+pub async fn open_reader(location: &DbLocation) -> Result<Store, StoreError> {
+    Store::open_read_only(location, StoreOptions::default()).await
+}
+
+/// Verifies `chain` as `stele verify log` does: every row recomputed and
+/// compared with the stored head and Merkle hashes, in one read snapshot.
+pub async fn verify(
+    store: &Store,
+    chain: &ChainId,
+    keys: Option<&Keyring>,
+) -> Result<VerifyReport, StoreError> {
+    let mut snapshot = store.read_snapshot().await?;
+    let report = stele_audit::verify_chain(&mut snapshot, chain, keys, &mut (), &mut |_| {}).await;
+    let ended = snapshot.end().await;
+    let report = report?;
+    ended?;
+    Ok(report)
+}
 
 pub fn keyring() -> Keyring {
     let k1 = HmacKey::new(KeyId::new("k1").unwrap(), &[7u8; 32]);
