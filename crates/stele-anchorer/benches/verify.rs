@@ -25,7 +25,7 @@ use stele_anchorer::{AnchorPolicy, Anchorer};
 use stele_ledger::event::{EventInput, Limits, ValidEvent};
 use stele_ledger::{ChainId, HmacKey, KeyId, Keyring};
 use stele_store::testkit::TestDb;
-use stele_store::{DbLocation, LedgerStore, Store, StoreOptions, verify_chain};
+use stele_store::{DbLocation, Store, StoreOptions};
 use stele_verify::{AnchoredLog, AuditPolicy, StoredAnchor, audit_anchors};
 use stele_worm::{LocalDir, ObjectStore};
 use time::OffsetDateTime;
@@ -191,13 +191,16 @@ fn run(name: &str, db: &TestDb, total: usize, per_anchor: usize, rounds: usize) 
     // `stele verify log` run does: a new connection (a new server backend).
     let mut figures = Vec::new();
     let mut canonical_bytes = 0;
-    for (transport, location) in readers(&db.location) {
+    for (transport, location) in readers(&rt, &db.location) {
         for _ in 0..rounds {
             // As `stele verify log` opens it.
-            let mut store = stele_store::open_read_only(&location).unwrap();
+            let store = rt
+                .block_on(Store::open_read_only(&location, StoreOptions::default()))
+                .unwrap();
             let run = Verification {
                 db,
-                store: store.as_mut(),
+                rt: &rt,
+                store: &store,
                 anchors: dir.path(),
                 chain: &chain,
                 verifier_key: &vkey,
@@ -282,7 +285,7 @@ fn median_and_range(figures: impl Iterator<Item = f64>) -> Option<(f64, f64, f64
 /// The ways the bench reads the database, each with a label: SQLite's
 /// file; PostgreSQL over TCP in clear, over TCP with TLS (when the server
 /// offers it) and over the server's Unix socket.
-fn readers(location: &DbLocation) -> Vec<(&'static str, DbLocation)> {
+fn readers(rt: &tokio::runtime::Runtime, location: &DbLocation) -> Vec<(&'static str, DbLocation)> {
     let DbLocation::Postgres(url) = location else {
         return vec![("", location.clone())];
     };
@@ -291,7 +294,13 @@ fn readers(location: &DbLocation) -> Vec<(&'static str, DbLocation)> {
         DbLocation::Postgres(format!("{url}{joiner}{param}"))
     };
     let mut readers = vec![("TCP, ", with("sslmode=disable"))];
-    if stele_store::open(&with("sslmode=require")).is_ok() {
+    if rt
+        .block_on(Store::open_read_only(
+            &with("sslmode=require"),
+            StoreOptions::default(),
+        ))
+        .is_ok()
+    {
         readers.push(("TCP with TLS, ", with("sslmode=require")));
     }
     // The socket goes in the URL's host, percent-encoded: a `host=` query
@@ -310,7 +319,8 @@ fn readers(location: &DbLocation) -> Vec<(&'static str, DbLocation)> {
 /// The auditor's run over one way of reading the database.
 struct Verification<'a> {
     db: &'a TestDb,
-    store: &'a mut dyn LedgerStore,
+    rt: &'a tokio::runtime::Runtime,
+    store: &'a Store,
     anchors: &'a std::path::Path,
     chain: &'a ChainId,
     verifier_key: &'a str,
@@ -326,6 +336,7 @@ impl Verification<'_> {
     fn measure(self, figures: &mut Vec<Figure>) -> usize {
         let Self {
             db,
+            rt,
             store,
             anchors: anchor_dir,
             chain,
@@ -370,13 +381,10 @@ impl Verification<'_> {
                 audit.trusted.into_iter().map(|(a, _)| a).collect(),
             );
             let mut payload_bytes = 0usize;
-            store
-                .scan_stored(chain, 0, None, &mut |e, nodes| {
-                    payload_bytes += e.payload.map_or(0, str::len);
-                    log.check(e, Some(nodes));
-                    Ok(())
-                })
-                .unwrap();
+            scan(rt, store, chain, &mut |e, nodes| {
+                payload_bytes += e.payload.map_or(0, str::len);
+                log.check(e, Some(nodes));
+            });
             let (report, findings) = log.finish(None);
             let took = watch.stop();
             assert_eq!(report.hmac_checked, keys.is_some());
@@ -394,7 +402,21 @@ impl Verification<'_> {
         }
 
         let watch = Stopwatch::start(db);
-        let report = verify_chain(store, chain, Some(ring), &mut |_| {}).unwrap();
+        let report = rt
+            .block_on(async {
+                let mut snapshot = store.read_snapshot().await?;
+                let report = stele_audit::verify_chain(
+                    &mut snapshot,
+                    chain,
+                    Some(ring),
+                    &mut (),
+                    &mut |_| {},
+                )
+                .await?;
+                snapshot.end().await?;
+                Ok::<_, stele_store::StoreError>(report)
+            })
+            .unwrap();
         figures.push(Figure {
             what: format!("{label}verified by the store, HMAC key"),
             events: report.events_checked,
@@ -408,13 +430,10 @@ impl Verification<'_> {
         let watch = Stopwatch::start(db);
         let mut rows = 0u64;
         let mut touched = 0usize;
-        store
-            .scan_stored(chain, 0, None, &mut |e, nodes| {
-                rows += 1;
-                touched += e.payload.map_or(0, str::len) + nodes.len();
-                Ok(())
-            })
-            .unwrap();
+        scan(rt, store, chain, &mut |e, nodes| {
+            rows += 1;
+            touched += e.payload.map_or(0, str::len) + nodes.len();
+        });
         std::hint::black_box(touched);
         figures.push(Figure {
             what: format!("{label}read only, nothing checked"),
@@ -426,6 +445,26 @@ impl Verification<'_> {
         canonical_bytes
     }
 }
+/// Every row of `chain` to `visit`, from one read snapshot.
+fn scan(
+    rt: &tokio::runtime::Runtime,
+    store: &Store,
+    chain: &ChainId,
+    visit: &mut (dyn FnMut(stele_ledger::StoredEvent<'_>, &[u8]) + Send),
+) {
+    rt.block_on(async {
+        let mut snapshot = store.read_snapshot().await?;
+        snapshot
+            .scan(chain, 0, None, &mut |e, nodes| {
+                visit(e, nodes);
+                Ok(())
+            })
+            .await?;
+        snapshot.end().await
+    })
+    .expect("scan");
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let numbers: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();

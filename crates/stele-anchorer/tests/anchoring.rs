@@ -13,7 +13,7 @@ use stele_anchorer::{AnchorPolicy, Anchorer, AnchorerError};
 use stele_ledger::event::{EventInput, Limits, ValidEvent};
 use stele_ledger::{ChainId, HmacKey, KeyId, Keyring};
 use stele_store::testkit::TestDb;
-use stele_store::{AnchorStatus, DbLocation};
+use stele_store::AnchorStatus;
 use stele_worm::testkit::{
     FaultyProxy, create_bucket, create_ministack_kms_key, env_required, ministack, rgw,
     unique_bucket,
@@ -271,21 +271,12 @@ fn postgres_plain_sql_agrees_with_every_anchor() {
             .len(),
         4
     );
-    let DbLocation::Postgres(url) = &db.location else {
-        unreachable!()
-    };
-    let mut pg = postgres::Client::connect(url, postgres::NoTls).unwrap();
     for (_, anchor, _) in read_back(&rt, &s3, "production", &vkey) {
-        let last_seq = i64::try_from(anchor.last_seq.unwrap()).unwrap();
-        let row = pg
-            .query_one("SELECT encode(event_hash,'hex') FROM audit_events WHERE chain_id = $1 AND chain_index = $2", &[&"production", &last_seq])
-            .unwrap();
-        assert_eq!(
-            Some(row.get::<_, String>(0)),
-            anchor.last_hash,
-            "anchor {}",
-            anchor.anchor_seq
-        );
+        let last_seq = anchor.last_seq.unwrap();
+        let stored = db.query_text(&format!(
+            "SELECT encode(event_hash,'hex') FROM audit_events WHERE chain_id = 'production' AND chain_index = {last_seq}"
+        ));
+        assert_eq!(stored, anchor.last_hash, "anchor {}", anchor.anchor_seq);
         assert!(
             anchor
                 .db_snapshot_lsn

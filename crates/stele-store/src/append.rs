@@ -211,23 +211,6 @@ pub(crate) fn collect_results(
         .collect()
 }
 
-/// Appends `events` to `chain` within the caller's transaction.
-pub(crate) fn append_locked(
-    tx: &mut dyn AppendTx,
-    chain: &ChainId,
-    events: Vec<ValidEvent>,
-    key: &HmacKey,
-) -> Result<Vec<Receipt>, StoreError> {
-    let request = AppendRequest {
-        chain: chain.clone(),
-        events,
-        key: key.clone(),
-    };
-    append_requests_locked(tx, std::slice::from_ref(&request))?
-        .pop()
-        .unwrap_or_else(|| Ok(Vec::new()))
-}
-
 /// Hex of whatever bytes are stored; a wrong length shows up in verification.
 pub(crate) fn stored_hex(bytes: &[u8]) -> String {
     stele_ledger::hex_bytes(bytes)

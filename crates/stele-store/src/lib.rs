@@ -1,8 +1,9 @@
 //! Durable storage for the stele ledger.
 //!
-//! One interface, [`LedgerStore`], two backends with the same behaviour:
-//! embedded SQLite (the default: WAL, `synchronous=FULL`) and PostgreSQL
-//! (`postgres://…`). Both run the same append logic (`append.rs`) inside one
+//! One store a service shares, [`Store`] (async, `Send + Sync`, group
+//! commit), over two backends with the same behaviour: embedded SQLite (the
+//! default: WAL, `synchronous=FULL`) and PostgreSQL (`postgres://…`, on
+//! `tokio-postgres`). Both run the same append logic (`append.rs`) inside one
 //! write transaction per batch, under a per-chain lock, so concurrent
 //! appenders — threads or processes — never fork a chain or leave a gap,
 //! and a batch is all-or-nothing. An append returns only after the commit
@@ -22,10 +23,9 @@ mod migrate;
 #[doc(hidden)]
 pub mod pg_copy;
 mod pg_tls;
-pub mod postgres;
 mod scan;
 mod shared;
-pub mod sqlite;
+mod sqlite;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
@@ -33,11 +33,10 @@ use std::cell::RefCell;
 use std::fmt;
 use std::path::PathBuf;
 
-use stele_ledger::append::{ChainState, Receipt};
-use stele_ledger::event::{InputError, ValidEvent};
+use stele_ledger::append::ChainState;
+use stele_ledger::event::InputError;
 use stele_ledger::merkle::{self, MerkleError};
-use stele_ledger::verify::{ClaimedHead, LogVerifier, VerifyReport};
-use stele_ledger::{ChainId, Event, Hash, HmacKey, Keyring, StoredEvent, Timestamp};
+use stele_ledger::{ChainId, Event, Hash, StoredEvent, Timestamp};
 use thiserror::Error;
 use tlog_tiles::HashReader;
 
@@ -152,14 +151,6 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
-    /// An append was asked for while a read snapshot was open on the same
-    /// store ([`read_consistent`]): refused, nothing written (the snapshot's
-    /// transaction is read-only, and its reads would not see the append).
-    #[error(
-        "an append cannot run inside a consistent read (a read-only snapshot); append before or after it"
-    )]
-    AppendInReadSnapshot,
-
     /// A write to a store opened read-only (verification, an auditor's role).
     #[error("this ledger was opened read-only; nothing was written")]
     ReadOnly,
@@ -203,7 +194,6 @@ impl StoreError {
             | Self::SchemaTooNew { .. }
             | Self::Merkle(_)
             | Self::InvalidLocation { .. }
-            | Self::AppendInReadSnapshot
             | Self::ReadOnly => false,
         }
     }
@@ -272,8 +262,8 @@ pub fn sqlstate_is_retryable(code: &str) -> bool {
     matches!(code, "40001" | "40P01" | "57P01" | "57P02" | "57P03") || code.starts_with("08")
 }
 
-impl From<::postgres::Error> for StoreError {
-    fn from(e: ::postgres::Error) -> Self {
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
         let sqlstate = e.code().map(|c| c.code().to_owned());
         // Without a SQLSTATE the client failed on its own side: a closed
         // or reset connection or an I/O error is retryable; a TLS set-up,
@@ -292,7 +282,7 @@ impl From<::postgres::Error> for StoreError {
 
 /// Whether an I/O error (connection refused, reset, timed out) is among
 /// the error's causes.
-fn io_cause(e: &::postgres::Error) -> bool {
+fn io_cause(e: &tokio_postgres::Error) -> bool {
     use std::io::ErrorKind;
     let mut cause = std::error::Error::source(e);
     while let Some(c) = cause {
@@ -320,7 +310,7 @@ fn io_cause(e: &::postgres::Error) -> bool {
 /// A PostgreSQL error's message, with its SQLSTATE and detail when the
 /// server sent them (`Display` of a server error is just its message), or
 /// with its causes (a TLS handshake error says why only in its source).
-pub(crate) fn postgres_message(e: &::postgres::Error) -> String {
+pub(crate) fn postgres_message(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => {
             let mut m = format!("{} ({})", db.message(), db.code().code());
@@ -633,32 +623,14 @@ pub struct AnchorUpload {
     pub retain_until: Option<String>,
 }
 
-/// Receives one stored row: the event and its stored Merkle nodes.
-pub type RowVisitor<'a> = dyn FnMut(Event, &[u8]) -> Result<(), StoreError> + 'a;
-
 /// Receives one stored row borrowed from the scan's buffer (no allocation
 /// per row): the event and its stored Merkle nodes.
-pub type StoredRowVisitor<'a> = dyn FnMut(StoredEvent<'_>, &[u8]) -> Result<(), StoreError> + 'a;
+pub(crate) type StoredRowVisitor<'a> =
+    dyn FnMut(StoredEvent<'_>, &[u8]) -> Result<(), StoreError> + 'a;
 
-/// The storage interface every backend implements with the same behaviour.
-pub trait LedgerStore: Send {
-    /// `"sqlite"` or `"postgres"`.
-    fn backend(&self) -> &'static str;
-
-    /// Appends a batch to one chain in one durable transaction, chaining with
-    /// `key`. Events whose idempotency key was seen before return the original
-    /// receipt and append nothing.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::IdempotencyConflict`] or any database error; then nothing is written.
-    fn append(
-        &mut self,
-        chain: &ChainId,
-        events: Vec<ValidEvent>,
-        key: &HmacKey,
-    ) -> Result<Vec<Receipt>, StoreError>;
-
+/// A SQLite connection's synchronous reads and outbox writes: what the shared
+/// store runs on its reader connections and side writer, on blocking threads.
+pub(crate) trait LedgerStore: Send {
     /// Every chain's head, ordered by chain id.
     ///
     /// # Errors
@@ -689,21 +661,6 @@ pub trait LedgerStore: Send {
         visit: &mut StoredRowVisitor<'_>,
     ) -> Result<(), StoreError>;
 
-    /// [`scan_stored`](Self::scan_stored), each row as an owned [`Event`].
-    ///
-    /// # Errors
-    ///
-    /// Database errors, or the first error returned by `visit`.
-    fn scan_rows(
-        &mut self,
-        chain: &ChainId,
-        from: u64,
-        to: Option<u64>,
-        visit: &mut RowVisitor<'_>,
-    ) -> Result<(), StoreError> {
-        self.scan_stored(chain, from, to, &mut |e, nodes| visit(e.to_event(), nodes))
-    }
-
     /// Streams the stored events with `from <= seq <= to` in seq order.
     ///
     /// # Errors
@@ -730,12 +687,9 @@ pub trait LedgerStore: Send {
     /// Opens a read snapshot on this store: until
     /// [`end_read_snapshot`](Self::end_read_snapshot), every read (heads,
     /// scans, stored hashes, anchors) sees one and the same committed state,
-    /// whatever other sessions append meanwhile. PostgreSQL: one `REPEATABLE
-    /// READ, READ ONLY` transaction whose snapshot the scan connection
-    /// imports; SQLite: one read transaction on the store's connection.
-    /// Returns `false`, and changes nothing, if a snapshot is already open
-    /// (its opener closes it). Appends are refused while one is open. Use
-    /// [`read_consistent`] rather than calling this directly.
+    /// whatever other connections append meanwhile: one read transaction
+    /// on this connection. Returns `false`, and changes nothing, if a
+    /// snapshot is already open (its opener closes it).
     ///
     /// # Errors
     ///
@@ -873,38 +827,6 @@ pub trait LedgerStore: Send {
     ) -> Result<bool, StoreError>;
 }
 
-/// Opens (creating and migrating if needed) the database at `location`.
-///
-/// # Errors
-///
-/// [`StoreError::Open`] with the reason; [`StoreError::SchemaTooNew`].
-pub fn open(location: &DbLocation) -> Result<Box<dyn LedgerStore>, StoreError> {
-    Ok(match location {
-        DbLocation::Sqlite(path) => Box::new(sqlite::SqliteStore::open(path)?),
-        DbLocation::Postgres(url) => Box::new(postgres::PostgresStore::connect(url)?),
-    })
-}
-
-/// Opens an existing ledger for reading only, as verification and the other
-/// read commands do: no ledger is created or migrated, and any write is
-/// refused by the database itself (SQLite opened read-only; PostgreSQL
-/// sessions with `default_transaction_read_only`). Works on a ledger file an
-/// auditor may not write and with a role that may only `SELECT`. (SQLite
-/// still keeps its `-wal`/`-shm` index files beside a file in a directory it
-/// may write.)
-///
-/// # Errors
-///
-/// [`StoreError::Open`] if there is no ledger there or its schema is older
-/// than this stele reads; [`StoreError::SchemaTooNew`];
-/// [`StoreError::InvalidLocation`].
-pub fn open_read_only(location: &DbLocation) -> Result<Box<dyn LedgerStore>, StoreError> {
-    Ok(match location {
-        DbLocation::Sqlite(path) => Box::new(sqlite::SqliteStore::open_read_only(path)?),
-        DbLocation::Postgres(url) => Box::new(postgres::PostgresStore::connect_read_only(url)?),
-    })
-}
-
 /// Runs `read` on one consistent state of the store: every head, row and
 /// stored hash it reads comes from one snapshot (see
 /// [`LedgerStore::begin_read_snapshot`]), so a report about a ledger that
@@ -914,7 +836,7 @@ pub fn open_read_only(location: &DbLocation) -> Result<Box<dyn LedgerStore>, Sto
 /// # Errors
 ///
 /// The error of `read`, else a failure to open or close the snapshot.
-pub fn read_consistent<T, E: From<StoreError>>(
+pub(crate) fn read_consistent<T, E: From<StoreError>>(
     store: &mut dyn LedgerStore,
     read: impl FnOnce(&mut dyn LedgerStore) -> Result<T, E>,
 ) -> Result<T, E> {
@@ -986,7 +908,7 @@ fn check_size(head: &ChainHead, size: u64, what: &str) -> Result<(), StoreError>
 /// # Errors
 ///
 /// [`StoreError::UnknownChain`], [`StoreError::OutOfRange`], storage errors.
-pub fn tree_root(
+pub(crate) fn tree_root(
     store: &mut dyn LedgerStore,
     chain: &ChainId,
     size: Option<u64>,
@@ -1006,7 +928,7 @@ pub fn tree_root(
 /// # Errors
 ///
 /// [`StoreError::UnknownChain`], [`StoreError::OutOfRange`], storage errors.
-pub fn inclusion_proof(
+pub(crate) fn inclusion_proof(
     store: &mut dyn LedgerStore,
     chain: &ChainId,
     seq: u64,
@@ -1030,7 +952,7 @@ pub fn inclusion_proof(
 /// # Errors
 ///
 /// [`StoreError::UnknownChain`], [`StoreError::OutOfRange`], storage errors.
-pub fn consistency_proof(
+pub(crate) fn consistency_proof(
     store: &mut dyn LedgerStore,
     chain: &ChainId,
     from: u64,
@@ -1055,7 +977,11 @@ pub fn consistency_proof(
 /// # Errors
 ///
 /// [`StoreError::UnknownChain`], [`StoreError::OutOfRange`] if there is no such seq, storage errors.
-pub fn event(store: &mut dyn LedgerStore, chain: &ChainId, seq: u64) -> Result<Event, StoreError> {
+pub(crate) fn event(
+    store: &mut dyn LedgerStore,
+    chain: &ChainId,
+    seq: u64,
+) -> Result<Event, StoreError> {
     read_consistent(store, |store| {
         let mut found = None;
         store.scan(chain, seq, Some(seq), &mut |e| {
@@ -1073,78 +999,6 @@ pub fn event(store: &mut dyn LedgerStore, chain: &ChainId, seq: u64) -> Result<E
             }
         }
     })
-}
-
-/// Recomputes `chain` from its stored rows and compares it with the stored
-/// head and every row's stored Merkle nodes. `progress` is called with the
-/// number of rows read so far. The head, the rows and the stored hashes are
-/// read from one snapshot ([`read_consistent`]), so verifying a ledger that
-/// others are appending to reports only what was really changed.
-///
-/// # Errors
-///
-/// [`StoreError::UnknownChain`] or storage errors; tampering is reported in the [`VerifyReport`].
-pub fn verify_chain(
-    store: &mut dyn LedgerStore,
-    chain: &ChainId,
-    keys: Option<&Keyring>,
-    progress: &mut dyn FnMut(u64),
-) -> Result<VerifyReport, StoreError> {
-    verify_chain_observed(store, chain, keys, progress, &mut |_| {})
-}
-
-/// [`verify_chain`], showing each row to `observe` once it is checked, for
-/// callers that want something else from the rows too (the CLI collects
-/// evidence records) without reading the chain a second time.
-///
-/// # Errors
-///
-/// As [`verify_chain`].
-pub fn verify_chain_observed(
-    store: &mut dyn LedgerStore,
-    chain: &ChainId,
-    keys: Option<&Keyring>,
-    progress: &mut dyn FnMut(u64),
-    observe: &mut dyn FnMut(StoredEvent<'_>),
-) -> Result<VerifyReport, StoreError> {
-    read_consistent(store, |store| {
-        verify_chain_in_snapshot(store, chain, keys, progress, observe)
-    })
-}
-
-/// [`verify_chain_observed`]'s reads, made inside the caller's snapshot.
-fn verify_chain_in_snapshot(
-    store: &mut dyn LedgerStore,
-    chain: &ChainId,
-    keys: Option<&Keyring>,
-    progress: &mut dyn FnMut(u64),
-    observe: &mut dyn FnMut(StoredEvent<'_>),
-) -> Result<VerifyReport, StoreError> {
-    let head = require_head(store, chain)?;
-    let mut verifier = LogVerifier::new(chain.clone(), keys);
-    let mut rows = 0u64;
-    store.scan_stored(chain, 0, None, &mut |e, nodes| {
-        verifier.check(e, Some(nodes));
-        observe(e);
-        rows += 1;
-        if rows.is_multiple_of(16_384) {
-            progress(rows);
-        }
-        Ok(())
-    })?;
-    progress(rows);
-    let stored_root = match StoreHashReader::new(store, chain).run(|r| merkle::root(head.size, r)) {
-        Ok(root) => Ok(root),
-        // Missing stored hashes are themselves tampering: report them, not an I/O failure.
-        Err(StoreError::Corrupt(what)) => Err(what),
-        Err(e) => return Err(e),
-    };
-    let report = verifier.finish(Some(&ClaimedHead {
-        size: head.size,
-        head_hash: head.head_hash,
-        stored_root,
-    }));
-    Ok(report)
 }
 
 /// Resolves tlog stored-hash indexes to hashes, given a lookup of

@@ -13,13 +13,12 @@ use rusqlite::types::ValueRef;
 use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
 };
-use stele_ledger::append::{AppendedEvent, ChainState, Receipt};
-use stele_ledger::event::ValidEvent;
-use stele_ledger::{ChainId, Event, Hash, HmacKey};
+use stele_ledger::append::{AppendedEvent, ChainState};
+use stele_ledger::{ChainId, Event, Hash};
 
 use crate::append::{
-    AppendRequest, AppendTx, RequestResults, append_locked, append_requests_locked, concat_nodes,
-    empty_state, stored_hex,
+    AppendRequest, AppendTx, RequestResults, append_requests_locked, concat_nodes, empty_state,
+    stored_hex,
 };
 use crate::migrate::{self, Migration, MigrationTx, StoredRow};
 use crate::scan::{self, RowSink};
@@ -89,9 +88,6 @@ impl SqliteStore {
         &mut self,
         requests: &[AppendRequest],
     ) -> Result<RequestResults, StoreError> {
-        if self.in_snapshot {
-            return Err(StoreError::AppendInReadSnapshot);
-        }
         let mut tx = SqliteTx(
             self.conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?,
@@ -101,22 +97,8 @@ impl SqliteStore {
         Ok(results)
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Highest schema version applied.
-    ///
-    /// # Errors
-    ///
-    /// Database errors.
-    pub fn schema_version(&self) -> Result<i64, StoreError> {
-        Ok(schema_version_of(&self.conn)?.unwrap_or(0))
-    }
-
     /// Opens an existing ledger file for reading only (see
-    /// [`open_read_only`](crate::open_read_only)). SQLite reads a
+    /// [`Store::open_read_only`](crate::Store::open_read_only)). SQLite reads a
     /// write-ahead log beside the file even where it may not write its
     /// shared-memory index, so a copy taken with its `-wal` reads complete.
     /// Where it cannot even create the log (a read-only copy alone in a
@@ -484,10 +466,6 @@ impl AppendTx for SqliteTx<'_> {
 }
 
 impl LedgerStore for SqliteStore {
-    fn backend(&self) -> &'static str {
-        "sqlite"
-    }
-
     fn durability(&mut self) -> Result<Vec<(&'static str, String)>, StoreError> {
         let journal_mode: String = self
             .conn
@@ -507,28 +485,6 @@ impl LedgerStore for SqliteStore {
             ("journal_mode", journal_mode.to_ascii_lowercase()),
             ("synchronous", synchronous),
         ])
-    }
-
-    fn append(
-        &mut self,
-        chain: &ChainId,
-        events: Vec<ValidEvent>,
-        key: &HmacKey,
-    ) -> Result<Vec<Receipt>, StoreError> {
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
-        if self.in_snapshot {
-            return Err(StoreError::AppendInReadSnapshot);
-        }
-        let mut tx = SqliteTx(
-            self.conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?,
-        );
-        let receipts = append_locked(&mut tx, chain, events, key)?;
-        // Dropping the transaction on any error above rolls everything back.
-        tx.0.commit()?;
-        Ok(receipts)
     }
 
     fn chains(&mut self) -> Result<Vec<ChainHead>, StoreError> {

@@ -122,8 +122,11 @@ pub fn initialize(ctx: &Context, args: &InitArgs) -> Result<Initialized, Failure
             }
         }
     }
-    let store = stele_store::open(&ctx.db)?;
-    drop(store);
+    super::runtime()?.block_on(async {
+        let store = stele_store::Store::open(&ctx.db, stele_store::StoreOptions::default()).await?;
+        store.close().await;
+        Ok::<_, Failure>(())
+    })?;
 
     // Keys and config in a staging directory beside them (same file system,
     // so moving them is a rename).

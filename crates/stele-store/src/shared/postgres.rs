@@ -12,20 +12,123 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::GenericClient;
 
 use super::{Counters, Durability, GroupFailure, Pending, StoreOptions, take_group};
+use crate::append::stored_hex;
 use crate::append::{
     AppendRequest, RequestResults, build_run, collect_results, concat_nodes, empty_state,
     plan_runs, run_idempotency_keys,
 };
-use crate::migrate;
+use crate::hash_from_bytes;
+use crate::migrate::{self, StoredRow};
 use crate::pg_tls;
-use crate::postgres::{
-    ANCHOR_COLUMNS, EVENT_COLUMNS, anchor_from_row, check_write_durability, event_from_row,
-    head_from_row, with_privilege_hint,
-};
 use crate::{
     AnchorRecord, AnchorStatus, AnchorUpload, ChainHead, StoreError, hashes_from_rows, redact_url,
     seqs_for, state_of, to_i64, to_u64,
 };
+use tokio_postgres::Row;
+
+const EVENT_COLUMNS: &str = "chain_id, chain_index, ts, event_type, actor, payload, idempotency_key, key_id, leaf_hash, event_hash";
+
+const ANCHOR_COLUMNS: &str = "chain_id, anchor_seq, trigger, tree_size, ts_utc, object_key, body, status, attempts, last_error, location, version_id, lock_mode, retain_until, uploaded_at";
+
+/// A migration refused for lack of privilege (`42501`, creating a table or
+/// altering one this role does not own) says what is going on: the role
+/// opening the ledger is not the one that writes it.
+fn with_privilege_hint(e: StoreError) -> StoreError {
+    match e {
+        StoreError::Postgres {
+            message,
+            sqlstate,
+            retryable,
+        } if sqlstate.as_deref() == Some("42501") => StoreError::Postgres {
+            message: format!(
+                "{message}; the ledger's tables are missing or out of date and this role \
+                 may not create them: open the ledger once with the role that writes it"
+            ),
+            sqlstate,
+            retryable,
+        },
+        other => other,
+    }
+}
+
+fn event_from_row(r: &Row) -> Result<Event, StoreError> {
+    let chain_id: String = r.try_get(0)?;
+    let seq: i64 = r.try_get(1)?;
+    Ok(Event {
+        seq: StoredRow::Event {
+            chain: &chain_id,
+            seq,
+        }
+        .unsigned("chain_index", seq)?,
+        ts: r.try_get(2)?,
+        event_type: r.try_get(3)?,
+        actor: r.try_get(4)?,
+        payload: r.try_get(5)?,
+        idempotency_key: r.try_get(6)?,
+        key_id: r.try_get(7)?,
+        leaf_hash: stored_hex(r.try_get(8)?),
+        event_hash: stored_hex(r.try_get(9)?),
+        chain_id,
+    })
+}
+
+fn head_from_row(r: &Row) -> Result<ChainHead, StoreError> {
+    let chain_id: String = r.try_get(0)?;
+    Ok(ChainHead {
+        size: StoredRow::Head { chain: &chain_id }.unsigned("tree_size", r.try_get(1)?)?,
+        head_hash: hash_from_bytes(r.try_get(2)?, "chain head hash")?,
+        last_ts: r.try_get(3)?,
+        chain_id,
+    })
+}
+
+fn anchor_from_row(r: &Row) -> Result<AnchorRecord, StoreError> {
+    let chain_id: String = r.try_get(0)?;
+    let anchor_seq: i64 = r.try_get(1)?;
+    let row = StoredRow::Anchor {
+        chain: &chain_id,
+        anchor_seq,
+    };
+    Ok(AnchorRecord {
+        anchor_seq: row.unsigned("anchor_seq", anchor_seq)?,
+        trigger: r.try_get(2)?,
+        tree_size: row.unsigned("tree_size", r.try_get(3)?)?,
+        ts_utc: r.try_get(4)?,
+        object_key: r.try_get(5)?,
+        body: r.try_get(6)?,
+        status: AnchorStatus::parse(r.try_get(7)?)?,
+        attempts: row.unsigned("attempts", r.try_get(8)?)?,
+        last_error: r.try_get(9)?,
+        location: r.try_get(10)?,
+        version_id: r.try_get(11)?,
+        lock_mode: r.try_get(12)?,
+        retain_until: r.try_get(13)?,
+        uploaded_at: r.try_get(14)?,
+        chain_id,
+    })
+}
+
+/// Whether a session with these settings may append: an append is
+/// acknowledged after its commit, so the commit must reach the disk. A server
+/// with `fsync=off` can lose acknowledged events in a power failure or OS
+/// crash, and no session setting fixes that: refused for writing (reading
+/// and verifying still work).
+fn check_write_durability(synchronous_commit: &str, fsync: &str) -> Result<(), String> {
+    if fsync != "on" {
+        return Err(format!(
+            "the PostgreSQL server runs with fsync={fsync}: acknowledged events could be lost in a \
+             crash, so stele refuses to write to it; set fsync = on in postgresql.conf (reading \
+             and verifying still work)"
+        ));
+    }
+    if synchronous_commit != "on" {
+        return Err(format!(
+            "the session's synchronous_commit is {synchronous_commit} although stele set it to on \
+             (is a pooler rewriting settings?): an append could be acknowledged before it is durable"
+        ));
+    }
+    Ok(())
+}
 
 /// The pool every read and the committer draw connections from.
 pub(super) struct Pool {

@@ -79,9 +79,13 @@ impl Store {
     }
 
     /// Leases a pending anchor to `owner` for `ttl` and counts one upload
-    /// attempt (see [`LedgerStore::lease_anchor`](crate::LedgerStore::lease_anchor)):
-    /// only the holder uploads it, so two processes never upload the same
-    /// anchor at once. Returns whether the lease was granted.
+    /// attempt: only the holder uploads it, so two processes never upload
+    /// the same anchor at once. Granted only if the anchor is pending, no
+    /// unexpired lease is held on it (an expired one, e.g. of a killed
+    /// process, is taken over), and no earlier anchor of the chain is still
+    /// pending (anchors land in order). One atomic statement; no
+    /// transaction stays open while the holder uploads. Returns whether
+    /// the lease was granted.
     ///
     /// # Errors
     ///
