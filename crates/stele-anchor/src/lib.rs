@@ -18,12 +18,16 @@ pub mod cadence;
 mod format;
 mod key;
 mod link;
+mod outbox;
 
 pub use format::{ANCHOR_VERSION, Anchor, AnchorError, AnchorInput, Trigger};
 pub use key::{
     ObjectKeyError, alternate_object_key, chain_prefix, is_anchor_key, object_key, relocated_from,
 };
 pub use link::{LinkError, check_link};
+pub use outbox::{
+    AnchorRecord, AnchorStatus, AnchorUpload, LockMode, parse_retain_until, retain_until_text,
+};
 
 /// Hex SHA-256 of an anchor object's exact bytes: the next anchor's `prev_anchor_hash`.
 pub fn object_hash(bytes: &[u8]) -> String {

@@ -22,12 +22,11 @@ use stele_anchor::cadence::{Cadence, ChainProgress};
 use stele_anchor::{
     Anchor, AnchorInput, Trigger, alternate_object_key, check_link, object_hash, object_key,
 };
+use stele_anchor::{AnchorRecord, AnchorStatus, AnchorUpload};
 use stele_ledger::checkpoint::{key_label, signature_keys};
 use stele_ledger::hashing::{GENESIS_HASH, leaf_hash};
 use stele_ledger::{ChainId, Hash, Keyring, hex_hash, merkle, parse_hex_hash};
-use stele_store::{
-    AnchorRecord, AnchorStatus, AnchorUpload, ChainHead, ReadSnapshot, Store, StoreError,
-};
+use stele_store::{ChainHead, ReadSnapshot, Store, StoreError};
 use stele_worm::{LockMode, ObjectStore, Retention, WormError};
 use thiserror::Error;
 use time::OffsetDateTime;
@@ -593,7 +592,7 @@ impl<'a> Anchorer<'a> {
         let record = AnchorRecord {
             chain_id: chain.to_string(),
             anchor_seq,
-            trigger: trigger.as_str().to_owned(),
+            trigger,
             tree_size: size,
             ts_utc: anchor.ts_utc.clone(),
             object_key: object_key(self.policy.prefix.as_deref(), chain, ts, anchor_seq)
@@ -1173,8 +1172,8 @@ impl<'a> Anchorer<'a> {
                         },
                         location: target.describe(),
                         version_id: stored.version_id.clone(),
-                        lock_mode: stored.lock_mode.map(|m| m.as_str().to_owned()),
-                        retain_until: stored.retain_until.map(stele_anchor_ts),
+                        lock_mode: stored.lock_mode,
+                        retain_until: stored.retain_until,
                     };
                     if !self
                         .store
@@ -1711,7 +1710,7 @@ pub fn record_json(r: &AnchorRecord) -> serde_json::Value {
     serde_json::json!({
         "chain_id": r.chain_id,
         "anchor_seq": r.anchor_seq,
-        "trigger": r.trigger,
+        "trigger": r.trigger.as_str(),
         "tree_size": r.tree_size,
         "ts_utc": r.ts_utc,
         "object_key": r.object_key,
@@ -1721,8 +1720,8 @@ pub fn record_json(r: &AnchorRecord) -> serde_json::Value {
         "last_error": r.last_error,
         "location": r.location,
         "version_id": r.version_id,
-        "lock_mode": r.lock_mode,
-        "retain_until": r.retain_until,
+        "lock_mode": r.lock_mode.map(LockMode::as_str),
+        "retain_until": r.retain_until.map(stele_anchor::retain_until_text),
         "uploaded_at": r.uploaded_at,
         "squatted_key": stele_anchor::relocated_from(&r.object_key, &r.body),
     })

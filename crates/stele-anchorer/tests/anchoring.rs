@@ -8,12 +8,12 @@ mod common;
 use aws_sdk_s3::error::ProvideErrorMetadata as _;
 use common::{open, runtime};
 use signed_note::StandardSigner;
+use stele_anchor::AnchorStatus;
 use stele_anchor::{Anchor, Trigger, check_link};
 use stele_anchorer::{AnchorPolicy, Anchorer, AnchorerError};
 use stele_ledger::event::{EventInput, Limits, ValidEvent};
 use stele_ledger::{ChainId, HmacKey, KeyId, Keyring};
 use stele_store::testkit::TestDb;
-use stele_store::AnchorStatus;
 use stele_worm::testkit::{
     FaultyProxy, create_bucket, create_ministack_kms_key, env_required, ministack, rgw,
     unique_bucket,
@@ -116,9 +116,8 @@ fn rgw_anchors_land_locked_in_order_and_check_end_to_end() {
     assert!(report.failed.is_empty());
 
     let records = rt.block_on(store.anchors(Some(&chain), None)).unwrap();
-    assert!(records.iter().all(
-        |r| r.status == AnchorStatus::Verified && r.lock_mode.as_deref() == Some("COMPLIANCE")
-    ));
+    assert!(records.iter().all(|r| r.status == AnchorStatus::Verified
+        && r.lock_mode == Some(stele_anchor::LockMode::Compliance)));
     let landed = read_back(&rt, &s3, "production", &vkey);
     assert_eq!(landed.len(), 5);
     for ((k, anchor, bytes), record) in landed.iter().zip(&records) {

@@ -11,11 +11,12 @@ mod common;
 
 use common::{blob, events, key, open, ring, runtime, signer};
 use signed_note::StandardSigner;
+use stele_anchor::AnchorStatus;
 use stele_anchor::{Anchor, Trigger, check_link};
 use stele_anchorer::{AnchorPolicy, Anchorer, AnchorerError, RefusedChain, Waiter, Wake};
 use stele_ledger::ChainId;
+use stele_store::Store;
 use stele_store::testkit::TestDb;
-use stele_store::{AnchorStatus, Store};
 use stele_worm::testkit::{create_bucket, rgw, unique_bucket};
 use stele_worm::{ObjectStore, S3Worm};
 use time::OffsetDateTime;

@@ -7,13 +7,14 @@
 mod common;
 
 use common::{blob, events, key, open, ring, runtime, signer};
+use stele_anchor::AnchorStatus;
 use stele_anchor::{Anchor, Trigger, is_anchor_key, object_key};
 use stele_anchorer::{AnchorPolicy, Anchorer, AnchorerError};
 use stele_ledger::hashing::leaf_hash;
 use stele_ledger::merkle::TreeAppender;
 use stele_ledger::{ChainId, Event, Hash, HmacKey, KeyId, StoredEvent};
+use stele_store::Store;
 use stele_store::testkit::TestDb;
-use stele_store::{AnchorStatus, Store};
 use stele_worm::testkit::{create_bucket, rgw, unique_bucket};
 use stele_worm::{ObjectStore, S3Worm};
 use time::OffsetDateTime;

@@ -13,11 +13,12 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use signed_note::Signer as _;
+use stele_anchor::AnchorStatus;
 use stele_ledger::append::Receipt;
 use stele_ledger::canonical::event_canonical_bytes;
 use stele_ledger::checkpoint::{self, TlogProof};
 use stele_ledger::{ChainId, Hash, Keyring, hex_hash};
-use stele_store::{AnchorStatus, Store};
+use stele_store::Store;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::auth::{Denied, Scope, Tokens};

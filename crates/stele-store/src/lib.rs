@@ -42,6 +42,7 @@ use tlog_tiles::HashReader;
 
 pub use append::now;
 pub use shared::{ReadSnapshot, Store, StoreOptions, StoreStats};
+pub(crate) use stele_anchor::{AnchorRecord, AnchorStatus, AnchorUpload};
 
 /// A storage operation failed. Messages never include credentials.
 #[derive(Debug, Error)]
@@ -538,89 +539,6 @@ pub struct ChainHead {
     pub head_hash: Hash,
     /// Time of the last event.
     pub last_ts: Option<String>,
-}
-
-/// Where an anchor is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum AnchorStatus {
-    /// Built, signed and stored in the outbox; not yet in the object store.
-    Pending,
-    /// Written to a store that is not WORM (a local directory).
-    Uploaded,
-    /// Written to WORM storage and read back: bytes, lock mode and retain-until verified.
-    Verified,
-}
-
-impl AnchorStatus {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Uploaded => "uploaded",
-            Self::Verified => "verified",
-        }
-    }
-
-    fn parse(s: &str) -> Result<Self, StoreError> {
-        match s {
-            "pending" => Ok(Self::Pending),
-            "uploaded" => Ok(Self::Uploaded),
-            "verified" => Ok(Self::Verified),
-            other => Err(StoreError::Corrupt(format!(
-                "unknown anchor status {other:?}"
-            ))),
-        }
-    }
-}
-
-/// One anchor in the outbox: built and signed once, uploaded until it lands.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AnchorRecord {
-    /// Chain.
-    pub chain_id: String,
-    /// Position in the chain's anchor sequence.
-    pub anchor_seq: u64,
-    /// Trigger name.
-    pub trigger: String,
-    /// Tree size covered.
-    pub tree_size: u64,
-    /// Anchor time (`ts_utc`).
-    pub ts_utc: String,
-    /// Object key it is (to be) written at.
-    pub object_key: String,
-    /// The exact object bytes; never changed once stored.
-    pub body: Vec<u8>,
-    /// Status.
-    pub status: AnchorStatus,
-    /// Upload attempts so far.
-    pub attempts: u32,
-    /// Last upload error, if any.
-    pub last_error: Option<String>,
-    /// Where it was written (`s3://bucket`, or a local directory).
-    pub location: Option<String>,
-    /// Object version id.
-    pub version_id: Option<String>,
-    /// Lock mode reported by the store.
-    pub lock_mode: Option<String>,
-    /// Retain-until reported by the store.
-    pub retain_until: Option<String>,
-    /// When it was written.
-    pub uploaded_at: Option<String>,
-}
-
-/// What the object store reported for a written anchor.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AnchorUpload {
-    /// `Verified` for WORM storage, `Uploaded` otherwise.
-    pub status: AnchorStatus,
-    /// `s3://bucket` or a local directory description.
-    pub location: String,
-    /// Version id.
-    pub version_id: Option<String>,
-    /// Lock mode.
-    pub lock_mode: Option<String>,
-    /// Retain-until.
-    pub retain_until: Option<String>,
 }
 
 /// Receives one stored row borrowed from the scan's buffer (no allocation

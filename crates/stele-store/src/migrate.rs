@@ -214,6 +214,94 @@ impl StoredRow<'_> {
             ))
         })
     }
+
+    /// `value`, read from `column` of this row, parsed into the type stele
+    /// wrote it from (a trigger, a status, a lock mode, a time).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] naming the row, the column and the value.
+    pub(crate) fn parsed<T>(
+        self,
+        column: &str,
+        value: &str,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> Result<T, StoreError> {
+        parse(value).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "{self}: {column} is {:?}, which stele never writes",
+                value.chars().take(64).collect::<String>()
+            ))
+        })
+    }
+
+    /// [`parsed`](Self::parsed) for a column that may be NULL.
+    ///
+    /// # Errors
+    ///
+    /// As [`parsed`](Self::parsed).
+    pub(crate) fn parsed_opt<T>(
+        self,
+        column: &str,
+        value: Option<&str>,
+        parse: impl FnOnce(&str) -> Option<T>,
+    ) -> Result<Option<T>, StoreError> {
+        value.map(|v| self.parsed(column, v, parse)).transpose()
+    }
+}
+
+/// An outbox row from its stored values, the typed columns parsed (so a
+/// value stele never writes is [`StoreError::Corrupt`] naming the row).
+pub(crate) struct AnchorRow {
+    pub(crate) chain_id: String,
+    pub(crate) anchor_seq: i64,
+    pub(crate) trigger: String,
+    pub(crate) tree_size: i64,
+    pub(crate) ts_utc: String,
+    pub(crate) object_key: String,
+    pub(crate) body: Vec<u8>,
+    pub(crate) status: String,
+    pub(crate) attempts: i64,
+    pub(crate) last_error: Option<String>,
+    pub(crate) location: Option<String>,
+    pub(crate) version_id: Option<String>,
+    pub(crate) lock_mode: Option<String>,
+    pub(crate) retain_until: Option<String>,
+    pub(crate) uploaded_at: Option<String>,
+}
+
+impl AnchorRow {
+    pub(crate) fn typed(self) -> Result<stele_anchor::AnchorRecord, StoreError> {
+        let row = StoredRow::Anchor {
+            chain: &self.chain_id,
+            anchor_seq: self.anchor_seq,
+        };
+        Ok(stele_anchor::AnchorRecord {
+            anchor_seq: row.unsigned("anchor_seq", self.anchor_seq)?,
+            trigger: row.parsed("trigger", &self.trigger, stele_anchor::Trigger::parse)?,
+            tree_size: row.unsigned("tree_size", self.tree_size)?,
+            status: row.parsed("status", &self.status, stele_anchor::AnchorStatus::parse)?,
+            attempts: row.unsigned("attempts", self.attempts)?,
+            lock_mode: row.parsed_opt(
+                "lock_mode",
+                self.lock_mode.as_deref(),
+                stele_anchor::LockMode::parse,
+            )?,
+            retain_until: row.parsed_opt(
+                "retain_until",
+                self.retain_until.as_deref(),
+                stele_anchor::parse_retain_until,
+            )?,
+            ts_utc: self.ts_utc,
+            object_key: self.object_key,
+            body: self.body,
+            last_error: self.last_error,
+            location: self.location,
+            version_id: self.version_id,
+            uploaded_at: self.uploaded_at,
+            chain_id: self.chain_id,
+        })
+    }
 }
 
 #[cfg(test)]

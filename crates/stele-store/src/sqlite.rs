@@ -20,12 +20,13 @@ use crate::append::{
     AppendRequest, AppendTx, RequestResults, append_requests_locked, concat_nodes, empty_state,
     stored_hex,
 };
-use crate::migrate::{self, Migration, MigrationTx, StoredRow};
+use crate::migrate::{self, AnchorRow, Migration, MigrationTx, StoredRow};
 use crate::scan::{self, RowSink};
 use crate::{
     AnchorRecord, AnchorStatus, AnchorUpload, ChainHead, LedgerStore, StoreError, StoredRowVisitor,
     hash_from_bytes, hashes_from_rows, seqs_for, state_of, to_i64,
 };
+use stele_anchor::{LockMode, retain_until_text};
 
 const EVENT_COLUMNS: &str = "chain_id, chain_index, ts, event_type, actor, payload, idempotency_key, key_id, leaf_hash, event_hash";
 
@@ -355,29 +356,24 @@ fn read_hashes(
 const ANCHOR_COLUMNS: &str = "chain_id, anchor_seq, trigger, tree_size, ts_utc, object_key, body, status, attempts, last_error, location, version_id, lock_mode, retain_until, uploaded_at";
 
 fn anchor_from_row(r: &rusqlite::Row<'_>) -> Result<AnchorRecord, StoreError> {
-    let chain_id: String = r.get(0)?;
-    let anchor_seq: i64 = r.get(1)?;
-    let row = StoredRow::Anchor {
-        chain: &chain_id,
-        anchor_seq,
-    };
-    Ok(AnchorRecord {
-        anchor_seq: row.unsigned("anchor_seq", anchor_seq)?,
+    AnchorRow {
+        chain_id: r.get(0)?,
+        anchor_seq: r.get(1)?,
         trigger: r.get(2)?,
-        tree_size: row.unsigned("tree_size", r.get(3)?)?,
+        tree_size: r.get(3)?,
         ts_utc: r.get(4)?,
         object_key: r.get(5)?,
         body: r.get(6)?,
-        status: AnchorStatus::parse(&r.get::<_, String>(7)?)?,
-        attempts: row.unsigned("attempts", r.get(8)?)?,
+        status: r.get(7)?,
+        attempts: r.get(8)?,
         last_error: r.get(9)?,
         location: r.get(10)?,
         version_id: r.get(11)?,
         lock_mode: r.get(12)?,
         retain_until: r.get(13)?,
         uploaded_at: r.get(14)?,
-        chain_id,
-    })
+    }
+    .typed()
 }
 
 fn query_anchors(
@@ -569,7 +565,7 @@ impl LedgerStore for SqliteStore {
         .execute(params![
             a.chain_id,
             to_i64(a.anchor_seq, "anchor seq")?,
-            a.trigger,
+            a.trigger.as_str(),
             to_i64(a.tree_size, "tree size")?,
             a.ts_utc,
             a.object_key,
@@ -668,8 +664,8 @@ impl LedgerStore for SqliteStore {
                 u.status.as_str(),
                 u.location,
                 u.version_id,
-                u.lock_mode,
-                u.retain_until,
+                u.lock_mode.map(LockMode::as_str),
+                u.retain_until.map(retain_until_text),
                 crate::now().to_string()
             ])?;
         Ok(changed == 1)

@@ -535,7 +535,7 @@ async fn auditor_sql_returns_the_event_hash(db: &Db) {
 }
 
 async fn anchor_outbox_keeps_bytes_order_and_status(db: &Db) {
-    use stele_store::{AnchorRecord, AnchorStatus, AnchorUpload};
+    use stele_anchor::{AnchorRecord, AnchorStatus, AnchorUpload};
     let store = db.open().await;
     let c = chain("production");
     store
@@ -553,7 +553,7 @@ async fn anchor_outbox_keeps_bytes_order_and_status(db: &Db) {
     let record = |seq: u64| AnchorRecord {
         chain_id: "production".into(),
         anchor_seq: seq,
-        trigger: "manual".into(),
+        trigger: stele_anchor::Trigger::Manual,
         tree_size: 3,
         ts_utc: "2026-01-15T14:00:00Z".into(),
         object_key: format!("anchors/production/{seq}.json"),
@@ -611,8 +611,8 @@ async fn anchor_outbox_keeps_bytes_order_and_status(db: &Db) {
         status: AnchorStatus::Verified,
         location: "s3://b".into(),
         version_id: Some("v1".into()),
-        lock_mode: Some("COMPLIANCE".into()),
-        retain_until: Some("2027-02-19T14:00:00Z".into()),
+        lock_mode: Some(stele_anchor::LockMode::Compliance),
+        retain_until: stele_anchor::parse_retain_until("2027-02-19T14:00:00Z"),
     };
     // The failure ended the lease; another process takes the next try.
     assert!(store.lease_anchor(&c, 0, "b", ttl).await.unwrap());

@@ -6,8 +6,9 @@
 mod common;
 
 use common::{Db, event, keyring, open_reader, runtime, verify};
+use stele_anchor::{AnchorRecord, AnchorStatus};
 use stele_ledger::ChainId;
-use stele_store::{AnchorRecord, AnchorStatus, DbLocation, StoreError};
+use stele_store::{DbLocation, StoreError};
 
 on_every_backend_async!(
     reads_and_verifies_but_refuses_writes,
@@ -64,7 +65,7 @@ fn anchor() -> AnchorRecord {
     AnchorRecord {
         chain_id: "audited".into(),
         anchor_seq: 0,
-        trigger: "manual".into(),
+        trigger: stele_anchor::Trigger::Manual,
         tree_size: 25,
         ts_utc: "2026-01-15T14:00:00Z".into(),
         object_key: "anchors/audited/0.json".into(),

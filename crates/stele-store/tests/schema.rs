@@ -10,14 +10,16 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::{Db, event, keyed, keyring, open_reader, runtime, verify};
+use stele_anchor::{AnchorRecord, AnchorStatus};
 use stele_ledger::ChainId;
 use stele_store::testkit::every_backend;
-use stele_store::{AnchorRecord, AnchorStatus, DbLocation, Store, StoreError, StoreOptions};
+use stele_store::{DbLocation, Store, StoreError, StoreOptions};
 
 on_every_backend_async!(
     concurrent_first_opens_migrate_once,
     an_older_ledger_gets_only_the_missing_migrations,
     a_negative_attempt_count_is_corruption_named_by_its_anchor,
+    an_outbox_value_stele_never_writes_is_corruption_named_by_its_anchor,
     an_attempt_count_past_u32_is_corruption_named_by_its_anchor,
     a_negative_anchor_seq_is_corruption_named_by_its_anchor,
     a_negative_chain_index_is_corruption_named_by_its_event,
@@ -572,7 +574,7 @@ async fn ledger_with_an_anchor(db: &Db) {
         .insert_anchor(&AnchorRecord {
             chain_id: "outbox".into(),
             anchor_seq: 1,
-            trigger: "manual".into(),
+            trigger: stele_anchor::Trigger::Manual,
             tree_size: 2,
             ts_utc: "2026-12-06T00:00:00Z".into(),
             object_key: "anchors/outbox/1".into(),
@@ -616,6 +618,40 @@ async fn a_negative_attempt_count_is_corruption_named_by_its_anchor(db: &Db) {
         "anchor 1 of chain \"outbox\": attempts is -1, which stele never writes",
     )
     .await
+}
+
+/// The typed columns (trigger, status, lock mode, retain-until) read back
+/// only as what stele writes: anything else names its row and column.
+async fn an_outbox_value_stele_never_writes_is_corruption_named_by_its_anchor(db: &Db) {
+    ledger_with_an_anchor(db).await;
+    let cases = [
+        ("trigger = 'whenever'", "trigger is \"whenever\""),
+        ("status = 'lost'", "status is \"lost\""),
+        ("lock_mode = 'LEGAL_HOLD'", "lock_mode is \"LEGAL_HOLD\""),
+        ("retain_until = 'forever'", "retain_until is \"forever\""),
+    ];
+    for (set, named) in cases {
+        db.exec("UPDATE stele_anchors SET trigger = 'manual', status = 'pending', lock_mode = NULL, retain_until = NULL");
+        db.exec(&format!("UPDATE stele_anchors SET {set}"));
+        outbox_reads_as_corrupt(
+            db,
+            &format!("anchor 1 of chain \"outbox\": {named}, which stele never writes"),
+        )
+        .await;
+    }
+    // What stele writes reads back typed.
+    db.exec("UPDATE stele_anchors SET status = 'verified', lock_mode = 'COMPLIANCE', retain_until = '2027-02-19T14:00:00Z', trigger = 'shutdown'");
+    let store = db.open().await;
+    let read = store.last_anchor(&outbox()).await.unwrap().unwrap();
+    assert_eq!(
+        (read.trigger, read.status, read.lock_mode, read.retain_until),
+        (
+            stele_anchor::Trigger::Shutdown,
+            AnchorStatus::Verified,
+            Some(stele_anchor::LockMode::Compliance),
+            stele_anchor::parse_retain_until("2027-02-19T14:00:00Z"),
+        )
+    );
 }
 
 async fn an_attempt_count_past_u32_is_corruption_named_by_its_anchor(db: &Db) {

@@ -9,8 +9,9 @@ mod common;
 use std::time::Duration;
 
 use common::{Db, event, keyring, runtime};
+use stele_anchor::{AnchorRecord, AnchorStatus, AnchorUpload};
 use stele_ledger::{ChainId, merkle};
-use stele_store::{AnchorRecord, AnchorStatus, AnchorUpload, Store, StoreError, StoreOptions};
+use stele_store::{Store, StoreError, StoreOptions};
 
 on_every_backend!(
     a_read_snapshot_sees_one_state_while_appends_go_on,
@@ -103,7 +104,7 @@ fn record(seq: u64) -> AnchorRecord {
     AnchorRecord {
         chain_id: "production".into(),
         anchor_seq: seq,
-        trigger: "manual".into(),
+        trigger: stele_anchor::Trigger::Manual,
         tree_size: 3,
         ts_utc: "2026-01-15T14:00:00Z".into(),
         object_key: format!("anchors/production/{seq}.json"),
@@ -189,8 +190,8 @@ fn the_outbox_leases_each_anchor_to_one_holder_and_counts_every_try(db: &Db) {
             status: AnchorStatus::Verified,
             location: "s3://b".into(),
             version_id: Some("v1".into()),
-            lock_mode: Some("COMPLIANCE".into()),
-            retain_until: Some("2027-02-19T14:00:00Z".into()),
+            lock_mode: Some(stele_anchor::LockMode::Compliance),
+            retain_until: stele_anchor::parse_retain_until("2027-02-19T14:00:00Z"),
         };
         // The failure ended the lease; another process takes the next try.
         assert!(store.lease_anchor(&c, 0, "b", ttl).await.unwrap());

@@ -37,8 +37,6 @@ mod s3;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-use std::fmt;
-
 use thiserror::Error;
 use time::OffsetDateTime;
 
@@ -51,39 +49,8 @@ pub use readback::{Sink, StreamedRead};
 pub use retry::{CallError, RetryFailure, RetryPolicy, call_with_retry, classify};
 pub use s3::{ObjectFacts, S3Config, S3Worm};
 
-/// Object Lock retention mode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum LockMode {
-    /// Nobody can shorten or remove the lock, root included.
-    Compliance,
-    /// Principals with `s3:BypassGovernanceRetention` can.
-    Governance,
-}
-
-impl LockMode {
-    /// The S3 name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Compliance => "COMPLIANCE",
-            Self::Governance => "GOVERNANCE",
-        }
-    }
-
-    /// Parses `COMPLIANCE`/`GOVERNANCE` (any case).
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.to_ascii_uppercase().as_str() {
-            "COMPLIANCE" => Some(Self::Compliance),
-            "GOVERNANCE" => Some(Self::Governance),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for LockMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// Object Lock retention mode (defined with the anchor outbox, which records it).
+pub use stele_anchor::LockMode;
 
 /// How an object must be locked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,9 +3,10 @@
 use anyhow::anyhow;
 use serde_json::json;
 use stele_anchor::{Anchor, Trigger};
+use stele_anchor::{AnchorRecord, AnchorStatus, LockMode, retain_until_text};
 use stele_anchorer::{Anchorer, UploadReport};
 use stele_ledger::ChainId;
-use stele_store::{AnchorRecord, AnchorStatus, Store};
+use stele_store::Store;
 use stele_worm::{LocalDir, ObjectStore, S3Worm, WormError};
 use tokio::runtime::Runtime;
 
@@ -90,7 +91,7 @@ fn active_key_id(ctx: &Context) -> Result<String, Failure> {
 
 pub fn describe_upload(r: &AnchorRecord) -> String {
     let lock = match (&r.lock_mode, &r.retain_until) {
-        (Some(mode), Some(until)) => format!("{mode} until {until}"),
+        (Some(mode), Some(until)) => format!("{mode} until {}", retain_until_text(*until)),
         _ => "NOT WORM storage".into(),
     };
     format!(
@@ -212,10 +213,7 @@ async fn anchor_now(
     // Never fork a WORM history: the bucket's anchors of each chain written
     // now (built here or waiting in the outbox) must be ours.
     let mut checked = chains.clone();
-    for r in store
-        .anchors(None, Some(stele_store::AnchorStatus::Pending))
-        .await?
-    {
+    for r in store.anchors(None, Some(AnchorStatus::Pending)).await? {
         let chain = chain_id(&r.chain_id)?;
         if !checked.contains(&chain) {
             checked.push(chain);
@@ -253,7 +251,7 @@ async fn anchor_now(
     };
     if let Some(e) = unchecked {
         let kept = store
-            .anchors(None, Some(stele_store::AnchorStatus::Pending))
+            .anchors(None, Some(AnchorStatus::Pending))
             .await?
             .len();
         return Err(kept_pending(worm_failure(e).context(format!(
@@ -459,11 +457,10 @@ fn list(ctx: &Context, args: &AnchorListArgs) -> Result<(), Failure> {
             _ => format!(
                 "{} {} version {} {}",
                 r.location.as_deref().unwrap_or("?"),
-                r.lock_mode.as_deref().unwrap_or("NOT WORM"),
+                r.lock_mode.map_or("NOT WORM", LockMode::as_str),
                 r.version_id.as_deref().unwrap_or("-"),
                 r.retain_until
-                    .as_deref()
-                    .map(|u| format!("until {u}"))
+                    .map(|u| format!("until {}", retain_until_text(u)))
                     .unwrap_or_default()
             ),
         };

@@ -18,12 +18,13 @@ use crate::append::{
     plan_runs, run_idempotency_keys,
 };
 use crate::hash_from_bytes;
-use crate::migrate::{self, StoredRow};
+use crate::migrate::{self, AnchorRow, StoredRow};
 use crate::pg_tls;
 use crate::{
     AnchorRecord, AnchorStatus, AnchorUpload, ChainHead, StoreError, hashes_from_rows, redact_url,
     seqs_for, state_of, to_i64, to_u64,
 };
+use stele_anchor::{LockMode, retain_until_text};
 use tokio_postgres::Row;
 
 const EVENT_COLUMNS: &str = "chain_id, chain_index, ts, event_type, actor, payload, idempotency_key, key_id, leaf_hash, event_hash";
@@ -83,29 +84,24 @@ fn head_from_row(r: &Row) -> Result<ChainHead, StoreError> {
 }
 
 fn anchor_from_row(r: &Row) -> Result<AnchorRecord, StoreError> {
-    let chain_id: String = r.try_get(0)?;
-    let anchor_seq: i64 = r.try_get(1)?;
-    let row = StoredRow::Anchor {
-        chain: &chain_id,
-        anchor_seq,
-    };
-    Ok(AnchorRecord {
-        anchor_seq: row.unsigned("anchor_seq", anchor_seq)?,
+    AnchorRow {
+        chain_id: r.try_get(0)?,
+        anchor_seq: r.try_get(1)?,
         trigger: r.try_get(2)?,
-        tree_size: row.unsigned("tree_size", r.try_get(3)?)?,
+        tree_size: r.try_get(3)?,
         ts_utc: r.try_get(4)?,
         object_key: r.try_get(5)?,
         body: r.try_get(6)?,
-        status: AnchorStatus::parse(r.try_get(7)?)?,
-        attempts: row.unsigned("attempts", r.try_get(8)?)?,
+        status: r.try_get(7)?,
+        attempts: r.try_get(8)?,
         last_error: r.try_get(9)?,
         location: r.try_get(10)?,
         version_id: r.try_get(11)?,
         lock_mode: r.try_get(12)?,
         retain_until: r.try_get(13)?,
         uploaded_at: r.try_get(14)?,
-        chain_id,
-    })
+    }
+    .typed()
 }
 
 /// Whether a session with these settings may append: an append is
@@ -720,7 +716,7 @@ impl Pool {
                 &[
                     &a.chain_id,
                     &to_i64(a.anchor_seq, "anchor seq")?,
-                    &a.trigger,
+                    &a.trigger.as_str(),
                     &to_i64(a.tree_size, "tree size")?,
                     &a.ts_utc,
                     &a.object_key,
@@ -813,8 +809,8 @@ impl Pool {
                 &u.status.as_str(),
                 &u.location,
                 &u.version_id,
-                &u.lock_mode,
-                &u.retain_until,
+                &u.lock_mode.map(LockMode::as_str),
+                &u.retain_until.map(retain_until_text),
                 &crate::now().to_string(),
             ],
         )
