@@ -581,12 +581,29 @@ async fn anchor_outbox_keeps_bytes_order_and_status(db: &Db) {
         !store.lease_anchor(&c, 0, "b", ttl).await.unwrap(),
         "one holder"
     );
-    // Only the holder records an outcome.
+    // Only the holder records an outcome or moves the key; the body never changes.
     assert!(
         !store
             .record_anchor_failure(&c, 0, "b", "not mine")
             .await
             .unwrap()
+    );
+    assert!(
+        !store
+            .set_anchor_object_key(&c, 0, "b", "elsewhere", "not mine")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .set_anchor_object_key(&c, 0, "a", "anchors/production/0b.json", "squatted")
+            .await
+            .unwrap()
+    );
+    let moved = store.anchors(Some(&c), None).await.unwrap().remove(0);
+    assert_eq!(
+        (moved.object_key.as_str(), moved.body),
+        ("anchors/production/0b.json", record(0).body)
     );
     assert!(
         store

@@ -1,7 +1,6 @@
 //! The shared store beside appends: a read snapshot sees one state while
-//! appends go on, the anchor outbox is leased so that one process uploads
-//! an anchor at a time, and a read-only store refuses every write. On
-//! SQLite and the real PostgreSQL.
+//! appends go on, and a read-only store refuses every write. On SQLite and
+//! the real PostgreSQL. (The outbox's leases: `ledger.rs`.)
 
 #[macro_use]
 mod common;
@@ -9,13 +8,12 @@ mod common;
 use std::time::Duration;
 
 use common::{Db, event, keyring, runtime};
-use stele_anchor::{AnchorRecord, AnchorStatus, AnchorUpload};
+use stele_anchor::{AnchorRecord, AnchorStatus};
 use stele_ledger::{ChainId, merkle};
 use stele_store::{Store, StoreError, StoreOptions};
 
 on_every_backend!(
     a_read_snapshot_sees_one_state_while_appends_go_on,
-    the_outbox_leases_each_anchor_to_one_holder_and_counts_every_try,
     a_read_only_store_refuses_every_write_and_changes_nothing,
 );
 
@@ -100,158 +98,32 @@ fn a_read_snapshot_sees_one_state_while_appends_go_on(db: &Db) {
     });
 }
 
-fn record(seq: u64) -> AnchorRecord {
-    AnchorRecord {
-        chain_id: "production".into(),
-        anchor_seq: seq,
-        trigger: stele_anchor::Trigger::Manual,
-        tree_size: 3,
-        ts_utc: "2026-01-15T14:00:00Z".into(),
-        object_key: format!("anchors/production/{seq}.json"),
-        body: format!("{{\"anchor_seq\":{seq}}}").into_bytes(),
-        status: AnchorStatus::Pending,
-        attempts: 0,
-        last_error: None,
-        location: None,
-        version_id: None,
-        lock_mode: None,
-        retain_until: None,
-        uploaded_at: None,
-    }
-}
-
-fn the_outbox_leases_each_anchor_to_one_holder_and_counts_every_try(db: &Db) {
-    runtime().block_on(async {
-        let store = Store::open(&db.location, StoreOptions::default())
-            .await
-            .expect("open");
-        let c = chain();
-        append(&store, 0, 3).await;
-        let (head, lsn) = store.head_with_lsn(&c).await.unwrap();
-        assert_eq!(head.unwrap().size, 3);
-        assert_eq!(lsn.is_some(), store.backend() == "postgres");
-        store.insert_anchor(&record(0)).await.unwrap();
-        store.insert_anchor(&record(1)).await.unwrap();
-        assert!(matches!(
-            store.insert_anchor(&record(1)).await,
-            Err(StoreError::AnchorConflict { anchor_seq: 1, .. })
-        ));
-        let ttl = Duration::from_secs(600);
-        // Anchors lease in order: not the second while the first is pending.
-        assert!(!store.lease_anchor(&c, 1, "a", ttl).await.unwrap());
-        assert!(store.lease_anchor(&c, 0, "a", ttl).await.unwrap());
-        assert!(
-            !store.lease_anchor(&c, 0, "b", ttl).await.unwrap(),
-            "one holder"
-        );
-        // Only the holder records an outcome or moves the key.
-        assert!(
-            !store
-                .record_anchor_failure(&c, 0, "b", "not mine")
-                .await
-                .unwrap()
-        );
-        assert!(
-            !store
-                .set_anchor_object_key(&c, 0, "b", "elsewhere", "n")
-                .await
-                .unwrap()
-        );
-        assert!(
-            store
-                .set_anchor_object_key(&c, 0, "a", "anchors/production/0b.json", "squatted")
-                .await
-                .unwrap()
-        );
-        assert!(
-            store
-                .record_anchor_failure(&c, 0, "a", "S3 unreachable")
-                .await
-                .unwrap()
-        );
-        let pending = store
-            .anchors(None, Some(AnchorStatus::Pending))
-            .await
-            .unwrap();
-        assert_eq!(
-            pending.iter().map(|a| a.anchor_seq).collect::<Vec<_>>(),
-            [0, 1]
-        );
-        assert_eq!(
-            (
-                pending[0].attempts,
-                pending[0].last_error.as_deref(),
-                pending[0].object_key.as_str()
-            ),
-            (1, Some("S3 unreachable"), "anchors/production/0b.json")
-        );
-        assert_eq!(pending[0].body, record(0).body, "the body never changes");
-        let upload = AnchorUpload {
-            status: AnchorStatus::Verified,
-            location: "s3://b".into(),
-            version_id: Some("v1".into()),
-            lock_mode: Some(stele_anchor::LockMode::Compliance),
-            retain_until: stele_anchor::parse_retain_until("2027-02-19T14:00:00Z"),
-        };
-        // The failure ended the lease; another process takes the next try.
-        assert!(store.lease_anchor(&c, 0, "b", ttl).await.unwrap());
-        assert!(
-            !store
-                .mark_anchor_uploaded(&c, 0, "a", &upload)
-                .await
-                .unwrap()
-        );
-        assert!(
-            store
-                .mark_anchor_uploaded(&c, 0, "b", &upload)
-                .await
-                .unwrap()
-        );
-        assert!(
-            !store.lease_anchor(&c, 0, "a", ttl).await.unwrap(),
-            "no longer pending"
-        );
-        // An expired lease (a killed holder) is taken over.
-        assert!(
-            store
-                .lease_anchor(&c, 1, "dead", Duration::ZERO)
-                .await
-                .unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(store.lease_anchor(&c, 1, "c", ttl).await.unwrap());
-        assert!(
-            !store
-                .mark_anchor_uploaded(&c, 1, "dead", &upload)
-                .await
-                .unwrap()
-        );
-        let last = store.last_anchor(&c).await.unwrap().unwrap();
-        assert_eq!((last.anchor_seq, last.status), (1, AnchorStatus::Pending));
-        let all = store.anchors(Some(&c), None).await.unwrap();
-        assert_eq!(
-            (
-                all[0].status,
-                all[0].version_id.as_deref(),
-                all[0].last_error.as_deref()
-            ),
-            (AnchorStatus::Verified, Some("v1"), None)
-        );
-        // Attempts count leases granted: one per try, whoever made it.
-        assert_eq!((all[0].attempts, all[1].attempts), (2, 2));
-        let other = ChainId::new("other").unwrap();
-        assert!(store.last_anchor(&other).await.unwrap().is_none());
-        store.close().await;
-    });
-}
-
 fn a_read_only_store_refuses_every_write_and_changes_nothing(db: &Db) {
     runtime().block_on(async {
         let writer = Store::open(&db.location, StoreOptions::default())
             .await
             .expect("open");
         append(&writer, 0, 5).await;
-        writer.insert_anchor(&record(0)).await.unwrap();
+        writer
+            .insert_anchor(&AnchorRecord {
+                chain_id: "production".into(),
+                anchor_seq: 0,
+                trigger: stele_anchor::Trigger::Manual,
+                tree_size: 5,
+                ts_utc: "2026-01-15T14:00:00Z".into(),
+                object_key: "anchors/production/0.json".into(),
+                body: b"{}".to_vec(),
+                status: AnchorStatus::Pending,
+                attempts: 0,
+                last_error: None,
+                location: None,
+                version_id: None,
+                lock_mode: None,
+                retain_until: None,
+                uploaded_at: None,
+            })
+            .await
+            .unwrap();
         writer.close().await;
         let reader = Store::open_read_only(&db.location, StoreOptions::default())
             .await
