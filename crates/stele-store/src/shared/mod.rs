@@ -14,6 +14,7 @@
 //! PostgreSQL runs on `tokio-postgres` with a `deadpool` pool, the committer
 //! being a task of the caller's runtime.
 
+mod outbox;
 mod postgres;
 mod reads;
 mod sqlite;
@@ -30,7 +31,7 @@ use stele_ledger::{ChainId, Event, Hash, HmacKey};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::append::{AppendRequest, RequestResults};
-use crate::{AnchorRecord, AnchorStatus, ChainHead, DbLocation, StoreError};
+use crate::{ChainHead, DbLocation, StoreError};
 
 /// Durability settings as read back from the database: (name, value).
 type Durability = Vec<(&'static str, String)>;
@@ -589,26 +590,6 @@ impl Store {
                 })
                 .await
             }
-        }
-    }
-
-    /// Anchors in (chain, anchor seq) order, optionally for one chain and/or status.
-    ///
-    /// # Errors
-    ///
-    /// Database errors.
-    pub async fn anchors(
-        &self,
-        chain: Option<&ChainId>,
-        status: Option<AnchorStatus>,
-    ) -> Result<Vec<AnchorRecord>, StoreError> {
-        match &self.inner.backend {
-            Backend::Sqlite(r) => {
-                let chain = chain.cloned();
-                r.read(move |s| crate::LedgerStore::anchors(s, chain.as_ref(), status))
-                    .await
-            }
-            Backend::Postgres(p) => p.anchors(chain, status).await,
         }
     }
 
