@@ -12,7 +12,7 @@ use stele_anchorer::{AnchorPolicy, Anchorer, UploadReport, Waiter, Wake};
 use stele_ledger::{ChainId, Keyring};
 use stele_store::Store;
 use stele_worm::ObjectStore;
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::{Receiver, Sender};
 
 /// Loads the HMAC keyring (re-read each round, so a rotation made by
 /// `stele keys rotate` is noticed).
@@ -55,6 +55,10 @@ pub struct AnchoringStatus {
     pub newest_written: std::collections::BTreeMap<String, String>,
 }
 
+/// Commands waiting for the anchorer: bounded, so asks from clients
+/// waiting through a long outage cannot pile up without limit.
+const COMMANDS_QUEUED: usize = 256;
+
 enum Command {
     AnchorNow(ChainId),
     Stop,
@@ -62,7 +66,7 @@ enum Command {
 
 /// The running anchorer.
 pub struct Anchoring {
-    commands: UnboundedSender<Command>,
+    commands: Sender<Command>,
     status: Arc<Mutex<AnchoringStatus>>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -71,7 +75,7 @@ impl Anchoring {
     /// Starts anchoring as a task on `runtime`, over `store` (a clone of
     /// the server's).
     pub fn start(setup: AnchoringSetup, store: Store, runtime: &tokio::runtime::Handle) -> Self {
-        let (commands, inbox) = tokio::sync::mpsc::unbounded_channel();
+        let (commands, inbox) = tokio::sync::mpsc::channel(COMMANDS_QUEUED);
         let status = Arc::new(Mutex::new(AnchoringStatus {
             target: setup.target.describe(),
             ..AnchoringStatus::default()
@@ -92,8 +96,10 @@ impl Anchoring {
     }
 
     /// Asks for an anchor of `chain`'s head now (coalesced with other asks).
+    /// With the queue full the ask is dropped: asks are idempotent, many
+    /// are already waiting, and a waiting client asks again (`app.rs`).
     pub fn anchor_now(&self, chain: &ChainId) {
-        let _ = self.commands.send(Command::AnchorNow(chain.clone()));
+        let _ = self.commands.try_send(Command::AnchorNow(chain.clone()));
     }
 
     /// What anchoring did lately.
@@ -105,11 +111,14 @@ impl Anchoring {
     /// `patience`; what could not be uploaded by then stays in the outbox
     /// for the next start. Returns whether anchoring finished in time.
     pub async fn stop(&self, patience: Duration) -> bool {
-        let _ = self.commands.send(Command::Stop);
+        let deadline = tokio::time::Instant::now() + patience;
+        // A full queue is drained at the anchorer's next wait, where the
+        // stop is then seen; the whole stop keeps within `patience`.
+        let _ = tokio::time::timeout_at(deadline, self.commands.send(Command::Stop)).await;
         let task = self.task.lock().ok().and_then(|mut t| t.take());
         match task {
             // A task that ended in a panic has finished too: nothing more comes.
-            Some(task) => tokio::time::timeout(patience, task).await.is_ok(),
+            Some(task) => tokio::time::timeout_at(deadline, task).await.is_ok(),
             None => true,
         }
     }
@@ -118,7 +127,7 @@ impl Anchoring {
 /// What the anchorer waits on between rounds: the pause, or the commands
 /// that end it early (anchors asked for now are gathered; a stop wins).
 struct Inbox {
-    commands: UnboundedReceiver<Command>,
+    commands: Receiver<Command>,
     /// Set once a stop was asked for (or every sender is gone).
     stopping: bool,
 }
