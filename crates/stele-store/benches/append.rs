@@ -332,16 +332,14 @@ fn main() {
         );
     };
     let pg_url = std::env::var("STELE_BENCH_PG_URL")
-        .ok()
-        .or_else(|| std::env::var("STELE_TEST_PG_URL").ok());
-    if let Some(url) = pg_url {
-        // SAFETY of intent: the testkit reads STELE_TEST_PG_URL for its admin connection.
-        #[allow(unsafe_code)] // single-threaded here: nothing else reads the environment yet
-        unsafe {
-            std::env::set_var("STELE_TEST_PG_URL", url)
-        };
-    }
-    if stele_store::testkit::pg_answers(&stele_store::testkit::pg_admin_url()) {
+        .unwrap_or_else(|_| stele_store::testkit::pg_admin_url());
+    // The testkit reads STELE_TEST_PG_URL for its admin connection, so the
+    // local server found without any variable set is the one it uses too.
+    #[allow(unsafe_code)] // single-threaded here: nothing else reads the environment yet
+    unsafe {
+        std::env::set_var("STELE_TEST_PG_URL", &pg_url)
+    };
+    if stele_store::testkit::pg_answers(&pg_url) {
         measure("postgres", &TestDb::postgres, rounds, batches);
         print_concurrent_header();
         measure_concurrent("sqlite", &TestDb::sqlite, concurrent_rounds, duration);
