@@ -811,6 +811,19 @@ fn require_head(store: &mut dyn LedgerStore, chain: &ChainId) -> Result<ChainHea
         .ok_or_else(|| StoreError::UnknownChain(chain.to_string()))
 }
 
+/// `size`, or the head's size if `None`, checked to be within `chain`
+/// whose head is `head` (`None`: the chain has no events).
+pub(crate) fn size_within(
+    chain: &ChainId,
+    head: Option<ChainHead>,
+    size: Option<u64>,
+) -> Result<u64, StoreError> {
+    let head = head.ok_or_else(|| StoreError::UnknownChain(chain.to_string()))?;
+    let size = size.unwrap_or(head.size);
+    check_size(&head, size, "tree size")?;
+    Ok(size)
+}
+
 fn check_size(head: &ChainHead, size: u64, what: &str) -> Result<(), StoreError> {
     if size > head.size {
         return Err(StoreError::OutOfRange(format!(

@@ -535,7 +535,7 @@ async fn auditor_sql_returns_the_event_hash(db: &Db) {
 }
 
 async fn anchor_outbox_keeps_bytes_order_and_status(db: &Db) {
-    use stele_anchor::{AnchorRecord, AnchorStatus, AnchorUpload};
+    use stele_anchor::{AnchorStatus, AnchorUpload};
     let store = db.open().await;
     let c = chain("production");
     store
@@ -550,22 +550,13 @@ async fn anchor_outbox_keeps_bytes_order_and_status(db: &Db) {
             assert!(lsn.unwrap().contains('/'), "pg_current_wal_lsn text")
         }
     }
-    let record = |seq: u64| AnchorRecord {
-        chain_id: "production".into(),
-        anchor_seq: seq,
-        trigger: stele_anchor::Trigger::Manual,
-        tree_size: 3,
-        ts_utc: "2026-01-15T14:00:00Z".into(),
-        object_key: format!("anchors/production/{seq}.json"),
-        body: format!("{{\"anchor_seq\":{seq}}}").into_bytes(),
-        status: AnchorStatus::Pending,
-        attempts: 0,
-        last_error: None,
-        location: None,
-        version_id: None,
-        lock_mode: None,
-        retain_until: None,
-        uploaded_at: None,
+    let record = |seq: u64| {
+        common::pending_anchor(
+            "production",
+            seq,
+            3,
+            format!("{{\"anchor_seq\":{seq}}}").as_bytes(),
+        )
     };
     store.insert_anchor(&record(0)).await.unwrap();
     store.insert_anchor(&record(1)).await.unwrap();

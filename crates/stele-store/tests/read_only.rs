@@ -6,7 +6,7 @@
 mod common;
 
 use common::{Db, event, keyring, open_reader, runtime, verify};
-use stele_anchor::{AnchorRecord, AnchorStatus};
+use stele_anchor::AnchorRecord;
 use stele_ledger::ChainId;
 use stele_store::{DbLocation, StoreError};
 
@@ -62,23 +62,7 @@ async fn reads_and_verifies_but_refuses_writes(db: &Db) {
 }
 
 fn anchor() -> AnchorRecord {
-    AnchorRecord {
-        chain_id: "audited".into(),
-        anchor_seq: 0,
-        trigger: stele_anchor::Trigger::Manual,
-        tree_size: 25,
-        ts_utc: "2026-01-15T14:00:00Z".into(),
-        object_key: "anchors/audited/0.json".into(),
-        body: b"{}".to_vec(),
-        status: AnchorStatus::Pending,
-        attempts: 0,
-        last_error: None,
-        location: None,
-        version_id: None,
-        lock_mode: None,
-        retain_until: None,
-        uploaded_at: None,
-    }
+    common::pending_anchor("audited", 0, 25, b"{}")
 }
 
 async fn a_database_without_a_ledger_is_refused_and_left_alone(db: &Db) {

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::{Db, event, keyed, keyring, open_reader, runtime, verify};
-use stele_anchor::{AnchorRecord, AnchorStatus};
+use stele_anchor::AnchorStatus;
 use stele_ledger::ChainId;
 use stele_store::testkit::every_backend;
 use stele_store::{DbLocation, Store, StoreError, StoreOptions};
@@ -571,23 +571,7 @@ async fn ledger_with_an_anchor(db: &Db) {
         .await
         .unwrap();
     store
-        .insert_anchor(&AnchorRecord {
-            chain_id: "outbox".into(),
-            anchor_seq: 1,
-            trigger: stele_anchor::Trigger::Manual,
-            tree_size: 2,
-            ts_utc: "2026-12-06T00:00:00Z".into(),
-            object_key: "anchors/outbox/1".into(),
-            body: b"{}".to_vec(),
-            status: AnchorStatus::Pending,
-            attempts: 0,
-            last_error: None,
-            location: None,
-            version_id: None,
-            lock_mode: None,
-            retain_until: None,
-            uploaded_at: None,
-        })
+        .insert_anchor(&common::pending_anchor("outbox", 1, 2, b"{}"))
         .await
         .unwrap();
     store.close().await;

@@ -8,7 +8,6 @@ mod common;
 use std::time::Duration;
 
 use common::{Db, event, keyring, runtime};
-use stele_anchor::{AnchorRecord, AnchorStatus};
 use stele_ledger::{ChainId, merkle};
 use stele_store::{Store, StoreError, StoreOptions};
 
@@ -105,23 +104,7 @@ fn a_read_only_store_refuses_every_write_and_changes_nothing(db: &Db) {
             .expect("open");
         append(&writer, 0, 5).await;
         writer
-            .insert_anchor(&AnchorRecord {
-                chain_id: "production".into(),
-                anchor_seq: 0,
-                trigger: stele_anchor::Trigger::Manual,
-                tree_size: 5,
-                ts_utc: "2026-01-15T14:00:00Z".into(),
-                object_key: "anchors/production/0.json".into(),
-                body: b"{}".to_vec(),
-                status: AnchorStatus::Pending,
-                attempts: 0,
-                last_error: None,
-                location: None,
-                version_id: None,
-                lock_mode: None,
-                retain_until: None,
-                uploaded_at: None,
-            })
+            .insert_anchor(&common::pending_anchor("production", 0, 5, b"{}"))
             .await
             .unwrap();
         writer.close().await;

@@ -205,18 +205,7 @@ impl ReadSnapshot {
         chain: &ChainId,
         size: Option<u64>,
     ) -> Result<u64, StoreError> {
-        let head = self
-            .head(chain)
-            .await?
-            .ok_or_else(|| StoreError::UnknownChain(chain.to_string()))?;
-        let size = size.unwrap_or(head.size);
-        if size > head.size {
-            return Err(StoreError::OutOfRange(format!(
-                "tree size {size} is beyond chain {chain:?}, which has {} events",
-                head.size
-            )));
-        }
-        Ok(size)
+        crate::size_within(chain, self.head(chain).await?, size)
     }
 
     /// The Merkle root at tree size `size` and, if `from` is given, the

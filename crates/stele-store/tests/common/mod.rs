@@ -104,3 +104,29 @@ pub fn keyed(i: usize, key: &str) -> ValidEvent {
         ..event(i)
     }
 }
+
+/// A pending outbox row as the anchorer stores one, holding `body`.
+pub fn pending_anchor(
+    chain: &str,
+    anchor_seq: u64,
+    tree_size: u64,
+    body: &[u8],
+) -> stele_anchor::AnchorRecord {
+    stele_anchor::AnchorRecord {
+        chain_id: chain.into(),
+        anchor_seq,
+        trigger: stele_anchor::Trigger::Manual,
+        tree_size,
+        ts_utc: "2026-01-15T14:00:00Z".into(),
+        object_key: format!("anchors/{chain}/{anchor_seq}.json"),
+        body: body.to_vec(),
+        status: stele_anchor::AnchorStatus::Pending,
+        attempts: 0,
+        last_error: None,
+        location: None,
+        version_id: None,
+        lock_mode: None,
+        retain_until: None,
+        uploaded_at: None,
+    }
+}
