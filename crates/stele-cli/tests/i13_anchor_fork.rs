@@ -71,7 +71,7 @@ fn a_second_ledger_cannot_fork_a_chains_anchor_history() {
     assert_eq!(after_first.len(), 1, "{after_first:?}");
     // A backup of the first ledger's database, taken now.
     let backup = first.dir.path().join("backup.db");
-    std::fs::copy(sqlite_path(&first), &backup).unwrap();
+    first.db.sqlite_backup(&backup);
 
     // Another ledger (its own data directory and keys), same chain id, same bucket.
     let second = Ledger::new(TestDb::sqlite());

@@ -900,11 +900,10 @@ fn a_replacement_anchor_for_another_history_is_not_an_extension() {
         copy.data_dir().join("stele.toml"),
     )
     .unwrap();
-    let (DbLocation::Sqlite(from), DbLocation::Sqlite(to)) = (&l.db.location, &copy.db.location)
-    else {
+    let DbLocation::Sqlite(to) = &copy.db.location else {
         unreachable!()
     };
-    std::fs::copy(from, to).unwrap();
+    l.db.sqlite_backup(to);
     // ... the real history goes on and is anchored (#2) ...
     l.run_stdin(
         &["append", "--chain", "prod", "--jsonl", "-"],

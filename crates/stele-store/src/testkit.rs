@@ -149,6 +149,22 @@ impl TestDb {
         }
     }
 
+    /// A consistent copy of this SQLite ledger in one file at `to`, as a
+    /// backup tool would take it: the WAL's commits included (`VACUUM INTO`).
+    /// A plain copy of the main file may miss the newest commits.
+    ///
+    /// # Panics
+    ///
+    /// On PostgreSQL, and when the copy fails.
+    pub fn sqlite_backup(&self, to: &std::path::Path) {
+        let DbLocation::Sqlite(p) = &self.location else {
+            panic!("sqlite_backup is for SQLite ledgers");
+        };
+        rusqlite::Connection::open(p)
+            .and_then(|c| c.execute("VACUUM INTO ?1", [to.to_string_lossy()]))
+            .unwrap_or_else(|e| panic!("backup of {} to {}: {e}", p.display(), to.display()));
+    }
+
     /// One text value from a query: `None` if it returns no row (or, on
     /// SQLite, a value that is not text).
     pub fn query_text(&self, sql: &str) -> Option<String> {
