@@ -3,7 +3,7 @@
 //! validated whole; every rejected item is named by its index and nothing
 //! is appended.
 
-use serde_json::{Value, json};
+use serde_json::json;
 use stele_ledger::event::{EventInput, InputError, Limits, ValidEvent};
 
 use crate::error::ApiError;
@@ -149,29 +149,41 @@ fn too_many(found: usize, limit: usize) -> ApiError {
 }
 
 /// A JSON body: an object is one event, an array a batch.
+///
+/// The whole body is checked first in one pass that builds nothing (well
+/// formed, no key repeated at any depth, not nested too deep); then each
+/// event is parsed straight into its input from its own slice of the text,
+/// so a batch is never held twice as a tree of values.
 fn json_inputs(text: &str) -> Result<Vec<Result<EventInput, InputError>>, ApiError> {
-    let value = stele_ledger::canonical::parse_json_value(text).map_err(|e| {
+    let invalid = |e: &dyn std::fmt::Display| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_json",
             format!("{e}; nothing was appended"),
         )
-    })?;
-    Ok(match value {
-        Value::Array(items) => items.into_iter().map(from_value).collect(),
-        object @ Value::Object(_) => vec![from_value(object)],
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                "the body must be an event object or an array of event objects",
-            ));
+    };
+    stele_ledger::canonical::check_unambiguous_json(text).map_err(|e| invalid(&e))?;
+    match text.trim_start().as_bytes().first() {
+        Some(b'[') => {
+            let items: Vec<&serde_json::value::RawValue> =
+                serde_json::from_str(text).map_err(|e| invalid(&e))?;
+            Ok(items
+                .into_iter()
+                .map(|raw| parse_input(raw.get()))
+                .collect())
         }
-    })
+        Some(b'{') => Ok(vec![parse_input(text)]),
+        _ => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "the body must be an event object or an array of event objects",
+        )),
+    }
 }
 
-fn from_value(value: Value) -> Result<EventInput, InputError> {
-    serde_json::from_value(value).map_err(|e| InputError::MalformedJson(e.to_string()))
+/// One event's text, already checked for repeated keys.
+fn parse_input(text: &str) -> Result<EventInput, InputError> {
+    serde_json::from_str(text).map_err(|e| InputError::MalformedJson(e.to_string()))
 }
 
 fn jsonl_inputs(

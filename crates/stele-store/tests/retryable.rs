@@ -152,6 +152,38 @@ fn a_refused_connection_is_retryable() {
     assert!(err.is_retryable(), "{err:?}");
 }
 
+/// A peer that accepts the connection and then never answers (a hung
+/// server, a proxy in front of a dead one): opening gives up on its own
+/// within the connect time limit, retryable, instead of waiting for ever.
+/// The URL sets no `connect_timeout`, so the store's default is what ends it.
+#[test]
+fn a_server_that_never_answers_is_given_up_on() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || {
+        // Accepted and held open, never read from or written to.
+        let mut open = Vec::new();
+        for stream in listener.incoming().take(4) {
+            open.push(stream);
+        }
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        drop(open);
+    });
+    let started = std::time::Instant::now();
+    let err = failed_open(
+        &DbLocation::Postgres(format!("postgres://postgres@127.0.0.1:{port}/stele")),
+        "the peer never answers",
+    );
+    let waited = started.elapsed();
+    assert!(
+        waited < std::time::Duration::from_secs(30),
+        "gave up after {waited:?}"
+    );
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(err.to_string().contains("connecting"), "{err}");
+    drop(held);
+}
+
 /// A SQLite database locked by another connection (a real SQLITE_BUSY) is
 /// retryable; a file that is not a database is not.
 #[test]

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
 use stele_ledger::append::AppendedEvent;
@@ -126,6 +127,14 @@ fn check_write_durability(synchronous_commit: &str, fsync: &str) -> Result<(), S
     Ok(())
 }
 
+/// How long a new connection may take (unless the URL sets `connect_timeout`).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long sent bytes may stay unacknowledged before the connection counts
+/// as lost (unless the URL sets `tcp_user_timeout`).
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a caller waits for a pooled connection when all are busy.
+const POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The pool every read and the committer draw connections from.
 pub(super) struct Pool {
     pool: deadpool_postgres::Pool,
@@ -241,6 +250,18 @@ impl Pool {
 fn pool_error(location: &str, e: deadpool_postgres::PoolError) -> StoreError {
     match e {
         deadpool_postgres::PoolError::Backend(e) => e.into(),
+        deadpool_postgres::PoolError::Timeout(waiting) => StoreError::Postgres {
+            message: format!(
+                "no connection to {location} within its time limit ({}): the database is unreachable or every pooled connection stayed busy",
+                match waiting {
+                    deadpool_postgres::TimeoutType::Wait => "waiting for a free pooled connection",
+                    deadpool_postgres::TimeoutType::Create => "connecting",
+                    deadpool_postgres::TimeoutType::Recycle => "checking a pooled connection",
+                }
+            ),
+            sqlstate: None,
+            retryable: true,
+        },
         other => StoreError::Postgres {
             message: format!("no connection to {location}: {other}"),
             sqlstate: None,
@@ -311,6 +332,15 @@ fn build_pool(url: &str, options: &StoreOptions, read_only: bool) -> Result<Pool
         reason,
     })?;
     target.config.application_name("stele");
+    // Without these a blackholed server or a cut network would leave a
+    // connect, or a commit whose bytes are never acknowledged, waiting for
+    // the kernel's retransmissions (many minutes). A URL's own values win.
+    if target.config.get_connect_timeout().is_none() {
+        target.config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if target.config.get_tcp_user_timeout().is_none() {
+        target.config.tcp_user_timeout(TCP_USER_TIMEOUT);
+    }
     let mut options_text = target.config.get_options().unwrap_or_default().to_owned();
     options_text.push_str(" -c synchronous_commit=on");
     if read_only {
@@ -326,6 +356,10 @@ fn build_pool(url: &str, options: &StoreOptions, read_only: bool) -> Result<Pool
     );
     let pool = deadpool_postgres::Pool::builder(manager)
         .max_size(options.readers.max(1) + 1)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(POOL_WAIT_TIMEOUT))
+        .create_timeout(Some(CONNECT_TIMEOUT))
+        .recycle_timeout(Some(CONNECT_TIMEOUT))
         .build()
         .map_err(|e| {
             StoreError::open_refused(&location, format!("cannot build the connection pool: {e}"))
@@ -764,7 +798,7 @@ impl Pool {
         chain: &ChainId,
         anchor_seq: u64,
         owner: &str,
-        ttl: std::time::Duration,
+        ttl: Duration,
     ) -> Result<bool, StoreError> {
         // One autocommit UPDATE: a concurrent claimer blocks on the row, then
         // re-checks the lease and finds it taken. No transaction spans the upload.
