@@ -1,11 +1,12 @@
 //! One event as a client sends it (`stele append`'s JSON, one JSONL line):
 //! parsing and validation must never panic, and an accepted event must keep
 //! every documented limit, carry its payload in RFC 8785 form, and survive a
-//! serialize -> parse -> validate round trip unchanged.
+//! serialize -> parse -> validate round trip unchanged; and the one-pass
+//! canonical writer agrees with the library on every payload.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use stele_ledger::canonical::canonicalize_payload_text;
+use stele_ledger::canonical::{canonical_value_string, canonicalize_payload_text, to_canonical_string};
 use stele_ledger::{EventInput, Limits};
 
 fuzz_target!(|data: &[u8]| {
@@ -15,6 +16,14 @@ fuzz_target!(|data: &[u8]| {
     let Ok(input) = EventInput::from_json(text) else {
         return;
     };
+    // The one-pass canonical writer gives the library's text, or fails as it does.
+    if let Some(payload) = &input.payload {
+        match (canonical_value_string(payload), to_canonical_string(payload)) {
+            (Ok(ours), Ok(library)) => assert_eq!(ours, library),
+            (Err(_), Err(_)) => {}
+            (ours, library) => panic!("one-pass {ours:?}, library {library:?}"),
+        }
+    }
     let limits = Limits::default();
     let Ok(valid) = input.clone().validate(&limits) else {
         return;

@@ -88,6 +88,8 @@ pub struct ChainAppender<'k> {
     key: &'k HmacKey,
     head_hash: Hash,
     last_ts: Option<Timestamp>,
+    /// The text of `last_ts`: events of one commit share their time.
+    last_ts_text: String,
     tree: TreeAppender,
 }
 
@@ -108,6 +110,7 @@ impl<'k> ChainAppender<'k> {
             key,
             head_hash: state.head_hash,
             last_ts: state.last_ts,
+            last_ts_text: state.last_ts.map(|t| t.to_string()).unwrap_or_default(),
             tree: TreeAppender::resume(state.size, frontier)?,
         })
     }
@@ -119,7 +122,10 @@ impl<'k> ChainAppender<'k> {
             _ => now,
         };
         let seq = self.tree.size();
-        let ts_text = ts.to_string();
+        if self.last_ts != Some(ts) {
+            self.last_ts_text = ts.to_string();
+        }
+        let ts_text = self.last_ts_text.clone();
         let fields = CommittedFields {
             chain_id: self.chain.as_str(),
             seq,

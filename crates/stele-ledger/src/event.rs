@@ -230,7 +230,7 @@ impl EventInput {
             Some(value) => {
                 check_depth(&value)?;
                 check_numbers(&value)?;
-                let text = crate::canonical::to_canonical_string(&value)?;
+                let text = crate::canonical::canonical_value_string(&value)?;
                 if text.len() > limits.max_payload_bytes {
                     return Err(InputError::PayloadTooLarge {
                         size: text.len(),

@@ -39,7 +39,15 @@ pub fn hex_hash(hash: &Hash) -> String {
 
 /// Lowercase hex of any bytes.
 pub fn hex_bytes(bytes: &[u8]) -> String {
-    hex::encode(bytes)
+    // `hex::encode` collects chars one by one; every event's two hashes go
+    // through here on the commit path, so the text is written directly.
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        text.push(char::from(DIGITS[usize::from(b >> 4)]));
+        text.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    text
 }
 
 /// Parses a 64-character hex hash (either case).
@@ -57,6 +65,13 @@ pub fn parse_hex_hash(s: &str) -> Result<Hash, event::InputError> {
 #[cfg(test)]
 mod hex_tests {
     use super::*;
+
+    #[test]
+    fn every_byte_is_written_as_the_hex_crate_writes_it() {
+        let all: Vec<u8> = (0..=255).collect();
+        assert_eq!(hex_bytes(&all), hex::encode(&all));
+        assert_eq!(hex_bytes(&[]), "");
+    }
 
     #[test]
     fn hashes_round_trip_through_hex_and_nothing_else_parses() {
