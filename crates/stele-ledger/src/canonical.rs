@@ -269,8 +269,8 @@ impl<'de> serde::de::Visitor<'de> for KeyCheck<'_, '_> {
         }
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen = std::collections::HashSet::new();
-        while let Some(key) = map.next_key::<String>()? {
+        let mut seen = SeenKeys::default();
+        while let Some(MemberName(key)) = map.next_key()? {
             if seen.contains(&key) {
                 *self.found.borrow_mut() = Some((render_path(self.at), shown_key(&key)));
                 return Err(serde::de::Error::custom("duplicate key"));
@@ -286,6 +286,64 @@ impl<'de> serde::de::Visitor<'de> for KeyCheck<'_, '_> {
             seen.insert(key);
         }
         Ok(())
+    }
+}
+
+/// A member name, borrowed from the text unless it has escapes: checking a
+/// batch's keys allocates next to nothing.
+struct MemberName<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> serde::de::Deserialize<'de> for MemberName<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl<'de> serde::de::Visitor<'de> for Name {
+            type Value = MemberName<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(MemberName(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(MemberName(std::borrow::Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(MemberName(std::borrow::Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(Name)
+    }
+}
+
+/// The names seen in one object: a short list scanned in place (events and
+/// their payloads have a handful of members), a hash set past that, so an
+/// object with a million members still checks in linear time.
+#[derive(Default)]
+struct SeenKeys<'de> {
+    few: Vec<std::borrow::Cow<'de, str>>,
+    many: std::collections::HashSet<std::borrow::Cow<'de, str>>,
+}
+
+impl<'de> SeenKeys<'de> {
+    const FEW: usize = 16;
+
+    fn contains(&self, key: &str) -> bool {
+        if self.many.is_empty() {
+            self.few.iter().any(|k| k == key)
+        } else {
+            self.many.contains(key)
+        }
+    }
+
+    fn insert(&mut self, key: std::borrow::Cow<'de, str>) {
+        if !self.many.is_empty() {
+            self.many.insert(key);
+        } else if self.few.len() < Self::FEW {
+            self.few.push(key);
+        } else {
+            self.many.extend(self.few.drain(..));
+            self.many.insert(key);
+        }
     }
 }
 
@@ -487,6 +545,14 @@ mod tests {
                 Err(super::StoredPayloadError::Unreadable(m)) if m.contains("repeats key")
             ));
         }
+        // Past the short list: a repeat among many members is still found.
+        let many: Vec<String> = (0..40).map(|i| format!("\"k{i}\":{i}")).collect();
+        let repeated = format!("{{{},\"k3\":0}}", many.join(","));
+        assert!(matches!(
+            super::parse_json_value(&repeated),
+            Err(crate::event::InputError::DuplicateKey { key, .. }) if key == "\"k3\""
+        ));
+        assert!(super::parse_json_value(&format!("{{{}}}", many.join(","))).is_ok());
         // Distinct keys at different objects are fine; escapes decode first.
         assert!(super::parse_json_value(r#"{"a":{"a":1},"b":[{"a":1},{"a":2}]}"#).is_ok());
         assert!(super::parse_json_value(r#"{"a":1,"\u0061":2}"#).is_err());

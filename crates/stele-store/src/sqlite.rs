@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::types::ValueRef;
+use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
 };
@@ -47,6 +47,22 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 impl SqliteStore {
+    /// Stops this connection from copying the WAL into the database file
+    /// when a commit passes SQLite's threshold: a [`Checkpointer`] does it
+    /// on a thread of its own, so the append writer never waits for it.
+    ///
+    /// # Errors
+    ///
+    /// Database errors.
+    pub(crate) fn leave_checkpoints_to(
+        &self,
+        checkpointer: &Checkpointer,
+    ) -> Result<(), StoreError> {
+        debug_assert_eq!(checkpointer.path, self.path);
+        self.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        Ok(())
+    }
+
     /// Opens or creates the database file (and its directory), then migrates it.
     ///
     /// # Errors
@@ -390,7 +406,145 @@ fn query_anchors(
     Ok(out)
 }
 
+/// Checkpoints the WAL (copies committed pages into the database file) on
+/// a thread of its own, at most every [`Checkpointer::PAUSE`], when nudged
+/// after commits. With the append writer checkpointing at commit instead,
+/// a fifth of its time under load went to it. The WAL stays bounded: SQLite
+/// starts it over once a checkpoint has copied all of it.
+pub(crate) struct Checkpointer {
+    path: PathBuf,
+    /// `None` once dropping began.
+    nudge: Option<std::sync::mpsc::SyncSender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    /// The least time between two checkpoints.
+    const PAUSE: Duration = Duration::from_millis(100);
+
+    /// Opens a connection of its own to `path` and starts its thread, which
+    /// ends once the checkpointer is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Open`] if the connection or the thread cannot be had.
+    pub(crate) fn start(path: &Path) -> Result<Self, StoreError> {
+        let shown = path.display().to_string();
+        let open_err = |e: rusqlite::Error| StoreError::open_failed(&shown, StoreError::Sqlite(e));
+        let conn = Connection::open(path).map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(60))
+            .map_err(open_err)?;
+        conn.execute_batch("PRAGMA synchronous = FULL;")
+            .map_err(open_err)?;
+        let (nudge, nudged) = std::sync::mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("stele-sqlite-checkpoint".into())
+            .spawn(move || Self::run(&conn, &nudged))
+            .map_err(|e| {
+                StoreError::open_refused(&shown, format!("cannot start the checkpoint thread: {e}"))
+            })?;
+        Ok(Self {
+            path: path.to_owned(),
+            nudge: Some(nudge),
+            thread: Some(thread),
+        })
+    }
+
+    /// Checkpoints after each nudge, no sooner than [`Self::PAUSE`] after
+    /// the last checkpoint, until the sender is gone.
+    fn run(conn: &Connection, nudged: &std::sync::mpsc::Receiver<()>) {
+        use std::sync::mpsc::RecvTimeoutError;
+        let mut nudged_meanwhile = false;
+        loop {
+            if !nudged_meanwhile && nudged.recv().is_err() {
+                return;
+            }
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!(error = %e, "could not checkpoint the SQLite WAL; trying again after the next commit");
+            }
+            nudged_meanwhile = false;
+            let next = std::time::Instant::now() + Self::PAUSE;
+            loop {
+                let left = next.saturating_duration_since(std::time::Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                match nudged.recv_timeout(left) {
+                    Ok(()) => nudged_meanwhile = true,
+                    Err(RecvTimeoutError::Timeout) => break,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            }
+        }
+    }
+
+    /// Says a commit added to the WAL; returns at once.
+    pub(crate) fn committed(&self) {
+        // A nudge already waiting covers this commit too.
+        if let Some(nudge) = &self.nudge {
+            let _ = nudge.try_send(());
+        }
+    }
+}
+
+impl Drop for Checkpointer {
+    /// Ends the thread and waits for it, so that once the store is closed
+    /// no connection of it is left open.
+    fn drop(&mut self) {
+        self.nudge.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 struct SqliteTx<'a>(Transaction<'a>);
+
+/// Rows one INSERT statement carries (11 values each, far below SQLite's
+/// limit of 32,766 bound values).
+const INSERT_CHUNK: usize = 64;
+/// Values per row: [`EVENT_COLUMNS`] and `merkle_nodes`.
+const INSERT_COLUMNS: usize = 11;
+
+/// `INSERT` of `rows` event rows.
+fn insert_sql(rows: usize) -> String {
+    let row = format!("({})", ["?"; INSERT_COLUMNS].join(", "));
+    format!(
+        "INSERT INTO audit_events ({EVENT_COLUMNS}, merkle_nodes) VALUES {}",
+        vec![row; rows].join(", ")
+    )
+}
+
+/// One event row's values, in [`insert_sql`]'s column order, borrowed from
+/// the row where they can be.
+fn push_row<'r>(
+    values: &mut Vec<ToSqlOutput<'r>>,
+    chain: &'r ChainId,
+    row: &'r AppendedEvent,
+) -> Result<(), StoreError> {
+    let text = |t: &'r str| ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes()));
+    let optional = |t: &'r Option<String>| {
+        t.as_deref()
+            .map_or(ToSqlOutput::Borrowed(ValueRef::Null), text)
+    };
+    let e = &row.event;
+    values.extend([
+        text(chain.as_str()),
+        ToSqlOutput::Owned(rusqlite::types::Value::Integer(to_i64(e.seq, "seq")?)),
+        text(&e.ts),
+        text(&e.event_type),
+        optional(&e.actor),
+        optional(&e.payload),
+        optional(&e.idempotency_key),
+        text(&e.key_id),
+        ToSqlOutput::Borrowed(ValueRef::Blob(&row.leaf_hash.0)),
+        ToSqlOutput::Borrowed(ValueRef::Blob(&row.event_hash.0)),
+        ToSqlOutput::Owned(rusqlite::types::Value::Blob(concat_nodes(
+            &row.merkle_nodes,
+        ))),
+    ]);
+    Ok(())
+}
 
 impl AppendTx for SqliteTx<'_> {
     fn lock_chain(&mut self, chain: &ChainId) -> Result<ChainState, StoreError> {
@@ -426,24 +580,25 @@ impl AppendTx for SqliteTx<'_> {
     }
 
     fn insert(&mut self, chain: &ChainId, rows: &[AppendedEvent]) -> Result<(), StoreError> {
-        let mut ev = self.0.prepare_cached(&format!(
-            "INSERT INTO audit_events ({EVENT_COLUMNS}, merkle_nodes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-        ))?;
-        for row in rows {
-            let e = &row.event;
-            ev.execute(params![
-                chain.as_str(),
-                to_i64(e.seq, "seq")?,
-                e.ts,
-                e.event_type,
-                e.actor,
-                e.payload,
-                e.idempotency_key,
-                e.key_id,
-                &row.leaf_hash.0[..],
-                &row.event_hash.0[..],
-                concat_nodes(&row.merkle_nodes),
-            ])?;
+        // Whole chunks go in one statement each: one statement run per
+        // INSERT_CHUNK rows instead of per row (a third less of the writer's
+        // time on a 1,000-event commit); the rest one by one.
+        let mut chunks = rows.chunks_exact(INSERT_CHUNK);
+        if chunks.len() > 0 {
+            let mut many = self.0.prepare_cached(&insert_sql(INSERT_CHUNK))?;
+            for chunk in &mut chunks {
+                let mut values = Vec::with_capacity(chunk.len() * INSERT_COLUMNS);
+                for row in chunk {
+                    push_row(&mut values, chain, row)?;
+                }
+                many.execute(rusqlite::params_from_iter(values))?;
+            }
+        }
+        let mut one = self.0.prepare_cached(&insert_sql(1))?;
+        for row in chunks.remainder() {
+            let mut values = Vec::with_capacity(INSERT_COLUMNS);
+            push_row(&mut values, chain, row)?;
+            one.execute(rusqlite::params_from_iter(values))?;
         }
         Ok(())
     }

@@ -395,3 +395,54 @@ fn the_shared_store_reads_pages_roots_and_proofs_of_what_it_wrote(db: &Db) {
             .is_empty()
     );
 }
+
+/// The WAL is copied into the database file beside the appends, not by
+/// the writer at commit (which no longer checkpoints), and is started over
+/// rather than growing with the ledger. 2 MiB of WAL per round is below
+/// SQLite's own threshold of 1,000 pages, so without the checkpointer the
+/// database file would stay at its empty size here.
+#[test]
+fn sqlite_checkpoints_beside_the_appends_and_keeps_the_wal_bounded() {
+    let db = Db::sqlite();
+    let stele_store::DbLocation::Sqlite(path) = &db.location else {
+        unreachable!("a SQLite fixture")
+    };
+    let wal = path.with_file_name(format!(
+        "{}-wal",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .expect("file name")
+    ));
+    let rt = runtime();
+    let store = rt
+        .block_on(Store::open(&db.location, StoreOptions::default()))
+        .expect("open");
+    let empty = std::fs::metadata(path).expect("database file").len();
+    let keys = keyring();
+    let mut largest_wal = 0;
+    for round in 0..8 {
+        let batch: Vec<_> = (0..5_000).map(|i| event(round * 5_000 + i)).collect();
+        rt.block_on(store.append(&chain(), batch, keys.active()))
+            .expect("append");
+        largest_wal = largest_wal.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let copied = std::fs::metadata(path).expect("database file").len();
+    assert!(
+        copied > empty + 4 * 1024 * 1024,
+        "database file {empty} -> {copied} bytes: the WAL was not checkpointed"
+    );
+    assert!(
+        largest_wal < 8 * 1024 * 1024,
+        "the WAL grew to {largest_wal} bytes for 40,000 events"
+    );
+    rt.block_on(store.close());
+    let size = rt
+        .block_on(async {
+            let store = Store::open_read_only(&db.location, StoreOptions::default()).await?;
+            store.head(&chain()).await
+        })
+        .expect("head")
+        .map_or(0, |h| h.size);
+    assert_eq!(size, 40_000);
+}

@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{Counters, Durability, Pending, StoreOptions, take_group};
 use crate::append::AppendRequest;
-use crate::sqlite::SqliteStore;
+use crate::sqlite::{Checkpointer, SqliteStore};
 use crate::{LedgerStore as _, StoreError};
 
 /// Read-only connections, kept for the next read.
@@ -66,12 +66,12 @@ pub(super) async fn start(
         .name("stele-sqlite-writer".into())
         .spawn(move || {
             let opened = open_writer(&writer_path);
-            let mut store = match opened {
-                Ok((store, durability)) => {
+            let (mut store, checkpointer) = match opened {
+                Ok((store, checkpointer, durability)) => {
                     if opened_tx.send(Ok(durability)).is_err() {
                         return;
                     }
-                    store
+                    (store, checkpointer)
                 }
                 Err(e) => {
                     let _ = opened_tx.send(Err(e));
@@ -81,7 +81,12 @@ pub(super) async fn start(
             while let Some(first) = queue.blocking_recv() {
                 let group = take_group(first, &mut queue, &options);
                 commit_group(&mut store, group, &counters);
+                checkpointer.committed();
             }
+            // Closed before `close` returns: no connection of the writer's
+            // side outlives the store.
+            drop(checkpointer);
+            drop(store);
             let _ = done.send(());
         })
         .map_err(|e| {
@@ -102,9 +107,12 @@ pub(super) async fn start(
     ))
 }
 
-/// Opens the write connection and reads its durability settings back.
-fn open_writer(path: &Path) -> Result<(SqliteStore, Durability), StoreError> {
+/// Opens the write connection, hands its checkpoints to a checkpointer, and
+/// reads its durability settings back.
+fn open_writer(path: &Path) -> Result<(SqliteStore, Checkpointer, Durability), StoreError> {
     let mut store = SqliteStore::open(path)?;
+    let checkpointer = Checkpointer::start(path)?;
+    store.leave_checkpoints_to(&checkpointer)?;
     let durability = store.durability()?;
     let setting = |name: &str| {
         durability
@@ -118,7 +126,7 @@ fn open_writer(path: &Path) -> Result<(SqliteStore, Durability), StoreError> {
             format!("commits would not be durable with these settings: {durability:?}"),
         ));
     }
-    Ok((store, durability))
+    Ok((store, checkpointer, durability))
 }
 
 /// Commits one group in one transaction. If the transaction fails, each
