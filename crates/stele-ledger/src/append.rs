@@ -6,9 +6,8 @@
 use serde::Serialize;
 use tlog_tiles::Hash;
 
-use crate::canonical::CommittedFields;
 use crate::event::ValidEvent;
-use crate::hashing::{GENESIS_HASH, HmacKey, leaf_hash};
+use crate::hashing::{GENESIS_HASH, HmacKey, LeafStart};
 use crate::merkle::{MerkleError, TreeAppender};
 use crate::{ChainId, Event, Timestamp, hex_hash};
 
@@ -117,6 +116,18 @@ impl<'k> ChainAppender<'k> {
 
     /// Commits `input` as the next event at time `now` (clamped so `ts` never goes backwards).
     pub fn append(&mut self, input: ValidEvent, now: Timestamp) -> AppendedEvent {
+        let start = LeafStart::new(&self.chain, &input);
+        self.append_started(input, &start, now)
+    }
+
+    /// [`append`](Self::append), with the leaf hash already begun (by
+    /// [`LeafStart::new`] for this chain and this input).
+    pub fn append_started(
+        &mut self,
+        input: ValidEvent,
+        start: &LeafStart,
+        now: Timestamp,
+    ) -> AppendedEvent {
         let ts = match self.last_ts {
             Some(last) if last > now => last,
             _ => now,
@@ -126,15 +137,7 @@ impl<'k> ChainAppender<'k> {
             self.last_ts_text = ts.to_string();
         }
         let ts_text = self.last_ts_text.clone();
-        let fields = CommittedFields {
-            chain_id: self.chain.as_str(),
-            seq,
-            ts: &ts_text,
-            event_type: &input.event_type,
-            actor: input.actor.as_deref(),
-            canonical_payload: input.payload.as_deref(),
-        };
-        let leaf = leaf_hash(&fields.canonical_bytes());
+        let leaf = start.finish(seq, &ts_text, &input.event_type);
         let event_hash = self.key.chain_hash(&self.head_hash, &leaf);
         let merkle_nodes = self.tree.push(leaf);
         self.head_hash = event_hash;

@@ -464,23 +464,39 @@ impl CommittedFields<'_> {
     /// hashing millions of events reuses one buffer.
     pub fn write_canonical_bytes(&self, out: &mut Vec<u8>) {
         out.clear();
-        out.extend_from_slice(b"{\"actor\":");
-        match self.actor {
-            Some(a) => push_json_string(out, a),
-            None => out.extend_from_slice(b"null"),
-        }
-        out.extend_from_slice(b",\"chain_id\":");
-        push_json_string(out, self.chain_id);
-        out.extend_from_slice(b",\"payload\":");
-        out.extend_from_slice(self.canonical_payload.unwrap_or("null").as_bytes());
-        out.extend_from_slice(b",\"seq\":");
-        push_decimal(out, self.seq);
-        out.extend_from_slice(b",\"ts\":");
-        push_json_string(out, self.ts);
-        out.extend_from_slice(b",\"type\":");
-        push_json_string(out, self.event_type);
-        out.push(b'}');
+        write_before_seq(out, self.actor, self.chain_id, self.canonical_payload);
+        write_from_seq(out, self.seq, self.ts, self.event_type);
     }
+}
+
+/// The canonical bytes up to `"seq":`: the members that sort before `seq`,
+/// which an event has before storage gives it a seq and a time.
+pub(crate) fn write_before_seq(
+    out: &mut Vec<u8>,
+    actor: Option<&str>,
+    chain_id: &str,
+    canonical_payload: Option<&str>,
+) {
+    out.extend_from_slice(b"{\"actor\":");
+    match actor {
+        Some(a) => push_json_string(out, a),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"chain_id\":");
+    push_json_string(out, chain_id);
+    out.extend_from_slice(b",\"payload\":");
+    out.extend_from_slice(canonical_payload.unwrap_or("null").as_bytes());
+    out.extend_from_slice(b",\"seq\":");
+}
+
+/// The rest of the canonical bytes, from the seq's value on.
+pub(crate) fn write_from_seq(out: &mut Vec<u8>, seq: u64, ts: &str, event_type: &str) {
+    push_decimal(out, seq);
+    out.extend_from_slice(b",\"ts\":");
+    push_json_string(out, ts);
+    out.extend_from_slice(b",\"type\":");
+    push_json_string(out, event_type);
+    out.push(b'}');
 }
 
 /// Appends `n` in decimal, as JCS writes an integer below 2^53 (and as

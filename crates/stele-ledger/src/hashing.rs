@@ -7,7 +7,7 @@
 use std::fmt;
 
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sha2::{Digest as _, Sha256};
 use tlog_tiles::Hash;
 
 use crate::event::InputError;
@@ -18,6 +18,49 @@ pub const GENESIS_HASH: Hash = Hash([0; 32]);
 /// RFC 6962 leaf hash of an event's canonical bytes.
 pub fn leaf_hash(canonical_bytes: &[u8]) -> Hash {
     tlog_tiles::record_hash(canonical_bytes)
+}
+
+/// An event's leaf hash, begun before storage gives the event its seq and
+/// time: SHA-256 has taken the leaf prefix byte and the canonical bytes up
+/// to `"seq":` (actor, chain, payload: nearly all of them). The store begins
+/// it on the appending caller's thread, so its single writer only hashes
+/// the few bytes from the seq on. [`finish`](Self::finish) equals
+/// [`leaf_hash`] of the whole canonical bytes.
+#[derive(Clone)]
+pub struct LeafStart(Sha256);
+
+impl LeafStart {
+    /// Begins the leaf hash of `event` on `chain`.
+    pub fn new(chain: &crate::ChainId, event: &crate::event::ValidEvent) -> Self {
+        let mut before = Vec::with_capacity(
+            64 + chain.as_str().len()
+                + event.actor.as_deref().map_or(0, str::len)
+                + event.payload.as_deref().map_or(0, str::len),
+        );
+        before.push(0x00);
+        crate::canonical::write_before_seq(
+            &mut before,
+            event.actor.as_deref(),
+            chain.as_str(),
+            event.payload.as_deref(),
+        );
+        Self(Sha256::new_with_prefix(&before))
+    }
+
+    /// The leaf hash once the event has `seq`, `ts` and its type.
+    pub fn finish(&self, seq: u64, ts: &str, event_type: &str) -> Hash {
+        let mut rest = Vec::with_capacity(64 + ts.len() + event_type.len());
+        crate::canonical::write_from_seq(&mut rest, seq, ts, event_type);
+        let mut sha = self.0.clone();
+        sha.update(&rest);
+        Hash(sha.finalize().into())
+    }
+}
+
+impl fmt::Debug for LeafStart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LeafStart")
+    }
 }
 
 /// Name of an HMAC key: `[A-Za-z0-9._-]{1,64}`.
@@ -140,6 +183,56 @@ impl Keyring {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A leaf begun before its seq and time equals the leaf hash of the
+    /// whole canonical bytes: with and without actor and payload, escapes
+    /// in every field, and begun bytes across SHA-256 block edges.
+    #[test]
+    fn a_begun_leaf_hash_finishes_as_the_whole_leaf_hash() {
+        use crate::canonical::CommittedFields;
+        use crate::event::{EventInput, Limits};
+        for (i, (actor, payload)) in [
+            (None, None),
+            (Some("alice@example.com"), None),
+            (None, Some(serde_json::json!({"a": 1}))),
+            (
+                Some("quote\" and \\ and ü"),
+                Some(serde_json::json!({"z": "é\n\u{1}", "a": [1, null, true]})),
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            for pad in 0..60 {
+                let chain = crate::ChainId::new(&format!("c{}", "x".repeat(pad))).unwrap();
+                let event = EventInput {
+                    event_type: format!("t.{i}"),
+                    actor: actor.map(str::to_owned),
+                    payload: payload.clone(),
+                    idempotency_key: None,
+                }
+                .validate(&Limits::default())
+                .unwrap();
+                let seq = (pad as u64) * 1_000_003;
+                let ts = "2026-12-06T22:40:00.123456Z";
+                let whole = CommittedFields {
+                    chain_id: chain.as_str(),
+                    seq,
+                    ts,
+                    event_type: &event.event_type,
+                    actor: event.actor.as_deref(),
+                    canonical_payload: event.payload.as_deref(),
+                }
+                .canonical_bytes();
+                assert_eq!(
+                    LeafStart::new(&chain, &event).finish(seq, ts, &event.event_type),
+                    leaf_hash(&whole),
+                    "{}",
+                    String::from_utf8_lossy(&whole)
+                );
+            }
+        }
+    }
 
     #[test]
     fn leaf_hash_is_rfc6962_record_hash() {

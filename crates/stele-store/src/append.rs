@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use stele_ledger::append::{AppendedEvent, ChainAppender, ChainState, Receipt};
 use stele_ledger::event::ValidEvent;
+use stele_ledger::hashing::LeafStart;
 use stele_ledger::merkle;
 use stele_ledger::{ChainId, Event, Hash, HmacKey, Timestamp};
 
@@ -46,7 +47,23 @@ fn same_content(stored: &Event, new: &ValidEvent) -> bool {
 pub(crate) struct AppendRequest {
     pub(crate) chain: ChainId,
     pub(crate) events: Vec<ValidEvent>,
+    /// Each event's leaf hash, begun by the caller (see [`LeafStart`]).
+    pub(crate) leaves: Vec<LeafStart>,
     pub(crate) key: HmacKey,
+}
+
+impl AppendRequest {
+    /// A request for `events` on `chain`, their leaf hashes begun here, on
+    /// the caller's thread rather than the committer's.
+    pub(crate) fn new(chain: ChainId, events: Vec<ValidEvent>, key: HmacKey) -> Self {
+        let leaves = events.iter().map(|e| LeafStart::new(&chain, e)).collect();
+        Self {
+            chain,
+            events,
+            leaves,
+            key,
+        }
+    }
 }
 
 /// Each request's own outcome: an idempotency conflict fails its request
@@ -120,12 +137,12 @@ pub(crate) fn build_run(
             continue;
         }
         let mut receipts = Vec::with_capacity(events.len());
-        for input in events {
+        for (input, leaf) in events.iter().zip(&requests[i].leaves) {
             if let Some(original) = input.idempotency_key.as_ref().and_then(|k| by_key.get(k)) {
                 receipts.push(Receipt::for_event(original, true));
                 continue;
             }
-            let appended = appender.append(input.clone(), now);
+            let appended = appender.append_started(input.clone(), leaf, now);
             if let Some(k) = &appended.event.idempotency_key {
                 by_key.insert(k.clone(), appended.event.clone());
             }

@@ -397,11 +397,7 @@ impl Store {
             .ok_or(StoreError::Closed)?;
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
-            request: AppendRequest {
-                chain: chain.clone(),
-                events,
-                key: key.clone(),
-            },
+            request: AppendRequest::new(chain.clone(), events, key.clone()),
             reply,
         };
         let sent = queue.try_send(pending);
