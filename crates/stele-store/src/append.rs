@@ -132,6 +132,13 @@ pub(crate) fn build_run(
     let mut rows = Vec::new();
     for &i in run {
         let events = &requests[i].events;
+        if events.len() != requests[i].leaves.len() {
+            // `AppendRequest::new` makes one per event; a pairing off by one
+            // would hash one event's bytes for another.
+            return Err(StoreError::Corrupt(
+                "an append request's events and leaf hashes do not pair up".into(),
+            ));
+        }
         if let Err(e) = check_idempotency(events, &by_key) {
             results[i] = Some(Err(e));
             continue;

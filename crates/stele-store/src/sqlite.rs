@@ -47,9 +47,14 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 impl SqliteStore {
-    /// Stops this connection from copying the WAL into the database file
-    /// when a commit passes SQLite's threshold: a [`Checkpointer`] does it
-    /// on a thread of its own, so the append writer never waits for it.
+    /// Leaves copying the WAL into the database file to a [`Checkpointer`]
+    /// on a thread of its own, so the append writer does not wait for it at
+    /// every 1,000 pages. The writer still checkpoints past
+    /// [`Checkpointer::WRITER_BACKSTOP_PAGES`]: under unbroken load some
+    /// commit always lands during the checkpointer's run, so its checkpoint
+    /// never covers the whole WAL and SQLite never starts the WAL over; the
+    /// writer's own checkpoint, run between its commits, finds little left
+    /// to copy and ends with the whole WAL copied.
     ///
     /// # Errors
     ///
@@ -59,7 +64,11 @@ impl SqliteStore {
         checkpointer: &Checkpointer,
     ) -> Result<(), StoreError> {
         debug_assert_eq!(checkpointer.path, self.path);
-        self.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        self.conn.pragma_update(
+            None,
+            "wal_autocheckpoint",
+            Checkpointer::WRITER_BACKSTOP_PAGES,
+        )?;
         Ok(())
     }
 
@@ -410,7 +419,9 @@ fn query_anchors(
 /// a thread of its own, at most every [`Checkpointer::PAUSE`], when nudged
 /// after commits. With the append writer checkpointing at commit instead,
 /// a fifth of its time under load went to it. The WAL stays bounded: SQLite
-/// starts it over once a checkpoint has copied all of it.
+/// starts it over once a checkpoint has copied all of it, which the
+/// writer's backstop checkpoint ensures under unbroken load (see
+/// [`SqliteStore::leave_checkpoints_to`]).
 pub(crate) struct Checkpointer {
     path: PathBuf,
     /// `None` once dropping began.
@@ -421,6 +432,9 @@ pub(crate) struct Checkpointer {
 impl Checkpointer {
     /// The least time between two checkpoints.
     const PAUSE: Duration = Duration::from_millis(100);
+    /// WAL pages (4 KiB each) past which the append writer checkpoints
+    /// itself after a commit: 40 MiB.
+    const WRITER_BACKSTOP_PAGES: i64 = 10_000;
 
     /// Opens a connection of its own to `path` and starts its thread, which
     /// ends once the checkpointer is dropped.
@@ -585,7 +599,10 @@ impl AppendTx for SqliteTx<'_> {
         // time on a 1,000-event commit); the rest one by one.
         let mut chunks = rows.chunks_exact(INSERT_CHUNK);
         if chunks.len() > 0 {
-            let mut many = self.0.prepare_cached(&insert_sql(INSERT_CHUNK))?;
+            static CHUNK_SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+            let mut many = self
+                .0
+                .prepare_cached(CHUNK_SQL.get_or_init(|| insert_sql(INSERT_CHUNK)))?;
             for chunk in &mut chunks {
                 let mut values = Vec::with_capacity(chunk.len() * INSERT_COLUMNS);
                 for row in chunk {

@@ -135,6 +135,9 @@ struct Pending {
 /// was written, so each request may be tried alone), or at the commit
 /// itself (the outcome may be unknown, so nothing is tried again).
 enum GroupFailure {
+    /// No connection could be had for the group (PostgreSQL): nothing was
+    /// tried, and trying each append alone would only wait again.
+    NoConnection(StoreError),
     BeforeCommit(StoreError),
     AtCommit(StoreError),
 }

@@ -132,6 +132,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long sent bytes may stay unacknowledged before the connection counts
 /// as lost (unless the URL sets `tcp_user_timeout`).
 const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+/// What a new session may take beyond its TCP connects (TLS, authentication).
+const SESSION_SETUP_ALLOWANCE: Duration = Duration::from_secs(10);
 /// How long a caller waits for a pooled connection when all are busy.
 const POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -247,6 +249,26 @@ impl Pool {
     }
 }
 
+/// One failure to get a connection, told to each caller of a group.
+fn same_failure(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Postgres {
+            message,
+            sqlstate,
+            retryable,
+        } => StoreError::Postgres {
+            message: message.clone(),
+            sqlstate: sqlstate.clone(),
+            retryable: *retryable,
+        },
+        other => StoreError::Postgres {
+            message: other.to_string(),
+            sqlstate: other.sqlstate().map(str::to_owned),
+            retryable: other.is_retryable(),
+        },
+    }
+}
+
 fn pool_error(location: &str, e: deadpool_postgres::PoolError) -> StoreError {
     match e {
         deadpool_postgres::PoolError::Backend(e) => e.into(),
@@ -255,8 +277,8 @@ fn pool_error(location: &str, e: deadpool_postgres::PoolError) -> StoreError {
                 "no connection to {location} within its time limit ({}): the database is unreachable or every pooled connection stayed busy",
                 match waiting {
                     deadpool_postgres::TimeoutType::Wait => "waiting for a free pooled connection",
-                    deadpool_postgres::TimeoutType::Create => "connecting",
-                    deadpool_postgres::TimeoutType::Recycle => "checking a pooled connection",
+                    deadpool_postgres::TimeoutType::Create
+                    | deadpool_postgres::TimeoutType::Recycle => "connecting",
                 }
             ),
             sqlstate: None,
@@ -347,6 +369,18 @@ fn build_pool(url: &str, options: &StoreOptions, read_only: bool) -> Result<Pool
         options_text.push_str(" -c default_transaction_read_only=on");
     }
     target.config.options(options_text.trim_start());
+    // A whole new session — each host in turn, then TLS and authentication
+    // on the one that answers — within the connect limit per host and a
+    // little more, so that a second host is still tried after the first
+    // timed out.
+    let hosts = u32::try_from(target.config.get_hosts().len().max(1)).unwrap_or(u32::MAX);
+    let session_timeout = target
+        .config
+        .get_connect_timeout()
+        .copied()
+        .unwrap_or(CONNECT_TIMEOUT)
+        .saturating_mul(hosts)
+        .saturating_add(SESSION_SETUP_ALLOWANCE);
     let manager = Manager::from_config(
         target.config,
         target.tls,
@@ -358,8 +392,7 @@ fn build_pool(url: &str, options: &StoreOptions, read_only: bool) -> Result<Pool
         .max_size(options.readers.max(1) + 1)
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .wait_timeout(Some(POOL_WAIT_TIMEOUT))
-        .create_timeout(Some(CONNECT_TIMEOUT))
-        .recycle_timeout(Some(CONNECT_TIMEOUT))
+        .create_timeout(Some(session_timeout))
         .build()
         .map_err(|e| {
             StoreError::open_refused(&location, format!("cannot build the connection pool: {e}"))
@@ -463,6 +496,15 @@ async fn commit_group(pool: &Pool, group: Vec<Pending>, counters: &Counters) {
             counters.failed(requests.len() as u64);
             super::commit_outcome_unknown(replies, &e.to_string());
         }
+        Err(GroupFailure::NoConnection(e)) => {
+            // Trying each append alone would wait for a connection again,
+            // once per append, while the queue fills: every caller is told
+            // at once, and may retry (nothing was written).
+            counters.failed(requests.len() as u64);
+            for reply in replies {
+                let _ = reply.send(Err(same_failure(&e)));
+            }
+        }
         Err(GroupFailure::BeforeCommit(e)) if requests.len() == 1 => {
             counters.failed(1);
             super::reply_all(replies, vec![Err(e)]);
@@ -481,7 +523,7 @@ async fn commit_group(pool: &Pool, group: Vec<Pending>, counters: &Counters) {
                             message: e.to_string(),
                         }));
                     }
-                    Err(GroupFailure::BeforeCommit(e)) => {
+                    Err(GroupFailure::BeforeCommit(e) | GroupFailure::NoConnection(e)) => {
                         counters.failed(1);
                         let _ = reply.send(Err(e));
                     }
@@ -495,7 +537,7 @@ async fn append_requests(
     pool: &Pool,
     requests: &[AppendRequest],
 ) -> Result<RequestResults, GroupFailure> {
-    let mut client = pool.client().await.map_err(GroupFailure::BeforeCommit)?;
+    let mut client = pool.client().await.map_err(GroupFailure::NoConnection)?;
     let tx = client
         .transaction()
         .await
