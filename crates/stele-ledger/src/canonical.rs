@@ -74,8 +74,8 @@ pub fn canonical_value_string(value: &Value) -> Result<String, InputError> {
     }
 }
 
-/// Integers up to 2^53 in magnitude are the ones a double holds exactly,
-/// so their ECMAScript form is their decimal digits.
+/// Every integer up to 2^53 in magnitude is exact in a double, so its
+/// ECMAScript form is its decimal digits.
 const EXACT_INTEGER: u64 = 1 << 53;
 
 /// Writes `value` in RFC 8785 form; false (with `out` partly written) at
@@ -87,9 +87,11 @@ fn write_plain(out: &mut Vec<u8>, value: &Value) -> bool {
         Value::Bool(false) => out.extend_from_slice(b"false"),
         Value::Number(n) => {
             if let Some(u) = n.as_u64().filter(|u| *u <= EXACT_INTEGER) {
-                out.extend_from_slice(u.to_string().as_bytes());
+                push_decimal(out, u);
             } else if let Some(i) = n.as_i64().filter(|i| i.unsigned_abs() <= EXACT_INTEGER) {
-                out.extend_from_slice(i.to_string().as_bytes());
+                // Negative here: a non-negative integer is also a u64.
+                out.push(b'-');
+                push_decimal(out, i.unsigned_abs());
             } else {
                 return false;
             }

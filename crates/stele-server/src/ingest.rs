@@ -151,7 +151,8 @@ fn too_many(found: usize, limit: usize) -> ApiError {
 /// A JSON body: an object is one event, an array a batch.
 ///
 /// The whole body is checked first in one pass that builds nothing (well
-/// formed, no key repeated at any depth, not nested too deep); then each
+/// formed, no key repeated at any depth, within serde_json's nesting limit;
+/// the payload depth rule comes later, in validation); then each
 /// event is parsed straight into its input from its own slice of the text,
 /// so a batch is never held twice as a tree of values.
 fn json_inputs(text: &str) -> Result<Vec<Result<EventInput, InputError>>, ApiError> {

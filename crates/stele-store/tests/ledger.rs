@@ -236,6 +236,24 @@ async fn idempotency_keys_make_retries_safe(db: &Db) {
         "a key repeated within a batch appends once"
     );
     assert_eq!(store.head(&c).await.unwrap().unwrap().size, 3);
+    // Repeats skipped mid-batch, new events after them: each stored event
+    // was hashed from its own bytes (the verifier recomputes every leaf).
+    store
+        .append(
+            &c,
+            vec![
+                event(3),
+                keyed(0, "req-1"),
+                event(4),
+                keyed(2, "req-2"),
+                event(5),
+            ],
+            keys.active(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.head(&c).await.unwrap().unwrap().size, 6);
+    assert!(verify(&store, &c, Some(&keys)).await.unwrap().is_clean());
 
     // Same key, different content: refused, and nothing else in the batch lands.
     let err = store
@@ -246,7 +264,7 @@ async fn idempotency_keys_make_retries_safe(db: &Db) {
         matches!(err, StoreError::IdempotencyConflict { seq: 0, .. }),
         "{err}"
     );
-    assert_eq!(store.head(&c).await.unwrap().unwrap().size, 3);
+    assert_eq!(store.head(&c).await.unwrap().unwrap().size, 6);
 }
 
 async fn a_failed_batch_writes_nothing(db: &Db) {
