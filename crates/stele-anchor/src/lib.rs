@@ -26,7 +26,8 @@ pub use key::{
 };
 pub use link::{LinkError, check_link};
 pub use outbox::{
-    AnchorRecord, AnchorStatus, AnchorUpload, LockMode, parse_retain_until, retain_until_text,
+    AnchorRecord, AnchorStatus, AnchorUpload, LockMode, NewAnchor, parse_retain_until,
+    retain_until_text,
 };
 
 /// Hex SHA-256 of an anchor object's exact bytes: the next anchor's `prev_anchor_hash`.

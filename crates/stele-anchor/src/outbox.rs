@@ -110,6 +110,50 @@ pub struct AnchorRecord {
     pub uploaded_at: Option<String>,
 }
 
+/// The identity of an anchor as it enters the outbox: all
+/// [`AnchorRecord::pending`] needs.
+#[derive(Clone, Debug)]
+pub struct NewAnchor {
+    /// Chain.
+    pub chain_id: String,
+    /// Position in the chain's anchor sequence.
+    pub anchor_seq: u64,
+    /// What made it.
+    pub trigger: Trigger,
+    /// Tree size covered.
+    pub tree_size: u64,
+    /// Anchor time (`ts_utc`, as in the body).
+    pub ts_utc: String,
+    /// Object key it is to be written at.
+    pub object_key: String,
+    /// The exact object bytes.
+    pub body: Vec<u8>,
+}
+
+impl AnchorRecord {
+    /// A signed anchor not yet uploaded: pending, no attempt, nothing
+    /// reported by an object store.
+    pub fn pending(new: NewAnchor) -> Self {
+        Self {
+            chain_id: new.chain_id,
+            anchor_seq: new.anchor_seq,
+            trigger: new.trigger,
+            tree_size: new.tree_size,
+            ts_utc: new.ts_utc,
+            object_key: new.object_key,
+            body: new.body,
+            status: AnchorStatus::Pending,
+            attempts: 0,
+            last_error: None,
+            location: None,
+            version_id: None,
+            lock_mode: None,
+            retain_until: None,
+            uploaded_at: None,
+        }
+    }
+}
+
 /// What the object store reported for a written anchor.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AnchorUpload {

@@ -22,7 +22,7 @@ use stele_anchor::cadence::{Cadence, ChainProgress};
 use stele_anchor::{
     Anchor, AnchorInput, Trigger, alternate_object_key, check_link, object_hash, object_key,
 };
-use stele_anchor::{AnchorRecord, AnchorStatus, AnchorUpload};
+use stele_anchor::{AnchorRecord, AnchorStatus, AnchorUpload, NewAnchor};
 use stele_ledger::checkpoint::{key_label, signature_keys};
 use stele_ledger::hashing::{GENESIS_HASH, leaf_hash};
 use stele_ledger::{ChainId, Hash, Keyring, hex_hash, merkle, parse_hex_hash};
@@ -589,7 +589,7 @@ impl<'a> Anchorer<'a> {
             return Err(e);
         }
         let body = anchor.to_bytes()?;
-        let record = AnchorRecord {
+        let record = AnchorRecord::pending(NewAnchor {
             chain_id: chain.to_string(),
             anchor_seq,
             trigger,
@@ -598,15 +598,7 @@ impl<'a> Anchorer<'a> {
             object_key: object_key(self.policy.prefix.as_deref(), chain, ts, anchor_seq)
                 .map_err(|e| AnchorerError::Config(e.to_string()))?,
             body,
-            status: AnchorStatus::Pending,
-            attempts: 0,
-            last_error: None,
-            location: None,
-            version_id: None,
-            lock_mode: None,
-            retain_until: None,
-            uploaded_at: None,
-        };
+        });
         self.store.insert_anchor(&record).await?;
         tracing::info!(chain = %chain, anchor_seq, trigger = %trigger, tree_size = size, "anchor built");
         Ok(record)

@@ -396,6 +396,16 @@ fn the_shared_store_reads_pages_roots_and_proofs_of_what_it_wrote(db: &Db) {
     );
 }
 
+/// A SQLite fixture's database file and its WAL file.
+fn sqlite_files(db: &Db) -> (std::path::PathBuf, std::path::PathBuf) {
+    let stele_store::DbLocation::Sqlite(path) = &db.location else {
+        unreachable!("a SQLite fixture")
+    };
+    let mut wal = path.clone().into_os_string();
+    wal.push("-wal");
+    (path.clone(), wal.into())
+}
+
 /// The WAL is copied into the database file beside the appends, by the
 /// checkpoint thread: each round's 2 MiB of WAL is below the writer's own
 /// checkpoint thresholds, so without that thread the database file would
@@ -403,20 +413,12 @@ fn the_shared_store_reads_pages_roots_and_proofs_of_what_it_wrote(db: &Db) {
 #[test]
 fn sqlite_checkpoints_beside_the_appends_and_keeps_the_wal_bounded() {
     let db = Db::sqlite();
-    let stele_store::DbLocation::Sqlite(path) = &db.location else {
-        unreachable!("a SQLite fixture")
-    };
-    let wal = path.with_file_name(format!(
-        "{}-wal",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .expect("file name")
-    ));
+    let (path, wal) = sqlite_files(&db);
     let rt = runtime();
     let store = rt
         .block_on(Store::open(&db.location, StoreOptions::default()))
         .expect("open");
-    let empty = std::fs::metadata(path).expect("database file").len();
+    let empty = std::fs::metadata(&path).expect("database file").len();
     let keys = keyring();
     let mut largest_wal = 0;
     for round in 0..8 {
@@ -426,7 +428,7 @@ fn sqlite_checkpoints_beside_the_appends_and_keeps_the_wal_bounded() {
         largest_wal = largest_wal.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
-    let copied = std::fs::metadata(path).expect("database file").len();
+    let copied = std::fs::metadata(&path).expect("database file").len();
     assert!(
         copied > empty + 4 * 1024 * 1024,
         "database file {empty} -> {copied} bytes: the WAL was not checkpointed"
@@ -455,15 +457,7 @@ fn sqlite_checkpoints_beside_the_appends_and_keeps_the_wal_bounded() {
 #[test]
 fn sqlite_wal_stays_bounded_under_unbroken_appends() {
     let db = Db::sqlite();
-    let stele_store::DbLocation::Sqlite(path) = &db.location else {
-        unreachable!("a SQLite fixture")
-    };
-    let wal = path.with_file_name(format!(
-        "{}-wal",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .expect("file name")
-    ));
+    let (_, wal) = sqlite_files(&db);
     let rt = runtime();
     let store = rt
         .block_on(Store::open(&db.location, StoreOptions::default()))

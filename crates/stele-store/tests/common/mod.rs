@@ -112,7 +112,7 @@ pub fn pending_anchor(
     tree_size: u64,
     body: &[u8],
 ) -> stele_anchor::AnchorRecord {
-    stele_anchor::AnchorRecord {
+    stele_anchor::AnchorRecord::pending(stele_anchor::NewAnchor {
         chain_id: chain.into(),
         anchor_seq,
         trigger: stele_anchor::Trigger::Manual,
@@ -120,13 +120,5 @@ pub fn pending_anchor(
         ts_utc: "2026-01-15T14:00:00Z".into(),
         object_key: format!("anchors/{chain}/{anchor_seq}.json"),
         body: body.to_vec(),
-        status: stele_anchor::AnchorStatus::Pending,
-        attempts: 0,
-        last_error: None,
-        location: None,
-        version_id: None,
-        lock_mode: None,
-        retain_until: None,
-        uploaded_at: None,
-    }
+    })
 }
