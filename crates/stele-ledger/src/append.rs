@@ -66,6 +66,20 @@ pub struct Receipt {
 }
 
 impl Receipt {
+    /// The receipt for a just-written event, taking its fields rather than
+    /// copying them.
+    pub fn from_event(e: Event, duplicate: bool) -> Self {
+        Self {
+            chain_id: e.chain_id,
+            seq: e.seq,
+            ts: e.ts,
+            leaf_hash: e.leaf_hash,
+            event_hash: e.event_hash,
+            key_id: e.key_id,
+            duplicate,
+        }
+    }
+
     /// The receipt for a stored event.
     pub fn for_event(e: &Event, duplicate: bool) -> Self {
         Self {

@@ -533,10 +533,18 @@ struct AppendBody<'a> {
 }
 
 /// One receipt, with its `tlog-proof` (or why there is none) when asked.
+/// The receipt's fields are spelled out, in [`Receipt`]'s order, rather
+/// than `#[serde(flatten)]`ed: flattening serializes through a map and cost
+/// a tenth of a 1,000-event batch's answer.
 #[derive(Serialize)]
 struct ReceiptBody<'a> {
-    #[serde(flatten)]
-    receipt: &'a Receipt,
+    chain_id: &'a str,
+    seq: u64,
+    ts: &'a str,
+    leaf_hash: &'a str,
+    event_hash: &'a str,
+    key_id: &'a str,
+    duplicate: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     tree_size: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -635,7 +643,13 @@ impl<'a> ReceiptBody<'a> {
         with_proof: bool,
     ) -> ReceiptBody<'a> {
         let mut body = ReceiptBody {
-            receipt,
+            chain_id: &receipt.chain_id,
+            seq: receipt.seq,
+            ts: &receipt.ts,
+            leaf_hash: &receipt.leaf_hash,
+            event_hash: &receipt.event_hash,
+            key_id: &receipt.key_id,
+            duplicate: receipt.duplicate,
             tree_size: None,
             tlog_proof: None,
             proof_error: None,

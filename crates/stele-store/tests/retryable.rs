@@ -219,3 +219,130 @@ fn refusals_and_corruption_are_not_retryable() {
         "no CLI wording in the library: {err}"
     );
 }
+
+/// A TCP proxy in front of the real server that can be made to hang: new
+/// connections are then taken and never answered (a server that stopped
+/// answering, a partition behind a load balancer). Connections already
+/// forwarded keep working.
+struct HangingProxy {
+    port: u16,
+    hung: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl HangingProxy {
+    /// Listens on a free loopback port, forwarding to `upstream` (`host:port`).
+    async fn start(upstream: String) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hung = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let hang = hung.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut client, _)) = listener.accept().await {
+                if hang.load(Ordering::SeqCst) {
+                    held.push(client);
+                    continue;
+                }
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        Self { port, hung }
+    }
+
+    fn hang(&self, hung: bool) {
+        self.hung.store(hung, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The store's server stops answering new connections while its sessions
+/// are terminated: the committer cannot get a connection for a group, and
+/// every append of that group is failed at once, retryable, when the time
+/// limit for a new session runs out — not append by append, each waiting
+/// out the limit again while the queue fills. Nothing was written, and once
+/// the server answers again the next append commits.
+#[test]
+fn a_group_that_gets_no_connection_fails_whole_and_at_once() {
+    stele_store::testkit::live_or_skip!(Postgres);
+    let db = Db::postgres();
+    let keys = keyring();
+    let chain = ChainId::new("no-connection").unwrap();
+    let url = pg_url(&db);
+    let (scheme_user, rest) = url.split_once('@').unwrap();
+    let (upstream, path) = rest.split_once('/').unwrap();
+    let name = path.split('?').next().unwrap().to_owned();
+    runtime().block_on(async {
+        let proxy = HangingProxy::start(upstream.to_owned()).await;
+        // Connect limit 2 s: a new session is given up on after 2 s + 10 s.
+        let via_proxy = format!(
+            "{scheme_user}@127.0.0.1:{}/{name}?connect_timeout=2",
+            proxy.port
+        );
+        let store = Store::open(&DbLocation::Postgres(via_proxy), StoreOptions::default())
+            .await
+            .unwrap();
+        store
+            .append(&chain, vec![event(0)], keys.active())
+            .await
+            .unwrap();
+
+        proxy.hang(true);
+        let killed = db.query_text(&format!(
+            "SELECT count(pg_terminate_backend(pid))::text FROM pg_stat_activity \
+                 WHERE datname = '{name}' AND application_name = 'stele'"
+        ));
+        assert_ne!(
+            killed.as_deref(),
+            Some("0"),
+            "the store's sessions were found"
+        );
+        const APPENDS: usize = 8;
+        let started = std::time::Instant::now();
+        let appends: Vec<_> = (0..APPENDS)
+            .map(|i| {
+                let (store, key, chain) = (store.clone(), keys.active().clone(), chain.clone());
+                tokio::spawn(async move { store.append(&chain, vec![event(1 + i)], &key).await })
+            })
+            .collect();
+        for append in appends {
+            let err = append
+                .await
+                .unwrap()
+                .expect_err("no connection can be had for the append");
+            assert!(err.is_retryable(), "{err:?}");
+        }
+        let waited = started.elapsed();
+        // One session limit is 12 s. The first append may be a group of its
+        // own and the rest a second one: at most two limits in all, where
+        // append by append would be eight.
+        assert!(
+            waited < std::time::Duration::from_secs(2 * 12 + 6),
+            "the appends failed one by one: {waited:?}"
+        );
+
+        proxy.hang(false);
+        let mut tries = 0;
+        let receipts = loop {
+            match store.append(&chain, vec![event(100)], keys.active()).await {
+                Ok(receipts) => break receipts,
+                Err(e) => {
+                    tries += 1;
+                    assert!(
+                        e.is_retryable() && tries <= 3,
+                        "after the server came back: {e:?}"
+                    );
+                }
+            }
+        };
+        assert_eq!(
+            receipts[0].seq, 1,
+            "nothing of the failed appends was written"
+        );
+        store.close().await;
+    });
+}
