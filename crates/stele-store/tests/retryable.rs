@@ -346,3 +346,33 @@ fn a_group_that_gets_no_connection_fails_whole_and_at_once() {
         store.close().await;
     });
 }
+
+/// A URL may list a standby after the primary: when the first host refuses
+/// connections (nothing listens there), the store opens on the next one and
+/// appends there.
+#[test]
+fn a_refused_first_host_is_passed_over_for_the_next() {
+    stele_store::testkit::live_or_skip!(Postgres);
+    let db = Db::postgres();
+    let keys = keyring();
+    let chain = ChainId::new("second-host").unwrap();
+    let (scheme_user, rest) = pg_url(&db).split_once('@').unwrap();
+    let hosts = format!("{scheme_user}@127.0.0.1:1,{rest}");
+    runtime().block_on(async {
+        let store = Store::open(&DbLocation::Postgres(hosts), StoreOptions::default())
+            .await
+            .expect("the second host answers");
+        let receipts = store
+            .append(&chain, vec![event(0), event(1)], keys.active())
+            .await
+            .unwrap();
+        assert_eq!(receipts.len(), 2);
+        store.close().await;
+    });
+    let written = db.query_text("SELECT count(*)::text FROM audit_events");
+    assert_eq!(
+        written.as_deref(),
+        Some("2"),
+        "the events are on the second host"
+    );
+}
