@@ -534,8 +534,8 @@ struct AppendBody<'a> {
 
 /// One receipt, with its `tlog-proof` (or why there is none) when asked.
 /// The receipt's fields are spelled out, in [`Receipt`]'s order, rather
-/// than `#[serde(flatten)]`ed: flattening serializes through a map and cost
-/// a tenth of a 1,000-event batch's answer.
+/// than `#[serde(flatten)]`ed: flattening serializes through a map, a cost
+/// paid for every receipt of a batch.
 #[derive(Serialize)]
 struct ReceiptBody<'a> {
     chain_id: &'a str,
