@@ -120,28 +120,37 @@ impl RunRows {
     /// Once the rows are written: fills in each accepted request's
     /// receipts, a new event's taken from its row rather than copied (a
     /// commit answers hundreds of thousands of them a second).
-    pub(crate) fn answer(self, results: &mut [Option<Result<Vec<Receipt>, StoreError>>]) {
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] if receipts and rows do not pair up (a bug):
+    /// the transaction must then be rolled back.
+    pub(crate) fn answer(
+        self,
+        results: &mut [Option<Result<Vec<Receipt>, StoreError>>],
+    ) -> Result<(), StoreError> {
         let mut rows = self.rows.into_iter();
         for (i, answers) in self.answers {
-            let mut receipts = Vec::with_capacity(answers.len());
-            for answer in answers {
-                match answer {
-                    Answer::Repeat(receipt) => receipts.push(receipt),
-                    Answer::NewRow => match rows.next() {
-                        Some(row) => receipts.push(Receipt::from_event(row.event, false)),
-                        None => {
-                            results[i] = Some(Err(StoreError::Corrupt(
-                                "an append's receipts outnumber its rows".into(),
-                            )));
-                            break;
-                        }
-                    },
-                }
-            }
-            if results[i].is_none() {
-                results[i] = Some(Ok(receipts));
-            }
+            let receipts = answers
+                .into_iter()
+                .map(|answer| match answer {
+                    Answer::Repeat(receipt) => Ok(receipt),
+                    Answer::NewRow => rows
+                        .next()
+                        .map(|row| Receipt::from_event(row.event, false))
+                        .ok_or_else(|| {
+                            StoreError::Corrupt("an append's receipts outnumber its rows".into())
+                        }),
+                })
+                .collect::<Result<_, _>>()?;
+            results[i] = Some(Ok(receipts));
         }
+        if rows.next().is_some() {
+            return Err(StoreError::Corrupt(
+                "an append wrote rows it has no receipt for".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -265,7 +274,7 @@ pub(crate) fn append_requests_locked(
             tx.insert(chain, &built.rows)?;
             tx.set_head(chain, &built.state)?;
         }
-        built.answer(&mut results);
+        built.answer(&mut results)?;
     }
     Ok(collect_results(results))
 }

@@ -600,7 +600,7 @@ async fn append_in(
             )
             .await?;
         }
-        built.answer(&mut results);
+        built.answer(&mut results)?;
     }
     Ok(collect_results(results))
 }
