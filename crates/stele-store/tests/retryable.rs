@@ -23,6 +23,27 @@ fn pg_url(db: &Db) -> &str {
     url
 }
 
+/// The database name in a fixture's URL.
+fn db_name(db: &Db) -> String {
+    let (_, path) = pg_url(db).rsplit_once('/').unwrap();
+    path.split('?').next().unwrap().to_owned()
+}
+
+/// Terminates every session the store holds on `db`, as an administrator
+/// (or a server restart) would.
+fn terminate_store_sessions(db: &Db) {
+    let killed = db.query_text(&format!(
+        "SELECT count(pg_terminate_backend(pid))::text FROM pg_stat_activity \
+             WHERE datname = '{}' AND application_name = 'stele'",
+        db_name(db)
+    ));
+    assert_ne!(
+        killed.as_deref(),
+        Some("0"),
+        "the store's sessions were found"
+    );
+}
+
 /// Two SERIALIZABLE transactions that each read what the other writes:
 /// the second to commit fails with a real serialization failure (40001).
 #[test]
@@ -71,14 +92,6 @@ fn a_terminated_store_session_is_retryable() {
     let db = Db::postgres();
     let keys = keyring();
     let chain = ChainId::new("terminated").unwrap();
-    let name = pg_url(&db)
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .split('?')
-        .next()
-        .unwrap()
-        .to_owned();
     runtime().block_on(async {
         let store = db.open().await;
         store
@@ -86,15 +99,7 @@ fn a_terminated_store_session_is_retryable() {
             .await
             .unwrap();
         let mut snapshot = store.read_snapshot().await.unwrap();
-        let killed = db.query_text(&format!(
-            "SELECT count(pg_terminate_backend(pid))::text FROM pg_stat_activity \
-                 WHERE datname = '{name}' AND application_name = 'stele'"
-        ));
-        assert_ne!(
-            killed.as_deref(),
-            Some("0"),
-            "the store's sessions were found"
-        );
+        terminate_store_sessions(&db);
         let err = snapshot
             .head(&chain)
             .await
@@ -272,10 +277,9 @@ fn a_group_that_gets_no_connection_fails_whole_and_at_once() {
     let db = Db::postgres();
     let keys = keyring();
     let chain = ChainId::new("no-connection").unwrap();
-    let url = pg_url(&db);
-    let (scheme_user, rest) = url.split_once('@').unwrap();
-    let (upstream, path) = rest.split_once('/').unwrap();
-    let name = path.split('?').next().unwrap().to_owned();
+    let (scheme_user, rest) = pg_url(&db).split_once('@').unwrap();
+    let (upstream, _) = rest.split_once('/').unwrap();
+    let name = db_name(&db);
     runtime().block_on(async {
         let proxy = HangingProxy::start(upstream.to_owned()).await;
         // Connect limit 2 s: a new session is given up on after 2 s + 10 s.
@@ -292,15 +296,7 @@ fn a_group_that_gets_no_connection_fails_whole_and_at_once() {
             .unwrap();
 
         proxy.hang(true);
-        let killed = db.query_text(&format!(
-            "SELECT count(pg_terminate_backend(pid))::text FROM pg_stat_activity \
-                 WHERE datname = '{name}' AND application_name = 'stele'"
-        ));
-        assert_ne!(
-            killed.as_deref(),
-            Some("0"),
-            "the store's sessions were found"
-        );
+        terminate_store_sessions(&db);
         const APPENDS: usize = 8;
         let started = std::time::Instant::now();
         let appends: Vec<_> = (0..APPENDS)
@@ -374,5 +370,64 @@ fn a_refused_first_host_is_passed_over_for_the_next() {
         written.as_deref(),
         Some("2"),
         "the events are on the second host"
+    );
+}
+
+/// A loopback port where a TCP connect hangs (as to a host that is down
+/// or cut off): a listener whose accept queue is full and never drained,
+/// so the kernel drops every further SYN. Returns the port and what must
+/// stay alive for it to keep hanging.
+fn port_where_connects_hang() -> (u16, tokio::net::TcpListener, Vec<std::net::TcpStream>) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut queued = Vec::new();
+    for _ in 0..16 {
+        match std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_millis(300)) {
+            Ok(stream) => queued.push(stream),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                return (addr.port(), listener, queued);
+            }
+            Err(e) => panic!("filling the accept queue: {e}"),
+        }
+    }
+    panic!("the accept queue never filled");
+}
+
+/// The first host of a URL does not answer the TCP connect at all (down,
+/// or cut off): after its connect limit (10 s by default) the store goes
+/// on to the next host and opens there — the limit on a whole new session
+/// leaves room for every host's connect limit.
+#[test]
+fn a_first_host_that_never_answers_the_connect_is_passed_over_after_its_limit() {
+    stele_store::testkit::live_or_skip!(Postgres);
+    let db = Db::postgres();
+    let keys = keyring();
+    let chain = ChainId::new("second-host").unwrap();
+    let (scheme_user, rest) = pg_url(&db).split_once('@').unwrap();
+    runtime().block_on(async {
+        let (port, _listener, _queued) = port_where_connects_hang();
+        let hosts = format!("{scheme_user}@127.0.0.1:{port},{rest}");
+        let started = std::time::Instant::now();
+        let store = Store::open(&DbLocation::Postgres(hosts), StoreOptions::default())
+            .await
+            .expect("the second host answers");
+        let waited = started.elapsed();
+        assert!(
+            waited >= std::time::Duration::from_secs(9),
+            "the first host was not waited on: {waited:?}"
+        );
+        store
+            .append(&chain, vec![event(0)], keys.active())
+            .await
+            .unwrap();
+        store.close().await;
+    });
+    let written = db.query_text("SELECT count(*)::text FROM audit_events");
+    assert_eq!(
+        written.as_deref(),
+        Some("1"),
+        "the event is on the second host"
     );
 }
