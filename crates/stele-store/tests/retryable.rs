@@ -244,15 +244,26 @@ impl HangingProxy {
         let hang = hung.clone();
         tokio::spawn(async move {
             let mut held = Vec::new();
-            while let Ok((mut client, _)) = listener.accept().await {
+            while let Ok((client, _)) = listener.accept().await {
                 if hang.load(Ordering::SeqCst) {
                     held.push(client);
                     continue;
                 }
-                let upstream = upstream.clone();
+                let (upstream, hang) = (upstream.clone(), hang.clone());
                 tokio::spawn(async move {
-                    if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+                    });
+                    let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                    if hang.load(Ordering::SeqCst) {
+                        // Cut off, the client learns late that its session
+                        // ended: until then its pool still hands it out.
+                        tokio::time::sleep(SESSION_END_LEARNED_AFTER).await;
                     }
                 });
             }
@@ -265,12 +276,18 @@ impl HangingProxy {
     }
 }
 
+/// How long a client behind a hung [`HangingProxy`] goes on believing in a
+/// session the server has ended.
+const SESSION_END_LEARNED_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The store's server stops answering new connections while its sessions
-/// are terminated: the committer cannot get a connection for a group, and
-/// every append of that group is failed at once, retryable, when the time
-/// limit for a new session runs out — not append by append, each waiting
-/// out the limit again while the queue fills. Nothing was written, and once
-/// the server answers again the next append commits.
+/// are terminated, and the store learns of the ended sessions late. A group
+/// sent on an ended pooled session fails before its commit and is split
+/// into single appends; the first of them gets no new connection within
+/// the time limit for a new session, and every append left is failed with
+/// it, at once, retryable — not append by append, each waiting out the
+/// limit again while the queue fills. Nothing was written, and once the
+/// server answers again the next append commits.
 #[test]
 fn a_group_that_gets_no_connection_fails_whole_and_at_once() {
     stele_store::testkit::live_or_skip!(Postgres);
@@ -294,6 +311,11 @@ fn a_group_that_gets_no_connection_fails_whole_and_at_once() {
             .append(&chain, vec![event(0)], keys.active())
             .await
             .unwrap();
+        // Two more pooled sessions, for the two groups below to be sent on.
+        let snapshot = store.read_snapshot().await.unwrap();
+        let other = store.read_snapshot().await.unwrap();
+        snapshot.end().await.unwrap();
+        other.end().await.unwrap();
 
         proxy.hang(true);
         terminate_store_sessions(&db);
@@ -314,8 +336,9 @@ fn a_group_that_gets_no_connection_fails_whole_and_at_once() {
         }
         let waited = started.elapsed();
         // One session limit is 12 s. The first append may be a group of its
-        // own and the rest a second one: at most two limits in all, where
-        // append by append would be eight.
+        // own and the rest a second one: at most two limits in all (and the
+        // late news of the ended sessions), where append by append would be
+        // eight.
         assert!(
             waited < std::time::Duration::from_secs(2 * 12 + 6),
             "the appends failed one by one: {waited:?}"

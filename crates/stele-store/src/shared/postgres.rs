@@ -500,10 +500,7 @@ async fn commit_group(pool: &Pool, group: Vec<Pending>, counters: &Counters) {
             // Trying each append alone would wait for a connection again,
             // once per append, while the queue fills: every caller is told
             // at once, and may retry (nothing was written).
-            counters.failed(requests.len() as u64);
-            for reply in replies {
-                let _ = reply.send(Err(same_failure(&e)));
-            }
+            fail_without_connection(replies, &e, counters);
         }
         Err(GroupFailure::BeforeCommit(e)) if requests.len() == 1 => {
             counters.failed(1);
@@ -511,7 +508,8 @@ async fn commit_group(pool: &Pool, group: Vec<Pending>, counters: &Counters) {
         }
         Err(GroupFailure::BeforeCommit(e)) => {
             tracing::warn!(appends = requests.len(), error = %e, "a group commit failed; committing its appends one by one");
-            for (request, reply) in requests.into_iter().zip(replies) {
+            let mut appends = requests.into_iter().zip(replies);
+            while let Some((request, reply)) = appends.next() {
                 match append_requests(pool, std::slice::from_ref(&request)).await {
                     Ok(results) => {
                         counters.committed(&results);
@@ -523,13 +521,30 @@ async fn commit_group(pool: &Pool, group: Vec<Pending>, counters: &Counters) {
                             message: e.to_string(),
                         }));
                     }
-                    Err(GroupFailure::BeforeCommit(e) | GroupFailure::NoConnection(e)) => {
+                    Err(GroupFailure::BeforeCommit(e)) => {
                         counters.failed(1);
                         let _ = reply.send(Err(e));
+                    }
+                    Err(GroupFailure::NoConnection(e)) => {
+                        // The group failed on a connection that was already
+                        // lost (a pooled session the server had ended), and
+                        // now no new one can be had: the rest would each
+                        // wait out the limit again, so they fail with it.
+                        let rest = std::iter::once(reply).chain(appends.by_ref().map(|(_, r)| r));
+                        fail_without_connection(rest.collect(), &e, counters);
                     }
                 }
             }
         }
+    }
+}
+
+/// Tells each caller that no connection could be had: nothing was written,
+/// and a retry may succeed.
+fn fail_without_connection(replies: Vec<super::Reply>, e: &StoreError, counters: &Counters) {
+    counters.failed(replies.len() as u64);
+    for reply in replies {
+        let _ = reply.send(Err(same_failure(e)));
     }
 }
 
