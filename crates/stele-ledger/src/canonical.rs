@@ -76,7 +76,7 @@ pub fn canonical_value_string(value: &Value) -> Result<String, InputError> {
 
 /// Every integer up to 2^53 in magnitude is exact in a double, so its
 /// ECMAScript form is its decimal digits.
-const EXACT_INTEGER: u64 = 1 << 53;
+pub(crate) const EXACT_INTEGER: u64 = 1 << 53;
 
 /// Writes `value` in RFC 8785 form; false (with `out` partly written) at
 /// the first number it leaves to the library.
@@ -132,7 +132,7 @@ fn write_plain(out: &mut Vec<u8>, value: &Value) -> bool {
 /// JCS orders member names by their UTF-16 code units. That is byte order
 /// for ASCII names; beyond it, a character above U+FFFF (a surrogate pair,
 /// 0xD800..) sorts before U+E000..U+FFFF in UTF-16 but after in UTF-8.
-fn utf16_order(a: &str, b: &str) -> std::cmp::Ordering {
+pub(crate) fn utf16_order(a: &str, b: &str) -> std::cmp::Ordering {
     if a.is_ascii() && b.is_ascii() {
         a.cmp(b)
     } else {
@@ -503,7 +503,7 @@ pub(crate) fn write_from_seq(out: &mut Vec<u8>, seq: u64, ts: &str, event_type: 
 
 /// Appends `n` in decimal, as JCS writes an integer below 2^53 (and as
 /// stele has always written a seq).
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     loop {
@@ -518,7 +518,7 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&digits[at..]);
 }
 
-fn push_json_string(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn push_json_string(out: &mut Vec<u8>, s: &str) {
     // JCS escapes only '"', '\\' and control characters; text without them
     // (nearly every stored field) is its own JSON string body.
     // A fold without early exit, so the check runs over whole vectors.

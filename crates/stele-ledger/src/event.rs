@@ -12,6 +12,7 @@ use time::format_description::well_known::Rfc3339;
 use tlog_tiles::Hash;
 
 use crate::canonical::CommittedFields;
+use crate::payload::PayloadTree;
 
 /// Input rejected before anything was written. Every variant says what was
 /// wrong and, where it helps, what to do instead.
@@ -191,12 +192,7 @@ impl EventInput {
     ///
     /// The first rule broken, as an [`InputError`].
     pub fn validate(self, limits: &Limits) -> Result<ValidEvent, InputError> {
-        if is_reserved_type(&self.event_type) {
-            validate_event_type(&self.event_type)?;
-            return Err(InputError::ReservedType(
-                self.event_type.chars().take(80).collect(),
-            ));
-        }
+        refuse_reserved(&self.event_type)?;
         self.validate_internal(limits)
     }
 
@@ -208,36 +204,18 @@ impl EventInput {
     ///
     /// The first rule broken, as an [`InputError`].
     pub fn validate_internal(self, limits: &Limits) -> Result<ValidEvent, InputError> {
-        validate_event_type(&self.event_type)?;
-        if let Some(actor) = &self.actor {
-            if actor.len() > 256 {
-                return Err(InputError::InvalidActor("longer than 256 bytes".into()));
-            }
-            if actor.chars().any(char::is_control) {
-                return Err(InputError::InvalidActor(
-                    "contains control characters".into(),
-                ));
-            }
-        }
-        if let Some(key) = &self.idempotency_key {
-            let printable = key.bytes().all(|b| (0x21..=0x7e).contains(&b));
-            if key.is_empty() || key.len() > 128 || !printable {
-                return Err(InputError::InvalidIdempotencyKey);
-            }
-        }
+        check_fields(
+            &self.event_type,
+            self.actor.as_deref(),
+            self.idempotency_key.as_deref(),
+        )?;
         let payload = match self.payload {
             None | Some(Value::Null) => None,
             Some(value) => {
                 check_depth(&value)?;
                 check_numbers(&value)?;
                 let text = crate::canonical::canonical_value_string(&value)?;
-                if text.len() > limits.max_payload_bytes {
-                    return Err(InputError::PayloadTooLarge {
-                        size: text.len(),
-                        limit: limits.max_payload_bytes,
-                    });
-                }
-                Some(text)
+                Some(within_limit(text, limits)?)
             }
         };
         Ok(ValidEvent {
@@ -247,6 +225,115 @@ impl EventInput {
             idempotency_key: self.idempotency_key,
         })
     }
+}
+
+/// An event read from JSON text as the gateway reads a batch: the fields
+/// and rules of [`EventInput`], with the payload parsed into a
+/// [`PayloadTree`] that borrows from the text, not into a `Value` built only
+/// to be written out again in canonical form.
+#[derive(Debug, Deserialize)]
+// Named as the input it reads, for the same error messages.
+#[serde(deny_unknown_fields, expecting = "struct EventInput")]
+pub struct EventText<'a> {
+    /// Event type, e.g. `user.login`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// Who did it, if known.
+    #[serde(default)]
+    pub actor: Option<String>,
+    /// Any JSON; `null` is the same as absent.
+    #[serde(default, borrow)]
+    pub payload: Option<PayloadTree<'a>>,
+    /// A retry with the same key returns the original receipt and appends nothing.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+impl<'a> EventText<'a> {
+    /// Parses one event from JSON text, as [`EventInput::from_json`] does.
+    ///
+    /// # Errors
+    ///
+    /// [`InputError::MalformedJson`] if the text is not an event object;
+    /// [`InputError::DuplicateKey`] if any object in it repeats a key.
+    pub fn from_json(text: &'a str) -> Result<Self, InputError> {
+        crate::canonical::check_unambiguous_json(text)?;
+        serde_json::from_str(text).map_err(|e| InputError::MalformedJson(e.to_string()))
+    }
+
+    /// [`EventInput::validate`]: every rule, reserved types refused, the
+    /// payload canonicalized; the same event and the same first error.
+    ///
+    /// # Errors
+    ///
+    /// The first rule broken, as an [`InputError`].
+    pub fn validate(self, limits: &Limits) -> Result<ValidEvent, InputError> {
+        refuse_reserved(&self.event_type)?;
+        check_fields(
+            &self.event_type,
+            self.actor.as_deref(),
+            self.idempotency_key.as_deref(),
+        )?;
+        let payload = match self.payload {
+            Some(tree) if !tree.is_null() => Some(within_limit(tree.canonical_string()?, limits)?),
+            _ => None,
+        };
+        Ok(ValidEvent {
+            event_type: self.event_type,
+            actor: self.actor,
+            payload,
+            idempotency_key: self.idempotency_key,
+        })
+    }
+}
+
+/// A client may not send types of a reserved namespace (a malformed one is
+/// refused as malformed first).
+fn refuse_reserved(event_type: &str) -> Result<(), InputError> {
+    if is_reserved_type(event_type) {
+        validate_event_type(event_type)?;
+        return Err(InputError::ReservedType(
+            event_type.chars().take(80).collect(),
+        ));
+    }
+    Ok(())
+}
+
+/// The rules for an event's fields other than its payload.
+fn check_fields(
+    event_type: &str,
+    actor: Option<&str>,
+    idempotency_key: Option<&str>,
+) -> Result<(), InputError> {
+    validate_event_type(event_type)?;
+    if let Some(actor) = actor {
+        if actor.len() > 256 {
+            return Err(InputError::InvalidActor("longer than 256 bytes".into()));
+        }
+        if actor.chars().any(char::is_control) {
+            return Err(InputError::InvalidActor(
+                "contains control characters".into(),
+            ));
+        }
+    }
+    if let Some(key) = idempotency_key {
+        let printable = key.bytes().all(|b| (0x21..=0x7e).contains(&b));
+        if key.is_empty() || key.len() > 128 || !printable {
+            return Err(InputError::InvalidIdempotencyKey);
+        }
+    }
+    Ok(())
+}
+
+/// A canonical payload, if within `limits`.
+fn within_limit(text: String, limits: &Limits) -> Result<String, InputError> {
+    if text.len() > limits.max_payload_bytes {
+        return Err(InputError::PayloadTooLarge {
+            size: text.len(),
+            limit: limits.max_payload_bytes,
+        });
+    }
+    Ok(text)
 }
 
 fn validate_event_type(t: &str) -> Result<(), InputError> {
@@ -288,7 +375,7 @@ pub(crate) fn check_depth(value: &Value) -> Result<(), InputError> {
     }
 }
 
-fn check_numbers(value: &Value) -> Result<(), InputError> {
+pub(crate) fn check_numbers(value: &Value) -> Result<(), InputError> {
     match value {
         Value::Number(n) => {
             let too_big = n.as_u64().is_some_and(|u| u > MAX_SAFE_INTEGER)

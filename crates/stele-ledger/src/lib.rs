@@ -25,6 +25,7 @@ pub mod checkpoint;
 pub mod event;
 pub mod hashing;
 pub mod merkle;
+pub mod payload;
 pub mod verify;
 
 pub use chain_id::ChainId;

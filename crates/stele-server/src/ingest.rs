@@ -4,7 +4,7 @@
 //! is appended.
 
 use serde_json::json;
-use stele_ledger::event::{EventInput, InputError, Limits, ValidEvent};
+use stele_ledger::event::{EventText, InputError, Limits, ValidEvent};
 
 use crate::error::ApiError;
 use axum::http::StatusCode;
@@ -155,7 +155,7 @@ fn too_many(found: usize, limit: usize) -> ApiError {
 /// the payload depth rule comes later, in validation); then each
 /// event is parsed straight into its input from its own slice of the text,
 /// so a batch is never held twice as a tree of values.
-fn json_inputs(text: &str) -> Result<Vec<Result<EventInput, InputError>>, ApiError> {
+fn json_inputs(text: &str) -> Result<Vec<Result<EventText<'_>, InputError>>, ApiError> {
     let invalid = |e: &dyn std::fmt::Display| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -183,21 +183,21 @@ fn json_inputs(text: &str) -> Result<Vec<Result<EventInput, InputError>>, ApiErr
 }
 
 /// One event's text, already checked for repeated keys.
-fn parse_input(text: &str) -> Result<EventInput, InputError> {
+fn parse_input(text: &str) -> Result<EventText<'_>, InputError> {
     serde_json::from_str(text).map_err(|e| InputError::MalformedJson(e.to_string()))
 }
 
 fn jsonl_inputs(
     text: &str,
     max_events: usize,
-) -> Result<Vec<Result<EventInput, InputError>>, ApiError> {
+) -> Result<Vec<Result<EventText<'_>, InputError>>, ApiError> {
     let mut inputs = Vec::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         if inputs.len() == max_events {
             let total = text.lines().filter(|l| !l.trim().is_empty()).count();
             return Err(too_many(total, max_events));
         }
-        inputs.push(EventInput::from_json(line));
+        inputs.push(EventText::from_json(line));
     }
     Ok(inputs)
 }
