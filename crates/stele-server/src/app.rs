@@ -522,7 +522,7 @@ async fn append(
             StatusCode::INTERNAL_SERVER_ERROR,
             "receipt_error",
             format!(
-                "the {written} event(s) were committed, but their receipts could not be written; retry with the same Idempotency-Key to get them"
+                "the {written} event(s) were committed, but their receipts could not be written; sent with idempotency keys, the same request again returns them and appends nothing"
             ),
         ));
     }
