@@ -78,6 +78,28 @@ pub fn canonical_value_string(value: &Value) -> Result<String, InputError> {
 /// ECMAScript form is its decimal digits.
 pub(crate) const EXACT_INTEGER: u64 = 1 << 53;
 
+/// Writes `n` if it is an integer a double holds exactly (its ECMAScript
+/// form is then its digits); false, writing nothing, for any other number.
+pub(crate) fn push_exact_integer(out: &mut Vec<u8>, n: &serde_json::Number) -> bool {
+    if let Some(u) = n.as_u64().filter(|u| *u <= EXACT_INTEGER) {
+        push_decimal(out, u);
+    } else if let Some(i) = n.as_i64().filter(|i| i.unsigned_abs() <= EXACT_INTEGER) {
+        // Negative here: a non-negative integer is also a u64.
+        out.push(b'-');
+        push_decimal(out, i.unsigned_abs());
+    } else {
+        return false;
+    }
+    true
+}
+
+/// Whether `n` is an integer beyond 2^53 in magnitude, which a double (and
+/// so a JavaScript reader) would round.
+pub(crate) fn is_imprecise_integer(n: &serde_json::Number) -> bool {
+    n.as_u64().is_some_and(|u| u > EXACT_INTEGER)
+        || n.as_i64().is_some_and(|i| i.unsigned_abs() > EXACT_INTEGER)
+}
+
 /// Writes `value` in RFC 8785 form; false (with `out` partly written) at
 /// the first number it leaves to the library.
 fn write_plain(out: &mut Vec<u8>, value: &Value) -> bool {
@@ -86,13 +108,7 @@ fn write_plain(out: &mut Vec<u8>, value: &Value) -> bool {
         Value::Bool(true) => out.extend_from_slice(b"true"),
         Value::Bool(false) => out.extend_from_slice(b"false"),
         Value::Number(n) => {
-            if let Some(u) = n.as_u64().filter(|u| *u <= EXACT_INTEGER) {
-                push_decimal(out, u);
-            } else if let Some(i) = n.as_i64().filter(|i| i.unsigned_abs() <= EXACT_INTEGER) {
-                // Negative here: a non-negative integer is also a u64.
-                out.push(b'-');
-                push_decimal(out, i.unsigned_abs());
-            } else {
+            if !push_exact_integer(out, n) {
                 return false;
             }
         }

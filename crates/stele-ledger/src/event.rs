@@ -348,8 +348,6 @@ fn validate_event_type(t: &str) -> Result<(), InputError> {
     }
 }
 
-const MAX_SAFE_INTEGER: u64 = 1 << 53;
-
 /// Refuses a value nested deeper than [`MAX_PAYLOAD_DEPTH`]. Recursion is
 /// bounded: `serde_json` builds no value deeper than 128.
 pub(crate) fn check_depth(value: &Value) -> Result<(), InputError> {
@@ -377,15 +375,8 @@ pub(crate) fn check_depth(value: &Value) -> Result<(), InputError> {
 
 pub(crate) fn check_numbers(value: &Value) -> Result<(), InputError> {
     match value {
-        Value::Number(n) => {
-            let too_big = n.as_u64().is_some_and(|u| u > MAX_SAFE_INTEGER)
-                || n.as_i64()
-                    .is_some_and(|i| i.unsigned_abs() > MAX_SAFE_INTEGER);
-            if too_big {
-                Err(InputError::ImpreciseNumber(n.to_string()))
-            } else {
-                Ok(())
-            }
+        Value::Number(n) if crate::canonical::is_imprecise_integer(n) => {
+            Err(InputError::ImpreciseNumber(n.to_string()))
         }
         Value::Array(items) => items.iter().try_for_each(check_numbers),
         Value::Object(map) => map.values().try_for_each(check_numbers),

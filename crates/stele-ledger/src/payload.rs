@@ -15,7 +15,9 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Number, Value};
 
-use crate::canonical::{EXACT_INTEGER, canonical_value_string, push_decimal, push_json_string};
+use crate::canonical::{
+    canonical_value_string, is_imprecise_integer, push_exact_integer, push_json_string,
+};
 use crate::event::{InputError, MAX_PAYLOAD_DEPTH};
 
 /// A JSON value as parsed, borrowing from the text where it can.
@@ -88,14 +90,8 @@ impl Node<'_> {
 
     fn check_numbers(&self) -> Result<(), InputError> {
         match self {
-            Node::Number(n) => {
-                let too_big = n.as_u64().is_some_and(|u| u > EXACT_INTEGER)
-                    || n.as_i64().is_some_and(|i| i.unsigned_abs() > EXACT_INTEGER);
-                if too_big {
-                    Err(InputError::ImpreciseNumber(n.to_string()))
-                } else {
-                    Ok(())
-                }
+            Node::Number(n) if is_imprecise_integer(n) => {
+                Err(InputError::ImpreciseNumber(n.to_string()))
             }
             Node::Array(items) => items.iter().try_for_each(Node::check_numbers),
             Node::Object(members) => members.iter().try_for_each(|(_, v)| v.check_numbers()),
@@ -111,12 +107,7 @@ impl Node<'_> {
             Node::Bool(true) => out.extend_from_slice(b"true"),
             Node::Bool(false) => out.extend_from_slice(b"false"),
             Node::Number(n) => {
-                if let Some(u) = n.as_u64().filter(|u| *u <= EXACT_INTEGER) {
-                    push_decimal(out, u);
-                } else if let Some(i) = n.as_i64().filter(|i| i.unsigned_abs() <= EXACT_INTEGER) {
-                    out.push(b'-');
-                    push_decimal(out, i.unsigned_abs());
-                } else {
+                if !push_exact_integer(out, n) {
                     return Ok(false);
                 }
             }
