@@ -100,7 +100,7 @@ fn baseline_run(db: &TestDb, batches: usize) -> f64 {
                 "PRAGMA synchronous = FULL;
                  CREATE TABLE plain_events (chain_id TEXT NOT NULL, chain_index INTEGER NOT NULL, ts TEXT NOT NULL,
                    event_type TEXT NOT NULL, actor TEXT, payload TEXT, idempotency_key TEXT, key_id TEXT NOT NULL,
-                   leaf_hash BLOB NOT NULL, event_hash BLOB NOT NULL, PRIMARY KEY (chain_id, chain_index)) WITHOUT ROWID;",
+                   leaf_hash BLOB NOT NULL, event_hash BLOB NOT NULL, PRIMARY KEY (chain_id, chain_index));",
             )
             .unwrap();
             let start = Instant::now();

@@ -54,10 +54,17 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     migration!(1, "0001_events"),
     migration!(2, "0002_anchors"),
     migration!(3, "0003_anchor_leases"),
+    migration!(4, "0004_events_by_insertion"),
 ];
 
 /// The schema version this build reads and writes.
 pub(crate) const SUPPORTED: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
+
+/// The oldest schema version a read-only open accepts as it is: every
+/// migration after it changes only how rows are laid out, not the tables
+/// and columns reads name (version 4 moved SQLite's events to a rowid
+/// table). An auditor's copy written by the release before reads unchanged.
+pub(crate) const OLDEST_READABLE: i64 = 3;
 
 // Versions run 1, 2, 3, … without a gap, each file named after its version:
 // checked when the crate builds.
@@ -112,22 +119,25 @@ pub(crate) fn pending(applied: Option<i64>) -> Result<&'static [Migration], Stor
     Ok(&MIGRATIONS[done..])
 }
 
-/// For a read-only open: the schema must be exactly the one this build
-/// reads, since a read-only session cannot migrate it.
+/// For a read-only open: the schema must be one this build reads as it is
+/// ([`OLDEST_READABLE`] to [`SUPPORTED`]), since a read-only session cannot
+/// migrate it.
 ///
 /// # Errors
 ///
 /// [`StoreError::SchemaTooNew`]; [`StoreError::Open`] for no stele schema
 /// or an older one, saying how to bring it up to date.
 pub(crate) fn check_read_only(location: &str, found: Option<i64>) -> Result<(), StoreError> {
-    match pending(found)? {
-        [] => Ok(()),
+    pending(found)?;
+    match found {
+        Some(found) if found >= OLDEST_READABLE => Ok(()),
         _ => Err(StoreError::open_refused(
             location,
             match found {
                 None => "it holds no stele ledger".into(),
                 Some(found) => format!(
-                    "its schema (version {found}) is older than this stele reads ({SUPPORTED}), \
+                    "its schema (version {found}) is older than this stele reads \
+                     ({OLDEST_READABLE} to {SUPPORTED}), \
                      and reading must not migrate it: run any writing stele command on it once \
                      (its operator can), or read it with the stele release that wrote it"
                 ),
@@ -370,13 +380,18 @@ mod tests {
     }
 
     #[test]
-    fn a_read_only_open_needs_exactly_the_current_schema() {
-        assert!(check_read_only("here", Some(SUPPORTED)).is_ok());
+    fn a_read_only_open_needs_a_schema_it_reads_as_it_is() {
+        for readable in OLDEST_READABLE..=SUPPORTED {
+            assert!(check_read_only("here", Some(readable)).is_ok());
+        }
         let err = check_read_only("here", None).unwrap_err();
         assert!(err.to_string().contains("holds no stele ledger"), "{err}");
-        let err = check_read_only("here", Some(SUPPORTED - 1)).unwrap_err();
+        let err = check_read_only("here", Some(OLDEST_READABLE - 1)).unwrap_err();
         assert!(
-            err.to_string().contains("is older than this stele reads"),
+            err.to_string().contains(&format!(
+                "(version {}) is older than this stele reads ({OLDEST_READABLE} to {SUPPORTED})",
+                OLDEST_READABLE - 1
+            )),
             "{err}"
         );
         assert!(matches!(

@@ -368,6 +368,11 @@ fn sqlite_rows(path: &Path, sql: &str) -> Vec<Vec<Option<String>>> {
 const SCHEMA_ROWS: &str = "SELECT version || '', applied_at FROM stele_schema ORDER BY version";
 const SCHEMA_TEXT: &str = "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name";
 
+/// Every stored value of every event, in key order.
+const EVENT_ROWS: &str = "SELECT chain_id, chain_index || '', ts, event_type, actor, payload, \
+     idempotency_key, key_id, hex(leaf_hash), hex(event_hash), hex(merkle_nodes) \
+     FROM audit_events ORDER BY chain_id, chain_index";
+
 #[test]
 fn a_ledger_from_before_is_not_migrated_again_and_matches_a_new_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -375,10 +380,27 @@ fn a_ledger_from_before_is_not_migrated_again_and_matches_a_new_one() {
     std::fs::copy(LEDGER_V3, &old).unwrap();
     let recorded = sqlite_rows(&old, SCHEMA_ROWS);
     assert_eq!(recorded.len(), 3, "{recorded:?}");
+    let events = sqlite_rows(&old, EVENT_ROWS);
+    assert_eq!(events.len(), 12);
 
     let location = DbLocation::Sqlite(old.clone());
     let chain = ChainId::new("baseline").unwrap();
     let rt = runtime();
+    // Version 4 changed only how events are laid out: a read-only open
+    // (an auditor's copy) reads a version-3 ledger as it is, and changes
+    // nothing of it.
+    rt.block_on(async {
+        let reader = open_reader(&location).await.unwrap();
+        let report = verify(&reader, &chain, Some(&keyring())).await.unwrap();
+        assert!(report.is_clean(), "{:?}", report.findings);
+        assert_eq!(report.events_checked, 12);
+        reader.close().await;
+    });
+    assert_eq!(
+        sqlite_rows(&old, SCHEMA_ROWS),
+        recorded,
+        "a read migrates nothing"
+    );
     rt.block_on(async {
         let store = Store::open(&location, StoreOptions::default())
             .await
@@ -393,11 +415,17 @@ fn a_ledger_from_before_is_not_migrated_again_and_matches_a_new_one() {
             .unwrap();
         store.close().await;
     });
+    // Versions 1 to 3 are not applied again; 4 moved every row as it was.
+    let migrated = sqlite_rows(&old, SCHEMA_ROWS);
+    assert_eq!(migrated[..3], recorded, "no version applied again");
     assert_eq!(
-        sqlite_rows(&old, SCHEMA_ROWS),
-        recorded,
-        "no version applied again"
+        migrated[3..]
+            .iter()
+            .map(|r| r[0].clone())
+            .collect::<Vec<_>>(),
+        [Some("4".to_owned())]
     );
+    assert_eq!(sqlite_rows(&old, EVENT_ROWS)[..12], events);
     drop(rt.block_on(open_reader(&location)).unwrap());
 
     // A new ledger's schema is the old one to the letter (SQLite keeps
@@ -411,7 +439,16 @@ fn a_ledger_from_before_is_not_migrated_again_and_matches_a_new_one() {
         sqlite_rows(new, SCHEMA_TEXT),
         sqlite_rows(&old, SCHEMA_TEXT)
     );
-    assert_eq!(sqlite_rows(new, SCHEMA_ROWS).len(), 3);
+    assert_eq!(sqlite_rows(new, SCHEMA_ROWS).len(), 4);
+    // The events table is a rowid table now, on both.
+    for path in [new, &old] {
+        let sql = sqlite_rows(
+            path,
+            "SELECT sql FROM sqlite_master WHERE name = 'audit_events'",
+        );
+        let sql = sql[0][0].clone().unwrap();
+        assert!(!sql.to_ascii_uppercase().contains("WITHOUT ROWID"), "{sql}");
+    }
 }
 
 /// Several processes starting on one new ledger at once: each opens it,
@@ -460,7 +497,7 @@ async fn an_older_ledger_gets_only_the_missing_migrations(db: &Db) {
     db.exec(
         "ALTER TABLE stele_anchors DROP COLUMN lease_owner; \
          ALTER TABLE stele_anchors DROP COLUMN lease_until; \
-         DELETE FROM stele_schema WHERE version = 3",
+         DELETE FROM stele_schema WHERE version >= 3",
     );
     let rows = match db.location {
         DbLocation::Sqlite(_) => {
@@ -507,6 +544,7 @@ async fn an_older_ledger_gets_only_the_missing_migrations(db: &Db) {
         after.starts_with(&format!("{before}, 3 ")),
         "versions 1 and 2 kept, 3 applied: {after}"
     );
+    assert!(after.contains(", 4 "), "and 4 after it: {after}");
     // What version 3 added works.
     assert!(
         store

@@ -1,0 +1,3 @@
+-- Nothing to change on PostgreSQL: this version moves SQLite's event table
+-- to a rowid table, and a PostgreSQL table already keeps its rows apart
+-- from the index on its primary key.
