@@ -4,8 +4,9 @@
 //!
 //! For each backend: single-event appends at 1, 16 and 64 concurrent
 //! connections (events/s, p50, p99), batch appends of 1,000 events, and the
-//! same two workloads straight into `stele_store::Store` in-process (the
-//! ceiling the HTTP layer is measured against).
+//! same two workloads straight into `stele_store::Store` in-process, with
+//! events validated beforehand and no anchorer running (the ceiling the
+//! HTTP layer, its parsing and the server's anchoring are measured against).
 //!
 //! `cargo bench -p stele-cli --bench gateway [-- SECONDS]`. PostgreSQL is
 //! measured when `STELE_TEST_PG_URL` is set.

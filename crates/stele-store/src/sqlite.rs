@@ -524,17 +524,16 @@ const INSERT_SIZES: [usize; 7] = [INSERT_CHUNK, 32, 16, 8, 4, 2, 1];
 /// these three are the same for a whole commit's run).
 fn shared_insert_sql(rows: usize) -> String {
     let row = |r: usize| {
-        let p = |i: usize| format!("?{}", 4 + r * ROW_VALUES + i);
+        let own: Vec<String> = (0..ROW_VALUES)
+            .map(|i| format!("?{}", 4 + r * ROW_VALUES + i))
+            .collect();
+        // Column order: chain, seq, ts, type, actor, payload, idempotency
+        // key, key id, leaf, event hash, Merkle nodes.
         format!(
-            "(?1, {}, ?2, {}, {}, {}, {}, ?3, {}, {}, {})",
-            p(0),
-            p(1),
-            p(2),
-            p(3),
-            p(4),
-            p(5),
-            p(6),
-            p(7)
+            "(?1, {}, ?2, {}, ?3, {})",
+            own[0],
+            own[1..5].join(", "),
+            own[5..].join(", ")
         )
     };
     format!(
@@ -661,29 +660,23 @@ impl AppendTx for SqliteTx<'_> {
         // for it.
         static SQL: [std::sync::OnceLock<String>; INSERT_SIZES.len()] =
             [const { std::sync::OnceLock::new() }; INSERT_SIZES.len()];
+        let one_sql = || SQL[INSERT_SIZES.len() - 1].get_or_init(|| shared_insert_sql(1));
         let mut nodes = Vec::new();
         let mut left = rows;
-        while !left.is_empty() {
-            let (i, size) = INSERT_SIZES
-                .iter()
-                .copied()
-                .enumerate()
-                .find(|&(_, size)| size <= left.len())
-                .unwrap_or((INSERT_SIZES.len() - 1, 1));
-            let (chunk, rest) = left.split_at(size);
-            left = rest;
-            if share_time_and_key(chunk) {
-                let mut stmt = self
-                    .0
-                    .prepare_cached(SQL[i].get_or_init(|| shared_insert_sql(size)))?;
-                insert_shared(&mut stmt, chain, chunk, &mut nodes)?;
-            } else {
-                let last = INSERT_SIZES.len() - 1;
-                let mut one = self
-                    .0
-                    .prepare_cached(SQL[last].get_or_init(|| shared_insert_sql(1)))?;
-                for row in chunk {
-                    insert_shared(&mut one, chain, std::slice::from_ref(row), &mut nodes)?;
+        for (sql, size) in SQL.iter().zip(INSERT_SIZES) {
+            while left.len() >= size {
+                let (chunk, rest) = left.split_at(size);
+                left = rest;
+                if share_time_and_key(chunk) {
+                    let mut stmt = self
+                        .0
+                        .prepare_cached(sql.get_or_init(|| shared_insert_sql(size)))?;
+                    insert_shared(&mut stmt, chain, chunk, &mut nodes)?;
+                } else {
+                    let mut one = self.0.prepare_cached(one_sql())?;
+                    for row in chunk {
+                        insert_shared(&mut one, chain, std::slice::from_ref(row), &mut nodes)?;
+                    }
                 }
             }
         }
