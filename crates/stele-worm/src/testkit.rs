@@ -227,9 +227,9 @@ pub struct FaultyProxy {
 struct Faults {
     /// Connections accepted so far.
     accepted: AtomicU32,
-    /// How many upcoming connections to cut mid-upload.
+    /// How many more connections to cut once they reach `drop_after`.
     drops_left: AtomicU32,
-    /// Client bytes forwarded on such a connection before it is cut.
+    /// Client bytes a connection forwards before it is cut.
     drop_after: std::sync::atomic::AtomicU64,
     /// Connections cut so far by `drop_after_bytes`.
     dropped: AtomicU32,
@@ -270,7 +270,10 @@ impl FaultyProxy {
                     list.push(c2);
                     list.push(s2);
                 }
-                let cut_upload_after = take_one(&faults2.drops_left)
+                // Armed while cuts are left; the cut itself is taken when the
+                // upload reaches the limit, so a connection that never sends
+                // that much (a small request first) does not use one up.
+                let cut_upload_after = (faults2.drops_left.load(Ordering::SeqCst) > 0)
                     .then(|| faults2.drop_after.load(Ordering::SeqCst));
                 let corrupt_at = faults2.corrupt_at.clone();
                 let (Ok(c_read), Ok(s_write), Ok(s_read), Ok(c_write)) = (
@@ -283,7 +286,12 @@ impl FaultyProxy {
                 };
                 let faults3 = faults2.clone();
                 std::thread::spawn(move || {
-                    let cut = pump(c_read, s_write, cut_upload_after, None);
+                    let cut = pump(
+                        c_read,
+                        s_write,
+                        cut_upload_after.map(|limit| (limit, &faults3.drops_left)),
+                        None,
+                    );
                     if cut {
                         faults3.dropped.fetch_add(1, Ordering::SeqCst);
                         let _ = client.shutdown(std::net::Shutdown::Both);
@@ -318,8 +326,9 @@ impl FaultyProxy {
         }
     }
 
-    /// Cuts each of the next `connections` new connections once the client
-    /// has sent `bytes` bytes through it (a transfer dropped mid-upload).
+    /// Cuts the next `connections` connections whose client sends `bytes`
+    /// bytes through them, each once it has (a transfer dropped mid-upload);
+    /// connections that send less pass untouched.
     pub fn drop_after_bytes(&self, bytes: u64, connections: u32) {
         self.faults.drop_after.store(bytes, Ordering::SeqCst);
         self.faults.drops_left.store(connections, Ordering::SeqCst);
@@ -356,7 +365,7 @@ fn take_one(counter: &AtomicU32) -> bool {
 fn pump(
     mut from: std::net::TcpStream,
     mut to: std::net::TcpStream,
-    cut_after: Option<u64>,
+    mut cut_after: Option<(u64, &AtomicU32)>,
     corrupt: Option<&std::sync::atomic::AtomicU64>,
 ) -> bool {
     use std::io::{Read as _, Write as _};
@@ -368,11 +377,15 @@ fn pump(
             Ok(n) => n,
         };
         let chunk = &mut buf[..n];
-        if let Some(limit) = cut_after {
+        if let Some((limit, cuts_left)) = cut_after {
             let room = usize::try_from(limit.saturating_sub(sent)).unwrap_or(usize::MAX);
             if room < chunk.len() {
-                let _ = to.write_all(&chunk[..room]);
-                return true;
+                if take_one(cuts_left) {
+                    let _ = to.write_all(&chunk[..room]);
+                    return true;
+                }
+                // Every cut was taken by other connections meanwhile.
+                cut_after = None;
             }
         }
         if let Some(fault) = corrupt {
