@@ -46,6 +46,17 @@ pub struct AppendedEvent {
     pub merkle_nodes: Vec<Hash>,
 }
 
+/// One event's place in its chain, from [`ChainAppender::link`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Linked {
+    /// Assigned seq.
+    pub seq: u64,
+    /// Leaf hash.
+    pub leaf_hash: Hash,
+    /// Chain hash.
+    pub event_hash: Hash,
+}
+
 /// What a client gets back for an acknowledged event.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Receipt {
@@ -142,6 +153,39 @@ impl<'k> ChainAppender<'k> {
         start: &LeafStart,
         now: Timestamp,
     ) -> AppendedEvent {
+        let mut merkle_nodes = Vec::new();
+        let linked = self.link(&input.event_type, start, now, &mut merkle_nodes);
+        AppendedEvent {
+            event: Event {
+                chain_id: self.chain.to_string(),
+                seq: linked.seq,
+                ts: self.last_ts_text.clone(),
+                event_type: input.event_type,
+                actor: input.actor,
+                payload: input.payload,
+                idempotency_key: input.idempotency_key,
+                key_id: self.key.id().to_string(),
+                leaf_hash: hex_hash(&linked.leaf_hash),
+                event_hash: hex_hash(&linked.event_hash),
+            },
+            leaf_hash: linked.leaf_hash,
+            event_hash: linked.event_hash,
+            merkle_nodes,
+        }
+    }
+
+    /// Links the next event (of `event_type`, its leaf hash begun by
+    /// `start`) at time `now`, for a caller that keeps the event's content
+    /// itself: returns its seq and hashes, adds the Merkle nodes it
+    /// completes to the end of `nodes`, and leaves its time in
+    /// [`time`](Self::time). Events linked with the same `now` share one time.
+    pub fn link(
+        &mut self,
+        event_type: &str,
+        start: &LeafStart,
+        now: Timestamp,
+        nodes: &mut Vec<Hash>,
+    ) -> Linked {
         let ts = match self.last_ts {
             Some(last) if last > now => last,
             _ => now,
@@ -150,29 +194,22 @@ impl<'k> ChainAppender<'k> {
         if self.last_ts != Some(ts) {
             self.last_ts_text = ts.to_string();
         }
-        let ts_text = self.last_ts_text.clone();
-        let leaf = start.finish(seq, &ts_text, &input.event_type);
-        let event_hash = self.key.chain_hash(&self.head_hash, &leaf);
-        let merkle_nodes = self.tree.push(leaf);
+        let leaf_hash = start.finish(seq, &self.last_ts_text, event_type);
+        let event_hash = self.key.chain_hash(&self.head_hash, &leaf_hash);
+        self.tree.push_onto(leaf_hash, nodes);
         self.head_hash = event_hash;
         self.last_ts = Some(ts);
-        AppendedEvent {
-            event: Event {
-                chain_id: self.chain.to_string(),
-                seq,
-                ts: ts_text,
-                event_type: input.event_type,
-                actor: input.actor,
-                payload: input.payload,
-                idempotency_key: input.idempotency_key,
-                key_id: self.key.id().to_string(),
-                leaf_hash: hex_hash(&leaf),
-                event_hash: hex_hash(&event_hash),
-            },
-            leaf_hash: leaf,
+        Linked {
+            seq,
+            leaf_hash,
             event_hash,
-            merkle_nodes,
         }
+    }
+
+    /// The time of the last event linked (before any, of the chain's last
+    /// event; empty for a new chain), as stored.
+    pub fn time(&self) -> &str {
+        &self.last_ts_text
     }
 
     /// The chain's state after the appends so far.

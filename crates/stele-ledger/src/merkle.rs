@@ -123,6 +123,12 @@ impl TreeAppender {
     /// nodes, so a verifier pushing millions of leaves reuses one buffer.
     pub fn push_into(&mut self, leaf: Hash, nodes: &mut Vec<Hash>) {
         nodes.clear();
+        self.push_onto(leaf, nodes);
+    }
+
+    /// [`push`](Self::push), adding the completed nodes to the end of
+    /// `nodes`, so that a whole commit's nodes share one buffer.
+    pub fn push_onto(&mut self, leaf: Hash, nodes: &mut Vec<Hash>) {
         // Each trailing 1 bit of the old size is a complete subtree that the
         // new leaf's subtree now merges with.
         let merges = self.size.trailing_ones() as usize;

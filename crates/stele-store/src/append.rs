@@ -4,11 +4,11 @@
 
 use std::collections::HashMap;
 
-use stele_ledger::append::{AppendedEvent, ChainAppender, ChainState, Receipt};
+use stele_ledger::append::{ChainAppender, ChainState, Linked, Receipt};
 use stele_ledger::event::ValidEvent;
 use stele_ledger::hashing::LeafStart;
 use stele_ledger::merkle;
-use stele_ledger::{ChainId, Event, Hash, HmacKey, Timestamp};
+use stele_ledger::{ChainId, Event, Hash, HmacKey, Timestamp, hex_hash};
 
 use crate::StoreError;
 
@@ -30,8 +30,8 @@ pub(crate) trait AppendTx {
         chain: &ChainId,
         keys: &[String],
     ) -> Result<Vec<Event>, StoreError>;
-    /// Writes the event rows and their stored hashes.
-    fn insert(&mut self, chain: &ChainId, rows: &[AppendedEvent]) -> Result<(), StoreError>;
+    /// Writes a run's new rows and their stored hashes.
+    fn insert(&mut self, run: &RunRows<'_>) -> Result<(), StoreError>;
     /// Moves the chain head.
     fn set_head(&mut self, chain: &ChainId, state: &ChainState) -> Result<(), StoreError>;
 }
@@ -68,7 +68,59 @@ impl AppendRequest {
 
 /// Each request's own outcome: an idempotency conflict fails its request
 /// alone; its neighbours in the same transaction still commit.
-pub(crate) type RequestResults = Vec<Result<Vec<Receipt>, StoreError>>;
+pub(crate) type RequestResults = Vec<Result<Committed, StoreError>>;
+
+/// An accepted append's receipts as the committer leaves them: seqs and raw
+/// hashes, the texts that every receipt of it repeats held once. The caller
+/// makes the [`Receipt`]s ([`Committed::into_receipts`]) on its own thread:
+/// the committer's is the one thread every append waits on.
+#[derive(Debug)]
+pub(crate) struct Committed {
+    chain: ChainId,
+    /// The time of the request's new events.
+    ts: String,
+    key_id: String,
+    receipts: Vec<Answered>,
+}
+
+/// One event's receipt, as the committer leaves it.
+#[derive(Debug)]
+enum Answered {
+    /// Written by this commit.
+    New(Linked),
+    /// A repeated idempotency key: the original event's receipt.
+    Repeat(Receipt),
+}
+
+impl Committed {
+    /// Events this commit wrote for the request (repeats not counted).
+    pub(crate) fn new_events(&self) -> usize {
+        self.receipts
+            .iter()
+            .filter(|r| matches!(r, Answered::New(_)))
+            .count()
+    }
+
+    /// The request's receipts, in its events' order.
+    pub(crate) fn into_receipts(self) -> Vec<Receipt> {
+        let chain_id = self.chain.as_str();
+        self.receipts
+            .into_iter()
+            .map(|answered| match answered {
+                Answered::New(linked) => Receipt {
+                    chain_id: chain_id.to_owned(),
+                    seq: linked.seq,
+                    ts: self.ts.clone(),
+                    leaf_hash: hex_hash(&linked.leaf_hash),
+                    event_hash: hex_hash(&linked.event_hash),
+                    key_id: self.key_id.clone(),
+                    duplicate: false,
+                },
+                Answered::Repeat(receipt) => receipt,
+            })
+            .collect()
+    }
+}
 
 /// The order requests are applied in within one transaction: grouped by
 /// chain in chain-id order (so concurrent transactions from several
@@ -99,9 +151,26 @@ pub(crate) fn run_idempotency_keys(requests: &[AppendRequest], run: &[usize]) ->
         .collect()
 }
 
-/// What one run writes: the new rows and the chain's state after them.
-pub(crate) struct RunRows {
-    pub(crate) rows: Vec<AppendedEvent>,
+/// One new event's row: its content borrowed from its request (not copied:
+/// a commit writes hundreds of thousands of them a second), its place in
+/// the chain computed here.
+pub(crate) struct NewRow<'r> {
+    pub(crate) event: &'r ValidEvent,
+    pub(crate) linked: Linked,
+    /// Where its Merkle nodes are in [`RunRows`]' node buffer.
+    nodes: std::ops::Range<usize>,
+}
+
+/// What one run writes: new rows that share their chain, time and key, and
+/// the chain's state after them.
+pub(crate) struct RunRows<'r> {
+    pub(crate) chain: &'r ChainId,
+    /// The time of every new row.
+    pub(crate) ts: String,
+    pub(crate) key_id: &'r str,
+    pub(crate) rows: Vec<NewRow<'r>>,
+    /// Every row's Merkle nodes, one after the other.
+    nodes: Vec<Hash>,
     pub(crate) state: ChainState,
     /// Each accepted request of the run (by index), with where each of its
     /// receipts comes from.
@@ -116,10 +185,13 @@ enum Answer {
     NewRow,
 }
 
-impl RunRows {
-    /// Once the rows are written: fills in each accepted request's
-    /// receipts, a new event's taken from its row rather than copied (a
-    /// commit answers hundreds of thousands of them a second).
+impl RunRows<'_> {
+    /// The Merkle nodes `row` completes, level 1 upwards.
+    pub(crate) fn nodes(&self, row: &NewRow<'_>) -> &[Hash] {
+        self.nodes.get(row.nodes.clone()).unwrap_or_default()
+    }
+
+    /// Once the rows are written: fills in each accepted request's result.
     ///
     /// # Errors
     ///
@@ -127,23 +199,31 @@ impl RunRows {
     /// the transaction must then be rolled back.
     pub(crate) fn answer(
         self,
-        results: &mut [Option<Result<Vec<Receipt>, StoreError>>],
+        results: &mut [Option<Result<Committed, StoreError>>],
     ) -> Result<(), StoreError> {
-        let mut rows = self.rows.into_iter();
+        let mut rows = self.rows.iter();
         for (i, answers) in self.answers {
             let receipts = answers
                 .into_iter()
                 .map(|answer| match answer {
-                    Answer::Repeat(receipt) => Ok(receipt),
-                    Answer::NewRow => rows
-                        .next()
-                        .map(|row| Receipt::from_event(row.event, false))
-                        .ok_or_else(|| {
-                            StoreError::Corrupt("an append's receipts outnumber its rows".into())
-                        }),
+                    Answer::Repeat(receipt) => Ok(Answered::Repeat(receipt)),
+                    Answer::NewRow => {
+                        rows.next()
+                            .map(|row| Answered::New(row.linked))
+                            .ok_or_else(|| {
+                                StoreError::Corrupt(
+                                    "an append's receipts outnumber its rows".into(),
+                                )
+                            })
+                    }
                 })
                 .collect::<Result<_, _>>()?;
-            results[i] = Some(Ok(receipts));
+            results[i] = Some(Ok(Committed {
+                chain: self.chain.clone(),
+                ts: self.ts.clone(),
+                key_id: self.key_id.to_owned(),
+                receipts,
+            }));
         }
         if rows.next().is_some() {
             return Err(StoreError::Corrupt(
@@ -158,29 +238,27 @@ impl RunRows {
 /// caller did the reads and does the writes). Refused requests get their
 /// result in `results` here; accepted ones once the rows are written
 /// ([`RunRows::answer`]).
-pub(crate) fn build_run(
-    requests: &[AppendRequest],
+pub(crate) fn build_run<'r>(
+    requests: &'r [AppendRequest],
     run: &[usize],
     state: &ChainState,
     frontier: &[Hash],
     stored: Vec<Event>,
     now: Timestamp,
-    results: &mut [Option<Result<Vec<Receipt>, StoreError>>],
-) -> Result<RunRows, StoreError> {
+    results: &mut [Option<Result<Committed, StoreError>>],
+) -> Result<RunRows<'r>, StoreError> {
     let Some(&first) = run.first() else {
-        return Ok(RunRows {
-            rows: Vec::new(),
-            state: state.clone(),
-            answers: Vec::new(),
-        });
+        return Err(StoreError::Corrupt("an append run without requests".into()));
     };
     let chain = &requests[first].chain;
-    let mut appender = ChainAppender::new(chain.clone(), state, frontier, &requests[first].key)?;
+    let key = &requests[first].key;
+    let mut appender = ChainAppender::new(chain.clone(), state, frontier, key)?;
     let mut by_key: HashMap<String, Event> = stored
         .into_iter()
         .filter_map(|e| Some((e.idempotency_key.clone()?, e)))
         .collect();
-    let mut rows = Vec::new();
+    let mut rows = Vec::with_capacity(run.iter().map(|&i| requests[i].events.len()).sum());
+    let mut nodes = Vec::with_capacity(rows.capacity() + 64);
     let mut answers = Vec::with_capacity(run.len());
     for &i in run {
         let events = &requests[i].events;
@@ -201,20 +279,53 @@ pub(crate) fn build_run(
                 request_answers.push(Answer::Repeat(Receipt::for_event(original, true)));
                 continue;
             }
-            let appended = appender.append_started(input.clone(), leaf, now);
-            if let Some(k) = &appended.event.idempotency_key {
-                by_key.insert(k.clone(), appended.event.clone());
+            let start = nodes.len();
+            let linked = appender.link(&input.event_type, leaf, now, &mut nodes);
+            if let Some(k) = &input.idempotency_key {
+                let event = stored_form(chain, input, linked, appender.time(), key.id().as_str());
+                by_key.insert(k.clone(), event);
             }
             request_answers.push(Answer::NewRow);
-            rows.push(appended);
+            rows.push(NewRow {
+                event: input,
+                linked,
+                nodes: start..nodes.len(),
+            });
         }
         answers.push((i, request_answers));
     }
     Ok(RunRows {
+        chain,
+        ts: appender.time().to_owned(),
+        key_id: key.id().as_str(),
         rows,
+        nodes,
         state: appender.state(),
         answers,
     })
+}
+
+/// A new event as storage will hold it, for a later event of the same
+/// commit that repeats its idempotency key.
+fn stored_form(
+    chain: &ChainId,
+    input: &ValidEvent,
+    linked: Linked,
+    ts: &str,
+    key_id: &str,
+) -> Event {
+    Event {
+        chain_id: chain.to_string(),
+        seq: linked.seq,
+        ts: ts.to_owned(),
+        event_type: input.event_type.clone(),
+        actor: input.actor.clone(),
+        payload: input.payload.clone(),
+        idempotency_key: input.idempotency_key.clone(),
+        key_id: key_id.to_owned(),
+        leaf_hash: hex_hash(&linked.leaf_hash),
+        event_hash: hex_hash(&linked.event_hash),
+    }
 }
 
 /// Refuses a request, before any of it is appended, if one of its
@@ -255,7 +366,7 @@ pub(crate) fn append_requests_locked(
     tx: &mut dyn AppendTx,
     requests: &[AppendRequest],
 ) -> Result<RequestResults, StoreError> {
-    let mut results: Vec<Option<Result<Vec<Receipt>, StoreError>>> =
+    let mut results: Vec<Option<Result<Committed, StoreError>>> =
         requests.iter().map(|_| None).collect();
     for run in plan_runs(requests) {
         let chain = &requests[run[0]].chain;
@@ -271,7 +382,7 @@ pub(crate) fn append_requests_locked(
         };
         let built = build_run(requests, &run, &state, &frontier, stored, now, &mut results)?;
         if !built.rows.is_empty() {
-            tx.insert(chain, &built.rows)?;
+            tx.insert(&built)?;
             tx.set_head(chain, &built.state)?;
         }
         built.answer(&mut results)?;
@@ -281,7 +392,7 @@ pub(crate) fn append_requests_locked(
 
 /// Every request got a result from its run.
 pub(crate) fn collect_results(
-    results: Vec<Option<Result<Vec<Receipt>, StoreError>>>,
+    results: Vec<Option<Result<Committed, StoreError>>>,
 ) -> RequestResults {
     results
         .into_iter()

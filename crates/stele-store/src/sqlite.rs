@@ -13,11 +13,12 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
 };
-use stele_ledger::append::{AppendedEvent, ChainState};
+use stele_ledger::append::ChainState;
 use stele_ledger::{ChainId, Event, Hash};
 
 use crate::append::{
-    AppendRequest, AppendTx, RequestResults, append_requests_locked, empty_state, stored_hex,
+    AppendRequest, AppendTx, NewRow, RequestResults, RunRows, append_requests_locked, empty_state,
+    stored_hex,
 };
 use crate::migrate::{self, AnchorRow, Migration, MigrationTx, StoredRow};
 use crate::scan::{self, RowSink};
@@ -518,11 +519,10 @@ const INSERT_CHUNK: usize = 64;
 /// The statement sizes an insert uses, largest first, down to one row.
 const INSERT_SIZES: [usize; 7] = [INSERT_CHUNK, 32, 16, 8, 4, 2, 1];
 
-/// `INSERT` of `rows` event rows that share their chain, time and key: those
-/// three are bound once, as `?1`, `?2` and `?3`, and each row binds
-/// [`ROW_VALUES`] values of its own (binding copies every text value, and
-/// these three are the same for a whole commit's run).
-fn shared_insert_sql(rows: usize) -> String {
+/// `INSERT` of `rows` event rows of one run: chain, time and key, the same
+/// for the whole run, are bound once, as `?1`, `?2` and `?3`, and each row
+/// binds [`ROW_VALUES`] values of its own (binding copies every text value).
+fn run_insert_sql(rows: usize) -> String {
     let row = |r: usize| {
         let own: Vec<String> = (0..ROW_VALUES)
             .map(|i| format!("?{}", 4 + r * ROW_VALUES + i))
@@ -542,14 +542,14 @@ fn shared_insert_sql(rows: usize) -> String {
     )
 }
 
-/// Values each row binds in [`shared_insert_sql`]: all but chain, time and key.
+/// Values each row binds in [`run_insert_sql`]: all but chain, time and key.
 const ROW_VALUES: usize = 8;
 
-/// One row's own values, in [`shared_insert_sql`]'s order, borrowed from the
+/// One row's own values, in [`run_insert_sql`]'s order, borrowed from the
 /// row; `nodes` is its `merkle_nodes` blob.
 fn push_row_values<'r>(
     values: &mut Vec<ToSqlOutput<'r>>,
-    row: &'r AppendedEvent,
+    row: &'r NewRow<'_>,
     nodes: &'r [u8],
 ) -> Result<(), StoreError> {
     let text = |t: &'r str| ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes()));
@@ -557,36 +557,36 @@ fn push_row_values<'r>(
         t.as_deref()
             .map_or(ToSqlOutput::Borrowed(ValueRef::Null), text)
     };
-    let e = &row.event;
+    let e = row.event;
     values.extend([
-        ToSqlOutput::Owned(rusqlite::types::Value::Integer(to_i64(e.seq, "seq")?)),
+        ToSqlOutput::Owned(rusqlite::types::Value::Integer(to_i64(
+            row.linked.seq,
+            "seq",
+        )?)),
         text(&e.event_type),
         optional(&e.actor),
         optional(&e.payload),
         optional(&e.idempotency_key),
-        ToSqlOutput::Borrowed(ValueRef::Blob(&row.leaf_hash.0)),
-        ToSqlOutput::Borrowed(ValueRef::Blob(&row.event_hash.0)),
+        ToSqlOutput::Borrowed(ValueRef::Blob(&row.linked.leaf_hash.0)),
+        ToSqlOutput::Borrowed(ValueRef::Blob(&row.linked.event_hash.0)),
         ToSqlOutput::Borrowed(ValueRef::Blob(nodes)),
     ]);
     Ok(())
 }
 
-/// Runs one shared-values `INSERT` of `rows` (all on `chain`, sharing the
-/// first row's time and key). `nodes` is scratch space for their Merkle
-/// nodes, one buffer for the lot rather than one per row.
-fn insert_shared<'r>(
+/// Runs one [`run_insert_sql`] statement for `rows` of `run`. `nodes` is
+/// scratch space for their Merkle nodes, one buffer for the lot rather than
+/// one per row.
+fn insert_rows<'r>(
     stmt: &mut rusqlite::CachedStatement<'_>,
-    chain: &'r ChainId,
-    rows: &'r [AppendedEvent],
+    run: &'r RunRows<'_>,
+    rows: &'r [NewRow<'_>],
     nodes: &'r mut Vec<u8>,
 ) -> Result<(), StoreError> {
-    let Some(first) = rows.first() else {
-        return Ok(());
-    };
     nodes.clear();
     let mut ends = Vec::with_capacity(rows.len());
     for row in rows {
-        for node in &row.merkle_nodes {
+        for node in run.nodes(row) {
             nodes.extend_from_slice(&node.0);
         }
         ends.push(nodes.len());
@@ -594,11 +594,7 @@ fn insert_shared<'r>(
     let text = |t: &'r str| ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes()));
     let nodes: &'r [u8] = nodes;
     let mut values = Vec::with_capacity(3 + rows.len() * ROW_VALUES);
-    values.extend([
-        text(chain.as_str()),
-        text(&first.event.ts),
-        text(&first.event.key_id),
-    ]);
+    values.extend([text(run.chain.as_str()), text(&run.ts), text(run.key_id)]);
     let mut start = 0;
     for (row, end) in rows.iter().zip(ends) {
         push_row_values(&mut values, row, &nodes[start..end])?;
@@ -606,16 +602,6 @@ fn insert_shared<'r>(
     }
     stmt.execute(rusqlite::params_from_iter(values))?;
     Ok(())
-}
-
-/// Whether every row of `rows` has the first one's time and key, so that
-/// [`shared_insert_sql`] may bind them once. True of every run stele builds
-/// (a run shares one key, and its rows one commit time); checked all the same.
-fn share_time_and_key(rows: &[AppendedEvent]) -> bool {
-    rows.first().is_some_and(|first| {
-        rows.iter()
-            .all(|r| r.event.ts == first.event.ts && r.event.key_id == first.event.key_id)
-    })
 }
 
 struct SqliteTx<'a>(Transaction<'a>);
@@ -653,31 +639,23 @@ impl AppendTx for SqliteTx<'_> {
         Ok(found)
     }
 
-    fn insert(&mut self, chain: &ChainId, rows: &[AppendedEvent]) -> Result<(), StoreError> {
+    fn insert(&mut self, run: &RunRows<'_>) -> Result<(), StoreError> {
         // One statement run per INSERT_CHUNK rows instead of per row (a
         // third less of the writer's time on a 1,000-event commit); the rest
         // in statements of 32, 16, … 1 rows, so that no more than six run
         // for it.
         static SQL: [std::sync::OnceLock<String>; INSERT_SIZES.len()] =
             [const { std::sync::OnceLock::new() }; INSERT_SIZES.len()];
-        let one_sql = || SQL[INSERT_SIZES.len() - 1].get_or_init(|| shared_insert_sql(1));
         let mut nodes = Vec::new();
-        let mut left = rows;
+        let mut left = &run.rows[..];
         for (sql, size) in SQL.iter().zip(INSERT_SIZES) {
             while left.len() >= size {
                 let (chunk, rest) = left.split_at(size);
                 left = rest;
-                if share_time_and_key(chunk) {
-                    let mut stmt = self
-                        .0
-                        .prepare_cached(sql.get_or_init(|| shared_insert_sql(size)))?;
-                    insert_shared(&mut stmt, chain, chunk, &mut nodes)?;
-                } else {
-                    let mut one = self.0.prepare_cached(one_sql())?;
-                    for row in chunk {
-                        insert_shared(&mut one, chain, std::slice::from_ref(row), &mut nodes)?;
-                    }
-                }
+                let mut stmt = self
+                    .0
+                    .prepare_cached(sql.get_or_init(|| run_insert_sql(size)))?;
+                insert_rows(&mut stmt, run, chunk, &mut nodes)?;
             }
         }
         Ok(())
@@ -1011,28 +989,23 @@ fn enable_wal(conn: &Connection) -> Result<String, rusqlite::Error> {
 #[cfg(test)]
 mod tests {
     use stele_ledger::append::{ChainAppender, ChainState};
-    use stele_ledger::event::{EventInput, Limits};
+    use stele_ledger::event::{EventInput, Limits, ValidEvent};
     use stele_ledger::{HmacKey, KeyId};
 
     use super::*;
-    use crate::append::concat_nodes;
+    use crate::append::{build_run, concat_nodes};
 
-    fn rows(chain: &ChainId, n: usize) -> Vec<AppendedEvent> {
-        let key = HmacKey::new(KeyId::new("k1").unwrap(), &[7; 32]);
-        let mut appender =
-            ChainAppender::new(chain.clone(), &ChainState::empty(), &[], &key).unwrap();
-        let now = crate::now();
+    fn events(n: usize) -> Vec<ValidEvent> {
         (0..n)
             .map(|i| {
-                let input = EventInput {
-                    event_type: "user.login".into(),
+                EventInput {
+                    event_type: format!("user.login.{}", i % 3),
                     actor: (i % 2 == 0).then(|| format!("user{i}")),
-                    payload: Some(serde_json::json!({ "i": i })),
-                    idempotency_key: None,
+                    payload: (i % 5 != 0).then(|| serde_json::json!({ "i": i })),
+                    idempotency_key: (i % 7 == 0).then(|| format!("k-{i}")),
                 }
                 .validate(&Limits::default())
-                .unwrap();
-                appender.append(input, now)
+                .unwrap()
             })
             .collect()
     }
@@ -1040,6 +1013,9 @@ mod tests {
     type Stored = (
         i64,
         String,
+        String,
+        Option<String>,
+        Option<String>,
         Option<String>,
         String,
         Vec<u8>,
@@ -1050,52 +1026,78 @@ mod tests {
     fn stored(store: &SqliteStore, chain: &ChainId) -> Vec<Stored> {
         store
             .conn
-            .prepare("SELECT chain_index, ts, actor, key_id, leaf_hash, event_hash, merkle_nodes FROM audit_events WHERE chain_id = ?1 ORDER BY chain_index")
+            .prepare("SELECT chain_index, ts, event_type, actor, payload, idempotency_key, key_id, leaf_hash, event_hash, merkle_nodes FROM audit_events WHERE chain_id = ?1 ORDER BY chain_index")
             .unwrap()
             .query_map([chain.as_str()], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                    r.get(9)?,
+                ))
             })
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap()
     }
 
-    fn expected(rows: &[AppendedEvent]) -> Vec<Stored> {
-        rows.iter()
-            .map(|r| {
-                (
-                    i64::try_from(r.event.seq).unwrap(),
-                    r.event.ts.clone(),
-                    r.event.actor.clone(),
-                    r.event.key_id.clone(),
-                    r.leaf_hash.0.to_vec(),
-                    r.event_hash.0.to_vec(),
-                    concat_nodes(&r.merkle_nodes),
-                )
-            })
-            .collect()
-    }
-
-    /// Chunks bind chain, time and key once; a chunk whose rows do not
-    /// share them (stele builds none, but insert does not rely on it) goes
-    /// in row by row, each row with its own values.
+    /// Each statement binds the run's chain, time and key once and every
+    /// row's own values after them: whole 64-row chunks and the statements
+    /// of 32, 16, … rows for the rest store each row with its own values,
+    /// the ones the owned append path computes for the same events.
     #[test]
     fn every_row_is_stored_with_its_own_values() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = SqliteStore::open(&dir.path().join("ledger.db")).unwrap();
         let chain = ChainId::new("c").unwrap();
-        let mut rows = rows(&chain, 2 * INSERT_CHUNK + 5);
-        rows[INSERT_CHUNK + 3].event.key_id = "k2".into();
-        rows[INSERT_CHUNK + 9].event.ts = "2026-01-01T00:00:00.000000Z".into();
-        // The five left go in as four and one; the four do not share a key.
-        rows[2 * INSERT_CHUNK + 1].event.key_id = "k2".into();
-        assert!(share_time_and_key(&rows[..INSERT_CHUNK]));
-        assert!(!share_time_and_key(&rows[INSERT_CHUNK..2 * INSERT_CHUNK]));
+        let key = HmacKey::new(KeyId::new("k1").unwrap(), &[7; 32]);
+        // Two whole chunks, then 32 + 8 + 4 + 2 + 1 rows.
+        let n = 2 * INSERT_CHUNK + 47;
+        let requests = vec![AppendRequest::new(chain.clone(), events(n), key.clone())];
+        let now = crate::now();
         {
             let mut tx = SqliteTx(store.conn.transaction().unwrap());
-            tx.insert(&chain, &rows).unwrap();
+            let mut results = vec![None];
+            let run = build_run(
+                &requests,
+                &[0],
+                &ChainState::empty(),
+                &[],
+                Vec::new(),
+                now,
+                &mut results,
+            )
+            .unwrap();
+            assert_eq!(run.rows.len(), n);
+            tx.insert(&run).unwrap();
             tx.0.commit().unwrap();
         }
-        assert_eq!(stored(&store, &chain), expected(&rows));
+        let mut appender =
+            ChainAppender::new(chain.clone(), &ChainState::empty(), &[], &key).unwrap();
+        let expected: Vec<Stored> = events(n)
+            .into_iter()
+            .map(|input| {
+                let r = appender.append(input, now);
+                (
+                    i64::try_from(r.event.seq).unwrap(),
+                    r.event.ts,
+                    r.event.event_type,
+                    r.event.actor,
+                    r.event.payload,
+                    r.event.idempotency_key,
+                    r.event.key_id,
+                    r.leaf_hash.0.to_vec(),
+                    r.event_hash.0.to_vec(),
+                    concat_nodes(&r.merkle_nodes),
+                )
+            })
+            .collect();
+        assert_eq!(stored(&store, &chain), expected);
     }
 }

@@ -30,7 +30,7 @@ use stele_ledger::merkle::{self, MerkleError};
 use stele_ledger::{ChainId, Event, Hash, HmacKey};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::append::{AppendRequest, RequestResults};
+use crate::append::{AppendRequest, Committed, RequestResults};
 use crate::{ChainHead, DbLocation, StoreError};
 
 /// Durability settings as read back from the database: (name, value).
@@ -108,10 +108,10 @@ impl Counters {
             .fetch_max(results.len() as u64, Ordering::Relaxed);
         for r in results {
             match r {
-                Ok(receipts) => {
+                Ok(committed) => {
                     self.appends.fetch_add(1, Ordering::Relaxed);
-                    let written = receipts.iter().filter(|r| !r.duplicate).count();
-                    self.events.fetch_add(written as u64, Ordering::Relaxed);
+                    self.events
+                        .fetch_add(committed.new_events() as u64, Ordering::Relaxed);
                 }
                 Err(_) => {
                     self.failed_appends.fetch_add(1, Ordering::Relaxed);
@@ -163,7 +163,7 @@ fn take_group(
     group
 }
 
-type Reply = oneshot::Sender<Result<Vec<Receipt>, StoreError>>;
+type Reply = oneshot::Sender<Result<Committed, StoreError>>;
 
 /// Answers every caller of a group from its results.
 fn reply_all(replies: Vec<Reply>, results: RequestResults) {
@@ -417,7 +417,11 @@ impl Store {
             }
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(StoreError::Closed),
         }
-        answer.await.map_err(|_| StoreError::Closed)?
+        // The receipts' texts are made here, on the caller's thread.
+        Ok(answer
+            .await
+            .map_err(|_| StoreError::Closed)??
+            .into_receipts())
     }
 
     /// Every chain's head, ordered by chain id.

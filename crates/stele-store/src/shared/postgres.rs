@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod};
-use stele_ledger::append::AppendedEvent;
 use stele_ledger::{ChainId, Event, Hash, merkle};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::GenericClient;
@@ -15,7 +14,7 @@ use tokio_postgres::GenericClient;
 use super::{Counters, Durability, GroupFailure, Pending, StoreOptions, take_group};
 use crate::append::stored_hex;
 use crate::append::{
-    AppendRequest, RequestResults, build_run, collect_results, concat_nodes, empty_state,
+    AppendRequest, RequestResults, RunRows, build_run, collect_results, concat_nodes, empty_state,
     plan_runs, run_idempotency_keys,
 };
 use crate::hash_from_bytes;
@@ -603,7 +602,7 @@ async fn append_in(
         };
         let built = build_run(requests, &run, &state, &frontier, stored, now, &mut results)?;
         if !built.rows.is_empty() {
-            insert_rows(tx, chain, &built.rows).await?;
+            insert_rows(tx, &built).await?;
             tx.execute(
                 "UPDATE stele_chains SET tree_size = $2, head_hash = $3, last_ts = $4 WHERE chain_id = $1",
                 &[
@@ -620,54 +619,51 @@ async fn append_in(
     Ok(collect_results(results))
 }
 
-/// Writes rows with one multi-row `INSERT` over arrays: one statement and
-/// one round trip whatever the group's size.
+/// Writes a run's rows with one multi-row `INSERT` over arrays: one
+/// statement and one round trip whatever the group's size.
 async fn insert_rows(
     tx: &deadpool_postgres::Transaction<'_>,
-    chain: &ChainId,
-    rows: &[AppendedEvent],
+    run: &RunRows<'_>,
 ) -> Result<(), StoreError> {
-    let mut seqs = Vec::with_capacity(rows.len());
-    let mut ts = Vec::with_capacity(rows.len());
-    let mut types = Vec::with_capacity(rows.len());
-    let mut actors = Vec::with_capacity(rows.len());
-    let mut payloads = Vec::with_capacity(rows.len());
-    let mut keys = Vec::with_capacity(rows.len());
-    let mut key_ids = Vec::with_capacity(rows.len());
-    let mut leaves = Vec::with_capacity(rows.len());
-    let mut hashes = Vec::with_capacity(rows.len());
-    let mut nodes = Vec::with_capacity(rows.len());
-    for row in rows {
-        let e = &row.event;
-        seqs.push(to_i64(e.seq, "seq")?);
-        ts.push(e.ts.as_str());
+    let n = run.rows.len();
+    let mut seqs = Vec::with_capacity(n);
+    let mut types = Vec::with_capacity(n);
+    let mut actors = Vec::with_capacity(n);
+    let mut payloads = Vec::with_capacity(n);
+    let mut keys = Vec::with_capacity(n);
+    let mut leaves = Vec::with_capacity(n);
+    let mut hashes = Vec::with_capacity(n);
+    let mut nodes = Vec::with_capacity(n);
+    for row in &run.rows {
+        let e = row.event;
+        seqs.push(to_i64(row.linked.seq, "seq")?);
         types.push(e.event_type.as_str());
         actors.push(e.actor.as_deref());
         payloads.push(e.payload.as_deref());
         keys.push(e.idempotency_key.as_deref());
-        key_ids.push(e.key_id.as_str());
-        leaves.push(&row.leaf_hash.0[..]);
-        hashes.push(&row.event_hash.0[..]);
-        nodes.push(concat_nodes(&row.merkle_nodes));
+        leaves.push(&row.linked.leaf_hash.0[..]);
+        hashes.push(&row.linked.event_hash.0[..]);
+        nodes.push(concat_nodes(run.nodes(row)));
     }
     let statement = tx
         .prepare_cached(&format!(
             "INSERT INTO audit_events ({EVENT_COLUMNS}, merkle_nodes) \
-             SELECT $1, * FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], \
-             $7::text[], $8::text[], $9::bytea[], $10::bytea[], $11::bytea[])"
+             SELECT $1, s, $2, t, a, p, i, $3, l, h, m FROM unnest($4::bigint[], $5::text[], \
+             $6::text[], $7::text[], $8::text[], $9::bytea[], $10::bytea[], $11::bytea[]) \
+             AS r(s, t, a, p, i, l, h, m)"
         ))
         .await?;
     tx.execute(
         &statement,
         &[
-            &chain.as_str(),
+            &run.chain.as_str(),
+            &run.ts.as_str(),
+            &run.key_id,
             &seqs,
-            &ts,
             &types,
             &actors,
             &payloads,
             &keys,
-            &key_ids,
             &leaves,
             &hashes,
             &nodes,
