@@ -105,6 +105,98 @@ impl Receipt {
     }
 }
 
+/// A receipt borrowed from where it is kept, for an answer written straight
+/// from it: no text is made per event but the answer itself. Serializes
+/// exactly as [`Receipt`] does.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct ReceiptRef<'a> {
+    /// Chain.
+    pub chain_id: &'a str,
+    /// Assigned seq.
+    pub seq: u64,
+    /// Assigned time.
+    pub ts: &'a str,
+    /// Leaf hash.
+    pub leaf_hash: HashText<'a>,
+    /// Chain hash.
+    pub event_hash: HashText<'a>,
+    /// HMAC key used.
+    pub key_id: &'a str,
+    /// True when this is the original receipt returned for a repeated idempotency key.
+    pub duplicate: bool,
+}
+
+impl ReceiptRef<'_> {
+    /// The owned receipt.
+    pub fn to_receipt(&self) -> Receipt {
+        Receipt {
+            chain_id: self.chain_id.to_owned(),
+            seq: self.seq,
+            ts: self.ts.to_owned(),
+            leaf_hash: self.leaf_hash.to_string(),
+            event_hash: self.event_hash.to_string(),
+            key_id: self.key_id.to_owned(),
+            duplicate: self.duplicate,
+        }
+    }
+}
+
+impl Receipt {
+    /// The receipt, borrowed.
+    pub fn as_ref(&self) -> ReceiptRef<'_> {
+        ReceiptRef {
+            chain_id: &self.chain_id,
+            seq: self.seq,
+            ts: &self.ts,
+            leaf_hash: HashText::Hex(&self.leaf_hash),
+            event_hash: HashText::Hex(&self.event_hash),
+            key_id: &self.key_id,
+            duplicate: self.duplicate,
+        }
+    }
+}
+
+/// A hash as receipts show it, lowercase hex: made from the raw hash as it
+/// is written out, or text already made.
+#[derive(Clone, Copy, Debug)]
+pub enum HashText<'a> {
+    /// The raw hash.
+    Raw(&'a Hash),
+    /// Its hex text.
+    Hex(&'a str),
+}
+
+impl HashText<'_> {
+    /// Runs `f` on the hex text, made on the stack if need be.
+    fn with_str<T>(&self, f: impl FnOnce(&str) -> T) -> T {
+        match self {
+            HashText::Hex(text) => f(text),
+            HashText::Raw(hash) => {
+                const DIGITS: &[u8; 16] = b"0123456789abcdef";
+                let mut text = [0u8; 64];
+                for (pair, b) in text.chunks_exact_mut(2).zip(hash.0) {
+                    pair[0] = DIGITS[usize::from(b >> 4)];
+                    pair[1] = DIGITS[usize::from(b & 0x0f)];
+                }
+                // Hex digits are ASCII.
+                f(std::str::from_utf8(&text).unwrap_or_default())
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for HashText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.with_str(|text| f.write_str(text))
+    }
+}
+
+impl Serialize for HashText<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.with_str(|text| serializer.serialize_str(text))
+    }
+}
+
 /// Extends one chain inside a write transaction.
 #[derive(Debug)]
 pub struct ChainAppender<'k> {
@@ -224,5 +316,50 @@ impl<'k> ChainAppender<'k> {
     /// Merkle root after the appends so far.
     pub fn root(&self) -> Hash {
         self.tree.root()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{EventInput, Limits};
+    use crate::{HmacKey, KeyId};
+
+    /// An answer written from borrowed receipts, hashes raw, is the one
+    /// written from owned receipts, byte for byte.
+    #[test]
+    fn a_borrowed_receipt_is_written_as_the_owned_one() {
+        let key = HmacKey::new(KeyId::new("k1").unwrap(), &[7; 32]);
+        let chain = ChainId::new("c").unwrap();
+        let mut appender =
+            ChainAppender::new(chain.clone(), &ChainState::empty(), &[], &key).unwrap();
+        let input = EventInput {
+            event_type: "user.login".into(),
+            actor: Some("alice".into()),
+            payload: None,
+            idempotency_key: None,
+        }
+        .validate(&Limits::default())
+        .unwrap();
+        let now = Timestamp::parse("2026-12-07T10:00:00.000001Z").unwrap();
+        let owned = Receipt::from_event(appender.append(input, now).event, false);
+        let linked = Linked {
+            seq: owned.seq,
+            leaf_hash: crate::parse_hex_hash(&owned.leaf_hash).unwrap(),
+            event_hash: crate::parse_hex_hash(&owned.event_hash).unwrap(),
+        };
+        let borrowed = ReceiptRef {
+            chain_id: chain.as_str(),
+            seq: linked.seq,
+            ts: &owned.ts,
+            leaf_hash: HashText::Raw(&linked.leaf_hash),
+            event_hash: HashText::Raw(&linked.event_hash),
+            key_id: key.id().as_str(),
+            duplicate: false,
+        };
+        let owned_json = serde_json::to_string(&owned).unwrap();
+        assert_eq!(serde_json::to_string(&borrowed).unwrap(), owned_json);
+        assert_eq!(serde_json::to_string(&owned.as_ref()).unwrap(), owned_json);
+        assert_eq!(borrowed.to_receipt(), owned);
     }
 }

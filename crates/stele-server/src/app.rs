@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use signed_note::Signer as _;
 use stele_anchor::AnchorStatus;
-use stele_ledger::append::Receipt;
+use stele_ledger::append::{HashText, ReceiptRef};
 use stele_ledger::canonical::event_canonical_bytes;
 use stele_ledger::checkpoint::{self, TlogProof};
 use stele_ledger::{ChainId, Hash, Keyring, hex_hash};
@@ -464,14 +464,14 @@ async fn append(
     }
     let receipts = state
         .store
-        .append(&chain, events, state.keyring.active())
+        .append_receipts(&chain, events, state.keyring.active())
         .await?;
-    let written = receipts.iter().filter(|r| !r.duplicate).count();
+    let written = receipts.written();
     state.metrics.appended(count, written, started.elapsed());
     // Committed. What follows may fail (a proof, an anchor), but it is told
     // in the body, never as an error that would invite sending again.
     let mut listed = Vec::with_capacity(receipts.len());
-    for receipt in &receipts {
+    for receipt in receipts.iter() {
         listed.push(ReceiptBody::of(&state, &chain, receipt, query.proof).await);
     }
     let status = if written > 0 {
@@ -556,7 +556,7 @@ struct AppendBody<'a> {
 }
 
 /// One receipt, with its `tlog-proof` (or why there is none) when asked.
-/// The receipt's fields are spelled out, in [`Receipt`]'s order, rather
+/// The receipt's fields are spelled out, in [`Receipt`](stele_ledger::append::Receipt)'s order, rather
 /// than `#[serde(flatten)]`ed: flattening serializes through a map, a cost
 /// paid for every receipt of a batch.
 #[derive(Serialize)]
@@ -564,8 +564,8 @@ struct ReceiptBody<'a> {
     chain_id: &'a str,
     seq: u64,
     ts: &'a str,
-    leaf_hash: &'a str,
-    event_hash: &'a str,
+    leaf_hash: HashText<'a>,
+    event_hash: HashText<'a>,
     key_id: &'a str,
     duplicate: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -662,16 +662,16 @@ impl<'a> ReceiptBody<'a> {
     async fn of(
         state: &AppState,
         chain: &ChainId,
-        receipt: &'a Receipt,
+        receipt: ReceiptRef<'a>,
         with_proof: bool,
     ) -> ReceiptBody<'a> {
         let mut body = ReceiptBody {
-            chain_id: &receipt.chain_id,
+            chain_id: receipt.chain_id,
             seq: receipt.seq,
-            ts: &receipt.ts,
-            leaf_hash: &receipt.leaf_hash,
-            event_hash: &receipt.event_hash,
-            key_id: &receipt.key_id,
+            ts: receipt.ts,
+            leaf_hash: receipt.leaf_hash,
+            event_hash: receipt.event_hash,
+            key_id: receipt.key_id,
             duplicate: receipt.duplicate,
             tree_size: None,
             tlog_proof: None,

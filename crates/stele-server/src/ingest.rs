@@ -84,22 +84,34 @@ pub fn parse_events(
             ),
         )
     })?;
+    // A JSON body is checked whole for repeated keys and nesting only when
+    // it is refused for some reason: an error of that check outranks any
+    // other, as if it had run first. A body that is accepted has no
+    // repeated key, since every event refuses one in its own parse or
+    // validation (the check cost more than that parse, on every request).
+    let refusal = |other: ApiError| match framing {
+        Framing::Json => match stele_ledger::canonical::check_unambiguous_json(text) {
+            Err(e) => invalid_json(&e),
+            Ok(()) => other,
+        },
+        Framing::JsonLines => other,
+    };
     let inputs = match framing {
-        Framing::Json => json_inputs(text)?,
+        Framing::Json => json_inputs(text).map_err(refusal)?,
         Framing::JsonLines => jsonl_inputs(text, limits.max_events)?,
     };
     // One event takes the header's key as it is, however it was framed, so
     // a retry in another framing is still a retry.
     let single = inputs.len() == 1;
     if inputs.is_empty() {
-        return Err(ApiError::new(
+        return Err(refusal(ApiError::new(
             StatusCode::BAD_REQUEST,
             "empty_batch",
             "the request holds no events",
-        ));
+        )));
     }
     if inputs.len() > limits.max_events {
-        return Err(too_many(inputs.len(), limits.max_events));
+        return Err(refusal(too_many(inputs.len(), limits.max_events)));
     }
     let mut events = Vec::with_capacity(inputs.len());
     let mut rejected = Vec::new();
@@ -124,16 +136,18 @@ pub fn parse_events(
         }
     }
     if !rejected.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_events",
-            format!(
-                "{} of {} event(s) rejected; nothing was appended",
-                rejected.len(),
-                rejected.len() + events.len()
-            ),
-        )
-        .with_details(json!({ "rejected": rejected })));
+        return Err(refusal(
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_events",
+                format!(
+                    "{} of {} event(s) rejected; nothing was appended",
+                    rejected.len(),
+                    rejected.len() + events.len()
+                ),
+            )
+            .with_details(json!({ "rejected": rejected })),
+        ));
     }
     Ok(events)
 }
@@ -148,26 +162,24 @@ fn too_many(found: usize, limit: usize) -> ApiError {
     )
 }
 
-/// A JSON body: an object is one event, an array a batch.
-///
-/// The whole body is checked first in one pass that builds nothing (well
-/// formed, no key repeated at any depth, within serde_json's nesting limit;
-/// the payload depth rule comes later, in validation); then each
-/// event is parsed straight into its input from its own slice of the text,
-/// so a batch is never held twice as a tree of values.
+/// 400 `invalid_json`: the body as a whole is not what it should be.
+fn invalid_json(e: &dyn std::fmt::Display) -> ApiError {
+    let mut message = e.to_string();
+    if !message.contains("nothing was appended") {
+        message.push_str("; nothing was appended");
+    }
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", message)
+}
+
+/// A JSON body: an object is one event, an array a batch. Each event is
+/// parsed straight into its input from its own slice of the text, so a
+/// batch is never held twice as a tree of values. Repeated keys and
+/// nesting are checked by the caller, over the whole body, if it is refused.
 fn json_inputs(text: &str) -> Result<Vec<Result<EventText<'_>, InputError>>, ApiError> {
-    let invalid = |e: &dyn std::fmt::Display| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            format!("{e}; nothing was appended"),
-        )
-    };
-    stele_ledger::canonical::check_unambiguous_json(text).map_err(|e| invalid(&e))?;
     match text.trim_start().as_bytes().first() {
         Some(b'[') => {
             let items: Vec<&serde_json::value::RawValue> =
-                serde_json::from_str(text).map_err(|e| invalid(&e))?;
+                serde_json::from_str(text).map_err(|e| invalid_json(&e))?;
             Ok(items
                 .into_iter()
                 .map(|raw| parse_input(raw.get()))
@@ -182,7 +194,7 @@ fn json_inputs(text: &str) -> Result<Vec<Result<EventText<'_>, InputError>>, Api
     }
 }
 
-/// One event's text, already checked for repeated keys.
+/// One event's text (a repeated key is refused here or in validation).
 fn parse_input(text: &str) -> Result<EventText<'_>, InputError> {
     serde_json::from_str(text).map_err(|e| InputError::MalformedJson(e.to_string()))
 }
@@ -281,6 +293,53 @@ mod tests {
         assert_eq!(indexes, [1, 2]);
         assert_eq!(rejected[0]["code"], "reserved_type");
         assert_eq!(rejected[1]["code"], "payload_too_large");
+    }
+
+    /// The whole-body check runs only on a refused body, but answers as if
+    /// it had run first: a repeated key anywhere, or nesting past serde's
+    /// limit, is 400 `invalid_json` naming where, whatever else is wrong.
+    #[test]
+    fn a_repeated_key_outranks_every_other_refusal() {
+        let refused = |body: &str| {
+            parse_events(body.as_bytes(), Framing::Json, &limits(), None).expect_err("refused")
+        };
+        for (body, path) in [
+            (
+                r#"[{"type":"a.b"},{"type":"a.c","payload":{"x":{"y":1,"y":1}}}]"#,
+                r#"$[1]."payload"."x""#,
+            ),
+            (r#"[{"type":"a.b","actor":"u","actor":"u"}]"#, "$[0]"),
+            (r#"[{"type":"a.b","other":1,"other":1}]"#, "$[0]"),
+            // Beside an item that breaks a rule, and in too many events.
+            (
+                r#"[{"type":"stele.forged"},{"type":"a.c","payload":{"y":1,"y":2}}]"#,
+                r#"$[1]."payload""#,
+            ),
+            (
+                r#"[{"type":"a"},{"type":"a"},{"type":"a"},{"type":"a","payload":{"z":[{"k":1,"k":1}]}}]"#,
+                r#"$[3]."payload"."z"[0]"#,
+            ),
+        ] {
+            let e = refused(body);
+            assert_eq!(
+                (e.code, e.status),
+                ("invalid_json", StatusCode::BAD_REQUEST),
+                "{body}"
+            );
+            assert!(e.message.contains(path), "{body}: {}", e.message);
+        }
+        // An event nested just past serde's limit inside the batch.
+        let deep = format!(
+            r#"[{{"type":"a.b","payload":{}1{}}}]"#,
+            "[".repeat(126),
+            "]".repeat(126)
+        );
+        assert_eq!(refused(&deep).code, "invalid_json");
+        // Without a repeated key, the same refusals keep their own codes.
+        assert_eq!(
+            refused(r#"[{"type":"stele.forged"},{"type":"a.c","payload":{"y":1}}]"#).code,
+            "invalid_events"
+        );
     }
 
     #[test]

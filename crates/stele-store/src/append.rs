@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use stele_ledger::append::{ChainAppender, ChainState, Linked, Receipt};
+use stele_ledger::append::{ChainAppender, ChainState, HashText, Linked, Receipt, ReceiptRef};
 use stele_ledger::event::ValidEvent;
 use stele_ledger::hashing::LeafStart;
 use stele_ledger::merkle;
@@ -68,16 +68,17 @@ impl AppendRequest {
 
 /// Each request's own outcome: an idempotency conflict fails its request
 /// alone; its neighbours in the same transaction still commit.
-pub(crate) type RequestResults = Vec<Result<Committed, StoreError>>;
+pub(crate) type RequestResults = Vec<Result<Receipts, StoreError>>;
 
-/// An accepted append's receipts as the committer leaves them: seqs and raw
-/// hashes, the texts that every receipt of it repeats held once. The caller
-/// makes the [`Receipt`]s ([`Committed::into_receipts`]) on its own thread:
+/// The receipts of one committed append, as the committer left them: seqs
+/// and raw hashes, the texts every receipt of it repeats held once. Text
+/// is made only when asked for ([`Receipts::into_vec`]) or written
+/// straight into an answer ([`Receipts::iter`]), on the caller's thread:
 /// the committer's is the one thread every append waits on.
 #[derive(Debug)]
-pub(crate) struct Committed {
+pub struct Receipts {
     chain: ChainId,
-    /// The time of the request's new events.
+    /// The time of the append's new events.
     ts: String,
     key_id: String,
     receipts: Vec<Answered>,
@@ -92,33 +93,54 @@ enum Answered {
     Repeat(Receipt),
 }
 
-impl Committed {
-    /// Events this commit wrote for the request (repeats not counted).
-    pub(crate) fn new_events(&self) -> usize {
+impl Receipts {
+    /// The receipts of an append of no events.
+    pub(crate) fn none(chain: &ChainId) -> Self {
+        Self {
+            chain: chain.clone(),
+            ts: String::new(),
+            key_id: String::new(),
+            receipts: Vec::new(),
+        }
+    }
+
+    /// One receipt per event of the append.
+    pub fn len(&self) -> usize {
+        self.receipts.len()
+    }
+
+    /// True for an append of no events.
+    pub fn is_empty(&self) -> bool {
+        self.receipts.is_empty()
+    }
+
+    /// Events this append wrote (repeats of an idempotency key not counted).
+    pub fn written(&self) -> usize {
         self.receipts
             .iter()
             .filter(|r| matches!(r, Answered::New(_)))
             .count()
     }
 
-    /// The request's receipts, in its events' order.
-    pub(crate) fn into_receipts(self) -> Vec<Receipt> {
-        let chain_id = self.chain.as_str();
-        self.receipts
-            .into_iter()
-            .map(|answered| match answered {
-                Answered::New(linked) => Receipt {
-                    chain_id: chain_id.to_owned(),
-                    seq: linked.seq,
-                    ts: self.ts.clone(),
-                    leaf_hash: hex_hash(&linked.leaf_hash),
-                    event_hash: hex_hash(&linked.event_hash),
-                    key_id: self.key_id.clone(),
-                    duplicate: false,
-                },
-                Answered::Repeat(receipt) => receipt,
-            })
-            .collect()
+    /// Each receipt, borrowed, in the events' order.
+    pub fn iter(&self) -> impl Iterator<Item = ReceiptRef<'_>> {
+        self.receipts.iter().map(|answered| match answered {
+            Answered::New(linked) => ReceiptRef {
+                chain_id: self.chain.as_str(),
+                seq: linked.seq,
+                ts: &self.ts,
+                leaf_hash: HashText::Raw(&linked.leaf_hash),
+                event_hash: HashText::Raw(&linked.event_hash),
+                key_id: &self.key_id,
+                duplicate: false,
+            },
+            Answered::Repeat(receipt) => receipt.as_ref(),
+        })
+    }
+
+    /// The receipts, owned, in the events' order.
+    pub fn into_vec(self) -> Vec<Receipt> {
+        self.iter().map(|r| r.to_receipt()).collect()
     }
 }
 
@@ -199,7 +221,7 @@ impl RunRows<'_> {
     /// the transaction must then be rolled back.
     pub(crate) fn answer(
         self,
-        results: &mut [Option<Result<Committed, StoreError>>],
+        results: &mut [Option<Result<Receipts, StoreError>>],
     ) -> Result<(), StoreError> {
         let mut rows = self.rows.iter();
         for (i, answers) in self.answers {
@@ -218,7 +240,7 @@ impl RunRows<'_> {
                     }
                 })
                 .collect::<Result<_, _>>()?;
-            results[i] = Some(Ok(Committed {
+            results[i] = Some(Ok(Receipts {
                 chain: self.chain.clone(),
                 ts: self.ts.clone(),
                 key_id: self.key_id.to_owned(),
@@ -245,7 +267,7 @@ pub(crate) fn build_run<'r>(
     frontier: &[Hash],
     stored: Vec<Event>,
     now: Timestamp,
-    results: &mut [Option<Result<Committed, StoreError>>],
+    results: &mut [Option<Result<Receipts, StoreError>>],
 ) -> Result<RunRows<'r>, StoreError> {
     let Some(&first) = run.first() else {
         return Err(StoreError::Corrupt("an append run without requests".into()));
@@ -366,7 +388,7 @@ pub(crate) fn append_requests_locked(
     tx: &mut dyn AppendTx,
     requests: &[AppendRequest],
 ) -> Result<RequestResults, StoreError> {
-    let mut results: Vec<Option<Result<Committed, StoreError>>> =
+    let mut results: Vec<Option<Result<Receipts, StoreError>>> =
         requests.iter().map(|_| None).collect();
     for run in plan_runs(requests) {
         let chain = &requests[run[0]].chain;
@@ -392,7 +414,7 @@ pub(crate) fn append_requests_locked(
 
 /// Every request got a result from its run.
 pub(crate) fn collect_results(
-    results: Vec<Option<Result<Committed, StoreError>>>,
+    results: Vec<Option<Result<Receipts, StoreError>>>,
 ) -> RequestResults {
     results
         .into_iter()

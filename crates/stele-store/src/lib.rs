@@ -40,7 +40,7 @@ use stele_ledger::{ChainId, Event, Hash, StoredEvent, Timestamp};
 use thiserror::Error;
 use tlog_tiles::HashReader;
 
-pub use append::now;
+pub use append::{Receipts, now};
 pub use shared::{ReadSnapshot, Store, StoreOptions, StoreStats};
 pub(crate) use stele_anchor::{AnchorRecord, AnchorStatus, AnchorUpload};
 

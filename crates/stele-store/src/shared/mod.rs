@@ -30,7 +30,7 @@ use stele_ledger::merkle::{self, MerkleError};
 use stele_ledger::{ChainId, Event, Hash, HmacKey};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::append::{AppendRequest, Committed, RequestResults};
+use crate::append::{AppendRequest, Receipts, RequestResults};
 use crate::{ChainHead, DbLocation, StoreError};
 
 /// Durability settings as read back from the database: (name, value).
@@ -108,10 +108,10 @@ impl Counters {
             .fetch_max(results.len() as u64, Ordering::Relaxed);
         for r in results {
             match r {
-                Ok(committed) => {
+                Ok(receipts) => {
                     self.appends.fetch_add(1, Ordering::Relaxed);
                     self.events
-                        .fetch_add(committed.new_events() as u64, Ordering::Relaxed);
+                        .fetch_add(receipts.written() as u64, Ordering::Relaxed);
                 }
                 Err(_) => {
                     self.failed_appends.fetch_add(1, Ordering::Relaxed);
@@ -163,7 +163,7 @@ fn take_group(
     group
 }
 
-type Reply = oneshot::Sender<Result<Committed, StoreError>>;
+type Reply = oneshot::Sender<Result<Receipts, StoreError>>;
 
 /// Answers every caller of a group from its results.
 fn reply_all(replies: Vec<Reply>, results: RequestResults) {
@@ -385,11 +385,26 @@ impl Store {
         events: Vec<ValidEvent>,
         key: &HmacKey,
     ) -> Result<Vec<Receipt>, StoreError> {
+        Ok(self.append_receipts(chain, events, key).await?.into_vec())
+    }
+
+    /// [`append`](Self::append), its receipts left as the committer made
+    /// them, for an answer written straight from them.
+    ///
+    /// # Errors
+    ///
+    /// As [`append`](Self::append).
+    pub async fn append_receipts(
+        &self,
+        chain: &ChainId,
+        events: Vec<ValidEvent>,
+        key: &HmacKey,
+    ) -> Result<Receipts, StoreError> {
         if self.inner.read_only {
             return Err(StoreError::ReadOnly);
         }
         if events.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Receipts::none(chain));
         }
         let queue = self
             .inner
@@ -417,11 +432,7 @@ impl Store {
             }
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(StoreError::Closed),
         }
-        // The receipts' texts are made here, on the caller's thread.
-        Ok(answer
-            .await
-            .map_err(|_| StoreError::Closed)??
-            .into_receipts())
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Every chain's head, ordered by chain id.
