@@ -172,11 +172,9 @@ impl HashText<'_> {
         match self {
             HashText::Hex(text) => f(text),
             HashText::Raw(hash) => {
-                const DIGITS: &[u8; 16] = b"0123456789abcdef";
                 let mut text = [0u8; 64];
                 for (pair, b) in text.chunks_exact_mut(2).zip(hash.0) {
-                    pair[0] = DIGITS[usize::from(b >> 4)];
-                    pair[1] = DIGITS[usize::from(b & 0x0f)];
+                    pair.copy_from_slice(&crate::hex_pair(b));
                 }
                 // Hex digits are ASCII.
                 f(std::str::from_utf8(&text).unwrap_or_default())

@@ -42,13 +42,19 @@ pub fn hex_hash(hash: &Hash) -> String {
 pub fn hex_bytes(bytes: &[u8]) -> String {
     // `hex::encode` collects chars one by one; every event's two hashes go
     // through here on the commit path, so the text is written directly.
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut text = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        text.push(char::from(DIGITS[usize::from(b >> 4)]));
-        text.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    for &b in bytes {
+        let [high, low] = hex_pair(b);
+        text.push(char::from(high));
+        text.push(char::from(low));
     }
     text
+}
+
+/// The two lowercase hex digits of a byte.
+pub(crate) fn hex_pair(b: u8) -> [u8; 2] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0x0f)]]
 }
 
 /// Parses a 64-character hex hash (either case).
