@@ -24,12 +24,15 @@ use stele_anchor::{
 };
 use stele_anchor::{AnchorRecord, AnchorStatus, AnchorUpload, NewAnchor};
 use stele_ledger::checkpoint::{key_label, signature_keys};
-use stele_ledger::hashing::{GENESIS_HASH, leaf_hash};
-use stele_ledger::{ChainId, Hash, Keyring, hex_hash, merkle, parse_hex_hash};
+use stele_ledger::{ChainId, Hash, Keyring, merkle, parse_hex_hash};
 use stele_store::{ChainHead, ReadSnapshot, Store, StoreError};
 use stele_worm::{LockMode, ObjectStore, Retention, WormError};
 use thiserror::Error;
 use time::OffsetDateTime;
+
+mod checked;
+
+pub use checked::{CheckedRoot, RootWanted, TreeChecker};
 
 /// Anchoring failed.
 #[derive(Debug, Error)]
@@ -856,141 +859,13 @@ impl<'a> Anchorer<'a> {
         prev: Option<&Anchor>,
         head: &ChainHead,
     ) -> Result<Hash, AnchorerError> {
-        let refuse = |seq: Option<u64>, what: String| AnchorerError::UnanchoredTampering {
-            chain: chain.to_string(),
-            seq,
-            what,
-        };
-        let from = prev.map_or(0, |a| a.tree_size);
-        let (mut tree, mut prev_hash) = match prev {
-            Some(a) if from > 0 => {
-                let signed_root = parse_hex_hash(&a.root_hash)
-                    .map_err(|e| refuse(None, format!("anchor {} root: {e}", a.anchor_seq)))?;
-                let signed_last = a
-                    .last_hash
-                    .as_deref()
-                    .map(parse_hex_hash)
-                    .transpose()
-                    .map_err(|e| refuse(None, format!("anchor {} last_hash: {e}", a.anchor_seq)))?
-                    .ok_or_else(|| {
-                        refuse(None, format!("anchor {} has no last_hash", a.anchor_seq))
-                    })?;
-                let frontier = match snapshot
-                    .read_hashes(chain, &merkle::frontier_indexes(from))
-                    .await
-                {
-                    Ok(f) => f,
-                    Err(StoreError::Corrupt(what)) => return Err(refuse(None, what)),
-                    Err(e) => return Err(e.into()),
-                };
-                let tree = merkle::TreeAppender::resume(from, &frontier)
-                    .map_err(|e| refuse(None, e.to_string()))?;
-                if tree.root() != signed_root {
-                    return Err(refuse(
-                        None,
-                        format!(
-                            "the stored Merkle hashes of the {from} anchored events give root {}, but anchor {} signed root {}",
-                            hex_hash(&tree.root()),
-                            a.anchor_seq,
-                            a.root_hash
-                        ),
-                    ));
-                }
-                (tree, signed_last)
-            }
-            _ => (merkle::TreeAppender::empty(), GENESIS_HASH),
-        };
-        let keys = self.keys;
-        let mut next = from;
-        let mut found: Option<AnchorerError> = None;
-        let mut canonical = Vec::new();
-        let mut nodes = Vec::new();
-        if head.size > from {
-            let scanned = snapshot
-                .scan(chain, from, Some(head.size - 1), &mut |e, stored_nodes| {
-                    let seq = e.seq;
-                    let what = (|| {
-                        if seq != next {
-                            return Err(format!(
-                                "expected seq {next} next, the database holds seq {seq} (rows deleted, inserted or renumbered)"
-                            ));
-                        }
-                        if e.chain_id != chain.as_str() {
-                            return Err(format!("the row claims chain {:?}", e.chain_id));
-                        }
-                        let stored_leaf = e.leaf_hash.parse().ok_or("leaf_hash is not 32 bytes")?;
-                        // stele stores every field in canonical form, so the stored
-                        // text itself must hash to the leaf: anything else
-                        // (altered content, or another spelling of it) is refused.
-                        e.committed_as_stored().write_canonical_bytes(&mut canonical);
-                        let leaf = leaf_hash(&canonical);
-                        if leaf != stored_leaf {
-                            return Err(format!(
-                                "its stored fields hash to leaf {}, but its leaf_hash is {} (content altered)",
-                                hex_hash(&leaf),
-                                hex_hash(&stored_leaf)
-                            ));
-                        }
-                        let event_hash = e.event_hash.parse().ok_or("event_hash is not 32 bytes")?;
-                        let key = keys.get(e.key_id).ok_or_else(|| {
-                            format!("HMAC key {:?} is not in the keyring, so its link cannot be checked", e.key_id)
-                        })?;
-                        let linked = key.chain_hash(&prev_hash, &leaf);
-                        if linked != event_hash {
-                            return Err(format!(
-                                "HMAC link broken: its event_hash is {}, the previous event_hash and its leaf give {} (content, leaf or hash rewritten without the key)",
-                                hex_hash(&event_hash),
-                                hex_hash(&linked)
-                            ));
-                        }
-                        tree.push_into(leaf, &mut nodes);
-                        let same = stored_nodes.len() == nodes.len() * 32
-                            && stored_nodes.chunks(32).zip(&nodes).all(|(s, n)| s == n.0);
-                        if !same {
-                            return Err("its stored Merkle nodes differ from the tree its events give".into());
-                        }
-                        prev_hash = event_hash;
-                        next = seq + 1;
-                        Ok(())
-                    })();
-                    match what {
-                        Ok(()) => Ok(()),
-                        Err(what) => {
-                            found = Some(refuse(Some(seq), what));
-                            Err(StoreError::Corrupt(format!("seq {seq} does not check")))
-                        }
-                    }
-                })
-                .await;
-            if let Some(e) = found {
-                return Err(e);
-            }
-            scanned?;
-        }
-        if next != head.size {
-            return Err(refuse(
-                Some(next),
-                format!(
-                    "the chain head records {} events but the rows end before seq {next}",
-                    head.size
-                ),
-            ));
-        }
-        if prev_hash != head.head_hash {
-            return Err(refuse(
-                None,
-                format!(
-                    "the chain head hash {} is not the last event's event_hash {}",
-                    hex_hash(&head.head_hash),
-                    hex_hash(&prev_hash)
-                ),
-            ));
-        }
+        let start = checked::anchored_prefix(snapshot, chain, prev).await?;
+        let checked = checked::check_rows(snapshot, chain, self.keys, start, head).await?;
         // The root is computed here, once. Storage holds this very tree: each
-        // row's stored nodes were compared with it above, and the anchored
-        // part's frontier with the signed root; the consistency proof read
-        // from storage is checked against this root when the anchor is linked.
-        Ok(tree.root())
+        // row's stored nodes were compared with it, and the anchored part's
+        // frontier with the signed root; the consistency proof read from
+        // storage is checked against this root when the anchor is linked.
+        Ok(checked.tree.root())
     }
 
     /// Uploads every pending anchor, oldest first per chain; a chain stops at

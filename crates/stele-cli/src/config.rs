@@ -64,6 +64,8 @@ pub struct ServerFile {
     pub max_in_flight_body_bytes: Option<usize>,
     /// Appends waiting for a commit; more get 503 (default 4096).
     pub commit_queue: Option<usize>,
+    /// Pending anchors above which `/readyz` answers 503 (default 100).
+    pub max_anchor_backlog: Option<usize>,
     /// Seconds between scheduled verifications (default 3600).
     pub verify_interval_secs: Option<u64>,
     /// Where each verification result is posted, signed with HMAC-SHA256

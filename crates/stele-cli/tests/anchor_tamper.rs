@@ -3,16 +3,13 @@
 //! is refused before signing on SQLite and PostgreSQL; an outbox anchor
 //! edited to a far date is a named error, never a panic; a pre-created anchor
 //! key in the RGW bucket does not block the chain; no anchor is written for
-//! an unknown chain, nor a second pending one for an unchanged tree.
+//! an unknown chain, nor a second pending one for an unchanged tree; no
+//! checkpoint or proof is signed over such a rewrite.
 
 mod common;
 
-use common::{Ledger, code, jsonl, runtime, stderr};
+use common::{Ledger, blob, code, jsonl, rewrite_event, runtime, stderr};
 use serde_json::Value;
-use stele_ledger::hashing::leaf_hash;
-use stele_ledger::merkle::TreeAppender;
-use stele_ledger::{ChainId, Event, Hash, StoredEvent};
-use stele_store::DbLocation;
 use stele_store::testkit::TestDb;
 use stele_worm::testkit::{create_bucket, env_required, rgw, unique_bucket};
 
@@ -20,59 +17,6 @@ fn s3_command(l: &Ledger, endpoint: &str, bucket: &str) -> std::process::Command
     let mut cmd = l.command();
     common::with_rgw_anchors(&mut cmd, endpoint, bucket);
     cmd
-}
-
-fn blob(db: &TestDb, bytes: &[u8]) -> String {
-    match db.location {
-        DbLocation::Sqlite(_) => format!("X'{}'", hex::encode(bytes)),
-        DbLocation::Postgres(_) => format!("decode('{}', 'hex')", hex::encode(bytes)),
-    }
-}
-
-/// Rewrites `seq`'s payload as an attacker with the database and no keys
-/// would: new leaf hash, every stored Merkle node recomputed, `event_hash` kept.
-fn rewrite_event(db: &TestDb, chain: &str, seq: u64, payload: &str) {
-    let chain_id = ChainId::new(chain).unwrap();
-    let mut rows: Vec<(Event, Vec<u8>)> = Vec::new();
-    runtime().block_on(async {
-        let store = db.open().await;
-        let mut snapshot = store.read_snapshot().await.unwrap();
-        snapshot
-            .scan(&chain_id, 0, None, &mut |e, nodes| {
-                rows.push((e.to_event(), nodes.to_vec()));
-                Ok(())
-            })
-            .await
-            .unwrap();
-        snapshot.end().await.unwrap();
-        store.close().await;
-    });
-    let mut sql = String::new();
-    let mut tree = TreeAppender::empty();
-    for (e, stored_nodes) in &mut rows {
-        let mut leaf = Hash(hex::decode(&e.leaf_hash).unwrap().try_into().unwrap());
-        if e.seq == seq {
-            e.payload = Some(payload.to_owned());
-            leaf = leaf_hash(
-                &StoredEvent::from(&*e)
-                    .committed_as_stored()
-                    .canonical_bytes(),
-            );
-            sql.push_str(&format!(
-                "UPDATE audit_events SET payload = '{payload}', leaf_hash = {} WHERE chain_id = '{chain}' AND chain_index = {seq};\n",
-                blob(db, &leaf.0)
-            ));
-        }
-        let nodes: Vec<u8> = tree.push(leaf).iter().flat_map(|h| h.0).collect();
-        if nodes != *stored_nodes {
-            sql.push_str(&format!(
-                "UPDATE audit_events SET merkle_nodes = {} WHERE chain_id = '{chain}' AND chain_index = {};\n",
-                blob(db, &nodes),
-                e.seq
-            ));
-        }
-    }
-    db.exec(&sql);
 }
 
 fn anchor_list(l: &Ledger) -> Vec<Value> {
@@ -134,6 +78,81 @@ fn sqlite_rewritten_unanchored_event_is_not_anchored() {
 fn postgres_rewritten_unanchored_event_is_not_anchored() {
     stele_store::testkit::live_or_skip!(Rgw, Postgres);
     rewritten_unanchored_event_is_not_anchored(TestDb::postgres());
+}
+
+/// `stele checkpoint` and `stele proof inclusion` sign only what checks. An
+/// event rewritten with its leaf and Merkle nodes (plain SHA-256, no key) is
+/// served by storage under a root of its own; before this check, that root
+/// was signed and the forgery's `tlog-proof` verified with the public key.
+fn no_checkpoint_is_signed_over_a_rewritten_event(db: TestDb) {
+    let l = Ledger::new(db);
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().to_str().unwrap();
+    for chain in ["pay", "ops"] {
+        l.run_stdin(
+            &["append", "--chain", chain, "--jsonl", "-"],
+            &jsonl(0..10, "a"),
+        );
+    }
+    let out = l.run(&["anchor", "now", "--local-dir", local]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    for chain in ["pay", "ops"] {
+        l.run_stdin(
+            &["append", "--chain", chain, "--jsonl", "-"],
+            &jsonl(10..20, "a"),
+        );
+    }
+    // Unaltered, both sign.
+    let signed = l.json(&["checkpoint", "--chain", "pay"]);
+    assert_eq!(signed["tree_size"], 20, "{signed}");
+    let out = l.run(&["proof", "inclusion", "--chain", "pay", "--seq", "12"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+    // After the last anchor: the HMAC link gives it away.
+    rewrite_event(&l.db, "pay", 12, r#"{"n":12,"pad":"paid to acct-666"}"#);
+    for args in [
+        vec!["checkpoint", "--chain", "pay"],
+        vec!["checkpoint", "--chain", "pay", "--tree-size", "20"],
+        vec!["proof", "inclusion", "--chain", "pay", "--seq", "12"],
+        vec![
+            "proof",
+            "inclusion",
+            "--chain",
+            "pay",
+            "--seq",
+            "12",
+            "--format",
+            "tlog-proof",
+        ],
+        vec!["proof", "inclusion", "--chain", "pay", "--seq", "3"],
+    ] {
+        let out = l.run(&args);
+        let err = stderr(&out);
+        assert_eq!(code(&out), 1, "{args:?}: tampering is exit 1: {err}");
+        assert!(
+            err.contains("seq 12") && err.contains("HMAC"),
+            "{args:?}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}: nothing signed is printed");
+    }
+    // Before it: the stored frontier no longer gives the root the anchor signed.
+    rewrite_event(&l.db, "ops", 4, r#"{"n":4,"pad":"paid to acct-666"}"#);
+    let out = l.run(&["checkpoint", "--chain", "ops"]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 1, "{err}");
+    assert!(err.contains("anchor 0 signed root"), "{err}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn sqlite_no_checkpoint_is_signed_over_a_rewritten_event() {
+    no_checkpoint_is_signed_over_a_rewritten_event(TestDb::sqlite());
+}
+
+#[test]
+fn postgres_no_checkpoint_is_signed_over_a_rewritten_event() {
+    stele_store::testkit::live_or_skip!(Postgres);
+    no_checkpoint_is_signed_over_a_rewritten_event(TestDb::postgres());
 }
 
 #[test]

@@ -13,6 +13,10 @@ fn assert_refused(l: &Ledger, out: &std::process::Output, key: &str) {
         err.contains(&format!("key \"{key}\" appears twice")),
         "the key is named: {err}"
     );
+    assert!(
+        err.matches("nothing was appended").count() <= 1,
+        "the outcome is said at most once: {err}"
+    );
     let chains = l.json(&["log", "chains"]);
     assert!(
         chains.to_string().find("\"dup\"").is_none(),
@@ -55,6 +59,13 @@ fn repeated_keys_in_event_json_are_refused_with_the_key_named() {
     );
     let out = l.run_stdin(&["append", "--chain", "dup", "--jsonl", "-"], lines);
     assert_refused(&l, &out, "role");
+    assert!(stderr(&out).contains("line 2:"), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out).matches("nothing was appended").count(),
+        1,
+        "{}",
+        stderr(&out)
+    );
     // A repeated member of the event object itself.
     let out = l.run_stdin(
         &["append", "--chain", "dup", "--jsonl", "-"],

@@ -3,7 +3,8 @@
 //! proofs verified offline with only the verifier key, idempotent retries,
 //! every rejection path with the ledger unchanged after it, tokens revoked
 //! while running, graceful shutdown, and `kill -9` at random moments under
-//! concurrent appenders with nothing acknowledged lost.
+//! concurrent appenders with nothing acknowledged lost; no checkpoint or
+//! proof signed over an event rewritten behind the server's back.
 
 mod common;
 
@@ -13,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::http::{Gateway, HeldRequest, request, token};
-use common::{Ledger, code, stderr};
+use common::{Ledger, code, rewrite_event, stderr};
 use serde_json::{Value, json};
 use stele_store::testkit::TestDb;
 
@@ -346,6 +347,16 @@ fn every_rejection_has_its_status_and_code_and_changes_nothing() {
                 "unauthenticated",
             ),
             (
+                "no token, and a query that does not parse",
+                "GET",
+                "/v1/anchors?status=pending&bogus=1",
+                None,
+                vec![],
+                Vec::new(),
+                401,
+                "unauthenticated",
+            ),
+            (
                 "bad token",
                 "POST",
                 "/v1/chains/orders/events",
@@ -506,8 +517,14 @@ fn every_rejection_has_its_status_and_code_and_changes_nothing() {
                 "invalid_request",
             ),
         ];
+        // Every chain's head, so an append leaking into another chain shows.
+        let heads = |gw: &Gateway| {
+            let r = gw.get("/v1/chains", &reader);
+            assert_eq!(r.status, 200, "{}", r.text());
+            r.json()
+        };
         for (what, method, path, tok, headers, body, status, code) in cases {
-            let before = size_over_api(&gw, &reader, "orders");
+            let before = heads(&gw);
             let r = gw.request(method, path, tok, &headers, &body);
             assert_eq!(r.status, status, "{what}: {}", r.text());
             let error = &r.json()["error"];
@@ -521,11 +538,7 @@ fn every_rejection_has_its_status_and_code_and_changes_nothing() {
                 r.header("x-request-id"),
                 "{what}: the body names the request"
             );
-            assert_eq!(
-                size_over_api(&gw, &reader, "orders"),
-                before,
-                "{what} changed the ledger"
-            );
+            assert_eq!(heads(&gw), before, "{what} changed the ledger");
         }
         // The one bad event named by index, nothing of the batch appended.
         let r = gw.append(
@@ -694,9 +707,9 @@ fn openapi_describes_exactly_the_routes_served() {
                 .collect::<Vec<_>>()
         })
         .collect();
-    let served: BTreeSet<(String, String)> = stele_server::ROUTES
-        .iter()
-        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+    let served: BTreeSet<(String, String)> = stele_server::routes()
+        .into_iter()
+        .map(|(m, p)| (m.to_owned(), p.to_owned()))
         .collect();
     assert_eq!(documented, served);
     for (method, path) in &served {
@@ -767,6 +780,67 @@ fn a_revoked_token_is_refused_by_the_running_gateway() {
             r.status
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `stele token create` and `stele token revoke` run at once, as separate
+/// processes, lose nothing: every token created is listed and every
+/// revocation holds (each reads and writes the file under a lock).
+#[test]
+fn concurrent_token_commands_lose_no_creation_and_no_revocation() {
+    let ledger = Ledger::new(TestDb::sqlite());
+    let doomed: Vec<String> = (0..6)
+        .map(|i| {
+            let created = ledger.json(&[
+                "token",
+                "create",
+                "--name",
+                &format!("old{i}"),
+                "--scope",
+                "read",
+                "--chain",
+                "*",
+            ]);
+            created["record"]["id"].as_str().expect("id").to_owned()
+        })
+        .collect();
+    let ledger = Arc::new(ledger);
+    let mut workers = Vec::new();
+    for (i, id) in doomed.iter().enumerate() {
+        let (l, id) = (Arc::clone(&ledger), id.clone());
+        workers.push(std::thread::spawn(move || l.run(&["token", "revoke", &id])));
+        let l = Arc::clone(&ledger);
+        workers.push(std::thread::spawn(move || {
+            l.run(&[
+                "token",
+                "create",
+                "--name",
+                &format!("new{i}"),
+                "--scope",
+                "append",
+                "--chain",
+                "*",
+            ])
+        }));
+    }
+    for worker in workers {
+        let out = worker.join().expect("worker");
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    }
+    let listed = ledger.json(&["token", "list"]);
+    let tokens = listed["tokens"].as_array().expect("tokens");
+    for i in 0..6 {
+        let named = |name: String| {
+            tokens
+                .iter()
+                .find(|t| t["name"] == name.as_str())
+                .unwrap_or_else(|| panic!("{name} lost: {listed:#}"))
+        };
+        assert!(
+            named(format!("old{i}"))["revoked_at"].is_string(),
+            "revocation of old{i} lost: {listed:#}"
+        );
+        assert!(named(format!("new{i}")).get("revoked_at").is_none());
     }
 }
 
@@ -1636,4 +1710,323 @@ fn scheduled_verification_catches_a_careful_truncation_by_the_store_s_anchor() {
             .to_owned();
         assert!(said.contains("fewer than the 10"), "{found:#}");
     }
+}
+
+/// The gateway signs checkpoints and proofs only over trees it has checked
+/// (canonical bytes, leaves, HMAC links, Merkle nodes). An event rewritten
+/// in the database with its leaf and Merkle nodes (plain SHA-256, no key)
+/// gets no signed proof, from the running gateway or a restarted one; a
+/// checkpoint of the tree already checked keeps its genuine root.
+#[test]
+fn no_checkpoint_or_proof_is_signed_over_an_event_rewritten_behind_the_servers_back() {
+    for db in both_backends(
+        "no_checkpoint_or_proof_is_signed_over_an_event_rewritten_behind_the_servers_back",
+    ) {
+        let ledger = Ledger::new(db);
+        let reader = token(&ledger, "append,read", "*");
+        let gw = Gateway::start(&ledger);
+        assert_eq!(
+            gw.append("pay", &reader, &batch_of(20, "pay.sent")).status,
+            201
+        );
+        let genuine = gw.get("/v1/chains/pay/checkpoint", &reader);
+        assert_eq!(genuine.status, 200, "{}", genuine.text());
+        let genuine_root = genuine.json()["root_hash"].clone();
+        let proved = gw.get("/v1/chains/pay/events/12?proof=true", &reader);
+        assert_eq!(proved.status, 200, "{}", proved.text());
+
+        rewrite_event(&ledger.db, "pay", 12, r#"{"i":12,"to":"acct-666"}"#);
+
+        let refused = |gw: &Gateway, path: &str| {
+            let r = gw.get(path, &reader);
+            assert_eq!(
+                (r.status, r.code()),
+                (500, "ledger_check_failed".to_owned()),
+                "{path}: {}",
+                r.text()
+            );
+            assert!(!r.text().contains("\u{2014} "), "{path}: no signature line");
+        };
+        for path in [
+            "/v1/chains/pay/events/12?proof=true",
+            "/v1/chains/pay/proofs/inclusion/12",
+            "/v1/chains/pay/proofs/inclusion/12?format=tlog-proof",
+            "/v1/chains/pay/proofs/inclusion/3?tree_size=20",
+        ] {
+            refused(&gw, path);
+        }
+        let again = gw.get("/v1/chains/pay/checkpoint", &reader);
+        assert_eq!(again.status, 200, "{}", again.text());
+        assert_eq!(again.json()["root_hash"], genuine_root, "the genuine root");
+
+        gw.kill();
+        let gw = Gateway::start(&ledger);
+        for path in [
+            "/v1/chains/pay/checkpoint",
+            "/v1/chains/pay/events/3?proof=true",
+            "/v1/chains/pay/proofs/consistency?from=10",
+        ] {
+            refused(&gw, path);
+        }
+    }
+}
+
+/// The scheduled job reads each anchor key's first version, the one the
+/// create-only writer stored and Object Lock keeps, and checks what the
+/// bucket says of it (checksum, lock). An insider holding the database and
+/// write access to the bucket cuts the chain back to an older anchor and
+/// hides the newest one behind a junk version and a delete marker: a job
+/// reading current versions would settle on the older anchor and pass.
+#[test]
+fn scheduled_verification_reads_the_first_version_of_each_anchor_key() {
+    stele_store::testkit::live_or_skip!(Rgw);
+    use stele_worm::testkit::{create_bucket, env_required, rgw, unique_bucket};
+    let endpoint = env_required("STELE_TEST_RGW_ENDPOINT");
+    for db in both_backends("scheduled_verification_reads_the_first_version_of_each_anchor_key") {
+        let rt = common::runtime();
+        let s3 = rt.block_on(create_bucket(rgw(&unique_bucket("gw-readback")), true));
+        let ledger = Ledger::new(db);
+        let admin = token(&ledger, "admin", "*");
+        let gw = Gateway::start_with(&ledger, |cmd| {
+            common::with_rgw_anchors(cmd, &endpoint, s3.bucket());
+        });
+        let mut anchors = Vec::new();
+        for round in 0..2 {
+            let r = gw.request(
+                "POST",
+                "/v1/chains/ops/events?wait=anchored&timeout=20",
+                Some(&admin),
+                &[("Content-Type", "application/json")],
+                batch_of(10, &format!("ops.round{round}")).as_bytes(),
+            );
+            assert_eq!(r.json()["anchored"], true, "{}", r.text());
+            anchors.push(r.json()["anchor"].clone());
+        }
+        let newest = &anchors[1];
+        assert_eq!(newest["tree_size"], 20, "{newest:#}");
+        let clean = run_verification(&gw, &admin, 1);
+        assert_eq!(clean["ok"], true, "{clean:#}");
+        let read = &clean["chains"][0]["newest_anchor"];
+        assert_eq!(read["object_key"], newest["object_key"], "{clean:#}");
+        assert_eq!(read["version_id"], newest["version_id"], "{clean:#}");
+        assert_eq!(read["in_database"], "matches", "{clean:#}");
+        let in_store = read["in_store"].as_str().unwrap_or("");
+        assert!(
+            in_store.starts_with("matches") && in_store.contains("locked COMPLIANCE until"),
+            "{clean:#}"
+        );
+
+        // The database cut back to the first anchor, consistently.
+        ledger.db.exec(
+            "DELETE FROM audit_events WHERE chain_id = 'ops' AND chain_index >= 10; \
+             DELETE FROM stele_anchors WHERE chain_id = 'ops' AND anchor_seq >= 1; \
+             UPDATE stele_chains SET tree_size = 10, \
+               head_hash = (SELECT event_hash FROM audit_events WHERE chain_id = 'ops' AND chain_index = 9), \
+               last_ts = (SELECT ts FROM audit_events WHERE chain_id = 'ops' AND chain_index = 9) \
+             WHERE chain_id = 'ops'",
+        );
+        // The newest anchor hidden: junk over its key, then a delete marker.
+        let key = newest["object_key"].as_str().expect("key").to_owned();
+        rt.block_on(
+            s3.client()
+                .put_object()
+                .bucket(s3.bucket())
+                .key(&key)
+                .body(b"not an anchor".to_vec().into())
+                .send(),
+        )
+        .expect("junk version");
+        rt.block_on(
+            s3.client()
+                .delete_object()
+                .bucket(s3.bucket())
+                .key(&key)
+                .send(),
+        )
+        .expect("delete marker");
+        assert!(
+            !rt.block_on(s3.list("anchors/ops/"))
+                .expect("list")
+                .contains(&key),
+            "the key no longer lists"
+        );
+
+        let found = run_verification(&gw, &admin, 2);
+        assert_eq!(found["ok"], false, "{found:#}");
+        let read = &found["chains"][0]["newest_anchor"];
+        assert_eq!(read["anchor_seq"], 1, "{found:#}");
+        assert_eq!(read["version_id"], newest["version_id"], "{found:#}");
+        assert!(
+            read["in_database"]
+                .as_str()
+                .unwrap_or("")
+                .contains("fewer than the 20"),
+            "{found:#}"
+        );
+    }
+}
+
+/// A stop that arrives while anchoring waits to start again after an error
+/// still writes the shutdown anchors. Here the error is the HMAC keyring,
+/// made unreadable (0644 is refused) while the server runs; it is mended,
+/// and SIGTERM arrives during the pause before the next attempt.
+#[test]
+fn sigterm_during_an_anchoring_error_pause_still_writes_the_shutdown_anchor() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let ledger = Ledger::new(TestDb::sqlite());
+    let admin = token(&ledger, "admin", "*");
+    let gw = Gateway::start(&ledger);
+    assert_eq!(
+        gw.append("ops", &admin, &batch_of(5, "ops.change")).status,
+        201
+    );
+    let keyring = ledger.data_dir().join("keys").join("hmac-keyring.json");
+    let mode = |m: u32| {
+        std::fs::set_permissions(&keyring, std::fs::Permissions::from_mode(m)).expect("chmod")
+    };
+    mode(0o644);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = gw.get("/v1/anchors", &admin).json();
+        if status["anchoring"]["last_error"].is_string() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no anchoring error: {status}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The pauses after errors are 1 s, then 2 s, then 4 s: 3.5 s after the
+    // first error, anchoring waits in its third pause.
+    std::thread::sleep(Duration::from_millis(3500));
+    mode(0o600);
+    let status = gw.terminate();
+    assert!(status.success(), "stele serve exited with {status}");
+    let anchors = ledger.json(&["anchor", "list"]);
+    let shutdown: Vec<_> = anchors
+        .as_array()
+        .expect("anchors")
+        .iter()
+        .filter(|a| a["trigger"] == "shutdown" && a["chain_id"] == "ops")
+        .collect();
+    assert_eq!(shutdown.len(), 1, "{anchors:#}");
+    assert_eq!(shutdown[0]["tree_size"], 5, "{anchors:#}");
+}
+
+/// An append whose commit is not confirmed before the request timeout is
+/// answered 504 `commit_unconfirmed`, never 408 (which says the request was
+/// stopped): the events may be written, and they are here, once another
+/// process lets go of SQLite's write lock. The same request again, with
+/// its Idempotency-Key, returns their receipt and appends nothing.
+#[test]
+fn an_append_whose_commit_outlasts_the_request_timeout_is_unconfirmed_not_stopped() {
+    let ledger = Ledger::new(TestDb::sqlite());
+    server_settings(&ledger, "request_timeout_secs = 3");
+    let t = token(&ledger, "append,read", "*");
+    let gw = Gateway::start(&ledger);
+    assert_eq!(gw.append("held", &t, r#"{"type":"a.b"}"#).status, 201);
+    let stele_store::DbLocation::Sqlite(path) = ledger.db.location.clone() else {
+        panic!("a SQLite ledger");
+    };
+    let (locked, is_locked) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        conn.execute_batch("BEGIN IMMEDIATE").expect("write lock");
+        locked.send(()).expect("signal");
+        std::thread::sleep(Duration::from_secs(5));
+        conn.execute_batch("COMMIT").expect("release");
+    });
+    is_locked.recv().expect("locked");
+    let send = || {
+        gw.request(
+            "POST",
+            "/v1/chains/held/events",
+            Some(&t),
+            &[
+                ("Content-Type", "application/json"),
+                ("Idempotency-Key", "pay-77"),
+            ],
+            br#"{"type":"payment.sent","payload":{"n":77}}"#,
+        )
+    };
+    let first = send();
+    assert_eq!(
+        (first.status, first.code()),
+        (504, "commit_unconfirmed".to_owned()),
+        "{}",
+        first.text()
+    );
+    assert!(first.header("retry-after").is_none());
+    holder.join().expect("holder");
+    let retry = send();
+    assert_eq!(retry.status, 200, "{}", retry.text());
+    assert_eq!(
+        retry.json()["receipts"][0]["duplicate"],
+        true,
+        "{}",
+        retry.text()
+    );
+    assert_eq!(size_over_api(&gw, &t, "held"), 2, "written once");
+}
+
+/// `/readyz` answers 503 `anchor_backlog` while more anchors wait for the
+/// anchor store than `max_anchor_backlog`, and ready again once they land:
+/// an anchor that could not be written is retried, not dropped.
+#[test]
+fn readyz_reports_an_anchor_backlog_over_its_limit_until_it_drains() {
+    let ledger = Ledger::new(TestDb::sqlite());
+    server_settings(&ledger, "max_anchor_backlog = 0");
+    let admin = token(&ledger, "admin", "*");
+    let gw = Gateway::start_with(&ledger, volume_anchors);
+    let ready = gw.request("GET", "/readyz", None, &[], b"");
+    assert_eq!(ready.status, 200, "{}", ready.text());
+    assert_eq!(ready.json()["anchor_backlog"], 0);
+    // The anchor directory turned into a file: writes to it fail.
+    let anchors = ledger.data_dir().join("anchors");
+    let moved = ledger.data_dir().join("anchors.moved");
+    if anchors.exists() {
+        std::fs::rename(&anchors, &moved).expect("move the anchor directory");
+    }
+    std::fs::write(&anchors, b"not a directory").expect("block it");
+    assert_eq!(
+        gw.append("ops", &admin, &batch_of(100, "ops.change"))
+            .status,
+        201
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let refused = loop {
+        let r = gw.request("GET", "/readyz", None, &[], b"");
+        if r.status == 503 {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "still ready: {}", r.text());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(refused.code(), "anchor_backlog", "{}", refused.text());
+    assert!(refused.header("retry-after").is_some());
+    std::fs::remove_file(&anchors).expect("unblock");
+    if moved.exists() {
+        std::fs::rename(&moved, &anchors).expect("move it back");
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = gw.request("GET", "/readyz", None, &[], b"");
+        if r.status == 200 {
+            assert_eq!(r.json()["anchor_backlog"], 0);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the backlog did not drain: {}",
+            r.text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let listed = gw.get("/v1/anchors?chain=ops", &admin).json();
+    assert!(
+        listed["anchors"]
+            .as_array()
+            .expect("anchors")
+            .iter()
+            .any(|a| a["tree_size"] == 100 && a["status"] != "pending"),
+        "{listed:#}"
+    );
 }

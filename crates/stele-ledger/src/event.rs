@@ -85,7 +85,7 @@ pub enum InputError {
     /// An object names the same member twice: JSON parsers disagree on which
     /// value counts (RFC 8785 inputs are I-JSON, RFC 7493, which forbids it).
     #[error(
-        "ambiguous JSON: key {key} appears twice in the object at {path}; parsers disagree on which value counts, so nothing was appended (send each key once)"
+        "ambiguous JSON: key {key} appears twice in the object at {path}; parsers disagree on which value counts (send each key once)"
     )]
     DuplicateKey {
         /// Where the object is (`$` is the top, `$.a[0]` a member's element).

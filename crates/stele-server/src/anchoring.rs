@@ -68,7 +68,8 @@ enum Command {
 pub struct Anchoring {
     commands: Sender<Command>,
     status: Arc<Mutex<AnchoringStatus>>,
-    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Ends with whether the shutdown anchors were written.
+    task: Mutex<Option<tokio::task::JoinHandle<bool>>>,
 }
 
 impl Anchoring {
@@ -86,7 +87,7 @@ impl Anchoring {
                 commands: inbox,
                 stopping: false,
             };
-            run(&setup, &store, &mut inbox, &task_status).await;
+            run(&setup, &store, &mut inbox, &task_status).await
         });
         Self {
             commands,
@@ -109,7 +110,8 @@ impl Anchoring {
 
     /// Writes the `shutdown` anchors and uploads them, waiting at most
     /// `patience`; what could not be uploaded by then stays in the outbox
-    /// for the next start. Returns whether anchoring finished in time.
+    /// for the next start. Returns whether anchoring finished in time with
+    /// its shutdown anchors written.
     pub async fn stop(&self, patience: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + patience;
         // A full queue is drained at the anchorer's next wait, where the
@@ -118,7 +120,10 @@ impl Anchoring {
         let task = self.task.lock().ok().and_then(|mut t| t.take());
         match task {
             // A task that ended in a panic has finished too: nothing more comes.
-            Some(task) => tokio::time::timeout_at(deadline, task).await.is_ok(),
+            Some(task) => match tokio::time::timeout_at(deadline, task).await {
+                Ok(Ok(written)) => written,
+                Ok(Err(_)) | Err(_) => false,
+            },
             None => true,
         }
     }
@@ -134,6 +139,9 @@ struct Inbox {
 
 impl Waiter for Inbox {
     async fn wait(&mut self, pause: Duration) -> Wake {
+        if self.stopping {
+            return Wake::Stop;
+        }
         let first = match tokio::time::timeout(pause, self.commands.recv()).await {
             Ok(Some(command)) => command,
             Err(_) => return Wake::Elapsed,
@@ -162,15 +170,18 @@ impl Waiter for Inbox {
 
 /// The anchoring loop: [`Anchorer::run_until`] until asked to stop, started
 /// again (after a pause) whenever it stops on an error — a lost database
-/// connection, a refused build — so anchoring never silently ends.
+/// connection, a refused build — so anchoring never silently ends. A stop
+/// that arrives after an error, or during the pause, still gets one more
+/// run, which writes the shutdown anchors (the inbox answers its first wait
+/// with the stop). Returns whether the shutdown anchors were written.
 async fn run(
     setup: &AnchoringSetup,
     store: &Store,
     inbox: &mut Inbox,
     status: &Mutex<AnchoringStatus>,
-) {
+) -> bool {
     let mut pause = Duration::from_secs(1);
-    while !inbox.stopping {
+    loop {
         let outcome = run_once(setup, store, status, inbox).await;
         match outcome {
             Ok(report) => {
@@ -179,18 +190,22 @@ async fn run(
                     s.last_error = None;
                 }
                 // `run_until` returns only when told to stop.
-                return;
+                return true;
+            }
+            Err(e) if inbox.stopping => {
+                tracing::error!(error = %e, "the shutdown anchors could not be written; the events since the last anchor are anchored at the next start");
+                if let Ok(mut s) = status.lock() {
+                    s.last_error = Some(e);
+                }
+                return false;
             }
             Err(e) => {
                 tracing::error!(error = %e, "anchoring stopped; starting again shortly (anchors wait in the outbox)");
                 if let Ok(mut s) = status.lock() {
                     s.last_error = Some(e);
                 }
-                if inbox.stopping {
-                    return;
-                }
                 match tokio::time::timeout(pause, inbox.commands.recv()).await {
-                    Ok(Some(Command::Stop) | None) => return,
+                    Ok(Some(Command::Stop) | None) => inbox.stopping = true,
                     Ok(Some(Command::AnchorNow(_))) | Err(_) => {}
                 }
                 pause = (pause * 2).min(Duration::from_secs(30));

@@ -6,18 +6,21 @@ use std::time::{Duration, Instant};
 use axum::Json;
 use axum::body::{Body, Bytes, HttpBody as _};
 use axum::extract::{Path, Query, Request, State};
+use axum::handler::Handler;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use signed_note::Signer as _;
 use stele_anchor::AnchorStatus;
+use stele_anchorer::{AnchorerError, CheckedRoot, RootWanted, TreeChecker};
 use stele_ledger::append::{HashText, ReceiptRef};
 use stele_ledger::canonical::event_canonical_bytes;
 use stele_ledger::checkpoint::{self, TlogProof};
-use stele_ledger::{ChainId, Hash, Keyring, hex_hash};
+use stele_ledger::hashing::leaf_hash;
+use stele_ledger::{ChainId, Hash, Keyring, hex_hash, merkle};
 use stele_store::Store;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
@@ -69,6 +72,8 @@ pub struct AppState {
     pub(crate) store: Store,
     pub(crate) keyring: Keyring,
     pub(crate) signer: signed_note::StandardSigner,
+    /// The only source of roots that are signed.
+    pub(crate) trees: TreeChecker,
     pub(crate) tokens: Tokens,
     pub(crate) limits: ApiLimits,
     pub(crate) metrics: Metrics,
@@ -80,45 +85,75 @@ pub struct AppState {
 
 type Shared = State<Arc<AppState>>;
 
-/// Every route the server serves: (method, path). `/openapi.json` is built
-/// from this list, and a test checks the router serves exactly these.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/healthz"),
-    ("GET", "/readyz"),
-    ("GET", "/metrics"),
-    ("GET", "/openapi.json"),
-    ("GET", "/v1/chains"),
-    ("GET", "/v1/chains/{chain}"),
-    ("POST", "/v1/chains/{chain}/events"),
-    ("GET", "/v1/chains/{chain}/events"),
-    ("GET", "/v1/chains/{chain}/events/{seq}"),
-    ("GET", "/v1/chains/{chain}/checkpoint"),
-    ("GET", "/v1/chains/{chain}/proofs/inclusion/{seq}"),
-    ("GET", "/v1/chains/{chain}/proofs/consistency"),
-    ("GET", "/v1/anchors"),
-    ("GET", "/v1/verification"),
-    ("POST", "/v1/verification/run"),
-];
+/// One route: its method, its path and its handler, made together so the
+/// method said is the method served.
+struct Served {
+    method: &'static str,
+    path: &'static str,
+    handler: MethodRouter<Arc<AppState>>,
+}
+
+fn get_route<H, T>(path: &'static str, handler: H) -> Served
+where
+    H: Handler<T, Arc<AppState>>,
+    T: 'static,
+{
+    Served {
+        method: "GET",
+        path,
+        handler: get(handler),
+    }
+}
+
+fn post_route<H, T>(path: &'static str, handler: H) -> Served
+where
+    H: Handler<T, Arc<AppState>>,
+    T: 'static,
+{
+    Served {
+        method: "POST",
+        path,
+        handler: post(handler),
+    }
+}
+
+/// Every route the server serves. The router and `/openapi.json` are both
+/// built from this one table, so neither holds a route the other lacks.
+fn served() -> Vec<Served> {
+    vec![
+        get_route("/healthz", healthz),
+        get_route("/readyz", readyz),
+        get_route("/metrics", metrics),
+        get_route("/openapi.json", openapi),
+        get_route("/v1/chains", chains),
+        get_route("/v1/chains/{chain}", chain_head),
+        post_route("/v1/chains/{chain}/events", append),
+        get_route("/v1/chains/{chain}/events", events_page),
+        get_route("/v1/chains/{chain}/events/{seq}", event),
+        get_route("/v1/chains/{chain}/checkpoint", checkpoint_of),
+        get_route("/v1/chains/{chain}/proofs/inclusion/{seq}", inclusion),
+        get_route("/v1/chains/{chain}/proofs/consistency", consistency),
+        get_route("/v1/anchors", anchors),
+        get_route("/v1/verification", verification_result),
+        post_route("/v1/verification/run", verification_run),
+    ]
+}
+
+/// Every route the server serves, as (method, path).
+pub fn routes() -> Vec<(&'static str, &'static str)> {
+    served().iter().map(|r| (r.method, r.path)).collect()
+}
 
 /// The router, with the request middleware (request ids, uniform JSON
 /// errors, metrics) and the request timeout around every route.
 pub fn router(state: Arc<AppState>) -> axum::Router {
     let timeout = state.limits.request_timeout;
-    axum::Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi))
-        .route("/v1/chains", get(chains))
-        .route("/v1/chains/{chain}", get(chain_head))
-        .route("/v1/chains/{chain}/events", post(append).get(events_page))
-        .route("/v1/chains/{chain}/events/{seq}", get(event))
-        .route("/v1/chains/{chain}/checkpoint", get(checkpoint_of))
-        .route("/v1/chains/{chain}/proofs/inclusion/{seq}", get(inclusion))
-        .route("/v1/chains/{chain}/proofs/consistency", get(consistency))
-        .route("/v1/anchors", get(anchors))
-        .route("/v1/verification", get(verification_result))
-        .route("/v1/verification/run", post(verification_run))
+    // Routes on one path merge their methods.
+    served()
+        .into_iter()
+        .fold(axum::Router::new(), |router, r| {
+            router.route(r.path, r.handler)
+        })
         .fallback(not_found)
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -224,6 +259,18 @@ impl AppState {
             })
     }
 
+    /// 401 unless the request carries a valid token (of any scope on any
+    /// chain): checked before anything of the request is read.
+    fn authenticate(&self, headers: &HeaderMap, scope: Scope) -> Result<(), ApiError> {
+        let authorization = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        match self.tokens.authorize(authorization, scope, None) {
+            Err(Denied::Unauthenticated) => Err(ApiError::unauthenticated()),
+            _ => Ok(()),
+        }
+    }
+
     /// Authenticates first (a request without a valid token learns nothing,
     /// not even whether the chain name is valid), then checks the chain
     /// name, then the scope on that chain.
@@ -233,22 +280,30 @@ impl AppState {
         scope: Scope,
         chain: &str,
     ) -> Result<ChainId, ApiError> {
-        let authorization = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        if let Err(Denied::Unauthenticated) = self.tokens.authorize(authorization, scope, None) {
-            return Err(ApiError::unauthenticated());
-        }
+        self.authenticate(headers, scope)?;
         let chain = ChainId::new(chain)
             .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_chain", e.to_string()))?;
         self.authorize(headers, scope, Some(&chain))?;
         Ok(chain)
     }
 
-    /// A C2SP checkpoint of `chain` at `size`, signed now.
-    fn checkpoint(&self, chain: &ChainId, size: u64, root: Hash) -> Result<String, ApiError> {
+    /// A checked root of `chain` (see [`TreeChecker`]): the only kind a
+    /// checkpoint is signed over.
+    async fn checked_root(
+        &self,
+        chain: &ChainId,
+        wanted: RootWanted,
+    ) -> Result<CheckedRoot, ApiError> {
+        self.trees
+            .root(chain, wanted)
+            .await
+            .map_err(|e| check_failed(chain, e))
+    }
+
+    /// A C2SP checkpoint of `chain` over a checked root, signed now.
+    fn checkpoint(&self, chain: &ChainId, checked: CheckedRoot) -> Result<String, ApiError> {
         let origin = checkpoint::origin(self.signer.name(), chain);
-        checkpoint::sign(&origin, size, root, &self.signer).map_err(|e| {
+        checkpoint::sign(&origin, checked.size(), checked.root(), &self.signer).map_err(|e| {
             tracing::error!(error = %e, "signing a checkpoint");
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -258,15 +313,22 @@ impl AppState {
         })
     }
 
-    /// A self-contained C2SP `tlog-proof` of `seq` against a checkpoint of
-    /// the current tree, signed now.
-    async fn tlog_proof(
+    /// An inclusion proof of `seq` in a checked tree (`size`, or any
+    /// checked one holding it), checked before it is handed out: the
+    /// event's canonical bytes, its leaf computed from them, the proof and
+    /// the root.
+    async fn checked_inclusion(
         &self,
         chain: &ChainId,
         seq: u64,
         size: Option<u64>,
-    ) -> Result<(String, u64), ApiError> {
-        let (size, root, hashes) = self.store.inclusion_proof(chain, seq, size).await?;
+    ) -> Result<CheckedInclusion, ApiError> {
+        let wanted = size.map_or(RootWanted::Holding(seq), RootWanted::Size);
+        let root = self.checked_root(chain, wanted).await?;
+        let (_, _, proof) = self
+            .store
+            .inclusion_proof(chain, seq, Some(root.size()))
+            .await?;
         let event = self.store.event(chain, seq).await?;
         let canonical = event_canonical_bytes(&event).map_err(|e| {
             tracing::error!(error = %e, seq, "stored event has no canonical form");
@@ -276,17 +338,69 @@ impl AppState {
                 "a stored event could not be encoded; verify the log",
             )
         })?;
-        let checkpoint = self.checkpoint(chain, size, root)?;
+        let leaf = leaf_hash(&canonical);
+        root.check_inclusion(chain, seq, leaf, &proof)
+            .map_err(|e| check_failed(chain, e))?;
+        Ok(CheckedInclusion {
+            root,
+            canonical,
+            leaf,
+            proof,
+        })
+    }
+
+    /// A self-contained C2SP `tlog-proof` of `seq` against a checkpoint of
+    /// a checked tree, signed now.
+    async fn tlog_proof(
+        &self,
+        chain: &ChainId,
+        seq: u64,
+        size: Option<u64>,
+    ) -> Result<(String, u64), ApiError> {
+        let included = self.checked_inclusion(chain, seq, size).await?;
+        let checkpoint = self.checkpoint(chain, included.root)?;
         Ok((
             TlogProof {
-                extra: Some(canonical),
+                extra: Some(included.canonical),
                 index: seq,
-                hashes,
+                hashes: included.proof,
                 checkpoint,
             }
             .to_text(),
-            size,
+            included.root.size(),
         ))
+    }
+}
+
+/// An event's inclusion in a checked tree, checked.
+struct CheckedInclusion {
+    root: CheckedRoot,
+    canonical: Vec<u8>,
+    leaf: Hash,
+    proof: Vec<Hash>,
+}
+
+/// 500 `ledger_check_failed` when the ledger does not check (nothing is
+/// signed); store errors as they are.
+fn check_failed(chain: &ChainId, e: AnchorerError) -> ApiError {
+    match e {
+        AnchorerError::Store(e) => e.into(),
+        AnchorerError::UnanchoredTampering { .. } => {
+            tracing::error!(chain = %chain, error = %e, "NOT SIGNED: the ledger does not check");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "ledger_check_failed",
+                format!("nothing was signed: {e}"),
+            )
+        }
+        e => {
+            tracing::error!(chain = %chain, error = %e, "checking the ledger before signing");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "storage_error",
+                "the ledger could not be checked before signing; the server log has the cause",
+            )
+        }
     }
 }
 
@@ -462,17 +576,28 @@ async fn append(
             "this gateway does not anchor, so wait=anchored cannot be answered; nothing was appended",
         ));
     }
-    let receipts = state
-        .store
-        .append_receipts(&chain, events, state.keyring.active())
-        .await?;
+    // Once the events are handed to the committer they may be written
+    // whatever happens to this request: the answer must come before the
+    // request timeout, which would otherwise say the request was stopped.
+    let answer_by = answer_deadline(started, state.limits.request_timeout);
+    let committed = tokio::time::timeout_at(
+        answer_by,
+        state
+            .store
+            .append_receipts(&chain, events, state.keyring.active()),
+    )
+    .await;
+    let receipts = match committed {
+        Ok(receipts) => receipts?,
+        Err(_) => return Err(commit_unconfirmed(count)),
+    };
     let written = receipts.written();
     state.metrics.appended(count, written, started.elapsed());
     // Committed. What follows may fail (a proof, an anchor), but it is told
     // in the body, never as an error that would invite sending again.
     let mut listed = Vec::with_capacity(receipts.len());
     for receipt in receipts.iter() {
-        listed.push(ReceiptBody::of(&state, &chain, receipt, query.proof).await);
+        listed.push(ReceiptBody::of(&state, &chain, receipt, query.proof, answer_by).await);
     }
     let status = if written > 0 {
         StatusCode::CREATED
@@ -493,11 +618,7 @@ async fn append(
     {
         // The wait ends early enough for the answer to beat the request
         // timeout: a timeout would hide that the events were committed.
-        let left = state
-            .limits
-            .request_timeout
-            .saturating_sub(started.elapsed())
-            .saturating_sub(Duration::from_secs(2));
+        let left = answer_by.saturating_duration_since(tokio::time::Instant::now());
         let patience = Duration::from_secs(query.timeout.unwrap_or(30)).min(left);
         match wait_anchored(&state, &chain, last, patience).await {
             Ok(anchor) => {
@@ -664,6 +785,7 @@ impl<'a> ReceiptBody<'a> {
         chain: &ChainId,
         receipt: ReceiptRef<'a>,
         with_proof: bool,
+        answer_by: tokio::time::Instant,
     ) -> ReceiptBody<'a> {
         let mut body = ReceiptBody {
             chain_id: receipt.chain_id,
@@ -678,16 +800,45 @@ impl<'a> ReceiptBody<'a> {
             proof_error: None,
         };
         if with_proof {
-            match state.tlog_proof(chain, receipt.seq, None).await {
-                Ok((proof, size)) => {
+            match tokio::time::timeout_at(answer_by, state.tlog_proof(chain, receipt.seq, None))
+                .await
+            {
+                Ok(Ok((proof, size))) => {
                     body.tree_size = Some(size);
                     body.tlog_proof = Some(proof);
                 }
-                Err(e) => body.proof_error = Some(e.message),
+                Ok(Err(e)) => body.proof_error = Some(e.message),
+                Err(_) => {
+                    body.proof_error = Some(format!(
+                        "the proof was not ready within the request timeout; GET /v1/chains/{chain}/events/{}?proof=true gives it",
+                        receipt.seq
+                    ));
+                }
             }
         }
         body
     }
+}
+
+/// When an append must be answered: before the request timeout (which
+/// would say the request was stopped, hiding a commit), with a margin for
+/// writing the answer.
+fn answer_deadline(started: Instant, request_timeout: Duration) -> tokio::time::Instant {
+    let margin = (request_timeout / 4).min(Duration::from_secs(2));
+    tokio::time::Instant::from_std(started) + request_timeout.saturating_sub(margin)
+}
+
+/// 504 `commit_unconfirmed`: the events went to the committer, but their
+/// commit was not confirmed in time. They may be written, or not; only an
+/// idempotent retry can tell, so none is invited without one.
+fn commit_unconfirmed(count: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        "commit_unconfirmed",
+        format!(
+            "the {count} event(s) were handed to the ledger, but their commit was not confirmed within the request timeout: they may or may not be written. Send the same request again with the same Idempotency-Key (or per-event keys) to get their receipts; without one, a retry may append them twice"
+        ),
+    )
 }
 
 /// Reads the body, refusing it as soon as it passes `limit` bytes.
@@ -783,13 +934,13 @@ async fn checkpoint_of(
 ) -> Result<Json<Value>, ApiError> {
     let chain = state.authorize_chain(&headers, Scope::Read, &chain)?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let (size, root) = state.store.tree_root(&chain, query.tree_size).await?;
-    let note = state.checkpoint(&chain, size, root)?;
+    let wanted = query.tree_size.map_or(RootWanted::Head, RootWanted::Size);
+    let checked = state.checked_root(&chain, wanted).await?;
     Ok(Json(json!({
         "chain_id": chain.as_str(),
-        "tree_size": size,
-        "root_hash": hex_hash(&root),
-        "checkpoint": note,
+        "tree_size": checked.size(),
+        "root_hash": hex_hash(&checked.root()),
+        "checkpoint": state.checkpoint(&chain, checked)?,
     })))
 }
 
@@ -822,19 +973,17 @@ async fn inclusion(
         let (proof, _) = state.tlog_proof(&chain, seq, query.tree_size).await?;
         return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], proof).into_response());
     }
-    let (size, root, proof) = state
-        .store
-        .inclusion_proof(&chain, seq, query.tree_size)
+    let included = state
+        .checked_inclusion(&chain, seq, query.tree_size)
         .await?;
-    let event = state.store.event(&chain, seq).await?;
     Ok(Json(json!({
         "chain_id": chain.as_str(),
         "seq": seq,
-        "tree_size": size,
-        "root_hash": hex_hash(&root),
-        "leaf_hash": event.leaf_hash,
-        "proof": proof.iter().map(hex_hash).collect::<Vec<_>>(),
-        "checkpoint": state.checkpoint(&chain, size, root)?,
+        "tree_size": included.root.size(),
+        "root_hash": hex_hash(&included.root.root()),
+        "leaf_hash": hex_hash(&included.leaf),
+        "proof": included.proof.iter().map(hex_hash).collect::<Vec<_>>(),
+        "checkpoint": state.checkpoint(&chain, included.root)?,
     }))
     .into_response())
 }
@@ -854,22 +1003,38 @@ async fn consistency(
 ) -> Result<Json<Value>, ApiError> {
     let chain = state.authorize_chain(&headers, Scope::Read, &chain)?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let to = match query.to {
-        Some(to) => to,
-        None => state.store.tree_root(&chain, None).await?.0,
-    };
-    let (from_root, to_root, proof) = state
-        .store
-        .consistency_proof(&chain, query.from, to)
+    let to = state
+        .checked_root(&chain, query.to.map_or(RootWanted::Head, RootWanted::Size))
         .await?;
+    let (_, _, proof) = state
+        .store
+        .consistency_proof(&chain, query.from, to.size())
+        .await?;
+    // The older root is storage's, accepted only with a proof to the
+    // checked one; the proof handed out is that check's.
+    let from = state
+        .checked_root(&chain, RootWanted::Size(query.from))
+        .await?;
+    merkle::verify_consistency(&proof, from.size(), from.root(), to.size(), to.root()).map_err(
+        |e| {
+            check_failed(
+                &chain,
+                AnchorerError::UnanchoredTampering {
+                    chain: chain.to_string(),
+                    seq: None,
+                    what: format!("the stored consistency proof does not hold ({e})"),
+                },
+            )
+        },
+    )?;
     Ok(Json(json!({
         "chain_id": chain.as_str(),
-        "from_size": query.from,
-        "from_root": hex_hash(&from_root),
-        "to_size": to,
-        "to_root": hex_hash(&to_root),
+        "from_size": from.size(),
+        "from_root": hex_hash(&from.root()),
+        "to_size": to.size(),
+        "to_root": hex_hash(&to.root()),
         "proof": proof.iter().map(hex_hash).collect::<Vec<_>>(),
-        "checkpoint": state.checkpoint(&chain, to, to_root)?,
+        "checkpoint": state.checkpoint(&chain, to)?,
     })))
 }
 
@@ -885,6 +1050,7 @@ async fn anchors(
     query: Result<Query<AnchorsQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
+    state.authenticate(&headers, Scope::Read)?;
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let chain = match &query.chain {
         Some(chain) => Some(state.authorize_chain(&headers, Scope::Read, chain)?),

@@ -223,9 +223,10 @@ impl TokenFile {
             created_at: now.to_owned(),
             revoked_at: None,
         };
-        let mut records = self.list()?;
-        records.push(record.clone());
-        self.write(&records)?;
+        self.modify(|records| {
+            records.push(record.clone());
+            Ok(())
+        })?;
         Ok((record, format!("stl_{}_{secret_hex}", &id[4..])))
     }
 
@@ -235,17 +236,41 @@ impl TokenFile {
     ///
     /// [`AuthError::UnknownId`]; [`AuthError::File`].
     pub fn revoke(&self, id: &str, now: &str) -> Result<TokenRecord, AuthError> {
+        self.modify(|records| {
+            let record = records
+                .iter_mut()
+                .find(|r| r.id == id)
+                .ok_or_else(|| AuthError::UnknownId(id.to_owned()))?;
+            if record.revoked_at.is_none() {
+                record.revoked_at = Some(now.to_owned());
+            }
+            Ok(record.clone())
+        })
+    }
+
+    /// Reads the records, changes them and writes them back under an
+    /// exclusive lock on `tokens.json.lock`: two `stele token` commands at
+    /// once each see the other's change, so a revocation is never written
+    /// over by a creation that read the file before it.
+    fn modify<T>(
+        &self,
+        change: impl FnOnce(&mut Vec<TokenRecord>) -> Result<T, AuthError>,
+    ) -> Result<T, AuthError> {
+        #[cfg(unix)]
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        options.mode(0o600);
+        let lock = options
+            .open(self.path.with_extension("json.lock"))
+            .map_err(|e| self.error(format!("cannot open its lock file: {e}")))?;
+        lock.lock()
+            .map_err(|e| self.error(format!("cannot lock it: {e}")))?;
         let mut records = self.list()?;
-        let record = records
-            .iter_mut()
-            .find(|r| r.id == id)
-            .ok_or_else(|| AuthError::UnknownId(id.to_owned()))?;
-        if record.revoked_at.is_none() {
-            record.revoked_at = Some(now.to_owned());
-        }
-        let revoked = record.clone();
+        let changed = change(&mut records)?;
         self.write(&records)?;
-        Ok(revoked)
+        Ok(changed)
     }
 
     /// Writes the file atomically, readable by its owner only.
@@ -263,7 +288,12 @@ impl TokenFile {
             let mut file = options.open(&tmp)?;
             file.write_all(&text)?;
             file.sync_all()?;
-            std::fs::rename(&tmp, &self.path)
+            std::fs::rename(&tmp, &self.path)?;
+            // The rename itself is durable only once the directory is.
+            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(())
         })();
         written.map_err(|e| self.error(e.to_string()))
     }

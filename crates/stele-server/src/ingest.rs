@@ -164,11 +164,11 @@ fn too_many(found: usize, limit: usize) -> ApiError {
 
 /// 400 `invalid_json`: the body as a whole is not what it should be.
 fn invalid_json(e: &dyn std::fmt::Display) -> ApiError {
-    let mut message = e.to_string();
-    if !message.contains("nothing was appended") {
-        message.push_str("; nothing was appended");
-    }
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", message)
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_json",
+        format!("{e}; nothing was appended"),
+    )
 }
 
 /// A JSON body: an object is one event, an array a batch. Each event is
@@ -327,6 +327,12 @@ mod tests {
                 "{body}"
             );
             assert!(e.message.contains(path), "{body}: {}", e.message);
+            assert_eq!(
+                e.message.matches("nothing was appended").count(),
+                1,
+                "said once: {}",
+                e.message
+            );
         }
         // An event nested just past serde's limit inside the batch.
         let deep = format!(

@@ -3,9 +3,10 @@
 //! `serve` runs an axum server over a shared [`stele_store::Store`]: appends
 //! from every connection coalesce into group commits, each request answered
 //! with its own receipts (optionally with a self-contained C2SP `tlog-proof`
-//! signed at commit). Bearer tokens ([`auth`]) scope every route; every error
-//! is a JSON body with a stable code ([`error`]); `/openapi.json` describes
-//! exactly the routes served ([`app::ROUTES`]).
+//! against a checkpoint of a tree it checked). Bearer tokens ([`auth`])
+//! scope every route; every error is a JSON body with a stable code
+//! ([`error`]); `/openapi.json` describes exactly the routes served
+//! ([`app::routes`]).
 
 pub mod anchoring;
 pub mod app;
@@ -24,7 +25,7 @@ use stele_ledger::Keyring;
 use stele_store::Store;
 use thiserror::Error;
 
-pub use app::{ApiLimits, AppState, ROUTES};
+pub use app::{ApiLimits, AppState, routes};
 pub use auth::{Scope, TokenFile, Tokens};
 
 /// How long a client may take to send a request's head, the first on a
@@ -123,6 +124,9 @@ pub struct Ledger {
     pub keyring: Keyring,
     /// Signs checkpoints.
     pub signer: signed_note::StandardSigner,
+    /// The signer's public key: the outbox anchors that verify with it are
+    /// where the check of a chain before a checkpoint is signed may start.
+    pub verifier_key: String,
     /// Bearer tokens.
     pub tokens: Tokens,
     /// Anchoring inside the server (`None`: none — a test, or anchoring
@@ -141,6 +145,11 @@ pub fn state(ledger: Ledger, limits: ApiLimits, runtime: tokio::runtime::Handle)
         verification: ledger.verification.map(verification::start),
         appends: tokio::sync::Semaphore::new(limits.max_in_flight_appends.max(1)),
         bodies: app::BodyBudget::new(limits.max_in_flight_body_bytes),
+        trees: stele_anchorer::TreeChecker::new(
+            ledger.store.clone(),
+            ledger.keyring.clone(),
+            ledger.verifier_key,
+        ),
         store: ledger.store,
         keyring: ledger.keyring,
         signer: ledger.signer,
@@ -230,7 +239,7 @@ pub async fn serve(
         let finished = anchoring.stop(SHUTDOWN_ANCHOR_PATIENCE).await;
         if !finished {
             tracing::warn!(
-                "the shutdown anchors were not uploaded in time; they wait in the outbox for the next start"
+                "the shutdown anchors were not written and uploaded in time; what was written waits in the outbox, and the next start anchors the rest"
             );
         }
     }

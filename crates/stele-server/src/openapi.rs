@@ -1,9 +1,9 @@
 //! `/openapi.json`: an OpenAPI 3.1 description of exactly the routes the
-//! server serves (built from [`crate::app::ROUTES`]).
+//! server serves (built from [`crate::app::routes`], the table the router is built from).
 
 use serde_json::{Map, Value, json};
 
-use crate::app::ROUTES;
+use crate::app::routes;
 
 fn error_schema() -> Value {
     json!({
@@ -196,8 +196,8 @@ fn operation_id(method: &str, path: &str) -> String {
 /// The document.
 pub fn document() -> Value {
     let mut paths = Map::new();
-    for (method, path) in ROUTES {
-        let entry = paths.entry((*path).to_owned()).or_insert_with(|| json!({}));
+    for (method, path) in routes() {
+        let entry = paths.entry(path.to_owned()).or_insert_with(|| json!({}));
         if let Some(map) = entry.as_object_mut() {
             map.insert(method.to_ascii_lowercase(), operation(method, path));
         }

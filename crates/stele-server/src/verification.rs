@@ -52,8 +52,15 @@ pub struct AnchorReadBack {
     pub anchor_seq: u64,
     /// Its key in the store.
     pub object_key: String,
+    /// The version read: the first stored at that key (`None` for a local
+    /// directory).
+    pub version_id: Option<String>,
     /// Events it covers.
     pub tree_size: u64,
+    /// What the store says of it: `matches (…)` when its SHA-256 checksum
+    /// and metadata are those of the bytes read and it is locked (how, and
+    /// until when), or what differs.
+    pub in_store: String,
     /// What the database says of it: `matches` (the database holds at least
     /// that many events, with that root, and its outbox copy is the same
     /// bytes), or what differs.
@@ -292,21 +299,19 @@ async fn read_back(
         Some(p) if !p.is_empty() => format!("{}/anchors/", p.trim_end_matches('/')),
         _ => "anchors/".to_owned(),
     };
-    let keys = target.list(&root).await.map_err(|e| e.to_string())?;
-    let mut in_store: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let keys = stored_keys(target, &root).await?;
+    let mut in_store: std::collections::BTreeMap<String, Vec<StoredKey>> = Default::default();
     for key in keys {
         if let Some(chain) = key
+            .key
             .strip_prefix(&root)
             .and_then(|rest| rest.split('/').next())
         {
-            in_store
-                .entry(chain.to_owned())
-                .or_default()
-                .push(key.clone());
+            in_store.entry(chain.to_owned()).or_default().push(key);
         }
     }
     for (chain, keys) in &mut in_store {
-        keys.sort();
+        keys.sort_by(|a, b| a.key.cmp(&b.key));
         if ChainId::new(chain).is_err() {
             continue;
         }
@@ -338,10 +343,12 @@ async fn read_back(
                 result.newest_anchor = Some(AnchorReadBack {
                     anchor_seq: 0,
                     object_key: String::new(),
+                    version_id: None,
                     tree_size: 0,
-                    in_database: format!(
-                        "none of the newest {NEWEST_KEYS_TRIED} objects under this chain's anchors is an anchor of it signed by the verifier key at its own key"
+                    in_store: format!(
+                        "none of the newest {NEWEST_KEYS_TRIED} keys under this chain's anchors holds, as its first version, an anchor of it signed by the verifier key at its own key"
                     ),
+                    in_database: "not compared".to_owned(),
                 });
                 continue;
             }
@@ -352,15 +359,20 @@ async fn read_back(
                 ));
             }
         };
+        let in_store = check_stored(target, &key, &bytes).await?;
         let in_database = compare_with_database(db, &result.chain_id, &anchor, &bytes).await?;
-        if in_database != "matches" {
-            result.ok = false;
-            result.total_findings += 1;
+        for finding in [&in_store, &in_database] {
+            if !finding.starts_with(MATCHES) {
+                result.ok = false;
+                result.total_findings += 1;
+            }
         }
         result.newest_anchor = Some(AnchorReadBack {
             anchor_seq: anchor.anchor_seq,
-            object_key: key,
+            object_key: key.key,
+            version_id: key.version_id,
             tree_size: anchor.tree_size,
+            in_store,
             in_database,
         });
     }
@@ -371,23 +383,76 @@ async fn read_back(
 /// anchor among objects others put there.
 const NEWEST_KEYS_TRIED: usize = 50;
 
-/// The newest object under a chain's keys that is an anchor of that chain
-/// signed by the verifier key (anything else there is skipped: anyone who
-/// may write the bucket could put junk after the real anchors).
+/// A key under the anchors, and the version of it that holds it.
+#[derive(Clone, Debug)]
+struct StoredKey {
+    key: String,
+    /// The first version stored (`None` in a local directory): a
+    /// create-only writer's own, which Object Lock keeps. Versions written
+    /// over it later, and delete markers, hide nothing from this job.
+    version_id: Option<String>,
+}
+
+/// Every key under `root`, with the version that holds it. In a bucket the
+/// keys come from the version listing, so a key hidden behind a delete
+/// marker is still read, and its first version is the one read: someone
+/// who may write the bucket could put junk, or an older anchor, over the
+/// newest anchor's key, and a job reading only current versions would
+/// then settle on an older anchor and pass a database cut back to it.
+async fn stored_keys(target: &ObjectStore, root: &str) -> Result<Vec<StoredKey>, String> {
+    match target {
+        ObjectStore::S3(s3) => {
+            let listed = s3
+                .list_versions(root)
+                .await
+                .map_err(|e| format!("listing the anchors' versions: {e}"))?;
+            let mut first: std::collections::BTreeMap<String, Option<String>> = Default::default();
+            // Each key's content versions come newest first: the last one
+            // seen is the first stored.
+            for v in listed.into_iter().filter(|v| !v.delete_marker) {
+                first.insert(v.key, v.version_id);
+            }
+            Ok(first
+                .into_iter()
+                .map(|(key, version_id)| StoredKey { key, version_id })
+                .collect())
+        }
+        ObjectStore::Local(_) => Ok(target
+            .list(root)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|key| StoredKey {
+                key,
+                version_id: None,
+            })
+            .collect()),
+    }
+}
+
+/// The newest key of a chain whose first version is an anchor of that
+/// chain signed by the verifier key, at its own key (anything else there
+/// is passed over: anyone who may write the bucket could put junk after
+/// the real anchors).
 async fn newest_signed(
     target: &ObjectStore,
-    keys: &[String],
+    keys: &[StoredKey],
     chain: &str,
     setup: &VerificationSetup,
-) -> Result<Option<(String, stele_anchor::Anchor, Vec<u8>)>, stele_worm::WormError> {
+) -> Result<Option<(StoredKey, stele_anchor::Anchor, Vec<u8>)>, stele_worm::WormError> {
     let Ok(chain_id) = ChainId::new(chain) else {
         return Ok(None);
     };
-    for key in keys.iter().rev().take(NEWEST_KEYS_TRIED) {
+    for stored in keys.iter().rev().take(NEWEST_KEYS_TRIED) {
+        let key = &stored.key;
         let fetched = match target {
             ObjectStore::S3(s3) => {
-                s3.get_version_bounded(key, None, stele_verify::MAX_ANCHOR_BYTES)
-                    .await?
+                s3.get_version_bounded(
+                    key,
+                    stored.version_id.as_deref(),
+                    stele_verify::MAX_ANCHOR_BYTES,
+                )
+                .await?
             }
             ObjectStore::Local(_) => Some(target.get(key).await?),
         };
@@ -415,10 +480,81 @@ async fn newest_signed(
         })
         .unwrap_or(false);
         if anchor.chain_id == chain && at_own_key && anchor.verify(&setup.verifier_key).is_ok() {
-            return Ok(Some((key.clone(), anchor, bytes)));
+            return Ok(Some((stored.clone(), anchor, bytes)));
         }
     }
     Ok(None)
+}
+
+/// What a finding that is none says.
+const MATCHES: &str = "matches";
+
+/// What the store says of the version read: its SHA-256 (the checksum the
+/// store computed, and the `sha256` metadata stele wrote) must be that of
+/// the bytes read, and it must be under an Object Lock retention that has
+/// not run out. A local directory is not WORM storage and has neither.
+async fn check_stored(
+    target: &ObjectStore,
+    key: &StoredKey,
+    bytes: &[u8],
+) -> Result<String, String> {
+    let ObjectStore::S3(s3) = target else {
+        return Ok(format!(
+            "{MATCHES} (a local directory: no checksum or lock to check, not WORM)"
+        ));
+    };
+    let facts = s3
+        .head(&key.key, key.version_id.as_deref())
+        .await
+        .map_err(|e| format!("reading the lock of {}: {e}", key.key))?;
+    let Some(facts) = facts else {
+        return Ok("the version read is gone from the store".to_owned());
+    };
+    let read = stele_worm::sha256_hex(bytes);
+    let mut wrong = Vec::new();
+    if facts.size != bytes.len() as u64 {
+        wrong.push(format!(
+            "the store says {} bytes, {} were read",
+            facts.size,
+            bytes.len()
+        ));
+    }
+    for (what, stored) in [
+        ("the store's SHA-256 checksum", &facts.checksum_sha256),
+        ("its sha256 metadata", &facts.metadata_sha256),
+    ] {
+        if let Some(sum) = stored
+            && !sum.eq_ignore_ascii_case(&read)
+        {
+            wrong.push(format!("{what} is {sum}, the bytes read hash to {read}"));
+        }
+    }
+    // Some stores (Ceph RGW) keep no checksum: the bytes read are then
+    // what was hashed, read whole.
+    let hashed = if facts.checksum_sha256.is_some() {
+        "SHA-256 matches the store's checksum"
+    } else {
+        "no store checksum; the bytes read whole"
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let lock = match (facts.lock_mode, facts.retain_until) {
+        (Some(mode), Some(until)) if until > now => {
+            format!("locked {} until {until}", mode.as_str())
+        }
+        (Some(mode), Some(until)) => {
+            wrong.push(format!("its {} lock ran out at {until}", mode.as_str()));
+            String::new()
+        }
+        _ => {
+            wrong.push("it is not under an Object Lock retention".to_owned());
+            String::new()
+        }
+    };
+    if wrong.is_empty() {
+        Ok(format!("{MATCHES} ({hashed}, {lock})"))
+    } else {
+        Ok(wrong.join("; "))
+    }
 }
 
 /// What the database says of an anchor taken from the store, all read from
@@ -477,7 +613,7 @@ async fn compare_in_snapshot(
         .into_iter()
         .find(|r| r.anchor_seq == anchor.anchor_seq);
     Ok(match recorded {
-        Some(r) if r.body == bytes => "matches".to_owned(),
+        Some(r) if r.body == bytes => MATCHES.to_owned(),
         Some(_) => "the database's outbox copy of this anchor has other bytes".to_owned(),
         None => "the database has no record of this anchor (its outbox row was removed)".to_owned(),
     })

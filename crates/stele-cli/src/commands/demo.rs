@@ -89,6 +89,7 @@ async fn append_over_http(
         store,
         keyring: keyring.clone(),
         signer: ctx.keys().signer()?,
+        verifier_key: ctx.keys().verifier_key()?,
         tokens: Tokens::load(token_file).map_err(|e| failed(&e))?,
         anchoring: None,
         verification: None,

@@ -3,9 +3,12 @@
 use anyhow::Context as _;
 use serde_json::json;
 use signed_note::Signer as _;
+use stele_anchorer::{CheckedRoot, RootWanted, TreeChecker};
 use stele_ledger::canonical::event_canonical_bytes;
 use stele_ledger::checkpoint::{self, TlogProof};
-use stele_ledger::{ChainId, Hash, hex_hash};
+use stele_ledger::hashing::leaf_hash;
+use stele_ledger::{ChainId, hex_hash};
+use stele_store::Store;
 
 use super::{chain_id, open_shared_read_only};
 use crate::cli::{CheckpointArgs, ConsistencyArgs, InclusionArgs, ProofCommand, ProofFormat};
@@ -20,35 +23,56 @@ pub fn run(ctx: &Context, cmd: &ProofCommand) -> Result<(), Failure> {
     }
 }
 
-/// Signs a checkpoint of `chain` at `size` with this data dir's signing key.
-pub fn signed_checkpoint(
+/// A checked root of `chain` (`stele_anchorer::TreeChecker`: the events
+/// since the last anchor this ledger's key signed are recomputed first,
+/// with the HMAC keys), so nothing rewritten in the database is signed.
+async fn checked_root(
+    ctx: &Context,
+    store: &Store,
+    chain: &ChainId,
+    wanted: RootWanted,
+) -> Result<CheckedRoot, Failure> {
+    let keys = ctx.keys();
+    let checker = TreeChecker::new(store.clone(), keys.keyring()?, keys.verifier_key()?);
+    Ok(checker.root(chain, wanted).await?)
+}
+
+/// Signs a checkpoint of `chain` over a checked root with this data dir's
+/// signing key.
+fn signed_checkpoint(
     ctx: &Context,
     chain: &ChainId,
-    size: u64,
-    root: Hash,
+    checked: CheckedRoot,
 ) -> Result<String, Failure> {
     let signer = ctx.keys().signer()?;
     let origin = checkpoint::origin(signer.name(), chain);
     // The origin, size and root come from the ledger and the key from
     // `keys()`, all already checked: a signing failure is not the user's.
-    checkpoint::sign(&origin, size, root, &signer).map_err(|e| Failure::Operational(e.into()))
+    checkpoint::sign(&origin, checked.size(), checked.root(), &signer)
+        .map_err(|e| Failure::Operational(e.into()))
 }
 
 fn inclusion(ctx: &Context, args: &InclusionArgs) -> Result<(), Failure> {
     let chain = chain_id(&args.chain)?;
-    // The proof and the event it proves, from one snapshot.
-    let ((size, root, proof), event) = super::runtime()?.block_on(async {
+    let (root, proof, event) = super::runtime()?.block_on(async {
         let store = open_shared_read_only(ctx).await?;
+        let wanted = args
+            .tree_size
+            .map_or(RootWanted::Holding(args.seq), RootWanted::Size);
+        let root = checked_root(ctx, &store, &chain, wanted).await?;
+        // The proof and the event it proves, from one snapshot.
         let mut snapshot = store.read_snapshot().await?;
-        let proof = snapshot
-            .inclusion_proof(&chain, args.seq, args.tree_size)
+        let (_, _, proof) = snapshot
+            .inclusion_proof(&chain, args.seq, Some(root.size()))
             .await?;
         let event = snapshot.event(&chain, args.seq).await?;
         snapshot.end().await?;
-        Ok::<_, Failure>((proof, event))
+        Ok::<_, Failure>((root, proof, event))
     })?;
     let canonical = event_canonical_bytes(&event)?;
-    let checkpoint = signed_checkpoint(ctx, &chain, size, root)?;
+    let leaf = leaf_hash(&canonical);
+    root.check_inclusion(&chain, args.seq, leaf, &proof)?;
+    let (size, checkpoint) = (root.size(), signed_checkpoint(ctx, &chain, root)?);
     let text = match args.format {
         ProofFormat::TlogProof => TlogProof {
             extra: Some(canonical),
@@ -62,8 +86,8 @@ fn inclusion(ctx: &Context, args: &InclusionArgs) -> Result<(), Failure> {
                 "chain_id": chain.as_str(),
                 "seq": args.seq,
                 "tree_size": size,
-                "root_hash": hex_hash(&root),
-                "leaf_hash": event.leaf_hash,
+                "root_hash": hex_hash(&root.root()),
+                "leaf_hash": hex_hash(&leaf),
                 "proof": proof.iter().map(hex_hash).collect::<Vec<_>>(),
                 "canonical_event": String::from_utf8_lossy(&canonical),
                 "event": event,
@@ -106,11 +130,13 @@ fn consistency(ctx: &Context, args: &ConsistencyArgs) -> Result<(), Failure> {
 
 pub fn checkpoint(ctx: &Context, args: &CheckpointArgs) -> Result<(), Failure> {
     let chain = chain_id(&args.chain)?;
-    let (size, root) = super::runtime()?.block_on(async {
+    let checked = super::runtime()?.block_on(async {
         let store = open_shared_read_only(ctx).await?;
-        Ok::<_, Failure>(store.tree_root(&chain, args.tree_size).await?)
+        let wanted = args.tree_size.map_or(RootWanted::Head, RootWanted::Size);
+        checked_root(ctx, &store, &chain, wanted).await
     })?;
-    let note = signed_checkpoint(ctx, &chain, size, root)?;
+    let (size, root) = (checked.size(), checked.root());
+    let note = signed_checkpoint(ctx, &chain, checked)?;
     if ctx.json {
         let signer = ctx.keys().signer()?;
         output::print_json(&json!({

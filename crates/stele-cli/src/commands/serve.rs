@@ -40,6 +40,7 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<(), Failure> {
     let keys = ctx.keys();
     let keyring = keys.keyring()?;
     let signer = keys.signer()?;
+    let verifier_key = keys.verifier_key()?;
     let token_file = TokenFile::in_dir(&ctx.data_dir);
     // The first start makes one token (append and read on every chain) and
     // shows it once; after that, tokens are only made by `stele token create`.
@@ -97,6 +98,7 @@ pub fn run(ctx: &Context, args: &ServeArgs) -> Result<(), Failure> {
             store,
             keyring,
             signer,
+            verifier_key,
             tokens,
             anchoring: Some(anchoring),
             verification: Some(verification),
@@ -273,6 +275,9 @@ fn server_config(
         max_in_flight_body_bytes: file
             .max_in_flight_body_bytes
             .unwrap_or(defaults.max_in_flight_body_bytes),
+        max_anchor_backlog: file
+            .max_anchor_backlog
+            .unwrap_or(defaults.max_anchor_backlog),
         ..defaults
     };
     if limits.max_request_bytes == 0

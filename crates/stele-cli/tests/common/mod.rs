@@ -9,6 +9,9 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
+use stele_ledger::hashing::leaf_hash;
+use stele_ledger::merkle::TreeAppender;
+use stele_ledger::{ChainId, Event, Hash, StoredEvent};
 use stele_store::DbLocation;
 use stele_store::testkit::TestDb;
 
@@ -186,4 +189,57 @@ pub fn with_rgw_anchors(cmd: &mut Command, endpoint: &str, bucket: &str) {
     .env("AUDIT_ANCHOR_BUCKET", bucket)
     .env_remove("AUDIT_ANCHOR_RETENTION_DAYS")
     .env_remove("AUDIT_ANCHOR_KMS_KEY_ID");
+}
+
+pub fn blob(db: &TestDb, bytes: &[u8]) -> String {
+    match db.location {
+        DbLocation::Sqlite(_) => format!("X'{}'", hex::encode(bytes)),
+        DbLocation::Postgres(_) => format!("decode('{}', 'hex')", hex::encode(bytes)),
+    }
+}
+
+/// Rewrites `seq`'s payload as an attacker with the database and no keys
+/// would: new leaf hash, every stored Merkle node recomputed, `event_hash` kept.
+pub fn rewrite_event(db: &TestDb, chain: &str, seq: u64, payload: &str) {
+    let chain_id = ChainId::new(chain).unwrap();
+    let mut rows: Vec<(Event, Vec<u8>)> = Vec::new();
+    runtime().block_on(async {
+        let store = db.open().await;
+        let mut snapshot = store.read_snapshot().await.unwrap();
+        snapshot
+            .scan(&chain_id, 0, None, &mut |e, nodes| {
+                rows.push((e.to_event(), nodes.to_vec()));
+                Ok(())
+            })
+            .await
+            .unwrap();
+        snapshot.end().await.unwrap();
+        store.close().await;
+    });
+    let mut sql = String::new();
+    let mut tree = TreeAppender::empty();
+    for (e, stored_nodes) in &mut rows {
+        let mut leaf = Hash(hex::decode(&e.leaf_hash).unwrap().try_into().unwrap());
+        if e.seq == seq {
+            e.payload = Some(payload.to_owned());
+            leaf = leaf_hash(
+                &StoredEvent::from(&*e)
+                    .committed_as_stored()
+                    .canonical_bytes(),
+            );
+            sql.push_str(&format!(
+                "UPDATE audit_events SET payload = '{payload}', leaf_hash = {} WHERE chain_id = '{chain}' AND chain_index = {seq};\n",
+                blob(db, &leaf.0)
+            ));
+        }
+        let nodes: Vec<u8> = tree.push(leaf).iter().flat_map(|h| h.0).collect();
+        if nodes != *stored_nodes {
+            sql.push_str(&format!(
+                "UPDATE audit_events SET merkle_nodes = {} WHERE chain_id = '{chain}' AND chain_index = {};\n",
+                blob(db, &nodes),
+                e.seq
+            ));
+        }
+    }
+    db.exec(&sql);
 }
