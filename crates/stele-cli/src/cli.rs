@@ -235,7 +235,8 @@ pub struct TokenCreateArgs {
     /// What the token is for, e.g. `billing-service`.
     #[arg(long)]
     pub name: String,
-    /// Scopes, comma-separated: append, read, admin.
+    /// Scopes, comma-separated: append, read, admin, metrics (`/metrics`
+    /// only, for a scraper; needs no --chain).
     #[arg(long, value_delimiter = ',', required = true)]
     pub scope: Vec<String>,
     /// Chains it may touch, comma-separated: names, `prefix*`, or `*`.

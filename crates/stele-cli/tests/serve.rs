@@ -783,6 +783,44 @@ fn a_revoked_token_is_refused_by_the_running_gateway() {
     }
 }
 
+/// A `metrics` token (what a Prometheus scraper holds) reads `/metrics`
+/// and nothing else; an append or read token cannot read `/metrics`.
+#[test]
+fn a_metrics_token_reads_metrics_and_nothing_else() {
+    let ledger = Ledger::new(TestDb::sqlite());
+    let created = ledger.json(&["token", "create", "--name", "scraper", "--scope", "metrics"]);
+    let scraper = created["token"].as_str().expect("token").to_owned();
+    let appender = token(&ledger, "append,read", "*");
+    let gw = Gateway::start(&ledger);
+    assert_eq!(gw.append("ops", &appender, r#"{"type":"a.b"}"#).status, 201);
+    let metrics = gw.get("/metrics", &scraper);
+    assert_eq!(metrics.status, 200, "{}", metrics.text());
+    assert!(metrics.text().contains("stele_appended_events_total 1"));
+    for (method, path, body) in [
+        ("POST", "/v1/chains/ops/events", r#"{"type":"a.b"}"#),
+        ("GET", "/v1/chains", ""),
+        ("GET", "/v1/chains/ops/events/0", ""),
+        ("GET", "/v1/anchors", ""),
+        ("POST", "/v1/verification/run", ""),
+    ] {
+        let r = gw.request(
+            method,
+            path,
+            Some(&scraper),
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        );
+        assert_eq!(
+            (r.status, r.code()),
+            (403, "forbidden".to_owned()),
+            "{path}"
+        );
+    }
+    let r = gw.get("/metrics", &appender);
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(size_over_api(&gw, &appender, "ops"), 1);
+}
+
 /// `stele token create` and `stele token revoke` run at once, as separate
 /// processes, lose nothing: every token created is listed and every
 /// revocation holds (each reads and writes the file under a lock).

@@ -448,7 +448,7 @@ async fn readyz(State(state): Shared) -> Result<Json<Value>, ApiError> {
 }
 
 async fn metrics(State(state): Shared, headers: HeaderMap) -> Result<Response, ApiError> {
-    state.authorize(&headers, Scope::Admin, None)?;
+    state.authorize(&headers, Scope::Metrics, None)?;
     let backlog = state
         .store
         .anchors(None, Some(AnchorStatus::Pending))

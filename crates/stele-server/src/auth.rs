@@ -28,6 +28,9 @@ pub enum Scope {
     Read,
     /// Everything, on every chain, and server-wide information.
     Admin,
+    /// `/metrics` only: what a Prometheus scraper holds, which can neither
+    /// append nor read events (the metrics name chains, nothing more).
+    Metrics,
 }
 
 impl Scope {
@@ -37,10 +40,11 @@ impl Scope {
             Self::Append => "append",
             Self::Read => "read",
             Self::Admin => "admin",
+            Self::Metrics => "metrics",
         }
     }
 
-    /// Parses `append`, `read` or `admin`.
+    /// Parses `append`, `read`, `admin` or `metrics`.
     ///
     /// # Errors
     ///
@@ -50,8 +54,9 @@ impl Scope {
             "append" => Ok(Self::Append),
             "read" => Ok(Self::Read),
             "admin" => Ok(Self::Admin),
+            "metrics" => Ok(Self::Metrics),
             other => Err(AuthError::Invalid(format!(
-                "unknown scope {other:?}: use append, read or admin"
+                "unknown scope {other:?}: use append, read, admin or metrics"
             ))),
         }
     }
@@ -84,6 +89,10 @@ impl TokenRecord {
         }
         if !self.scopes.contains(&scope) {
             return false;
+        }
+        // Server-wide, on no chain.
+        if scope == Scope::Metrics {
+            return true;
         }
         match chain {
             Some(chain) => self
@@ -195,7 +204,8 @@ impl TokenFile {
                 "a token needs at least one scope (append, read, admin)".into(),
             ));
         }
-        if chains.is_empty() && !scopes.contains(&Scope::Admin) {
+        let chainless = |s: &Scope| matches!(s, Scope::Admin | Scope::Metrics);
+        if chains.is_empty() && !scopes.iter().all(chainless) {
             return Err(AuthError::Invalid(
                 "a token needs at least one chain (a name, `prefix*`, or `*`)".into(),
             ));
