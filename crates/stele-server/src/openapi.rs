@@ -22,6 +22,30 @@ fn error_schema() -> Value {
     })
 }
 
+/// An object with exactly these fields: `required` always, `optional`
+/// when they apply; any other field is a departure from the document.
+fn object(required: &[(&str, Value)], optional: &[(&str, Value)]) -> Value {
+    let properties: Map<String, Value> = required
+        .iter()
+        .chain(optional)
+        .map(|(name, schema)| ((*name).to_owned(), schema.clone()))
+        .collect();
+    json!({
+        "type": "object",
+        "required": required.iter().map(|(name, _)| *name).collect::<Vec<_>>(),
+        "properties": properties,
+        "additionalProperties": false,
+    })
+}
+
+fn hash() -> Value {
+    json!({"$ref": "#/components/schemas/Hash"})
+}
+
+fn count() -> Value {
+    json!({"type": "integer", "minimum": 0})
+}
+
 fn error_response(description: &str) -> Value {
     json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
 }
@@ -43,7 +67,7 @@ fn query(name: &str, schema: Value) -> Value {
 
 fn operation(method: &str, path: &str) -> Value {
     let mut params = parameters(path);
-    let ok_json = |description: &str| json!({"description": description, "content": {"application/json": {"schema": {"type": "object"}}}});
+    let ok_json = |description: &str, schema: &str| json!({"description": description, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
     let mut responses = Map::new();
     let mut body = None;
     let public = matches!(path, "/healthz" | "/readyz" | "/openapi.json");
@@ -51,7 +75,10 @@ fn operation(method: &str, path: &str) -> Value {
         ("POST", "/v1/verification/run") => {
             responses.insert(
                 "202".into(),
-                ok_json("a verification run was started; GET /v1/verification shows its result"),
+                ok_json(
+                    "a verification run was started; GET /v1/verification shows its result",
+                    "Started",
+                ),
             );
             responses.insert(
                 "404".into(),
@@ -61,7 +88,10 @@ fn operation(method: &str, path: &str) -> Value {
         ("GET", "/v1/verification") => {
             responses.insert(
                 "200".into(),
-                ok_json("the newest verification result and run counts"),
+                ok_json(
+                    "the newest verification result and run counts",
+                    "Verification",
+                ),
             );
             responses.insert(
                 "404".into(),
@@ -83,10 +113,22 @@ fn operation(method: &str, path: &str) -> Value {
                 ]}},
                 "application/x-ndjson": {"schema": {"type": "string"}}
             }}));
-            responses.insert("201".into(), ok_json("appended; one receipt per event"));
+            responses.insert(
+                "201".into(),
+                ok_json("appended; one receipt per event", "Appended"),
+            );
             responses.insert(
                 "200".into(),
-                ok_json("every event was a repeat of an idempotency key: the original receipts"),
+                ok_json(
+                    "every event was a repeat of an idempotency key: the original receipts",
+                    "Appended",
+                ),
+            );
+            responses.insert(
+                "504".into(),
+                error_response(
+                    "the commit was not confirmed in time: the events may be written; retry with the same Idempotency-Key",
+                ),
             );
             responses.insert(
                 "409".into(),
@@ -111,11 +153,11 @@ fn operation(method: &str, path: &str) -> Value {
         (_, p) if p.ends_with("/events") => {
             params.push(query("from", json!({"type": "integer", "minimum": 0})));
             params.push(query("limit", json!({"type": "integer", "minimum": 0})));
-            responses.insert("200".into(), ok_json("a page of events"));
+            responses.insert("200".into(), ok_json("a page of events", "EventPage"));
         }
         (_, p) if p.ends_with("/events/{seq}") => {
             params.push(query("proof", json!({"type": "boolean"})));
-            responses.insert("200".into(), ok_json("the event"));
+            responses.insert("200".into(), ok_json("the event", "EventRead"));
         }
         (_, p) if p.contains("/proofs/inclusion/") => {
             params.push(query("tree_size", json!({"type": "integer", "minimum": 0})));
@@ -126,7 +168,7 @@ fn operation(method: &str, path: &str) -> Value {
             responses.insert(
                 "200".into(),
                 json!({"description": "the proof", "content": {
-                    "application/json": {"schema": {"type": "object"}},
+                    "application/json": {"schema": {"$ref": "#/components/schemas/InclusionProof"}},
                     "text/plain": {"schema": {"type": "string"}}
                 }}),
             );
@@ -134,11 +176,14 @@ fn operation(method: &str, path: &str) -> Value {
         (_, p) if p.ends_with("/proofs/consistency") => {
             params.push(json!({"name": "from", "in": "query", "required": true, "schema": {"type": "integer", "minimum": 0}}));
             params.push(query("to", json!({"type": "integer", "minimum": 0})));
-            responses.insert("200".into(), ok_json("the proof"));
+            responses.insert("200".into(), ok_json("the proof", "ConsistencyProof"));
         }
         (_, p) if p.ends_with("/checkpoint") => {
             params.push(query("tree_size", json!({"type": "integer", "minimum": 0})));
-            responses.insert("200".into(), ok_json("a signed C2SP checkpoint"));
+            responses.insert(
+                "200".into(),
+                ok_json("a C2SP checkpoint of a checked tree, signed", "Checkpoint"),
+            );
         }
         (_, "/v1/anchors") => {
             params.push(query("chain", json!({"type": "string"})));
@@ -146,13 +191,39 @@ fn operation(method: &str, path: &str) -> Value {
                 "status",
                 json!({"type": "string", "enum": ["pending", "uploaded", "verified"]}),
             ));
-            responses.insert("200".into(), ok_json("anchors and the outbox backlog"));
+            responses.insert(
+                "200".into(),
+                ok_json("anchors and the outbox backlog", "Anchors"),
+            );
+        }
+        (_, "/healthz") => {
+            responses.insert("200".into(), ok_json("the process is alive", "Alive"));
+        }
+        (_, "/readyz") => {
+            responses.insert("200".into(), ok_json("ready to take appends", "Ready"));
+        }
+        (_, "/v1/chains") => {
+            responses.insert("200".into(), ok_json("every chain's head", "Chains"));
+        }
+        (_, "/v1/chains/{chain}") => {
+            responses.insert("200".into(), ok_json("the chain's head", "ChainHead"));
         }
         _ => {
-            responses.insert("200".into(), ok_json("ok"));
+            responses.insert(
+                "200".into(),
+                json!({"description": "ok", "content": {"application/json": {"schema": {"type": "object"}}}}),
+            );
         }
     }
     responses.insert("400".into(), error_response("malformed request"));
+    if !public {
+        responses.insert(
+            "500".into(),
+            error_response(
+                "storage or signing failed, or the ledger does not check (ledger_check_failed: nothing was signed)",
+            ),
+        );
+    }
     if path.contains("{chain}") || path.contains("{seq}") {
         responses.insert(
             "404".into(),
@@ -211,6 +282,131 @@ pub fn document() -> Value {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
                 "Error": error_schema(),
+                "Hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                "Receipt": object(
+                    &[
+                        ("chain_id", json!({"type": "string"})),
+                        ("seq", count()),
+                        ("ts", json!({"type": "string"})),
+                        ("leaf_hash", hash()),
+                        ("event_hash", hash()),
+                        ("key_id", json!({"type": "string"})),
+                        ("duplicate", json!({"type": "boolean"})),
+                    ],
+                    &[
+                        ("tree_size", count()),
+                        ("tlog_proof", json!({"type": "string"})),
+                        ("proof_error", json!({"type": "string"})),
+                    ],
+                ),
+                "Appended": object(
+                    &[
+                        ("chain_id", json!({"type": "string"})),
+                        ("appended", count()),
+                        ("duplicates", count()),
+                        ("receipts", json!({"type": "array", "items": {"$ref": "#/components/schemas/Receipt"}})),
+                    ],
+                    &[
+                        ("anchored", json!({"type": "boolean"})),
+                        ("anchor", json!({"type": ["object", "null"]})),
+                        ("anchor_error", json!({"type": "string"})),
+                    ],
+                ),
+                "Event": object(
+                    &[
+                        ("chain_id", json!({"type": "string"})),
+                        ("seq", count()),
+                        ("ts", json!({"type": "string"})),
+                        ("type", json!({"type": "string"})),
+                        ("actor", json!({"type": ["string", "null"]})),
+                        ("payload", json!({})),
+                        ("idempotency_key", json!({"type": ["string", "null"]})),
+                        ("key_id", json!({"type": "string"})),
+                        ("leaf_hash", hash()),
+                        ("event_hash", hash()),
+                    ],
+                    &[],
+                ),
+                "EventRead": object(
+                    &[("event", json!({"$ref": "#/components/schemas/Event"}))],
+                    &[("tree_size", count()), ("tlog_proof", json!({"type": "string"}))],
+                ),
+                "EventPage": object(
+                    &[
+                        ("chain_id", json!({"type": "string"})),
+                        ("events", json!({"type": "array", "items": {"$ref": "#/components/schemas/Event"}})),
+                        ("next_from", json!({"type": ["integer", "null"], "minimum": 0})),
+                    ],
+                    &[],
+                ),
+                "ChainHead": object(
+                    &[
+                        ("chain_id", json!({"type": "string"})),
+                        ("size", count()),
+                        ("head_hash", hash()),
+                        ("last_ts", json!({"type": ["string", "null"]})),
+                    ],
+                    &[],
+                ),
+                "Chains": object(
+                    &[("chains", json!({"type": "array", "items": {"$ref": "#/components/schemas/ChainHead"}}))],
+                    &[],
+                ),
+                "Checkpoint": object(
+                    &[
+                        ("chain_id", json!({"type": "string"})),
+                        ("tree_size", count()),
+                        ("root_hash", hash()),
+                        ("checkpoint", json!({"type": "string"})),
+                    ],
+                    &[],
+                ),
+                "InclusionProof": object(
+                    &[
+                        ("chain_id", json!({"type": "string"})),
+                        ("seq", count()),
+                        ("tree_size", count()),
+                        ("root_hash", hash()),
+                        ("leaf_hash", hash()),
+                        ("proof", json!({"type": "array", "items": {"$ref": "#/components/schemas/Hash"}})),
+                        ("checkpoint", json!({"type": "string"})),
+                    ],
+                    &[],
+                ),
+                "ConsistencyProof": object(
+                    &[
+                        ("chain_id", json!({"type": "string"})),
+                        ("from_size", count()),
+                        ("from_root", hash()),
+                        ("to_size", count()),
+                        ("to_root", hash()),
+                        ("proof", json!({"type": "array", "items": {"$ref": "#/components/schemas/Hash"}})),
+                        ("checkpoint", json!({"type": "string"})),
+                    ],
+                    &[],
+                ),
+                "Anchors": object(
+                    &[
+                        ("anchors", json!({"type": "array", "items": {"type": "object"}})),
+                        ("backlog", count()),
+                        ("anchoring", json!({"type": ["object", "null"]})),
+                    ],
+                    &[],
+                ),
+                "Verification": object(
+                    &[
+                        ("runs", count()),
+                        ("failed_runs", count()),
+                        ("latest", json!({"type": ["object", "null"]})),
+                    ],
+                    &[],
+                ),
+                "Started": object(&[("started", json!({"const": true}))], &[]),
+                "Alive": object(&[("status", json!({"const": "alive"}))], &[]),
+                "Ready": object(
+                    &[("status", json!({"const": "ready"})), ("anchor_backlog", count())],
+                    &[],
+                ),
                 "EventInput": {
                     "type": "object",
                     "required": ["type"],
