@@ -2068,3 +2068,32 @@ fn readyz_reports_an_anchor_backlog_over_its_limit_until_it_drains() {
         "{listed:#}"
     );
 }
+
+/// `/readyz` answers 503 `schema_mismatch` once the database's schema is no
+/// longer the one the running gateway writes (a newer stele migrated it),
+/// and ready again when it is.
+#[test]
+fn readyz_reports_a_schema_migrated_behind_the_servers_back() {
+    for db in both_backends("readyz_reports_a_schema_migrated_behind_the_servers_back") {
+        let ledger = Ledger::new(db);
+        let gw = Gateway::start(&ledger);
+        let ready = gw.request("GET", "/readyz", None, &[], b"");
+        assert_eq!(ready.status, 200, "{}", ready.text());
+        ledger.db.exec(
+            "INSERT INTO stele_schema (version, applied_at) \
+             SELECT MAX(version) + 1, '2026-12-07T00:00:00Z' FROM stele_schema",
+        );
+        let r = gw.request("GET", "/readyz", None, &[], b"");
+        assert_eq!(
+            (r.status, r.code()),
+            (503, "schema_mismatch".to_owned()),
+            "{}",
+            r.text()
+        );
+        ledger.db.exec(
+            "DELETE FROM stele_schema WHERE version = (SELECT MAX(version) FROM stele_schema)",
+        );
+        let r = gw.request("GET", "/readyz", None, &[], b"");
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+}

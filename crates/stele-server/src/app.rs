@@ -426,6 +426,15 @@ async fn readyz(State(state): Shared) -> Result<Json<Value>, ApiError> {
         )
         .retry_after(5)
     })?;
+    state.store.check_schema().await.map_err(|e| {
+        tracing::error!(error = %e, "not ready: the database's schema is not this gateway's");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "schema_mismatch",
+            "the database's schema is not the one this gateway writes (migrated by another stele, or replaced); the server log has the versions",
+        )
+        .retry_after(30)
+    })?;
     let backlog = state
         .store
         .anchors(None, Some(AnchorStatus::Pending))

@@ -934,6 +934,18 @@ fn unix_millis() -> Result<i64, StoreError> {
         })
 }
 
+impl SqliteStore {
+    /// The highest schema version applied, or `None` if the file holds no
+    /// stele schema.
+    ///
+    /// # Errors
+    ///
+    /// Database errors.
+    pub(crate) fn schema_version(&self) -> Result<Option<i64>, StoreError> {
+        Ok(schema_version_of(&self.conn)?)
+    }
+}
+
 /// The highest schema version applied, or `None` if the file holds no stele schema.
 fn schema_version_of(conn: &Connection) -> Result<Option<i64>, rusqlite::Error> {
     let exists: bool = conn.query_row(

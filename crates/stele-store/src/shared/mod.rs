@@ -447,6 +447,32 @@ impl Store {
         }
     }
 
+    /// Whether the database's schema is the one this stele writes: a newer
+    /// stele may have migrated it since this store opened.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::SchemaTooNew`] (or a schema older than this stele's,
+    /// as [`StoreError::Corrupt`]); database errors.
+    pub async fn check_schema(&self) -> Result<(), StoreError> {
+        let found = match &self.inner.backend {
+            Backend::Sqlite(r) => r.read(|s| s.schema_version()).await?,
+            Backend::Postgres(p) => p.schema_version().await?,
+        };
+        match found {
+            Some(v) if v == crate::migrate::SUPPORTED => Ok(()),
+            Some(v) if v > crate::migrate::SUPPORTED => Err(StoreError::SchemaTooNew {
+                found: v,
+                supported: crate::migrate::SUPPORTED,
+            }),
+            other => Err(StoreError::Corrupt(format!(
+                "the database's schema is at version {}, not this stele's {}: it was rolled back or replaced after this store opened it",
+                other.map_or_else(|| "none".to_owned(), |v| v.to_string()),
+                crate::migrate::SUPPORTED
+            ))),
+        }
+    }
+
     /// One chain's head, or `None` if it has no events.
     ///
     /// # Errors

@@ -154,6 +154,10 @@ impl Pool {
         read_chains(&**self.client().await?).await
     }
 
+    pub(super) async fn schema_version(&self) -> Result<Option<i64>, StoreError> {
+        applied_version(&**self.client().await?).await
+    }
+
     pub(super) async fn head(&self, chain: &ChainId) -> Result<Option<ChainHead>, StoreError> {
         let client = self.client().await?;
         Ok(read_head(&**client, chain, false)
