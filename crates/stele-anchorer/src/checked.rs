@@ -167,6 +167,7 @@ pub(crate) async fn check_rows(
     let from = tree.size();
     let mut next = from;
     let mut found: Option<AnchorerError> = None;
+    let mut unknown_key: Option<String> = None;
     let mut canonical = Vec::new();
     let mut nodes = Vec::new();
     if head.size > from {
@@ -196,15 +197,16 @@ pub(crate) async fn check_rows(
                         ));
                     }
                     let event_hash = e.event_hash.parse().ok_or("event_hash is not 32 bytes")?;
-                    let key = keys.get(e.key_id).ok_or_else(|| {
-                        format!("HMAC key {:?} is not in the keyring, so its link cannot be checked", e.key_id)
-                    })?;
-                    let linked = key.chain_hash(&prev_hash, &leaf);
-                    if linked != event_hash {
+                    let Some(key) = keys.get(e.key_id) else {
+                        unknown_key = Some(e.key_id.to_owned());
+                        return Err("unknown HMAC key".to_owned());
+                    };
+                    // The HMAC the key gives is not named: with the database
+                    // in hand it is exactly what a forger needs next.
+                    if key.chain_hash(&prev_hash, &leaf) != event_hash {
                         return Err(format!(
-                            "HMAC link broken: its event_hash is {}, the previous event_hash and its leaf give {} (content, leaf or hash rewritten without the key)",
-                            hex_hash(&event_hash),
-                            hex_hash(&linked)
+                            "HMAC link broken: its event_hash {} is not the HMAC of the previous event_hash and its leaf (content, leaf or hash rewritten without the key)",
+                            hex_hash(&event_hash)
                         ));
                     }
                     tree.push_into(leaf, &mut nodes);
@@ -220,7 +222,14 @@ pub(crate) async fn check_rows(
                 match what {
                     Ok(()) => Ok(()),
                     Err(what) => {
-                        found = Some(tampering(chain, Some(seq), what));
+                        found = Some(match unknown_key.take() {
+                            Some(key_id) => AnchorerError::UnknownHmacKey {
+                                chain: chain.to_string(),
+                                seq,
+                                key_id,
+                            },
+                            None => tampering(chain, Some(seq), what),
+                        });
                         Err(StoreError::Corrupt(format!("seq {seq} does not check")))
                     }
                 }
@@ -258,6 +267,10 @@ pub(crate) async fn check_rows(
     })
 }
 
+/// Where a long-running checker reads the HMAC keyring again, to learn a
+/// key added by `stele keys rotate` since it started.
+pub type KeyringSource = Arc<dyn Fn() -> Result<Keyring, String> + Send + Sync>;
+
 /// Checked roots of a ledger's chains for a long-running signer (the
 /// gateway's checkpoints and proofs) or a one-off one (`stele checkpoint`).
 ///
@@ -265,12 +278,20 @@ pub(crate) async fn check_rows(
 /// appended since are checked on the next call; the first call for a
 /// chain starts from its newest anchor that verifies with this ledger's
 /// verifier key (else from the empty tree). What is kept in memory is
-/// never read back from storage, so an event rewritten after its check
-/// changes no root signed later; its proof then fails
-/// [`CheckedRoot::check_inclusion`].
+/// never read back from storage and only ever grows: an event rewritten
+/// after its check changes no root signed later (its proof then fails
+/// [`CheckedRoot::check_inclusion`]), and a chain cut back below what was
+/// checked stays refused for as long as the checker lives. A check runs as
+/// a task of its own, so one its caller gave up on still leaves its tree.
+#[derive(Clone)]
 pub struct TreeChecker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     store: Store,
-    keys: Keyring,
+    keys: Mutex<Keyring>,
+    reload: Option<KeyringSource>,
     verifier_key: String,
     chains: Mutex<HashMap<ChainId, Arc<tokio::sync::Mutex<Option<CheckedPrefix>>>>>,
 }
@@ -292,11 +313,35 @@ impl TreeChecker {
     /// the chains were written with) and trusting only anchors that verify
     /// with `verifier_key` (this ledger's public key, signed-note form).
     pub fn new(store: Store, keys: Keyring, verifier_key: impl Into<String>) -> Self {
+        Self::build(store, keys, None, verifier_key.into())
+    }
+
+    /// [`new`](Self::new), reading the keyring again from `source` when an
+    /// event names a key the checker does not hold (a key rotated in since
+    /// it started).
+    pub fn reloading(
+        store: Store,
+        keys: Keyring,
+        source: KeyringSource,
+        verifier_key: impl Into<String>,
+    ) -> Self {
+        Self::build(store, keys, Some(source), verifier_key.into())
+    }
+
+    fn build(
+        store: Store,
+        keys: Keyring,
+        reload: Option<KeyringSource>,
+        verifier_key: String,
+    ) -> Self {
         Self {
-            store,
-            keys,
-            verifier_key: verifier_key.into(),
-            chains: Mutex::new(HashMap::new()),
+            inner: Arc::new(Inner {
+                store,
+                keys: Mutex::new(keys),
+                reload,
+                verifier_key,
+                chains: Mutex::new(HashMap::new()),
+            }),
         }
     }
 
@@ -304,24 +349,40 @@ impl TreeChecker {
     ///
     /// # Errors
     ///
-    /// [`AnchorerError::UnanchoredTampering`] naming the event that does
-    /// not check (nothing may be signed then); [`AnchorerError::ChainShrank`]
-    /// if the chain holds fewer events than were checked or anchored;
-    /// [`StoreError::UnknownChain`] / [`StoreError::OutOfRange`] (as
-    /// [`AnchorerError::Store`]) for a chain or size that is not there;
-    /// database errors.
+    /// [`AnchorerError::CheckFailed`] naming the event that does not
+    /// check, or saying the chain holds fewer events than were checked or
+    /// anchored; [`AnchorerError::UnknownHmacKey`] for an event whose key
+    /// is not held (nothing may be signed then); [`StoreError::UnknownChain`]
+    /// / [`StoreError::OutOfRange`] (as [`AnchorerError::Store`]) for a
+    /// chain or size that is not there; database errors.
     pub async fn root(
         &self,
         chain: &ChainId,
         wanted: RootWanted,
     ) -> Result<CheckedRoot, AnchorerError> {
-        let slot = {
-            let mut chains = self
-                .chains
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            Arc::clone(chains.entry(chain.clone()).or_default())
-        };
+        let inner = Arc::clone(&self.inner);
+        let chain = chain.clone();
+        match tokio::spawn(async move { inner.root(&chain, wanted).await }).await {
+            Ok(root) => root,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(StoreError::Closed.into()),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Inner {
+    async fn root(
+        &self,
+        chain: &ChainId,
+        wanted: RootWanted,
+    ) -> Result<CheckedRoot, AnchorerError> {
+        let slot = Arc::clone(lock(&self.chains).entry(chain.clone()).or_default());
         // One check at a time per chain: callers arriving meanwhile find
         // the tree it leaves.
         let mut checked = slot.lock().await;
@@ -332,19 +393,54 @@ impl TreeChecker {
             return Ok(kept);
         }
         let enough = matches!((wanted, kept), (RootWanted::Size(size), Some(k)) if k.size >= size);
+        // The anchor to start from is read before the snapshot, so the
+        // snapshot holds every event it covers.
+        let anchor = match &*checked {
+            None => self.trusted_anchor(chain).await,
+            Some(_) => Ok(None),
+        };
+        let result = match anchor {
+            Ok(anchor) => {
+                self.check_in_snapshot(chain, wanted, enough, anchor, &mut checked)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        if checked.is_none()
+            && matches!(
+                result,
+                Err(AnchorerError::Store(StoreError::UnknownChain(_)))
+            )
+        {
+            // No entry is kept for a chain that is not there.
+            lock(&self.chains).remove(chain);
+        }
+        result
+    }
+
+    /// Checks `chain` up to the head of a new snapshot (unless `enough` is
+    /// kept already) and answers `wanted` from it. The tree kept is
+    /// replaced only by a longer checked one.
+    async fn check_in_snapshot(
+        &self,
+        chain: &ChainId,
+        wanted: RootWanted,
+        enough: bool,
+        anchor: Option<Anchor>,
+        checked: &mut Option<CheckedPrefix>,
+    ) -> Result<CheckedRoot, AnchorerError> {
         let mut snapshot = self.store.read_snapshot().await?;
-        let result = async {
-            let tree = if enough {
-                checked.clone()
-            } else {
-                Some(
-                    self.check_to_head(&mut snapshot, chain, checked.take())
-                        .await?,
-                )
-            };
-            let tree = tree.ok_or_else(|| StoreError::UnknownChain(chain.to_string()))?;
-            let at_head = tree.root();
-            *checked = Some(tree);
+        let answered = async {
+            if !enough {
+                let tree = self
+                    .check_to_head(&mut snapshot, chain, checked.clone(), anchor.as_ref())
+                    .await?;
+                *checked = Some(tree);
+            }
+            let at_head = checked
+                .as_ref()
+                .map(CheckedPrefix::root)
+                .ok_or_else(|| StoreError::UnknownChain(chain.to_string()))?;
             match wanted {
                 RootWanted::Size(size) if size != at_head.size => {
                     older_root(&mut snapshot, chain, size, at_head).await
@@ -361,18 +457,19 @@ impl TreeChecker {
         }
         .await;
         let ended = snapshot.end().await;
-        let root = result?;
+        let root = answered.map_err(|e| refused(chain, e))?;
         ended?;
         Ok(root)
     }
 
-    /// Checks `chain` from `kept` (else its newest verifying anchor, else
-    /// the empty tree) up to the snapshot's head.
+    /// Checks `chain` from `kept` (else `anchor`, else the empty tree) up to
+    /// the snapshot's head.
     async fn check_to_head(
         &self,
         snapshot: &mut ReadSnapshot,
         chain: &ChainId,
         kept: Option<CheckedPrefix>,
+        anchor: Option<&Anchor>,
     ) -> Result<CheckedPrefix, AnchorerError> {
         let head = snapshot
             .head(chain)
@@ -380,10 +477,7 @@ impl TreeChecker {
             .ok_or_else(|| StoreError::UnknownChain(chain.to_string()))?;
         let start = match kept {
             Some(kept) => kept,
-            None => {
-                let anchor = self.trusted_anchor(chain).await?;
-                anchored_prefix(snapshot, chain, anchor.as_ref()).await?
-            }
+            None => anchored_prefix(snapshot, chain, anchor).await?,
         };
         if head.size < start.tree.size() {
             return Err(tampering(
@@ -396,7 +490,21 @@ impl TreeChecker {
                 ),
             ));
         }
-        check_rows(snapshot, chain, &self.keys, start, &head).await
+        let keys = lock(&self.keys).clone();
+        match check_rows(snapshot, chain, &keys, start.clone(), &head).await {
+            Err(AnchorerError::UnknownHmacKey { .. }) if self.reload.is_some() => {
+                let reloaded = self
+                    .reload
+                    .as_ref()
+                    .map(|source| source())
+                    .transpose()
+                    .map_err(AnchorerError::Config)?
+                    .unwrap_or(keys);
+                *lock(&self.keys) = reloaded.clone();
+                check_rows(snapshot, chain, &reloaded, start, &head).await
+            }
+            other => other,
+        }
     }
 
     /// The chain's newest outbox anchor, if it verifies with this ledger's
@@ -413,6 +521,19 @@ impl TreeChecker {
             tracing::warn!(chain = %chain, anchor_seq = record.anchor_seq, "the newest outbox anchor does not verify with this ledger's key; checking the chain from its first event");
         }
         Ok(anchor)
+    }
+}
+
+/// The check's own refusal, worded for a signer of checkpoints rather
+/// than an anchorer.
+fn refused(chain: &ChainId, e: AnchorerError) -> AnchorerError {
+    match e {
+        AnchorerError::UnanchoredTampering { seq, what, .. } => AnchorerError::CheckFailed {
+            chain: chain.to_string(),
+            seq,
+            what,
+        },
+        e => e,
     }
 }
 

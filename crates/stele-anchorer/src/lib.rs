@@ -32,7 +32,7 @@ use time::OffsetDateTime;
 
 mod checked;
 
-pub use checked::{CheckedRoot, RootWanted, TreeChecker};
+pub use checked::{CheckedRoot, KeyringSource, RootWanted, TreeChecker};
 
 /// Anchoring failed.
 #[derive(Debug, Error)]
@@ -107,6 +107,33 @@ pub enum AnchorerError {
         /// What differs.
         what: String,
     },
+    /// A checkpoint or proof was asked for, but the chain does not check
+    /// (see [`TreeChecker`]): nothing was signed.
+    #[error(
+        "chain {chain:?} does not check, so nothing was signed: {}{what}. The database was altered after these events were written; verify the log and investigate",
+        seq.map(|s| format!("seq {s}: ")).unwrap_or_default()
+    )]
+    CheckFailed {
+        /// Chain.
+        chain: String,
+        /// The event concerned, if one.
+        seq: Option<u64>,
+        /// What differs.
+        what: String,
+    },
+    /// An event names an HMAC key this process does not hold, so its link
+    /// cannot be checked and nothing is signed over it.
+    #[error(
+        "chain {chain:?}, seq {seq}: HMAC key {key_id:?} is not in the keyring, so its link cannot be checked and nothing was signed (after `stele keys rotate`, the new key must be in the keyring this process reads)"
+    )]
+    UnknownHmacKey {
+        /// Chain.
+        chain: String,
+        /// The event.
+        seq: u64,
+        /// The key id it names.
+        key_id: String,
+    },
     /// Other writers kept creating the next anchor first, through every
     /// attempt: nothing is wrong, and a later try will build on theirs.
     #[error("could not build an anchor for {chain}: other writers kept anchoring first")]
@@ -179,6 +206,8 @@ impl AnchorerError {
             | Self::CorruptOutbox { .. }
             | Self::SignedByOtherKey { .. }
             | Self::UnanchoredTampering { .. }
+            | Self::CheckFailed { .. }
+            | Self::UnknownHmacKey { .. }
             | Self::AnchorInFuture { .. }
             | Self::ForeignAnchors { .. }
             | Self::UnknownOwnAnchor { .. } => false,
@@ -860,7 +889,20 @@ impl<'a> Anchorer<'a> {
         head: &ChainHead,
     ) -> Result<Hash, AnchorerError> {
         let start = checked::anchored_prefix(snapshot, chain, prev).await?;
-        let checked = checked::check_rows(snapshot, chain, self.keys, start, head).await?;
+        let checked = checked::check_rows(snapshot, chain, self.keys, start, head)
+            .await
+            .map_err(|e| match e {
+                AnchorerError::UnknownHmacKey { chain, seq, key_id } => {
+                    AnchorerError::UnanchoredTampering {
+                        chain,
+                        seq: Some(seq),
+                        what: format!(
+                            "HMAC key {key_id:?} is not in the keyring, so its link cannot be checked"
+                        ),
+                    }
+                }
+                e => e,
+            })?;
         // The root is computed here, once. Storage holds this very tree: each
         // row's stored nodes were compared with it, and the anchored part's
         // frontier with the signed root; the consistency proof read from

@@ -230,7 +230,7 @@ impl From<AnchorerError> for Failure {
         match e {
             E::Store(s) => s.into(),
             E::Worm(w) => Self::worm(w, BucketSetting::Anchors),
-            E::ChainShrank { .. } | E::UnanchoredTampering { .. } => {
+            E::ChainShrank { .. } | E::UnanchoredTampering { .. } | E::CheckFailed { .. } => {
                 Self::TamperingFound(with_hint(e, "`stele verify log` names what was changed"))
             }
             E::CorruptOutbox { .. } => Self::TamperingFound(with_hint(

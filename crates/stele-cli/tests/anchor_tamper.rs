@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{Ledger, blob, code, jsonl, rewrite_event, runtime, stderr};
+use common::{Ledger, blob, code, hmac_a_forger_needs, jsonl, rewrite_event, runtime, stderr};
 use serde_json::Value;
 use stele_store::testkit::TestDb;
 use stele_worm::testkit::{create_bucket, env_required, rgw, unique_bucket};
@@ -110,7 +110,10 @@ fn no_checkpoint_is_signed_over_a_rewritten_event(db: TestDb) {
 
     // After the last anchor: the HMAC link gives it away.
     rewrite_event(&l.db, "pay", 12, r#"{"n":12,"pad":"paid to acct-666"}"#);
+    let needed = hmac_a_forger_needs(&l, "pay", 12);
     for args in [
+        vec!["verify", "log", "--chain", "pay"],
+        vec!["anchor", "now", "--local-dir", local],
         vec!["checkpoint", "--chain", "pay"],
         vec!["checkpoint", "--chain", "pay", "--tree-size", "20"],
         vec!["proof", "inclusion", "--chain", "pay", "--seq", "12"],
@@ -128,19 +131,29 @@ fn no_checkpoint_is_signed_over_a_rewritten_event(db: TestDb) {
     ] {
         let out = l.run(&args);
         let err = stderr(&out);
+        let all = format!("{err}{}", String::from_utf8_lossy(&out.stdout));
         assert_eq!(code(&out), 1, "{args:?}: tampering is exit 1: {err}");
         assert!(
-            err.contains("seq 12") && err.contains("HMAC"),
-            "{args:?}: {err}"
+            all.contains("seq 12") && all.contains("HMAC"),
+            "{args:?}: {all}"
         );
-        assert!(out.stdout.is_empty(), "{args:?}: nothing signed is printed");
+        assert!(
+            !all.contains(&needed),
+            "{args:?} tells a forger the HMAC the row needs: {all}"
+        );
+        if args[0] != "verify" {
+            assert!(out.stdout.is_empty(), "{args:?}: nothing signed is printed");
+        }
     }
     // Before it: the stored frontier no longer gives the root the anchor signed.
     rewrite_event(&l.db, "ops", 4, r#"{"n":4,"pad":"paid to acct-666"}"#);
     let out = l.run(&["checkpoint", "--chain", "ops"]);
     let err = stderr(&out);
     assert_eq!(code(&out), 1, "{err}");
-    assert!(err.contains("anchor 0 signed root"), "{err}");
+    assert!(
+        err.contains("anchored events give root") && err.contains("signed root"),
+        "{err}"
+    );
     assert!(out.stdout.is_empty());
 }
 

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::http::{Gateway, HeldRequest, request, token};
-use common::{Ledger, code, rewrite_event, stderr};
+use common::{Ledger, code, hmac_a_forger_needs, rewrite_event, stderr};
 use serde_json::{Value, json};
 use stele_store::testkit::TestDb;
 
@@ -1805,9 +1805,19 @@ fn no_checkpoint_or_proof_is_signed_over_an_event_rewritten_behind_the_servers_b
     ) {
         let ledger = Ledger::new(db);
         let reader = token(&ledger, "append,read", "*");
+        let admin = token(&ledger, "admin", "*");
         let gw = Gateway::start(&ledger);
+        // Ten anchored events, ten after the anchor.
+        let r = gw.request(
+            "POST",
+            "/v1/chains/pay/events?wait=anchored&timeout=20",
+            Some(&reader),
+            &[("Content-Type", "application/json")],
+            batch_of(10, "pay.sent").as_bytes(),
+        );
+        assert_eq!(r.json()["anchored"], true, "{}", r.text());
         assert_eq!(
-            gw.append("pay", &reader, &batch_of(20, "pay.sent")).status,
+            gw.append("pay", &reader, &batch_of(10, "pay.sent")).status,
             201
         );
         let genuine = gw.get("/v1/chains/pay/checkpoint", &reader);
@@ -1817,6 +1827,7 @@ fn no_checkpoint_or_proof_is_signed_over_an_event_rewritten_behind_the_servers_b
         assert_eq!(proved.status, 200, "{}", proved.text());
 
         rewrite_event(&ledger.db, "pay", 12, r#"{"i":12,"to":"acct-666"}"#);
+        let needed = hmac_a_forger_needs(&ledger, "pay", 12);
 
         let refused = |gw: &Gateway, path: &str| {
             let r = gw.get(path, &reader);
@@ -1827,6 +1838,11 @@ fn no_checkpoint_or_proof_is_signed_over_an_event_rewritten_behind_the_servers_b
                 r.text()
             );
             assert!(!r.text().contains("\u{2014} "), "{path}: no signature line");
+            assert!(
+                !r.text().contains(&needed),
+                "{path} tells a forger the HMAC the row needs: {}",
+                r.text()
+            );
         };
         for path in [
             "/v1/chains/pay/events/12?proof=true",
@@ -1839,7 +1855,12 @@ fn no_checkpoint_or_proof_is_signed_over_an_event_rewritten_behind_the_servers_b
         let again = gw.get("/v1/chains/pay/checkpoint", &reader);
         assert_eq!(again.status, 200, "{}", again.text());
         assert_eq!(again.json()["root_hash"], genuine_root, "the genuine root");
+        // The scheduled job finds the edit, and names no HMAC either.
+        let found = run_verification(&gw, &admin, 1);
+        assert_eq!(found["ok"], false, "{found:#}");
+        assert!(!found.to_string().contains(&needed), "{found:#}");
 
+        // Restarted, the check starts at the anchor and stops at seq 12.
         gw.kill();
         let gw = Gateway::start(&ledger);
         for path in [

@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use serde::Serialize;
 use stele_anchorer::{AnchorPolicy, Anchorer, UploadReport, Waiter, Wake};
-use stele_ledger::{ChainId, Keyring};
+use stele_ledger::ChainId;
 use stele_store::Store;
 use stele_worm::ObjectStore;
 use tokio::sync::mpsc::{Receiver, Sender};
 
 /// Loads the HMAC keyring (re-read each round, so a rotation made by
-/// `stele keys rotate` is noticed).
-pub type KeyringSource = Arc<dyn Fn() -> Result<Keyring, String> + Send + Sync>;
+/// `stele keys rotate` is noticed; the gateway's tree checker reads it too).
+pub use stele_anchorer::KeyringSource;
 
 /// What anchoring needs besides the store.
 pub struct AnchoringSetup {

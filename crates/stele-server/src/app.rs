@@ -385,12 +385,14 @@ struct CheckedInclusion {
 fn check_failed(chain: &ChainId, e: AnchorerError) -> ApiError {
     match e {
         AnchorerError::Store(e) => e.into(),
-        AnchorerError::UnanchoredTampering { .. } => {
+        AnchorerError::UnanchoredTampering { .. }
+        | AnchorerError::CheckFailed { .. }
+        | AnchorerError::UnknownHmacKey { .. } => {
             tracing::error!(chain = %chain, error = %e, "NOT SIGNED: the ledger does not check");
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "ledger_check_failed",
-                format!("nothing was signed: {e}"),
+                e.to_string(),
             )
         }
         e => {

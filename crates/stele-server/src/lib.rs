@@ -138,6 +138,9 @@ pub struct Ledger {
 
 /// Builds the shared state, starting anchoring on `runtime`.
 pub fn state(ledger: Ledger, limits: ApiLimits, runtime: tokio::runtime::Handle) -> Arc<AppState> {
+    // The checker learns keys rotated in while serving from where anchoring
+    // reads them.
+    let keyring_source = ledger.anchoring.as_ref().map(|a| a.keyring.clone());
     Arc::new(AppState {
         anchoring: ledger
             .anchoring
@@ -145,11 +148,19 @@ pub fn state(ledger: Ledger, limits: ApiLimits, runtime: tokio::runtime::Handle)
         verification: ledger.verification.map(verification::start),
         appends: tokio::sync::Semaphore::new(limits.max_in_flight_appends.max(1)),
         bodies: app::BodyBudget::new(limits.max_in_flight_body_bytes),
-        trees: stele_anchorer::TreeChecker::new(
-            ledger.store.clone(),
-            ledger.keyring.clone(),
-            ledger.verifier_key,
-        ),
+        trees: match keyring_source {
+            Some(source) => stele_anchorer::TreeChecker::reloading(
+                ledger.store.clone(),
+                ledger.keyring.clone(),
+                source,
+                ledger.verifier_key,
+            ),
+            None => stele_anchorer::TreeChecker::new(
+                ledger.store.clone(),
+                ledger.keyring.clone(),
+                ledger.verifier_key,
+            ),
+        },
         store: ledger.store,
         keyring: ledger.keyring,
         signer: ledger.signer,

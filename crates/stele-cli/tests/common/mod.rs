@@ -243,3 +243,26 @@ pub fn rewrite_event(db: &TestDb, chain: &str, seq: u64, payload: &str) {
     }
     db.exec(&sql);
 }
+
+/// The `event_hash` a forger who rewrote `seq` would need next: the HMAC,
+/// under the key that wrote it, of the previous row's stored `event_hash`
+/// and `seq`'s stored leaf. No answer, report or log line may hold it.
+pub fn hmac_a_forger_needs(l: &Ledger, chain: &str, seq: u64) -> String {
+    let chain_id = ChainId::new(chain).unwrap();
+    let (prev, event) = runtime().block_on(async {
+        let store = l.db.open().await;
+        let prev = store.event(&chain_id, seq - 1).await.unwrap();
+        let event = store.event(&chain_id, seq).await.unwrap();
+        store.close().await;
+        (prev, event)
+    });
+    let keyring = stele_keys::KeyDir::new(l.data_dir().join("keys"))
+        .keyring()
+        .unwrap();
+    let key = keyring.get(&event.key_id).expect("the key that wrote it");
+    let hash = |hex_text: &str| Hash(hex::decode(hex_text).unwrap().try_into().unwrap());
+    hex::encode(
+        key.chain_hash(&hash(&prev.event_hash), &hash(&event.leaf_hash))
+            .0,
+    )
+}
